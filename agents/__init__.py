@@ -1,0 +1,1 @@
+"""Planners (heuristics, oracle, PPO), training, evaluation and the `ecc` command line."""

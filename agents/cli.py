@@ -1,0 +1,45 @@
+"""The `ecc` command. Each verb lives in the package that owns it and is imported only when used.
+
+This module sits at the top of the dependency order (traces <- executor <- ecc_env <- agents <- CLI);
+nothing in the packages imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# verb -> (module with a `main(argv) -> int`, one-line help)
+VERBS: dict[str, tuple[str, str]] = {
+    "traces": ("traces.cli", "inspect, convert and plot bandwidth traces"),
+    "demo": ("agents.demo", "the README's main job"),
+}
+
+
+def _usage() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = ["usage: ecc VERB [ARGS...]", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {help_}" for verb, (_, help_) in VERBS.items()]
+    lines += ["", "`ecc VERB --help` describes a verb."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a verb; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    verb = args[0]
+    if verb not in VERBS:
+        print(f"ecc: unknown verb {verb!r}; valid verbs: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(VERBS[verb][0])
+    return int(module.main(args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

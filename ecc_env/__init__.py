@@ -1,0 +1,1 @@
+"""Gymnasium environment for edge-cloud split and redundancy-skip decisions."""

@@ -1,0 +1,1 @@
+"""Recorded and synthetic bandwidth traces: readers, transfer-time integration, trace sets."""
