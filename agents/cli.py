@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # verb -> (module with a `main(argv) -> int`, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "traces": ("traces.cli", "inspect, convert and plot bandwidth traces"),
+    "profile": ("executor.profile_cli", "measure a model's per-block latency and bytes per cut (or predict them)"),
     "demo": ("agents.demo", "the README's main job"),
 }
 

@@ -1,0 +1,84 @@
+"""`ecc profile`: measure a model preset on this machine (or predict it for a catalogue device) -> Profile JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ecc profile", description=__doc__)
+    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
+    p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and compute dtype")
+    p.add_argument("--wire-dtype", default="float32", help="dtype of activations on the wire (bytes per cut)")
+    p.add_argument("--device", default="cpu", help="torch device to measure on: cpu or cuda[:i]")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
+    p.add_argument("--runs", type=int, default=5, help="measured runs; the per-block median is kept (default 5)")
+    p.add_argument("--hardware", default=None,
+                   help="predict with the roofline model for this catalogue device instead of measuring")
+    p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write the Profile JSON here")
+    return p
+
+
+def print_profile(profile) -> None:
+    """Print the per-block table and the bytes of every cut."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    blocks = Table(title=f"{profile.model_id}/{profile.preset} on {profile.device} ({profile.source}, {profile.dtype})")
+    for col in ("#", "block", "ms", "params MB"):
+        blocks.add_column(col, justify="right" if col != "block" else "left")
+    params = profile.block_param_bytes or (0,) * profile.num_blocks
+    for i, (name, ms, pb) in enumerate(zip(profile.block_names, profile.block_ms, params)):
+        blocks.add_row(str(i), name, f"{ms:.3f}", f"{pb / 1e6:.2f}")
+    blocks.add_row("", "total", f"{profile.total_ms:.3f}", f"{sum(params) / 1e6:.2f}")
+    console.print(blocks)
+    cuts = Table(title=f"bytes per cut (wire dtype {profile.wire_dtype})")
+    for col in ("cut", "placement", "up bytes", "down bytes", "round trips"):
+        cuts.add_column(col, justify="right")
+    for i, c in enumerate(profile.cuts):
+        cuts.add_row(f"{i} ({c.name or 'k=' + str(c.k)})", c.placement, f"{c.up_bytes:,}", f"{c.down_bytes:,}",
+                     str(c.round_trips))
+    console.print(cuts)
+    if profile.peak_memory_bytes:
+        console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB "
+                      f"({profile.notes.get('peak_memory_kind', '')})")
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.warmup < 0 or args.runs < 1:
+        print(f"ecc profile: --warmup must be >= 0 and --runs >= 1 (got {args.warmup}, {args.runs})", file=sys.stderr)
+        return 2
+    from executor.models import build_model
+
+    try:
+        if args.hardware is not None:
+            from executor.roofline import roofline_profile_for
+
+            profile = roofline_profile_for(args.model, args.preset, args.hardware, dtype=args.dtype,
+                                           wire_dtype=args.wire_dtype, efficiency=args.efficiency)
+        else:
+            import torch
+
+            from executor.profiler import ProfilerConfig, profile_model
+
+            model = build_model(args.model, args.preset, device=args.device, dtype=getattr(torch, args.dtype))
+            profile = profile_model(model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs,
+                                                          threads=args.threads, wire_dtype=args.wire_dtype))
+    except ValueError as e:
+        print(f"ecc profile: {e}", file=sys.stderr)
+        return 2
+    print_profile(profile)
+    if args.output is not None:
+        path = profile.save(args.output)
+        print(f"wrote {path}")
+    return 0
