@@ -1,0 +1,178 @@
+"""Model presets: the shapes of each family at `tiny` (tests), `small` (demo) and `full` (the published model).
+
+Pure dataclasses, no torch import: ``executor.models.presets_for`` and the CLI can list them cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OpenVLAPreset:
+    """Shapes of a Prismatic/OpenVLA stack: DINOv2 (with registers) + SigLIP towers fused per patch, a 3-layer GELU
+    MLP projector, a Llama decoder, 7 autoregressive action tokens over 256 bins.
+
+    Prismatic reads the *penultimate* layer of each vision tower, so ``dino_layers`` / ``siglip_layers`` are the
+    layers that run (the published towers have one more, never executed). ``dino_layers = 0`` drops the DINOv2 tower.
+    Action tokens are the last ``action_bins`` ids of the tokenizer vocabulary (``tokenizer_vocab``); the embedding
+    table has ``vocab_size`` rows (OpenVLA pads 32000 -> 32064).
+    """
+
+    image_px: int
+    patch_px: int
+    dino_hidden: int
+    dino_layers: int
+    dino_heads: int
+    dino_mlp_ratio: int
+    dino_registers: int
+    siglip_hidden: int
+    siglip_layers: int
+    siglip_heads: int
+    siglip_mlp: int
+    llm_hidden: int
+    llm_layers: int
+    llm_heads: int
+    llm_kv_heads: int
+    llm_mlp: int
+    vocab_size: int
+    tokenizer_vocab: int
+    prompt_tokens: int  # language tokens incl. BOS; the image tokens are spliced in after BOS
+    action_dim: int = 7
+    action_bins: int = 256
+    state_dim: int = 7  # in the observation for a uniform interface; OpenVLA does not read proprioception
+
+    def __post_init__(self) -> None:
+        if self.image_px % self.patch_px:
+            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        if self.tokenizer_vocab > self.vocab_size or self.tokenizer_vocab < self.action_bins + 2:
+            raise ValueError(f"tokenizer_vocab {self.tokenizer_vocab} must be in [{self.action_bins + 2}, "
+                             f"vocab_size={self.vocab_size}]")
+        if self.prompt_tokens < 1:
+            raise ValueError(f"prompt_tokens must be >= 1 (BOS), got {self.prompt_tokens}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_px // self.patch_px) ** 2
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Sequence length of the LLM prefill: prompt tokens + fused image tokens."""
+        return self.prompt_tokens + self.num_patches
+
+    @property
+    def vision_dim(self) -> int:
+        """Channels of the fused per-patch feature (DINOv2 + SigLIP concatenated)."""
+        return (self.dino_hidden if self.dino_layers else 0) + self.siglip_hidden
+
+
+@dataclass(frozen=True)
+class Pi0Preset:
+    """Shapes of pi0 (transformers ``PI0Config``): SigLIP tower, linear projector, Gemma VLM over the prefix
+    [image tokens of every camera + language tokens], Gemma action expert over [state token + chunk action tokens]
+    attending to every VLM layer's KV cache, ``num_steps`` flow-matching denoising steps.
+
+    ``state_dim`` / ``action_dim`` are the robot's DoF (the model pads to ``max_state_dim`` / ``max_action_dim``).
+    """
+
+    image_px: int
+    patch_px: int
+    cameras: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_mlp: int
+    vlm_hidden: int
+    vlm_layers: int
+    vlm_heads: int
+    vlm_kv_heads: int
+    vlm_head_dim: int
+    vlm_mlp: int
+    vocab_size: int
+    expert_hidden: int
+    expert_heads: int
+    expert_mlp: int
+    prompt_tokens: int
+    chunk: int
+    num_steps: int
+    state_dim: int
+    action_dim: int
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+
+    def __post_init__(self) -> None:
+        if self.image_px % self.patch_px:
+            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
+            raise ValueError(f"state_dim/action_dim {self.state_dim}/{self.action_dim} exceed "
+                             f"max {self.max_state_dim}/{self.max_action_dim}")
+        if self.expert_hidden % 2:
+            raise ValueError(f"expert_hidden must be even, got {self.expert_hidden}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_px // self.patch_px) ** 2
+
+    @property
+    def image_tokens(self) -> int:
+        return self.cameras * self.num_patches
+
+    @property
+    def prefix_tokens(self) -> int:
+        return self.image_tokens + self.prompt_tokens
+
+    @property
+    def expert_layers(self) -> int:
+        """The expert has one layer per VLM layer: expert layer i attends to VLM layer i's keys/values."""
+        return self.vlm_layers
+
+
+OPENVLA_PRESETS: dict[str, OpenVLAPreset] = {
+    "tiny": OpenVLAPreset(
+        image_px=32, patch_px=8, dino_hidden=32, dino_layers=1, dino_heads=2, dino_mlp_ratio=2, dino_registers=2,
+        siglip_hidden=32, siglip_layers=2, siglip_heads=2, siglip_mlp=64,
+        llm_hidden=64, llm_layers=3, llm_heads=4, llm_kv_heads=4, llm_mlp=128,
+        vocab_size=384, tokenizer_vocab=384, prompt_tokens=8,
+    ),
+    "small": OpenVLAPreset(
+        image_px=112, patch_px=14, dino_hidden=192, dino_layers=4, dino_heads=3, dino_mlp_ratio=4, dino_registers=4,
+        siglip_hidden=192, siglip_layers=4, siglip_heads=3, siglip_mlp=768,
+        llm_hidden=512, llm_layers=8, llm_heads=8, llm_kv_heads=8, llm_mlp=1376,
+        vocab_size=32064, tokenizer_vocab=32000, prompt_tokens=20,
+    ),
+    # OpenVLA-7B: DINOv2 ViT-L/14 (reg4) + SigLIP So400m/14 at 224 px (256 patches each, fused per patch),
+    # fused-GELU MLP projector, Llama-2-7B (32 layers, hidden 4096, MLP 11008, 32 heads MHA), vocab padded to 32064.
+    "full": OpenVLAPreset(
+        image_px=224, patch_px=14, dino_hidden=1024, dino_layers=23, dino_heads=16, dino_mlp_ratio=4,
+        dino_registers=4, siglip_hidden=1152, siglip_layers=26, siglip_heads=16, siglip_mlp=4304,
+        llm_hidden=4096, llm_layers=32, llm_heads=32, llm_kv_heads=32, llm_mlp=11008,
+        vocab_size=32064, tokenizer_vocab=32000, prompt_tokens=20,
+    ),
+}
+
+PI0_PRESETS: dict[str, Pi0Preset] = {
+    "tiny": Pi0Preset(
+        image_px=32, patch_px=8, cameras=2, vision_hidden=32, vision_layers=2, vision_heads=2, vision_mlp=64,
+        vlm_hidden=64, vlm_layers=2, vlm_heads=2, vlm_kv_heads=1, vlm_head_dim=32, vlm_mlp=128, vocab_size=256,
+        expert_hidden=32, expert_heads=2, expert_mlp=64,
+        prompt_tokens=8, chunk=4, num_steps=3, state_dim=6, action_dim=6, max_state_dim=8, max_action_dim=8,
+    ),
+    "small": Pi0Preset(
+        image_px=112, patch_px=14, cameras=2, vision_hidden=192, vision_layers=4, vision_heads=3, vision_mlp=768,
+        vlm_hidden=384, vlm_layers=6, vlm_heads=3, vlm_kv_heads=1, vlm_head_dim=128, vlm_mlp=1536, vocab_size=4096,
+        expert_hidden=256, expert_heads=2, expert_mlp=1024,
+        prompt_tokens=16, chunk=16, num_steps=5, state_dim=14, action_dim=14,
+    ),
+    # Published pi0 (VLA-Perf workload): SigLIP So400m/14 (27 layers, 1152, MLP 4304, 16 heads), Gemma-2B
+    # (18 layers, 2048, MLP 16384, 8 heads, 1 KV head, head dim 256), expert Gemma-300M-like (18 layers, 1024,
+    # MLP 4096, 8 heads, 1 KV head, head dim 256); 3 cameras x 256 tokens + 32 language tokens = 800-token prefix;
+    # chunk 50, 10 denoising steps, 14 robot DoF padded to 32.
+    "full": Pi0Preset(
+        image_px=224, patch_px=14, cameras=3, vision_hidden=1152, vision_layers=27, vision_heads=16, vision_mlp=4304,
+        vlm_hidden=2048, vlm_layers=18, vlm_heads=8, vlm_kv_heads=1, vlm_head_dim=256, vlm_mlp=16384,
+        vocab_size=257152, expert_hidden=1024, expert_heads=8, expert_mlp=4096,
+        prompt_tokens=32, chunk=50, num_steps=10, state_dim=14, action_dim=14,
+    ),
+}
+
+PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset]] = {"openvla": OPENVLA_PRESETS, "pi0": PI0_PRESETS}

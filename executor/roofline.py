@@ -1,0 +1,483 @@
+"""Roofline cost model (VLA-Perf's method): per-block time on a catalogue device from the block's shapes alone.
+
+Each ``BlockSpec`` pass is broken into operators (patch embedding, QKV projection, attention scores, attention
+output, output projection, MLP up/gate and down, linear layers, embedding look-up, norm). Per operator::
+
+    FLOPs  = 2 x multiply-accumulates
+    bytes  = weights (read once per pass) + input activations read + output activations written
+             (+ K/V of the attended context read; the attention score matrix written and read back unless
+             ``fused_attention``: VLA-Perf/GenZ materialise it)
+    time   = max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency))
+
+and a block's time is the sum over its operators and passes (x ``repeat``: decode steps, denoising steps).
+``granularity="pass"`` applies the max once per pass instead (coarser, never slower). ``efficiency=1.0`` is
+VLA-Perf's ideal hardware. Norms, softmax, activations and residual adds are not charged FLOPs (negligible).
+
+Memory fit: weights (``param_count`` x dtype bytes) + KV cache (every transformer layer keeps K and V for its
+largest context) must fit device memory; :class:`InfeasibleError` otherwise (or the ``fits_memory`` flag).
+Network: :func:`transfer_ms` = one-way latency + bytes x (1 + protocol overhead) / rate (VLA-Perf: 5% overhead).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from executor.blocks import BlockSpec, ComputePass
+from executor.catalog import Hardware, NetworkLink, hardware as lookup_hardware, network as lookup_network
+from executor.profile import CutSpec, Profile
+from traces.units import transfer_ms as _serialisation_ms
+
+log = logging.getLogger(__name__)
+
+Bound = Literal["compute", "memory"]
+Granularity = Literal["operator", "pass"]
+
+#: dtype -> (bytes per element, multiplier on the catalogue's bf16 peak). float32 assumes TF32 tensor cores
+#: (half the bf16 rate on Ampere/Hopper); int8 assumes twice the bf16 rate.
+DTYPES: dict[str, tuple[int, float]] = {
+    "bfloat16": (2, 1.0),
+    "float16": (2, 1.0),
+    "float32": (4, 0.5),
+    "int8": (1, 2.0),
+}
+PROTOCOL_OVERHEAD = 0.05  # VLA-Perf: 5% protocol overhead on every transfer
+
+
+class InfeasibleError(ValueError):
+    """The model (weights + KV cache) does not fit the device memory."""
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator of one pass (per single execution, not multiplied by ``repeat``)."""
+
+    name: str
+    flops: float
+    bytes: float
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """Cost of one ComputePass of a block; ``time_s`` etc. include ``repeat``."""
+
+    phase: str
+    tokens: int
+    context_tokens: int
+    repeat: int
+    flops: float
+    bytes: float
+    time_s: float
+    compute_s: float  # time of the operators that are compute-bound
+    memory_s: float  # time of the operators that are memory-bound
+    ops: tuple[OpCost, ...] = ()
+
+    @property
+    def bound(self) -> Bound:
+        return "compute" if self.compute_s > self.memory_s else "memory"
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """Roofline cost of one block on one device (all passes)."""
+
+    name: str
+    kind: str
+    flops: float
+    bytes: float
+    time_ms: float
+    compute_ms: float  # share of time_ms spent in compute-bound operators
+    memory_ms: float  # share spent in memory-bound operators
+    weight_bytes: int  # param_count x dtype bytes (memory footprint)
+    kv_cache_bytes: int
+    passes: tuple[PassCost, ...]
+
+    @property
+    def bound(self) -> Bound:
+        """"compute" when compute-bound operators take most of the block's time, else "memory"."""
+        return "compute" if self.compute_ms > self.memory_ms else "memory"
+
+    @property
+    def intensity_flops_per_byte(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+@dataclass(frozen=True)
+class RooflineResult:
+    """All blocks of a model on one device."""
+
+    hardware: Hardware
+    dtype: str
+    efficiency: float
+    blocks: tuple[BlockCost, ...]
+    weight_bytes: int
+    kv_cache_bytes: int
+    fits_memory: bool
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(b.time_ms for b in self.blocks))
+
+    @property
+    def memory_required_bytes(self) -> int:
+        return self.weight_bytes + self.kv_cache_bytes
+
+    def group(self, key: Callable[[BlockCost], str]) -> dict[str, GroupCost]:
+        """Sum blocks into components (e.g. vision / VLM / action expert) by ``key(block)``, in chain order."""
+        groups: dict[str, list[BlockCost]] = {}
+        for b in self.blocks:
+            groups.setdefault(key(b), []).append(b)
+        return {k: GroupCost.of(k, v) for k, v in groups.items()}
+
+
+@dataclass(frozen=True)
+class GroupCost:
+    """Sum of several blocks (a model component)."""
+
+    name: str
+    flops: float
+    bytes: float
+    time_ms: float
+    compute_ms: float
+    memory_ms: float
+    num_blocks: int
+
+    @classmethod
+    def of(cls, name: str, blocks: Sequence[BlockCost]) -> GroupCost:
+        return cls(
+            name=name,
+            flops=sum(b.flops for b in blocks),
+            bytes=sum(b.bytes for b in blocks),
+            time_ms=sum(b.time_ms for b in blocks),
+            compute_ms=sum(b.compute_ms for b in blocks),
+            memory_ms=sum(b.memory_ms for b in blocks),
+            num_blocks=len(blocks),
+        )
+
+    @property
+    def bound(self) -> Bound:
+        return "compute" if self.compute_ms > self.memory_ms else "memory"
+
+    @property
+    def intensity_flops_per_byte(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+def breakdown(result: RooflineResult, component: Callable[[str, str], str]) -> dict[str, GroupCost]:
+    """Sum pass costs into components by ``component(block_name, phase)`` (e.g. vision / VLM prefill / decode /
+    action expert): a block with prefill and decode passes contributes to both. Components in chain order."""
+    acc: dict[str, list[tuple[float, float, float, float, float]]] = {}
+    for b in result.blocks:
+        for p in b.passes:
+            acc.setdefault(component(b.name, p.phase), []).append(
+                (p.flops, p.bytes, p.time_s * 1e3, p.compute_s * 1e3, p.memory_s * 1e3)
+            )
+    return {
+        k: GroupCost(k, *(sum(r[i] for r in rows) for i in range(5)), num_blocks=len(rows)) for k, rows in acc.items()
+    }
+
+
+# ------------------------------------------------------------------------------------------------ operators
+
+
+def _dtype_info(dtype: str) -> tuple[int, float]:
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _linear(name: str, tokens: int, d_in: int, d_out: int, b: int) -> OpCost:
+    """tokens x d_in @ d_in x d_out: weights + input + output."""
+    return OpCost(name, 2.0 * tokens * d_in * d_out, float(b * (d_in * d_out + tokens * d_in + tokens * d_out)))
+
+
+def _require(spec: BlockSpec, *names: str) -> None:
+    missing = [n for n in names if getattr(spec, n) <= 0]
+    if missing:
+        raise ValueError(f"block {spec.name!r} ({spec.kind}) needs positive {', '.join(missing)}")
+
+
+def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attention: bool = False) -> list[OpCost]:
+    """Operators of one transformer layer for one pass (``p.tokens`` queries over ``p.context_tokens`` keys)."""
+    _require(spec, "hidden", "mlp", "heads", "head_dim")
+    h, m, hd = spec.hidden, spec.mlp, spec.head_dim
+    q_dim = spec.heads * hd
+    kv_heads = spec.kv_heads or spec.heads
+    kv_dim = kv_heads * hd
+    t, c = p.tokens, p.context_tokens
+    kv_read = max(t, c)  # keys/values in memory: the context, at least the new tokens' own (batched images)
+    ops = [
+        _linear("qkv_proj", t, h, q_dim + 2 * kv_dim, b),
+    ]
+    score_flops = 2.0 * t * c * q_dim  # QK^T, per head t x c x head_dim
+    if fused_attention:
+        ops.append(OpCost("attention", 2 * score_flops, float(b * (t * q_dim + 2 * kv_read * kv_dim + t * q_dim))))
+    else:
+        scores = spec.heads * t * c
+        ops.append(OpCost("attn_scores", score_flops, float(b * (t * q_dim + kv_read * kv_dim + scores))))
+        ops.append(OpCost("attn_values", score_flops, float(b * (scores + kv_read * kv_dim + t * q_dim))))
+    ops.append(_linear("o_proj", t, q_dim, h, b))
+    up = 2 * m if spec.gated_mlp else m
+    ops.append(_linear("mlp_up", t, h, up, b))
+    ops.append(_linear("mlp_down", t, m, h, b))
+    return ops
+
+
+def pass_ops(spec: BlockSpec, p: ComputePass, dtype_bytes: int, fused_attention: bool = False) -> list[OpCost]:
+    """Operators of one pass of any block kind."""
+    b = dtype_bytes
+    t = p.tokens
+    if t < 0 or p.context_tokens < 0 or p.repeat < 0:
+        raise ValueError(f"block {spec.name!r}: negative tokens/context/repeat in {p}")
+    if spec.kind == "transformer_layer":
+        return transformer_layer_ops(spec, p, b, fused_attention)
+    if spec.kind == "expert":
+        if spec.layers < 1:
+            raise ValueError(f"block {spec.name!r}: expert needs layers >= 1, got {spec.layers}")
+        return [
+            OpCost(f"layer{i}.{op.name}", op.flops, op.bytes)
+            for i in range(spec.layers)
+            for op in transformer_layer_ops(spec, p, b, fused_attention)
+        ]
+    if spec.kind == "patch_embed":
+        _require(spec, "in_dim")
+        out = spec.hidden or spec.out_dim
+        if out <= 0:
+            raise ValueError(f"block {spec.name!r} (patch_embed) needs hidden or out_dim > 0")
+        return [_linear("patch_embed", t, spec.in_dim, out, b)]
+    if spec.kind == "linear":
+        _require(spec, "in_dim", "out_dim")
+        if spec.mlp > 0:  # two-layer MLP in -> mlp -> out
+            return [_linear("fc1", t, spec.in_dim, spec.mlp, b), _linear("fc2", t, spec.mlp, spec.out_dim, b)]
+        return [_linear("linear", t, spec.in_dim, spec.out_dim, b)]
+    if spec.kind == "embedding":
+        width = spec.hidden or spec.out_dim
+        return [OpCost("embedding", 0.0, float(b * 2 * t * width))]  # rows read + written
+    if spec.kind == "norm":
+        width = spec.hidden or spec.in_dim
+        return [OpCost("norm", 5.0 * t * width, float(b * (2 * t * width + width)))]
+    raise ValueError(f"block {spec.name!r}: unknown kind {spec.kind!r}")
+
+
+def _weight_elements(spec: BlockSpec) -> int:
+    """Parameter count derived from shapes (used when ``param_count`` is 0)."""
+    if spec.kind in ("transformer_layer", "expert"):
+        q_dim = spec.heads * spec.head_dim
+        kv_dim = (spec.kv_heads or spec.heads) * spec.head_dim
+        up = 2 * spec.mlp if spec.gated_mlp else spec.mlp
+        per_layer = spec.hidden * (q_dim + 2 * kv_dim) + q_dim * spec.hidden + spec.hidden * up + spec.mlp * spec.hidden
+        return per_layer * (spec.layers if spec.kind == "expert" else 1)
+    if spec.kind == "patch_embed":
+        return spec.in_dim * (spec.hidden or spec.out_dim)
+    if spec.kind == "linear":
+        return spec.in_dim * spec.mlp + spec.mlp * spec.out_dim if spec.mlp else spec.in_dim * spec.out_dim
+    return 0
+
+
+def kv_cache_bytes(spec: BlockSpec, dtype_bytes: int) -> int:
+    """K and V kept by a transformer block for its largest context (all layers)."""
+    if spec.kind not in ("transformer_layer", "expert"):
+        return 0
+    context = max(max(p.context_tokens, p.tokens) for p in spec.passes)
+    layers = spec.layers if spec.kind == "expert" else 1
+    return int(2 * (spec.kv_heads or spec.heads) * spec.head_dim * context * layers * dtype_bytes)
+
+
+# ---------------------------------------------------------------------------------------------------- costing
+
+
+def _check_efficiency(efficiency: float) -> float:
+    if not 0 < efficiency <= 1:
+        raise ValueError(f"efficiency must be in (0, 1], got {efficiency}")
+    return float(efficiency)
+
+
+def block_cost(
+    spec: BlockSpec,
+    hardware: Hardware | str,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    granularity: Granularity = "operator",
+    fused_attention: bool = False,
+) -> BlockCost:
+    """Roofline time of one block on ``hardware`` (all passes, repeats included)."""
+    hw = lookup_hardware(hardware)
+    eff = _check_efficiency(efficiency)
+    nbytes, peak_mult = _dtype_info(dtype)
+    if granularity not in ("operator", "pass"):
+        raise ValueError(f"granularity must be 'operator' or 'pass', got {granularity!r}")
+    peak = hw.peak_flops * peak_mult * eff
+    bw = hw.mem_bandwidth_bytes_per_s * eff
+    passes = []
+    for p in spec.passes:
+        ops = pass_ops(spec, p, nbytes, fused_attention)
+        flops = sum(o.flops for o in ops)
+        byts = sum(o.bytes for o in ops)
+        units = ops if granularity == "operator" else [OpCost("pass", flops, byts)]
+        comp = mem = 0.0
+        for o in units:
+            tc, tm = o.flops / peak, o.bytes / bw
+            if tc > tm:
+                comp += tc
+            else:
+                mem += tm
+        r = p.repeat
+        passes.append(
+            PassCost(p.phase, p.tokens, p.context_tokens, r, flops * r, byts * r, (comp + mem) * r, comp * r, mem * r,
+                     tuple(ops))
+        )
+    params = spec.param_count or _weight_elements(spec)
+    return BlockCost(
+        name=spec.name,
+        kind=spec.kind,
+        flops=sum(p.flops for p in passes),
+        bytes=sum(p.bytes for p in passes),
+        time_ms=sum(p.time_s for p in passes) * 1e3,
+        compute_ms=sum(p.compute_s for p in passes) * 1e3,
+        memory_ms=sum(p.memory_s for p in passes) * 1e3,
+        weight_bytes=int(params * nbytes),
+        kv_cache_bytes=kv_cache_bytes(spec, nbytes),
+        passes=tuple(passes),
+    )
+
+
+def estimate(
+    specs: Sequence[BlockSpec],
+    hardware: Hardware | str,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    granularity: Granularity = "operator",
+    fused_attention: bool = False,
+) -> RooflineResult:
+    """Roofline cost of every block of a chain on one device, with the memory-fit check."""
+    if not specs:
+        raise ValueError("no block specs given")
+    hw = lookup_hardware(hardware)
+    blocks = tuple(
+        block_cost(s, hw, dtype, efficiency=efficiency, granularity=granularity, fused_attention=fused_attention)
+        for s in specs
+    )
+    weights = sum(b.weight_bytes for b in blocks)
+    kv = sum(b.kv_cache_bytes for b in blocks)
+    return RooflineResult(hw, dtype, efficiency, blocks, weights, kv, weights + kv <= hw.memory_bytes)
+
+
+def transfer_ms(
+    nbytes: float,
+    link: NetworkLink | str,
+    direction: Literal["up", "down"] = "up",
+    *,
+    protocol_overhead: float = PROTOCOL_OVERHEAD,
+) -> float:
+    """One transfer over a catalogue link: one-way latency + bytes x (1 + overhead) / rate (ms)."""
+    net = lookup_network(link)
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    if nbytes < 0 or protocol_overhead < 0:
+        raise ValueError(f"bytes and protocol overhead must be >= 0, got {nbytes}, {protocol_overhead}")
+    rate = net.up_mbps if direction == "up" else net.down_mbps
+    return net.one_way_ms + _serialisation_ms(nbytes * (1.0 + protocol_overhead), rate)
+
+
+# ---------------------------------------------------------------------------------------------------- Profiles
+
+
+def roofline_profile(
+    specs: Sequence[BlockSpec],
+    cuts: Sequence[CutSpec],
+    hardware: Hardware | str,
+    dtype: str = "bfloat16",
+    *,
+    model_id: str = "model",
+    preset: str = "custom",
+    wire_dtype: str = "float32",
+    efficiency: float = 1.0,
+    granularity: Granularity = "operator",
+    fused_attention: bool = False,
+    check_memory: bool = True,
+    notes: Mapping[str, Any] | None = None,
+) -> Profile:
+    """A predicted ``Profile`` (source="roofline") of a block chain on a catalogue device.
+
+    Raises InfeasibleError when weights + KV cache exceed the device memory, unless ``check_memory=False``
+    (the Profile's notes then carry ``fits_memory: false``).
+    """
+    result = estimate(specs, hardware, dtype, efficiency=efficiency, granularity=granularity,
+                      fused_attention=fused_attention)
+    hw = result.hardware
+    if check_memory and not result.fits_memory:
+        raise InfeasibleError(
+            f"{model_id}/{preset} needs {result.memory_required_bytes / 1e9:.2f} GB (weights "
+            f"{result.weight_bytes / 1e9:.2f} GB + KV cache {result.kv_cache_bytes / 1e9:.2f} GB) in {dtype}, "
+            f"{hw.name} has {hw.memory_bytes / 1e9:.0f} GB"
+        )
+    all_notes: dict[str, Any] = {
+        "hardware": hw.name,
+        "efficiency": efficiency,
+        "granularity": granularity,
+        "fused_attention": fused_attention,
+        "fits_memory": result.fits_memory,
+        "memory_required_bytes": result.memory_required_bytes,
+        "kv_cache_bytes": result.kv_cache_bytes,
+        "block_bound": [b.bound for b in result.blocks],
+        "block_flops": [b.flops for b in result.blocks],
+        "block_bytes": [b.bytes for b in result.blocks],
+    }
+    all_notes.update(notes or {})
+    return Profile(
+        model_id=model_id,
+        preset=preset,
+        device=hw.name,
+        dtype=dtype,
+        source="roofline",
+        block_names=tuple(s.name for s in specs),
+        block_ms=tuple(b.time_ms for b in result.blocks),
+        cuts=tuple(cuts),
+        block_param_bytes=tuple(b.weight_bytes for b in result.blocks),
+        peak_memory_bytes=result.memory_required_bytes,
+        device_memory_bytes=hw.memory_bytes,
+        wire_dtype=wire_dtype,
+        notes=all_notes,
+    )
+
+
+def roofline_profile_for(
+    family: str,
+    preset: str,
+    hardware: Hardware | str,
+    *,
+    dtype: str = "bfloat16",
+    wire_dtype: str = "bfloat16",
+    efficiency: float = 1.0,
+    granularity: Granularity = "operator",
+    fused_attention: bool = False,
+    check_memory: bool = True,
+) -> Profile:
+    """Roofline Profile of a model preset, built on the meta device via ``executor.models.build_model``."""
+    from executor.models import build_model  # lazy: needs torch/transformers
+
+    model = build_model(family, preset, device="meta")
+    return roofline_profile(
+        model.block_specs(),
+        model.cut_specs(wire_dtype=wire_dtype),
+        hardware,
+        dtype,
+        model_id=family,
+        preset=preset,
+        wire_dtype=wire_dtype,
+        efficiency=efficiency,
+        granularity=granularity,
+        fused_attention=fused_attention,
+        check_memory=check_memory,
+    )
+
+
+__all__ = [
+    "DTYPES", "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
+    "RooflineResult", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
+    "roofline_profile_for", "transfer_ms", "transformer_layer_ops",
+]
