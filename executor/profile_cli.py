@@ -42,15 +42,15 @@ def print_profile(profile) -> None:
     blocks.add_row("", "total", f"{profile.total_ms:.3f}", f"{sum(params) / 1e6:.2f}")
     console.print(blocks)
     cuts = Table(title=f"bytes per cut (wire dtype {profile.wire_dtype})")
-    for col in ("cut", "placement", "up bytes", "down bytes", "round trips"):
-        cuts.add_column(col, justify="right")
+    for col in ("#", "k", "cut", "up bytes", "down bytes", "round trips"):
+        cuts.add_column(col, justify="left" if col == "cut" else "right")
     for i, c in enumerate(profile.cuts):
-        cuts.add_row(f"{i} ({c.name or 'k=' + str(c.k)})", c.placement, f"{c.up_bytes:,}", f"{c.down_bytes:,}",
+        cuts.add_row(str(i), str(c.k), c.name or c.placement, f"{c.up_bytes:,}", f"{c.down_bytes:,}",
                      str(c.round_trips))
     console.print(cuts)
     if profile.peak_memory_bytes:
-        console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB "
-                      f"({profile.notes.get('peak_memory_kind', '')})")
+        kind = profile.notes.get("peak_memory_kind", "weights + KV cache, predicted")
+        console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB ({kind})")
 
 
 def main(argv: Sequence[str] = ()) -> int:

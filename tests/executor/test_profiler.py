@@ -1,0 +1,49 @@
+"""The profiler on a real tiny model: per-block times from hooks, bytes from the model, a loadable Profile."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executor.models import build_model
+from executor.profile import Profile
+from executor.profiler import ProfilerConfig, profile_model
+
+
+@pytest.mark.parametrize("family", ["openvla", "pi0"])
+def test_profile_of_tiny_model(family: str, tmp_path: Path) -> None:
+    model = build_model(family, "tiny")
+    prof = profile_model(model, ProfilerConfig(warmup_runs=1, measured_runs=3))
+    assert prof.block_names == tuple(model.block_names)
+    assert all(ms > 0 for ms in prof.block_ms), prof.block_ms
+    # Hooks time only what runs inside the blocks: never more than the whole forward.
+    assert prof.total_ms <= prof.notes["forward_ms_median"] * 1.05
+    assert prof.cuts == tuple(model.cut_specs("float32"))
+    assert sum(prof.block_param_bytes) == 4 * sum(s.param_count for s in model.block_specs())
+    assert prof.peak_memory_bytes > 0
+    assert Profile.load(prof.save(tmp_path / "p.json"), expect_model=family) == prof
+
+
+def test_profiler_refuses_meta_model_and_bad_config() -> None:
+    with pytest.raises(ValueError, match="meta device"):
+        profile_model(build_model("pi0", "full"))
+    with pytest.raises(ValueError, match="measured_runs must be >= 1"):
+        ProfilerConfig(measured_runs=0)
+
+
+def test_profile_cli_roofline_writes_profile_and_rejects_unknown_names(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "ecc"
+    out = tmp_path / "pi0_a100.json"
+    ok = subprocess.run([str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "a100",
+                         "--dtype", "bfloat16", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    prof = Profile.load(out, expect_model="pi0", expect_preset="full")
+    assert prof.source == "roofline" and prof.num_blocks == 49
+    bad = subprocess.run([str(exe), "profile", "--model", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "valid families: openvla, pi0" in bad.stderr
+    bad_hw = subprocess.run([str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "tpu9"],
+                            capture_output=True, text=True, timeout=120)
+    assert bad_hw.returncode == 2 and "a100" in bad_hw.stderr.lower()
