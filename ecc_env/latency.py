@@ -1,0 +1,223 @@
+"""The step-latency model: one pure function pricing one inference at one cut over one link, with the deadline rule.
+
+Used by the env's ``profile`` backend, by the hindsight oracle (issue 6) and, for its deadline rule, by the edge
+runtime (issue 4). Cut costs come only from ``executor.costs.cut_table`` (via :func:`cut_rows`); transfer times
+only from a link with ``BandwidthTrace``'s interface (``transfer_time_s``, ``one_way_delay_ms``): a
+``traces.BandwidthTrace`` (exact piecewise-constant integration, wrapping at its end).
+
+Timeline of one inference that starts at ``start_s`` (all compute of one side is charged as one lump):
+
+edge_then_cloud cut k:  edge blocks [0, k) -> uplink ``up_bytes`` + one-way delay -> server queue -> cloud blocks
+    [k, N) -> for each extra round trip: downlink ``round_trip_down_bytes`` + delay, uplink ``round_trip_up_bytes`` +
+    delay -> downlink ``down_bytes`` (the actions) + delay.
+cloud_then_edge cut k:  uplink ``up_bytes`` + delay -> server queue -> cloud blocks [0, k) -> (round trips as above)
+    -> downlink ``down_bytes`` + delay -> edge blocks [k, N).
+edge-only cut (no network): edge blocks only; never misses the deadline.
+
+Deadline rule (the edge runtime implements the same): a step that uses the network and whose actions are not back
+by ``start_s + deadline_ms`` is abandoned at the deadline and falls back to edge-only. It then costs
+``deadline_ms + fallback_ms`` where ``fallback_ms`` is the edge-only compute time, or, with
+``resume_edge_prefix=True`` (the runtime keeps the edge blocks it already ran and continues locally),
+``max(deadline_ms, edge prefix) + edge-only time - edge prefix``. Transfers are integrated only up to the deadline,
+so an outage costs the deadline, never the seconds the transfer would take. When edge-only does not fit the edge's
+memory, the caller passes ``fallback_ms`` = its hold-the-last-action time instead (see the env).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
+
+from executor.costs import cut_table
+from executor.profile import Profile
+from traces.units import BITS_PER_BYTE, MBIT
+
+Direction = Literal["up", "down"]
+
+
+class Link(Protocol):
+    """What the latency model needs from a bandwidth trace (``traces.BandwidthTrace`` satisfies it)."""
+
+    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = 60.0) -> float:
+        ...
+
+    def one_way_delay_ms(self, t_s: float) -> float:
+        ...
+
+
+class CutRow(NamedTuple):
+    """Cost of one cut (from ``executor.costs.CutTable``) plus its placement, as plain Python numbers."""
+
+    index: int
+    edge_ms: float
+    cloud_ms: float
+    up_bytes: float
+    down_bytes: float
+    round_trips: int
+    round_trip_up_bytes: float
+    round_trip_down_bytes: float
+    edge_param_bytes: float
+    uses_network: bool
+    edge_first: bool  # True for edge_then_cloud (edge computes before the uplink)
+    name: str
+
+
+def cut_rows(edge: Profile, cloud: Profile) -> tuple[CutRow, ...]:
+    """Per-cut rows priced by ``executor.costs.cut_table`` (the single source of cut costs)."""
+    table = cut_table(edge, cloud)
+    if table.num_cuts == 0:
+        raise ValueError(f"profile {edge.model_id}/{edge.preset} has no cuts")
+    rows = []
+    for i, cut in enumerate(edge.cuts):
+        rows.append(
+            CutRow(
+                index=i,
+                edge_ms=float(table.edge_ms[i]),
+                cloud_ms=float(table.cloud_ms[i]),
+                up_bytes=float(table.up_bytes[i]),
+                down_bytes=float(table.down_bytes[i]),
+                round_trips=int(table.round_trips[i]),
+                round_trip_up_bytes=float(table.round_trip_up_bytes[i]),
+                round_trip_down_bytes=float(table.round_trip_down_bytes[i]),
+                edge_param_bytes=float(table.edge_param_bytes[i]),
+                uses_network=bool(table.uses_network[i]),
+                edge_first=cut.placement == "edge_then_cloud",
+                name=table.names[i],
+            )
+        )
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class DeadlineConfig:
+    """The deadline rule's parameters.
+
+    deadline_ms: time from the start of an inference by which a network step's actions must be back (inf: never).
+    resume_edge_prefix: on a miss, continue locally from the edge blocks already computed instead of restarting.
+    """
+
+    deadline_ms: float = 300.0
+    resume_edge_prefix: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.deadline_ms > 0):  # also rejects NaN
+            raise ValueError(f"deadline_ms must be > 0, got {self.deadline_ms!r}")
+
+
+class StepTiming(NamedTuple):
+    """Timing of one inference in ms; ``service_ms`` = from the start of the inference to actions ready.
+
+    Without fallback: service = edge + uplink + server_queue + cloud + downlink (uplink and downlink include their
+    one-way delays and any extra round trips). With fallback: uplink = server_queue = cloud = downlink = 0,
+    ``deadline_wait_ms`` is the time spent waiting before the fallback started and ``edge_ms`` the edge compute after
+    it, so service = deadline_wait + edge. ``uplink_done_s`` / ``uplink_mbps`` describe the main uplink transfer when
+    it completed (NaN otherwise): the only bandwidth the edge can measure.
+    """
+
+    edge_ms: float
+    uplink_ms: float
+    server_queue_ms: float
+    cloud_ms: float
+    downlink_ms: float
+    deadline_wait_ms: float
+    service_ms: float
+    deadline_miss: bool
+    fallback: bool
+    delay_ms: float
+    uplink_done_s: float
+    uplink_mbps: float
+    downlink_done_s: float
+    downlink_mbps: float
+
+
+_NAN = float("nan")
+
+
+def _mbps(nbytes: float, seconds: float) -> float:
+    if seconds <= 0:
+        return _NAN
+    return nbytes * BITS_PER_BYTE / (seconds * MBIT)
+
+
+def step_timing(
+    row: CutRow,
+    link: Link,
+    start_s: float,
+    *,
+    server_queue_ms: float = 0.0,
+    deadline: DeadlineConfig,
+    fallback_ms: float,
+) -> StepTiming:
+    """Price one inference at cut ``row`` starting at ``start_s`` (seconds of link time); see the module docstring.
+
+    ``fallback_ms`` is the edge-only compute time (the edge-only cut's ``edge_ms``) used when the deadline is missed.
+    """
+    if not row.uses_network:
+        return StepTiming(row.edge_ms, 0.0, 0.0, 0.0, 0.0, 0.0, row.edge_ms, False, False, 0.0, _NAN, _NAN, _NAN, _NAN)
+    deadline_s = start_s + deadline.deadline_ms * 1e-3
+    edge_first = row.edge_first
+    t = start_s + row.edge_ms * 1e-3 if edge_first else start_s
+    up_ms = down_ms = delay_ms = 0.0
+    up_done = up_mbps = down_done = down_mbps = _NAN
+    missed = t > deadline_s
+    if not missed:
+        missed, t, dt_ms, d_ms, up_done, up_mbps = _transfer(link, row.up_bytes, t, "up", deadline_s)
+        up_ms += dt_ms
+        delay_ms += d_ms
+    if not missed:
+        t += (server_queue_ms + row.cloud_ms) * 1e-3
+        missed = t > deadline_s
+    for _ in range(row.round_trips):
+        if missed:
+            break
+        missed, t, dt_ms, d_ms, _, _ = _transfer(link, row.round_trip_down_bytes, t, "down", deadline_s)
+        down_ms += dt_ms
+        delay_ms += d_ms
+        if missed:
+            break
+        missed, t, dt_ms, d_ms, _, _ = _transfer(link, row.round_trip_up_bytes, t, "up", deadline_s)
+        up_ms += dt_ms
+        delay_ms += d_ms
+    if not missed:
+        missed, t, dt_ms, d_ms, down_done, down_mbps = _transfer(link, row.down_bytes, t, "down", deadline_s)
+        down_ms += dt_ms
+        delay_ms += d_ms
+    if not missed and not edge_first:
+        t += row.edge_ms * 1e-3
+        missed = t > deadline_s
+    if not missed:
+        service = (t - start_s) * 1e3
+        return StepTiming(
+            row.edge_ms, up_ms, server_queue_ms, row.cloud_ms, down_ms, 0.0, service, False, False, delay_ms,
+            up_done, up_mbps, down_done, down_mbps,
+        )
+    # Deadline missed: abandon the network step, finish on the edge.
+    wait = deadline.deadline_ms
+    after = fallback_ms
+    if deadline.resume_edge_prefix and edge_first:
+        wait = max(wait, row.edge_ms)
+        after = max(fallback_ms - row.edge_ms, 0.0)
+    if up_done > deadline_s:  # the uplink finished after the deadline: it was never observed
+        up_done = up_mbps = _NAN
+    return StepTiming(after, 0.0, 0.0, 0.0, 0.0, wait, wait + after, True, True, 0.0, up_done, up_mbps, _NAN, _NAN)
+
+
+def _transfer(
+    link: Link, nbytes: float, t: float, direction: Direction, deadline_s: float
+) -> tuple[bool, float, float, float, float, float]:
+    """One transfer + one-way delay from ``t``; returns (missed, end time, transfer ms, delay ms, done_s, mbps)."""
+    budget = deadline_s - t
+    if budget < 0:
+        return True, t, 0.0, 0.0, _NAN, _NAN
+    if nbytes > 0:
+        try:
+            dur = link.transfer_time_s(int(nbytes), t, direction, max_wait_s=budget)
+        except TimeoutError:  # traces.TransferTimeout: not done by the deadline
+            return True, deadline_s, 0.0, 0.0, _NAN, _NAN
+    else:
+        dur = 0.0
+    done = t + dur
+    delay = link.one_way_delay_ms(done)
+    end = done + delay * 1e-3
+    missed = end > deadline_s
+    return missed, end, (dur * 1e3) + delay, delay, done, _mbps(nbytes, dur)
