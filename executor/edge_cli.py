@@ -1,0 +1,166 @@
+"""`ecc edge`: run the edge runtime (the on-robot loop) against an `ecc serve` server, optionally over a shaped link.
+
+Example: ``ecc edge --server ws://127.0.0.1:8765 --model openvla --preset small --cut 6 --steps 50``.
+
+The planner is a fixed cut (``--cut K``, default edge-only) or any object with SB3's ``predict`` built by a factory
+named ``module:callable`` (``--planner``; called with the model). The observation builder is a callable
+``StepContext -> np.ndarray`` built the same way (``--builder``, called with the model), or a zero vector for the
+fixed planner. Frames are the model's synthetic observations (``make_observation(seed=step)``).
+``--trace FILE`` inserts the user-space shaped link (``executor.link``) between the edge and the server, pacing bytes
+by that bandwidth trace. ``--emulate PROFILE.json`` pads the edge's blocks to that Profile (hardware emulation; the
+report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ecc edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", default=None, help="ws://HOST:PORT of `ecc serve` (default: none, edge-only)")
+    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
+    p.add_argument("--preset", default="small", help="tiny | small (default: small); must match the server")
+    p.add_argument("--seed", type=int, default=0, help="weight seed; must match the server (default 0)")
+    p.add_argument("--cut", type=int, default=None, help="fixed cut index (default: edge-only)")
+    p.add_argument("--planner", default=None, help="module:factory returning a planner (called with the model)")
+    p.add_argument("--builder", default=None, help="module:factory returning an observation builder (called with the model)")
+    p.add_argument("--steps", type=int, default=20, help="observations to process (default 20)")
+    p.add_argument("--period-ms", type=float, default=100.0, help="control period in ms (default 100)")
+    p.add_argument("--deadline-ms", type=float, default=300.0, help="split deadline in ms (default 300)")
+    p.add_argument("--no-realtime", action="store_true", help="run steps back to back instead of every period")
+    p.add_argument("--api-key", default=None, help="token for the server (default: $ECC_API_KEY)")
+    p.add_argument("--compression", default="none", help="wire codec for activations: none|fp16|bf16|int8|int8_token")
+    p.add_argument("--trace", type=Path, default=None, help="bandwidth trace file to shape the link with")
+    p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times the edge emulates")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", type=Path, default=None, help="write one JSON line per step here")
+    return p
+
+
+def _factory(spec: str, model: Any) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"expected module:callable, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {spec!r}: {e}") from e
+    return factory(model)
+
+
+class FixedCutPlanner:
+    """Always the same cut, never skips (SB3 ``predict`` signature)."""
+
+    def __init__(self, cut: int) -> None:
+        self.cut = cut
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+        return np.array([self.cut, 0]), state
+
+
+def _record_dict(r: Any) -> dict[str, Any]:
+    return {
+        "step": r.step, "mode": r.mode, "cut_requested": r.cut_requested, "cut_used": r.cut_used,
+        "skip": r.skip_requested, "latency_ms": round(r.latency_ms, 3), "decision_ms": round(r.decision_ms, 3),
+        "late_ms": round(r.late_ms, 3), "fallback_reason": r.fallback_reason, "error": r.error,
+        "timing": r.timing.to_dict() if r.timing is not None else None,
+    }
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = build_parser().parse_args(list(argv))
+    if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0:
+        print("ecc edge: --steps, --period-ms and --deadline-ms must be positive", file=sys.stderr)
+        return 2
+    import torch
+
+    from executor.client import ClientConfig
+    from executor.models import build_model
+    from executor.runtime import EdgeRuntime, RuntimeConfig
+
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    link = None
+    try:
+        model = build_model(args.model, args.preset, seed=args.seed)
+        if args.planner is not None:
+            planner = _factory(args.planner, model)
+        else:
+            cut = model.num_blocks if args.cut is None else args.cut
+            if not 0 <= cut < model.num_cuts:
+                raise ValueError(f"--cut {cut} out of range 0..{model.num_cuts - 1}")
+            planner = FixedCutPlanner(cut)
+        builder = _factory(args.builder, model) if args.builder is not None else (lambda ctx: np.zeros(1, np.float32))
+        emulator = None
+        if args.emulate is not None:
+            from executor.emulation import HardwareEmulator
+            from executor.profile import Profile
+
+            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+        url = args.server
+        if url is not None and args.trace is not None:
+            from urllib.parse import urlparse
+
+            from executor.link import ShapedLink
+            from traces import load_trace
+
+            target = urlparse(url)
+            link = ShapedLink(load_trace(args.trace), target.hostname or "127.0.0.1", target.port or 80).start()
+            url = f"ws://127.0.0.1:{link.port}"
+        client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None,
+                                     compression=args.compression)
+        config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
+                               realtime=not args.no_realtime)
+    except ValueError as e:
+        print(f"ecc edge: {e}", file=sys.stderr)
+        if link is not None:
+            link.stop()
+        return 2
+    frames = (model.make_observation(seed=i) for i in range(args.steps))
+    runtime = EdgeRuntime(model, planner, builder, server_url=url, client_config=client_config, config=config,
+                          emulator=emulator)
+    try:
+        with runtime:
+            records = runtime.run(frames)
+    finally:
+        if link is not None:
+            link.stop()
+    report = runtime.report()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w") as f:
+            for r in records:
+                f.write(json.dumps(_record_dict(r)) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ecc edge: {args.model}/{args.preset}, {len(records)} steps")
+    for col in ("mode", "steps", "median latency ms"):
+        table.add_column(col, justify="right")
+    for mode in sorted({r.mode for r in records}):
+        lat = [r.latency_ms for r in records if r.mode == mode]
+        table.add_row(mode, str(len(lat)), f"{float(np.median(lat)):.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"fallbacks by reason: {report['fallback_reasons'] or 'none'}")
+    emu = report["emulation"]
+    console.print("hardware emulation: " + (f"ON ({emu['device']})" if emu.get("emulated") else "off"))
+    return 0 if all(r.mode != "failed" for r in records) else 1
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,102 @@
+"""`ecc serve`: run the cloud half of a split model as a websocket server (see ``executor.server``).
+
+Example: ``ecc serve --model openvla --preset small --host 127.0.0.1 --port 8765``. Binds loopback unless
+``--host`` says otherwise. ``--api-key`` (or the ECC_API_KEY environment variable) requires clients to send
+``Authorization: Api-Key <token>``. ``--emulate PROFILE.json`` pads every block to that Profile's per-block time
+(hardware emulation; the server's metadata says so). Prints one line ``serving ws://HOST:PORT`` when ready
+(``--port 0`` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from executor.protocol import DEFAULT_PORT
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ecc serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
+    p.add_argument("--preset", default="small", help="tiny | small (default: small)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port, 0 = any free port (default {DEFAULT_PORT})")
+    p.add_argument("--seed", type=int, default=0, help="weight seed; the edge must use the same (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
+    p.add_argument("--api-key", default=None, help="shared token clients must present (default: $ECC_API_KEY, else none)")
+    p.add_argument("--max-message-mb", type=float, default=256.0, help="largest accepted message in MB (default 256)")
+    p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
+    p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
+    return p
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = build_parser().parse_args(list(argv))
+    api_key = args.api_key if args.api_key is not None else os.environ.get("ECC_API_KEY") or None
+    import torch
+
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"ecc serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    try:
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            max_message_bytes=int(args.max_message_mb * 1e6),
+            api_key=api_key,
+            reply_compression=args.reply_compression,
+        )
+        model = build_model(args.model, args.preset, device=args.device, seed=args.seed)
+        emulator = None
+        if args.emulate is not None:
+            from executor.emulation import HardwareEmulator
+            from executor.profile import Profile
+
+            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+    except ValueError as e:
+        print(f"ecc serve: {e}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", args.host)
+    server = CloudServer(model, config, emulator=emulator)
+    try:
+        server.start()
+    except OSError as e:
+        print(f"ecc serve: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    print(f"serving {server.url}", flush=True)
+    if emulator is not None:
+        print(f"hardware emulation ON: {emulator.describe()}", flush=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    print(f"stopped after {server.requests_served} requests", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main(sys.argv[1:]))
