@@ -1,0 +1,69 @@
+"""`ecc train`: train a PPO policy (the same function as ``python train.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from agents.training import TrainConfig, quick, train
+
+
+def _comments() -> dict[str, str]:
+    """Field help from the comments in TrainConfig's source (one line per field)."""
+    import inspect
+
+    out = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        line = line.strip()
+        if ":" in line and "#" in line and not line.startswith(("#", '"')):
+            name = line.split(":", 1)[0].strip()
+            out[name] = line.split("#", 1)[1].strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ecc train", description="Train MaskablePPO on recorded bandwidth traces.")
+    helps = _comments()
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        h = f"{helps.get(f.name, '')} (default: {default!r})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=h)
+        elif isinstance(default, tuple):
+            typ = int if f.name == "net_arch" else str
+            p.add_argument(flag, nargs="*", type=typ, default=default, help=h)
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=h)
+    p.add_argument("--quick", action="store_true", help="tiny budget for tests and the demo (~4k steps)")
+    return p
+
+
+def config_from_args(argv: Sequence[str]) -> TrainConfig:
+    args = vars(build_parser().parse_args(list(argv)))
+    q = args.pop("quick")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if k in fields}
+    cfg = TrainConfig(**kw)
+    return quick(cfg) if q else cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        cfg = config_from_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"ecc train: {e}", file=sys.stderr)
+        return 2
+    res = train(cfg)
+    print(f"run folder:        {res.run_dir}")
+    print(f"policy:            {res.policy_path}")
+    print(f"timesteps:         {res.timesteps}")
+    print(f"best val return:   {res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})")
+    print(f"wall time:         {res.wall_s:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
