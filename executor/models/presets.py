@@ -127,6 +127,83 @@ class Pi0Preset:
         return self.vlm_layers
 
 
+@dataclass(frozen=True)
+class SmolVLAPreset:
+    """Shapes of SmolVLA: a SmolVLM backbone (SigLIP tower, pixel-shuffle connector, SmolLM2/Llama text model) of
+    which only the first ``lm_layers_used`` of ``lm_layers_total`` text layers run, and a flow-matching action expert
+    (Llama layers of width ``expert_hidden``, one per used VLM layer, whose chunk tokens attend to that VLM layer's
+    keys/values, as pi0). Prefix = [``tokens_per_image`` per camera, ``prompt_tokens`` language tokens, 1 state
+    token]; the expert runs ``num_steps`` Euler steps over ``chunk`` action tokens.
+
+    ``state_dim`` / ``action_dim`` are the robot's DoF (padded to ``max_state_dim`` / ``max_action_dim``).
+    """
+
+    image_px: int
+    patch_px: int
+    scale_factor: int  # pixel shuffle: scale_factor**2 patches -> one visual token
+    cameras: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_mlp: int
+    lm_hidden: int
+    lm_layers_total: int  # layers of the published language model (only lm_layers_used are built)
+    lm_layers_used: int
+    lm_heads: int
+    lm_kv_heads: int
+    lm_head_dim: int
+    lm_mlp: int
+    vocab_size: int
+    expert_hidden: int
+    expert_mlp: int
+    prompt_tokens: int
+    chunk: int
+    num_steps: int
+    state_dim: int
+    action_dim: int
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    rope_theta: float = 100000.0
+
+    def __post_init__(self) -> None:
+        if self.image_px % self.patch_px:
+            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        side = self.image_px // self.patch_px
+        if self.scale_factor < 1 or side % self.scale_factor:
+            raise ValueError(f"patches per side {side} is not a multiple of scale_factor {self.scale_factor}")
+        if not 1 <= self.lm_layers_used <= self.lm_layers_total:
+            raise ValueError(f"lm_layers_used {self.lm_layers_used} must be in 1..{self.lm_layers_total}")
+        if self.lm_heads % self.lm_kv_heads:
+            raise ValueError(f"lm_heads {self.lm_heads} is not a multiple of lm_kv_heads {self.lm_kv_heads}")
+        if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
+            raise ValueError(f"state_dim/action_dim {self.state_dim}/{self.action_dim} exceed "
+                             f"max {self.max_state_dim}/{self.max_action_dim}")
+        if self.expert_hidden % 2:
+            raise ValueError(f"expert_hidden must be even (sinusoidal time embedding), got {self.expert_hidden}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_px // self.patch_px) ** 2
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.num_patches // self.scale_factor**2
+
+    @property
+    def image_tokens(self) -> int:
+        return self.cameras * self.tokens_per_image
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Image tokens of every camera + language tokens + the state token."""
+        return self.image_tokens + self.prompt_tokens + 1
+
+    @property
+    def expert_layers(self) -> int:
+        """One expert layer per used VLM layer: expert layer i attends to VLM layer i's keys/values."""
+        return self.lm_layers_used
+
+
 OPENVLA_PRESETS: dict[str, OpenVLAPreset] = {
     "tiny": OpenVLAPreset(
         image_px=32, patch_px=8, dino_hidden=32, dino_layers=1, dino_heads=2, dino_mlp_ratio=2, dino_registers=2,
@@ -175,4 +252,32 @@ PI0_PRESETS: dict[str, Pi0Preset] = {
     ),
 }
 
-PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset]] = {"openvla": OPENVLA_PRESETS, "pi0": PI0_PRESETS}
+SMOLVLA_PRESETS: dict[str, SmolVLAPreset] = {
+    "tiny": SmolVLAPreset(
+        image_px=32, patch_px=8, scale_factor=2, cameras=2, vision_hidden=32, vision_layers=2, vision_heads=2,
+        vision_mlp=64, lm_hidden=64, lm_layers_total=4, lm_layers_used=2, lm_heads=4, lm_kv_heads=2, lm_head_dim=16,
+        lm_mlp=128, vocab_size=256, expert_hidden=48, expert_mlp=128,
+        prompt_tokens=8, chunk=4, num_steps=3, state_dim=6, action_dim=6, max_state_dim=8, max_action_dim=8,
+    ),
+    "small": SmolVLAPreset(
+        image_px=128, patch_px=16, scale_factor=2, cameras=2, vision_hidden=192, vision_layers=4, vision_heads=3,
+        vision_mlp=768, lm_hidden=384, lm_layers_total=8, lm_layers_used=4, lm_heads=6, lm_kv_heads=2,
+        lm_head_dim=64, lm_mlp=1024, vocab_size=4096, expert_hidden=288, expert_mlp=768,
+        prompt_tokens=16, chunk=50, num_steps=10, state_dim=6, action_dim=6,
+    ),
+    # Published SmolVLA (lerobot/smolvla_base) on SmolVLM2-500M: SigLIP-B/16 at 512 px (12 layers, 768, MLP 3072,
+    # 12 heads; 32x32 = 1024 patches), pixel shuffle x4 -> 64 tokens per image, connector 12288 -> 960; SmolLM2-360M
+    # text model (32 layers of hidden 960, MLP 2560, 15 heads, 5 KV heads, head dim 64, vocab 49280) of which the
+    # first 16 run; expert width 0.75 x 960 = 720, MLP 2048 (lerobot: 8/3 x 720 rounded up to a multiple of 256),
+    # 16 layers; 3 cameras, 48 language tokens, 1 state token (241-token prefix); chunk 50, 10 steps, SO-100 6 DoF.
+    "full": SmolVLAPreset(
+        image_px=512, patch_px=16, scale_factor=4, cameras=3, vision_hidden=768, vision_layers=12, vision_heads=12,
+        vision_mlp=3072, lm_hidden=960, lm_layers_total=32, lm_layers_used=16, lm_heads=15, lm_kv_heads=5,
+        lm_head_dim=64, lm_mlp=2560, vocab_size=49280, expert_hidden=720, expert_mlp=2048,
+        prompt_tokens=48, chunk=50, num_steps=10, state_dim=6, action_dim=6,
+    ),
+}
+
+PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset | SmolVLAPreset]] = {
+    "openvla": OPENVLA_PRESETS, "pi0": PI0_PRESETS, "smolvla": SMOLVLA_PRESETS,
+}

@@ -1,0 +1,489 @@
+"""SmolVLA split model: transformers' ``SmolVLMModel`` (random weights, from a SmolVLMConfig) + a flow-matching expert.
+
+Chain (N blocks): ``vision.embed, vision.layer0.., connector, vlm.embed, vlm.layer0.., expert``.
+
+- ``vision.embed``: uint8 images of every camera (a batch) scaled to [-1, 1] (SmolVLA's normalisation), SmolVLM's
+  NaViT-style patch + position embedding (all patches valid).
+- ``vision.layer{j}``: the SigLIP encoder layers of ``SmolVLMVisionTransformer``.
+- ``connector``: the tower's post-layernorm and ``SmolVLMConnector`` (pixel shuffle: ``scale_factor**2`` patches ->
+  one token, then the modality projection to the text width): ``tokens_per_image`` visual tokens per camera.
+- ``vlm.embed``: SmolVLA's ``embed_prefix``: [image tokens x sqrt(width), language embeddings x sqrt(width),
+  ``state_proj(state)``]; images and language attend bidirectionally, the state token attends to all of them.
+- ``vlm.layer{j}``: the first ``lm_layers_used`` layers of the SmolLM2 (Llama) text model (SmolVLA drops the rest:
+  only those are built); each leaves its keys/values for the expert.
+- ``expert``: one call per denoising step: action/time embedding (SmolVLA's sinusoidal time embedding, in/out MLP),
+  ``expert_layers`` Llama layers of width ``expert_hidden`` whose chunk tokens attend to [VLM layer i's keys/values,
+  the chunk], final norm, ``action_out_proj``; then the Euler update (t from 1 to 0). The noise comes from the
+  observation, so every forward is deterministic.
+
+Simplification, stated: every expert layer attends to its VLM layer's cache jointly with the chunk (pi0-style);
+published SmolVLA interleaves such layers with cross-attention layers whose keys/values are the VLM's re-projected
+by the expert (320 -> 320 at ``full``). The bytes that cross every cut are the same; the expert has 2 x 8 x 400 x 320
+= 2.0M more k/v projection weights here (0.5% of the model).
+
+Payloads: inside the vision tower the patch activations plus prompt ids and state; after the connector the visual
+tokens; inside the VLM the prefix hidden states and the KV cache of the layers already run; between VLM and expert
+the whole KV cache. The noise (raw float32) travels with every forward cut below N. Reverse cut (appended after N,
+``cloud_then_edge``): the cloud runs the vision tower and the VLM (images, prompt ids and state up: the state is a
+prefix token), the edge runs the expert (KV cache down).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from executor.blocks import BlockSpec, ComputePass
+from executor.models.base import (
+    Actions,
+    Payload,
+    PayloadError,
+    SplitModel,
+    TensorSpec,
+    as_tensor,
+    build_modules,
+    module_params,
+)
+from executor.models.presets import SmolVLAPreset
+
+log = logging.getLogger(__name__)
+
+_RAW = ("images", "prompt_ids", "state", "noise", "actions")
+_TIME_MIN_PERIOD = 4e-3  # SmolVLA's sinusoidal time embedding
+_TIME_MAX_PERIOD = 4.0
+
+
+def smolvlm_config(c: SmolVLAPreset) -> Any:
+    """The transformers ``SmolVLMConfig`` of the backbone, with only the used text layers."""
+    from transformers import SmolVLMConfig
+
+    cfg = SmolVLMConfig(
+        vision_config={
+            "hidden_size": c.vision_hidden, "intermediate_size": c.vision_mlp, "num_hidden_layers": c.vision_layers,
+            "num_attention_heads": c.vision_heads, "image_size": c.image_px, "patch_size": c.patch_px,
+        },
+        text_config={
+            "model_type": "llama", "hidden_size": c.lm_hidden, "intermediate_size": c.lm_mlp,
+            "num_hidden_layers": c.lm_layers_used, "num_attention_heads": c.lm_heads,
+            "num_key_value_heads": c.lm_kv_heads, "head_dim": c.lm_head_dim, "vocab_size": c.vocab_size,
+            "rms_norm_eps": 1e-5, "rope_theta": c.rope_theta, "max_position_embeddings": 8192,
+            "tie_word_embeddings": False,
+        },
+        scale_factor=c.scale_factor,
+        image_token_id=c.vocab_size - 1,
+    )
+    cfg._attn_implementation = "sdpa"
+    cfg.vision_config._attn_implementation = "sdpa"
+    cfg.text_config._attn_implementation = "sdpa"
+    return cfg
+
+
+def expert_config(c: SmolVLAPreset) -> Any:
+    """Llama config of the action expert: the VLM's head layout (shared KV cache), width ``expert_hidden``."""
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(
+        vocab_size=2, hidden_size=c.expert_hidden, intermediate_size=c.expert_mlp,
+        num_hidden_layers=c.expert_layers, num_attention_heads=c.lm_heads, num_key_value_heads=c.lm_kv_heads,
+        head_dim=c.lm_head_dim, rms_norm_eps=1e-5, rope_theta=c.rope_theta, max_position_embeddings=8192,
+        tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+    cfg._attn_implementation = "sdpa"
+    return cfg
+
+
+class SmolVLAImageEmbed(nn.Module):
+    """uint8 images (cameras, H, W, 3) -> [-1, 1] pixels -> SmolVLM patch + position embeddings (no padding)."""
+
+    def __init__(self, embeddings: nn.Module, patch_px: int) -> None:
+        super().__init__()
+        self.embeddings = embeddings
+        self.patch_px = patch_px
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0
+        dtype = self.embeddings.patch_embedding.weight.dtype
+        n, _, h, w = x.shape
+        mask = torch.ones(n, h // self.patch_px, w // self.patch_px, dtype=torch.bool, device=x.device)
+        return self.embeddings(x.to(dtype), patch_attention_mask=mask)
+
+
+class SmolVLAConnector(nn.Module):
+    """SigLIP post-layernorm + ``SmolVLMConnector`` (pixel shuffle, projection); cameras laid out one after another."""
+
+    def __init__(self, post_layernorm: nn.Module, connector: nn.Module) -> None:
+        super().__init__()
+        self.post_layernorm = post_layernorm
+        self.connector = connector
+
+    def forward(self, vision_hidden: torch.Tensor) -> torch.Tensor:
+        feats = self.connector(self.post_layernorm(vision_hidden))
+        return feats.reshape(1, feats.shape[0] * feats.shape[1], feats.shape[2])
+
+
+class SmolVLAPrefixEmbed(nn.Module):
+    """SmolVLA ``embed_prefix``: [image tokens, language tokens] x sqrt(width), then the projected state token."""
+
+    def __init__(self, embed_tokens: nn.Module, max_state_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.embed_tokens = embed_tokens
+        self.state_proj = nn.Linear(max_state_dim, hidden)
+        self.max_state_dim = max_state_dim
+
+    def forward(self, image_features: torch.Tensor, prompt_ids: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        lang = self.embed_tokens(prompt_ids[None])
+        scale = math.sqrt(lang.shape[-1])
+        padded = lang.new_zeros(1, self.max_state_dim)
+        padded[0, : state.shape[0]] = state.to(lang.dtype)
+        st = self.state_proj(padded)[:, None]
+        return torch.cat([image_features.to(lang.dtype) * scale, lang * scale, st], dim=1)
+
+
+def sinusoidal_time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """SmolVLA/pi0 ``create_sinusoidal_pos_embedding``: (B,) times -> (B, dim) [sin, cos] over log-spaced periods."""
+    fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=t.device)
+    period = _TIME_MIN_PERIOD * (_TIME_MAX_PERIOD / _TIME_MIN_PERIOD) ** fraction
+    arg = (2 * math.pi / period)[None, :] * t.to(torch.float64)[:, None]
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+
+
+class SmolVLAExpertStep(nn.Module):
+    """One denoising step of the action expert: noisy chunk + time -> velocity, attending to the VLM KV cache."""
+
+    def __init__(self, c: SmolVLAPreset) -> None:
+        super().__init__()
+        from transformers import LlamaModel
+
+        h = c.expert_hidden
+        self.action_in_proj = nn.Linear(c.max_action_dim, h)
+        self.action_time_mlp_in = nn.Linear(2 * h, h)
+        self.action_time_mlp_out = nn.Linear(h, h)
+        lm = LlamaModel(expert_config(c))
+        self.layers = lm.layers
+        self.norm = lm.norm
+        self.action_out_proj = nn.Linear(h, c.max_action_dim)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cache: Any, position_embeddings: Any,
+                mask: torch.Tensor) -> torch.Tensor:
+        a = self.action_in_proj(x_t)
+        te = sinusoidal_time_embedding(t, a.shape[-1]).to(a.dtype)[:, None].expand_as(a)
+        h = self.action_time_mlp_out(nn.functional.silu(self.action_time_mlp_in(torch.cat([a, te], dim=-1))))
+        for layer in self.layers:
+            h = layer(h, attention_mask=mask, past_key_values=cache, use_cache=True,
+                      position_embeddings=position_embeddings)
+        return self.action_out_proj(self.norm(h))
+
+
+def _build(c: SmolVLAPreset) -> nn.ModuleDict:
+    from transformers import SmolVLMModel
+
+    root = nn.ModuleDict()
+    root["vlm"] = SmolVLMModel(smolvlm_config(c))
+    root["state_prefix"] = SmolVLAPrefixEmbed(root["vlm"].text_model.embed_tokens, c.max_state_dim, c.lm_hidden)
+    root["expert"] = SmolVLAExpertStep(c)
+    return root
+
+
+class SmolVLASplitModel(SplitModel):
+    """SmolVLA as a chain of blocks; see the module docstring."""
+
+    family = "smolvla"
+
+    def __init__(self, preset: str, config: SmolVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
+                 on_meta: bool) -> None:
+        super().__init__(preset, config, torch.device("meta") if on_meta else torch.device(device), dtype)
+        c = config
+        root = build_modules(lambda: _build(c), seed=seed, on_meta=on_meta)
+        self.root = (root.to(dtype=dtype) if on_meta else root.to(device=self.device, dtype=dtype)).eval()
+        vlm = self.root["vlm"]
+        vision = vlm.vision_model
+        text = vlm.text_model
+        self.text_config = text.config
+        names: list[str] = ["vision.embed"]
+        mods: list[nn.Module] = [SmolVLAImageEmbed(vision.embeddings, c.patch_px)]
+        kinds: list[tuple[str, int]] = [("vision_embed", 0)]
+        for j, layer in enumerate(vision.encoder.layers):
+            names.append(f"vision.layer{j}")
+            mods.append(layer)
+            kinds.append(("vision_layer", j))
+        names += ["connector", "vlm.embed"]
+        mods += [SmolVLAConnector(vision.post_layernorm, vlm.connector), self.root["state_prefix"]]
+        kinds += [("connector", 0), ("prefix_embed", 0)]
+        for j, layer in enumerate(text.layers):
+            names.append(f"vlm.layer{j}")
+            mods.append(layer)
+            kinds.append(("vlm_layer", j))
+        names.append("expert")
+        mods.append(self.root["expert"])
+        kinds.append(("expert", 0))
+        self.block_names = tuple(names)
+        self.block_modules = tuple(mods)
+        self._kinds = tuple(kinds)
+        self._rotary = text.rotary_emb
+        self._i_connector = names.index("connector")
+        self._i_prefix = names.index("vlm.embed")
+        self._i_vlm0 = self._i_prefix + 1
+        self._i_expert = len(names) - 1
+        log.info("built smolvla/%s on %s: %d blocks, %.3fM params", preset, self.device, self.num_blocks,
+                 self.num_parameters() / 1e6)
+
+    def unused_parameters(self) -> int:
+        """Parameters built but never run: the text model's final norm (SmolVLA reads only the VLM's KV cache)."""
+        return module_params(self.root["vlm"].text_model.norm)
+
+    # ---- shapes ----------------------------------------------------------------------------------------------
+    @property
+    def _act_dtype(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def _observation_specs(self) -> list[TensorSpec]:
+        c = self.config
+        return [TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
+                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
+                TensorSpec("state", (c.state_dim,), "float32"),
+                TensorSpec("noise", (c.chunk, c.max_action_dim), "float32")]
+
+    def _kv_specs(self, layers: range) -> list[TensorSpec]:
+        c = self.config
+        shape = (1, c.lm_kv_heads, c.prefix_tokens, c.lm_head_dim)
+        return [TensorSpec(f"kv.{j}.{part}", shape, self._act_dtype, True) for j in layers for part in ("key", "value")]
+
+    def _payload_specs(self, k: int) -> list[TensorSpec]:
+        c, a = self.config, self._act_dtype
+        obs = {s.name: s for s in self._observation_specs()}
+        specs = []
+        if k == 0:
+            specs.append(obs["images"])
+        if k <= self._i_prefix:
+            specs += [obs["prompt_ids"], obs["state"]]
+        if k <= self._i_expert:
+            specs.append(obs["noise"])
+        if 0 < k <= self._i_connector:
+            specs.append(TensorSpec("vision_hidden", (c.cameras, c.num_patches, c.vision_hidden), a, True))
+        if self._i_connector < k <= self._i_prefix:
+            specs.append(TensorSpec("image_features", (1, c.image_tokens, c.lm_hidden), a, True))
+        if self._i_prefix < k < self._i_expert:
+            specs.append(TensorSpec("prefix_hidden", (1, c.prefix_tokens, c.lm_hidden), a, True))
+        if self._i_vlm0 < k <= self._i_expert:
+            specs += self._kv_specs(range(k - self._i_vlm0))
+        return specs
+
+    def _action_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]
+
+    def _reverse_cuts(self) -> tuple[int, ...]:
+        return (self._i_expert,)
+
+    def _reverse_specs(self, k: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        obs = {s.name: s for s in self._observation_specs()}
+        return [obs["images"], obs["prompt_ids"], obs["state"]], self._kv_specs(range(self.config.lm_layers_used))
+
+    def block_specs(self) -> list[BlockSpec]:
+        c = self.config
+        np_, cams, seq = c.num_patches, c.cameras, c.prefix_tokens
+        vis = ComputePass(tokens=cams * np_, context_tokens=np_)
+        specs = []
+        for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
+            n = module_params(mod)
+            if kind == "vision_embed":
+                in_dim = 3 * c.patch_px * c.patch_px
+                specs.append(BlockSpec(name, "patch_embed", (vis,), hidden=c.vision_hidden, in_dim=in_dim,
+                                       out_dim=c.vision_hidden, param_count=n,
+                                       extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden}))
+            elif kind == "vision_layer":
+                specs.append(BlockSpec(name, "transformer_layer", (vis,), hidden=c.vision_hidden, mlp=c.vision_mlp,
+                                       heads=c.vision_heads, kv_heads=c.vision_heads,
+                                       head_dim=c.vision_hidden // c.vision_heads, param_count=n))
+            elif kind == "connector":  # pixel shuffle (a reshape) + one linear over the shuffled tokens
+                in_dim = c.vision_hidden * c.scale_factor**2
+                specs.append(BlockSpec(name, "linear", (ComputePass(c.image_tokens, c.tokens_per_image),),
+                                       hidden=c.lm_hidden, in_dim=in_dim, out_dim=c.lm_hidden, param_count=n,
+                                       extra={"flops_per_token": 2.0 * in_dim * c.lm_hidden}))
+            elif kind == "prefix_embed":  # token look-up (the state projection is ~max_state_dim x hidden FLOPs)
+                specs.append(BlockSpec(name, "embedding", (ComputePass(c.prompt_tokens + 1, c.prompt_tokens + 1),),
+                                       hidden=c.lm_hidden, in_dim=c.vocab_size, out_dim=c.lm_hidden, param_count=n))
+            elif kind == "vlm_layer":
+                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(seq, seq),), hidden=c.lm_hidden,
+                                       mlp=c.lm_mlp, heads=c.lm_heads, kv_heads=c.lm_kv_heads,
+                                       head_dim=c.lm_head_dim, gated_mlp=True, param_count=n))
+            else:
+                h = c.expert_hidden
+                io_flops = 2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
+                specs.append(BlockSpec(
+                    name, "expert",
+                    (ComputePass(c.chunk, seq + c.chunk, "parallel_decode", repeat=c.num_steps),),
+                    hidden=h, mlp=c.expert_mlp, heads=c.lm_heads, kv_heads=c.lm_kv_heads, head_dim=c.lm_head_dim,
+                    gated_mlp=True, in_dim=c.max_action_dim, out_dim=c.max_action_dim, layers=c.expert_layers,
+                    param_count=n,
+                    extra={"io_flops_per_step": io_flops, "prefix_tokens": float(seq),
+                           "action_tokens": float(c.chunk)},
+                ))
+        return specs
+
+    # ---- observation / execution ----------------------------------------------------------------------------
+    def make_observation(self, seed: int) -> dict[str, np.ndarray]:
+        c = self.config
+        rng = np.random.default_rng(seed)
+        return {
+            "images": rng.integers(0, 256, size=(c.cameras, c.image_px, c.image_px, 3), dtype=np.uint8),
+            "prompt_ids": rng.integers(1, c.vocab_size - 1, size=c.prompt_tokens).astype(np.int64),
+            "state": rng.standard_normal(c.state_dim).astype(np.float32),
+            "noise": rng.standard_normal((c.chunk, c.max_action_dim)).astype(np.float32),
+        }
+
+    def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        specs = self._observation_specs()
+        self._check_observation(obs, specs)
+        return {s.name: as_tensor(obs[s.name], self.device) for s in specs}
+
+    def _prefix_mask(self, seq: int) -> torch.Tensor:
+        """SmolVLA's block mask: images + language attend to each other; the last (state) token attends to all."""
+        block = torch.zeros(seq, dtype=torch.long, device=self.device)
+        block[-1] = 1
+        return (block[None, :] <= block[:, None])[None, None]
+
+    def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
+        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
+        from transformers import DynamicCache
+
+        c = self.config
+        pe = mask = None
+        for i in range(a, b):
+            kind, j = self._kinds[i]
+            mod = self.block_modules[i]
+            if kind == "vision_embed":
+                state["vision_hidden"] = mod(state.pop("images"))
+            elif kind == "vision_layer":
+                state["vision_hidden"] = mod(state["vision_hidden"], None)
+            elif kind == "connector":
+                state["image_features"] = mod(state.pop("vision_hidden"))
+            elif kind == "prefix_embed":
+                state["prefix_hidden"] = mod(state.pop("image_features"), state.pop("prompt_ids"),
+                                             state.pop("state"))
+            elif kind == "vlm_layer":
+                h = state.pop("prefix_hidden")
+                if pe is None:  # SmolVLA: positions 0..P-1 over the prefix (no padding)
+                    pos = torch.arange(h.shape[1], device=h.device)[None]
+                    pe = self._rotary(h, pos)
+                    mask = self._prefix_mask(h.shape[1])
+                cache = DynamicCache()
+                h = mod(h, attention_mask=mask, past_key_values=cache, use_cache=True, position_embeddings=pe)
+                state[f"kv.{j}.key"] = cache.layers[j].keys.contiguous()
+                state[f"kv.{j}.value"] = cache.layers[j].values.contiguous()
+                if j < c.lm_layers_used - 1:  # the last layer's output only feeds the (unused) final norm
+                    state["prefix_hidden"] = h
+            else:
+                kv = [(state.pop(f"kv.{j}.key"), state.pop(f"kv.{j}.value")) for j in range(c.lm_layers_used)]
+                state["actions"] = self._denoise(mod, kv, state.pop("noise"))
+        return state
+
+    def _denoise(self, expert: nn.Module, kv: list, noise: torch.Tensor) -> torch.Tensor:
+        """Euler loop of SmolVLA's ``sample_actions`` on a prefix KV cache (t from 1 to 0, ``num_steps`` steps)."""
+        from transformers import DynamicCache
+
+        c = self.config
+        x = noise[None].to(self.dtype)
+        cache = DynamicCache(ddp_cache_data=kv)
+        prefix_len = cache.get_seq_length()
+        pos = (prefix_len + torch.arange(c.chunk, device=self.device))[None]
+        pe = self._rotary(x.new_zeros(1, c.chunk, c.expert_hidden), pos)
+        mask = torch.ones(1, 1, c.chunk, prefix_len + c.chunk, dtype=torch.bool, device=self.device)
+        dt = -1.0 / c.num_steps
+        for step in range(c.num_steps):
+            t = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=self.device)
+            v = expert(x, t, cache, pe, mask)
+            cache.crop(prefix_len - cache.get_seq_length())
+            x = x + dt * v
+        return x[0, :, : c.action_dim].float()
+
+    def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
+        self._require_runnable()
+        with torch.inference_mode():
+            return self._run(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
+
+    def edge_session(self, cut_index: int) -> _EdgeSession:
+        self._require_runnable()
+        placement, k = self.placement(cut_index)
+        return _EdgeSession(self, int(cut_index), placement, k)
+
+    def cloud_session(self, cut_index: int) -> _CloudSession:
+        self._require_runnable()
+        placement, k = self.placement(cut_index)
+        if placement == "edge_then_cloud" and k == self.num_blocks:
+            raise ValueError(f"cut {cut_index} is edge-only: there is no cloud session")
+        return _CloudSession(self, int(cut_index), placement, k)
+
+
+def _as_payload(kind: str, cut: int, tensors: dict[str, torch.Tensor]) -> Payload:
+    acts = tuple(n for n in tensors if n not in _RAW)
+    return Payload(kind=kind, cut=cut, tensors=tensors, activations=acts)
+
+
+class _EdgeSession:
+    """Edge half: blocks [0, k) (edge_then_cloud) or the expert after the cloud's KV cache (cloud_then_edge)."""
+
+    def __init__(self, model: SmolVLASplitModel, cut_index: int, placement: str, k: int) -> None:
+        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
+        self.kept: dict[str, torch.Tensor] | None = None
+        self.done = False
+
+    def start(self, obs: Mapping[str, np.ndarray]) -> Payload | Actions:
+        if self.kept is not None:
+            raise PayloadError("edge session already started; create one session per inference")
+        m = self.m
+        with torch.inference_mode():
+            state = m._obs_to_state(obs)
+            if self.placement == "cloud_then_edge":
+                self.kept = {"noise": state.pop("noise")}
+                return _as_payload("observation", self.cut, state)
+            self.kept = {}
+            state = m._run(state, 0, self.k)
+        if self.k == m.num_blocks:
+            self.done = True
+            return state["actions"].cpu().numpy()
+        return _as_payload("observation" if self.k == 0 else "activations", self.cut, state)
+
+    def on_reply(self, payload: Payload) -> Payload | Actions:
+        m = self.m
+        if self.kept is None or self.done:
+            raise PayloadError("reply received outside an exchange (start() not called, or already finished)")
+        self.done = True
+        if self.placement == "edge_then_cloud":
+            return m._receive(payload, self.cut, ("actions",), m._action_specs())["actions"].cpu().numpy()
+        _up, down = m._reverse_specs(self.k)
+        state = m._receive(payload, self.cut, ("kv_cache",), down)
+        state.update(self.kept)
+        with torch.inference_mode():
+            return m._run(state, self.k, m.num_blocks)["actions"].cpu().numpy()
+
+
+class _CloudSession:
+    """Cloud half: blocks [k, N) -> actions (edge_then_cloud), or [0, k) -> KV cache (cloud_then_edge)."""
+
+    def __init__(self, model: SmolVLASplitModel, cut_index: int, placement: str, k: int) -> None:
+        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
+        self.done = False
+
+    def on_request(self, payload: Payload) -> Payload:
+        m, k = self.m, self.k
+        if self.done:
+            raise PayloadError("cloud session already replied; create one session per inference")
+        if self.placement == "cloud_then_edge":
+            up, _down = m._reverse_specs(k)
+            state = m._receive(payload, self.cut, ("observation",), up)
+            with torch.inference_mode():
+                state = m._run(state, 0, k)
+            self.done = True
+            return _as_payload("kv_cache", self.cut, state)
+        kind = "observation" if k == 0 else "activations"
+        state = m._receive(payload, self.cut, (kind,), m._payload_specs(k))
+        with torch.inference_mode():
+            actions = m._run(state, k, m.num_blocks)["actions"]
+        self.done = True
+        return Payload(kind="actions", cut=self.cut, tensors={"actions": actions})
