@@ -1,18 +1,22 @@
-"""Latency backends behind the env: ``profile`` (Profile pair + trace integration) and ``executor`` (to come).
+"""Latency backends behind the env: ``profile`` (Profile pair + trace integration) and ``executor`` (measured).
 
 A backend prices one inference at a cut starting at a given episode time. Both return ``latency.StepTiming`` so
-the env's dynamics, observation and reward do not depend on where the numbers come from.
+the env's dynamics, observation and reward do not depend on where the numbers come from. The executor backend
+imports torch and the networking stack lazily, when it is built.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ecc_env.latency import CutRow, DeadlineConfig, Link, StepTiming, step_timing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,18 +116,322 @@ class ProfileBackend:
         return timing, q
 
 
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Settings of the ``executor`` backend (see :class:`ExecutorBackend`).
+
+    family / preset / seed: the split model both halves build (random weights from the preset; edge and cloud
+        must use one seed). The env's Profiles must describe this model (same number of cuts).
+    server_url: ``ws://host:port`` of a running ``ecc serve`` with the same model, or None to start a local
+        ``CloudServer`` on a background thread (loopback, OS-chosen port) and stop it on ``close()``.
+    compression: wire codec of the uplink activations ("none" keeps results exact).
+    emulate_edge / emulate_cloud: target Profiles for ``executor.emulation.HardwareEmulator`` on the edge model and
+        (local server only) the cloud model; None = run at this machine's speed (the default).
+    connect_timeout_s: bound on one (re)connection through the link.
+    link_max_wait_s: a chunk that would wait longer than this in an outage closes the relayed connection (None:
+        the deadline, so an abandoned transfer never holds the link for longer than the deadline itself).
+    link_chunk_bytes: pacing granularity of the shaped link.
+    observations: distinct model inputs (``model.make_observation(seed)``) cycled through the steps.
+    torch_threads: torch CPU threads of this process (the local server shares it).
+    """
+
+    family: str = "openvla"
+    preset: str = "tiny"
+    seed: int = 0
+    server_url: str | None = None
+    compression: str = "none"
+    emulate_edge: Any = None
+    emulate_cloud: Any = None
+    connect_timeout_s: float = 5.0
+    link_max_wait_s: float | None = None
+    link_chunk_bytes: int = 16 * 1024
+    observations: int = 4
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.server_url is not None and not str(self.server_url).startswith(("ws://", "wss://")):
+            raise ValueError(f"server_url must start with ws:// or wss://, got {self.server_url!r}")
+        if not (self.connect_timeout_s > 0 and (self.link_max_wait_s is None or self.link_max_wait_s > 0)):
+            raise ValueError(
+                f"connect_timeout_s and link_max_wait_s must be > 0, got {self.connect_timeout_s!r}, "
+                f"{self.link_max_wait_s!r}"
+            )
+        if self.observations < 1 or self.torch_threads < 1 or self.link_chunk_bytes < 1:
+            raise ValueError(
+                f"observations, torch_threads and link_chunk_bytes must be >= 1, got {self.observations}, "
+                f"{self.torch_threads}, {self.link_chunk_bytes}"
+            )
+        if self.emulate_cloud is not None and self.server_url is not None:
+            raise ValueError("emulate_cloud applies to the local server only; pass --emulate to `ecc serve` instead")
+
+
+class _PositionedTrace:
+    """The episode's trace as the shaped link reads it, shifted so that link time maps onto episode time.
+
+    ``position(t_s)`` makes the link's current trace time equal ``t_s``; ``free()`` turns shaping off (zero
+    transfer time and delay) for connection set-up between steps.
+    """
+
+    def __init__(self, trace: Link) -> None:
+        self.trace = trace
+        self.shift_s = 0.0
+        self.shaping = False
+
+    def transfer_time_s(self, nbytes: int, start_s: float, direction: str, *, max_wait_s: float = 60.0) -> float:
+        if not self.shaping:
+            return 0.0
+        return self.trace.transfer_time_s(nbytes, start_s + self.shift_s, direction, max_wait_s=max_wait_s)
+
+    def one_way_delay_ms(self, t_s: float) -> float:
+        return self.trace.one_way_delay_ms(t_s + self.shift_s) if self.shaping else 0.0
+
+
+class _MeasuredLink:
+    """A Link that replays one measured call to ``latency.step_timing``: the transfers come back in the order
+    step_timing asks for them (main uplink, then per round trip down/up, then the final downlink)."""
+
+    def __init__(self, up_s: list[float], down_s: list[float], delay_ms: float, missed: bool = False) -> None:
+        self._up, self._down = list(up_s), list(down_s)
+        self._delay_ms = delay_ms
+        self._missed = missed
+
+    def transfer_time_s(self, nbytes: int, start_s: float, direction: str, *, max_wait_s: float = 60.0) -> float:
+        if self._missed:
+            raise TimeoutError("the measured call did not return before its deadline")
+        seq = self._up if direction == "up" else self._down
+        dur = seq.pop(0) if seq else 0.0
+        if dur > max_wait_s:
+            raise TimeoutError(f"measured {direction} transfer of {dur:.4f} s exceeds the {max_wait_s:.4f} s left")
+        return dur
+
+    def one_way_delay_ms(self, t_s: float) -> float:
+        return self._delay_ms
+
+
 class ExecutorBackend:
-    """Measured backend: each step runs on the networked split executor over the shaped link (issue 4)."""
+    """Measured backend: every inference really runs on the networked split executor.
+
+    An ``EdgeClient`` (edge half of ``config.family/preset``) talks to a ``CloudServer`` (local thread or
+    ``config.server_url``) through an ``executor.link.ShapedLink`` relay that paces the bytes by the episode's trace
+    segment and adds its one-way delay. Positioning: before each inference the link's trace is shifted so that the
+    link's trace time at that instant equals the env's simulated start time of the step (and trace time then
+    advances with wall time during the call, as on a real link). So the episode runs as fast as its inferences
+    (no sleeping out control periods) while every transfer sees the bandwidth the env's clock says it should.
+
+    Timing: the measured ``CallTiming`` becomes a ``StepTiming`` by replaying it through
+    ``latency.step_timing`` (the one deadline rule): edge = edge compute + encode + decode; uplink / downlink =
+    the measured transfer times (one-way delay included, split into serialisation + the trace's delay); server
+    queue = the server's reported queue wait; cloud = the server's compute + whatever of the measured total is not
+    in the other parts (server decode/encode, thread hand-offs), so ``service_ms`` equals the measured total. A call
+    with no reply by the deadline (or a lost connection, or an error reply) is a miss: the edge-only fallback really
+    runs (its measured time is the rule's ``fallback_ms``), and the link and connection are rebuilt so that bytes
+    stuck in the abandoned transfer do not delay later steps (rebuilt with shaping off: set-up costs no trace time).
+    """
 
     name = "executor"
 
-    def __init__(self, *args, **kwargs) -> None:
-        raise NotImplementedError(
-            "the 'executor' latency backend is not built yet: it needs an adapter that runs each env step through "
-            "executor.client.EdgeClient against an executor.server process over an executor.link.ShapedLink driven "
-            "by the episode's trace segment (trace time synchronised to the episode clock) and returns a "
-            "latency.StepTiming from the measured CallTiming; use backend='profile' for now"
+    def __init__(
+        self,
+        rows: tuple[CutRow, ...],
+        deadline: DeadlineConfig,
+        fallback_ms: float,
+        config: ExecutorConfig = ExecutorConfig(),
+        *,
+        edge_only_index: int | None = None,
+        fallback_holds: bool = False,
+    ) -> None:
+        if not rows:
+            raise ValueError("ExecutorBackend needs at least one cut row, got none")
+        import torch
+
+        from executor.models import build_model
+
+        self.rows = rows
+        self.deadline = deadline
+        self.config = config
+        self.fallback_holds = bool(fallback_holds)
+        self._hold_ms = float(fallback_ms)
+        torch.set_num_threads(config.torch_threads)
+        self.model = build_model(config.family, config.preset, seed=config.seed)
+        if self.model.num_cuts != len(rows):
+            raise ValueError(
+                f"the env's Profiles have {len(rows)} cuts but {config.family}/{config.preset} has "
+                f"{self.model.num_cuts}: pass Profiles of this model (e.g. executor.profiler.profile_model)"
+            )
+        self.edge_only_index = self.model.num_blocks if edge_only_index is None else int(edge_only_index)
+        self._obs = [self.model.make_observation(seed=config.seed + i) for i in range(config.observations)]
+        self._calls = 0
+        self.emulators: list[Any] = []
+        if config.emulate_edge is not None:
+            from executor.emulation import HardwareEmulator
+
+            self.emulators.append(HardwareEmulator(self.model, config.emulate_edge).attach())
+        self.server: Any = None
+        if config.server_url is None:
+            from executor.server import CloudServer, ServerConfig
+
+            cloud = build_model(config.family, config.preset, seed=config.seed)
+            emulator = None
+            if config.emulate_cloud is not None:
+                from executor.emulation import HardwareEmulator
+
+                emulator = HardwareEmulator(cloud, config.emulate_cloud).attach()
+                self.emulators.append(emulator)
+            self.server = CloudServer(cloud, ServerConfig(port=0, ping_interval_s=None), emulator=emulator)
+            self.server.start(timeout_s=max(config.connect_timeout_s, 10.0))
+            self.url = self.server.url
+        else:
+            self.url = config.server_url
+        host_port = self.url.split("://", 1)[1].split("/", 1)[0]
+        host, _, port = host_port.rpartition(":")
+        self._target = (host.strip("[]") or "127.0.0.1", int(port))
+        self.link: Any = None
+        self.trace: _PositionedTrace | None = None
+        self.shaped: Any = None
+        self.client: Any = None
+        self._edge_ms: dict[int, float] = {}
+        self.edge_only_ms = float(fallback_ms)
+        self.reconnects = 0
+        self.misses = 0
+        self.last_timing: Any = None
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+    def reset(self, link: Link, rng: np.random.Generator, horizon_s: float, period_s: float) -> None:
+        """Start an episode: a fresh shaped link over ``link`` (the segment) and a fresh connection through it."""
+        if self._closed:
+            raise RuntimeError("ExecutorBackend is closed")
+        self.link = link
+        self._open(link)
+        self._warm_up()
+
+    def _open(self, link: Link) -> None:
+        from executor.client import ClientConfig, EdgeClient
+        from executor.link import LinkConfig, ShapedLink
+
+        self._close_connection()
+        self.trace = _PositionedTrace(link)
+        max_wait_s = self.config.link_max_wait_s
+        if max_wait_s is None:
+            max_wait_s = min(self.deadline.deadline_ms / 1e3, 60.0)
+        cfg = LinkConfig(chunk_bytes=self.config.link_chunk_bytes, max_wait_s=max_wait_s)
+        self.shaped = ShapedLink(self.trace, self._target[0], self._target[1], cfg).start()
+        client_cfg = ClientConfig(
+            connect_timeout_s=self.config.connect_timeout_s,
+            compression=self.config.compression,
+            ping_interval_s=None,
+            probe_interval_s=None,
+        )
+        self.client = EdgeClient(self.model, f"ws://127.0.0.1:{self.shaped.port}", client_cfg)
+        self.client.connect()
+
+    def _warm_up(self) -> None:
+        """One unshaped call at every cut (first calls pay allocation costs) and a first edge-only time."""
+        for row in self.rows:
+            result = self.client.infer(self._next_obs(), row.index, deadline=self._deadline_from_now(10.0))
+            if row.index == self.edge_only_index:
+                self.edge_only_ms = result.timing.total_ms
+
+    def _close_connection(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.shaped is not None:
+            self.shaped.stop()
+            self.shaped = None
+
+    def close(self) -> None:
+        """Close the connection and the link; stop the local server. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_connection()
+        for emulator in self.emulators:
+            emulator.detach()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def describe(self) -> dict[str, Any]:
+        """What reports carry: model, server, emulation (on/off and targets)."""
+        return {
+            "backend": self.name,
+            "model": f"{self.config.family}/{self.config.preset}",
+            "server": "local" if self.config.server_url is None else self.config.server_url,
+            "emulation": [e.describe() for e in self.emulators] or None,
+        }
+
+    # -- one inference ----------------------------------------------------------------------------------------------
+    def _next_obs(self) -> dict[str, np.ndarray]:
+        obs = self._obs[self._calls % len(self._obs)]
+        self._calls += 1
+        return obs
+
+    @staticmethod
+    def _deadline_from_now(seconds: float) -> float:
+        import time
+
+        return time.perf_counter() + seconds
+
+    def infer(self, cut_index: int, start_s: float) -> tuple[StepTiming, int]:
+        from executor.protocol import ProtocolError, RemoteError, ServerUnavailable, TransportTimeout
+
+        if self.client is None or self.trace is None or self.link is None:
+            raise RuntimeError("ExecutorBackend.infer called before reset()")
+        row = self.rows[cut_index]
+        obs = self._next_obs()
+        if not row.uses_network:
+            result = self.client.infer(obs, cut_index)
+            self.last_timing = result.timing
+            measured = row._replace(edge_ms=result.timing.total_ms)
+            if cut_index == self.edge_only_index:
+                self.edge_only_ms = result.timing.total_ms
+            return self._price(measured, _MeasuredLink([], [], 0.0), start_s), 0
+        # position the link: its trace time now == the step's simulated start time
+        self.trace.shift_s = start_s - self.shaped.trace_time_s()
+        self.trace.shaping = True
+        try:
+            result = self.client.infer(obs, cut_index, deadline=self._deadline_from_now(self.deadline.deadline_ms / 1e3))
+        except (TransportTimeout, ServerUnavailable, RemoteError, ProtocolError) as e:
+            self.trace.shaping = False
+            return self._missed(row, start_s, e), 0
+        self.trace.shaping = False
+        self.last_timing = t = result.timing
+        trips = t.round_trips + 1
+        delay_ms = self.link.one_way_delay_ms(start_s)
+        up_each_s = max(t.uplink_ms / trips - delay_ms, 0.0) / 1e3
+        down_each_s = max(t.downlink_ms / trips - delay_ms, 0.0) / 1e3
+        edge_ms = t.edge_ms + t.encode_ms + t.decode_ms
+        parts = edge_ms + t.uplink_ms + t.cloud_queue_ms + t.cloud_compute_ms + t.downlink_ms
+        self._edge_ms[cut_index] = edge_ms
+        measured = row._replace(
+            edge_ms=edge_ms,
+            cloud_ms=t.cloud_compute_ms + max(t.total_ms - parts, 0.0),
+            up_bytes=t.bytes_up / trips,
+            down_bytes=t.bytes_down / trips,
+            round_trips=t.round_trips,
+            round_trip_up_bytes=t.bytes_up / trips,
+            round_trip_down_bytes=t.bytes_down / trips,
+        )
+        replay = _MeasuredLink([up_each_s] * trips, [down_each_s] * trips, delay_ms)
+        return self._price(measured, replay, start_s, server_queue_ms=t.cloud_queue_ms), int(t.server_queue_length)
+
+    def _price(self, row: CutRow, link: Link, start_s: float, server_queue_ms: float = 0.0) -> StepTiming:
+        fallback = self._hold_ms if self.fallback_holds else self.edge_only_ms
+        return step_timing(
+            row, link, start_s, server_queue_ms=server_queue_ms, deadline=self.deadline, fallback_ms=fallback
         )
 
+    def _missed(self, row: CutRow, start_s: float, error: BaseException) -> StepTiming:
+        """No reply by the deadline: run the edge-only fallback for real, then rebuild link and connection."""
+        self.misses += 1
+        log.debug("executor step at %.3f s (cut %d) missed: %s", start_s, row.index, error)
+        if not self.fallback_holds:
+            result = self.client.infer(self._next_obs(), self.edge_only_index)
+            self.edge_only_ms = result.timing.total_ms
+        self._open(self.link)  # abandon the stuck transfer (fresh pacers, fresh connection)
+        self.reconnects += 1
+        measured = row._replace(edge_ms=self._edge_ms.get(row.index, row.edge_ms))
+        return self._price(measured, _MeasuredLink([], [], 0.0, missed=True), start_s)
 
 BACKENDS = ("profile", "executor")

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ecc_env.backends import BACKENDS, ExecutorBackend, ProfileBackend, ServerLoadConfig
+from ecc_env.backends import BACKENDS, ExecutorBackend, ExecutorConfig, ProfileBackend, ServerLoadConfig
 from ecc_env.features import FeatureConfig, kinematic_scores, stream_visual_change
 from ecc_env.latency import CutRow, DeadlineConfig, cut_rows
 from ecc_env.observation import ObservationBuilder, ObservationConfig
@@ -185,7 +185,9 @@ class EdgeCloudSplitEnv(gym.Env):
 
     ## Arguments
     ``gymnasium.make("ecc_env/EdgeCloudSplit-v0", edge_profile=..., cloud_profile=..., trace_set=...,
-    streams=..., backend="profile", config=EnvConfig(...), **overrides)`` where ``overrides`` are ``EnvConfig``
+    streams=..., backend="profile", config=EnvConfig(...), **overrides)``; ``backend="executor"`` measures every
+    inference on the networked split executor (``executor=ExecutorConfig(...)``: model, server, emulation; the
+    Profiles must describe that model; ``close()`` stops its server and link) where ``overrides`` are ``EnvConfig``
     field names (``period_ms=50``, ``deadline=DeadlineConfig(250.0)``, ...). Profiles default to the roofline
     OpenVLA ``full`` on Orin + A100, the trace set to the embedded default set, streams to procedural ones.
 
@@ -208,6 +210,7 @@ class EdgeCloudSplitEnv(gym.Env):
         backend: str = "profile",
         config: EnvConfig | None = None,
         render_mode: str | None = None,
+        executor: ExecutorConfig | None = None,
         **overrides: Any,
     ) -> None:
         cfg = config or EnvConfig()
@@ -250,8 +253,13 @@ class EdgeCloudSplitEnv(gym.Env):
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if executor is not None and backend != "executor":
+            raise ValueError(f"executor settings were given but backend is {backend!r}; use backend='executor'")
         if backend == "executor":
-            self.backend = ExecutorBackend()
+            self.backend = ExecutorBackend(
+                self.rows, cfg.deadline, fallback_ms, executor or ExecutorConfig(),
+                edge_only_index=edge_only, fallback_holds=self.fallback_holds,
+            )
         else:
             self.backend = ProfileBackend(self.rows, cfg.deadline, fallback_ms, cfg.server_load)
 
@@ -297,6 +305,13 @@ class EdgeCloudSplitEnv(gym.Env):
         self._obs = self.builder.empty()
         self._hist = obs_cfg.bandwidth_history
         self._reset_state()
+
+    def close(self) -> None:
+        """Release the backend's resources (the executor backend's server, link and connection)."""
+        closer = getattr(self.backend, "close", None)
+        if closer is not None:
+            closer()
+        super().close()
 
     # ------------------------------------------------------------------------------------------------------
     def _reset_state(self) -> None:

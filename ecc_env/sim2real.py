@@ -1,0 +1,150 @@
+"""Sim-to-real check: one episode and one decision sequence through the ``profile`` and ``executor`` backends.
+
+Two envs are built with the same arguments except the backend and reset with the same seed, so they share the
+trace segment, the observation stream and its offset. The decisions come from a given action sequence, or from a
+planner (SB3 ``predict``) that sees the executor env's observations; the profile env replays the same actions.
+
+Per inference step two gaps are reported, both ``|profile - executor| / executor`` of the step's service time
+(inference start to actions ready):
+
+* ``gap_paired``: the profile backend priced at exactly the executor step's start time and cut (same link
+  position), so only the latency model differs: the simulator's fidelity;
+* ``gap_episode``: the profile env's own run of the same actions (its clock may drift from the executor's when
+  the two price steps differently, so later steps can start at other trace times).
+
+Skipped steps (no inference on either side) are left out of both. The Profile pair must describe the executor's
+model on the machine it runs on (e.g. ``executor.profiler.profile_model`` of that model, for edge and cloud), or
+the gap measures a hardware mismatch rather than the simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ecc_env.backends import ExecutorConfig
+from executor.profile import Profile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimToRealReport:
+    """Per-inference-step service times (ms) and gaps; ``obs_index`` / ``cut`` identify each step."""
+
+    obs_index: np.ndarray
+    cut: np.ndarray
+    executor_ms: np.ndarray
+    profile_paired_ms: np.ndarray
+    profile_episode_ms: np.ndarray
+    executor_miss: np.ndarray
+    profile_miss: np.ndarray
+    steps_total: int
+    backend: dict[str, Any]
+
+    @property
+    def gap_paired(self) -> np.ndarray:
+        return np.abs(self.profile_paired_ms - self.executor_ms) / self.executor_ms
+
+    @property
+    def gap_episode(self) -> np.ndarray:
+        return np.abs(self.profile_episode_ms - self.executor_ms) / self.executor_ms
+
+    def summary(self) -> dict[str, float]:
+        """Median and p90 of both gaps, the step counts and the miss counts."""
+        out: dict[str, float] = {"steps": float(self.steps_total), "inference_steps": float(len(self.cut))}
+        for name, gap in (("paired", self.gap_paired), ("episode", self.gap_episode)):
+            g = gap[np.isfinite(gap)]
+            out[f"gap_{name}_median"] = float(np.median(g)) if g.size else float("nan")
+            out[f"gap_{name}_p90"] = float(np.percentile(g, 90)) if g.size else float("nan")
+        out["executor_misses"] = float(self.executor_miss.sum())
+        out["profile_misses"] = float(self.profile_miss.sum())
+        return out
+
+
+def sim_to_real(
+    edge_profile: Profile,
+    cloud_profile: Profile,
+    trace_set: Any,
+    *,
+    actions: Sequence[Any] | None = None,
+    planner: Any = None,
+    seed: int = 0,
+    max_steps: int | None = None,
+    executor: ExecutorConfig | None = None,
+    **env_kwargs: Any,
+) -> SimToRealReport:
+    """Run one episode through both backends with the same decisions; see the module docstring.
+
+    Exactly one of ``actions`` (a sequence of (cut, skip), consumed one per step; the episode stops when it runs
+    out) or ``planner`` (``predict(obs, deterministic=True) -> (action, state)``) must be given. ``env_kwargs`` go
+    to both ``EdgeCloudSplitEnv`` constructors (streams, EnvConfig fields, ...).
+    """
+    from ecc_env.split_env import EdgeCloudSplitEnv
+
+    if (actions is None) == (planner is None):
+        raise ValueError("give exactly one of actions= or planner=")
+    if actions is not None and len(actions) == 0:
+        raise ValueError("actions is empty")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 or None, got {max_steps!r}")
+    sim = EdgeCloudSplitEnv(edge_profile, cloud_profile, trace_set, backend="profile", **env_kwargs)
+    real = EdgeCloudSplitEnv(
+        edge_profile, cloud_profile, trace_set, backend="executor", executor=executor or ExecutorConfig(), **env_kwargs
+    )
+    rows: dict[str, list] = {k: [] for k in ("obs", "cut", "exe", "paired", "episode", "exe_miss", "prof_miss")}
+    steps = 0
+    try:
+        obs, _ = real.reset(seed=seed)
+        obs_sim, _ = sim.reset(seed=seed)
+        if not np.array_equal(obs, obs_sim):
+            raise RuntimeError("the two envs started different episodes (same seed, different observations)")
+        sim_done = False
+        while max_steps is None or steps < max_steps:
+            if actions is not None:
+                if steps >= len(actions):
+                    break
+                action = actions[steps]
+            else:
+                action, _ = planner.predict(obs, deterministic=True)
+            obs, _, _, trunc, info = real.step(action)
+            paired = None
+            if not info["skip"]:
+                timing, _ = sim.backend.infer(info["cut"], info["time_s"])
+                paired = timing.service_ms
+            episode = None
+            if not sim_done:
+                _, _, _, sim_trunc, info_sim = sim.step(action)
+                sim_done = sim_trunc
+                if not info_sim["skip"]:
+                    episode = info_sim["service_ms"]
+            steps += 1
+            if paired is not None:
+                rows["obs"].append(info["obs_index"])
+                rows["cut"].append(info["cut"])
+                rows["exe"].append(info["service_ms"])
+                rows["paired"].append(paired)
+                rows["episode"].append(np.nan if episode is None else episode)
+                rows["exe_miss"].append(info["deadline_miss"])
+                rows["prof_miss"].append(timing.deadline_miss)
+            if trunc:
+                break
+        describe = real.backend.describe()
+    finally:
+        real.close()
+        sim.close()
+    return SimToRealReport(
+        obs_index=np.array(rows["obs"], dtype=np.int64),
+        cut=np.array(rows["cut"], dtype=np.int64),
+        executor_ms=np.array(rows["exe"], dtype=np.float64),
+        profile_paired_ms=np.array(rows["paired"], dtype=np.float64),
+        profile_episode_ms=np.array(rows["episode"], dtype=np.float64),
+        executor_miss=np.array(rows["exe_miss"], dtype=bool),
+        profile_miss=np.array(rows["prof_miss"], dtype=bool),
+        steps_total=steps,
+        backend=describe,
+    )
