@@ -1,0 +1,167 @@
+"""`ecc perf` against VLA-Perf's published tables, and the sweep plots for the README.
+
+    .venv/bin/python benchmarks/bench_perf.py              # tables + docs/perf_*.png
+    .venv/bin/python benchmarks/bench_perf.py --no-plots
+
+Published reference: VLA-Perf (arXiv 2602.18397), tables in the authors' repository TotallyNotWoojin/vla-perf,
+vla-perf/paper_tables/: 1_pi0_perf.tex (per GPU, no network), 7_pi0_async_inference_robot.tex (B100 server,
+sync vs async), 7_pi0_system_1_2.tex (dual-system), 2_scale_model_size.tex (pi0-L/XL/XXL, Hz),
+3_long_context.tex (timesteps). Their network experiments send one 384x384 JPEG (10%) and one 8-DoF action:
+reproduced with ``VLA_PERF_NETWORK_PAYLOADS``. Their 4G uplink is 75 x 0.25 = 18.75 Mbit/s; our catalogue has 19.
+There is no published table for the device-server split (a figure only): ours is printed without reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_roofline import VLA_PERF_PI0  # noqa: E402  (published per-GPU pi0 table)
+from executor import catalog  # noqa: E402
+from executor.perf import VLA_PERF_NETWORK_PAYLOADS, evaluate, get_config  # noqa: E402
+from executor.perf.configs import SCALED_FAMILY  # noqa: E402
+
+# network -> (latency ms, sync Hz, async Hz) on a B100 server, 7_pi0_async_inference_robot.tex
+PUB_ASYNC = {
+    ("Ethernet 10G", None): (3.3, 301.4, 314.4), ("Ethernet 1G", None): (3.8, 266.5, 314.4),
+    ("WiFi 7", None): (8.4, 119.7, 314.4), ("5G sub-6", None): (27.8, 35.9, 215.3),
+    ("4G LTE", None): (73.0, 13.7, 50.5), ("Ethernet 10G", "WAN hop, fast cloud"): (23.4, 42.8, 314.4),
+    ("4G LTE", "WAN hop, slow cloud"): (273.4, 3.7, 50.5),
+}
+# (hardware, network or None) -> (S1 ms, S2 ms, sync Hz, async Hz @5, async Hz @10), 7_pi0_system_1_2.tex
+PUB_S12 = {
+    ("Jetson AGX Thor", None): (32.3, 20.3, 19.0, 27.8, 24.7), ("B100", "Ethernet 10G"): (1.5, 1.9, 301.4, 682.4, 676.0),
+    ("B100", "WiFi 7"): (6.5, 1.9, 119.7, 152.6, 151.2), ("B100", "5G sub-6"): (26.0, 1.9, 35.9, 38.2, 37.8),
+}
+# model -> Hz on (Thor, RTX 4090, B100); None = N/A (does not fit), 2_scale_model_size.tex
+PUB_SCALE = {"pi0": (19.0, 32.2, 314.4), "pi0-L": (3.9, 8.0, 73.6), "pi0-XL": (2.1, None, 39.7),
+             "pi0-XXL": (None, None, 9.6)}
+# timesteps -> ms on (Thor, RTX 4090, B100), 3_long_context.tex
+PUB_CONTEXT = {1: (52.6, 31.1, 3.2), 10: (58.4, 39.0, 3.9), 100: (122.9, 117.3, 11.3), 1000: (768.3, 900.6, 85.2),
+               10000: (None, None, 823.7)}
+TIERS = ("Jetson AGX Thor", "RTX 4090", "B100")
+
+
+def _v(x: float | None, fmt: str = "{:8.2f}") -> str:
+    return f"{'N/A':>8s}" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def table_on_device() -> None:
+    pi0 = get_config("pi0")
+    print("\n## pi0 per device and mode (bf16, 800-token prefix, chunk 50, 10 steps; our roofline)")
+    print("on-device: everything on the device | edge-server / async: this device as server over WiFi 7 | cloud: "
+          "this device behind Ethernet 10G + fast WAN | split: Jetson AGX Thor robot, VLM on this device, WiFi 7")
+    print(f"{'device':22s} {'vision':>7s} {'VLM':>7s} {'action':>7s} {'on-dev':>8s} {'Hz':>6s} | {'edge-srv':>8s} "
+          f"{'Hz':>6s} {'async':>6s} | {'cloud':>7s} {'Hz':>5s} | {'split':>7s} {'Hz':>5s} | VLA-Perf e2e ms")
+    for hw in catalog.HARDWARE:
+        od = evaluate(pi0, "on-device", device=hw)
+        es = evaluate(pi0, "edge-server", server=hw, network="WiFi 7")
+        ea = evaluate(pi0, "edge-server", execution="async", server=hw, network="WiFi 7")
+        cl = evaluate(pi0, "cloud", server=hw, network="Ethernet 10G", wan="WAN hop, fast cloud")
+        sp = evaluate(pi0, "split", device="Jetson AGX Thor", server=hw, network="WiFi 7")
+        pub = VLA_PERF_PI0.get(hw.name)
+        ref = f"{pub[0][3]:.2f} (ours/pub {od.latency_ms / pub[0][3]:.3f})" if pub else "(not published)"
+        b = "".join(od.bound_of(c)[0].upper() for c in ("vision", "llm_prefill", "action"))
+        print(f"{hw.name:22s} {od.component_ms('vision'):7.2f} {od.component_ms('llm_prefill'):7.2f} "
+              f"{od.component_ms('action'):7.2f} {od.latency_ms:8.2f} {od.control_hz:6.1f} | {es.latency_ms:8.2f} "
+              f"{es.control_hz:6.1f} {ea.control_hz:6.1f} | {cl.latency_ms:7.2f} {cl.control_hz:5.1f} | "
+              f"{sp.latency_ms:7.2f} {sp.control_hz:5.1f} | {ref}  bounds {b}")
+
+
+def table_async() -> None:
+    pi0 = get_config("pi0")
+    print("\n## B100 server, sync vs async (VLA-Perf payload: one 384x384 JPEG up, one 8-DoF action down)")
+    print(f"{'network':36s} {'lat ms':>7s} {'pub':>7s} {'sync Hz':>8s} {'pub':>7s} {'async Hz':>9s} {'pub':>7s}")
+    for (net, wan), (lat, sync, asy) in PUB_ASYNC.items():
+        mode = "cloud" if wan else "edge-server"
+        kw = dict(server="B100", network=net, wan=wan, payloads=VLA_PERF_NETWORK_PAYLOADS)
+        s = evaluate(pi0, mode, **kw)
+        a = evaluate(pi0, mode, execution="async", **kw)
+        name = f"{net} + {wan}" if wan else net
+        print(f"{name:36s} {s.latency_ms:7.2f} {lat:7.1f} {s.control_hz:8.1f} {sync:7.1f} {a.control_hz:9.1f} "
+              f"{asy:7.1f}")
+
+
+def table_dual() -> None:
+    pi0 = get_config("pi0")
+    print("\n## dual-system (System 2 = VLM prefill capped; System 1 = vision + expert + network)")
+    print(f"{'setup':28s} {'S1 ms':>6s} {'pub':>5s} {'S2 ms':>6s} {'pub':>5s} {'sync':>6s} {'pub':>6s} "
+          f"{'@5Hz':>6s} {'pub':>6s} {'@10Hz':>6s} {'pub':>6s}")
+    for (hw, net), pub in PUB_S12.items():
+        kw = dict(payloads=VLA_PERF_NETWORK_PAYLOADS)
+        if net is None:
+            kw.update(device=hw)
+            place = "on-device"
+        else:
+            kw.update(server=hw, network=net)
+            place = "edge-server"
+        sync = evaluate(pi0, place, **kw)
+        d5 = evaluate(pi0, place, execution="dual-system", s2_cap_hz=5, **kw)
+        d10 = evaluate(pi0, place, execution="dual-system", s2_cap_hz=10, **kw)
+        print(f"{hw + ' / ' + (net or 'on-device'):28s} {d5.latency_ms:6.2f} {pub[0]:5.1f} {d5.s2_ms:6.2f} "
+              f"{pub[1]:5.1f} {sync.control_hz:6.1f} {pub[2]:6.1f} {d5.control_hz:6.1f} {pub[3]:6.1f} "
+              f"{d10.control_hz:6.1f} {pub[4]:6.1f}")
+
+
+def table_scale() -> None:
+    print("\n## model scale: control Hz on-device (ours / published; N/A = does not fit memory)")
+    print(f"{'model':8s} {'params B':>8s} " + " ".join(f"{t:>22s}" for t in TIERS))
+    for m in SCALED_FAMILY:
+        cfg = get_config(m)
+        cells = []
+        for t, pub in zip(TIERS, PUB_SCALE[m]):
+            r = evaluate(cfg, "on-device", device=t)
+            cells.append(f"{_v(r.control_hz if r.feasible else None, '{:8.1f}')} / {_v(pub, '{:8.1f}')}     ")
+        print(f"{m:8s} {sum(cfg.params.values()) / 1e9:8.2f} " + " ".join(f"{c:>22s}" for c in cells))
+
+
+def table_context() -> None:
+    pi0 = get_config("pi0")
+    print("\n## long context: on-device ms (ours / published) and memory")
+    print(f"{'steps':>6s} {'KV GB':>7s} " + " ".join(f"{t:>22s}" for t in TIERS))
+    for ts, pub in PUB_CONTEXT.items():
+        cfg = pi0.with_(timesteps=ts)
+        cells = []
+        for t, p in zip(TIERS, pub):
+            r = evaluate(cfg, "on-device", device=t)
+            cells.append(f"{_v(r.latency_ms if r.feasible else None)} / {_v(p)}     ")
+        print(f"{ts:6d} {cfg.kv_cache_bytes() / 1e9:7.2f} " + " ".join(f"{c:>22s}" for c in cells))
+
+
+def plots(out: Path, tables: Path | None) -> None:
+    from executor.perf.plots import plot_sweep
+    from executor.perf.sweeps import SWEEPS, run_sweep, write_table
+
+    print(f"\n## sweeps -> {out}/perf_*.png" + (f" (CSV/JSON tables in {tables})" if tables else ""))
+    for name in SWEEPS:
+        rows = run_sweep(name)
+        stem = f"perf_{name.replace('-', '_')}"
+        if tables:
+            write_table(rows, tables / stem)
+        print(f"  {name:12s} {len(rows):3d} rows -> {plot_sweep(rows, out / f'{stem}.png')}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "docs"), help="folder for the PNG plots")
+    ap.add_argument("--tables", default=None, help="also write each sweep's CSV/JSON table to this folder")
+    args = ap.parse_args()
+    table_on_device()
+    table_async()
+    table_dual()
+    table_scale()
+    table_context()
+    if not args.no_plots:
+        plots(Path(args.out), Path(args.tables) if args.tables else None)
+
+
+if __name__ == "__main__":
+    main()
