@@ -17,7 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "profile": ("executor.profile_cli", "measure a model's per-block latency and bytes per cut (or predict them)"),
     "cutmap": ("executor.cutmap_cli", "bandwidth intervals where each cut is optimal for a device pair, and the plot"),
     "serve": ("executor.serve_cli", "run the cloud half of a split model as a websocket server"),
-    "edge": ("executor.edge_cli", "run the edge runtime against an `ecc serve` server, optionally over a shaped link"),
+    "edge": ("agents.edge_cli", "run the edge runtime against an `ecc serve` server, optionally over a shaped link"),
     "demo": ("agents.demo", "the README's main job"),
     "train": ("agents.train_cli", "train a PPO split/skip policy on recorded bandwidth traces"),
     "perf": ("executor.perf_cli", "what-if latency, frequency and memory of a VLA across hardware, networks, modes"),

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,14 @@ def _record_dict(r: Any) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    args = build_parser().parse_args(list(argv))
+    return run(build_parser().parse_args(list(argv)))
+
+
+def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
+        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "") -> int:
+    """Run the edge runtime for parsed ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
+    env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
+    ``frames(model, step)`` replaces the model's synthetic observations."""
     if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0:
         print("ecc edge: --steps, --period-ms and --deadline-ms must be positive", file=sys.stderr)
         return 2
@@ -96,14 +103,18 @@ def main(argv: Sequence[str] = ()) -> int:
     link = None
     try:
         model = build_model(args.model, args.preset, seed=args.seed)
-        if args.planner is not None:
+        if planner is not None:
+            pass
+        elif args.planner is not None:
             planner = _factory(args.planner, model)
         else:
             cut = model.num_blocks if args.cut is None else args.cut
             if not 0 <= cut < model.num_cuts:
                 raise ValueError(f"--cut {cut} out of range 0..{model.num_cuts - 1}")
             planner = FixedCutPlanner(cut)
-        builder = _factory(args.builder, model) if args.builder is not None else (lambda ctx: np.zeros(1, np.float32))
+        if builder is None:
+            builder = (_factory(args.builder, model) if args.builder is not None
+                       else (lambda ctx: np.zeros(1, np.float32)))
         emulator = None
         if args.emulate is not None:
             from executor.emulation import HardwareEmulator
@@ -129,12 +140,13 @@ def main(argv: Sequence[str] = ()) -> int:
         if link is not None:
             link.stop()
         return 2
-    frames = (model.make_observation(seed=i) for i in range(args.steps))
+    make_frame = frames if frames is not None else (lambda m, i: m.make_observation(seed=i))
+    frame_iter = (make_frame(model, i) for i in range(args.steps))
     runtime = EdgeRuntime(model, planner, builder, server_url=url, client_config=client_config, config=config,
                           emulator=emulator)
     try:
         with runtime:
-            records = runtime.run(frames)
+            records = runtime.run(frame_iter)
     finally:
         if link is not None:
             link.stop()
@@ -156,6 +168,9 @@ def main(argv: Sequence[str] = ()) -> int:
     console = Console()
     console.print(table)
     console.print(f"fallbacks by reason: {report['fallback_reasons'] or 'none'}")
+    guard_report = getattr(planner, "report", None)
+    if callable(guard_report):
+        console.print(f"{banner or 'planner'}: {guard_report()}")
     emu = report["emulation"]
     console.print("hardware emulation: " + (f"ON ({emu['device']})" if emu.get("emulated") else "off"))
     return 0 if all(r.mode != "failed" for r in records) else 1

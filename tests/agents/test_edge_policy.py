@@ -1,0 +1,55 @@
+"""`ecc edge --policy`: a trained artifact drives the real edge runtime through GuardedPolicy, or is refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.edge_cli import wire_policy
+from agents.training import TrainConfig, quick, train
+from executor.roofline import roofline_profile_for
+
+ECC = str(Path(sys.executable).parent / "ecc")
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = quick(TrainConfig(model="openvla", preset="tiny", edge="orin", cloud="a100", run_dir=str(runs),
+                            run_name="tiny"))
+    return train(cfg).policy_path
+
+
+def test_policy_loads_for_its_profiles_and_is_refused_for_others(tiny_policy: Path) -> None:
+    a100 = roofline_profile_for("openvla", "tiny", "a100")
+    ok, adapter = wire_policy(tiny_policy, roofline_profile_for("openvla", "tiny", "orin"), a100,
+                              period_ms=100.0, deadline_ms=300.0)
+    assert ok.policy is not None and ok.load_error is None
+    assert adapter.builder.size == ok.policy.obs_low.shape[0]
+    other, _ = wire_policy(tiny_policy, roofline_profile_for("openvla", "tiny", "thor"), a100,
+                           period_ms=100.0, deadline_ms=300.0)
+    assert other.policy is None and "edge profile mismatch" in other.load_error
+
+
+def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path) -> None:
+    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--model", "openvla",
+                          "--preset", "tiny", "--steps", "12", "--no-realtime"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "'decisions': 12" in out.stdout.replace("\n", "")
+    assert "local" in out.stdout  # no server: every step ran edge-only, none failed
+
+
+def test_ecc_edge_policy_argument_errors(tiny_policy: Path) -> None:
+    no_profiles = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--model", "openvla", "--preset", "tiny"],
+                                 capture_output=True, text=True, timeout=120)
+    assert no_profiles.returncode == 2 and "--hardware EDGE+CLOUD" in no_profiles.stderr
+    both = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--cut", "3",
+                           "--model", "openvla", "--preset", "tiny"], capture_output=True, text=True, timeout=120)
+    assert both.returncode == 2 and "replaces --planner" in both.stderr
+    stray = subprocess.run([ECC, "edge", "--hardware", "orin+a100", "--model", "openvla", "--preset", "tiny"],
+                           capture_output=True, text=True, timeout=120)
+    assert stray.returncode == 2 and "only apply with --policy" in stray.stderr
