@@ -43,6 +43,7 @@ class TrainConfig:
     rescale_min: float = 0.25  # smallest per-episode bandwidth rescaling factor (log-uniform draw)
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
     chunk_size: int = 8  # actions per chunk (1 disables skipping)
+    candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     seed: int = 0  # seed of PPO and the envs
     eval_every_steps: int = 20_000  # evaluate on the validation split this often (env steps)
@@ -234,6 +235,12 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     torch.set_num_threads(1)
     overrides = dict(env_overrides or {})
     edge, cloud = profiles if profiles is not None else profiles_for(cfg)
+    if cfg.candidate_cuts and "allowed_cuts" not in overrides:
+        from executor.cutmap import candidate_cuts
+
+        overrides["allowed_cuts"] = candidate_cuts(edge, cloud)
+        log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
+                 overrides["allowed_cuts"])
     full = trace_set if trace_set is not None else load_trace_set(cfg)
     split = full.split(cfg.split_seed)
     train_set, val_set = split.train, split.val

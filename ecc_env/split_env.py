@@ -37,6 +37,9 @@ class EnvConfig:
     skip_ms: the controller's own time for a skipped step (no inference).
     edge_memory_bytes: the edge's memory for parameters; None = the edge Profile's ``device_memory_bytes``
         (0 there means unlimited). Cuts whose edge parameter bytes exceed it are masked.
+    allowed_cuts: if given, only these cut indices may be chosen (the others are masked like cuts that do not fit),
+        e.g. ``executor.cutmap.candidate_cuts``: the cuts that are optimal at some bandwidth. The deadline fallback
+        to edge-only is not affected.
     trace_split: which split of the trace set episodes come from ("train", "val", "test" or "all").
     split_seed: seed of the trace set's train/val/test split.
     segment_margin_s: extra trace time sampled beyond the episode for steps that finish after it.
@@ -50,6 +53,7 @@ class EnvConfig:
     chunk_size: int = 8
     skip_ms: float = 1.0
     edge_memory_bytes: int | None = None
+    allowed_cuts: tuple[int, ...] | None = None
     trace_split: str = "train"
     split_seed: int = 0
     segment_margin_s: float = 30.0
@@ -75,6 +79,9 @@ class EnvConfig:
             raise ValueError(f"skip_ms must be finite and >= 0, got {self.skip_ms!r}")
         if self.edge_memory_bytes is not None and self.edge_memory_bytes < 0:
             raise ValueError(f"edge_memory_bytes must be >= 0 or None, got {self.edge_memory_bytes!r}")
+        if self.allowed_cuts is not None and (
+                len(self.allowed_cuts) == 0 or any(int(k) != k or k < 0 for k in self.allowed_cuts)):
+            raise ValueError(f"allowed_cuts must be a non-empty tuple of cut indices >= 0, got {self.allowed_cuts!r}")
         if self.trace_split not in ("train", "val", "test", "all"):
             raise ValueError(f"trace_split must be 'train', 'val', 'test' or 'all', got {self.trace_split!r}")
         if not (self.segment_margin_s >= 0):
@@ -238,15 +245,23 @@ class EdgeCloudSplitEnv(gym.Env):
 
         # ---- memory masks and the deadline fallback
         mem = cfg.edge_memory_bytes if cfg.edge_memory_bytes is not None else edge_profile.device_memory_bytes
-        fits = np.array([mem <= 0 or r.edge_param_bytes <= mem for r in self.rows], dtype=bool)
-        if not fits.any():
+        mem_fits = np.array([mem <= 0 or r.edge_param_bytes <= mem for r in self.rows], dtype=bool)
+        if not mem_fits.any():
             raise ValueError(f"no cut fits the edge memory of {mem} bytes")
+        fits = mem_fits.copy()
+        if cfg.allowed_cuts is not None:
+            bad = [k for k in cfg.allowed_cuts if k >= n_cuts]
+            if bad:
+                raise ValueError(f"allowed_cuts {bad} outside 0..{n_cuts - 1}")
+            fits &= np.isin(np.arange(n_cuts), cfg.allowed_cuts)
+            if not fits.any():
+                raise ValueError(f"none of allowed_cuts {cfg.allowed_cuts} fits the edge memory of {mem} bytes")
         self.cut_fits = fits
         allowed = np.flatnonzero(fits)
         self._nearest_allowed = [int(allowed[np.argmin(np.abs(allowed - i))]) for i in range(n_cuts)]
         edge_only = edge_profile.num_blocks  # cuts[N] is edge-only by the Profile convention
         self.edge_only_index = edge_only
-        self.fallback_holds = not bool(fits[edge_only])
+        self.fallback_holds = not bool(mem_fits[edge_only])
         fallback_ms = cfg.skip_ms if self.fallback_holds else self.rows[edge_only].edge_ms
         if self.fallback_holds:
             log.warning("edge-only does not fit %d bytes of edge memory: a missed deadline holds the last action", mem)

@@ -366,3 +366,16 @@ __all__ = [
     "DEFAULT_BW_RANGE_MBPS", "CutMap", "Interval", "MiddleRange", "cut_map", "lower_envelope", "plot_cut_map",
     "roofline_cut_map", "roofline_profiles",
 ]
+
+
+def candidate_cuts(edge: Profile, cloud: Profile, *, rtt_ms_values: Sequence[float] = (0.0, 10.0, 40.0, 100.0, 300.0),
+                   bw_min_mbps: float = 0.1, bw_max_mbps: float = 100_000.0) -> tuple[int, ...]:
+    """Cut indices that are optimal somewhere on [bw_min_mbps, bw_max_mbps] at one of ``rtt_ms_values`` (symmetric
+    link), plus edge-only and cloud-only: the only cuts a controller ever needs to choose among for this pair."""
+    if not rtt_ms_values:
+        raise ValueError("rtt_ms_values is empty")
+    keep = {edge.num_blocks, 0}
+    for rtt in rtt_ms_values:
+        cm = cut_map(edge, cloud, rtt_ms=rtt, bw_min_mbps=bw_min_mbps, bw_max_mbps=bw_max_mbps)
+        keep.update(iv.cut_index for iv in cm.intervals)
+    return tuple(sorted(keep))

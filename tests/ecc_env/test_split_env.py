@@ -355,3 +355,18 @@ def test_get_state_set_state_replays_exactly(toy):
         assert (r1, t1, i1) == (r2, t2, i2)
     with pytest.raises(ValueError, match="lacks"):
         env.set_state({"_idx": 0})
+
+
+def test_allowed_cuts_mask_the_others_but_not_the_fallback(toy):
+    env = small_env(toy, allowed_cuts=(0, 3))
+    env.reset(seed=0)
+    masks = env.action_masks()
+    assert masks[:4].tolist() == [True, False, False, True]
+    assert env.fallback_holds is False  # edge-only still fits: misses fall back to it
+    # A masked cut is replaced by the nearest allowed one and penalised, never executed.
+    _, _, _, _, info = env.step(np.array([2, 0]))
+    assert info["cut"] in (0, 3) and info["r_invalid"] < 0
+    with pytest.raises(ValueError, match=r"allowed_cuts \[7\] outside 0..3"):
+        small_env(toy, allowed_cuts=(0, 7))
+    with pytest.raises(ValueError, match="non-empty"):
+        small_env(toy, allowed_cuts=())
