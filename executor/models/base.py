@@ -168,6 +168,11 @@ class SplitModel(ABC):
     def is_meta(self) -> bool:
         return str(self.device) == "meta"
 
+    @property
+    def _act_dtype(self) -> str:
+        """Name of the activation dtype (``float32``, ``bfloat16``, ...)."""
+        return str(self.dtype).removeprefix("torch.")
+
     def num_parameters(self) -> int:
         """Parameters of the modules that run (sum over ``block_modules``, shared parameters counted once)."""
         seen: dict[int, int] = {}

@@ -182,10 +182,6 @@ class OpenVLASplitModel(SplitModel):
                  self.num_parameters() / 1e6)
 
     # ---- shapes ----------------------------------------------------------------------------------------------
-    @property
-    def _act_dtype(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
-
     def _observation_specs(self) -> list[TensorSpec]:
         c = self.config
         return [TensorSpec("images", (1, c.image_px, c.image_px, 3), "uint8"),

@@ -18,30 +18,19 @@ runs the vision tower and the VLM (images + prompt ids up), the edge runs the ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
-from executor.models.base import (
-    Actions,
-    Payload,
-    PayloadError,
-    SplitModel,
-    TensorSpec,
-    as_tensor,
-    build_modules,
-    module_params,
-)
+from executor.models.base import build_modules, module_params
+from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
+from executor.models.flow_expert import vision_block_spec
 from executor.models.modules import ImageEmbed
 from executor.models.presets import Pi0Preset
 
 log = logging.getLogger(__name__)
-
-_RAW = ("images", "prompt_ids", "state", "noise", "actions")
 
 
 def pi0_config(c: Pi0Preset) -> Any:
@@ -134,7 +123,7 @@ class Pi0ExpertStep(nn.Module):
         return self._pi0(state=state, noise=noise, timestep=timestep, past_key_values=past_key_values).logits
 
 
-class Pi0SplitModel(SplitModel):
+class Pi0SplitModel(FlowSplitModel):
     """pi0 as a chain of blocks; see the module docstring."""
 
     family = "pi0"
@@ -149,31 +138,17 @@ class Pi0SplitModel(SplitModel):
         vision = vlm.vision_tower
         lm = vlm.language_model
         self.text_config = lm.config
-        names: list[str] = ["vision.embed"]
-        mods: list[nn.Module] = [ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
-        kinds: list[tuple[str, int]] = [("vision_embed", 0)]
-        for j, layer in enumerate(vision.encoder.layers):
-            names.append(f"vision.layer{j}")
-            mods.append(layer)
-            kinds.append(("vision_layer", j))
-        names += ["projector", "vlm.embed"]
-        mods += [Pi0Projector(vision.post_layernorm, vlm.multi_modal_projector),
-                 Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size)]
-        kinds += [("projector", 0), ("prefix_embed", 0)]
-        for j, layer in enumerate(lm.layers):
-            names.append(f"vlm.layer{j}")
-            mods.append(layer)
-            kinds.append(("vlm_layer", j))
-        names.append("expert")
-        mods.append(Pi0ExpertStep(self.pi0))
-        kinds.append(("expert", 0))
+        names, mods, kinds = chain_layout(
+            ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
+            "projector", Pi0Projector(vision.post_layernorm, vlm.multi_modal_projector),
+            Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
         for m in mods:
             m.to(self.device)
-        self.block_names = tuple(names)
-        self.block_modules = tuple(mods)
-        self._kinds = tuple(kinds)
+        self.block_names = names
+        self.block_modules = mods
+        self._kinds = kinds
         self._rotary = lm.rotary_emb
-        self._i_projector = names.index("projector")
+        self._i_projector = self._i_mid = names.index("projector")
         self._i_prefix = names.index("vlm.embed")
         self._i_vlm0 = self._i_prefix + 1
         self._i_expert = len(names) - 1
@@ -185,68 +160,19 @@ class Pi0SplitModel(SplitModel):
         return module_params(self.pi0.model.vlm.language_model.norm)
 
     # ---- shapes ----------------------------------------------------------------------------------------------
-    @property
-    def _act_dtype(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
-
-    def _observation_specs(self) -> list[TensorSpec]:
+    def _vlm_layout(self) -> tuple[int, int, int, int]:
         c = self.config
-        return [TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
-                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
-                TensorSpec("state", (c.state_dim,), "float32"),
-                TensorSpec("noise", (c.chunk, c.max_action_dim), "float32")]
-
-    def _kv_specs(self, layers: range) -> list[TensorSpec]:
-        c = self.config
-        shape = (1, c.vlm_kv_heads, c.prefix_tokens, c.vlm_head_dim)
-        return [TensorSpec(f"kv.{j}.{part}", shape, self._act_dtype, True) for j in layers for part in ("key", "value")]
-
-    def _payload_specs(self, k: int) -> list[TensorSpec]:
-        c, a = self.config, self._act_dtype
-        obs = {s.name: s for s in self._observation_specs()}
-        specs = []
-        if k == 0:
-            specs.append(obs["images"])
-        if k <= self._i_prefix:
-            specs.append(obs["prompt_ids"])
-        if k <= self._i_expert:
-            specs += [obs["state"], obs["noise"]]
-        if 0 < k <= self._i_projector:
-            specs.append(TensorSpec("vision_hidden", (c.cameras, c.num_patches, c.vision_hidden), a, True))
-        if self._i_projector < k <= self._i_prefix:
-            specs.append(TensorSpec("image_features", (1, c.image_tokens, c.vlm_hidden), a, True))
-        if self._i_prefix < k < self._i_expert:
-            specs.append(TensorSpec("prefix_hidden", (1, c.prefix_tokens, c.vlm_hidden), a, True))
-        if self._i_vlm0 < k <= self._i_expert:
-            specs += self._kv_specs(range(k - self._i_vlm0))
-        return specs
-
-    def _action_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]
-
-    def _reverse_cuts(self) -> tuple[int, ...]:
-        return (self._i_expert,)
-
-    def _reverse_specs(self, k: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
-        obs = {s.name: s for s in self._observation_specs()}
-        return [obs["images"], obs["prompt_ids"]], self._kv_specs(range(self.config.vlm_layers))
+        return c.vlm_layers, c.vlm_hidden, c.vlm_kv_heads, c.vlm_head_dim
 
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
-        np_, cams, seq = c.num_patches, c.cameras, c.prefix_tokens
-        vis = ComputePass(tokens=cams * np_, context_tokens=np_)
+        seq = c.prefix_tokens
+        vis = ComputePass(tokens=c.cameras * c.num_patches, context_tokens=c.num_patches)
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
-            if kind == "vision_embed":
-                in_dim = 3 * c.patch_px * c.patch_px
-                specs.append(BlockSpec(name, "patch_embed", (vis,), hidden=c.vision_hidden, in_dim=in_dim,
-                                       out_dim=c.vision_hidden, param_count=n,
-                                       extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden}))
-            elif kind == "vision_layer":
-                specs.append(BlockSpec(name, "transformer_layer", (vis,), hidden=c.vision_hidden, mlp=c.vision_mlp,
-                                       heads=c.vision_heads, kv_heads=c.vision_heads,
-                                       head_dim=c.vision_hidden // c.vision_heads, param_count=n))
+            if kind in ("vision_embed", "vision_layer"):
+                specs.append(vision_block_spec(c, name, kind, n))
             elif kind == "projector":
                 specs.append(BlockSpec(name, "linear", (vis,), hidden=c.vlm_hidden, in_dim=c.vision_hidden,
                                        out_dim=c.vlm_hidden, param_count=n,
@@ -275,22 +201,7 @@ class Pi0SplitModel(SplitModel):
                 ))
         return specs
 
-    # ---- observation / execution ----------------------------------------------------------------------------
-    def make_observation(self, seed: int) -> dict[str, np.ndarray]:
-        c = self.config
-        rng = np.random.default_rng(seed)
-        return {
-            "images": rng.integers(0, 256, size=(c.cameras, c.image_px, c.image_px, 3), dtype=np.uint8),
-            "prompt_ids": rng.integers(1, c.vocab_size, size=c.prompt_tokens).astype(np.int64),
-            "state": rng.standard_normal(c.state_dim).astype(np.float32),
-            "noise": rng.standard_normal((c.chunk, c.max_action_dim)).astype(np.float32),
-        }
-
-    def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        specs = self._observation_specs()
-        self._check_observation(obs, specs)
-        return {s.name: as_tensor(obs[s.name], self.device) for s in specs}
-
+    # ---- execution --------------------------------------------------------------------------------------------
     def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
         """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
         from transformers import DynamicCache
@@ -322,12 +233,11 @@ class Pi0SplitModel(SplitModel):
                 cache = DynamicCache()
                 h = mod(h, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
                         position_embeddings=pe)
-                state[f"kv.{j}.key"] = cache.layers[j].keys.contiguous()
-                state[f"kv.{j}.value"] = cache.layers[j].values.contiguous()
+                keep_layer_kv(state, cache, j)
                 if j < c.vlm_layers - 1:  # the last layer's output only feeds the (unused) final norm
                     state["prefix_hidden"] = h
             else:
-                kv = [(state.pop(f"kv.{j}.key"), state.pop(f"kv.{j}.value")) for j in range(c.vlm_layers)]
+                kv = pop_kv(state, c.vlm_layers)
                 state["actions"] = self._denoise(mod, kv, state.pop("state"), state.pop("noise"))
         return state
 
@@ -340,97 +250,5 @@ class Pi0SplitModel(SplitModel):
         st[0, : c.state_dim] = state.to(self.dtype)
         x = noise[None].to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
-        prefix_len = cache.get_seq_length()
-        dt = -1.0 / c.num_steps
-        for step in range(c.num_steps):
-            t = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=self.device)
-            v = expert(st, x, t, cache)
-            cache.crop(prefix_len - cache.get_seq_length())
-            x = x + dt * v
+        x = euler_denoise(lambda x_t, t: expert(st, x_t, t, cache), x, cache, c.num_steps, self.device)
         return x[0, :, : c.action_dim].float()
-
-    def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
-        self._require_runnable()
-        with torch.inference_mode():
-            return self._run(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
-
-    def edge_session(self, cut_index: int) -> _EdgeSession:
-        self._require_runnable()
-        placement, k = self.placement(cut_index)
-        return _EdgeSession(self, int(cut_index), placement, k)
-
-    def cloud_session(self, cut_index: int) -> _CloudSession:
-        self._require_runnable()
-        placement, k = self.placement(cut_index)
-        if placement == "edge_then_cloud" and k == self.num_blocks:
-            raise ValueError(f"cut {cut_index} is edge-only: there is no cloud session")
-        return _CloudSession(self, int(cut_index), placement, k)
-
-
-def _as_payload(kind: str, cut: int, tensors: dict[str, torch.Tensor]) -> Payload:
-    acts = tuple(n for n in tensors if n not in _RAW)
-    return Payload(kind=kind, cut=cut, tensors=tensors, activations=acts)
-
-
-class _EdgeSession:
-    """Edge half: blocks [0, k) (edge_then_cloud) or [k, N) after the cloud's KV cache (cloud_then_edge)."""
-
-    def __init__(self, model: Pi0SplitModel, cut_index: int, placement: str, k: int) -> None:
-        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
-        self.kept: dict[str, torch.Tensor] | None = None
-        self.done = False
-
-    def start(self, obs: Mapping[str, np.ndarray]) -> Payload | Actions:
-        if self.kept is not None:
-            raise PayloadError("edge session already started; create one session per inference")
-        m = self.m
-        with torch.inference_mode():
-            state = m._obs_to_state(obs)
-            if self.placement == "cloud_then_edge":
-                self.kept = {"state": state.pop("state"), "noise": state.pop("noise")}
-                return _as_payload("observation", self.cut, state)
-            self.kept = {}
-            state = m._run(state, 0, self.k)
-        if self.k == m.num_blocks:
-            self.done = True
-            return state["actions"].cpu().numpy()
-        return _as_payload("observation" if self.k == 0 else "activations", self.cut, state)
-
-    def on_reply(self, payload: Payload) -> Payload | Actions:
-        m = self.m
-        if self.kept is None or self.done:
-            raise PayloadError("reply received outside an exchange (start() not called, or already finished)")
-        self.done = True
-        if self.placement == "edge_then_cloud":
-            return m._receive(payload, self.cut, ("actions",), m._action_specs())["actions"].cpu().numpy()
-        _up, down = m._reverse_specs(self.k)
-        state = m._receive(payload, self.cut, ("kv_cache",), down)
-        state.update(self.kept)
-        with torch.inference_mode():
-            return m._run(state, self.k, m.num_blocks)["actions"].cpu().numpy()
-
-
-class _CloudSession:
-    """Cloud half: blocks [k, N) -> actions (edge_then_cloud), or [0, k) -> KV cache (cloud_then_edge)."""
-
-    def __init__(self, model: Pi0SplitModel, cut_index: int, placement: str, k: int) -> None:
-        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
-        self.done = False
-
-    def on_request(self, payload: Payload) -> Payload:
-        m, k = self.m, self.k
-        if self.done:
-            raise PayloadError("cloud session already replied; create one session per inference")
-        if self.placement == "cloud_then_edge":
-            up, _down = m._reverse_specs(k)
-            state = m._receive(payload, self.cut, ("observation",), up)
-            with torch.inference_mode():
-                state = m._run(state, 0, k)
-            self.done = True
-            return _as_payload("kv_cache", self.cut, state)
-        kind = "observation" if k == 0 else "activations"
-        state = m._receive(payload, self.cut, (kind,), m._payload_specs(k))
-        with torch.inference_mode():
-            actions = m._run(state, k, m.num_blocks)["actions"]
-        self.done = True
-        return Payload(kind="actions", cut=self.cut, tensors={"actions": actions})

@@ -8,6 +8,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def _check_patch_grid(image_px: int, patch_px: int) -> None:
+    if image_px % patch_px:
+        raise ValueError(f"image_px {image_px} is not a multiple of patch_px {patch_px}")
+
+
+def _check_padded_dims(state_dim: int, action_dim: int, max_state_dim: int, max_action_dim: int) -> None:
+    if state_dim > max_state_dim or action_dim > max_action_dim:
+        raise ValueError(f"state_dim/action_dim {state_dim}/{action_dim} exceed max {max_state_dim}/{max_action_dim}")
+
+
+def _num_patches(image_px: int, patch_px: int) -> int:
+    """Patches of one square image."""
+    return (image_px // patch_px) ** 2
+
+
 @dataclass(frozen=True)
 class OpenVLAPreset:
     """Shapes of a Prismatic/OpenVLA stack: DINOv2 (with registers) + SigLIP towers fused per patch, a 3-layer GELU
@@ -43,8 +58,7 @@ class OpenVLAPreset:
     state_dim: int = 7  # in the observation for a uniform interface; OpenVLA does not read proprioception
 
     def __post_init__(self) -> None:
-        if self.image_px % self.patch_px:
-            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        _check_patch_grid(self.image_px, self.patch_px)
         if self.tokenizer_vocab > self.vocab_size or self.tokenizer_vocab < self.action_bins + 2:
             raise ValueError(f"tokenizer_vocab {self.tokenizer_vocab} must be in [{self.action_bins + 2}, "
                              f"vocab_size={self.vocab_size}]")
@@ -53,7 +67,7 @@ class OpenVLAPreset:
 
     @property
     def num_patches(self) -> int:
-        return (self.image_px // self.patch_px) ** 2
+        return _num_patches(self.image_px, self.patch_px)
 
     @property
     def prefix_tokens(self) -> int:
@@ -101,17 +115,14 @@ class Pi0Preset:
     max_action_dim: int = 32
 
     def __post_init__(self) -> None:
-        if self.image_px % self.patch_px:
-            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
-        if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
-            raise ValueError(f"state_dim/action_dim {self.state_dim}/{self.action_dim} exceed "
-                             f"max {self.max_state_dim}/{self.max_action_dim}")
+        _check_patch_grid(self.image_px, self.patch_px)
+        _check_padded_dims(self.state_dim, self.action_dim, self.max_state_dim, self.max_action_dim)
         if self.expert_hidden % 2:
             raise ValueError(f"expert_hidden must be even, got {self.expert_hidden}")
 
     @property
     def num_patches(self) -> int:
-        return (self.image_px // self.patch_px) ** 2
+        return _num_patches(self.image_px, self.patch_px)
 
     @property
     def image_tokens(self) -> int:
@@ -166,8 +177,7 @@ class SmolVLAPreset:
     rope_theta: float = 100000.0
 
     def __post_init__(self) -> None:
-        if self.image_px % self.patch_px:
-            raise ValueError(f"image_px {self.image_px} is not a multiple of patch_px {self.patch_px}")
+        _check_patch_grid(self.image_px, self.patch_px)
         side = self.image_px // self.patch_px
         if self.scale_factor < 1 or side % self.scale_factor:
             raise ValueError(f"patches per side {side} is not a multiple of scale_factor {self.scale_factor}")
@@ -175,15 +185,13 @@ class SmolVLAPreset:
             raise ValueError(f"lm_layers_used {self.lm_layers_used} must be in 1..{self.lm_layers_total}")
         if self.lm_heads % self.lm_kv_heads:
             raise ValueError(f"lm_heads {self.lm_heads} is not a multiple of lm_kv_heads {self.lm_kv_heads}")
-        if self.state_dim > self.max_state_dim or self.action_dim > self.max_action_dim:
-            raise ValueError(f"state_dim/action_dim {self.state_dim}/{self.action_dim} exceed "
-                             f"max {self.max_state_dim}/{self.max_action_dim}")
+        _check_padded_dims(self.state_dim, self.action_dim, self.max_state_dim, self.max_action_dim)
         if self.expert_hidden % 2:
             raise ValueError(f"expert_hidden must be even (sinusoidal time embedding), got {self.expert_hidden}")
 
     @property
     def num_patches(self) -> int:
-        return (self.image_px // self.patch_px) ** 2
+        return _num_patches(self.image_px, self.patch_px)
 
     @property
     def tokens_per_image(self) -> int:

@@ -32,29 +32,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
-from executor.models.base import (
-    Actions,
-    Payload,
-    PayloadError,
-    SplitModel,
-    TensorSpec,
-    as_tensor,
-    build_modules,
-    module_params,
-)
+from executor.models.base import build_modules, module_params
+from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
+from executor.models.flow_expert import vision_block_spec
 from executor.models.presets import SmolVLAPreset
 
 log = logging.getLogger(__name__)
-
-_RAW = ("images", "prompt_ids", "state", "noise", "actions")
 _TIME_MIN_PERIOD = 4e-3  # SmolVLA's sinusoidal time embedding
 _TIME_MAX_PERIOD = 4.0
 
@@ -190,10 +179,13 @@ def _build(c: SmolVLAPreset) -> nn.ModuleDict:
     return root
 
 
-class SmolVLASplitModel(SplitModel):
+class SmolVLASplitModel(FlowSplitModel):
     """SmolVLA as a chain of blocks; see the module docstring."""
 
     family = "smolvla"
+    _prefix_inputs = ("prompt_ids", "state")  # the state is a prefix token
+    _expert_inputs = ("noise",)
+    _prompt_id_high_offset = 1  # the last id is the image token
 
     def __init__(self, preset: str, config: SmolVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
                  on_meta: bool) -> None:
@@ -205,28 +197,15 @@ class SmolVLASplitModel(SplitModel):
         vision = vlm.vision_model
         text = vlm.text_model
         self.text_config = text.config
-        names: list[str] = ["vision.embed"]
-        mods: list[nn.Module] = [SmolVLAImageEmbed(vision.embeddings, c.patch_px)]
-        kinds: list[tuple[str, int]] = [("vision_embed", 0)]
-        for j, layer in enumerate(vision.encoder.layers):
-            names.append(f"vision.layer{j}")
-            mods.append(layer)
-            kinds.append(("vision_layer", j))
-        names += ["connector", "vlm.embed"]
-        mods += [SmolVLAConnector(vision.post_layernorm, vlm.connector), self.root["state_prefix"]]
-        kinds += [("connector", 0), ("prefix_embed", 0)]
-        for j, layer in enumerate(text.layers):
-            names.append(f"vlm.layer{j}")
-            mods.append(layer)
-            kinds.append(("vlm_layer", j))
-        names.append("expert")
-        mods.append(self.root["expert"])
-        kinds.append(("expert", 0))
-        self.block_names = tuple(names)
-        self.block_modules = tuple(mods)
-        self._kinds = tuple(kinds)
+        names, mods, kinds = chain_layout(
+            SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
+            "connector", SmolVLAConnector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
+            text.layers, self.root["expert"])
+        self.block_names = names
+        self.block_modules = mods
+        self._kinds = kinds
         self._rotary = text.rotary_emb
-        self._i_connector = names.index("connector")
+        self._i_connector = self._i_mid = names.index("connector")
         self._i_prefix = names.index("vlm.embed")
         self._i_vlm0 = self._i_prefix + 1
         self._i_expert = len(names) - 1
@@ -238,68 +217,18 @@ class SmolVLASplitModel(SplitModel):
         return module_params(self.root["vlm"].text_model.norm)
 
     # ---- shapes ----------------------------------------------------------------------------------------------
-    @property
-    def _act_dtype(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
-
-    def _observation_specs(self) -> list[TensorSpec]:
+    def _vlm_layout(self) -> tuple[int, int, int, int]:
         c = self.config
-        return [TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
-                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
-                TensorSpec("state", (c.state_dim,), "float32"),
-                TensorSpec("noise", (c.chunk, c.max_action_dim), "float32")]
-
-    def _kv_specs(self, layers: range) -> list[TensorSpec]:
-        c = self.config
-        shape = (1, c.lm_kv_heads, c.prefix_tokens, c.lm_head_dim)
-        return [TensorSpec(f"kv.{j}.{part}", shape, self._act_dtype, True) for j in layers for part in ("key", "value")]
-
-    def _payload_specs(self, k: int) -> list[TensorSpec]:
-        c, a = self.config, self._act_dtype
-        obs = {s.name: s for s in self._observation_specs()}
-        specs = []
-        if k == 0:
-            specs.append(obs["images"])
-        if k <= self._i_prefix:
-            specs += [obs["prompt_ids"], obs["state"]]
-        if k <= self._i_expert:
-            specs.append(obs["noise"])
-        if 0 < k <= self._i_connector:
-            specs.append(TensorSpec("vision_hidden", (c.cameras, c.num_patches, c.vision_hidden), a, True))
-        if self._i_connector < k <= self._i_prefix:
-            specs.append(TensorSpec("image_features", (1, c.image_tokens, c.lm_hidden), a, True))
-        if self._i_prefix < k < self._i_expert:
-            specs.append(TensorSpec("prefix_hidden", (1, c.prefix_tokens, c.lm_hidden), a, True))
-        if self._i_vlm0 < k <= self._i_expert:
-            specs += self._kv_specs(range(k - self._i_vlm0))
-        return specs
-
-    def _action_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]
-
-    def _reverse_cuts(self) -> tuple[int, ...]:
-        return (self._i_expert,)
-
-    def _reverse_specs(self, k: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
-        obs = {s.name: s for s in self._observation_specs()}
-        return [obs["images"], obs["prompt_ids"], obs["state"]], self._kv_specs(range(self.config.lm_layers_used))
+        return c.lm_layers_used, c.lm_hidden, c.lm_kv_heads, c.lm_head_dim
 
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
-        np_, cams, seq = c.num_patches, c.cameras, c.prefix_tokens
-        vis = ComputePass(tokens=cams * np_, context_tokens=np_)
+        seq = c.prefix_tokens
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
-            if kind == "vision_embed":
-                in_dim = 3 * c.patch_px * c.patch_px
-                specs.append(BlockSpec(name, "patch_embed", (vis,), hidden=c.vision_hidden, in_dim=in_dim,
-                                       out_dim=c.vision_hidden, param_count=n,
-                                       extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden}))
-            elif kind == "vision_layer":
-                specs.append(BlockSpec(name, "transformer_layer", (vis,), hidden=c.vision_hidden, mlp=c.vision_mlp,
-                                       heads=c.vision_heads, kv_heads=c.vision_heads,
-                                       head_dim=c.vision_hidden // c.vision_heads, param_count=n))
+            if kind in ("vision_embed", "vision_layer"):
+                specs.append(vision_block_spec(c, name, kind, n))
             elif kind == "connector":  # pixel shuffle (a reshape) + one linear over the shuffled tokens
                 in_dim = c.vision_hidden * c.scale_factor**2
                 specs.append(BlockSpec(name, "linear", (ComputePass(c.image_tokens, c.tokens_per_image),),
@@ -326,22 +255,7 @@ class SmolVLASplitModel(SplitModel):
                 ))
         return specs
 
-    # ---- observation / execution ----------------------------------------------------------------------------
-    def make_observation(self, seed: int) -> dict[str, np.ndarray]:
-        c = self.config
-        rng = np.random.default_rng(seed)
-        return {
-            "images": rng.integers(0, 256, size=(c.cameras, c.image_px, c.image_px, 3), dtype=np.uint8),
-            "prompt_ids": rng.integers(1, c.vocab_size - 1, size=c.prompt_tokens).astype(np.int64),
-            "state": rng.standard_normal(c.state_dim).astype(np.float32),
-            "noise": rng.standard_normal((c.chunk, c.max_action_dim)).astype(np.float32),
-        }
-
-    def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        specs = self._observation_specs()
-        self._check_observation(obs, specs)
-        return {s.name: as_tensor(obs[s.name], self.device) for s in specs}
-
+    # ---- execution --------------------------------------------------------------------------------------------
     def _prefix_mask(self, seq: int) -> torch.Tensor:
         """SmolVLA's block mask: images + language attend to each other; the last (state) token attends to all."""
         block = torch.zeros(seq, dtype=torch.long, device=self.device)
@@ -374,12 +288,11 @@ class SmolVLASplitModel(SplitModel):
                     mask = self._prefix_mask(h.shape[1])
                 cache = DynamicCache()
                 h = mod(h, attention_mask=mask, past_key_values=cache, use_cache=True, position_embeddings=pe)
-                state[f"kv.{j}.key"] = cache.layers[j].keys.contiguous()
-                state[f"kv.{j}.value"] = cache.layers[j].values.contiguous()
+                keep_layer_kv(state, cache, j)
                 if j < c.lm_layers_used - 1:  # the last layer's output only feeds the (unused) final norm
                     state["prefix_hidden"] = h
             else:
-                kv = [(state.pop(f"kv.{j}.key"), state.pop(f"kv.{j}.value")) for j in range(c.lm_layers_used)]
+                kv = pop_kv(state, c.lm_layers_used)
                 state["actions"] = self._denoise(mod, kv, state.pop("noise"))
         return state
 
@@ -394,96 +307,5 @@ class SmolVLASplitModel(SplitModel):
         pos = (prefix_len + torch.arange(c.chunk, device=self.device))[None]
         pe = self._rotary(x.new_zeros(1, c.chunk, c.expert_hidden), pos)
         mask = torch.ones(1, 1, c.chunk, prefix_len + c.chunk, dtype=torch.bool, device=self.device)
-        dt = -1.0 / c.num_steps
-        for step in range(c.num_steps):
-            t = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=self.device)
-            v = expert(x, t, cache, pe, mask)
-            cache.crop(prefix_len - cache.get_seq_length())
-            x = x + dt * v
+        x = euler_denoise(lambda x_t, t: expert(x_t, t, cache, pe, mask), x, cache, c.num_steps, self.device)
         return x[0, :, : c.action_dim].float()
-
-    def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
-        self._require_runnable()
-        with torch.inference_mode():
-            return self._run(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
-
-    def edge_session(self, cut_index: int) -> _EdgeSession:
-        self._require_runnable()
-        placement, k = self.placement(cut_index)
-        return _EdgeSession(self, int(cut_index), placement, k)
-
-    def cloud_session(self, cut_index: int) -> _CloudSession:
-        self._require_runnable()
-        placement, k = self.placement(cut_index)
-        if placement == "edge_then_cloud" and k == self.num_blocks:
-            raise ValueError(f"cut {cut_index} is edge-only: there is no cloud session")
-        return _CloudSession(self, int(cut_index), placement, k)
-
-
-def _as_payload(kind: str, cut: int, tensors: dict[str, torch.Tensor]) -> Payload:
-    acts = tuple(n for n in tensors if n not in _RAW)
-    return Payload(kind=kind, cut=cut, tensors=tensors, activations=acts)
-
-
-class _EdgeSession:
-    """Edge half: blocks [0, k) (edge_then_cloud) or the expert after the cloud's KV cache (cloud_then_edge)."""
-
-    def __init__(self, model: SmolVLASplitModel, cut_index: int, placement: str, k: int) -> None:
-        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
-        self.kept: dict[str, torch.Tensor] | None = None
-        self.done = False
-
-    def start(self, obs: Mapping[str, np.ndarray]) -> Payload | Actions:
-        if self.kept is not None:
-            raise PayloadError("edge session already started; create one session per inference")
-        m = self.m
-        with torch.inference_mode():
-            state = m._obs_to_state(obs)
-            if self.placement == "cloud_then_edge":
-                self.kept = {"noise": state.pop("noise")}
-                return _as_payload("observation", self.cut, state)
-            self.kept = {}
-            state = m._run(state, 0, self.k)
-        if self.k == m.num_blocks:
-            self.done = True
-            return state["actions"].cpu().numpy()
-        return _as_payload("observation" if self.k == 0 else "activations", self.cut, state)
-
-    def on_reply(self, payload: Payload) -> Payload | Actions:
-        m = self.m
-        if self.kept is None or self.done:
-            raise PayloadError("reply received outside an exchange (start() not called, or already finished)")
-        self.done = True
-        if self.placement == "edge_then_cloud":
-            return m._receive(payload, self.cut, ("actions",), m._action_specs())["actions"].cpu().numpy()
-        _up, down = m._reverse_specs(self.k)
-        state = m._receive(payload, self.cut, ("kv_cache",), down)
-        state.update(self.kept)
-        with torch.inference_mode():
-            return m._run(state, self.k, m.num_blocks)["actions"].cpu().numpy()
-
-
-class _CloudSession:
-    """Cloud half: blocks [k, N) -> actions (edge_then_cloud), or [0, k) -> KV cache (cloud_then_edge)."""
-
-    def __init__(self, model: SmolVLASplitModel, cut_index: int, placement: str, k: int) -> None:
-        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
-        self.done = False
-
-    def on_request(self, payload: Payload) -> Payload:
-        m, k = self.m, self.k
-        if self.done:
-            raise PayloadError("cloud session already replied; create one session per inference")
-        if self.placement == "cloud_then_edge":
-            up, _down = m._reverse_specs(k)
-            state = m._receive(payload, self.cut, ("observation",), up)
-            with torch.inference_mode():
-                state = m._run(state, 0, k)
-            self.done = True
-            return _as_payload("kv_cache", self.cut, state)
-        kind = "observation" if k == 0 else "activations"
-        state = m._receive(payload, self.cut, (kind,), m._payload_specs(k))
-        with torch.inference_mode():
-            actions = m._run(state, k, m.num_blocks)["actions"]
-        self.done = True
-        return Payload(kind="actions", cut=self.cut, tensors={"actions": actions})

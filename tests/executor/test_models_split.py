@@ -1,4 +1,5 @@
-"""Split execution at `tiny`: every cut is bit-exact, payload bytes match cut_specs, sessions reject bad input."""
+"""Split execution at `tiny` (openvla, pi0, smolvla): every cut is bit-exact, payload bytes match cut_specs,
+sessions reject bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 
 from executor.models import Payload, PayloadError, build_model, run_split
 
-FAMILIES = ("openvla", "pi0")
+FAMILIES = ("openvla", "pi0", "smolvla")
+FLOW = ("pi0", "smolvla")  # prefix KV cache + flow-matching expert: one reverse cut
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -51,7 +53,7 @@ def test_reference_shape_and_dtype(model, reference):
 
 
 def test_every_cut_is_bit_exact(model, obs, reference):
-    assert model.num_cuts == model.num_blocks + 1 + (1 if model.family == "pi0" else 0)
+    assert model.num_cuts == model.num_blocks + 1 + (1 if model.family in FLOW else 0)
     for cut in range(model.num_cuts):
         actions, _trace = run_split(model, obs, cut)
         assert actions.dtype == np.float32 and actions.shape == reference.shape
@@ -66,7 +68,7 @@ def test_every_cut_is_bit_exact_through_a_copying_transport(model, obs, referenc
         assert counter[0] == len(trace.messages)  # every message went through the transport
 
 
-def test_cut_spec_bytes_equal_payload_bytes(model, obs):
+def test_cut_spec_bytes_equal_payload_bytes(model, obs, reference):
     specs = model.cut_specs("float32")
     assert len(specs) == model.num_cuts
     for cut, spec in enumerate(specs):
@@ -77,8 +79,11 @@ def test_cut_spec_bytes_equal_payload_bytes(model, obs):
             assert cut == model.num_blocks and trace.messages == []
             continue
         assert len(ups) == len(downs) == 1 + spec.round_trips == 1 + trace.round_trips
+        assert model.family not in FLOW or spec.round_trips == 0  # one exchange: no decode round trips
         assert ups[0] == spec.up_bytes, f"cut {cut}: first upload"
         assert downs[-1] == spec.down_bytes, f"cut {cut}: final reply"
+        if spec.placement == "edge_then_cloud":
+            assert spec.down_bytes == reference.nbytes, f"cut {cut}: the reply is the float32 actions"
         assert all(b == spec.round_trip_up_bytes for b in ups[1:])
         assert all(b == spec.round_trip_down_bytes for b in downs[:-1])
 
@@ -87,13 +92,16 @@ def test_lower_wire_dtype_shrinks_only_the_activations(model, obs):
     fp32 = model.cut_specs("float32")
     for wire, size in (("float16", 2), ("bfloat16", 2), ("int8", 1)):
         specs = model.cut_specs(wire)
-        for cut in range(model.num_blocks):
+        for cut in (c for c in range(model.num_cuts) if c != model.num_blocks):  # every cut that uses the link
             edge = model.edge_session(cut)
             payload = edge.start(obs)
             act = sum(payload.tensors[n].numel() for n in payload.activations)
             raw = payload.nbytes() - act * 4
             assert specs[cut].up_bytes == raw + act * size, f"cut {cut} {wire}"
-            assert specs[cut].down_bytes == fp32[cut].down_bytes  # actions stay float32
+            if specs[cut].placement == "edge_then_cloud":
+                assert specs[cut].down_bytes == fp32[cut].down_bytes  # actions stay float32
+            else:  # the KV cache coming down is all activations
+                assert specs[cut].down_bytes == fp32[cut].down_bytes // 4 * size, f"cut {cut} {wire} down"
     assert model.cut_specs("float16")[0].up_bytes == fp32[0].up_bytes  # the raw observation is never compressed
     with pytest.raises(ValueError, match="float16"):
         model.cut_specs("float64")
@@ -102,7 +110,7 @@ def test_lower_wire_dtype_shrinks_only_the_activations(model, obs):
 def test_raw_observation_upload_is_the_model_inputs(model, obs):
     payload = model.edge_session(0).start(obs)
     assert payload.kind == "observation" and payload.activations == ()
-    expected = {"images", "prompt_ids"} | ({"state", "noise"} if model.family == "pi0" else set())
+    expected = {"images", "prompt_ids"} | ({"state", "noise"} if model.family in FLOW else set())
     assert set(payload.tensors) == expected
     for name in expected:
         assert np.array_equal(payload.tensors[name].cpu().numpy(), obs[name])
@@ -127,7 +135,7 @@ def test_block_modules_see_every_execution(model, obs):
     for name, n in zip(model.block_names, calls):
         if model.family == "openvla" and name.startswith("llm."):
             assert n == 7, name  # prefill + 6 decode steps
-        elif model.family == "pi0" and name == "expert":
+        elif model.family in FLOW and name == "expert":
             assert n == model.config.num_steps, name  # one call per denoising step
         else:
             assert n == 1, name
@@ -204,8 +212,13 @@ def test_openvla_actions_are_bin_centres():
     assert np.all(np.isin(actions, centres)) and np.all(np.abs(actions) < 1)
 
 
-def test_pi0_reverse_cut_sends_kv_cache_down_and_keeps_state_on_the_edge():
-    m = build_model("pi0", "tiny")
+@pytest.mark.parametrize(("family", "up_names", "layout"), [
+    ("pi0", {"images", "prompt_ids"}, ("vlm_layers", "vlm_kv_heads", "vlm_head_dim")),
+    # smolvla: the state is a prefix token, so it goes up with the images; the noise stays on the edge
+    ("smolvla", {"images", "prompt_ids", "state"}, ("lm_layers_used", "lm_kv_heads", "lm_head_dim")),
+])
+def test_reverse_cut_sends_kv_cache_down_and_keeps_the_expert_inputs_on_the_edge(family, up_names, layout):
+    m = build_model(family, "tiny")
     obs = m.make_observation(0)
     cut = m.num_blocks + 1
     spec = m.cut_specs()[cut]
@@ -219,12 +232,13 @@ def test_pi0_reverse_cut_sends_kv_cache_down_and_keeps_state_on_the_edge():
     actions, _ = run_split(m, obs, cut, transport=spy)
     assert np.array_equal(actions, m.forward(obs))
     up, down = seen
-    assert up.kind == "observation" and set(up.tensors) == {"images", "prompt_ids"}
+    assert up.kind == "observation" and set(up.tensors) == up_names
     c = m.config
-    assert down.kind == "kv_cache" and len(down.tensors) == 2 * c.vlm_layers
-    kv_bytes = 2 * c.vlm_layers * c.vlm_kv_heads * c.prefix_tokens * c.vlm_head_dim * 4
+    layers, kv_heads, head_dim = (getattr(c, f) for f in layout)
+    assert down.kind == "kv_cache" and len(down.tensors) == 2 * layers
+    kv_bytes = 2 * layers * kv_heads * c.prefix_tokens * head_dim * 4
     assert down.nbytes() == spec.down_bytes == kv_bytes
-    assert up.nbytes() == spec.up_bytes == obs["images"].nbytes + obs["prompt_ids"].nbytes
+    assert up.nbytes() == spec.up_bytes == sum(obs[n].nbytes for n in up_names)
 
 
 def test_pi0_noise_drives_the_actions():

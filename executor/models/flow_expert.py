@@ -1,0 +1,253 @@
+"""What pi0 and SmolVLA share: a VLM prefix whose per-layer KV cache feeds a flow-matching action expert.
+
+`FlowSplitModel` holds the chain layout (``vision.embed, vision.layer0.., <mid>, vlm.embed, vlm.layer0.., expert``),
+the payload specs of every cut (observation tensors, vision/prefix activations, the KV cache of the VLM layers
+already run), the reverse cut (cloud runs the VLM, edge runs the expert), the edge/cloud sessions and the Euler
+loop. A family supplies its modules, its ``_run`` and the few names that differ (see the class attributes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from executor.blocks import BlockSpec, ComputePass
+from executor.models.base import Actions, Payload, PayloadError, SplitModel, TensorSpec, as_tensor
+
+_RAW = ("images", "prompt_ids", "state", "noise", "actions")
+
+
+def chain_layout(vision_embed: nn.Module, vision_layers: Any, mid_name: str, mid: nn.Module,
+                 prefix_embed: nn.Module, vlm_layers: Any, expert: nn.Module
+                 ) -> tuple[tuple[str, ...], tuple[nn.Module, ...], tuple[tuple[str, int], ...]]:
+    """(block names, block modules, (kind, layer index) per block) of a flow-expert chain."""
+    names: list[str] = ["vision.embed"]
+    mods: list[nn.Module] = [vision_embed]
+    kinds: list[tuple[str, int]] = [("vision_embed", 0)]
+    for j, layer in enumerate(vision_layers):
+        names.append(f"vision.layer{j}")
+        mods.append(layer)
+        kinds.append(("vision_layer", j))
+    names += [mid_name, "vlm.embed"]
+    mods += [mid, prefix_embed]
+    kinds += [(mid_name, 0), ("prefix_embed", 0)]
+    for j, layer in enumerate(vlm_layers):
+        names.append(f"vlm.layer{j}")
+        mods.append(layer)
+        kinds.append(("vlm_layer", j))
+    names.append("expert")
+    mods.append(expert)
+    kinds.append(("expert", 0))
+    return tuple(names), tuple(mods), tuple(kinds)
+
+
+def vision_block_spec(c: Any, name: str, kind: str, param_count: int) -> BlockSpec:
+    """BlockSpec of ``vision.embed`` or a ``vision.layer{j}`` (every camera in one batch)."""
+    np_ = c.num_patches
+    vis = ComputePass(tokens=c.cameras * np_, context_tokens=np_)
+    if kind == "vision_embed":
+        in_dim = 3 * c.patch_px * c.patch_px
+        return BlockSpec(name, "patch_embed", (vis,), hidden=c.vision_hidden, in_dim=in_dim,
+                         out_dim=c.vision_hidden, param_count=param_count,
+                         extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden})
+    if kind == "vision_layer":
+        return BlockSpec(name, "transformer_layer", (vis,), hidden=c.vision_hidden, mlp=c.vision_mlp,
+                         heads=c.vision_heads, kv_heads=c.vision_heads,
+                         head_dim=c.vision_hidden // c.vision_heads, param_count=param_count)
+    raise ValueError(f"not a vision block kind: {kind!r}")
+
+
+def keep_layer_kv(state: dict[str, torch.Tensor], cache: Any, j: int) -> None:
+    """Store VLM layer ``j``'s keys/values (from its own ``DynamicCache``) as payload tensors ``kv.{j}.*``."""
+    state[f"kv.{j}.key"] = cache.layers[j].keys.contiguous()
+    state[f"kv.{j}.value"] = cache.layers[j].values.contiguous()
+
+
+def pop_kv(state: dict[str, torch.Tensor], layers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (key, value) pairs of VLM layers 0..layers-1, removed from ``state``."""
+    return [(state.pop(f"kv.{j}.key"), state.pop(f"kv.{j}.value")) for j in range(layers)]
+
+
+def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, cache: Any,
+                  num_steps: int, device: Any) -> torch.Tensor:
+    """Euler loop from t=1 to t=0 in ``num_steps`` steps; the cache is cropped back to the prefix after each step."""
+    prefix_len = cache.get_seq_length()
+    dt = -1.0 / num_steps
+    for step in range(num_steps):
+        t = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=device)
+        v = velocity(x, t)
+        cache.crop(prefix_len - cache.get_seq_length())
+        x = x + dt * v
+    return x
+
+
+class FlowSplitModel(SplitModel):
+    """Shared shapes, sessions and execution entry points of the prefix-KV + flow-expert families.
+
+    Subclasses set ``block_names/block_modules/_kinds``, ``_i_mid`` (the projector/connector), ``_i_prefix``,
+    ``_i_vlm0``, ``_i_expert`` and define ``_vlm_layout``, ``_run``, ``block_specs``.
+    """
+
+    _prefix_inputs: tuple[str, ...] = ("prompt_ids",)  # raw tensors read by vlm.embed (besides image features)
+    _expert_inputs: tuple[str, ...] = ("state", "noise")  # raw tensors read by the expert
+    _prompt_id_high_offset = 0  # prompt ids drawn from [1, vocab_size - offset)
+
+    def _vlm_layout(self) -> tuple[int, int, int, int]:
+        """(VLM layers run, VLM hidden width, KV heads, head dim)."""
+        raise NotImplementedError
+
+    # ---- shapes ----------------------------------------------------------------------------------------------
+    def _observation_specs(self) -> list[TensorSpec]:
+        c = self.config
+        return [TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
+                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
+                TensorSpec("state", (c.state_dim,), "float32"),
+                TensorSpec("noise", (c.chunk, c.max_action_dim), "float32")]
+
+    def _kv_specs(self, layers: range) -> list[TensorSpec]:
+        _n, _h, kv_heads, head_dim = self._vlm_layout()
+        shape = (1, kv_heads, self.config.prefix_tokens, head_dim)
+        return [TensorSpec(f"kv.{j}.{part}", shape, self._act_dtype, True) for j in layers for part in ("key", "value")]
+
+    def _payload_specs(self, k: int) -> list[TensorSpec]:
+        c, a = self.config, self._act_dtype
+        hidden = self._vlm_layout()[1]
+        obs = {s.name: s for s in self._observation_specs()}
+        specs = []
+        if k == 0:
+            specs.append(obs["images"])
+        if k <= self._i_prefix:
+            specs += [obs[n] for n in self._prefix_inputs]
+        if k <= self._i_expert:
+            specs += [obs[n] for n in self._expert_inputs]
+        if 0 < k <= self._i_mid:
+            specs.append(TensorSpec("vision_hidden", (c.cameras, c.num_patches, c.vision_hidden), a, True))
+        if self._i_mid < k <= self._i_prefix:
+            specs.append(TensorSpec("image_features", (1, c.image_tokens, hidden), a, True))
+        if self._i_prefix < k < self._i_expert:
+            specs.append(TensorSpec("prefix_hidden", (1, c.prefix_tokens, hidden), a, True))
+        if self._i_vlm0 < k <= self._i_expert:
+            specs += self._kv_specs(range(k - self._i_vlm0))
+        return specs
+
+    def _action_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]
+
+    def _reverse_cuts(self) -> tuple[int, ...]:
+        return (self._i_expert,)
+
+    def _reverse_specs(self, k: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        obs = {s.name: s for s in self._observation_specs()}
+        up = [obs["images"]] + [obs[n] for n in self._prefix_inputs]
+        return up, self._kv_specs(range(self._vlm_layout()[0]))
+
+    # ---- observation / execution ----------------------------------------------------------------------------
+    def make_observation(self, seed: int) -> dict[str, np.ndarray]:
+        c = self.config
+        rng = np.random.default_rng(seed)
+        return {
+            "images": rng.integers(0, 256, size=(c.cameras, c.image_px, c.image_px, 3), dtype=np.uint8),
+            "prompt_ids": rng.integers(1, c.vocab_size - self._prompt_id_high_offset,
+                                       size=c.prompt_tokens).astype(np.int64),
+            "state": rng.standard_normal(c.state_dim).astype(np.float32),
+            "noise": rng.standard_normal((c.chunk, c.max_action_dim)).astype(np.float32),
+        }
+
+    def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        specs = self._observation_specs()
+        self._check_observation(obs, specs)
+        return {s.name: as_tensor(obs[s.name], self.device) for s in specs}
+
+    def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
+        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
+        raise NotImplementedError
+
+    def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
+        self._require_runnable()
+        with torch.inference_mode():
+            return self._run(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
+
+    def edge_session(self, cut_index: int) -> FlowEdgeSession:
+        self._require_runnable()
+        placement, k = self.placement(cut_index)
+        return FlowEdgeSession(self, int(cut_index), placement, k)
+
+    def cloud_session(self, cut_index: int) -> FlowCloudSession:
+        self._require_runnable()
+        placement, k = self.placement(cut_index)
+        if placement == "edge_then_cloud" and k == self.num_blocks:
+            raise ValueError(f"cut {cut_index} is edge-only: there is no cloud session")
+        return FlowCloudSession(self, int(cut_index), placement, k)
+
+
+def _as_payload(kind: str, cut: int, tensors: dict[str, torch.Tensor]) -> Payload:
+    acts = tuple(n for n in tensors if n not in _RAW)
+    return Payload(kind=kind, cut=cut, tensors=tensors, activations=acts)
+
+
+class FlowEdgeSession:
+    """Edge half: blocks [0, k) (edge_then_cloud) or [k, N) after the cloud's KV cache (cloud_then_edge)."""
+
+    def __init__(self, model: FlowSplitModel, cut_index: int, placement: str, k: int) -> None:
+        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
+        self.kept: dict[str, torch.Tensor] | None = None
+        self.done = False
+
+    def start(self, obs: Mapping[str, np.ndarray]) -> Payload | Actions:
+        if self.kept is not None:
+            raise PayloadError("edge session already started; create one session per inference")
+        m = self.m
+        with torch.inference_mode():
+            state = m._obs_to_state(obs)
+            if self.placement == "cloud_then_edge":
+                self.kept = {n: state.pop(n) for n in m._expert_inputs}
+                return _as_payload("observation", self.cut, state)
+            self.kept = {}
+            state = m._run(state, 0, self.k)
+        if self.k == m.num_blocks:
+            self.done = True
+            return state["actions"].cpu().numpy()
+        return _as_payload("observation" if self.k == 0 else "activations", self.cut, state)
+
+    def on_reply(self, payload: Payload) -> Payload | Actions:
+        m = self.m
+        if self.kept is None or self.done:
+            raise PayloadError("reply received outside an exchange (start() not called, or already finished)")
+        self.done = True
+        if self.placement == "edge_then_cloud":
+            return m._receive(payload, self.cut, ("actions",), m._action_specs())["actions"].cpu().numpy()
+        _up, down = m._reverse_specs(self.k)
+        state = m._receive(payload, self.cut, ("kv_cache",), down)
+        state.update(self.kept)
+        with torch.inference_mode():
+            return m._run(state, self.k, m.num_blocks)["actions"].cpu().numpy()
+
+
+class FlowCloudSession:
+    """Cloud half: blocks [k, N) -> actions (edge_then_cloud), or [0, k) -> KV cache (cloud_then_edge)."""
+
+    def __init__(self, model: FlowSplitModel, cut_index: int, placement: str, k: int) -> None:
+        self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
+        self.done = False
+
+    def on_request(self, payload: Payload) -> Payload:
+        m, k = self.m, self.k
+        if self.done:
+            raise PayloadError("cloud session already replied; create one session per inference")
+        if self.placement == "cloud_then_edge":
+            up, _down = m._reverse_specs(k)
+            state = m._receive(payload, self.cut, ("observation",), up)
+            with torch.inference_mode():
+                state = m._run(state, 0, k)
+            self.done = True
+            return _as_payload("kv_cache", self.cut, state)
+        kind = "observation" if k == 0 else "activations"
+        state = m._receive(payload, self.cut, (kind,), m._payload_specs(k))
+        with torch.inference_mode():
+            actions = m._run(state, k, m.num_blocks)["actions"]
+        self.done = True
+        return Payload(kind="actions", cut=self.cut, tensors={"actions": actions})
