@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "serve": ("executor.serve_cli", "run the cloud half of a split model as a websocket server"),
     "edge": ("agents.edge_cli", "run the edge runtime against an `ecc serve` server, optionally over a shaped link"),
     "demo": ("agents.demo", "the README's main job"),
+    "eval": ("agents.eval_cli", "evaluate planners on the same episodes: table (JSON, CSV) and plots"),
     "train": ("agents.train_cli", "train a PPO split/skip policy on recorded bandwidth traces"),
     "perf": ("executor.perf_cli", "what-if latency, frequency and memory of a VLA across hardware, networks, modes"),
 }

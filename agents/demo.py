@@ -1,11 +1,187 @@
-"""`ecc demo`: the README's main job. For now: the embedded default trace set and its statistics."""
+"""`ecc demo` (what `make demo` runs): the whole system on one machine with the embedded traces only.
+
+1. profiles: the demo model (default the tiny OpenVLA, real transformers blocks with random weights) is measured on
+   this CPU and time-scaled into an emulated Orin + A100 pair (``agents.emulated_pair``), so the same Profile pair
+   drives the simulator and the real executor;
+2. train: MaskablePPO on the training split of the embedded trace set (``agents.training.train``, short budget);
+3. evaluate (profile backend): the policy against the heuristics, the baselines and the Oracle on the held-out test
+   split of the embedded set, same seeds for every planner;
+4. real: a cloud server (local thread, emulated A100) and the edge half (emulated Orin) talk over a trace-shaped
+   loopback link (``executor.link.ShapedLink``); the trained policy, guarded by the heuristic, picks the cut and
+   the skip at every step for a few hundred steps (the env's ``executor`` backend), beside the heuristic and
+   edge-only on the same held-out episode;
+5. plots: learning curve, latency CDFs, episode timelines, per-family bars, into the run folder.
+
+Both tables are printed and written (JSON, CSV); each phase's wall time is printed. Default run folder:
+``runs/demo-<timestamp>`` under the current directory (``--out`` to choose).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
-def main(argv: Sequence[str] = ()) -> int:
-    from traces.cli import main as traces_main
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of the demo (field comments are the CLI help)."""
 
-    return traces_main(["stats", "--embedded", *argv])
+    out: str = ""  # run folder (default: runs/demo-<timestamp> in the current directory)
+    family: str = "openvla"  # model family run for real: openvla | pi0
+    preset: str = "tiny"  # model preset run for real (tiny or small)
+    timesteps: int = 60_000  # PPO training budget (environment steps)
+    train_episode_s: float = 20.0  # training episode length (trace seconds)
+    episodes: int = 8  # evaluation episodes per planner (profile backend)
+    episode_s: float = 30.0  # evaluation episode length (trace seconds)
+    real_steps: int = 300  # control steps per planner on the real executor
+    real_planners: str = "heuristic,edge"  # planners run on the real executor beside PPO
+    oracle: bool = True  # include the hindsight Oracle in the profile-backend table
+    seed: int = 0  # seed of training and of the evaluation episodes
+    headroom: float = 2.5  # emulated cloud block time / this CPU's measured time (>= 1; more: fewer overruns)
+
+    def __post_init__(self) -> None:
+        if self.family not in ("openvla", "pi0"):
+            raise ValueError(f"family must be openvla or pi0, got {self.family!r}")
+        if self.timesteps < 256 or self.episodes < 1 or self.real_steps < 10:
+            raise ValueError(f"need timesteps >= 256, episodes >= 1, real_steps >= 10: {self}")
+
+
+def _phase(console: Any, name: str, times: dict[str, float]):  # type: ignore[no-untyped-def]
+    class _Timer:
+        def __enter__(self) -> None:
+            console.rule(f"[bold]{name}")
+            self.t0 = time.perf_counter()
+
+        def __exit__(self, *exc: object) -> None:
+            times[name] = time.perf_counter() - self.t0
+            if exc[0] is None:
+                console.print(f"[dim]{name}: {times[name]:.1f} s[/dim]")
+
+    return _Timer()
+
+
+def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
+    """Run every phase; returns the summary written to ``<out>/summary.json``."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agents.emulated_pair import describe, emulated_pair
+    from agents.eval_cli import EvalConfig, print_report, run_eval
+    from agents.plots import learning_curve
+    from agents.training import TrainConfig, quick, train
+    from traces.embedded import embedded_default_set
+
+    out = Path(cfg.out or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    t_all = time.perf_counter()
+    traces = embedded_default_set()
+
+    def progress() -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True)
+
+    with _phase(console, "1. profiles (measure, emulate Orin + A100)", times):
+        edge, cloud = emulated_pair(cfg.family, cfg.preset, "orin", "a100", seed=cfg.seed, headroom=cfg.headroom)
+        edge.save(out / "profile_edge.json")
+        cloud.save(out / "profile_cloud.json")
+        console.print(f"{edge.model_id}/{edge.preset}: {edge.num_blocks} blocks, {edge.num_cuts} cuts; edge-only "
+                      f"{edge.total_ms:.1f} ms on {edge.device}, cloud compute {cloud.total_ms:.1f} ms on {cloud.device}")
+        console.print(f"[dim]{edge.notes['emulated']}[/dim]")
+
+    with _phase(console, f"2. train PPO ({cfg.timesteps} steps, embedded train split)", times):
+        tcfg = quick(TrainConfig(model=cfg.family, preset=cfg.preset, seed=cfg.seed, run_dir=str(out), run_name="ppo"))
+        tcfg = replace(tcfg, total_timesteps=cfg.timesteps, episode_s=cfg.train_episode_s,
+                       eval_every_steps=max(cfg.timesteps // 8, 512), eval_episodes=4)
+        res = train(tcfg, trace_set=traces, profiles=(edge, cloud))
+        console.print(f"policy {res.policy_path} after {res.timesteps} steps: best validation return "
+                      f"{res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})")
+    policy = res.policy_path
+
+    common = dict(model=cfg.family, preset=cfg.preset, hardware="orin+a100", traces="embedded", split="test",
+                  seed=1000 + cfg.seed)
+    with _phase(console, "3. evaluate on held-out embedded traces (profile backend)", times):
+        names = f"ppo:{policy},heuristic,roboecc,rapid,vision,static,edge,cloud" + (",oracle" if cfg.oracle else "")
+        ecfg = EvalConfig(planners=names, episodes=cfg.episodes, episode_s=cfg.episode_s,
+                          out=str(out / "eval_profile"), **common)
+        with progress() as p:
+            sim, sim_runs = run_eval(ecfg, progress=p, trace_set=traces, profiles=(edge, cloud))
+        print_report(sim, console, f"profile backend: {cfg.family}/{cfg.preset} on emulated orin+a100, "
+                                   f"{cfg.episodes} held-out episodes x {cfg.episode_s:g} s")
+
+    with _phase(console, f"4. real split executor ({cfg.real_steps} steps per planner, shaped loopback link)", times):
+        rcfg = EvalConfig(planners=f"ppo:{policy},{cfg.real_planners}", backend="executor", episodes=1,
+                          episode_s=cfg.real_steps * 0.1, out=str(out / "eval_executor"), **common)
+        with progress() as p:
+            real, real_runs = run_eval(rcfg, progress=p, trace_set=traces, profiles=(edge, cloud))
+        print_report(real, console, f"executor backend: real inference, emulated orin+a100, cloud server over a "
+                                    f"trace-shaped loopback link, 1 held-out episode x {cfg.real_steps} periods")
+        console.print(f"backend: {real.meta['backend']}")
+
+    with _phase(console, "5. plots", times):
+        learning_curve(res.run_dir, out / "learning_curve.png")
+        console.print(f"plots in {out}: learning_curve.png, eval_profile/*.png, eval_executor/*.png")
+
+    times["total"] = time.perf_counter() - t_all
+    summary = {"out": str(out), "policy": str(policy), "phase_wall_s": times,
+               "profiles": {"edge": describe(edge), "cloud": describe(cloud)},
+               "train": {"timesteps": res.timesteps, "best_val_return": res.best_val_return,
+                         "heuristic_val_return": res.heuristic_val_return, "wall_s": res.wall_s},
+               "profile_backend": sim.rows, "executor_backend": real.rows}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    console.rule("[bold]wall time per phase")
+    for k, v in times.items():
+        console.print(f"  {k:<70} {v:7.1f} s")
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+    import inspect
+
+    helps = {}
+    for line in inspect.getsource(DemoConfig).splitlines():
+        line = line.strip()
+        if ":" in line and "#" in line and not line.startswith(("#", '"')):
+            helps[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
+    p = argparse.ArgumentParser(prog="ecc demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(DemoConfig):
+        flag = "--" + f.name.replace("_", "-")
+        h = f"{helps.get(f.name, '')} (default: {f.default!r})"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=h)
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default, help=h)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        cfg = DemoConfig(**args)
+    except ValueError as e:
+        print(f"ecc demo: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from agents.eval_cli import wide_console
+
+    logging.getLogger().setLevel(logging.WARNING)  # the dispatcher's INFO logs would drown the tables
+    run_demo(cfg, wide_console())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

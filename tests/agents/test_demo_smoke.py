@@ -1,0 +1,54 @@
+"""`ecc demo` with a tiny budget: every phase runs (train, profile-backend evaluation, real split executor over a
+shaped loopback link) and writes readable tables and plots. Slow (tens of seconds on 2 shared cores)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
+torch = pytest.importorskip("torch")
+mpimg = pytest.importorskip("matplotlib.image")
+
+from agents.demo import DemoConfig, main  # noqa: E402
+
+
+def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["--out", str(out), "--timesteps", "512", "--episodes", "1", "--episode-s", "2", "--real-steps", "20",
+               "--train-episode-s", "2", "--no-oracle"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    sim = [r["planner"] for r in summary["profile_backend"]]
+    assert sim == ["ppo", "heuristic", "roboecc", "rapid", "vision", "static", "edge", "cloud"]
+    real = {r["planner"]: r for r in summary["executor_backend"]}
+    assert list(real) == ["ppo", "heuristic", "edge"]
+    for r in real.values():
+        assert r["steps"] >= 5 and r["mean_latency_ms"] > 0
+    assert real["edge"]["speedup_vs_edge"] == pytest.approx(1.0)
+    assert isinstance(real["ppo"]["fallbacks"], int) and real["heuristic"]["fallbacks"] is None
+    assert real["edge"]["uplink_bytes_per_step"] == 0.0
+    # the emulated edge is slower than the emulated cloud, and the real edge-only step pays at least that much
+    edge_ms, cloud_ms = summary["profiles"]["edge"]["total_ms"], summary["profiles"]["cloud"]["total_ms"]
+    assert edge_ms > cloud_ms > 0
+    assert real["edge"]["p50_latency_ms"] >= 0.95 * edge_ms
+    for phase in ("1.", "2.", "3.", "4.", "5."):
+        assert any(k.startswith(phase) for k in summary["phase_wall_s"])
+        assert phase in printed
+    assert (out / "ppo" / "policy.zip").is_file()
+    for png in ("learning_curve.png", "eval_profile/latency_cdf.png", "eval_profile/timeline.png",
+                "eval_executor/latency_cdf.png", "eval_executor/timeline.png"):
+        img = mpimg.imread(out / png)
+        assert img.ndim == 3 and img.shape[0] > 200
+    for d in ("eval_profile", "eval_executor"):
+        assert json.loads((out / d / "report.json").read_text())["rows"]
+
+
+def test_demo_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="family"):
+        DemoConfig(family="gpt")
+    with pytest.raises(ValueError, match="timesteps"):
+        DemoConfig(timesteps=10)
