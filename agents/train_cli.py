@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(flag, type=type(default), default=default, help=h)
     p.add_argument("--quick", action="store_true", help="tiny budget for tests and the demo (~4k steps)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: envs in this process (default); ray: envs on Ray actors (pip install 'vla-ecc[ray]')")
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray env worker actors with --engine ray (default 2)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     return p
 
 
@@ -51,12 +55,21 @@ def config_from_args(argv: Sequence[str]) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = config_from_args(sys.argv[1:] if argv is None else argv)
+        cfg = config_from_args(argv)
+        engine = build_parser().parse_args(argv)
+        if engine.engine == "ray":
+            from agents.ray_training import RayTrainConfig, train_on_ray
+
+            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.address)
     except ValueError as e:
         print(f"ecc train: {e}", file=sys.stderr)
         return 2
-    res = train(cfg)
+    except ImportError as e:
+        print(f"ecc train: --engine ray needs Ray (pip install 'vla-ecc[ray]'): {e}", file=sys.stderr)
+        return 2
+    res = train_on_ray(cfg, ray_config) if engine.engine == "ray" else train(cfg)
     print(f"run folder:        {res.run_dir}")
     print(f"policy:            {res.policy_path}")
     print(f"timesteps:         {res.timesteps}")

@@ -219,9 +219,10 @@ def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_
 
 
 def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-          env_overrides: dict[str, Any] | None = None) -> TrainResult:
+          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None) -> TrainResult:
     """Train MaskablePPO per ``cfg``; returns where the run folder and the policy artifact are. ``trace_set``,
-    ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups)."""
+    ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups);
+    ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training)."""
     import torch
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -259,7 +260,7 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
 
     factory = _EnvFactory(edge, cloud, RescaledTraceSet(train_set, cfg.rescale_min, cfg.rescale_max), cfg, overrides)
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" else DummyVecEnv
-    venv = vec_cls([factory] * cfg.n_envs)
+    venv = venv_factory([factory] * cfg.n_envs) if venv_factory is not None else vec_cls([factory] * cfg.n_envs)
     venv.seed(cfg.seed)
     val_env = make_env(edge, cloud, val_set, cfg, **overrides)
     ctx = PlannerContext.from_env(val_env, prior=BandwidthPrior.from_trace_set(train_set))

@@ -5,6 +5,9 @@ Example: ``ecc serve --model openvla --preset small --host 127.0.0.1 --port 8765
 ``Authorization: Api-Key <token>``. ``--emulate PROFILE.json`` pads every block to that Profile's per-block time
 (hardware emulation; the server's metadata says so). Prints one line ``serving ws://HOST:PORT`` when ready
 (``--port 0`` picks a free port).
+
+``--engine ray --replicas N`` serves the same protocol from N model replicas on Ray Serve (``executor.ray_serve``;
+needs ``pip install vla-ecc[ray]``): a local Ray instance is started unless ``--address`` names a cluster.
 """
 
 from __future__ import annotations
@@ -36,7 +39,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=float, default=256.0, help="largest accepted message in MB (default 256)")
     p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: one process (default); ray: replicas on Ray Serve")
+    p.add_argument("--replicas", type=int, default=1, help="model replicas with --engine ray (default 1)")
+    p.add_argument("--max-replicas", type=int, default=None,
+                   help="with --engine ray: autoscale on queue length up to this many replicas (default: off)")
+    p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
+    p.add_argument("--replica-gpus", type=float, default=0.0, help="GPUs Ray reserves per replica (default 0)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     return p
+
+
+def _serve_ray(args: argparse.Namespace, config: object) -> int:
+    from executor.ray_serve import RayServeConfig, RayServing
+
+    threads = args.threads or 1
+    rc = RayServeConfig(replicas=args.replicas, max_replicas=args.max_replicas, num_cpus_per_replica=args.replica_cpus,
+                        num_gpus_per_replica=args.replica_gpus, torch_threads=threads, address=args.address,
+                        object_store_memory_bytes=None)
+    serving = RayServing(args.model, args.preset, config, rc, seed=args.seed, device=args.device)  # type: ignore[arg-type]
+    try:
+        serving.start(timeout_s=30.0)
+    except OSError as e:
+        print(f"ecc serve: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
+    print(f"serving {serving.url} ({args.replicas} Ray Serve replica(s))", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        served = serving.server.requests_served if serving.server is not None else 0
+        serving.stop()
+    print(f"stopped after {served} requests", flush=True)
+    return 0
 
 
 def main(argv: Sequence[str] = ()) -> int:
@@ -52,6 +90,18 @@ def main(argv: Sequence[str] = ()) -> int:
             print(f"ecc serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
+    if args.engine == "ray":
+        if args.emulate is not None:
+            print("ecc serve: --emulate is not supported with --engine ray", file=sys.stderr)
+            return 2
+        if args.replicas < 1:
+            print(f"ecc serve: --replicas must be >= 1, got {args.replicas}", file=sys.stderr)
+            return 2
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("ecc serve: --engine ray needs Ray: pip install 'vla-ecc[ray]'", file=sys.stderr)
+            return 2
     try:
         config = ServerConfig(
             host=args.host,
@@ -60,6 +110,9 @@ def main(argv: Sequence[str] = ()) -> int:
             api_key=api_key,
             reply_compression=args.reply_compression,
         )
+        if args.engine == "ray":
+            build_model(args.model, args.preset, seed=args.seed, on_meta=True)  # names checked before Ray starts
+            return _serve_ray(args, config)
         model = build_model(args.model, args.preset, device=args.device, seed=args.seed)
         emulator = None
         if args.emulate is not None:

@@ -49,6 +49,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,9 @@ class _BadRequest(Exception):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, so other engines can carry it back from a worker
+        return (type(self), (self.code, str(self)))
+
 
 class CloudServer:
     """The cloud half: a websocket server around one ``SplitModel``.
@@ -155,7 +159,6 @@ class CloudServer:
         self._start_error: BaseException | None = None
         self._server: Any = None
         self._seed_counter = itertools.count()
-        self._reference_obs: dict[str, np.ndarray] | None = None
         self.port = 0
         self.requests_served = 0
         self.errors_sent = 0
@@ -326,22 +329,28 @@ class CloudServer:
         return wire_limits(self.config.max_message_bytes)
 
     async def _run(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
-        """Run ``fn`` on the compute worker; returns (result, queue_s, compute_s)."""
+        """Run the compute job ``fn(model, *args)``, counted in the queue length; returns (result, queue_s,
+        compute_s)."""
+        with self._queue_lock:
+            self._queue_length += 1
+        try:
+            return await self._execute(fn, *args)
+        finally:
+            with self._queue_lock:
+                self._queue_length -= 1
+
+    async def _execute(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
+        """Run ``fn(self.model, *args)`` on the compute worker thread. The override point for other engines
+        (``executor.ray_serve`` runs the same jobs on Ray Serve replicas)."""
         submitted = time.perf_counter()
         started: list[float] = []
 
         def job() -> tuple[Any, float]:
             started.append(time.perf_counter())
-            result = fn(*args)
+            result = fn(self.model, *args)
             return result, time.perf_counter()
 
-        with self._queue_lock:
-            self._queue_length += 1
-        try:
-            result, finished = await asyncio.wrap_future(self._worker.submit(job))
-        finally:
-            with self._queue_lock:
-                self._queue_length -= 1
+        result, finished = await asyncio.wrap_future(self._worker.submit(job))
         return result, started[0] - submitted, finished - started[0]
 
     def _timing(self, recv_time: float, recv_perf: float, queue_s: float, compute_s: float) -> dict[str, Any]:
@@ -401,13 +410,8 @@ class CloudServer:
             raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
         if session is None and header["cut"] != cut:
             raise _BadRequest(E_BAD_REQUEST, f"payload is for cut {header['cut']}, the request for cut {cut}")
-
-        def compute() -> tuple[Any, Any]:
-            sess = session if session is not None else self.model.cloud_session(cut)
-            return sess, sess.on_request(to_payload(message))
-
         try:
-            (sess, result), queue_s, compute_s = await self._run(compute)
+            (sess, result), queue_s, compute_s = await self._run(cloud_step, cut, session, message)
         except Exception as e:  # noqa: BLE001 - any model failure on a hostile payload is answered, not fatal
             sessions.pop(request_id, None)
             code = E_BAD_REQUEST if isinstance(e, ValueError | TypeError) else E_COMPUTE
@@ -434,9 +438,11 @@ class CloudServer:
             raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
         if not isinstance(request, dict):
             raise _BadRequest(E_BAD_MESSAGE, f"an openpi request must be a map, got {type(request).__name__}")
-        obs = self.observation_from_openpi(request)
+        seed = next(self._seed_counter)
         try:
-            actions, queue_s, compute_s = await self._run(self.model.forward, obs)
+            actions, queue_s, compute_s = await self._run(openpi_forward, request, seed)
+        except _BadRequest:
+            raise
         except Exception as e:  # noqa: BLE001 - answered with an error frame, the server keeps serving
             raise _BadRequest(E_COMPUTE, f"{type(e).__name__}: {e}") from e
         self.requests_served += 1
@@ -446,45 +452,69 @@ class CloudServer:
             {"actions": np.asarray(actions), "server_timing": timing, "queue_length": timing["queue_length"]}
         )
 
-    def observation_from_openpi(self, request: dict[Any, Any]) -> dict[str, np.ndarray]:
+    def observation_from_openpi(self, request: dict[Any, Any], seed: int | None = None) -> dict[str, np.ndarray]:
         """Build the model's observation from openpi keys and/or ours (see the module docstring's table)."""
-        if self._reference_obs is None:
-            self._reference_obs = self.model.make_observation(seed=0)
-        ref = self._reference_obs
-        fresh = self.model.make_observation(seed=next(self._seed_counter))
-        req = {k.decode() if isinstance(k, bytes) else k: v for k, v in request.items()}
-        obs: dict[str, np.ndarray] = {}
-        for name, ref_value in ref.items():
-            if name in req:
-                obs[name] = _checked_array(name, req[name], ref_value)
-        if "images" not in obs and "images" in ref:
-            obs["images"] = self._openpi_images(req, ref["images"])
-        if "state" not in obs and "state" in ref and "observation/state" in req:
-            obs["state"] = _fit_vector("observation/state", req["observation/state"], ref["state"])
-        prompt_key = next((k for k in ref if "prompt" in k or "token" in k), None)
-        if prompt_key is not None and prompt_key not in obs and "prompt" in req:
-            obs[prompt_key] = _tokens_from_text(req["prompt"], ref[prompt_key], self.model)
-        for name in ref:
-            if name not in obs:
-                if name in ("images", "state") or name == prompt_key:
-                    raise _BadRequest(
-                        E_BAD_REQUEST,
-                        f"observation is missing {name!r} (or its openpi key); got keys {sorted(map(str, req))}",
-                    )
-                obs[name] = fresh[name]
-        return obs
+        return openpi_observation(self.model, request, next(self._seed_counter) if seed is None else seed)
 
-    def _openpi_images(self, req: dict[str, Any], ref: np.ndarray) -> np.ndarray:
-        if "observation/image" not in req:
-            raise _BadRequest(E_BAD_REQUEST, f"observation has no 'images' nor 'observation/image'; keys {sorted(req)}")
-        cams, height, width = ref.shape[0], ref.shape[1], ref.shape[2]
-        keys = ["observation/image", "observation/wrist_image"][:cams]
-        out = np.zeros(ref.shape, dtype=np.uint8)
-        for i, key in enumerate(keys):
-            if key not in req:
-                raise _BadRequest(E_BAD_REQUEST, f"the model has {cams} cameras; {key!r} is missing")
-            out[i] = _image(key, req[key], height, width)
-        return out
+
+# -- compute jobs: module-level functions of (model, ...) so any engine can run them where the model lives ----------
+def cloud_step(model: SplitModel, cut: int, session: Any, message: wire.Message) -> tuple[Any, Any]:
+    """One cloud step of a split exchange: a new cloud session at ``cut`` (``session`` None) or the given one."""
+    sess = session if session is not None else model.cloud_session(cut)
+    return sess, sess.on_request(to_payload(message))
+
+
+def openpi_forward(model: SplitModel, request: dict[Any, Any], seed: int) -> np.ndarray:
+    """Full offload of an openpi request: observation (``openpi_observation``) then the unsplit model."""
+    return model.forward(openpi_observation(model, request, seed))
+
+
+_REFERENCE_OBS: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
+_REFERENCE_LOCK = threading.Lock()
+
+
+def openpi_observation(model: SplitModel, request: dict[Any, Any], seed: int) -> dict[str, np.ndarray]:
+    """The model's observation from openpi keys and/or ours; inputs not given come from
+    ``model.make_observation(seed)``. Raises the server's bad-request error naming a missing or malformed key."""
+    with _REFERENCE_LOCK:
+        ref = _REFERENCE_OBS.get(model)
+        if ref is None:
+            ref = _REFERENCE_OBS[model] = model.make_observation(seed=0)
+    fresh = model.make_observation(seed=seed)
+    req = {k.decode() if isinstance(k, bytes) else k: v for k, v in request.items()}
+    obs: dict[str, np.ndarray] = {}
+    for name, ref_value in ref.items():
+        if name in req:
+            obs[name] = _checked_array(name, req[name], ref_value)
+    if "images" not in obs and "images" in ref:
+        obs["images"] = _openpi_images(req, ref["images"])
+    if "state" not in obs and "state" in ref and "observation/state" in req:
+        obs["state"] = _fit_vector("observation/state", req["observation/state"], ref["state"])
+    prompt_key = next((k for k in ref if "prompt" in k or "token" in k), None)
+    if prompt_key is not None and prompt_key not in obs and "prompt" in req:
+        obs[prompt_key] = _tokens_from_text(req["prompt"], ref[prompt_key], model)
+    for name in ref:
+        if name not in obs:
+            if name in ("images", "state") or name == prompt_key:
+                raise _BadRequest(
+                    E_BAD_REQUEST,
+                    f"observation is missing {name!r} (or its openpi key); got keys {sorted(map(str, req))}",
+                )
+            obs[name] = fresh[name]
+    return obs
+
+
+def _openpi_images(req: dict[str, Any], ref: np.ndarray) -> np.ndarray:
+    if "observation/image" not in req:
+        raise _BadRequest(E_BAD_REQUEST, f"observation has no 'images' nor 'observation/image'; keys {sorted(req)}")
+    cams, height, width = ref.shape[0], ref.shape[1], ref.shape[2]
+    keys = ["observation/image", "observation/wrist_image"][:cams]
+    out = np.zeros(ref.shape, dtype=np.uint8)
+    for i, key in enumerate(keys):
+        if key not in req:
+            raise _BadRequest(E_BAD_REQUEST, f"the model has {cams} cameras; {key!r} is missing")
+        out[i] = _image(key, req[key], height, width)
+    return out
 
 
 def _checked_array(name: str, value: Any, ref: np.ndarray) -> np.ndarray:

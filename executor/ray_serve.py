@@ -1,0 +1,385 @@
+"""The cloud half on Ray Serve: N model replicas behind the package's own websocket ingress.
+
+Shape: one ``RayCloudServer`` (a ``CloudServer`` whose compute runs elsewhere) speaks exactly the single-process
+server's websocket protocol (metadata first, ``split``/``continue``/``ping``/``cancel``, openpi-compatible full
+offload, auth, limits), so edge clients do not change. Every compute job (``executor.server.cloud_step``,
+``executor.server.openpi_forward``: the same functions the single-process server runs) goes to a Ray Serve
+deployment of ``CloudReplica``: N replicas, each with one model instance (jobs serialised on it), placed by Ray.
+
+Replicas are stateless between jobs: a multi-round-trip exchange (decode steps across a cut inside an LLM) keeps its
+cloud session in the ingress, and each ``continue`` ships the session to whichever replica Serve picks. The model
+itself never travels: references to it inside a session are pickled as a placeholder and re-bound to the receiving
+replica's model (``dumps``/``loads``). This pickle stays inside the Ray cluster (ingress <-> replicas, as Ray's own
+calls do); the wire to robots never carries pickle. The price: the session's KV cache crosses the object store on
+every round trip; the gain: any replica can continue any exchange, so a dead replica loses no session.
+
+Queue length: the ingress counts every job in flight at the deployment (queued at Serve's router or a replica, or
+running), so ``queue_length`` in each reply is the deployment's, not one replica's. ``queue_ms`` is the ingress's
+submit-to-reply time minus the replica's compute time (routing, transfer, waiting at the replica).
+
+Faults: a job whose replica dies (or is unreachable) is retried on another replica (``max_attempts``; safe because
+jobs are pure functions of their arguments, the openpi noise seed included); when no attempt succeeds, or none
+answers within ``request_timeout_s``, the client gets an explicit ``compute_failed`` error reply, which
+``EdgeRuntime`` turns into its edge-only fallback. Serve's controller replaces dead replicas.
+
+Ray is imported lazily: importing this module does not import ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import pickle
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from executor import server as _server
+from executor.server import CloudServer, ServerConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APP_NAME = "ecc-cloud"
+_MODEL_PID = "ecc-split-model"
+_JOBS = {"cloud_step": _server.cloud_step, "openpi_forward": _server.openpi_forward}
+
+
+class ReplicaUnavailable(RuntimeError):
+    """No replica of the deployment completed the job (every attempt hit a dead or unreachable replica)."""
+
+
+class ReplicaTimeout(TimeoutError):
+    """The deployment did not answer a job within ``request_timeout_s``."""
+
+
+@dataclass(frozen=True)
+class RayServeConfig:
+    """Ray Serve deployment of the cloud half.
+
+    replicas: model replicas (the initial count when autoscaling).
+    max_replicas: > replicas turns on Serve autoscaling on ongoing requests per replica (None: fixed count).
+    target_ongoing_requests: autoscaling target of ongoing requests per replica.
+    num_cpus_per_replica: CPUs Ray reserves for each replica (fractions allowed).
+    num_gpus_per_replica: GPUs Ray reserves for each replica.
+    torch_threads: torch CPU threads inside each replica.
+    max_ongoing_requests: jobs Serve sends to one replica at once (they queue on its model lock).
+    request_timeout_s: bound on one job attempt at the deployment.
+    max_attempts: attempts per job when a replica dies under it (>= 1).
+    address: Ray cluster address (None: start a local Ray instance).
+    num_cpus: CPUs of a local Ray instance (None: Ray's default, all cores).
+    object_store_memory_bytes: object store of a local Ray instance (None: Ray's default).
+    app_name: Serve application name.
+    """
+
+    replicas: int = 1
+    max_replicas: int | None = None
+    target_ongoing_requests: float = 2.0
+    num_cpus_per_replica: float = 1.0
+    num_gpus_per_replica: float = 0.0
+    torch_threads: int = 1
+    max_ongoing_requests: int = 8
+    request_timeout_s: float = 30.0
+    max_attempts: int = 2
+    address: str | None = None
+    num_cpus: int | None = None
+    object_store_memory_bytes: int | None = 200_000_000
+    app_name: str = DEFAULT_APP_NAME
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {self.replicas}")
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas must be >= replicas ({self.replicas}), got {self.max_replicas}")
+        if self.num_cpus_per_replica < 0 or self.num_gpus_per_replica < 0:
+            raise ValueError(f"replica resources must be >= 0, got cpus={self.num_cpus_per_replica} "
+                             f"gpus={self.num_gpus_per_replica}")
+        if self.torch_threads < 1 or self.max_ongoing_requests < 1 or self.max_attempts < 1:
+            raise ValueError(f"torch_threads, max_ongoing_requests and max_attempts must be >= 1: {self}")
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        if self.target_ongoing_requests <= 0:
+            raise ValueError(f"target_ongoing_requests must be > 0, got {self.target_ongoing_requests}")
+
+
+# -- the job codec: pickle with the model left out ---------------------------------------------------------------------
+class ModelRef:
+    """Placeholder for "the model of the process that unpickles" (what a session's model reference becomes in the
+    ingress, which holds no runnable model)."""
+
+    def __repr__(self) -> str:
+        return "ModelRef()"
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, f: io.BytesIO, model: Any) -> None:
+        super().__init__(f, protocol=pickle.HIGHEST_PROTOCOL)
+        self._model = model
+
+    def persistent_id(self, obj: Any) -> str | None:
+        if isinstance(obj, ModelRef) or (self._model is not None and obj is self._model):
+            return _MODEL_PID
+        return None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, f: io.BytesIO, model: Any) -> None:
+        super().__init__(f)
+        self._model = model
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid != _MODEL_PID:
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+        return self._model if self._model is not None else ModelRef()
+
+
+def dumps(obj: Any, model: Any = None) -> bytes:
+    """Pickle ``obj`` with every reference to ``model`` (or to a ``ModelRef``) replaced by a placeholder."""
+    buf = io.BytesIO()
+    _Pickler(buf, model).dump(obj)
+    return buf.getvalue()
+
+
+def loads(data: bytes, model: Any = None) -> Any:
+    """Unpickle what ``dumps`` wrote, binding the placeholder to ``model`` (or to a ``ModelRef`` when None).
+    Only for data from this package's own processes inside one Ray cluster, never for data from clients."""
+    return _Unpickler(io.BytesIO(data), model).load()
+
+
+# -- the replica ---------------------------------------------------------------------------------------------------------
+class CloudReplica:
+    """One Serve replica: one model instance; runs the server's compute jobs one at a time."""
+
+    def __init__(self, family: str, preset: str, seed: int = 0, device: str = "cpu", torch_threads: int = 1) -> None:
+        import torch
+
+        from executor.models import build_model
+
+        torch.set_num_threads(torch_threads)
+        self.model = build_model(family, preset, device=device, seed=seed)
+        self._lock = threading.Lock()
+        self.jobs_run = 0
+        log.info("replica pid %d ready: %s/%s seed %d on %s", os.getpid(), family, preset, seed, device)
+
+    def run(self, blob: bytes) -> bytes:
+        """Run one job ``(name, args)``; returns ``dumps((ok, result_or_exception, wait_s, compute_s))``."""
+        arrived = time.perf_counter()
+        name, args = loads(blob, self.model)
+        fn = _JOBS.get(name)
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                if fn is None:
+                    raise ValueError(f"unknown job {name!r}; valid: {sorted(_JOBS)}")
+                out: tuple[bool, Any] = (True, fn(self.model, *args))
+            except Exception as e:  # noqa: BLE001 - carried back to the ingress, which answers the client
+                out = (False, e)
+            finished = time.perf_counter()
+            self.jobs_run += 1
+        try:
+            return dumps((*out, started - arrived, finished - started), self.model)
+        except Exception as e:  # noqa: BLE001 - an unpicklable exception or result becomes a plain error
+            err = RuntimeError(f"replica cannot return the result of {name}: {type(e).__name__}: {e}")
+            return dumps((False, err, started - arrived, finished - started), self.model)
+
+    def describe(self) -> dict[str, Any]:
+        """pid, jobs run and the model's id (tests and monitoring)."""
+        return {"pid": os.getpid(), "jobs_run": self.jobs_run, "model": f"{self.model.family}/{self.model.preset}"}
+
+
+def _retryable_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as rx
+
+    errors: list[type[BaseException]] = [rx.RayActorError, rx.WorkerCrashedError, rx.ObjectLostError]
+    for name in ("ActorUnavailableError", "NodeDiedError", "OutOfMemoryError"):
+        if hasattr(rx, name):
+            errors.append(getattr(rx, name))
+    try:
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        errors += [BackPressureError, DeploymentUnavailableError]
+    except ImportError:  # pragma: no cover - older Serve
+        pass
+    return tuple(errors)
+
+
+# -- the ingress ---------------------------------------------------------------------------------------------------------
+class RayCloudServer(CloudServer):
+    """``CloudServer`` whose compute jobs run on a Ray Serve deployment (``handle``).
+
+    ``model`` only describes the model (metadata, cut validation): build it on the meta device
+    (``build_model(..., on_meta=True)``); the replicas hold the runnable copies (same family, preset and seed).
+    """
+
+    def __init__(self, model: Any, config: ServerConfig | None, handle: Any, ray_config: RayServeConfig) -> None:
+        super().__init__(model, config)
+        self._deployment = handle
+        self.ray_config = ray_config
+        self._retryable = _retryable_errors()
+        self.failovers = 0
+
+    async def _execute(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
+        name = getattr(fn, "__name__", "")
+        if _JOBS.get(name) is not fn:
+            raise TypeError(f"{fn!r} is not one of the server's compute jobs {sorted(_JOBS)}")
+        blob = dumps((name, args))
+        rc = self.ray_config
+        submitted = time.perf_counter()
+        last: BaseException | None = None
+        for attempt in range(1, rc.max_attempts + 1):
+            response = self._deployment.run.remote(blob)
+            try:
+                data = await asyncio.wait_for(_awaited(response), rc.request_timeout_s)
+            except asyncio.TimeoutError as e:
+                response.cancel()
+                raise ReplicaTimeout(f"no replica answered {name} within {rc.request_timeout_s} s") from e
+            except self._retryable as e:
+                last = e
+                self.failovers += 1
+                log.warning("%s attempt %d/%d failed on a replica (%s); %s", name, attempt, rc.max_attempts,
+                            type(e).__name__, "retrying" if attempt < rc.max_attempts else "giving up")
+                continue
+            ok, value, _wait_s, compute_s = loads(data)
+            if not ok:
+                raise value
+            return value, max(0.0, time.perf_counter() - submitted - compute_s), compute_s
+        raise ReplicaUnavailable(f"{name} failed on {rc.max_attempts} replica attempt(s): "
+                                 f"{type(last).__name__}: {last}") from last
+
+
+async def _awaited(response: Any) -> Any:
+    return await response
+
+
+# -- deployment lifecycle ------------------------------------------------------------------------------------------------
+def ensure_ray(rc: RayServeConfig) -> bool:
+    """Connect to ``rc.address`` or start a local Ray instance if none is running; True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if rc.address is not None:
+        ray.init(address=rc.address, **kw)
+    else:
+        ray.init(num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory_bytes,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}}, **kw)
+    return True
+
+
+def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: RayServeConfig | None = None) -> Any:
+    """Deploy ``CloudReplica`` on Ray Serve (HTTP proxy off: the ingress is ours); returns the DeploymentHandle."""
+    from ray import serve
+
+    rc = rc or RayServeConfig()
+    ensure_ray(rc)
+    serve.start(proxy_location="Disabled")
+    options: dict[str, Any] = {
+        "name": "CloudReplica",
+        "ray_actor_options": {"num_cpus": rc.num_cpus_per_replica, "num_gpus": rc.num_gpus_per_replica,
+                              "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}}},
+        "max_ongoing_requests": rc.max_ongoing_requests,
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 10.0,
+    }
+    if rc.max_replicas is not None and rc.max_replicas > rc.replicas:
+        options["autoscaling_config"] = {"min_replicas": rc.replicas, "initial_replicas": rc.replicas,
+                                         "max_replicas": rc.max_replicas,
+                                         "target_ongoing_requests": rc.target_ongoing_requests}
+    else:
+        options["num_replicas"] = rc.replicas
+    app = serve.deployment(CloudReplica, **options).bind(family, preset, seed, device, rc.torch_threads)
+    return serve.run(app, name=rc.app_name, route_prefix=None, blocking=False)
+
+
+class RayServing:
+    """Ray Serve deployment + websocket ingress, started together and stopped together.
+
+    ``RayServing(family, preset, server_config, ray_config).start()``; ``.url`` is the websocket address;
+    ``.stop()`` stops the ingress, deletes the Serve application and shuts Ray down if this object started it.
+    """
+
+    def __init__(self, family: str, preset: str, config: ServerConfig | None = None,
+                 ray_config: RayServeConfig | None = None, *, seed: int = 0, device: str = "cpu") -> None:
+        self.family, self.preset, self.seed, self.device = family, preset, seed, device
+        self.config = config or ServerConfig()
+        self.ray_config = ray_config or RayServeConfig()
+        self.server: RayCloudServer | None = None
+        self._started_ray = False
+
+    def start(self, timeout_s: float = 10.0) -> RayServing:
+        from executor.models import build_model
+
+        meta_model = build_model(self.family, self.preset, seed=self.seed, on_meta=True)  # validates the names
+        self._started_ray = ensure_ray(self.ray_config)
+        try:
+            handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config)
+            self.server = RayCloudServer(meta_model, self.config, handle, self.ray_config).start(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("not started")
+        return self.server.url
+
+    def replica_actors(self) -> list[Any]:
+        """Handles of the live replica actors of this application (for fault tests and monitoring)."""
+        return replica_actors(self.ray_config.app_name)
+
+    def stop(self) -> None:
+        """Stop the ingress, delete the Serve application, shut down Ray if started here. Safe to call twice."""
+        if self.server is not None:
+            self.server.stop()
+        try:
+            import ray
+            from ray import serve
+
+            if ray.is_initialized():
+                serve.delete(self.ray_config.app_name)
+                if self._started_ray:
+                    serve.shutdown()
+                    ray.shutdown()
+        except Exception as e:  # noqa: BLE001 - best effort on the way out
+            log.warning("ray serve shutdown: %s: %s", type(e).__name__, e)
+        self._started_ray = False
+
+    def __enter__(self) -> RayServing:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def replica_actors(app_name: str = DEFAULT_APP_NAME) -> list[Any]:
+    """Actor handles of the running replicas of ``app_name``'s CloudReplica deployment."""
+    import ray
+
+    out = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name, namespace = entry["name"], entry["namespace"]
+        if "CloudReplica" in name and app_name in name and "REPLICA" in name.upper():
+            try:
+                out.append(ray.get_actor(name, namespace=namespace))
+            except ValueError:  # died between the listing and the lookup
+                continue
+    return out
+
+
+def running_replicas(app_name: str = DEFAULT_APP_NAME) -> int:
+    """Replicas Serve reports RUNNING for the application (0 if it is not deployed)."""
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    if app is None:
+        return 0
+    dep = app.deployments.get("CloudReplica")
+    if dep is None:
+        return 0
+    counts = dep.replica_states
+    return int(counts.get("RUNNING", 0))
