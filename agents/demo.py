@@ -148,24 +148,11 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import dataclasses
-    import inspect
+    from agents.cliargs import add_dataclass_flags
 
-    helps = {}
-    for line in inspect.getsource(DemoConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            helps[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
     p = argparse.ArgumentParser(prog="ecc demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(DemoConfig):
-        flag = "--" + f.name.replace("_", "-")
-        h = f"{helps.get(f.name, '')} (default: {f.default!r})"
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=h)
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=h)
-    return p
+    return add_dataclass_flags(p, DemoConfig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

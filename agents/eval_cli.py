@@ -260,31 +260,12 @@ def _machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
 
 
-def _comments() -> dict[str, str]:
-    import inspect
-
-    out = {}
-    for line in inspect.getsource(EvalConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            out[line.split(":", 1)[0].strip()] = line.split("#", 1)[1].strip()
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
-    import dataclasses
+    from agents.cliargs import add_dataclass_flags
 
     p = argparse.ArgumentParser(prog="ecc eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    helps = _comments()
-    for f in dataclasses.fields(EvalConfig):
-        flag = "--" + f.name.replace("_", "-")
-        h = f"{helps.get(f.name, '')} (default: {f.default!r})"
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=h)
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=h)
-    return p
+    return add_dataclass_flags(p, EvalConfig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,36 +7,13 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from agents.cliargs import add_dataclass_flags
 from agents.training import TrainConfig, quick, train
-
-
-def _comments() -> dict[str, str]:
-    """Field help from the comments in TrainConfig's source (one line per field)."""
-    import inspect
-
-    out = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        line = line.strip()
-        if ":" in line and "#" in line and not line.startswith(("#", '"')):
-            name = line.split(":", 1)[0].strip()
-            out[name] = line.split("#", 1)[1].strip()
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ecc train", description="Train MaskablePPO on recorded bandwidth traces.")
-    helps = _comments()
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default
-        flag = "--" + f.name.replace("_", "-")
-        h = f"{helps.get(f.name, '')} (default: {default!r})"
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=h)
-        elif isinstance(default, tuple):
-            typ = int if f.name == "net_arch" else str
-            p.add_argument(flag, nargs="*", type=typ, default=default, help=h)
-        else:
-            p.add_argument(flag, type=type(default), default=default, help=h)
+    add_dataclass_flags(p, TrainConfig, {"net_arch": int})
     p.add_argument("--quick", action="store_true", help="tiny budget for tests and the demo (~4k steps)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: envs in this process (default); ray: envs on Ray actors (pip install 'vla-ecc[ray]')")
