@@ -6,7 +6,10 @@ split, as a policy artifact) and, with ``tensorboard=True``, TensorBoard logs.
 
 Generalisation: every training episode's trace segment is rescaled by a log-uniform factor (``rescale_min`` ..
 ``rescale_max``), several trace families can be mixed (the embedded set plus any directories), and episodes start
-at random points of random traces and streams (the env's own seeded sampling).
+at random points of random traces and streams (the env's own seeded sampling). With ``family_power`` < 1 episodes
+draw a trace family first (family weight ~ n_traces ** family_power; 0 = every family equally, the default), then a
+trace of it, so a large family of slow links (e.g. FCC broadband, Oboe) does not drown the fast ones (5G, WiFi)
+during training; the validation episodes that pick the best model are drawn the same way.
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ class TrainConfig:
     episode_s: float = 30.0  # training episode length (trace seconds)
     rescale_min: float = 0.25  # smallest per-episode bandwidth rescaling factor (log-uniform draw)
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
+    family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
     chunk_size: int = 8  # actions per chunk (1 disables skipping)
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     seed: int = 0  # seed of PPO and the envs
     eval_every_steps: int = 20_000  # evaluate on the validation split this often (env steps)
-    eval_episodes: int = 8  # validation episodes per evaluation (fixed seeds)
+    eval_episodes: int = 16  # validation episodes per evaluation (fixed seeds)
     learning_rate: float = 3e-4  # Adam learning rate
     n_steps: int = 512  # rollout steps per env per update
     batch_size: int = 256  # minibatch size
@@ -70,6 +74,8 @@ class TrainConfig:
             raise ValueError(f"vec_env must be 'dummy' or 'subproc', got {self.vec_env!r}")
         if not (0 < self.rescale_min <= self.rescale_max and math.isfinite(self.rescale_max)):
             raise ValueError(f"need 0 < rescale_min <= rescale_max, got {self.rescale_min}, {self.rescale_max}")
+        if not (math.isfinite(self.family_power) and self.family_power >= 0):
+            raise ValueError(f"family_power must be finite and >= 0, got {self.family_power}")
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 
@@ -107,8 +113,58 @@ class RescaledTraceSet:
         return seg
 
 
-def load_trace_set(cfg: TrainConfig) -> Any:
-    """The trace set named by the config: the embedded set and/or the given paths."""
+class FamilyBalancedTraceSet:
+    """A TraceSet view whose ``sample_segment`` draws a trace family first, then a trace of it uniformly, then a
+    uniform start point (wrapping), all from the env's generator.
+
+    A family is what ``family_of`` (default: ``agents.report.family_of``, the trace's folder path without
+    train*/test*/val* folders) returns for a trace name. Family ``f`` with ``n_f`` traces is drawn with probability
+    ``n_f ** power / sum_g n_g ** power``: ``power=0`` weighs every family equally, ``power=1`` every trace equally
+    (plain ``TraceSet.sample_segment``).
+    """
+
+    def __init__(self, base: Any, power: float = 0.0, family_of: Any = None) -> None:
+        if len(base) == 0:
+            raise ValueError(f"trace set {getattr(base, 'name', base)!r} is empty")
+        if not (math.isfinite(power) and power >= 0):
+            raise ValueError(f"power must be finite and >= 0, got {power!r}")
+        if family_of is None:
+            from agents.report import family_of
+        self.base = base
+        self.power = float(power)
+        groups: dict[str, list[int]] = {}
+        for i, t in enumerate(base):
+            groups.setdefault(str(family_of(t.name)), []).append(i)
+        self.families: tuple[str, ...] = tuple(sorted(groups))
+        self.members: tuple[tuple[int, ...], ...] = tuple(tuple(groups[f]) for f in self.families)
+        w = np.array([len(m) for m in self.members], dtype=float) ** self.power
+        self.weights: np.ndarray = w / w.sum()
+        self.name = f"{base.name}|families^{power:g}"
+        log.info("family-balanced sampling over %d families: %s", len(self.families),
+                 ", ".join(f"{f} {len(m)} traces p={p:.3f}" for f, m, p in zip(self.families, self.members, self.weights)))
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.base)
+
+    def stats(self) -> Any:
+        return self.base.stats()
+
+    def fingerprint(self) -> str:
+        return self.base.fingerprint()
+
+    def sample_segment(self, rng: np.random.Generator, duration_s: float) -> Any:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        members = self.members[int(rng.choice(len(self.families), p=self.weights))]
+        t = self.base[members[int(rng.integers(len(members)))]]
+        return t.segment(float(rng.uniform(0.0, t.duration_s)), duration_s)
+
+
+def load_trace_sources(cfg: TrainConfig) -> list[Any]:
+    """The trace sets named by the config, one per source: the embedded set and/or the given paths."""
     from traces.embedded import embedded_default_set
     from traces.traceset import TraceSet
 
@@ -117,9 +173,33 @@ def load_trace_set(cfg: TrainConfig) -> Any:
         sets.append(embedded_default_set())
     if cfg.traces:
         sets.append(TraceSet.load(list(cfg.traces)))
+    return sets
+
+
+def load_trace_set(cfg: TrainConfig) -> Any:
+    """The trace set named by the config: the embedded set and/or the given paths, as one set."""
+    return _union(load_trace_sources(cfg))
+
+
+def _union(sets: list[Any]) -> Any:
+    from traces.traceset import TraceSet
+
     if len(sets) == 1:
         return sets[0]
     return TraceSet([t for s in sets for t in s], "+".join(s.name for s in sets))
+
+
+def split_sources(sets: list[Any], seed: int) -> Any:
+    """Split every source by itself and join the sides, so mixing in the embedded set never moves a trace of the
+    given directories to another side: their test side is exactly what ``ecc eval --traces DIR`` evaluates on."""
+    from traces.traceset import TraceSet, TraceSplit
+
+    if len(sets) == 1:
+        return sets[0].split(seed)
+    parts = [s.split(seed) for s in sets]
+    name = "+".join(s.name for s in sets)
+    side = {k: TraceSet([t for p in parts for t in getattr(p, k)], f"{name}:{k}") for k in ("train", "val", "test")}
+    return TraceSplit(side["train"], side["val"], side["test"], int(seed))
 
 
 def profiles_for(cfg: TrainConfig) -> tuple[Any, Any]:
@@ -242,8 +322,12 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         overrides["allowed_cuts"] = candidate_cuts(edge, cloud)
         log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
                  overrides["allowed_cuts"])
-    full = trace_set if trace_set is not None else load_trace_set(cfg)
-    split = full.split(cfg.split_seed)
+    if trace_set is not None:
+        full, split = trace_set, trace_set.split(cfg.split_seed)
+    else:
+        sources = load_trace_sources(cfg)
+        full = _union(sources)
+        split = split_sources(sources, cfg.split_seed)
     train_set, val_set = split.train, split.val
     if len(train_set) == 0:
         raise ValueError(f"the training split of {full.name!r} is empty")
@@ -258,11 +342,14 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
          "train_traces": {"name": train_set.name, "n": len(train_set), "fingerprint": train_set.fingerprint()},
          "val_traces": {"name": val_set.name, "n": len(val_set)}}, indent=2))
 
-    factory = _EnvFactory(edge, cloud, RescaledTraceSet(train_set, cfg.rescale_min, cfg.rescale_max), cfg, overrides)
+    sampled_train = train_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(train_set, cfg.family_power)
+    sampled_val = val_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(val_set, cfg.family_power)
+    factory = _EnvFactory(edge, cloud, RescaledTraceSet(sampled_train, cfg.rescale_min, cfg.rescale_max), cfg,
+                          overrides)
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" else DummyVecEnv
     venv = venv_factory([factory] * cfg.n_envs) if venv_factory is not None else vec_cls([factory] * cfg.n_envs)
     venv.seed(cfg.seed)
-    val_env = make_env(edge, cloud, val_set, cfg, **overrides)
+    val_env = make_env(edge, cloud, sampled_val, cfg, **overrides)
     ctx = PlannerContext.from_env(val_env, prior=BandwidthPrior.from_trace_set(train_set))
     obs_size = int(val_env.observation_space.shape[0])
     callback, seeds = _eval_callback(cfg, val_env, ctx, run_dir, obs_size)
