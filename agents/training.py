@@ -84,15 +84,13 @@ QUICK = dict(total_timesteps=4_096, n_envs=2, n_steps=256, batch_size=128, eval_
              episode_s=10.0)
 
 
-class RescaledTraceSet:
-    """A TraceSet whose sampled segments are rescaled by a log-uniform factor drawn from the env's generator."""
+class _TraceSetView:
+    """A read-only view of a TraceSet that changes only how episodes are sampled (``sample_segment``)."""
 
-    def __init__(self, base: Any, low: float, high: float) -> None:
+    def __init__(self, base: Any) -> None:
         if len(base) == 0:
             raise ValueError(f"trace set {getattr(base, 'name', base)!r} is empty")
         self.base = base
-        self.low, self.high = float(low), float(high)
-        self.name = f"{base.name}*[{low:g}..{high:g}]"
 
     def __len__(self) -> int:
         return len(self.base)
@@ -106,6 +104,15 @@ class RescaledTraceSet:
     def fingerprint(self) -> str:
         return self.base.fingerprint()
 
+
+class RescaledTraceSet(_TraceSetView):
+    """A TraceSet whose sampled segments are rescaled by a log-uniform factor drawn from the env's generator."""
+
+    def __init__(self, base: Any, low: float, high: float) -> None:
+        super().__init__(base)
+        self.low, self.high = float(low), float(high)
+        self.name = f"{base.name}*[{low:g}..{high:g}]"
+
     def sample_segment(self, rng: np.random.Generator, duration_s: float) -> Any:
         seg = self.base.sample_segment(rng, duration_s)
         if self.high > self.low:
@@ -113,7 +120,7 @@ class RescaledTraceSet:
         return seg
 
 
-class FamilyBalancedTraceSet:
+class FamilyBalancedTraceSet(_TraceSetView):
     """A TraceSet view whose ``sample_segment`` draws a trace family first, then a trace of it uniformly, then a
     uniform start point (wrapping), all from the env's generator.
 
@@ -124,13 +131,11 @@ class FamilyBalancedTraceSet:
     """
 
     def __init__(self, base: Any, power: float = 0.0, family_of: Any = None) -> None:
-        if len(base) == 0:
-            raise ValueError(f"trace set {getattr(base, 'name', base)!r} is empty")
+        super().__init__(base)
         if not (math.isfinite(power) and power >= 0):
             raise ValueError(f"power must be finite and >= 0, got {power!r}")
         if family_of is None:
             from agents.report import family_of
-        self.base = base
         self.power = float(power)
         groups: dict[str, list[int]] = {}
         for i, t in enumerate(base):
@@ -142,18 +147,6 @@ class FamilyBalancedTraceSet:
         self.name = f"{base.name}|families^{power:g}"
         log.info("family-balanced sampling over %d families: %s", len(self.families),
                  ", ".join(f"{f} {len(m)} traces p={p:.3f}" for f, m, p in zip(self.families, self.members, self.weights)))
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.base)
-
-    def stats(self) -> Any:
-        return self.base.stats()
-
-    def fingerprint(self) -> str:
-        return self.base.fingerprint()
 
     def sample_segment(self, rng: np.random.Generator, duration_s: float) -> Any:
         if not isinstance(rng, np.random.Generator):
