@@ -1,5 +1,5 @@
 """`ecc demo` with a tiny budget: every phase runs (train, profile-backend evaluation, real split executor over a
-shaped loopback link) and writes readable tables and plots. Slow (tens of seconds on 2 shared cores)."""
+shaped loopback link) and writes readable tables and plots (about 15 s on 2 cores)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.network]
+pytestmark = [pytest.mark.network]
 
 torch = pytest.importorskip("torch")
 mpimg = pytest.importorskip("matplotlib.image")
