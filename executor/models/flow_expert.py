@@ -21,6 +21,20 @@ from executor.models.base import Actions, Payload, PayloadError, SplitModel, Ten
 _RAW = ("images", "prompt_ids", "state", "noise", "actions")
 
 
+class PostNormProjector(nn.Module):
+    """SigLIP post-layernorm + the VLM's projector (pi0's multi-modal projector, SmolVLM's pixel-shuffle connector);
+    cameras are laid out one after the other."""
+
+    def __init__(self, post_layernorm: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.post_layernorm = post_layernorm
+        self.projector = projector
+
+    def forward(self, vision_hidden: torch.Tensor) -> torch.Tensor:
+        feats = self.projector(self.post_layernorm(vision_hidden))
+        return feats.reshape(1, feats.shape[0] * feats.shape[1], feats.shape[2])
+
+
 def chain_layout(vision_embed: nn.Module, vision_layers: Any, mid_name: str, mid: nn.Module,
                  prefix_embed: nn.Module, vlm_layers: Any, expert: nn.Module
                  ) -> tuple[tuple[str, ...], tuple[nn.Module, ...], tuple[tuple[str, int], ...]]:

@@ -26,7 +26,7 @@ from torch import nn
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import build_modules, module_params
 from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
-from executor.models.flow_expert import vision_block_spec
+from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.modules import ImageEmbed
 from executor.models.presets import Pi0Preset
 
@@ -70,19 +70,6 @@ def _build_pi0(c: Pi0Preset) -> nn.Module:
     # The expert reads embeddings, never token ids: its (vocab x expert_hidden) table is dead weight (263M at full).
     model.model.dit.embed_tokens = None
     return model
-
-
-class Pi0Projector(nn.Module):
-    """SigLIP post-layernorm + PaliGemma multi-modal projector; cameras are laid out one after the other."""
-
-    def __init__(self, post_layernorm: nn.Module, projector: nn.Module) -> None:
-        super().__init__()
-        self.post_layernorm = post_layernorm
-        self.projector = projector
-
-    def forward(self, vision_hidden: torch.Tensor) -> torch.Tensor:
-        feats = self.projector(self.post_layernorm(vision_hidden))
-        return feats.reshape(1, feats.shape[0] * feats.shape[1], feats.shape[2])
 
 
 class Pi0PrefixEmbed(nn.Module):
@@ -140,7 +127,7 @@ class Pi0SplitModel(FlowSplitModel):
         self.text_config = lm.config
         names, mods, kinds = chain_layout(
             ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
-            "projector", Pi0Projector(vision.post_layernorm, vlm.multi_modal_projector),
+            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector),
             Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
         for m in mods:
             m.to(self.device)

@@ -40,7 +40,7 @@ from torch import nn
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import build_modules, module_params
 from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
-from executor.models.flow_expert import vision_block_spec
+from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.presets import SmolVLAPreset
 
 log = logging.getLogger(__name__)
@@ -101,19 +101,6 @@ class SmolVLAImageEmbed(nn.Module):
         n, _, h, w = x.shape
         mask = torch.ones(n, h // self.patch_px, w // self.patch_px, dtype=torch.bool, device=x.device)
         return self.embeddings(x.to(dtype), patch_attention_mask=mask)
-
-
-class SmolVLAConnector(nn.Module):
-    """SigLIP post-layernorm + ``SmolVLMConnector`` (pixel shuffle, projection); cameras laid out one after another."""
-
-    def __init__(self, post_layernorm: nn.Module, connector: nn.Module) -> None:
-        super().__init__()
-        self.post_layernorm = post_layernorm
-        self.connector = connector
-
-    def forward(self, vision_hidden: torch.Tensor) -> torch.Tensor:
-        feats = self.connector(self.post_layernorm(vision_hidden))
-        return feats.reshape(1, feats.shape[0] * feats.shape[1], feats.shape[2])
 
 
 class SmolVLAPrefixEmbed(nn.Module):
@@ -199,7 +186,7 @@ class SmolVLASplitModel(FlowSplitModel):
         self.text_config = text.config
         names, mods, kinds = chain_layout(
             SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
-            "connector", SmolVLAConnector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
+            "connector", PostNormProjector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
             text.layers, self.root["expert"])
         self.block_names = names
         self.block_modules = mods
