@@ -79,8 +79,26 @@ class PassCost:
         return "compute" if self.compute_s > self.memory_s else "memory"
 
 
+class _BoundMixin:
+    """Roofline verdict shared by a block's and a group's cost (fields flops, bytes, compute_ms, memory_ms)."""
+
+    flops: float
+    bytes: float
+    compute_ms: float
+    memory_ms: float
+
+    @property
+    def bound(self) -> Bound:
+        """"compute" when compute-bound operators take most of the time, else "memory"."""
+        return "compute" if self.compute_ms > self.memory_ms else "memory"
+
+    @property
+    def intensity_flops_per_byte(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
 @dataclass(frozen=True)
-class BlockCost:
+class BlockCost(_BoundMixin):
     """Roofline cost of one block on one device (all passes)."""
 
     name: str
@@ -93,15 +111,6 @@ class BlockCost:
     weight_bytes: int  # param_count x dtype bytes (memory footprint)
     kv_cache_bytes: int
     passes: tuple[PassCost, ...]
-
-    @property
-    def bound(self) -> Bound:
-        """"compute" when compute-bound operators take most of the block's time, else "memory"."""
-        return "compute" if self.compute_ms > self.memory_ms else "memory"
-
-    @property
-    def intensity_flops_per_byte(self) -> float:
-        return self.flops / self.bytes if self.bytes else float("inf")
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,7 @@ class RooflineResult:
 
 
 @dataclass(frozen=True)
-class GroupCost:
+class GroupCost(_BoundMixin):
     """Sum of several blocks (a model component)."""
 
     name: str
@@ -155,14 +164,6 @@ class GroupCost:
             memory_ms=sum(b.memory_ms for b in blocks),
             num_blocks=len(blocks),
         )
-
-    @property
-    def bound(self) -> Bound:
-        return "compute" if self.compute_ms > self.memory_ms else "memory"
-
-    @property
-    def intensity_flops_per_byte(self) -> float:
-        return self.flops / self.bytes if self.bytes else float("inf")
 
 
 def breakdown(result: RooflineResult, component: Callable[[str, str], str]) -> dict[str, GroupCost]:
