@@ -39,7 +39,7 @@ class TrainConfig:
     traces: tuple[str, ...] = ()  # trace directories/files to train on (default: the embedded set only)
     include_embedded: bool = True  # mix the embedded default set into the given traces
     split_seed: int = 0  # seed of the train/val/test split of the trace set
-    total_timesteps: int = 300_000  # PPO environment steps (the default finishes in <= 10 min on 2 cores)
+    total_timesteps: int = 1_000_000  # PPO environment steps (the default takes about 2-4 min on 2 cores)
     n_envs: int = 4  # parallel environments
     vec_env: str = "dummy"  # dummy | subproc (dummy measured faster here: the env step is ~50 us)
     episode_s: float = 30.0  # training episode length (trace seconds)
@@ -60,6 +60,9 @@ class TrainConfig:
     gae_lambda: float = 0.9  # GAE lambda
     ent_coef: float = 0.01  # entropy bonus
     net_arch: tuple[int, ...] = (64, 64)  # hidden layers of the policy and value MLPs
+    warm_start: str = "none"  # heuristic: behaviour-clone the fallback heuristic before PPO | none
+    warm_start_steps: int = 40_000  # demonstration steps of the heuristic for the warm start
+    warm_start_epochs: int = 10  # behaviour-cloning epochs over the demonstrations
     run_dir: str = "runs"  # parent folder of run folders
     run_name: str = ""  # run folder name (default: model-edge-cloud-timestamp)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
@@ -76,12 +79,16 @@ class TrainConfig:
             raise ValueError(f"need 0 < rescale_min <= rescale_max, got {self.rescale_min}, {self.rescale_max}")
         if not (math.isfinite(self.family_power) and self.family_power >= 0):
             raise ValueError(f"family_power must be finite and >= 0, got {self.family_power}")
+        if self.warm_start not in ("heuristic", "none"):
+            raise ValueError(f"warm_start must be 'heuristic' or 'none', got {self.warm_start!r}")
+        if self.warm_start_steps < 1 or self.warm_start_epochs < 1:
+            raise ValueError(f"warm_start_steps and warm_start_epochs must be >= 1: {self}")
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 
 
 QUICK = dict(total_timesteps=4_096, n_envs=2, n_steps=256, batch_size=128, eval_every_steps=2_048, eval_episodes=2,
-             episode_s=10.0)
+             episode_s=10.0, warm_start_steps=1_000, warm_start_epochs=2)
 
 
 class _TraceSetView:
@@ -355,6 +362,15 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed, device="cpu", verbose=0,
         tensorboard_log=str(run_dir / "tb") if cfg.tensorboard else None,
     )
+    if cfg.warm_start == "heuristic":
+        from agents.warm_start import behaviour_clone, collect_demonstrations
+
+        demos = collect_demonstrations(HeuristicPlanner(ctx), factory(), cfg.warm_start_steps, gamma=cfg.gamma,
+                                       seed=cfg.seed + 1_000_000)
+        behaviour_clone(model, demos, epochs=cfg.warm_start_epochs, batch_size=cfg.batch_size,
+                        learning_rate=cfg.learning_rate, seed=cfg.seed)
+        callback.init_callback(model)
+        callback.evaluate()  # the cloned policy is a candidate too (at 0 PPO steps)
     model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
     callback.evaluate()  # the final model competes too
     venv.close()
@@ -369,7 +385,8 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         "edge_only_index": int(e.edge_only_index),
         "reward": asdict(e.config.reward),
         "env": {"period_ms": e.config.period_ms, "deadline_ms": e.config.deadline.deadline_ms,
-                "chunk_size": e.config.chunk_size, "queue_capacity": e.config.queue_capacity},
+                "chunk_size": e.config.chunk_size, "queue_capacity": e.config.queue_capacity,
+                "probe": asdict(e.config.probe)},
         "traces": {"name": train_set.name, "n_traces": len(train_set), "fingerprint": train_set.fingerprint(),
                    "rescale": [cfg.rescale_min, cfg.rescale_max]},
         "prior": asdict(ctx.prior),

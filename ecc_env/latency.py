@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
 from executor.costs import cut_table
+from executor.protocol import missed_upload_mbps
 from executor.profile import Profile
 from traces.units import BITS_PER_BYTE, MBIT
 
@@ -110,8 +111,10 @@ class StepTiming(NamedTuple):
     Without fallback: service = edge + uplink + server_queue + cloud + downlink (uplink and downlink include their
     one-way delays and any extra round trips). With fallback: uplink = server_queue = cloud = downlink = 0,
     ``deadline_wait_ms`` is the time spent waiting before the fallback started and ``edge_ms`` the edge compute after
-    it, so service = deadline_wait + edge. ``uplink_done_s`` / ``uplink_mbps`` describe the main uplink transfer when
-    it completed (NaN otherwise): the only bandwidth the edge can measure.
+    it, so service = deadline_wait + edge. ``uplink_done_s`` / ``uplink_mbps`` are the uplink sample the edge records:
+    the main upload's measured rate when the actions came back in time; after a miss, the upper bound
+    ``executor.protocol.missed_upload_mbps`` (upload bits / time from its start to the deadline) stamped at the
+    deadline; NaN for edge-only steps and when the deadline passed before the upload started.
     """
 
     edge_ms: float
@@ -159,6 +162,7 @@ def step_timing(
     t = start_s + row.edge_ms * 1e-3 if edge_first else start_s
     up_ms = down_ms = delay_ms = 0.0
     up_done = up_mbps = down_done = down_mbps = _NAN
+    up_start = t
     missed = t > deadline_s
     if not missed:
         missed, t, dt_ms, d_ms, up_done, up_mbps = _transfer(link, row.up_bytes, t, "up", deadline_s)
@@ -197,8 +201,10 @@ def step_timing(
     if deadline.resume_edge_prefix and edge_first:
         wait = max(wait, row.edge_ms)
         after = max(fallback_ms - row.edge_ms, 0.0)
-    if up_done > deadline_s:  # the uplink finished after the deadline: it was never observed
-        up_done = up_mbps = _NAN
+    # No reply by the deadline: the edge only knows the exchange did not fit, so it records the upper bound
+    # main-upload bits / (deadline - upload start), stamped at the deadline (the runtime's client does the same).
+    up_mbps = missed_upload_mbps(row.up_bytes, deadline_s - up_start)
+    up_done = deadline_s if up_mbps == up_mbps else _NAN
     return StepTiming(after, 0.0, 0.0, 0.0, 0.0, wait, wait + after, True, True, 0.0, up_done, up_mbps, _NAN, _NAN)
 
 
@@ -221,3 +227,42 @@ def _transfer(
     end = done + delay * 1e-3
     missed = end > deadline_s
     return missed, end, (dur * 1e3) + delay, delay, done, _mbps(nbytes, dur)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Background bandwidth probes of the edge (the runtime's client sends the same; ``ClientConfig.probe_*``).
+
+    Every ``interval_s`` the edge sends a ping padded to ``nbytes``; the server's receive time gives an uplink
+    sample (bits / transfer time), no matter whether the planner uses the network. A probe not through within
+    ``interval_s`` leaves no sample. Probes never delay inferences; their load on the link (``nbytes`` per interval,
+    32 kB/s = 0.26 Mbit/s by default) is not charged to the inference transfers. ``interval_s=0`` disables them.
+    Both env backends price probes from the trace (the executor backend's real client sends none).
+    """
+
+    interval_s: float = 1.0
+    nbytes: int = 32_768
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s >= 0 and self.interval_s != float("inf")):
+            raise ValueError(f"interval_s must be finite and >= 0, got {self.interval_s!r}")
+        if int(self.nbytes) != self.nbytes or self.nbytes < 1:
+            raise ValueError(f"nbytes must be an integer >= 1, got {self.nbytes!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval_s > 0
+
+
+def probe_sample(link: Link, nbytes: int, start_s: float, timeout_s: float) -> tuple[float, float] | None:
+    """Uplink sample of one background probe of ``nbytes`` sent at ``start_s``: (transfer end time s, Mbit/s), as
+    the runtime measures it (bits / serialisation time, the one-way delay excluded); None when it is not through
+    (transfer + one-way delay) within ``timeout_s``."""
+    try:
+        dur = link.transfer_time_s(int(nbytes), start_s, "up", max_wait_s=timeout_s)
+    except TimeoutError:
+        return None
+    done = start_s + dur
+    if dur <= 0 or dur + link.one_way_delay_ms(done) * 1e-3 > timeout_s:
+        return None
+    return done, _mbps(nbytes, dur)

@@ -25,9 +25,13 @@ declared ``Box(0, 1)``. ``H`` = ``ObservationConfig.bandwidth_history``. ``lg(x,
 | 2H+15 | prev_deadline_miss | previous step missed its deadline (0/1) | as is |
 | 2H+16 | prev_latency | previous step's latency (ms) | lg(ms, latency_scale_ms) |
 
-Uplink estimates come only from completed transfers: ``uplink_estimate_mbps`` = payload bits / the uplink
-transfer's duration as the edge's sender sees it. While the planner stays on the edge no new estimates arrive and
-their ages grow: probing the link is a decision the planner has to learn. The RTT estimate is the round trip
+Uplink estimates (spec version 2) come from three sources, newest first by the time they were measured:
+network steps whose actions came back in time (``uplink_estimate_mbps`` = payload bits / the uplink transfer's
+duration as the edge's sender sees it); network steps that missed their deadline (the upper bound
+``executor.protocol.missed_upload_mbps`` = upload bits / (deadline - upload start), so a failed offload still tells
+the planner the link was too slow); and the background probes of ``ecc_env.latency.ProbeConfig`` (a padded ping
+every second by default, sent by the runtime's client whatever the planner does), so a planner that stays on the
+edge still sees the link. The RTT estimate is the round trip
 at the last completed upload (the runtime measures it by ping or as network time / (round trips + 1)).
 ``visual_since_action`` sums ``visual_mad`` of every stream step (dropped ones included) after the observation
 the current actions were computed from. Values outside [0, 1] are clipped; NaN becomes 0.
@@ -46,7 +50,7 @@ from gymnasium import spaces
 from ecc_env.features import FeatureConfig, kinematic_scores, visual_change
 from traces.units import BITS_PER_BYTE, MBIT
 
-OBS_SPEC_VERSION = 1
+OBS_SPEC_VERSION = 2  # 2: a missed deadline leaves an upper-bound uplink sample
 _INF = float("inf")
 
 _TAIL_FIELDS = (

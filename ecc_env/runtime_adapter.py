@@ -10,7 +10,7 @@ Field by field (``ctx`` = the StepContext):
 | builder input | from the context | same as the env? |
 | --- | --- | --- |
 | uplink_mbps / uplink_age_s | ``ctx.bandwidth`` newest first; age = ``ctx.now_wall_s - s.uplink_done_s`` | yes |
-| downlink_mbps | ``ctx.bandwidth[-1].downlink_mbps`` (None without samples) | yes |
+| downlink_mbps | newest finite ``downlink_mbps`` of ``ctx.bandwidth`` (None without one; a missed call has none) | yes |
 | rtt_ms | ``ctx.rtt_ms`` | yes (the env: 2 x one-way delay at the last upload) |
 | edge_queue / server_queue | ``ctx.frames_waiting`` / ``ctx.server_queue_length`` | yes |
 | action_age_s | now - capture time of step ``ctx.chunk_step``'s observation (the env's definition: frame key ``capture_time_s``, else that step's ``now_wall_s``); else ``ctx.newest_action_age_s`` | yes when the chunk's step went through this adapter with its capture time |
@@ -133,7 +133,7 @@ class RuntimeObservationAdapter:
             dt_s=self.dt_s,
             uplink_mbps=[s.uplink_mbps for s in samples],
             uplink_age_s=[now - s.uplink_done_s for s in samples],
-            downlink_mbps=ctx.bandwidth[-1].downlink_mbps if ctx.bandwidth else None,
+            downlink_mbps=next((s.downlink_mbps for s in samples if s.downlink_mbps == s.downlink_mbps), None),
             rtt_ms=ctx.rtt_ms,
             edge_queue=ctx.frames_waiting,
             server_queue=ctx.server_queue_length,

@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from ecc_env.backends import BACKENDS, ExecutorBackend, ExecutorConfig, ProfileBackend, ServerLoadConfig
 from ecc_env.features import FeatureConfig, kinematic_scores, stream_visual_change
-from ecc_env.latency import CutRow, DeadlineConfig, cut_rows
+from ecc_env.latency import CutRow, DeadlineConfig, ProbeConfig, cut_rows, probe_sample
 from ecc_env.observation import ObservationBuilder, ObservationConfig
 from ecc_env.reward import RewardConfig, step_reward
 from ecc_env.streams import ObservationStream, ProceduralConfig, procedural_stream
@@ -44,6 +44,8 @@ class EnvConfig:
     split_seed: seed of the trace set's train/val/test split.
     segment_margin_s: extra trace time sampled beyond the episode for steps that finish after it.
     procedural_streams: number of procedural streams generated when no streams are given.
+    probe: background bandwidth probes (``latency.ProbeConfig``): an uplink sample every ``interval_s`` of trace
+        time whatever the planner does, as the runtime's client measures them.
     stream_seed: first seed of the procedural streams (stream i uses stream_seed + i).
     """
 
@@ -60,6 +62,7 @@ class EnvConfig:
     procedural_streams: int = 4
     stream_seed: int = 0
     deadline: DeadlineConfig = field(default_factory=DeadlineConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -341,6 +344,8 @@ class EdgeCloudSplitEnv(gym.Env):
         self._chunk_idx = 0
         self._bw: list[float] = []
         self._bw_t: list[float] = []
+        self._next_probe_s = self.config.probe.interval_s if self.config.probe.enabled else math.inf
+        self._probes: list[tuple[float, float]] = []  # (done_s, mbps) of probes sent but not through yet
         self._down_mbps: float | None = None
         self._rtt_ms: float | None = None
         self._server_q = 0
@@ -371,9 +376,37 @@ class EdgeCloudSplitEnv(gym.Env):
         obs = self._observe()
         return obs, {"obs_index": 0, "trace": getattr(self.link, "name", ""), "stream": s.name, "offset": offset}
 
+    def _add_uplink_sample(self, mbps: float, done_s: float) -> None:
+        """Insert one uplink sample into the newest-first history (ordered by when it was measured)."""
+        i = 0
+        while i < len(self._bw_t) and self._bw_t[i] > done_s:
+            i += 1
+        self._bw.insert(i, mbps)
+        self._bw_t.insert(i, done_s)
+        if len(self._bw) > self._hist:
+            self._bw.pop()
+            self._bw_t.pop()
+
+    def _run_probes(self, t: float) -> None:
+        """Background probes sent up to time ``t``: their samples join the history once through."""
+        probe = self.config.probe
+        while self._next_probe_s <= t:
+            got = probe_sample(self.link, probe.nbytes, self._next_probe_s, probe.interval_s)
+            if got is not None:
+                self._probes.append(got)
+            self._next_probe_s += probe.interval_s
+        if self._probes:
+            ready = [p for p in self._probes if p[0] <= t]
+            if ready:
+                self._probes = [p for p in self._probes if p[0] > t]
+                for done, mbps in sorted(ready):
+                    self._add_uplink_sample(mbps, done)
+
     def _observe(self) -> np.ndarray:
         j = min(self._idx, self._n - 1)
         t = self._t_dec
+        if self._next_probe_s <= t or self._probes:
+            self._run_probes(t)
         prev_cut, prev_skip, prev_miss, prev_lat = self._prev
         chunk = self._held is not None
         return self.builder.build(
@@ -397,7 +430,7 @@ class EdgeCloudSplitEnv(gym.Env):
 
     _STATE = (
         "_idx", "_t_dec", "_dropped_total", "_actions_left", "_held", "_chunk_arrival", "_chunk_idx", "_bw", "_bw_t",
-        "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting",
+        "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting", "_next_probe_s", "_probes",
     )
 
     def get_state(self) -> dict[str, Any]:
@@ -480,13 +513,10 @@ class EdgeCloudSplitEnv(gym.Env):
                 self._chunk_arrival = arrival
                 self._chunk_idx = i
             up_mbps = timing.uplink_mbps
-            if up_mbps == up_mbps:  # not NaN: the main uplink completed
-                self._bw.insert(0, up_mbps)
-                self._bw_t.insert(0, timing.uplink_done_s)
-                if len(self._bw) > self._hist:
-                    self._bw.pop()
-                    self._bw_t.pop()
-                self._rtt_ms = 2.0 * self.link.one_way_delay_ms(timing.uplink_done_s)
+            if up_mbps == up_mbps:  # not NaN: a measured upload, or a missed deadline's upper bound
+                self._add_uplink_sample(up_mbps, timing.uplink_done_s)
+                if not miss:
+                    self._rtt_ms = 2.0 * self.link.one_way_delay_ms(timing.uplink_done_s)
             if timing.downlink_mbps == timing.downlink_mbps:
                 self._down_mbps = timing.downlink_mbps
             if not fallback and self.rows[k].uses_network:

@@ -44,6 +44,7 @@ from executor.protocol import (
     ServerUnavailable,
     TransportTimeout,
     encode_payload,
+    missed_upload_mbps,
     to_payload,
     wire_limits,
 )
@@ -66,6 +67,9 @@ class ClientConfig:
     bandwidth_history: how many per-call bandwidth samples to keep.
     probe_interval_s: a tiny ping this often while connected (None: only at connect); the smallest round trip of the
     last ``rtt_window`` pings is the propagation RTT estimate (``base_rtt_ms``).
+    probe_bytes: after each tiny ping, a ping padded to this many bytes measures the uplink (a ``BandwidthSample``
+    with NaN downlink), as ``ecc_env.latency.ProbeConfig`` prices it in the env; 0 disables bandwidth probes. A
+    probe not answered within ``probe_interval_s`` leaves no sample.
     """
 
     connect_timeout_s: float = 2.0
@@ -79,6 +83,7 @@ class ClientConfig:
     ping_interval_s: float | None = 20.0
     bandwidth_history: int = 64
     probe_interval_s: float | None = 1.0
+    probe_bytes: int = 32_768
     rtt_window: int = 5
 
     def __post_init__(self) -> None:
@@ -93,6 +98,8 @@ class ClientConfig:
             )
         if self.probe_interval_s is not None and self.probe_interval_s <= 0:
             raise ValueError(f"probe_interval_s must be > 0 or None, got {self.probe_interval_s}")
+        if self.probe_bytes < 0:
+            raise ValueError(f"probe_bytes must be >= 0, got {self.probe_bytes}")
         if self.rtt_window < 1:
             raise ValueError(f"rtt_window must be >= 1, got {self.rtt_window}")
         if self.clock_sync_pings < 0 or self.bandwidth_history < 1:
@@ -115,7 +122,10 @@ class SplitResult:
 
 @dataclass(frozen=True)
 class BandwidthSample:
-    """What one completed networked call tells about the link, as the edge can measure it.
+    """What one networked call tells about the link, as the edge can measure it.
+
+    A call that missed its deadline leaves a sample too: ``uplink_mbps`` = ``missed_upload_mbps`` (upload bits / time
+    from its start to the deadline, an upper bound), ``uplink_done_s`` = the deadline, the other rates NaN.
 
     uplink_mbps: the call's main (first) upload, bits / its serialisation time (uplink time minus the one-way delay
     estimate ``base_rtt_ms / 2``), as the env's observation defines it; downlink_mbps: the same for the last reply;
@@ -317,18 +327,31 @@ class EdgeClient:
                 if not fut.done():
                     fut.set_exception(error)
 
-    async def _ping_once(self, ws: Any) -> tuple[float, float, dict[str, Any]]:
-        """(send wall time, receive wall time, pong metadata) of one tiny ping; records the RTT sample."""
+    async def _ping_once(self, ws: Any, pad_bytes: int = 0) -> tuple[float, float, dict[str, Any]]:
+        """(send wall time, receive wall time, pong metadata) of one ping. A tiny one records an RTT sample; one
+        padded with ``pad_bytes`` records an uplink ``BandwidthSample`` from the server's receive time instead."""
         t0 = time.time()
         fut = self._loop.create_future()
         self._pings[t0] = fut
+        arrays = {"pad": np.zeros(pad_bytes, dtype=np.uint8)} if pad_bytes > 0 else {}
+        data = wire.encode(arrays, {TYPE_KEY: PING, "t_client_s": t0})
         try:
-            await ws.send(wire.encode({}, {TYPE_KEY: PING, "t_client_s": t0}))
+            await ws.send(data)
             meta, t1 = await fut
         finally:
             self._pings.pop(t0, None)
-        self._rtt_samples.append((t1 - t0) * 1e3)
         self.last_server_queue_length = int(meta.get("queue_length", 0))
+        if pad_bytes <= 0:
+            self._rtt_samples.append((t1 - t0) * 1e3)
+            return t0, t1, meta
+        rtt = self.base_rtt_ms
+        up_s = (float(meta.get("t_server_s", t1)) - self.clock_offset_s) - t0
+        up_s = min(max(up_s - (rtt or 0.0) / 2e3, 1e-5), t1 - t0)  # serialisation time, as in _sample
+        nan = float("nan")
+        self.bandwidth.append(BandwidthSample(
+            uplink_done_s=t0 + up_s, uplink_mbps=len(data) * BITS_PER_BYTE / (up_s * MBIT), downlink_mbps=nan,
+            effective_mbps=nan, rtt_ms=rtt if rtt is not None else nan, bytes_up=len(data), bytes_down=0,
+        ))
         return t0, t1, meta
 
     async def _sync_clock(self, ws: Any) -> float:
@@ -341,11 +364,17 @@ class EdgeClient:
         return best[1] if best is not None else 0.0
 
     async def _probe_loop(self, ws: Any) -> None:
-        """Keep the propagation-RTT estimate fresh with a tiny ping every probe_interval_s."""
+        """Every probe_interval_s: a tiny ping (propagation-RTT estimate), then a padded bandwidth probe."""
+        interval = self.config.probe_interval_s
         while ws.state.name == "OPEN" and not self._closed:
-            await asyncio.sleep(self.config.probe_interval_s)
+            await asyncio.sleep(interval)
             try:
-                await asyncio.wait_for(self._ping_once(ws), timeout=max(5.0, 10 * self.config.probe_interval_s))
+                await asyncio.wait_for(self._ping_once(ws), timeout=max(5.0, 10 * interval))
+                if self.config.probe_bytes > 0:
+                    try:
+                        await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=interval)
+                    except TimeoutError:
+                        log.debug("bandwidth probe not through within %.3f s: no sample", interval)
             except (TimeoutError, ServerUnavailable, ConnectionError):
                 return
             except Exception as e:  # noqa: BLE001 - a failed probe must never kill the loop thread
@@ -471,8 +500,15 @@ class EdgeClient:
             t = time.perf_counter()
             data = encode_payload(out, {TYPE_KEY: kind, "request_id": request_id, "cut": cut}, self.config.compression)
             acc.encode_s += time.perf_counter() - t
+            if kind == SPLIT:
+                first_send_perf, first_bytes = time.perf_counter(), len(data)
             future = asyncio.run_coroutine_threadsafe(self._exchange(ws, data, request_id), self._loop)
-            ex = self._wait(future, deadline)
+            try:
+                ex = self._wait(future, deadline)
+            except TransportTimeout:
+                if deadline is not None:
+                    self._record_miss(first_bytes, deadline - first_send_perf)
+                raise
             t = time.perf_counter()
             try:
                 message = wire.decode(ex.reply, limits=self._limits)
@@ -497,6 +533,17 @@ class EdgeClient:
         result = SplitResult(out, cut, True, self._timing(acc, t_start), request_id)
         self.bandwidth.append(self._sample(acc, result.timing))
         return result
+
+    def _record_miss(self, nbytes: int, waited_s: float) -> None:
+        """A call missed its deadline: record the env's upper-bound uplink sample (``missed_upload_mbps``)."""
+        mbps = missed_upload_mbps(nbytes, waited_s)
+        if mbps == mbps:
+            nan = float("nan")
+            rtt = self.base_rtt_ms
+            self.bandwidth.append(BandwidthSample(
+                uplink_done_s=time.time(), uplink_mbps=mbps, downlink_mbps=nan, effective_mbps=nan,
+                rtt_ms=rtt if rtt is not None else nan, bytes_up=nbytes, bytes_down=0,
+            ))
 
     def _sample(self, acc: _Accumulator, timing: CallTiming) -> BandwidthSample:
         """The env's bandwidth estimates from one call: serialisation time = measured time - one-way delay."""

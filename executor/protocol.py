@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from executor import wire
+from traces.units import BITS_PER_BYTE, MBIT
 
 SCHEMA_VERSION = 1
 PROTOCOL_NAME = "vla-ecc"
@@ -181,6 +182,19 @@ bytes / (round trip - remote time)); ``uplink_mbps`` / ``downlink_mbps`` = each 
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def missed_upload_mbps(nbytes: float, waited_s: float) -> float:
+    """The uplink estimate a deadline miss leaves: the main upload's bits / the time from its start to the deadline.
+
+    The edge cannot tell how far an upload got when no reply came back in time, only that the exchange did not fit
+    what was left of the deadline, so the link delivered less than this rate (an upper bound). The env and the edge
+    runtime both record it as the step's uplink sample (``ecc_env.latency.step_timing`` and ``EdgeClient``). NaN
+    when nothing was sent or the deadline had already passed when the upload started.
+    """
+    if not (nbytes > 0 and waited_s > 0):
+        return float("nan")
+    return nbytes * BITS_PER_BYTE / (waited_s * MBIT)
 
 
 def wire_limits(max_message_bytes: int) -> wire.WireLimits:

@@ -80,7 +80,7 @@ class RuntimeConfig:
 class StepContext:
     """Everything the edge knows at the start of a step: what an observation builder may read.
 
-    bandwidth: past measurements only (completed calls), oldest first; each has ``uplink_done_s`` (wall clock), so
+    bandwidth: past measurements only (completed calls, and missed ones' upper bounds), oldest first; each has ``uplink_done_s`` (wall clock), so
     ``now_wall_s - uplink_done_s`` is its age. rtt_ms: propagation RTT estimate (smallest recent tiny-ping round
     trip), None before any ping. newest_action_age_s: time since the current chunk arrived; chunk_step: the step whose
     observation produced it. prev_*: the previous step's decision and outcome.

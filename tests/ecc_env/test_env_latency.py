@@ -99,15 +99,30 @@ def test_outage_costs_the_deadline_not_the_outage(rows):
     t = step_timing(rows[0], trace, start, deadline=DeadlineConfig(300.0), fallback_ms=60.0)
     assert t.deadline_miss and t.fallback
     assert t.service_ms == pytest.approx(300.0 + 60.0)
-    assert math.isnan(t.uplink_mbps)  # the upload never completed: nothing measured
+    # no reply by the deadline: the edge records the upper bound 100 kB / 300 ms = 2.667 Mbit/s at the deadline
+    assert t.uplink_mbps == pytest.approx(100_000 * 8 / 0.3 / 1e6)
+    assert t.uplink_done_s == pytest.approx(start + 0.3)
 
 
-def test_uplink_measured_even_when_the_reply_misses_the_deadline(rows, const_trace):
-    # cut 0: upload done at 80 ms, reply at 126.0224 ms; deadline 110 ms
+def test_a_miss_records_the_upper_bound_even_when_the_upload_completed(rows, const_trace):
+    # cut 0: upload done at 80 ms, reply at 126.0224 ms; deadline 110 ms. The edge never hears back, so (as the
+    # runtime's client) it records bits / (deadline - upload start), not the upload's true rate.
     t = step_timing(rows[0], const_trace, 0.0, deadline=DeadlineConfig(110.0), fallback_ms=60.0)
     assert t.deadline_miss
-    assert t.uplink_done_s == pytest.approx(ms(100_000, UP) / 1e3)
-    assert t.uplink_mbps == pytest.approx(UP)
+    assert t.uplink_done_s == pytest.approx(0.110)
+    assert t.uplink_mbps == pytest.approx(100_000 * 8 / 0.110 / 1e6)
+    assert t.uplink_mbps < UP
+
+
+def test_edge_first_bound_counts_from_the_upload_start_and_none_when_it_never_started(rows, const_trace):
+    edge_first = next(r for r in rows if r.uses_network and r.edge_first and r.edge_ms > 0)
+    deadline_ms = edge_first.edge_ms + 1.0  # 1 ms left for the upload: a miss
+    t = step_timing(edge_first, const_trace, 2.0, deadline=DeadlineConfig(deadline_ms), fallback_ms=60.0)
+    assert t.deadline_miss
+    assert t.uplink_mbps == pytest.approx(edge_first.up_bytes * 8 / 1e-3 / 1e6, rel=1e-6)
+    assert t.uplink_done_s == pytest.approx(2.0 + deadline_ms / 1e3)
+    late = step_timing(edge_first, const_trace, 2.0, deadline=DeadlineConfig(edge_first.edge_ms / 2), fallback_ms=60.0)
+    assert late.deadline_miss and math.isnan(late.uplink_mbps) and math.isnan(late.uplink_done_s)
 
 
 def test_server_queue_adds_requests_ahead_times_service(rows, const_trace):

@@ -199,7 +199,12 @@ def test_deadline_fallback_through_an_outage(toy):
     assert info["dropped"] == 0
     assert r == pytest.approx(-3.6 - 1.0)
     assert obs[env.builder.index["prev_deadline_miss"]] == 1.0
-    assert obs[env.builder.index["uplink_mbps[0]"]] == 0.0  # nothing measured through the outage
+    # the miss leaves the upper bound raw-upload bits / 300 ms, fresh (age 0 at the deadline + 60 ms fallback)
+    bound = env.rows[0].up_bytes * 8 / 0.3 / 1e6
+    decoded = env.builder.decode(obs)
+    assert decoded["uplink_mbps"][0] == pytest.approx(bound, rel=1e-4)
+    assert decoded["uplink_age_s"][0] == pytest.approx(0.06, abs=1e-4)
+    assert obs[env.builder.index["rtt"]] == 0.0  # no upload completed: no RTT estimate yet
     assert obs[env.builder.index["actions_left"]] == pytest.approx(7 / 8)  # the edge produced a chunk
 
 

@@ -159,7 +159,7 @@ def test_config_and_target_validation():
 
 def test_client_timing_over_a_shaped_link_matches_the_trace():
     torch = pytest.importorskip("torch")  # noqa: F841
-    from executor.client import EdgeClient
+    from executor.client import ClientConfig, EdgeClient
     from executor.models import build_model, run_split
     from executor.server import CloudServer, ServerConfig
 
@@ -170,7 +170,8 @@ def test_client_timing_over_a_shaped_link_matches_the_trace():
     cut = 1  # one request, one reply
     with CloudServer(cloud, ServerConfig(port=0)) as server:
         with ShapedLink(_constant(up, down, rtt), "127.0.0.1", server.port) as link:
-            with EdgeClient(edge, f"ws://127.0.0.1:{link.port}") as client:
+            # no bandwidth probes: their bytes would share the 1 Mbit/s uplink with the timed calls
+            with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", ClientConfig(probe_bytes=0)) as client:
                 client.connect(timeout_s=WAIT_S)
                 results = [client.infer(obs, cut, deadline=time.perf_counter() + WAIT_S) for _ in range(3)]
                 base_rtt, sample = client.base_rtt_ms, client.bandwidth[-1]
@@ -190,3 +191,33 @@ def test_client_timing_over_a_shaped_link_matches_the_trace():
     # what the planner's observation gets: propagation RTT from tiny pings, uplink rate from serialisation time
     assert rtt * 0.98 <= base_rtt <= rtt * (1 + TOLERANCE) + 2.0
     assert up / (1 + 0.2) <= sample.uplink_mbps <= up * 1.05
+
+
+def test_background_probes_measure_the_uplink_of_an_idle_client():
+    """With no inference at all, the client's padded pings leave uplink samples near the trace's rate (the env's
+    ``ProbeConfig`` prices the same probes from the trace)."""
+    pytest.importorskip("torch")
+    from executor.client import ClientConfig, EdgeClient
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    up, down, rtt = 2.0, 8.0, 20.0  # 32 kB at 2 Mbit/s: 131 ms + 10 ms one way, well inside the 0.4 s interval
+    edge = build_model("openvla", "tiny", seed=0)
+    cloud = build_model("openvla", "tiny", seed=0)
+    config = ClientConfig(probe_interval_s=0.4, probe_bytes=32_768)
+    with CloudServer(cloud, ServerConfig(port=0)) as server:
+        with ShapedLink(_constant(up, down, rtt), "127.0.0.1", server.port) as link:
+            with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
+                client.connect(timeout_s=WAIT_S)
+                t_connect = time.time()
+                deadline = time.monotonic() + WAIT_S
+                while len(client.bandwidth) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                samples = list(client.bandwidth)
+    assert len(samples) >= 3, samples
+    for s in samples:
+        assert s.bytes_up > 32_768 and s.bytes_down == 0 and np.isnan(s.downlink_mbps)
+        assert up / (1 + 0.25) <= s.uplink_mbps <= up * 1.1, s
+        assert t_connect < s.uplink_done_s <= time.time()
+    with pytest.raises(ValueError, match="probe_bytes"):
+        ClientConfig(probe_bytes=-1)

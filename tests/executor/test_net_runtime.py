@@ -165,10 +165,20 @@ def test_deadline_miss_falls_back_to_edge_within_the_step(edge, frames):
         with EdgeRuntime(edge, FixedPlanner(cut=1), RecordingBuilder(), server_url=server.url, client_config=CLIENT,
                          config=config) as runtime:
             assert runtime.client.server_info.emulation["emulated"] is True
+            before = time.time()
             record = runtime.step(observations[0])
+            after = time.time()
+            runtime.step(observations[1])
+            builder = runtime.observation_builder
     assert record.mode == "fallback" and record.fallback_reason == "deadline" and record.cut_used == edge.num_blocks
     assert record.latency_ms >= 150.0  # waited for the deadline, then computed locally
     np.testing.assert_array_equal(record.action, expected[0][0])
+    # the miss left the env's upper-bound uplink sample: upload bytes / (deadline - upload start) >= bytes / 150 ms
+    sample = builder.contexts[1].bandwidth[-1]
+    assert sample.bytes_up > 0 and sample.bytes_down == 0 and np.isnan(sample.downlink_mbps)
+    assert sample.uplink_mbps >= sample.bytes_up * 8 / 0.15 / 1e6
+    assert sample.uplink_mbps < sample.bytes_up * 8 / 0.05 / 1e6  # the edge blocks of tiny take far less than 100 ms
+    assert before + 0.1 <= sample.uplink_done_s <= after  # stamped at the deadline, before the local fallback
 
 
 def test_skip_reuses_the_chunk_then_infers_again(edge, frames):

@@ -122,6 +122,7 @@ def test_deadline_in_the_past_raises_transport_timeout(served):
         obs = edge.make_observation(0)
         with pytest.raises(TransportTimeout):
             client.infer(obs, 0, deadline=time.perf_counter() - 1.0)
+        assert not client.bandwidth  # the deadline had passed before the upload: no sample, not even a bound
         # the connection stays usable and a late reply of the abandoned request is never taken for the next one
         out = client.infer(edge.make_observation(3), 0, deadline=deadline())
         np.testing.assert_array_equal(out.actions, edge.forward(edge.make_observation(3)))
