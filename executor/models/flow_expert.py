@@ -8,6 +8,7 @@ loop. A family supplies its modules, its ``_run`` and the few names that differ 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import Actions, Payload, PayloadError, SplitModel, TensorSpec, as_tensor
+
+log = logging.getLogger(__name__)
 
 _RAW = ("images", "prompt_ids", "state", "noise", "actions")
 
@@ -102,13 +105,28 @@ def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class FlowSplitModel(SplitModel):
     """Shared shapes, sessions and execution entry points of the prefix-KV + flow-expert families.
 
-    Subclasses set ``block_names/block_modules/_kinds``, ``_i_mid`` (the projector/connector), ``_i_prefix``,
-    ``_i_vlm0``, ``_i_expert`` and define ``_vlm_layout``, ``_run``, ``block_specs``.
+    Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_run``, ``block_specs``.
     """
 
     _prefix_inputs: tuple[str, ...] = ("prompt_ids",)  # raw tensors read by vlm.embed (besides image features)
     _expert_inputs: tuple[str, ...] = ("state", "noise")  # raw tensors read by the expert
     _prompt_id_high_offset = 0  # prompt ids drawn from [1, vocab_size - offset)
+
+    def _install_chain(self, layout: tuple[list[str], list[nn.Module], list[str]], rotary: nn.Module,
+                       mid_name: str) -> None:
+        """Adopt a ``chain_layout`` result: the blocks, the VLM's rotary embedding and the chain indices (``_i_mid``
+        the projector/connector ``mid_name``, ``_i_prefix`` vlm.embed, ``_i_vlm0`` its first layer, ``_i_expert``)."""
+        names, mods, kinds = layout
+        self.block_names = names
+        self.block_modules = mods
+        self._kinds = kinds
+        self._rotary = rotary
+        self._i_mid = names.index(mid_name)
+        self._i_prefix = names.index("vlm.embed")
+        self._i_vlm0 = self._i_prefix + 1
+        self._i_expert = len(names) - 1
+        log.info("built %s/%s on %s: %d blocks, %.3fM params", self.family, self.preset, self.device,
+                 self.num_blocks, self.num_parameters() / 1e6)
 
     def _vlm_layout(self) -> tuple[int, int, int, int]:
         """(VLM layers run, VLM hidden width, KV heads, head dim)."""

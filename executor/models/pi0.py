@@ -17,7 +17,6 @@ runs the vision tower and the VLM (images + prompt ids up), the edge runs the ex
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -29,8 +28,6 @@ from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_deno
 from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.modules import ImageEmbed
 from executor.models.presets import Pi0Preset
-
-log = logging.getLogger(__name__)
 
 
 def pi0_config(c: Pi0Preset) -> Any:
@@ -125,22 +122,13 @@ class Pi0SplitModel(FlowSplitModel):
         vision = vlm.vision_tower
         lm = vlm.language_model
         self.text_config = lm.config
-        names, mods, kinds = chain_layout(
+        layout = chain_layout(
             ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
             "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector),
             Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
-        for m in mods:
+        for m in layout[1]:
             m.to(self.device)
-        self.block_names = names
-        self.block_modules = mods
-        self._kinds = kinds
-        self._rotary = lm.rotary_emb
-        self._i_projector = self._i_mid = names.index("projector")
-        self._i_prefix = names.index("vlm.embed")
-        self._i_vlm0 = self._i_prefix + 1
-        self._i_expert = len(names) - 1
-        log.info("built pi0/%s on %s: %d blocks, %.3fM params", preset, self.device, self.num_blocks,
-                 self.num_parameters() / 1e6)
+        self._install_chain(layout, lm.rotary_emb, "projector")
 
     def unused_parameters(self) -> int:
         """Parameters of ``self.pi0`` that never run in the chain (the VLM's final norm: pi0 reads only its KV)."""

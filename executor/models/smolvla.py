@@ -30,7 +30,6 @@ prefix token), the edge runs the expert (KV cache down).
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -43,7 +42,6 @@ from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_deno
 from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.presets import SmolVLAPreset
 
-log = logging.getLogger(__name__)
 _TIME_MIN_PERIOD = 4e-3  # SmolVLA's sinusoidal time embedding
 _TIME_MAX_PERIOD = 4.0
 
@@ -184,20 +182,11 @@ class SmolVLASplitModel(FlowSplitModel):
         vision = vlm.vision_model
         text = vlm.text_model
         self.text_config = text.config
-        names, mods, kinds = chain_layout(
+        layout = chain_layout(
             SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
             "connector", PostNormProjector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
             text.layers, self.root["expert"])
-        self.block_names = names
-        self.block_modules = mods
-        self._kinds = kinds
-        self._rotary = text.rotary_emb
-        self._i_connector = self._i_mid = names.index("connector")
-        self._i_prefix = names.index("vlm.embed")
-        self._i_vlm0 = self._i_prefix + 1
-        self._i_expert = len(names) - 1
-        log.info("built smolvla/%s on %s: %d blocks, %.3fM params", preset, self.device, self.num_blocks,
-                 self.num_parameters() / 1e6)
+        self._install_chain(layout, text.rotary_emb, "connector")
 
     def unused_parameters(self) -> int:
         """Parameters built but never run: the text model's final norm (SmolVLA reads only the VLM's KV cache)."""
