@@ -44,9 +44,9 @@ class EnvConfig:
     split_seed: seed of the trace set's train/val/test split.
     segment_margin_s: extra trace time sampled beyond the episode for steps that finish after it.
     procedural_streams: number of procedural streams generated when no streams are given.
+    stream_seed: first seed of the procedural streams (stream i uses stream_seed + i).
     probe: background bandwidth probes (``latency.ProbeConfig``): an uplink sample every ``interval_s`` of trace
         time whatever the planner does, as the runtime's client measures them.
-    stream_seed: first seed of the procedural streams (stream i uses stream_seed + i).
     """
 
     period_ms: float = 100.0

@@ -344,15 +344,19 @@ class EdgeClient:
         if pad_bytes <= 0:
             self._rtt_samples.append((t1 - t0) * 1e3)
             return t0, t1, meta
-        rtt = self.base_rtt_ms
         up_s = (float(meta.get("t_server_s", t1)) - self.clock_offset_s) - t0
-        up_s = min(max(up_s - (rtt or 0.0) / 2e3, 1e-5), t1 - t0)  # serialisation time, as in _sample
-        nan = float("nan")
-        self.bandwidth.append(BandwidthSample(
-            uplink_done_s=t0 + up_s, uplink_mbps=len(data) * BITS_PER_BYTE / (up_s * MBIT), downlink_mbps=nan,
-            effective_mbps=nan, rtt_ms=rtt if rtt is not None else nan, bytes_up=len(data), bytes_down=0,
-        ))
+        up_s = min(max(up_s - (self.base_rtt_ms or 0.0) / 2e3, 1e-5), t1 - t0)  # serialisation time, as in _sample
+        self._add_uplink_sample(t0 + up_s, len(data) * BITS_PER_BYTE / (up_s * MBIT), len(data))
         return t0, t1, meta
+
+    def _add_uplink_sample(self, done_s: float, mbps: float, nbytes: int) -> None:
+        """Record a sample that measured the uplink only (a bandwidth probe or a missed call): other rates NaN."""
+        nan = float("nan")
+        rtt = self.base_rtt_ms
+        self.bandwidth.append(BandwidthSample(
+            uplink_done_s=done_s, uplink_mbps=mbps, downlink_mbps=nan, effective_mbps=nan,
+            rtt_ms=rtt if rtt is not None else nan, bytes_up=nbytes, bytes_down=0,
+        ))
 
     async def _sync_clock(self, ws: Any) -> float:
         best: tuple[float, float] | None = None  # (rtt, offset)
@@ -538,12 +542,7 @@ class EdgeClient:
         """A call missed its deadline: record the env's upper-bound uplink sample (``missed_upload_mbps``)."""
         mbps = missed_upload_mbps(nbytes, waited_s)
         if mbps == mbps:
-            nan = float("nan")
-            rtt = self.base_rtt_ms
-            self.bandwidth.append(BandwidthSample(
-                uplink_done_s=time.time(), uplink_mbps=mbps, downlink_mbps=nan, effective_mbps=nan,
-                rtt_ms=rtt if rtt is not None else nan, bytes_up=nbytes, bytes_down=0,
-            ))
+            self._add_uplink_sample(time.time(), mbps, nbytes)
 
     def _sample(self, acc: _Accumulator, timing: CallTiming) -> BandwidthSample:
         """The env's bandwidth estimates from one call: serialisation time = measured time - one-way delay."""
