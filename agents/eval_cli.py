@@ -109,6 +109,7 @@ class EvalConfig:
     traces: str = "embedded"  # 'embedded' or trace directories/files (comma-separated)
     split: str = "test"  # side of the seeded split to evaluate on: train | val | test | all
     split_seed: int = 0  # seed of the trace set's train/val/test split
+    family: str = ""  # evaluate only traces whose family (folder path, see report.family_of) contains this text
     model: str = "pi0"  # model family: openvla | pi0 | smolvla
     preset: str = "full"  # model preset (full for the profile backend; tiny/small for the executor)
     hardware: str = "orin+a100"  # edge+cloud devices of the hardware catalogue
@@ -205,6 +206,15 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
         prior_set = split.train if len(split.train) else full
     if len(eval_set) == 0:
         raise ValueError(f"the {cfg.split!r} split of {full.name!r} is empty")
+    if cfg.family:
+        from agents.report import family_of
+        from traces.traceset import TraceSet
+
+        families = sorted({family_of(t.name) for t in eval_set})
+        eval_set = TraceSet([t for t in eval_set if cfg.family in family_of(t.name)], f"{eval_set.name}:{cfg.family}")
+        if len(eval_set) == 0:
+            raise ValueError(f"no trace family of the {cfg.split!r} split matches {cfg.family!r}; "
+                             f"families: {', '.join(families)}")
     edge, cloud = profiles if profiles is not None else resolve_profiles(cfg)
     task = None
     env = make_eval_env(edge, cloud, eval_set, cfg, **(env_overrides or {}))

@@ -346,6 +346,7 @@ class EdgeCloudSplitEnv(gym.Env):
         self._bw_t: list[float] = []
         self._next_probe_s = self.config.probe.interval_s if self.config.probe.enabled else math.inf
         self._probes: list[tuple[float, float]] = []  # (done_s, mbps) of probes sent but not through yet
+        self._busy = (0.0, 0.0)  # [start, end) s of the last network exchange: no probe is sent within it
         self._down_mbps: float | None = None
         self._rtt_ms: float | None = None
         self._server_q = 0
@@ -388,12 +389,15 @@ class EdgeCloudSplitEnv(gym.Env):
             self._bw_t.pop()
 
     def _run_probes(self, t: float) -> None:
-        """Background probes sent up to time ``t``: their samples join the history once through."""
+        """Background probes sent up to time ``t``: their samples join the history once through. A probe due while a
+        network inference is in flight is not sent (the client skips it too: it would queue behind the upload)."""
         probe = self.config.probe
+        b0, b1 = self._busy
         while self._next_probe_s <= t:
-            got = probe_sample(self.link, probe.nbytes, self._next_probe_s, probe.interval_s)
-            if got is not None:
-                self._probes.append(got)
+            if not b0 <= self._next_probe_s < b1:
+                got = probe_sample(self.link, probe.nbytes, self._next_probe_s, probe.interval_s)
+                if got is not None:
+                    self._probes.append(got)
             self._next_probe_s += probe.interval_s
         if self._probes:
             ready = [p for p in self._probes if p[0] <= t]
@@ -431,6 +435,7 @@ class EdgeCloudSplitEnv(gym.Env):
     _STATE = (
         "_idx", "_t_dec", "_dropped_total", "_actions_left", "_held", "_chunk_arrival", "_chunk_idx", "_bw", "_bw_t",
         "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting", "_next_probe_s", "_probes",
+        "_busy",
     )
 
     def get_state(self) -> dict[str, Any]:
@@ -521,6 +526,8 @@ class EdgeCloudSplitEnv(gym.Env):
                 self._down_mbps = timing.downlink_mbps
             if not fallback and self.rows[k].uses_network:
                 self._server_q = q
+            if self.rows[k].uses_network:  # the exchange: until the actions came back, or until the deadline
+                self._busy = (t0, t0 + (wait_ms if fallback else service_ms) * 1e-3)
         completion = t0 + service_ms * 1e-3
         latency_ms = (completion - arrival) * 1e3
         # ---- next observation: wait for it, or take it from the queue (dropping the oldest beyond capacity)

@@ -69,7 +69,8 @@ class ClientConfig:
     last ``rtt_window`` pings is the propagation RTT estimate (``base_rtt_ms``).
     probe_bytes: after each tiny ping, a ping padded to this many bytes measures the uplink (a ``BandwidthSample``
     with NaN downlink), as ``ecc_env.latency.ProbeConfig`` prices it in the env; 0 disables bandwidth probes. A
-    probe not answered within ``probe_interval_s`` leaves no sample.
+    probe not answered within ``probe_interval_s`` leaves no sample; none is sent while an inference call is in
+    flight (it would queue behind the call's upload and measure the queue).
     """
 
     connect_timeout_s: float = 2.0
@@ -82,8 +83,8 @@ class ClientConfig:
     reconnect_max_s: float = 2.0
     ping_interval_s: float | None = 20.0
     bandwidth_history: int = 64
-    probe_interval_s: float | None = 1.0
-    probe_bytes: int = 32_768
+    probe_interval_s: float | None = 0.25
+    probe_bytes: int = 8_192
     rtt_window: int = 5
 
     def __post_init__(self) -> None:
@@ -374,7 +375,7 @@ class EdgeClient:
             await asyncio.sleep(interval)
             try:
                 await asyncio.wait_for(self._ping_once(ws), timeout=max(5.0, 10 * interval))
-                if self.config.probe_bytes > 0:
+                if self.config.probe_bytes > 0 and not self._pending:  # behind an upload it would measure the queue
                     try:
                         await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=interval)
                     except TimeoutError:

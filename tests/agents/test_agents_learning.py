@@ -2,7 +2,7 @@
 
 The family: edge 80 ms per inference (period 100 ms); cloud-only uploads 1 Mbit, about 35 ms at 100 Mbit/s and
 about 110 ms at 12 Mbit/s (RTT 20 ms), so the cloud wins on fast blocks and the edge on slow ones. A policy learns
-the bandwidth from the background probes (one every second, ``ecc_env.latency.ProbeConfig``) and from its own
+the bandwidth from the background probes (one every 0.25 s, ``ecc_env.latency.ProbeConfig``) and from its own
 cloud inferences, so it can switch within about a second of a block change.
 """
 

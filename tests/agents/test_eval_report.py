@@ -164,3 +164,27 @@ def test_scaled_pair_keeps_component_ratios():
     assert edge.cuts == measured.cuts and "emulated" in edge.notes
     with pytest.raises(ValueError, match="headroom"):
         scaled_pair(measured, ratios, headroom=0.5)
+
+
+def test_family_filter_evaluates_only_that_family(toy):
+    """``--family`` keeps the eval split's traces of the matching family: a fast and a slow lab family, the
+    cloud-only planner's latency tells which one ran; a family that matches nothing is refused, listing the families."""
+    from agents.eval_cli import run_eval
+
+    fast = [synthetic.constant(UP_MBPS, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/fast/t{i}")
+            for i in range(3)]
+    slow = [synthetic.constant(UP_MBPS / 10, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/slow/t{i}")
+            for i in range(3)]
+    traces = TraceSet.from_traces(fast + slow, "lab")
+    profiles = toy.two_cut_profiles(EDGE_MS, CLOUD_MS, UP_BYTES, DOWN_BYTES)
+    means = {}
+    for family in ("lab/fast", "slow"):
+        cfg = EvalConfig(planners="cloud", split="all", family=family, episodes=2, episode_s=2.0, chunk_size=1,
+                         deadline_ms=5_000.0)
+        report, runs = run_eval(cfg, trace_set=traces, profiles=profiles)
+        assert {st.family for st in runs[0].steps} == {family if "/" in family else "lab/slow"}
+        means[family] = report.rows[0]["mean_latency_ms"]
+    assert means["slow"] > 5 * means["lab/fast"]  # 125 kB at 10 vs 100 Mbit/s
+    with pytest.raises(ValueError, match="matches 'wifi'.*lab/fast, lab/slow"):
+        run_eval(EvalConfig(planners="cloud", split="all", family="wifi", episodes=1, episode_s=1.0),
+                 trace_set=traces, profiles=profiles)

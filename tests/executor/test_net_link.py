@@ -201,10 +201,10 @@ def test_background_probes_measure_the_uplink_of_an_idle_client():
     from executor.models import build_model
     from executor.server import CloudServer, ServerConfig
 
-    up, down, rtt = 2.0, 8.0, 20.0  # 32 kB at 2 Mbit/s: 131 ms + 10 ms one way, well inside the 0.4 s interval
+    up, down, rtt = 2.0, 8.0, 20.0  # default probes, 8 kB at 2 Mbit/s: 33 ms + 10 ms one way, inside the 0.25 s
     edge = build_model("openvla", "tiny", seed=0)
     cloud = build_model("openvla", "tiny", seed=0)
-    config = ClientConfig(probe_interval_s=0.4, probe_bytes=32_768)
+    config = ClientConfig()
     with CloudServer(cloud, ServerConfig(port=0)) as server:
         with ShapedLink(_constant(up, down, rtt), "127.0.0.1", server.port) as link:
             with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
@@ -216,8 +216,46 @@ def test_background_probes_measure_the_uplink_of_an_idle_client():
                 samples = list(client.bandwidth)
     assert len(samples) >= 3, samples
     for s in samples:
-        assert s.bytes_up > 32_768 and s.bytes_down == 0 and np.isnan(s.downlink_mbps)
+        assert s.bytes_up > config.probe_bytes and s.bytes_down == 0 and np.isnan(s.downlink_mbps)
         assert up / (1 + 0.25) <= s.uplink_mbps <= up * 1.1, s
         assert t_connect < s.uplink_done_s <= time.time()
     with pytest.raises(ValueError, match="probe_bytes"):
         ClientConfig(probe_bytes=-1)
+
+
+
+def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
+    """A probe sent during a call would queue behind its upload and measure the queue: the client skips probes while
+    a call is pending (the env skips the probes due during a network step alike) and probes again once it is back.
+    The pending call is a placeholder reply future, so the window is exact."""
+    pytest.importorskip("torch")
+    from executor.client import ClientConfig, EdgeClient
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    up, down, rtt = 2.0, 8.0, 20.0
+    edge = build_model("openvla", "tiny", seed=0)
+    cloud = build_model("openvla", "tiny", seed=0)
+    config = ClientConfig(probe_interval_s=0.1, probe_bytes=2_000)  # 8 ms + 10 ms one way per probe
+
+    def probes(client):
+        return [s for s in client.bandwidth if s.bytes_down == 0]
+
+    with CloudServer(cloud, ServerConfig(port=0)) as server:
+        with ShapedLink(_constant(up, down, rtt), "127.0.0.1", server.port) as link:
+            with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
+                client.connect(timeout_s=WAIT_S)
+                client._loop.call_soon_threadsafe(client._pending.__setitem__, -99, object())
+                time.sleep(0.2)  # a probe sent just before the placeholder is through by now
+                t_start, n_start = time.time(), len(probes(client))
+                time.sleep(0.6)
+                t_end, n_end = time.time(), len(probes(client))
+                client._loop.call_soon_threadsafe(client._pending.pop, -99, None)
+                deadline = time.monotonic() + WAIT_S
+                while len(probes(client)) < n_end + 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                after = probes(client)
+    assert n_end == n_start, [s for s in after if t_start < s.uplink_done_s < t_end]
+    assert len(after) >= n_end + 2 and after[-1].uplink_done_s > t_end
+    for s in after:
+        assert up / (1 + 0.25) <= s.uplink_mbps <= up * 1.1, s
