@@ -26,28 +26,6 @@ from agents.planner import action
 
 log = logging.getLogger(__name__)
 
-# The env's mutable per-episode state (ecc_env.split_env.EdgeCloudSplitEnv._reset_state); lists are copied.
-_STATE_ATTRS = (
-    "_idx", "_t_dec", "_dropped_total", "_actions_left", "_held", "_chunk_arrival", "_chunk_idx", "_bw", "_bw_t",
-    "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting",
-)
-
-
-def _snapshot(env: Any) -> dict[str, Any]:
-    if hasattr(env, "get_state"):
-        return env.get_state()
-    d = env.__dict__
-    return {k: (list(d[k]) if isinstance(d[k], list) else d[k]) for k in _STATE_ATTRS}
-
-
-def _restore(env: Any, snap: dict[str, Any]) -> None:
-    if hasattr(env, "set_state"):
-        env.set_state(snap)
-        return
-    d = env.__dict__
-    for k, v in snap.items():
-        d[k] = list(v) if isinstance(v, list) else v
-
 
 def _key(env: Any) -> tuple:
     held = env._held is not None
@@ -81,14 +59,13 @@ def plan_episode(
     e = env.unwrapped
     if getattr(e, "link", None) is None:
         raise RuntimeError("call env.reset() before planning")
-    for name in _STATE_ATTRS:
-        if not hasattr(e, name) and not hasattr(e, "get_state"):
-            raise RuntimeError(f"env {type(e).__name__} lacks state attribute {name}; the Oracle cannot copy it")
+    if not (hasattr(e, "get_state") and hasattr(e, "set_state")):
+        raise RuntimeError(f"env {type(e).__name__} has no get_state/set_state; the Oracle cannot copy its state")
     if cut_candidates is not None and cut_candidates < 1:
         raise ValueError(f"cut_candidates must be >= 1 or None, got {cut_candidates!r}")
     if beam is not None and beam < 1:
         raise ValueError(f"beam must be >= 1 or None, got {beam!r}")
-    root = _snapshot(e)
+    root = e.get_state()
     allowed = [int(k) for k in np.flatnonzero(e.cut_fits)]
     period_ms = e.config.period_ms
     miss_pen = e.config.reward.deadline_miss_penalty
@@ -108,11 +85,11 @@ def plan_episode(
                 expanded += 1
                 if expanded > max_states:
                     raise RuntimeError(f"oracle search exceeded {max_states} states; use a beam or fewer cuts")
-                _restore(e, node.snap)
+                e.set_state(node.snap)
                 for a in _candidates(e, allowed, cut_candidates, period_ms, miss_pen, allow_skip):
                     if cut_candidates is not None and len(allowed) > cut_candidates:
                         exact = False
-                    _restore(e, node.snap)
+                    e.set_state(node.snap)
                     _, r, term, trunc, _ = e.step(a)
                     child = _Node(node.ret + r, None, node, a)  # type: ignore[arg-type]
                     if term or trunc:
@@ -123,10 +100,10 @@ def plan_episode(
                     bucket = buckets.setdefault(e._idx, {})
                     old = bucket.get(k)
                     if old is None or child.ret > old.ret:
-                        child.snap = _snapshot(e)
+                        child.snap = e.get_state()
                         bucket[k] = child
     finally:
-        _restore(e, root)
+        e.set_state(root)
     if best is None:
         raise RuntimeError("oracle search found no complete episode")
     acts: list[tuple[int, int]] = []

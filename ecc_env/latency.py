@@ -243,7 +243,7 @@ class ProbeConfig:
 
     The default, 8 kB every 0.25 s, keeps the newest sample at most a quarter second old at the load of one 32 kB
     probe per second: on 1 Hz mmWave traces, a planner that saw one probe per second offloaded into rates up to a
-    second stale (``ecc eval`` on the Lumos 5G test traces, pi0 Orin+A100: 10.1 ms heuristic mean with 1 s probes,
+    second stale (on the Lumos 5G test traces, pi0 Orin+A100: 10.1 ms heuristic mean with 1 s probes,
     9.1 ms with 0.25 s).
     """
 
