@@ -77,3 +77,14 @@ def test_oracle_errors(env):
     with pytest.raises(ValueError, match="beam"):
         env.reset(seed=0)
         plan_episode(env, beam=0)
+
+
+def test_oracle_refuses_an_env_it_cannot_copy():
+    class _NoState:
+        unwrapped = None
+        link = object()  # reset already, but no get_state/set_state
+
+    env = _NoState()
+    env.unwrapped = env
+    with pytest.raises(RuntimeError, match="_NoState has no get_state/set_state"):
+        plan_episode(env)

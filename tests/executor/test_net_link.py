@@ -223,7 +223,6 @@ def test_background_probes_measure_the_uplink_of_an_idle_client():
         ClientConfig(probe_bytes=-1)
 
 
-
 def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
     """A probe sent during a call would queue behind its upload and measure the queue: the client skips probes while
     a call is pending (the env skips the probes due during a network step alike) and probes again once it is back.
