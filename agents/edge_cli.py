@@ -26,6 +26,9 @@ def _extra_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None, help="EDGE+CLOUD catalogue devices for roofline Profiles, e.g. orin+a100")
     p.add_argument("--budget-ms", type=float, default=2.0, help="policy decision budget before the fallback (ms)")
     p.add_argument("--stream-seed", type=int, default=0, help="seed of the procedural joint-state stream")
+    p.add_argument("--no-break-even-deadline", dest="break_even_deadline", action="store_false",
+                   help="keep --deadline-ms as given instead of capping it at the edge-only time (as `ecc train` "
+                        "and `ecc eval` do by default)")
     return p
 
 
@@ -46,9 +49,22 @@ def _profiles(extra: argparse.Namespace, family: str, preset: str) -> tuple[Any,
     return roofline_profile_for(family, preset, edge), roofline_profile_for(family, preset, cloud)
 
 
+def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True) -> float:
+    """The deadline the env would apply for this Profile pair (``DeadlineConfig.resolve`` with the edge-only time,
+    or none when edge-only does not fit the edge's memory), so the runtime abandons a network step when the env
+    the policy was trained in would."""
+    from agents.planner import PlannerContext
+    from ecc_env.latency import DeadlineConfig
+
+    ctx = PlannerContext.from_profiles(edge, cloud)
+    edge_only = ctx.edge_only_ms if ctx.cut_fits[ctx.edge_only_index] else None
+    return DeadlineConfig(deadline_ms, break_even=break_even).resolve(edge_only).deadline_ms
+
+
 def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
                 budget_ms: float = 2.0) -> tuple[Any, Any]:
-    """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair."""
+    """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair; ``deadline_ms``
+    is the deadline in force (see :func:`resolved_deadline_ms`)."""
     from agents.artifact import PolicyExpectation, profile_id
     from agents.guard import GuardedPolicy
     from agents.heuristics import HeuristicPlanner
@@ -82,6 +98,7 @@ def main(argv: Sequence[str] = ()) -> int:
         return 2
     try:
         edge, cloud = _profiles(extra, args.model, args.preset)
+        args.deadline_ms = resolved_deadline_ms(edge, cloud, args.deadline_ms, break_even=extra.break_even_deadline)
         planner, builder = wire_policy(extra.policy, edge, cloud, period_ms=args.period_ms,
                                        deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms)
     except ValueError as e:  # ProfileError is a ValueError

@@ -120,6 +120,7 @@ class EvalConfig:
     episode_s: float = 30.0  # episode length in trace seconds
     chunk_size: int = 8  # actions per chunk (1 disables skipping)
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
+    break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
     oracle_beam: int = 16  # beam width of the Oracle's search
     out: str = ""  # output folder for report.json, report.csv, steps.csv and plots (none: print only)
     plots: bool = True  # write the PNG plots into --out
@@ -178,7 +179,8 @@ def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_
 
     kw: dict[str, Any] = dict(edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all",
                               episode_s=cfg.episode_s, chunk_size=cfg.chunk_size,
-                              deadline=DeadlineConfig(cfg.deadline_ms), backend=cfg.backend)
+                              deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline),
+                              backend=cfg.backend)
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig
 

@@ -128,7 +128,7 @@ class PlannerContext:
             cut_fits=np.asarray(e.cut_fits, dtype=bool),
             obs_config=e.builder.config,
             period_ms=float(cfg.period_ms),
-            deadline_ms=float(cfg.deadline.deadline_ms),
+            deadline_ms=float(e.deadline.deadline_ms),
             chunk_size=int(cfg.chunk_size),
             prior=prior or BandwidthPrior.from_trace_set(e.trace_set),
             model_id=f"{e.edge_profile.model_id}/{e.edge_profile.preset}",

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = sim_to_real(
         profile, profile, TraceSet.from_traces([trace], trace.name), actions=actions, seed=args.seed,
-        trace_split="all", episode_s=episode_s, deadline=DeadlineConfig(args.deadline_ms),
+        trace_split="all", episode_s=episode_s, deadline=DeadlineConfig(args.deadline_ms, break_even=False),
         executor=ExecutorConfig(family=args.family, preset=args.preset),
     )
     wall = time.perf_counter() - t0

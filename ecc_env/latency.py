@@ -15,7 +15,8 @@ cloud_then_edge cut k:  uplink ``up_bytes`` + delay -> server queue -> cloud blo
 edge-only cut (no network): edge blocks only; never misses the deadline.
 
 Deadline rule (the edge runtime implements the same): a step that uses the network and whose actions are not back
-by ``start_s + deadline_ms`` is abandoned at the deadline and falls back to edge-only. It then costs
+by ``start_s + deadline_ms`` is abandoned at the deadline and falls back to edge-only (the env and the runtime use
+the deadline of :meth:`DeadlineConfig.resolve`: by default capped at the edge-only time). It then costs
 ``deadline_ms + fallback_ms`` where ``fallback_ms`` is the edge-only compute time, or, with
 ``resume_edge_prefix=True`` (the runtime keeps the edge blocks it already ran and continues locally),
 ``max(deadline_ms, edge prefix) + edge-only time - edge prefix``. Transfers are integrated only up to the deadline,
@@ -25,7 +26,8 @@ memory, the caller passes ``fallback_ms`` = its hold-the-last-action time instea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple, Protocol
 
 from executor.costs import cut_table
@@ -95,14 +97,31 @@ class DeadlineConfig:
 
     deadline_ms: time from the start of an inference by which a network step's actions must be back (inf: never).
     resume_edge_prefix: on a miss, continue locally from the edge blocks already computed instead of restarting.
+    break_even: cap the deadline at the edge-only compute time (see :meth:`resolve`). A network reply later than
+        that has already lost to edge-only, so waiting longer only adds to the miss: this is the ski-rental
+        break-even rule, which bounds a miss at twice the edge-only time whatever the network does (an outage
+        that begins during a transfer costs ``2 x edge-only`` instead of ``deadline_ms + edge-only``).
     """
 
     deadline_ms: float = 300.0
     resume_edge_prefix: bool = False
+    break_even: bool = True
 
     def __post_init__(self) -> None:
         if not (self.deadline_ms > 0):  # also rejects NaN
             raise ValueError(f"deadline_ms must be > 0, got {self.deadline_ms!r}")
+
+    def resolve(self, edge_only_ms: float | None) -> DeadlineConfig:
+        """The rule in force for a model whose edge-only inference takes ``edge_only_ms`` (None: edge-only does
+        not fit the edge, so there is no break-even point): ``min(deadline_ms, edge_only_ms)`` with
+        ``break_even``, else ``deadline_ms``. The result has ``break_even=False`` (resolving it again is a no-op).
+        The env and the edge runtime both call this, so they abandon a network step at the same time."""
+        ms = self.deadline_ms
+        if self.break_even and edge_only_ms is not None:
+            if not (edge_only_ms > 0 and math.isfinite(edge_only_ms)):
+                raise ValueError(f"edge_only_ms must be a positive finite time, got {edge_only_ms!r}")
+            ms = min(ms, float(edge_only_ms))
+        return replace(self, deadline_ms=ms, break_even=False)
 
 
 class StepTiming(NamedTuple):

@@ -45,6 +45,8 @@ class EnvConfig:
     segment_margin_s: extra trace time sampled beyond the episode for steps that finish after it.
     procedural_streams: number of procedural streams generated when no streams are given.
     stream_seed: first seed of the procedural streams (stream i uses stream_seed + i).
+    deadline: the deadline rule (``latency.DeadlineConfig``); the env applies ``deadline.resolve(edge-only ms)``,
+        kept as ``env.deadline``.
     probe: background bandwidth probes (``latency.ProbeConfig``): an uplink sample every ``interval_s`` of trace
         time whatever the planner does, as the runtime's client measures them.
     """
@@ -268,6 +270,9 @@ class EdgeCloudSplitEnv(gym.Env):
         fallback_ms = cfg.skip_ms if self.fallback_holds else self.rows[edge_only].edge_ms
         if self.fallback_holds:
             log.warning("edge-only does not fit %d bytes of edge memory: a missed deadline holds the last action", mem)
+        # the rule in force (``DeadlineConfig.resolve``: by default capped at the edge-only time); planners and the
+        # policy artifact read it from here
+        self.deadline = cfg.deadline.resolve(None if self.fallback_holds else fallback_ms)
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -275,11 +280,11 @@ class EdgeCloudSplitEnv(gym.Env):
             raise ValueError(f"executor settings were given but backend is {backend!r}; use backend='executor'")
         if backend == "executor":
             self.backend = ExecutorBackend(
-                self.rows, cfg.deadline, fallback_ms, executor or ExecutorConfig(),
+                self.rows, self.deadline, fallback_ms, executor or ExecutorConfig(),
                 edge_only_index=edge_only, fallback_holds=self.fallback_holds,
             )
         else:
-            self.backend = ProfileBackend(self.rows, cfg.deadline, fallback_ms, cfg.server_load)
+            self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load)
 
         # ---- traces
         if trace_set is None:

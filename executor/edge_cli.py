@@ -167,7 +167,8 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         table.add_row(mode, str(len(lat)), f"{float(np.median(lat)):.2f}")
     console = Console()
     console.print(table)
-    console.print(f"fallbacks by reason: {report['fallback_reasons'] or 'none'}")
+    reasons = report["fallback_reasons"] or "none"
+    console.print(f"fallbacks by reason: {reasons}; deadline {config.deadline_s * 1e3:g} ms")
     guard_report = getattr(planner, "report", None)
     if callable(guard_report):
         console.print(f"{banner or 'planner'}: {guard_report()}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.edge_cli import wire_policy
+from agents.edge_cli import resolved_deadline_ms, wire_policy
 from agents.training import TrainConfig, quick, train
 from executor.roofline import roofline_profile_for
 
@@ -41,6 +41,28 @@ def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "'decisions': 12" in out.stdout.replace("\n", "")
     assert "local" in out.stdout  # no server: every step ran edge-only, none failed
+    # the runtime abandons a network step when the env the policy was trained in would: at the edge-only time
+    edge, cloud = roofline_profile_for("openvla", "tiny", "orin"), roofline_profile_for("openvla", "tiny", "a100")
+    capped = resolved_deadline_ms(edge, cloud, 300.0)
+    assert capped < 300.0 and f"deadline {capped:g} ms" in out.stdout.replace("\n", "")
+
+
+def test_runtime_deadline_is_the_envs_deadline() -> None:
+    import gymnasium as gym
+
+    from ecc_env import ENV_ID
+    from ecc_env.latency import DeadlineConfig
+
+    for model, edge_hw in (("pi0", "orin"), ("openvla", "orin"), ("openvla", "thor")):
+        edge, cloud = roofline_profile_for(model, "full", edge_hw), roofline_profile_for(model, "full", "a100")
+        for break_even in (True, False):
+            env = gym.make(ENV_ID, edge_profile=edge, cloud_profile=cloud,
+                           deadline=DeadlineConfig(300.0, break_even=break_even))
+            want = env.unwrapped.deadline.deadline_ms
+            assert resolved_deadline_ms(edge, cloud, 300.0, break_even=break_even) == want
+            edge_only = env.unwrapped.rows[env.unwrapped.edge_only_index].edge_ms
+            assert want == (min(300.0, edge_only) if break_even else 300.0)
+            env.close()
 
 
 def test_ecc_edge_policy_argument_errors(tiny_policy: Path) -> None:

@@ -180,7 +180,7 @@ def test_family_filter_evaluates_only_that_family(toy):
     means = {}
     for family in ("lab/fast", "slow"):
         cfg = EvalConfig(planners="cloud", split="all", family=family, episodes=2, episode_s=2.0, chunk_size=1,
-                         deadline_ms=5_000.0)
+                         deadline_ms=5_000.0, break_even_deadline=False)
         report, runs = run_eval(cfg, trace_set=traces, profiles=profiles)
         assert {st.family for st in runs[0].steps} == {family if "/" in family else "lab/slow"}
         means[family] = report.rows[0]["mean_latency_ms"]

@@ -152,3 +152,42 @@ def test_deadline_config_rejects_non_positive():
     for bad in (0.0, -5.0, float("nan")):
         with pytest.raises(ValueError, match="deadline_ms"):
             DeadlineConfig(bad)
+
+
+def test_break_even_caps_the_deadline_at_the_edge_only_time():
+    rule = DeadlineConfig(300.0)
+    assert rule.break_even  # the default
+    assert rule.resolve(60.0).deadline_ms == 60.0
+    assert rule.resolve(450.0).deadline_ms == 300.0  # a shorter deadline_ms stays
+    assert rule.resolve(None).deadline_ms == 300.0  # edge-only does not fit: no break-even point
+    assert DeadlineConfig(300.0, break_even=False).resolve(60.0).deadline_ms == 300.0
+    once = rule.resolve(60.0)
+    assert not once.break_even and once.resolve(10.0) == once  # resolving is done once
+    assert DeadlineConfig(300.0, resume_edge_prefix=True).resolve(60.0).resume_edge_prefix
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="edge_only_ms"):
+            rule.resolve(bad)
+
+
+def test_env_abandons_a_network_step_at_the_edge_only_time(toy):
+    """Toy edge-only = 10 + 20 + 30 = 60 ms. Cloud-only at 10 Mbit/s: 100 kB take 80 ms + 20 ms one-way delay, so
+    the reply cannot be back by 60 ms: with the break-even rule the step is abandoned at 60 ms and runs edge-only
+    (60 + 60 = 120 ms); with the plain 300 ms deadline it completes in 80 + 20 + 6 + (56 B at 20 Mbit/s) + 20 ms."""
+    from ecc_env.split_env import EdgeCloudSplitEnv
+
+    def first_cloud_step(**kw):
+        env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
+                                streams=[toy.known_stream()], trace_split="all", episode_s=1.0, chunk_size=1, **kw)
+        env.reset(seed=0)
+        return env, env.step(np.array([0, 0]))[4]
+
+    env, info = first_cloud_step()
+    assert env.deadline.deadline_ms == 60.0
+    assert info["deadline_miss"] and info["service_ms"] == pytest.approx(120.0)
+    env, info = first_cloud_step(deadline=DeadlineConfig(300.0, break_even=False))
+    assert env.deadline.deadline_ms == 300.0
+    assert not info["deadline_miss"]
+    assert info["service_ms"] == pytest.approx(ms(100_000, UP) + RTT / 2 + 6.0 + ms(56, DOWN) + RTT / 2)
+    # edge-only does not fit 250 MB of edge memory: a miss holds the last action, so there is no break-even point
+    env, _ = first_cloud_step(edge_memory_bytes=250 * toy.MB)
+    assert env.fallback_holds and env.deadline.deadline_ms == 300.0

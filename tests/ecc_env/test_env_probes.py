@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecc_env.latency import ProbeConfig, probe_sample
+from ecc_env.latency import DeadlineConfig, ProbeConfig, probe_sample
 from ecc_env.split_env import EdgeCloudSplitEnv
 from traces import synthetic
 from traces.traceset import TraceSet
@@ -16,10 +16,12 @@ PROBE_S = 32_768 * 8 / (UP * 1e6)  # 26.2144 ms at 10 Mbit/s
 
 
 ONE_PER_SECOND = ProbeConfig(interval_s=1.0, nbytes=32_768)  # the hand computations below use this config
+PLAIN_300MS = DeadlineConfig(300.0, break_even=False)  # and this deadline (the toy's edge-only time is only 60 ms)
 
 
 def _env(toy, trace_set=None, **kw):
     kw.setdefault("probe", ONE_PER_SECOND)
+    kw.setdefault("deadline", PLAIN_300MS)
     return EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=trace_set or toy.constant_set(up=UP, rtt=RTT),
                              streams=[toy.known_stream(num_steps=40)], trace_split="all", episode_s=4.0,
                              chunk_size=1, **kw)

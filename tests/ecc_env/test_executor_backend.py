@@ -22,6 +22,7 @@ from traces import synthetic  # noqa: E402
 from traces.traceset import TraceSet  # noqa: E402
 
 RTT_MS = 40.0
+PLAIN = DeadlineConfig(300.0, break_even=False)  # the tiny model runs edge-only in ms: no break-even cap here
 INFO_KEYS = ("edge_ms", "uplink_ms", "cloud_ms", "server_queue_ms", "queue_ms", "downlink_ms", "service_ms",
              "latency_ms", "deadline_miss", "fallback", "deviation")
 
@@ -40,7 +41,7 @@ def const_set(up=20.0, down=50.0) -> TraceSet:
 def test_short_episode_measures_every_step_and_cleans_up(tiny_profile):
     p = tiny_profile
     env = EdgeCloudSplitEnv(p, p, const_set(), backend="executor", trace_split="all", episode_s=2.0,
-                            executor=ExecutorConfig())
+                            executor=ExecutorConfig(), deadline=PLAIN)
     try:
         assert isinstance(env.backend, ExecutorBackend)
         obs, _ = env.reset(seed=3)
@@ -92,7 +93,7 @@ def test_outage_step_falls_back_with_the_deadline_rule_cost(tiny_profile):
     p = tiny_profile
     # 1 s of 20 Mbit/s, then 9 s without any uplink: most steps start inside the outage
     trace = synthetic.step([20.0] + [0.0] * 9, 1.0, down_levels_mbps=[50.0] * 10, rtt_ms=RTT_MS)
-    deadline = DeadlineConfig(250.0)
+    deadline = DeadlineConfig(250.0, break_even=False)
     env = EdgeCloudSplitEnv(p, p, TraceSet.from_traces([trace], "outage"), backend="executor", trace_split="all",
                             episode_s=1.5, segment_margin_s=5.0, deadline=deadline)
     try:
@@ -124,7 +125,8 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     p = tiny_profile
     edge_only = p.num_blocks
     actions = [(0, 0), (3, 0), (edge_only, 0), (5, 0), (0, 1), (1, 0)] * 2
-    report = sim_to_real(p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0)
+    report = sim_to_real(p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0,
+                         deadline=PLAIN)
     n_infer = sum(1 for _, s in actions if not s)
     assert report.steps_total == len(actions)
     assert len(report.cut) == n_infer == len(report.executor_ms) == len(report.gap_paired)

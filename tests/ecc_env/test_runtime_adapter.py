@@ -55,7 +55,7 @@ def _context(env, step, stream, prev_info):
 def test_adapter_matches_env_observations(profiles, const_traces, toy, deadline_ms):
     stream = toy.known_stream(num_steps=30)
     env = EdgeCloudSplitEnv(*profiles, const_traces, streams=[stream], episode_s=3.0, trace_split="all",
-                            chunk_size=4, deadline=DeadlineConfig(deadline_ms))
+                            chunk_size=4, deadline=DeadlineConfig(deadline_ms, break_even=False))
     obs, _ = env.reset(seed=0)
     assert env._offset == 0  # the stream is exactly as long as the episode: steps line up with stream indices
     adapter = RuntimeObservationAdapter(env.builder, dt_s=env.period_s)

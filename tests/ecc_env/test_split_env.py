@@ -29,8 +29,12 @@ def markov_set(n: int = 3) -> TraceSet:
     )
 
 
+PLAIN_300MS = DeadlineConfig(300.0, break_even=False)  # the hand computations use it (toy edge-only: 60 ms)
+
+
 def small_env(toy, **kw):
-    args = dict(trace_set=toy.constant_set(), streams=[toy.known_stream()], trace_split="all", episode_s=2.0)
+    args = dict(trace_set=toy.constant_set(), streams=[toy.known_stream()], trace_split="all", episode_s=2.0,
+                deadline=PLAIN_300MS)
     args.update(kw)
     profiles = args.pop("profiles", toy.make_profiles())
     return EdgeCloudSplitEnv(*profiles, **args)
@@ -50,7 +54,7 @@ def test_env_checkers_pass(toy):
 def test_registered_by_string_and_truncates_at_trace_end(toy):
     assert ecc_env.ENV_ID in gym.registry
     env = gym.make(ecc_env.ENV_ID, edge_profile=toy.make_profiles()[0], cloud_profile=toy.make_profiles()[1],
-                   trace_set=toy.constant_set(), trace_split="all", episode_s=3.0)
+                   trace_set=toy.constant_set(), trace_split="all", episode_s=3.0, deadline=PLAIN_300MS)
     assert isinstance(env.unwrapped, EdgeCloudSplitEnv)
     env.reset(seed=1)
     steps, truncated, terminated = 0, False, False
@@ -187,7 +191,7 @@ def test_masks_follow_edge_memory(toy):
 
 def test_deadline_fallback_through_an_outage(toy):
     outage = TraceSet.from_traces([synthetic.step([10.0] + [0.0] * 100, 1.0, rtt_ms=40.0)], "outage")
-    env = small_env(toy, trace_set=outage, episode_s=2.0, segment_margin_s=0.0, deadline=DeadlineConfig(300.0))
+    env = small_env(toy, trace_set=outage, episode_s=2.0, segment_margin_s=0.0)  # plain 300 ms
     env.reset(seed=0)
     # the segment starts at a random point of the 101 s trace: almost surely inside the outage
     assert env.link.bandwidth_mbps(0.0, "up") == 0.0
@@ -206,6 +210,13 @@ def test_deadline_fallback_through_an_outage(toy):
     assert decoded["uplink_age_s"][0] == pytest.approx(0.06, abs=1e-4)
     assert obs[env.builder.index["rtt"]] == 0.0  # no upload completed: no RTT estimate yet
     assert obs[env.builder.index["actions_left"]] == pytest.approx(7 / 8)  # the edge produced a chunk
+    # the default break-even rule abandons the upload at the edge-only time: the outage costs 60 + 60 ms
+    env = small_env(toy, trace_set=outage, episode_s=2.0, segment_margin_s=0.0, deadline=DeadlineConfig(300.0))
+    env.reset(seed=0)
+    obs, r, _, _, info = env.step(np.array([0, 0]))
+    assert info["deadline_miss"] and info["latency_ms"] == pytest.approx(60.0 + 60.0)
+    assert r == pytest.approx(-1.2 - 1.0)
+    assert env.builder.decode(obs)["uplink_mbps"][0] == pytest.approx(env.rows[0].up_bytes * 8 / 0.06 / 1e6, rel=1e-4)
 
 
 def test_observation_features_equal_the_runtime_path(toy):
