@@ -12,10 +12,13 @@ Joint velocities and torques of each frame come from a seeded procedural robot s
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _extra_parser() -> argparse.ArgumentParser:
@@ -78,6 +81,10 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
                                edge_profile_id=profile_id(edge), cloud_profile_id=profile_id(cloud),
                                num_cuts=edge.num_cuts)
     guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms)
+    trained = ((guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None)
+    if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
+        log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
+                    "(see --deadline-ms and --no-break-even-deadline)", float(trained), deadline_ms)
     return guarded, RuntimeObservationAdapter(builder, dt_s=period_ms / 1e3)
 
 

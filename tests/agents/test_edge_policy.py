@@ -34,6 +34,17 @@ def test_policy_loads_for_its_profiles_and_is_refused_for_others(tiny_policy: Pa
     assert other.policy is None and "edge profile mismatch" in other.load_error
 
 
+def test_a_deadline_other_than_the_training_one_is_reported(tiny_policy: Path, caplog) -> None:
+    edge, cloud = roofline_profile_for("openvla", "tiny", "orin"), roofline_profile_for("openvla", "tiny", "a100")
+    capped = resolved_deadline_ms(edge, cloud, 300.0)
+    with caplog.at_level("WARNING", logger="agents.edge_cli"):
+        wire_policy(tiny_policy, edge, cloud, period_ms=100.0, deadline_ms=capped)
+    assert not caplog.records  # trained with the same (capped) deadline
+    with caplog.at_level("WARNING", logger="agents.edge_cli"):
+        wire_policy(tiny_policy, edge, cloud, period_ms=100.0, deadline_ms=300.0)
+    assert "trained with a" in caplog.text and "300 ms" in caplog.text
+
+
 def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path) -> None:
     out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--model", "openvla",
                           "--preset", "tiny", "--steps", "12", "--no-realtime"],
