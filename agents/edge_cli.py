@@ -81,7 +81,7 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
                                edge_profile_id=profile_id(edge), cloud_profile_id=profile_id(cloud),
                                num_cuts=edge.num_cuts)
     guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms)
-    trained = ((guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None)
+    trained = (guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None
     if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
         log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
                     "(see --deadline-ms and --no-break-even-deadline)", float(trained), deadline_ms)
