@@ -257,7 +257,9 @@ class ProbeConfig:
     ``interval_s`` leaves no sample, and none is sent while a network inference is in flight (from the step's start
     until its actions came back or its deadline passed). Probes never delay inferences; their load on the link
     (``nbytes`` per interval, 32 kB/s = 0.26 Mbit/s by default) is not charged to the inference transfers.
-    ``interval_s=0`` disables them.
+    One more probe goes out while the client connects, before the first observation: the env prices it on the
+    segment's start and counts it as measured at t = 0, so a planner's first decision sees the link.
+    ``interval_s=0`` disables them all.
     Both env backends price probes from the trace (the executor backend's real client sends none).
 
     The default, 8 kB every 0.25 s, keeps the newest sample at most a quarter second old at the load of one 32 kB

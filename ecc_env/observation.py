@@ -30,9 +30,9 @@ network steps whose actions came back in time (``uplink_estimate_mbps`` = payloa
 duration as the edge's sender sees it); network steps that missed their deadline (the upper bound
 ``executor.protocol.missed_upload_mbps`` = upload bits / (deadline - upload start), so a failed offload still tells
 the planner the link was too slow); and the background probes of ``ecc_env.latency.ProbeConfig`` (a padded ping
-every 0.25 s by default, sent by the runtime's client whatever the planner does), so a planner that stays on the
-edge still sees the link. The RTT estimate is the round trip
-at the last completed upload (the runtime measures it by ping or as network time / (round trips + 1)).
+every 0.25 s by default and one at connect, sent by the runtime's client whatever the planner does), so a planner
+that stays on the edge still sees the link, from the first decision on. The RTT estimate is the round trip at the
+last completed upload (the runtime measures it by ping or as network time / (round trips + 1)).
 ``visual_since_action`` sums ``visual_mad`` of every stream step (dropped ones included) after the observation
 the current actions were computed from. Values outside [0, 1] are clipped; NaN becomes 0.
 """

@@ -48,7 +48,8 @@ class EnvConfig:
     deadline: the deadline rule (``latency.DeadlineConfig``); the env applies ``deadline.resolve(edge-only ms)``,
         kept as ``env.deadline``.
     probe: background bandwidth probes (``latency.ProbeConfig``): an uplink sample every ``interval_s`` of trace
-        time whatever the planner does, as the runtime's client measures them.
+        time whatever the planner does, plus one at connect (before the first observation), as the runtime's client
+        measures them.
     """
 
     period_ms: float = 100.0
@@ -379,6 +380,7 @@ class EdgeCloudSplitEnv(gym.Env):
         self._phase = s.phases[offset : offset + self._n].tolist()
         self._cum_mad = np.concatenate([[0.0], np.cumsum(vis[:, 0])]).tolist()
         self.backend.reset(self.link, rng, seg_s, self.period_s)
+        self._connect_probe()
         obs = self._observe()
         return obs, {"obs_index": 0, "trace": getattr(self.link, "name", ""), "stream": s.name, "offset": offset}
 
@@ -392,6 +394,15 @@ class EdgeCloudSplitEnv(gym.Env):
         if len(self._bw) > self._hist:
             self._bw.pop()
             self._bw_t.pop()
+
+    def _connect_probe(self) -> None:
+        """The probe the client sends while connecting, before the first observation (``EdgeClient`` does the same):
+        priced on the segment's start and counted as measured at t = 0, so the first decision sees the link."""
+        probe = self.config.probe
+        if probe.enabled:
+            got = probe_sample(self.link, probe.nbytes, 0.0, probe.interval_s)
+            if got is not None:
+                self._add_uplink_sample(got[1], 0.0)
 
     def _run_probes(self, t: float) -> None:
         """Background probes sent up to time ``t``: their samples join the history once through. A probe due while a

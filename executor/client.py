@@ -67,8 +67,9 @@ class ClientConfig:
     bandwidth_history: how many per-call bandwidth samples to keep.
     probe_interval_s: a tiny ping this often while connected (None: only at connect); the smallest round trip of the
     last ``rtt_window`` pings is the propagation RTT estimate (``base_rtt_ms``).
-    probe_bytes: after each tiny ping, a ping padded to this many bytes measures the uplink (a ``BandwidthSample``
-    with NaN downlink), as ``ecc_env.latency.ProbeConfig`` prices it in the env; 0 disables bandwidth probes. A
+    probe_bytes: after each tiny ping, and once while connecting, a ping padded to this many bytes measures the
+    uplink (a ``BandwidthSample`` with NaN downlink), as ``ecc_env.latency.ProbeConfig`` prices it in the env; 0 (or
+    ``probe_interval_s=None``) disables bandwidth probes. A
     probe not answered within ``probe_interval_s`` leaves no sample; none is sent while an inference call is in
     flight (it would queue behind the call's upload and measure the queue).
     """
@@ -272,6 +273,7 @@ class EdgeClient:
         except wire.WireFormatError as e:
             raise ProtocolError(f"{self.url} sent unreadable metadata: {e}") from e
         self._ws, self.server_info, self.clock_offset_s = ws, info, offset
+        await self._connect_probe(ws)
         self.connects += 1
         self._connected_event.set()
         if self.config.probe_interval_s is not None:
@@ -367,6 +369,20 @@ class EdgeClient:
             if best is None or t1 - t0 < best[0]:
                 best = (t1 - t0, offset)
         return best[1] if best is not None else 0.0
+
+    async def _connect_probe(self, ws: Any) -> None:
+        """One bandwidth probe before ``connect`` returns, so the planner's first decision sees the link (the env
+        prices the same probe at t = 0); none when bandwidth probes are off. One not through within
+        ``probe_interval_s`` leaves no sample and does not fail the connection."""
+        interval = self.config.probe_interval_s
+        if interval is None or self.config.probe_bytes <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=interval)
+        except TimeoutError:
+            log.debug("connect probe not through within %.3f s: no sample", interval)
+        except Exception as e:  # noqa: BLE001 - a lost connection surfaces at the next call, as without the probe
+            log.debug("connect probe failed: %s", e)
 
     async def _probe_loop(self, ws: Any) -> None:
         """Every probe_interval_s: a tiny ping (propagation-RTT estimate), then a padded bandwidth probe."""

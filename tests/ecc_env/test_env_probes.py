@@ -43,19 +43,40 @@ def test_probe_sample_is_bits_over_transfer_time_or_none():
     assert probe_sample(outage, 32_768, 1.0, 1.0) is None  # nothing gets through an outage
 
 
+def test_the_first_observation_holds_the_connect_probe(toy):
+    """The client probes once while connecting (``EdgeClient._connect_probe``): the first decision sees the link's
+    rate at the segment's start, measured at t = 0; with probes off, or through an outage, it sees none."""
+    levels = synthetic.step([UP, 2.0, 5.0], 30.0, rtt_ms=RTT)  # 30 s at each rate; episodes start anywhere
+    env = _env(toy, trace_set=TraceSet.from_traces([levels], "levels"))
+    seen = set()
+    for seed in range(6):
+        obs, _ = env.reset(seed=seed)
+        d = env.builder.decode(obs)
+        rate = env.link.bandwidth_mbps(0.0, "up")
+        seen.add(rate)
+        assert int(np.isfinite(d["uplink_mbps"]).sum()) == 1
+        assert d["uplink_mbps"][0] == pytest.approx(rate, rel=1e-4)
+        assert d["uplink_age_s"][0] == 0.0
+    assert len(seen) > 1  # the sample follows the segment, it is not a constant
+    obs, _ = _env(toy, probe=ProbeConfig(interval_s=0.0)).reset(seed=0)
+    assert not np.isfinite(env.builder.decode(obs)["uplink_mbps"]).any()
+    outage = TraceSet.from_traces([synthetic.constant(0.0, 0.0, rtt_ms=RTT, duration_s=600.0)], "outage")
+    obs, _ = _env(toy, trace_set=outage).reset(seed=0)
+    assert not np.isfinite(env.builder.decode(obs)["uplink_mbps"]).any()
+
+
 def test_edge_only_planner_sees_one_sample_per_second(toy):
     env = _env(toy)
-    obs, _ = env.reset(seed=0)
-    assert env.builder.decode(obs)["uplink_age_s"][0] != env.builder.decode(obs)["uplink_age_s"][0]  # none yet
+    env.reset(seed=0)
     obs, info = _edge_steps(env, 25)  # edge-only: 60 ms per step, one observation per 100 ms period
     d = env.builder.decode(obs)
     now = env._t_dec
-    probes = [1.0 + PROBE_S, 2.0 + PROBE_S]  # probes at 1 s and 2 s of trace time
+    probes = [0.0, 1.0 + PROBE_S, 2.0 + PROBE_S]  # the connect probe, then probes at 1 s and 2 s of trace time
     assert now > 2.0 + PROBE_S
     n = int(np.isfinite(d["uplink_mbps"]).sum())
-    assert n == 2
-    np.testing.assert_allclose(d["uplink_mbps"][:2], [UP, UP], rtol=1e-4)
-    np.testing.assert_allclose(d["uplink_age_s"][:2], [now - probes[1], now - probes[0]], atol=1e-4)
+    assert n == 3
+    np.testing.assert_allclose(d["uplink_mbps"][:3], [UP, UP, UP], rtol=1e-4)
+    np.testing.assert_allclose(d["uplink_age_s"][:3], [now - p for p in probes[::-1]], atol=1e-4)
     assert info["uplink_ms"] == 0.0 and info["latency_ms"] == pytest.approx(60.0)  # probes never delay a step
 
 
@@ -85,8 +106,8 @@ def test_default_probes_keep_the_newest_sample_a_quarter_second_old(toy):
     now = env._t_dec
     probe_s = 8_192 * 8 / (UP * 1e6)  # 6.55 ms at 10 Mbit/s
     n = int(np.isfinite(d["uplink_mbps"]).sum())
-    assert n == 4
-    np.testing.assert_allclose(d["uplink_age_s"][:4], [now - (t + probe_s) for t in (1.0, 0.75, 0.5, 0.25)],
+    assert n == 5  # and the connect probe, measured at t = 0
+    np.testing.assert_allclose(d["uplink_age_s"][:5], [now - (t + probe_s) for t in (1.0, 0.75, 0.5, 0.25)] + [now],
                                atol=1e-4)
     assert d["uplink_age_s"][0] <= cfg.interval_s
 

@@ -97,7 +97,9 @@ def test_first_steps_latency_observation_and_reward_by_hand(toy):
     env = small_env(toy)
     obs, _ = env.reset(seed=0)
     b = env.builder
-    assert obs[b.index["uplink_mbps[0]"]] == 0.0 and obs[b.index["uplink_age[0]"]] == 1.0  # nothing measured
+    # the connect probe only: 10 Mbit/s measured at t = 0
+    assert obs[b.index["uplink_mbps[0]"]] == pytest.approx(math.log1p(10.0) / math.log1p(10_000.0), rel=1e-6)
+    assert obs[b.index["uplink_age[0]"]] == 0.0 and obs[b.index["uplink_age[1]"]] == 1.0
     obs, r, _, _, info = env.step(np.array([1, 0]))
     want = 10 + ms(50_000, 10) + 20 + (2 + 3) + ms(56, 20) + 20  # edge a, 50 kB up, cloud b+c, actions down
     assert info["latency_ms"] == pytest.approx(want)
@@ -117,7 +119,8 @@ def test_first_steps_latency_observation_and_reward_by_hand(toy):
     obs, _, _, _, info = env.step(np.array([3, 0]))
     assert info["latency_ms"] == 60.0 and info["uplink_ms"] == 0.0
     assert obs[b.index["uplink_age[0]"]] == pytest.approx((0.2 - 0.05) / 10.0, rel=1e-5)
-    assert obs[b.index["uplink_age[1]"]] == 1.0
+    assert obs[b.index["uplink_age[1]"]] == pytest.approx(0.2 / 10.0, rel=1e-5)  # the connect probe's
+    assert obs[b.index["uplink_age[2]"]] == 1.0
 
 
 def test_queueing_and_drop_counting(toy):

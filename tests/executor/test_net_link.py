@@ -210,17 +210,36 @@ def test_background_probes_measure_the_uplink_of_an_idle_client():
             with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
                 client.connect(timeout_s=WAIT_S)
                 t_connect = time.time()
+                at_connect = list(client.bandwidth)
                 deadline = time.monotonic() + WAIT_S
                 while len(client.bandwidth) < 3 and time.monotonic() < deadline:
                     time.sleep(0.05)
                 samples = list(client.bandwidth)
     assert len(samples) >= 3, samples
+    assert at_connect == samples[:1]  # the connect probe: the planner's first decision already sees the link
+    assert samples[0].uplink_done_s <= t_connect
     for s in samples:
         assert s.bytes_up > config.probe_bytes and s.bytes_down == 0 and np.isnan(s.downlink_mbps)
         assert up / (1 + 0.25) <= s.uplink_mbps <= up * 1.1, s
-        assert t_connect < s.uplink_done_s <= time.time()
+    assert all(t_connect < s.uplink_done_s <= time.time() for s in samples[1:])
     with pytest.raises(ValueError, match="probe_bytes"):
         ClientConfig(probe_bytes=-1)
+
+
+def test_no_connect_probe_when_bandwidth_probes_are_off():
+    pytest.importorskip("torch")
+    from executor.client import ClientConfig, EdgeClient
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    edge = build_model("openvla", "tiny", seed=0)
+    cloud = build_model("openvla", "tiny", seed=0)
+    with CloudServer(cloud, ServerConfig(port=0)) as server:
+        for config in (ClientConfig(probe_bytes=0), ClientConfig(probe_interval_s=None)):
+            with EdgeClient(edge, f"ws://127.0.0.1:{server.port}", config=config) as client:
+                client.connect(timeout_s=WAIT_S)
+                assert list(client.bandwidth) == [], config
+                assert client.base_rtt_ms is not None  # the clock-sync pings still measure the round trip
 
 
 def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():

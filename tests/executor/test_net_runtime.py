@@ -73,8 +73,9 @@ def test_split_steps_return_the_models_actions(edge, frames):
     for r, exp in zip(records, expected, strict=True):
         assert r.new_chunk and r.cut_used == 3 and r.timing is not None and r.timing.bytes_up > 0
         np.testing.assert_array_equal(r.action, exp[0])
-    # the builder sees past bandwidth measurements only: none before the first transfer, then one per step
-    assert [len(c.bandwidth) for c in builder.contexts] == list(range(len(observations)))
+    # the builder sees past bandwidth measurements only: the connect probe's before the first transfer, then one
+    # more per step
+    assert [len(c.bandwidth) for c in builder.contexts] == list(range(1, len(observations) + 1))
     assert builder.contexts[0].connected and builder.contexts[1].previous_action == (3, 0)
     assert report["modes"] == {"split": len(observations)} and report["emulation"] == {"emulated": False}
 
