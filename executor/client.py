@@ -378,11 +378,16 @@ class EdgeClient:
         if interval is None or self.config.probe_bytes <= 0:
             return
         try:
-            await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=interval)
-        except TimeoutError:
-            log.debug("connect probe not through within %.3f s: no sample", interval)
+            await self._bandwidth_probe(ws, interval)
         except Exception as e:  # noqa: BLE001 - a lost connection surfaces at the next call, as without the probe
             log.debug("connect probe failed: %s", e)
+
+    async def _bandwidth_probe(self, ws: Any, timeout_s: float) -> None:
+        """One ping padded to ``probe_bytes`` (an uplink sample); one not through within ``timeout_s`` leaves none."""
+        try:
+            await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=timeout_s)
+        except TimeoutError:
+            log.debug("bandwidth probe not through within %.3f s: no sample", timeout_s)
 
     async def _probe_loop(self, ws: Any) -> None:
         """Every probe_interval_s: a tiny ping (propagation-RTT estimate), then a padded bandwidth probe."""
@@ -392,10 +397,7 @@ class EdgeClient:
             try:
                 await asyncio.wait_for(self._ping_once(ws), timeout=max(5.0, 10 * interval))
                 if self.config.probe_bytes > 0 and not self._pending:  # behind an upload it would measure the queue
-                    try:
-                        await asyncio.wait_for(self._ping_once(ws, self.config.probe_bytes), timeout=interval)
-                    except TimeoutError:
-                        log.debug("bandwidth probe not through within %.3f s: no sample", interval)
+                    await self._bandwidth_probe(ws, interval)
             except (TimeoutError, ServerUnavailable, ConnectionError):
                 return
             except Exception as e:  # noqa: BLE001 - a failed probe must never kill the loop thread
