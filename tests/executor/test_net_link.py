@@ -242,6 +242,25 @@ def test_no_connect_probe_when_bandwidth_probes_are_off():
                 assert client.base_rtt_ms is not None  # the clock-sync pings still measure the round trip
 
 
+def test_a_connect_probe_not_through_in_time_leaves_no_sample_and_the_connection_up():
+    """At 0.2 Mbit/s the 8 kB connect probe needs 0.33 s, more than the 0.25 s interval: connect still returns,
+    without a sample (the env's ``probe_sample`` returns None alike), and the client is connected."""
+    pytest.importorskip("torch")
+    from executor.client import ClientConfig, EdgeClient
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    edge = build_model("openvla", "tiny", seed=0)
+    cloud = build_model("openvla", "tiny", seed=0)
+    config = ClientConfig(connect_timeout_s=WAIT_S)
+    with CloudServer(cloud, ServerConfig(port=0)) as server:
+        with ShapedLink(_constant(0.2, 8.0, 2.0), "127.0.0.1", server.port) as link:
+            with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
+                client.connect(timeout_s=WAIT_S)
+                assert list(client.bandwidth) == []
+                assert client.server_info is not None and client.connects == 1
+
+
 def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
     """A probe sent during a call would queue behind its upload and measure the queue: the client skips probes while
     a call is pending (the env skips the probes due during a network step alike) and probes again once it is back.
