@@ -141,8 +141,8 @@ def _spec_diff(found: dict[str, Any], want: dict[str, Any], prefix: str = "obser
 
 def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, use_torch: bool = False) -> LoadedPolicy:
     """Load and check a policy artifact; raises PolicyLoadError for a missing file, a corrupt zip (or one that does
-    not match its recorded hash), another format version, an observation-spec, model, Profile or action-space
-    mismatch."""
+    not match its recorded hash), another format version, a policy with privileged (simulation-only) fields, an
+    observation-spec, model, Profile or action-space mismatch."""
     path = Path(path)
     mpath = meta_path(path)
     if not path.is_file():
@@ -163,6 +163,11 @@ def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, us
     sha = meta.get("zip_sha256")
     if sha is not None and sha != _sha256(path):
         raise PolicyLoadError(f"{path}: content does not match the sha256 recorded in {mpath.name} (corrupt file)")
+    privileged = meta.get("privileged")
+    if privileged:
+        fields = privileged.get("fields") if isinstance(privileged, dict) else privileged
+        raise PolicyLoadError(f"{mpath}: the policy observes privileged simulation-only fields {fields!r} "
+                              "(ecc_env.privileged) that no runtime can supply; it is a yardstick, not deployable")
     if expect is not None:
         _check(meta, expect, mpath)
     try:

@@ -227,14 +227,24 @@ def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **override
 class _EnvFactory:
     """Picklable env constructor for SubprocVecEnv."""
 
-    def __init__(self, edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, overrides: dict[str, Any]) -> None:
+    def __init__(self, edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, overrides: dict[str, Any],
+                 privileged: Any = None) -> None:
         self.args = (edge, cloud, trace_set, cfg)
         self.overrides = overrides
+        self.privileged = privileged
 
     def __call__(self) -> Any:
         from stable_baselines3.common.monitor import Monitor
 
-        return Monitor(make_env(*self.args, **self.overrides))
+        return Monitor(_privileged(make_env(*self.args, **self.overrides), self.privileged))
+
+
+def _privileged(env: Any, privileged: Any) -> Any:
+    if privileged is None:
+        return env
+    from ecc_env.privileged import PrivilegedBandwidth
+
+    return PrivilegedBandwidth(env, privileged)
 
 
 @dataclass
@@ -300,10 +310,13 @@ def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_
 
 
 def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None) -> TrainResult:
+          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None,
+          privileged: Any = None) -> TrainResult:
     """Train MaskablePPO per ``cfg``; returns where the run folder and the policy artifact are. ``trace_set``,
     ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups);
-    ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training)."""
+    ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training).
+    ``privileged`` (an ``ecc_env.privileged.PrivilegedConfig``) appends simulation-only true-bandwidth fields to what
+    PPO observes, for value-of-information studies; the artifact records them and ``load_policy`` refuses it."""
     import torch
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -313,6 +326,9 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     from agents.heuristics import HeuristicPlanner
     from agents.planner import BandwidthPrior, PlannerContext
 
+    if privileged is not None and cfg.warm_start == "heuristic":
+        raise ValueError("warm_start='heuristic' cannot clone into a policy with privileged fields "
+                         "(the heuristic's demonstrations lack them); use warm_start='none'")
     t_start = time.perf_counter()
     torch.set_num_threads(1)
     overrides = dict(env_overrides or {})
@@ -341,19 +357,21 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     (run_dir / "config.json").write_text(json.dumps(
         {**asdict(cfg), "env_overrides": {k: repr(v) for k, v in overrides.items()},
          "train_traces": {"name": train_set.name, "n": len(train_set), "fingerprint": train_set.fingerprint()},
-         "val_traces": {"name": val_set.name, "n": len(val_set)}}, indent=2))
+         "val_traces": {"name": val_set.name, "n": len(val_set)},
+         "privileged": privileged.describe() if privileged is not None else None}, indent=2))
 
     sampled_train = train_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(train_set, cfg.family_power)
     sampled_val = val_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(val_set, cfg.family_power)
     factory = _EnvFactory(edge, cloud, RescaledTraceSet(sampled_train, cfg.rescale_min, cfg.rescale_max), cfg,
-                          overrides)
+                          overrides, privileged)
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" else DummyVecEnv
     venv = venv_factory([factory] * cfg.n_envs) if venv_factory is not None else vec_cls([factory] * cfg.n_envs)
     venv.seed(cfg.seed)
     val_env = make_env(edge, cloud, sampled_val, cfg, **overrides)
     ctx = PlannerContext.from_env(val_env, prior=BandwidthPrior.from_trace_set(train_set))
-    obs_size = int(val_env.observation_space.shape[0])
-    callback, seeds = _eval_callback(cfg, val_env, ctx, run_dir, obs_size)
+    ppo_val_env = _privileged(val_env, privileged)  # the heuristic baseline below sees the plain observation
+    obs_size = int(ppo_val_env.observation_space.shape[0])
+    callback, seeds = _eval_callback(cfg, ppo_val_env, ctx, run_dir, obs_size)
     heur = evaluate(HeuristicPlanner(ctx), val_env, seeds, name="heuristic").summary()
     log.info("heuristic validation return %.2f, mean latency %.1f ms", heur["mean_return"], heur["mean_latency_ms"])
 
@@ -394,6 +412,8 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         "train_config": asdict(cfg),
         "best_val_return": callback.best,
     }
+    if privileged is not None:
+        meta["privileged"] = privileged.describe()
     policy_path = save_policy(best, run_dir / "policy.zip", meta)
     (run_dir / "best_model.zip").unlink(missing_ok=True)
     with (run_dir / "learning_curve.csv").open("w", newline="") as f:

@@ -1,0 +1,104 @@
+"""Privileged (simulation-only) bandwidth fields: exact true rates appended after an unchanged observation; a policy
+trained with them is recorded as such and refused by load_policy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from agents.artifact import PolicyLoadError, load_policy, meta_path
+from agents.training import TrainConfig, train
+from ecc_env.privileged import PrivilegedBandwidth, PrivilegedConfig
+from traces import synthetic
+from traces.traceset import TraceSet
+
+SCALE = math.log1p(10_000.0)  # ObservationConfig.bandwidth_scale_mbps
+
+
+def _decode(x: float) -> float:
+    return math.expm1(float(x) * SCALE)
+
+
+def _levels() -> TraceSet:
+    # 0.5 s per level, repeating 10 / 100 / 40 Mbit/s: a decision sees a different rate every few steps
+    levels = [10.0, 100.0, 40.0] * 8
+    return TraceSet.from_traces([synthetic.step(levels, 0.5, rtt_ms=20.0, name="lv/lv-0")], "lv")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="horizon_s"):
+        PrivilegedConfig(horizon_s=-1.0)
+    with pytest.raises(ValueError, match="horizon_s"):
+        PrivilegedConfig(horizon_s=float("nan"))
+    with pytest.raises(ValueError, match="no field"):
+        PrivilegedConfig(now=False, horizon_s=0.0)
+    assert PrivilegedConfig().field_names == ("true_uplink_now",)
+    assert PrivilegedConfig(now=False, horizon_s=0.5).field_names == ("true_uplink_ahead",)
+
+
+def test_fields_are_the_true_rates_after_an_unchanged_observation(toy):
+    profiles = toy.three_block_profiles()
+    plain = toy.make_env(profiles, _levels(), episode_s=3.0)
+    wrapped = PrivilegedBandwidth(toy.make_env(profiles, _levels(), episode_s=3.0),
+                                  PrivilegedConfig(now=True, horizon_s=0.5))
+    assert wrapped.observation_space.shape == (plain.observation_space.shape[0] + 2,)
+    o_plain, _ = plain.reset(seed=3)
+    o_wrap, _ = wrapped.reset(seed=3)
+    rng = np.random.default_rng(0)
+    seen, spans = set(), 0
+    for _ in range(40):
+        np.testing.assert_array_equal(o_wrap[:-2], o_plain)
+        e = wrapped.unwrapped
+        t, link = e._t_dec, e.link
+        now, ahead = _decode(o_wrap[-2]), _decode(o_wrap[-1])
+        assert now == pytest.approx(link.bandwidth_mbps(t, "up"), rel=1e-5)
+        seen.add(round(now))
+        # the harmonic mean over [t, t + 0.5) by midpoint sampling of the rate (independent of the trace's
+        # cumulative integrals): 0.5 s / sum(dt / rate)
+        dt = 0.5 / 20_000
+        rates = np.array([link.bandwidth_mbps(t + (i + 0.5) * dt, "up") for i in range(20_000)])
+        hm = 0.5 / float(np.sum(dt / rates))
+        assert ahead == pytest.approx(hm, rel=2e-3)
+        spans += abs(ahead - now) > 1.0  # the window reaches the next level
+        a = np.array([int(rng.integers(0, 4)), 0])
+        o_plain, _, term, trunc, _ = plain.step(a)
+        o_wrap, _, term_w, trunc_w, _ = wrapped.step(a)
+        assert (term, trunc) == (term_w, trunc_w)
+        if term or trunc:
+            break
+    assert len(seen) >= 2 and spans >= 2  # the fields follow the trace
+
+
+def test_outage_ahead_reads_zero(toy):
+    trace = synthetic.step([50.0, 0.0, 50.0, 50.0], 1.0, rtt_ms=20.0, name="out/out-0")
+    env = PrivilegedBandwidth(toy.make_env(toy.three_block_profiles(), TraceSet.from_traces([trace], "out"),
+                                           episode_s=3.0), PrivilegedConfig(now=True, horizon_s=2.5))
+    obs, _ = env.reset(seed=0)
+    assert _decode(obs[-1]) == 0.0  # any window of 2.5 s of this 4 s trace touches the outage
+    assert _decode(obs[-2]) == pytest.approx(env.unwrapped.link.bandwidth_mbps(env.unwrapped._t_dec, "up"))
+
+
+def test_wraps_only_the_split_env():
+    import gymnasium as gym
+
+    with pytest.raises(TypeError, match="EdgeCloudSplitEnv"):
+        PrivilegedBandwidth(gym.make("CartPole-v1"))
+
+
+def test_trained_policy_is_recorded_and_refused_by_load_policy(tmp_path, toy):
+    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=128,
+                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="priv")
+    res = train(cfg, trace_set=toy.alternating_set(), profiles=toy.three_block_profiles(),
+                privileged=PrivilegedConfig(horizon_s=0.5))
+    meta = json.loads(meta_path(res.policy_path).read_text())
+    assert meta["privileged"] == {"fields": ["true_uplink_now", "true_uplink_ahead"], "horizon_s": 0.5}
+    assert len(meta["obs_range"]["low"]) == 35  # 33 regular fields + 2 privileged
+    assert json.loads((res.run_dir / "config.json").read_text())["privileged"]["horizon_s"] == 0.5
+    with pytest.raises(PolicyLoadError, match="privileged.*true_uplink_now"):
+        load_policy(res.policy_path)
+    with pytest.raises(ValueError, match="warm_start"):
+        train(TrainConfig(warm_start="heuristic", run_dir=str(tmp_path)), trace_set=toy.alternating_set(),
+              profiles=toy.three_block_profiles(), privileged=PrivilegedConfig())
