@@ -13,7 +13,7 @@ uses; never trained or tuned on). The privileged policies cannot be deployed (``
 bound what better measurement or forecasting could buy. Run folders
 ``<runs>/foresight-<variant>-<model>-<edge>-s<seed>`` are reused when they hold a policy.
 
-    python benchmarks/bench_foresight.py --runs /tmp/foresight --combos pi0:orin:lumos5g openvla:orin:mahimahi
+    python benchmarks/bench_foresight.py --runs /tmp/foresight --combos pi0:orin:5G openvla:orin:mahimahi
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=str(REPO / "runs"), help="parent folder of the foresight run folders")
     p.add_argument("--traces", default=str(REPO.parent / "shared" / "traces"))
-    p.add_argument("--combos", nargs="+", default=["pi0:orin:lumos5g", "openvla:orin:mahimahi"],
+    p.add_argument("--combos", nargs="+", default=["pi0:orin:5G", "openvla:orin:mahimahi"],
                    help="MODEL:EDGE:FAMILY (FAMILY: text contained in the trace family's folder path)")
     p.add_argument("--timesteps", type=int, default=1_000_000, help="PPO steps per policy")
     p.add_argument("--seed", type=int, default=1)
