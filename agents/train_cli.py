@@ -46,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as e:
         print(f"ecc train: --engine ray needs Ray (pip install 'vla-ecc[ray]'): {e}", file=sys.stderr)
         return 2
-    res = train_on_ray(cfg, ray_config) if engine.engine == "ray" else train(cfg)
+    try:
+        res = train_on_ray(cfg, ray_config) if engine.engine == "ray" else train(cfg)
+    except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)
+        print(f"ecc train: {e}", file=sys.stderr)
+        return 2
     print(f"run folder:        {res.run_dir}")
     print(f"policy:            {res.policy_path}")
     print(f"timesteps:         {res.timesteps}")

@@ -46,6 +46,7 @@ class TrainConfig:
     rescale_min: float = 0.25  # smallest per-episode bandwidth rescaling factor (log-uniform draw)
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
     family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
+    exclude_families: tuple[str, ...] = ()  # leave out traces whose family contains one of these texts (train+val)
     chunk_size: int = 8  # actions per chunk (1 disables skipping)
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
@@ -74,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"model must be 'openvla' or 'pi0', got {self.model!r}")
         if self.total_timesteps < 1 or self.n_envs < 1 or self.eval_episodes < 1 or self.eval_every_steps < 1:
             raise ValueError(f"timesteps, n_envs, eval_episodes and eval_every_steps must be >= 1: {self}")
+        if any(not isinstance(x, str) or not x for x in self.exclude_families):
+            raise ValueError(f"exclude_families must be non-empty texts, got {self.exclude_families!r}")
         if self.vec_env not in ("dummy", "subproc"):
             raise ValueError(f"vec_env must be 'dummy' or 'subproc', got {self.vec_env!r}")
         if not (0 < self.rescale_min <= self.rescale_max and math.isfinite(self.rescale_max)):
@@ -162,6 +165,22 @@ class FamilyBalancedTraceSet(_TraceSetView):
         members = self.members[int(rng.choice(len(self.families), p=self.weights))]
         t = self.base[members[int(rng.integers(len(members)))]]
         return t.segment(float(rng.uniform(0.0, t.duration_s)), duration_s)
+
+
+def exclude_families(sets: list[Any], texts: tuple[str, ...]) -> list[Any]:
+    """Each of ``sets`` without the traces whose family (``agents.report.family_of``) contains any of ``texts``.
+    ``train`` applies it to the train and validation sides after the split, so the test side of every family stays
+    exactly what ``ecc eval`` evaluates. A text that matches no family of the sets raises ValueError naming them."""
+    from agents.report import family_of
+
+    families = sorted({family_of(t.name) for s in sets for t in s})
+    for text in texts:
+        if not text or not any(text in f for f in families):
+            raise ValueError(f"exclude_families: {text!r} matches no trace family; families: {', '.join(families)}")
+    out = [s.filter(lambda t: not any(text in family_of(t.name) for text in texts)) for s in sets]
+    log.info("left out %d of %d traces (families containing %s)", sum(map(len, sets)) - sum(map(len, out)),
+             sum(map(len, sets)), ", ".join(map(repr, texts)))
+    return out
 
 
 def load_trace_sources(cfg: TrainConfig) -> list[Any]:
@@ -346,6 +365,8 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         full = _union(sources)
         split = split_sources(sources, cfg.split_seed)
     train_set, val_set = split.train, split.val
+    if cfg.exclude_families:
+        train_set, val_set = exclude_families([train_set, val_set], cfg.exclude_families)
     if len(train_set) == 0:
         raise ValueError(f"the training split of {full.name!r} is empty")
     if len(val_set) == 0:

@@ -30,3 +30,13 @@ def test_flags_types_defaults_and_help() -> None:
     assert "link rate (default: 2.5)" in p.format_help()
     with pytest.raises(SystemExit):
         p.parse_args(["--steps", "many"])
+
+
+def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> None:
+    from agents.train_cli import config_from_args, main
+
+    assert config_from_args(["--exclude-families", "5G", "wifi"]).exclude_families == ("5G", "wifi")
+    assert main(["--exclude-families", "nope", "--run-dir", str(tmp_path), "--total-timesteps", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "ecc train: exclude_families: 'nope' matches no trace family; families: embedded/" in err
+    assert list(tmp_path.iterdir()) == []  # refused before a run folder was made

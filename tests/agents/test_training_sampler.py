@@ -108,3 +108,46 @@ def test_split_sources_keeps_each_source_split_unchanged():
     assert len(mixed.train) + len(mixed.val) + len(mixed.test) == 49
     assert set(mixed.test.names) & set(mixed.train.names) == set()
     assert split_sources([a], 0).test.names == alone.test.names
+
+
+def test_exclude_families_leaves_out_matching_families_only():
+    from agents.training import exclude_families
+
+    train_side = _unequal_set()
+    val_side = TraceSet([_trace("root/big/v0", 1.0), _trace("root/other/o0", 5.0)], "val")
+    kept_train, kept_val = exclude_families([train_side, val_side], ("small",))
+    assert len(kept_train) == N_BIG and all("/small/" not in t.name for t in kept_train)
+    assert [t.name for t in kept_val] == ["root/big/v0", "root/other/o0"]
+    kept_train, kept_val = exclude_families([train_side, val_side], ("big", "other"))
+    assert [t.name for t in kept_train] == [f"root/small/s{i}" for i in range(N_SMALL)] and len(kept_val) == 0
+    # a text is checked against the families of all the sets together: 'other' exists only on the val side
+    with pytest.raises(ValueError, match="'wifi' matches no trace family; families: root/big, root/other, root/small"):
+        exclude_families([train_side, val_side], ("wifi",))
+    with pytest.raises(ValueError, match="non-empty"):
+        TrainConfig(exclude_families=("",))
+
+
+def test_train_leaves_out_a_family_after_the_split(tmp_path, toy):
+    """The split comes first, so the remaining traces keep the sides they have without the exclusion; the run's
+    config records what was trained on."""
+    import json
+
+    from agents.training import train
+    from traces import synthetic
+
+    base = toy.alternating_set(n=10)
+    extra = [synthetic.constant(50.0, 50.0, rtt_ms=20.0, duration_s=20.0, name=f"fast/f{i}") for i in range(6)]
+    full = TraceSet([*base, *extra], "mixed")
+    split = full.split(0)
+    assert any(t.name.startswith("fast/") for t in split.train)  # there is something to leave out
+    cfg = TrainConfig(total_timesteps=128, n_envs=1, n_steps=64, batch_size=64, eval_every_steps=128,
+                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="lofo",
+                      exclude_families=("fast",))
+    res = train(cfg, trace_set=full, profiles=toy.three_block_profiles())
+    rec = json.loads((res.run_dir / "config.json").read_text())
+    assert rec["exclude_families"] == ["fast"]
+    assert rec["train_traces"]["n"] == sum(not t.name.startswith("fast/") for t in split.train)
+    assert rec["val_traces"]["n"] == sum(not t.name.startswith("fast/") for t in split.val) > 0
+    with pytest.raises(ValueError, match="'nope' matches no trace family"):
+        train(TrainConfig(run_dir=str(tmp_path), exclude_families=("nope",)), trace_set=full,
+              profiles=toy.three_block_profiles())
