@@ -9,7 +9,9 @@ Generalisation: every training episode's trace segment is rescaled by a log-unif
 at random points of random traces and streams (the env's own seeded sampling). With ``family_power`` < 1 episodes
 draw a trace family first (family weight ~ n_traces ** family_power; 0 = every family equally, the default), then a
 trace of it, so a large family of slow links (e.g. FCC broadband, Oboe) does not drown the fast ones (5G, WiFi)
-during training; the validation episodes that pick the best model are drawn the same way.
+during training; the validation episodes that pick the best model are drawn the same way. ``exclude_families``
+leaves families out of training and validation (after the split), to measure how a policy does on a network it
+never saw.
 """
 
 from __future__ import annotations
