@@ -209,14 +209,9 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
     if len(eval_set) == 0:
         raise ValueError(f"the {cfg.split!r} split of {full.name!r} is empty")
     if cfg.family:
-        from agents.report import family_of
-        from traces.traceset import TraceSet
+        from agents.report import traces_of_family
 
-        families = sorted({family_of(t.name) for t in eval_set})
-        eval_set = TraceSet([t for t in eval_set if cfg.family in family_of(t.name)], f"{eval_set.name}:{cfg.family}")
-        if len(eval_set) == 0:
-            raise ValueError(f"no trace family of the {cfg.split!r} split matches {cfg.family!r}; "
-                             f"families: {', '.join(families)}")
+        eval_set = traces_of_family(eval_set, cfg.family, cfg.split)
     edge, cloud = profiles if profiles is not None else resolve_profiles(cfg)
     task = None
     env = make_eval_env(edge, cloud, eval_set, cfg, **(env_overrides or {}))

@@ -68,6 +68,18 @@ def family_of(trace_name: str) -> str:
     return "/".join(parts) if parts else "(none)"
 
 
+def traces_of_family(trace_set: Any, family: str, side: str) -> Any:
+    """The traces of ``trace_set`` (the ``side`` split) whose family contains ``family``, as a TraceSet; ValueError
+    naming the families when none matches."""
+    from traces.traceset import TraceSet
+
+    kept = TraceSet([t for t in trace_set if family in family_of(t.name)], f"{trace_set.name}:{family}")
+    if len(kept) == 0:
+        families = sorted({family_of(t.name) for t in trace_set})
+        raise ValueError(f"no trace family of the {side!r} split matches {family!r}; families: {', '.join(families)}")
+    return kept
+
+
 @dataclass
 class EpisodeSteps:
     """Per-step records the env's info does not carry (arrays of the episode's length) and the episode's trace."""

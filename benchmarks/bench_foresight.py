@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.oracle import Oracle
     from agents.planner import BandwidthPrior, ObsView, PlannerContext
     from agents.policy import PPOPlanner
-    from agents.report import family_of
+    from agents.report import traces_of_family
     from agents.training import TrainConfig, make_env, profiles_for, train
     from ecc_env.privileged import PrivilegedBandwidth
     from traces.traceset import TraceSet
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             model, edge_hw, family = combo.split(":")
         except ValueError:
             p.error(f"combo {combo!r} is not MODEL:EDGE:FAMILY")
-        test = TraceSet([t for t in split.test if family in family_of(t.name)], f"test:{family}")
-        if len(test) == 0:
-            p.error(f"no test trace family matches {family!r}; families: "
-                    f"{', '.join(sorted({family_of(t.name) for t in split.test}))}")
+        try:
+            test = traces_of_family(split.test, family, "test")
+        except ValueError as e:
+            p.error(str(e))
         cfg = TrainConfig(model=model, edge=edge_hw, traces=(args.traces,), total_timesteps=args.timesteps,
                           seed=args.seed, run_dir=args.runs)
         policies = {}
