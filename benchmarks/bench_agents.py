@@ -4,8 +4,9 @@ heuristics and the Oracle, on the TEST split of ../shared/traces (never used for
 Profiles: roofline ``full`` OpenVLA and pi0 on orin+a100 and thor+a100. PPO policies come from run folders
 ``<runs>/bench-<model>-<edge>/policy.zip`` (train them with
 ``python train.py --model M --edge E --traces ../shared/traces --run-name bench-M-E --run-dir RUNS``; the README's
-figures add ``--total-timesteps 2000000 --net-arch 128 128``); a missing policy is left out of the table. "without skip" forces skip = 0 (the Oracle searches cuts only; PPO and the
-heuristic are the same policies with skip disabled, not retrained).
+figures add ``--total-timesteps 2000000 --net-arch 128 128``); a missing policy is left out of the table.
+"without skip" forces skip = 0 (the Oracle searches cuts only; PPO and the heuristic are the same policies with
+skip disabled, not retrained).
 
     python benchmarks/bench_agents.py --runs /tmp/ecc_runs --episodes 6
 """

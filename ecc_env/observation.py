@@ -127,6 +127,10 @@ class ObservationBuilder:
         self._lat_log = 1.0 / math.log1p(c.latency_scale_ms)
         self._cut_div = 1.0 / max(c.num_cuts - 1, 1)
 
+    def bandwidth_feature(self, mbps: float) -> float:
+        """One rate in Mbit/s on the bandwidth fields' scale, ``lg(mbps, bandwidth_scale_mbps)`` (not yet clipped)."""
+        return math.log1p(max(mbps, 0.0)) * self._bw_log
+
     def spec(self) -> dict:
         """Observation spec for policy metadata: version, field names and every scale."""
         return {
@@ -177,7 +181,7 @@ class ObservationBuilder:
                 vals[i] = math.log1p(mbps if mbps > 0.0 else 0.0) * bw_log
                 vals[h + i] = age / c.max_age_s
         vals += (
-            0.0 if downlink_mbps is None else math.log1p(max(downlink_mbps, 0.0)) * bw_log,
+            0.0 if downlink_mbps is None else self.bandwidth_feature(downlink_mbps),
             0.0 if rtt_ms is None else math.log1p(max(rtt_ms, 0.0)) * self._rtt_log,
             edge_queue / c.queue_capacity,
             server_queue / c.server_queue_scale,

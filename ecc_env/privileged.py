@@ -58,7 +58,7 @@ class PrivilegedBandwidth(gym.ObservationWrapper):
         if not hasattr(e, "builder") or not hasattr(e, "_t_dec"):
             raise TypeError(f"PrivilegedBandwidth wraps an EdgeCloudSplitEnv, got {type(e).__name__}")
         self.config = config
-        self._scale = math.log1p(float(e.builder.config.bandwidth_scale_mbps))
+        self._builder = e.builder  # the regular bandwidth fields' scale: ``builder.bandwidth_feature``
         n = len(config.field_names)
         self.observation_space = gym.spaces.Box(
             np.concatenate([base.low, np.zeros(n, base.dtype)]), np.concatenate([base.high, np.ones(n, base.dtype)]),
@@ -79,7 +79,7 @@ class PrivilegedBandwidth(gym.ObservationWrapper):
         return out
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        extra = np.array([math.log1p(max(r, 0.0)) / self._scale for r in self.true_rates_mbps()])
+        extra = np.array([self._builder.bandwidth_feature(r) for r in self.true_rates_mbps()])
         extra = np.clip(extra, 0.0, 1.0).astype(observation.dtype)
         return np.concatenate([observation, extra])
 
