@@ -127,6 +127,16 @@ class LoadedPolicy:
         return self.planner.predict(observation, state, episode_start, deterministic)
 
 
+def hedge_mismatch(metadata: dict[str, Any], hedge: bool) -> str | None:
+    """A warning text when a policy trained with(out) hedged execution (``env.hedge`` of its metadata; absent: off)
+    runs under the other rule, else None. Not a refusal: the observation is the same, only the latencies differ."""
+    trained = bool((metadata.get("env") or {}).get("hedge", False))
+    if trained == bool(hedge):
+        return None
+    return (f"the policy was trained {'with' if trained else 'without'} hedged execution, it runs "
+            f"{'with' if hedge else 'without'} it here (see --hedge)")
+
+
 def _spec_diff(found: dict[str, Any], want: dict[str, Any], prefix: str = "observation") -> str | None:
     for key in sorted(set(found) | set(want)):
         a, b = found.get(key, "<missing>"), want.get(key, "<missing>")

@@ -65,10 +65,11 @@ def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_eve
 
 
 def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
-                budget_ms: float = 2.0) -> tuple[Any, Any]:
+                budget_ms: float = 2.0, hedge: bool = False) -> tuple[Any, Any]:
     """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair; ``deadline_ms``
-    is the deadline in force (see :func:`resolved_deadline_ms`)."""
-    from agents.artifact import PolicyExpectation, profile_id
+    is the deadline in force (see :func:`resolved_deadline_ms`), ``hedge`` whether the runtime hedges; a policy
+    trained under another rule is loaded with a warning that names the difference."""
+    from agents.artifact import PolicyExpectation, hedge_mismatch, profile_id
     from agents.guard import GuardedPolicy
     from agents.heuristics import HeuristicPlanner
     from agents.planner import PlannerContext
@@ -85,6 +86,9 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
     if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
         log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
                     "(see --deadline-ms and --no-break-even-deadline)", float(trained), deadline_ms)
+    mismatch = hedge_mismatch(guarded.policy.metadata, hedge) if guarded.policy is not None else None
+    if mismatch:
+        log.warning("%s", mismatch)
     return guarded, RuntimeObservationAdapter(builder, dt_s=period_ms / 1e3)
 
 
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] = ()) -> int:
         edge, cloud = _profiles(extra, args.model, args.preset)
         args.deadline_ms = resolved_deadline_ms(edge, cloud, args.deadline_ms, break_even=extra.break_even_deadline)
         planner, builder = wire_policy(extra.policy, edge, cloud, period_ms=args.period_ms,
-                                       deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms)
+                                       deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms, hedge=args.hedge)
     except ValueError as e:  # ProfileError is a ValueError
         print(f"ecc edge: {e}", file=sys.stderr)
         return 2

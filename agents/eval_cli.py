@@ -81,10 +81,13 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
     from agents import heuristics as h
 
     if name == "ppo":
-        from agents.artifact import PolicyExpectation, load_policy
+        from agents.artifact import PolicyExpectation, hedge_mismatch, load_policy
         from agents.guard import GuardedPolicy
 
         loaded = load_policy(policy_path(arg or ""), PolicyExpectation.for_env(env))
+        mismatch = hedge_mismatch(loaded.metadata, env.unwrapped.deadline.hedge)
+        if mismatch:
+            log.warning("%s: %s", arg, mismatch)
         return GuardedPolicy(loaded, h.HeuristicPlanner(ctx))
     if name == "oracle":
         from agents.oracle import Oracle
@@ -121,6 +124,7 @@ class EvalConfig:
     chunk_size: int = 8  # actions per chunk (1 disables skipping)
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
+    hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)
     oracle_beam: int = 16  # beam width of the Oracle's search
     out: str = ""  # output folder for report.json, report.csv, steps.csv and plots (none: print only)
     plots: bool = True  # write the PNG plots into --out
@@ -179,7 +183,8 @@ def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_
 
     kw: dict[str, Any] = dict(edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all",
                               episode_s=cfg.episode_s, chunk_size=cfg.chunk_size,
-                              deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline),
+                              deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline,
+                                                      hedge=cfg.hedge),
                               backend=cfg.backend)
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig

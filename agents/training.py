@@ -53,6 +53,7 @@ class TrainConfig:
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
+    hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)
     seed: int = 0  # seed of PPO and the envs
     eval_every_steps: int = 20_000  # evaluate on the validation split this often (env steps)
     eval_episodes: int = 16  # validation episodes per evaluation (fixed seeds)
@@ -239,7 +240,7 @@ def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **override
 
     kw: dict[str, Any] = dict(
         edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all", episode_s=cfg.episode_s,
-        chunk_size=cfg.chunk_size, deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline),
+        chunk_size=cfg.chunk_size, deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline, hedge=cfg.hedge),
     )
     kw.update(overrides)
     return gym.make(ENV_ID, **kw)
@@ -427,6 +428,7 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         "edge_only_index": int(e.edge_only_index),
         "reward": asdict(e.config.reward),
         "env": {"period_ms": e.config.period_ms, "deadline_ms": e.deadline.deadline_ms,
+                "hedge": e.deadline.hedge,
                 "chunk_size": e.config.chunk_size, "queue_capacity": e.config.queue_capacity,
                 "probe": asdict(e.config.probe)},
         "traces": {"name": train_set.name, "n_traces": len(train_set), "fingerprint": train_set.fingerprint(),

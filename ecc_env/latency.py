@@ -22,6 +22,13 @@ the deadline of :meth:`DeadlineConfig.resolve`: by default capped at the edge-on
 ``max(deadline_ms, edge prefix) + edge-only time - edge prefix``. Transfers are integrated only up to the deadline,
 so an outage costs the deadline, never the seconds the transfer would take. When edge-only does not fit the edge's
 memory, the caller passes ``fallback_ms`` = its hold-the-last-action time instead (see the env).
+
+Hedged execution (``DeadlineConfig.hedge``): on a hedgeable cut (edge_then_cloud, no extra round trips: see
+:func:`hedgeable`) the edge does not idle while the payload travels: right after the edge blocks it goes on locally
+with the cloud's blocks, and the step takes whichever actions come first. The local continuation is done at
+``max(edge prefix, fallback_ms)`` (the edge-only time: the prefix is already computed), so the network reply counts
+only when it is back before then (and before ``deadline_ms``), and a miss costs the edge-only time, not the deadline
+plus the edge-only time. The edge runtime's client does the same (``EdgeClient.infer(..., hedge=True)``).
 """
 
 from __future__ import annotations
@@ -101,11 +108,15 @@ class DeadlineConfig:
         that has already lost to edge-only, so waiting longer only adds to the miss: this is the ski-rental
         break-even rule, which bounds a miss at twice the edge-only time whatever the network does (an outage
         that begins during a transfer costs ``2 x edge-only`` instead of ``deadline_ms + edge-only``).
+    hedge: hedged execution on hedgeable cuts (module docstring): the edge continues locally during the transfer
+        and a miss costs the edge-only time. Needs edge-only to fit the edge: :meth:`resolve` turns it off when it
+        does not.
     """
 
     deadline_ms: float = 300.0
     resume_edge_prefix: bool = False
     break_even: bool = True
+    hedge: bool = False
 
     def __post_init__(self) -> None:
         if not (self.deadline_ms > 0):  # also rejects NaN
@@ -115,13 +126,21 @@ class DeadlineConfig:
         """The rule in force for a model whose edge-only inference takes ``edge_only_ms`` (None: edge-only does
         not fit the edge, so there is no break-even point): ``min(deadline_ms, edge_only_ms)`` with
         ``break_even``, else ``deadline_ms``. The result has ``break_even=False`` (resolving it again is a no-op).
-        The env and the edge runtime both call this, so they abandon a network step at the same time."""
+        The env and the edge runtime both call this, so they abandon a network step at the same time. Without an
+        edge-only time there is nothing to continue locally, so ``hedge`` is off in the result."""
         ms = self.deadline_ms
+        if edge_only_ms is not None and not (edge_only_ms > 0 and math.isfinite(edge_only_ms)):
+            raise ValueError(f"edge_only_ms must be a positive finite time, got {edge_only_ms!r}")
         if self.break_even and edge_only_ms is not None:
-            if not (edge_only_ms > 0 and math.isfinite(edge_only_ms)):
-                raise ValueError(f"edge_only_ms must be a positive finite time, got {edge_only_ms!r}")
             ms = min(ms, float(edge_only_ms))
-        return replace(self, deadline_ms=ms, break_even=False)
+        return replace(self, deadline_ms=ms, break_even=False, hedge=self.hedge and edge_only_ms is not None)
+
+
+def hedgeable(edge_first: bool, round_trips: int) -> bool:
+    """Whether hedged execution applies to a network cut: the edge computes first (it holds the payload it sent and
+    can run the cloud's blocks on it) and the exchange is one request and one reply (with extra round trips the
+    edge's half keeps state that the reply must meet). The edge runtime's client uses the same rule."""
+    return bool(edge_first) and int(round_trips) == 0
 
 
 class StepTiming(NamedTuple):
@@ -176,7 +195,9 @@ def step_timing(
     """
     if not row.uses_network:
         return StepTiming(row.edge_ms, 0.0, 0.0, 0.0, 0.0, 0.0, row.edge_ms, False, False, 0.0, _NAN, _NAN, _NAN, _NAN)
-    deadline_s = start_s + deadline.deadline_ms * 1e-3
+    hedged = deadline.hedge and hedgeable(row.edge_first, row.round_trips)
+    local_ms = max(row.edge_ms, fallback_ms)  # the hedge's local actions: prefix + the rest on the edge
+    deadline_s = start_s + (min(deadline.deadline_ms, local_ms) if hedged else deadline.deadline_ms) * 1e-3
     edge_first = row.edge_first
     t = start_s + row.edge_ms * 1e-3 if edge_first else start_s
     up_ms = down_ms = delay_ms = 0.0
@@ -217,7 +238,9 @@ def step_timing(
     # Deadline missed: abandon the network step, finish on the edge.
     wait = deadline.deadline_ms
     after = fallback_ms
-    if deadline.resume_edge_prefix and edge_first:
+    if hedged:  # the local continuation ran alongside the transfer
+        wait, after = 0.0, local_ms
+    elif deadline.resume_edge_prefix and edge_first:
         wait = max(wait, row.edge_ms)
         after = max(fallback_ms - row.edge_ms, 0.0)
     # No reply by the deadline: the edge only knows the exchange did not fit, so it records the upper bound

@@ -120,6 +120,7 @@ class SplitResult:
     networked: bool
     timing: CallTiming
     request_id: int = -1
+    hedged: bool = False  # the local continuation of a hedged call won (``networked`` is then False)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ class EdgeClient:
         self._pings: dict[float, asyncio.Future] = {}  # t_client_s -> pong future
         self._rtt_samples: collections.deque[float] = collections.deque(maxlen=self.config.rtt_window)
         self._tasks: set[asyncio.Task] = set()
+        self._hedge: Any = None  # the last call's LocalContinuation (executor.hedge), stopped before the next call
+        self._hedge_cuts: dict[int, bool] = {}
 
     # -- connection -------------------------------------------------------------------------------------------------
     @property
@@ -434,6 +437,8 @@ class EdgeClient:
         if self._closed:
             return
         self._closed = True
+        if self._hedge is not None:
+            self._hedge.cancel()
 
         async def shutdown() -> None:
             if self._ws is not None:
@@ -465,10 +470,33 @@ class EdgeClient:
         t0, t1, _ = self._wait(future, time.perf_counter() + timeout_s)
         return (t1 - t0) * 1e3
 
-    def infer(self, obs: dict[str, np.ndarray], cut: int, *, deadline: float | None = None) -> SplitResult:
-        """One inference at ``cut``; see the class docstring for the errors."""
+    def infer(self, obs: dict[str, np.ndarray], cut: int, *, deadline: float | None = None,
+              hedge: bool = False) -> SplitResult:
+        """One inference at ``cut``; see the class docstring for the errors.
+
+        ``hedge``: on a hedgeable cut (``executor.hedge``), run the cloud's blocks locally while the payload travels
+        and return whichever actions come first (``SplitResult.hedged`` when the local ones won). A deadline that
+        passes first abandons the network and waits for the local actions instead of raising ``TransportTimeout``.
+        """
         with self._call_lock:
-            return self._infer(obs, cut, deadline)
+            self._reap_hedge()
+            return self._infer(obs, cut, deadline, hedge)
+
+    def _reap_hedge(self, timeout_s: float = 10.0) -> None:
+        """Wait for the previous call's abandoned local continuation to stop (it does at its next block)."""
+        cont, self._hedge = self._hedge, None
+        if cont is not None:
+            cont.cancel()
+            if not cont.join(timeout_s):
+                log.warning("a cancelled local continuation at cut %d is still running after %.0f s", cont.cut,
+                            timeout_s)
+
+    def _hedgeable(self, cut: int) -> bool:
+        if cut not in self._hedge_cuts:
+            from executor.hedge import cut_is_hedgeable
+
+            self._hedge_cuts[cut] = cut_is_hedgeable(self.model, cut)
+        return self._hedge_cuts[cut]
 
     def _require_ws(self) -> Any:
         ws = self._ws
@@ -507,7 +535,7 @@ class EdgeClient:
             self._pending.pop(request_id, None)
         return _Exchange(raw, send_wall, send_perf, recv_wall, recv_perf)
 
-    def _infer(self, obs: dict[str, np.ndarray], cut: int, deadline: float | None) -> SplitResult:
+    def _infer(self, obs: dict[str, np.ndarray], cut: int, deadline: float | None, hedge: bool) -> SplitResult:
         t_start = time.perf_counter()
         acc = _Accumulator()
         session = self.model.edge_session(cut)
@@ -518,6 +546,10 @@ class EdgeClient:
             return SplitResult(out, cut, False, self._timing(acc, t_start))
         ws = self._require_ws()
         request_id = next(self._ids)
+        if hedge and self._hedgeable(cut):
+            from executor.hedge import LocalContinuation
+
+            self._hedge = LocalContinuation(self.model, cut, out)
         kind = SPLIT
         while True:
             t = time.perf_counter()
@@ -526,6 +558,11 @@ class EdgeClient:
             if kind == SPLIT:
                 first_send_perf, first_bytes = time.perf_counter(), len(data)
             future = asyncio.run_coroutine_threadsafe(self._exchange(ws, data, request_id), self._loop)
+            if self._hedge is not None:
+                local = self._race(future, deadline, first_send_perf, first_bytes)
+                if local is not None:
+                    acc.edge_s = time.perf_counter() - t_start - acc.encode_s
+                    return SplitResult(local, cut, False, self._timing(acc, t_start), request_id, hedged=True)
             try:
                 ex = self._wait(future, deadline)
             except TransportTimeout:
@@ -556,6 +593,24 @@ class EdgeClient:
         result = SplitResult(out, cut, True, self._timing(acc, t_start), request_id)
         self.bandwidth.append(self._sample(acc, result.timing))
         return result
+
+    def _race(self, future: concurrent.futures.Future, deadline: float | None, send_perf: float,
+              nbytes: int) -> np.ndarray | None:
+        """Wait for the network reply or the local continuation, whichever is first. Returns the local actions when
+        they won (or the deadline passed first: the network is abandoned, the local actions awaited); None when the
+        reply is in (or the network failed, or the local run did): the caller reads ``future`` as without a hedge."""
+        cont = self._hedge
+        timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        concurrent.futures.wait([future, cont.future], timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        if future.done() or (cont.future.done() and cont.future.exception() is not None):
+            cont.cancel()
+            return None
+        future.cancel()  # local actions first, or the deadline passed: a late reply is dropped by its request id
+        self._record_miss(nbytes, time.perf_counter() - send_perf)  # stamped at min(deadline, local finish)
+        try:
+            return cont.future.result()
+        except Exception:  # noqa: BLE001 - the local run failed after the deadline: report the deadline miss
+            raise TransportTimeout(f"no reply from {self.url} before the deadline") from None
 
     def _record_miss(self, nbytes: int, waited_s: float) -> None:
         """A call missed its deadline: record the env's upper-bound uplink sample (``missed_upload_mbps``)."""

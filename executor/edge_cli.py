@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period-ms", type=float, default=100.0, help="control period in ms (default 100)")
     p.add_argument("--deadline-ms", type=float, default=300.0, help="split deadline in ms (default 300)")
     p.add_argument("--no-realtime", action="store_true", help="run steps back to back instead of every period")
+    p.add_argument("--hedge", action="store_true",
+                   help="hedged execution: on cuts with one request and one reply, run the cloud's blocks locally "
+                        "while the payload travels and use the first actions (executor.hedge)")
     p.add_argument("--api-key", default=None, help="token for the server (default: $ECC_API_KEY)")
     p.add_argument("--compression", default="none", help="wire codec for activations: none|fp16|bf16|int8|int8_token")
     p.add_argument("--trace", type=Path, default=None, help="bandwidth trace file to shape the link with")
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None,
                                      compression=args.compression)
         config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
-                               realtime=not args.no_realtime)
+                               realtime=not args.no_realtime, hedge=args.hedge)
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
         if link is not None:

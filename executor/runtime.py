@@ -8,7 +8,8 @@ ask the planner for ``(cut, skip)``, then
 * any other cut: run the edge blocks, exchange payloads with the cloud, wait until the deadline.
   If the cloud is unreachable, the connection closes, the server reports an error or the reply misses the
   deadline, the step falls back to edge-only in the same period (the fallback costs the time already spent plus
-  the edge-only compute), and the reason is recorded.
+  the edge-only compute), and the reason is recorded. With ``RuntimeConfig.hedge`` a hedgeable cut also goes on
+  locally while the payload travels, and the first actions win (``executor.hedge``).
 
 Every block stays loaded on the edge, so edge-only is always possible. The client reconnects in the background
 with exponential backoff and the runtime resumes splitting as soon as the connection is back. No observation is
@@ -60,12 +61,16 @@ class RuntimeConfig:
     deadline_s: a split step whose actions are not back this long after its observation falls back to edge-only.
     realtime: pace steps to the control period (False runs them back to back: tests, replay).
     connect_timeout_s: how long ``start()`` waits for the first connection (the runtime starts edge-only anyway).
+    hedge: hedged execution (``executor.hedge``): on a hedgeable cut the edge runs the cloud's blocks itself while
+        the payload travels and takes whichever actions come first; a local win is recorded as a fallback with
+        reason ``hedge`` (as the env's ``DeadlineConfig(hedge=True)`` counts it as a miss).
     """
 
     control_period_s: float = 0.1
     deadline_s: float = 0.1
     realtime: bool = True
     connect_timeout_s: float = 1.0
+    hedge: bool = False
 
     def __post_init__(self) -> None:
         if self.control_period_s <= 0:
@@ -318,9 +323,11 @@ class EdgeRuntime:
         else:
             deadline = time.perf_counter() + self._deadline_s(cut)  # from the inference start, as ecc_env's rule
             try:
-                result = self.client.infer(obs, cut, deadline=deadline)
+                result = self.client.infer(obs, cut, deadline=deadline, hedge=self.config.hedge)
                 actions, timing = result.actions, result.timing
                 mode = "split" if result.networked else "local"
+                if result.hedged:
+                    mode, reason = "fallback", "hedge"
             except TransportTimeout:
                 mode, reason = "fallback", "deadline"
             except ServerUnavailable:
@@ -364,7 +371,7 @@ class EdgeRuntime:
 
     def _finish(self, record: StepRecord, frame: Mapping[str, np.ndarray], cut: int, skip: bool) -> StepRecord:
         self.metrics.add(record)
-        self._prev_miss = record.fallback_reason == "deadline"
+        self._prev_miss = record.fallback_reason in ("deadline", "hedge")
         self._prev_latency_ms = record.latency_ms
         self._previous_frame = frame
         self._previous_action = (int(cut), int(bool(skip)))

@@ -43,6 +43,10 @@ def test_a_deadline_other_than_the_training_one_is_reported(tiny_policy: Path, c
     with caplog.at_level("WARNING", logger="agents.edge_cli"):
         wire_policy(tiny_policy, edge, cloud, period_ms=100.0, deadline_ms=300.0)
     assert "trained with a" in caplog.text and "300 ms" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="agents.edge_cli"):
+        wire_policy(tiny_policy, edge, cloud, period_ms=100.0, deadline_ms=capped, hedge=True)
+    assert "trained without hedged execution, it runs with it here" in caplog.text
 
 
 def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path) -> None:

@@ -151,3 +151,23 @@ def test_train_leaves_out_a_family_after_the_split(tmp_path, toy):
     with pytest.raises(ValueError, match="'nope' matches no trace family"):
         train(TrainConfig(run_dir=str(tmp_path), exclude_families=("nope",)), trace_set=full,
               profiles=toy.three_block_profiles())
+
+
+def test_train_with_hedge_trains_and_records_the_hedged_rule(tmp_path, toy):
+    """``TrainConfig.hedge`` reaches the training env's deadline rule and the policy metadata, and ``ecc eval`` /
+    ``ecc edge`` warn (``hedge_mismatch``) when the policy runs under the other rule."""
+    import json
+
+    from agents.artifact import hedge_mismatch
+    from agents.training import make_env, train
+
+    profiles = toy.three_block_profiles()
+    cfg = TrainConfig(total_timesteps=128, n_envs=1, n_steps=64, batch_size=64, eval_every_steps=128,
+                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="hedge", hedge=True)
+    assert make_env(*profiles, toy.alternating_set(n=4), cfg).unwrapped.deadline.hedge
+    res = train(cfg, trace_set=toy.alternating_set(n=10), profiles=profiles)
+    meta = json.loads(res.policy_path.with_suffix(".json").read_text())
+    assert meta["env"]["hedge"] is True and meta["train_config"]["hedge"] is True
+    assert hedge_mismatch(meta, True) is None
+    assert "trained with hedged execution, it runs without it" in hedge_mismatch(meta, False)
+    assert hedge_mismatch({"env": {}}, False) is None  # artifacts from before the flag: trained without

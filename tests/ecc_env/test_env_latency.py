@@ -191,3 +191,57 @@ def test_env_abandons_a_network_step_at_the_edge_only_time(toy):
     # edge-only does not fit 250 MB of edge memory: a miss holds the last action, so there is no break-even point
     env, _ = first_cloud_step(edge_memory_bytes=250 * toy.MB)
     assert env.fallback_holds and env.deadline.deadline_ms == 300.0
+
+
+def test_hedged_miss_costs_the_edge_only_time(rows, const_trace):
+    """Toy cut 1 (block a on the edge, 50 kB up, no round trips) at 10 Mbit/s: the reply is back at 10 + 40 + 20 + 5
+    + 0.0224 + 20 ms = 95.02 ms. Hedged, the edge runs blocks b, c itself while the payload travels and has the
+    actions at 10 + 20 + 30 = 60 ms, so the step takes 60 ms instead of 95 ms (or 60 + 60 ms with the break-even
+    deadline and no hedge)."""
+    row = rows[1]
+    full = step_timing(row, const_trace, 0.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms
+    assert full == pytest.approx(10 + ms(50_000, UP) + RTT / 2 + 5 + ms(56, DOWN) + RTT / 2)
+    plain = step_timing(row, const_trace, 0.0, deadline=DeadlineConfig(300.0).resolve(60.0), fallback_ms=60.0)
+    assert plain.deadline_miss and plain.service_ms == pytest.approx(120.0)
+    for rule in (DeadlineConfig(300.0, hedge=True).resolve(60.0), DeadlineConfig(300.0, break_even=False, hedge=True)):
+        t = step_timing(row, const_trace, 0.0, deadline=rule, fallback_ms=60.0)
+        assert t.deadline_miss and t.fallback
+        assert (t.service_ms, t.edge_ms, t.deadline_wait_ms) == (60.0, 60.0, 0.0)
+        # no reply by the local finish: the upper bound is counted from the upload start (10 ms) to 60 ms
+        assert t.uplink_mbps == pytest.approx(50_000 * 8 / 0.050 / 1e6)
+        assert t.uplink_done_s == pytest.approx(0.060)
+    # a deadline before the local finish abandons the network, but the local actions still come at 60 ms
+    short = step_timing(row, const_trace, 0.0, deadline=DeadlineConfig(30.0, hedge=True), fallback_ms=60.0)
+    assert short.deadline_miss and short.service_ms == 60.0
+    # a reply back before the local finish wins, unchanged by the hedge
+    fast = synthetic.constant(1000.0, 1000.0, rtt_ms=2.0, duration_s=600.0)
+    won = step_timing(row, fast, 0.0, deadline=DeadlineConfig(300.0, hedge=True), fallback_ms=60.0)
+    assert not won.deadline_miss
+    assert won.service_ms == pytest.approx(step_timing(row, fast, 0.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms)
+    assert won.service_ms < 60.0
+
+
+def test_hedge_skips_round_trip_cuts_and_needs_a_local_fallback(rows, const_trace):
+    assert rows[2].round_trips == 2 and rows[2].edge_first
+    rule = DeadlineConfig(150.0, hedge=True)
+    t = step_timing(rows[2], const_trace, 0.0, deadline=rule, fallback_ms=60.0)
+    assert t.deadline_miss and t.service_ms == pytest.approx(150.0 + 60.0)  # the plain rule
+    assert not DeadlineConfig(300.0, hedge=True).resolve(None).hedge  # edge-only does not fit: nothing to continue
+    assert DeadlineConfig(300.0, hedge=True).resolve(60.0).hedge
+    from ecc_env.latency import hedgeable
+
+    assert hedgeable(True, 0) and not hedgeable(True, 1) and not hedgeable(False, 0)
+
+
+def test_env_hedges_a_slow_cloud_step(toy):
+    """The env with ``DeadlineConfig(hedge=True)``: a cloud-only step that cannot be back by the edge-only time costs
+    the edge-only time (60 ms), not the deadline plus edge-only (120 ms)."""
+    from ecc_env.split_env import EdgeCloudSplitEnv
+
+    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
+                            streams=[toy.known_stream()], trace_split="all", episode_s=1.0, chunk_size=1,
+                            deadline=DeadlineConfig(300.0, hedge=True))
+    env.reset(seed=0)
+    assert env.deadline.hedge
+    info = env.step(np.array([0, 0]))[4]
+    assert info["deadline_miss"] and info["service_ms"] == pytest.approx(60.0)
