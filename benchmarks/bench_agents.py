@@ -5,6 +5,8 @@ Profiles: roofline ``full`` OpenVLA and pi0 on orin+a100 and thor+a100. PPO poli
 ``<runs>/bench-<model>-<edge>/policy.zip`` (train them with
 ``python train.py --model M --edge E --traces ../shared/traces --run-name bench-M-E --run-dir RUNS``; the README's
 figures add ``--total-timesteps 2000000 --net-arch 128 128``); a missing policy is left out of the table.
+``--hedge`` runs every planner with hedged execution (``DeadlineConfig.hedge``), for policies trained with ``--hedge``
+(``--prefix`` names their run folders).
 "without skip" forces skip = 0 (the Oracle searches cuts only; PPO and the heuristic are the same policies with
 skip disabled, not retrained).
 
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episode-s", type=float, default=30.0)
     p.add_argument("--beam", type=int, default=16, help="Oracle beam width")
     p.add_argument("--combos", nargs="*", default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor"])
+    p.add_argument("--hedge", action="store_true",
+                   help="hedged execution (DeadlineConfig.hedge) for every planner; policies trained with --hedge")
+    p.add_argument("--prefix", default="bench", help="run folders are <runs>/<prefix>-<model>-<edge> (default bench)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -57,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     for combo in args.combos:
         model, edge_hw = combo.split(":")
         edge, cloud = roofline_profile_for(model, "full", edge_hw), roofline_profile_for(model, "full", "a100")
-        cfg = TrainConfig(model=model, edge=edge_hw, episode_s=args.episode_s)
+        cfg = TrainConfig(model=model, edge=edge_hw, episode_s=args.episode_s, hedge=args.hedge)
         env = make_env(edge, cloud, test, cfg)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(split.train))
         planners: dict[str, object] = {}
-        run = Path(args.runs) / f"bench-{model}-{edge_hw}" / "policy.zip"
+        run = Path(args.runs) / f"{args.prefix}-{model}-{edge_hw}" / "policy.zip"
         try:
             ppo = load_policy(run, PolicyExpectation.for_env(env))
             planners["ppo"] = ppo
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                         edge=EdgeOnly(ctx), cloud=CloudOnly(ctx), oracle=Oracle(cut_candidates=2, beam=args.beam))
         no_skip = {"ppo": NoSkip(ppo) if ppo else None, "heuristic": NoSkip(HeuristicPlanner(ctx)),
                    "oracle": Oracle(cut_candidates=2, beam=args.beam, allow_skip=False)}
-        print(f"\n== {model} full, {edge_hw}+a100: {len(seeds)} episodes x {args.episode_s:g} s on the test split")
+        print(f"\n== {model} full, {edge_hw}+a100: {len(seeds)} episodes x {args.episode_s:g} s on the test split"
+              f"{', hedged execution' if args.hedge else ''}")
         print(f"{'planner':<18}{'mean ms':>9}{'p95 ms':>9}{'return':>9}{'skip':>6}{'miss':>6}{'dev':>7}"
               f"{'dec med ms':>11}{'dec p99 ms':>11}")
         rows = [(n, p) for n, p in planners.items()] + [(f"{n} (no skip)", p) for n, p in no_skip.items() if p]
