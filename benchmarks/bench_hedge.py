@@ -27,14 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRACE = REPO.parent / "shared" / "traces" / "hsdpa_norway_3g"
 
 
-class _FixedCut:
-    def __init__(self, cut: int) -> None:
-        self.cut = cut
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        return np.array([self.cut, 0]), state
-
-
 def _network(conn, trace_path: str, rtt_ms: float, start_s: float) -> None:
     """Child process: the cloud server and, on each request, a fresh trace-shaped relay to it (so neither competes
     with the edge runtime's threads for this process's interpreter lock, as on a real robot)."""
@@ -61,11 +53,12 @@ def _network(conn, trace_path: str, rtt_ms: float, start_s: float) -> None:
 
 def _run(edge, frames, url: str, *, cut: int, deadline_s: float, period_s: float, hedge: bool) -> dict:
     from executor.client import ClientConfig
+    from executor.edge_cli import FixedCutPlanner
     from executor.runtime import EdgeRuntime, RuntimeConfig
 
     config = RuntimeConfig(control_period_s=period_s, deadline_s=deadline_s, realtime=True, connect_timeout_s=10.0,
                            hedge=hedge)
-    with EdgeRuntime(edge, _FixedCut(cut), lambda ctx: np.zeros(4, np.float32), server_url=url,
+    with EdgeRuntime(edge, FixedCutPlanner(cut), lambda ctx: np.zeros(4, np.float32), server_url=url,
                      client_config=ClientConfig(connect_timeout_s=10.0), config=config) as runtime:
         records = runtime.run(frames)
         report = runtime.report()

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.network
 torch = pytest.importorskip("torch")
 
 from executor.client import ClientConfig, EdgeClient  # noqa: E402
+from executor.edge_cli import FixedCutPlanner  # noqa: E402
 from executor.emulation import HardwareEmulator  # noqa: E402
 from executor.hedge import HedgeCancelled, cut_is_hedgeable  # noqa: E402
 from executor.models import build_model  # noqa: E402
@@ -127,13 +128,9 @@ def test_runtime_records_a_local_win_as_a_hedge_fallback(observations):
     edge = build_model("openvla", "tiny", seed=0)
     cloud, _emulator = _slow_cloud()
 
-    class Fixed:
-        def predict(self, observation, state=None, episode_start=None, deterministic=True):
-            return np.array([1, 0]), state
-
     config = RuntimeConfig(deadline_s=5.0, realtime=False, connect_timeout_s=10.0, hedge=True)
     with CloudServer(cloud, ServerConfig(port=0)) as server:
-        with EdgeRuntime(edge, Fixed(), lambda ctx: np.zeros(4, np.float32), server_url=server.url,
+        with EdgeRuntime(edge, FixedCutPlanner(1), lambda ctx: np.zeros(4, np.float32), server_url=server.url,
                          client_config=CLIENT, config=config) as runtime:
             records = [runtime.step(o) for o in obs[:2]]
             report = runtime.report()
