@@ -178,13 +178,11 @@ def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_
     import gymnasium as gym
 
     from agents.report import StepRecorder
+    from agents.training import deadline_rule
     from ecc_env import ENV_ID
-    from ecc_env.latency import DeadlineConfig
 
     kw: dict[str, Any] = dict(edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all",
-                              episode_s=cfg.episode_s, chunk_size=cfg.chunk_size,
-                              deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline,
-                                                      hedge=cfg.hedge),
+                              episode_s=cfg.episode_s, chunk_size=cfg.chunk_size, deadline=deadline_rule(cfg),
                               backend=cfg.backend)
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig

@@ -231,16 +231,23 @@ def profiles_for(cfg: TrainConfig) -> tuple[Any, Any]:
     return roofline_profile_for(cfg.model, cfg.preset, cfg.edge), roofline_profile_for(cfg.model, cfg.preset, cfg.cloud)
 
 
+def deadline_rule(cfg: Any) -> Any:
+    """The ``ecc_env.latency.DeadlineConfig`` of a run's config (``TrainConfig`` or ``ecc eval``'s ``EvalConfig``:
+    ``deadline_ms``, ``break_even_deadline``, ``hedge``)."""
+    from ecc_env.latency import DeadlineConfig
+
+    return DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline, hedge=cfg.hedge)
+
+
 def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **overrides: Any) -> Any:
     """An EdgeCloudSplitEnv on ``trace_set`` (used as is: ``trace_split='all'``) with the run's settings."""
     import gymnasium as gym
 
     from ecc_env import ENV_ID
-    from ecc_env.latency import DeadlineConfig
 
     kw: dict[str, Any] = dict(
         edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all", episode_s=cfg.episode_s,
-        chunk_size=cfg.chunk_size, deadline=DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline, hedge=cfg.hedge),
+        chunk_size=cfg.chunk_size, deadline=deadline_rule(cfg),
     )
     kw.update(overrides)
     return gym.make(ENV_ID, **kw)
