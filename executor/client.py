@@ -154,6 +154,17 @@ class _Exchange:
     recv_perf: float
 
 
+
+def _reply_counts(future: concurrent.futures.Future, deadline: float | None) -> bool:
+    """Whether a hedged call takes the network's outcome: a reply received by the deadline, or a network failure.
+    A reply that came in after the deadline lost the race even when it is already there when the race is checked
+    (the check can run a little after the deadline: the local actions, not the late reply, then count)."""
+    if not future.done() or future.cancelled():
+        return False
+    if future.exception() is not None:
+        return True
+    return deadline is None or future.result().recv_perf <= deadline
+
 @dataclass
 class _Accumulator:
     edge_s: float = 0.0
@@ -509,7 +520,7 @@ class EdgeClient:
 
         timeout = None if deadline is None else deadline - time.perf_counter()
         try:
-            if timeout is not None and timeout <= 0:
+            if timeout is not None and timeout <= 0 and not _reply_counts(future, deadline):
                 raise concurrent.futures.TimeoutError()
             return future.result(timeout)
         except concurrent.futures.TimeoutError as e:
@@ -602,7 +613,7 @@ class EdgeClient:
         cont = self._hedge
         timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
         concurrent.futures.wait([future, cont.future], timeout, return_when=concurrent.futures.FIRST_COMPLETED)
-        if future.done() or (cont.future.done() and cont.future.exception() is not None):
+        if _reply_counts(future, deadline) or (cont.future.done() and cont.future.exception() is not None):
             cont.cancel()
             return None
         future.cancel()  # local actions first, or the deadline passed: a late reply is dropped by its request id

@@ -139,3 +139,47 @@ def test_runtime_records_a_local_win_as_a_hedge_fallback(observations):
         np.testing.assert_array_equal(r.action, exp[0])
     assert runtime._prev_miss  # the next observation sees the miss, as in the env
     assert report["fallback_reasons"] == {"hedge": 2}
+
+
+def _exchange_future(recv_perf: float | None, error: Exception | None = None):
+    import concurrent.futures
+
+    from executor.client import _Exchange
+
+    f: concurrent.futures.Future = concurrent.futures.Future()
+    if error is not None:
+        f.set_exception(error)
+    elif recv_perf is not None:
+        f.set_result(_Exchange(b"", 0.0, 0.0, 0.0, recv_perf))
+    return f
+
+
+def test_a_reply_counts_only_when_received_by_the_deadline():
+    """The race is checked a little after the deadline: a reply already there but received after it lost (the local
+    actions count, as in the env's rule); one received before it won, even though the check itself is late."""
+    from executor.client import _reply_counts
+    from executor.protocol import ServerUnavailable
+
+    deadline = 10.0
+    assert _reply_counts(_exchange_future(9.99), deadline)
+    assert _reply_counts(_exchange_future(10.0), deadline)
+    assert not _reply_counts(_exchange_future(10.01), deadline)
+    assert not _reply_counts(_exchange_future(None), deadline)  # still in flight
+    assert _reply_counts(_exchange_future(1e9), None)  # no deadline: any reply counts
+    assert _reply_counts(_exchange_future(None, ServerUnavailable("closed")), deadline)  # a failure is the outcome
+    cancelled = _exchange_future(None)
+    cancelled.cancel()
+    assert not _reply_counts(cancelled, deadline)
+
+
+def test_wait_returns_a_reply_received_in_time_even_when_checked_after_the_deadline():
+    from executor.protocol import TransportTimeout
+
+    client = EdgeClient(build_model("openvla", "tiny", seed=0), "ws://127.0.0.1:9", CLIENT)
+    now = time.perf_counter()
+    on_time = _exchange_future(now - 0.5)
+    assert client._wait(on_time, now - 0.1) is on_time.result()
+    with pytest.raises(TransportTimeout, match="before the deadline"):
+        client._wait(_exchange_future(now - 0.05), now - 0.1)  # received after the deadline
+    with pytest.raises(TransportTimeout, match="before the deadline"):
+        client._wait(_exchange_future(None), now - 0.1)  # not received at all
