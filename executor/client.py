@@ -343,6 +343,9 @@ class EdgeClient:
             for fut in list(self._pending.values()) + list(self._pings.values()):
                 if not fut.done():
                     fut.set_exception(error)
+                    # A waiter, if any, still gets the error; at close() the waiters are being cancelled, and
+                    # asyncio would otherwise log "Future exception was never retrieved" for each such future.
+                    fut.exception()
 
     async def _ping_once(self, ws: Any, pad_bytes: int = 0) -> tuple[float, float, dict[str, Any]]:
         """(send wall time, receive wall time, pong metadata) of one ping. A tiny one records an RTT sample; one

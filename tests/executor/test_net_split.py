@@ -230,3 +230,28 @@ def test_remote_error_names_the_problem(openvla_pair):
             client.connect()
             obs = edge.make_observation(0)
             np.testing.assert_array_equal(client.infer(obs, 0, deadline=deadline()).actions, edge.forward(obs))
+
+
+def test_closing_with_a_request_in_flight_logs_no_unretrieved_future(served, caplog):
+    """close() fails the in-flight request with ServerUnavailable; its waiter is cancelled at the same time, so no
+    one reads that error, and asyncio must not report "Future exception was never retrieved" for it."""
+    import asyncio
+    import gc
+    import logging
+
+    edge, server = served
+    client = EdgeClient(edge, server.url)
+    client.connect()
+
+    async def register() -> asyncio.Future:
+        fut = client._loop.create_future()
+        client._pending[-99] = fut  # a request whose reply never comes
+        return fut
+
+    fut = asyncio.run_coroutine_threadsafe(register(), client._loop).result(WAIT_S)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        client.close()
+        assert fut.done() and not fut.cancelled()  # failed (reading the error here would hide the log under test)
+        del fut, client
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
