@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -75,9 +76,10 @@ def policy_path(arg: str) -> Path:
     return p / "policy.zip" if p.is_dir() else p
 
 
-def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam: int = 16) -> Any:
+def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam: int = 16,
+                  budget_ms: float = 2.0) -> Any:
     """The planner object for one parsed spec. ``ppo`` raises ``agents.artifact.PolicyLoadError`` when the artifact
-    does not match ``env``."""
+    does not match ``env``; its GuardedPolicy hands a decision that took over ``budget_ms`` to the heuristic."""
     from agents import heuristics as h
 
     if name == "ppo":
@@ -88,7 +90,7 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         mismatch = hedge_mismatch(loaded.metadata, env.unwrapped.deadline.hedge)
         if mismatch:
             log.warning("%s: %s", arg, mismatch)
-        return GuardedPolicy(loaded, h.HeuristicPlanner(ctx))
+        return GuardedPolicy(loaded, h.HeuristicPlanner(ctx), budget_ms=budget_ms)
     if name == "oracle":
         from agents.oracle import Oracle
 
@@ -126,6 +128,7 @@ class EvalConfig:
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
     hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)
     oracle_beam: int = 16  # beam width of the Oracle's search
+    budget_ms: float = 2.0  # PPO decision budget (ms) before the heuristic takes the step, as in ecc edge; inf: none
     out: str = ""  # output folder for report.json, report.csv, steps.csv and plots (none: print only)
     plots: bool = True  # write the PNG plots into --out
 
@@ -138,6 +141,8 @@ class EvalConfig:
             raise ValueError(f"hardware must be EDGE+CLOUD (e.g. orin+a100), got {self.hardware!r}")
         if self.episodes < 1 or self.episode_s <= 0 or self.chunk_size < 1 or self.oracle_beam < 1:
             raise ValueError(f"episodes, episode_s, chunk_size and oracle_beam must be positive: {self}")
+        if not self.budget_ms > 0:
+            raise ValueError(f"budget_ms must be > 0 (inf: no budget), got {self.budget_ms!r}")
         if self.profiles and len(self.profiles.split(",")) != 2:
             raise ValueError(f"profiles must be EDGE.json,CLOUD.json, got {self.profiles!r}")
 
@@ -225,7 +230,7 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
             task = progress.add_task("eval", total=len(specs) * cfg.episodes * steps_per_ep)
             env.on_step = lambda: progress.advance(task)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(prior_set))
-        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam) for lab, n, a in specs}
+        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms) for lab, n, a in specs}
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
         def on_planner(name: str) -> None:
@@ -242,8 +247,10 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
     from agents.artifact import profile_id
 
     meta = {
-        "config": asdict(cfg), "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set),
-                                          "names": list(eval_set.names)[:50]},
+        "config": {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)  # inf budget: "inf"
+                   for k, v in asdict(cfg).items()},
+        "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set),
+                   "names": list(eval_set.names)[:50]},
         "profiles": {"edge": profile_id(edge), "cloud": profile_id(cloud)},
         "seeds": seeds, "steps_per_planner": [len(r.result.latency_ms) for r in runs], "backend": backend_desc,
         "wall_s": time.perf_counter() - t0, "machine": _machine(),

@@ -90,3 +90,20 @@ def test_ecc_edge_policy_argument_errors(tiny_policy: Path) -> None:
     stray = subprocess.run([ECC, "edge", "--hardware", "orin+a100", "--model", "openvla", "--preset", "tiny"],
                            capture_output=True, text=True, timeout=120)
     assert stray.returncode == 2 and "only apply with --policy" in stray.stderr
+
+
+@pytest.mark.parametrize("budget_ms", ["1e-9", "inf"])
+def test_ecc_eval_applies_the_decision_budget(tiny_policy: Path, tmp_path: Path, budget_ms: str) -> None:
+    """`ecc eval --budget-ms` reaches the GuardedPolicy: with a budget no decision can meet, the heuristic takes every
+    step (all counted over budget); without one (inf), none, however loaded the machine is."""
+    import json
+
+    from agents.eval_cli import main
+
+    out = tmp_path / "eval"
+    assert main(["--planners", f"ppo:{tiny_policy}", "--model", "openvla", "--preset", "tiny", "--episodes", "1",
+                 "--episode-s", "2", "--budget-ms", budget_ms, "--out", str(out), "--no-plots"]) == 0
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    over = row["fallbacks_by_reason"]["over_budget"]
+    assert row["fallbacks"] == over
+    assert over == (row["steps"] if budget_ms == "1e-9" else 0) and row["steps"] > 0
