@@ -230,7 +230,8 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
             task = progress.add_task("eval", total=len(specs) * cfg.episodes * steps_per_ep)
             env.on_step = lambda: progress.advance(task)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(prior_set))
-        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms) for lab, n, a in specs}
+        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms)
+                    for lab, n, a in specs}
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
         def on_planner(name: str) -> None:

@@ -154,16 +154,16 @@ class _Exchange:
     recv_perf: float
 
 
-
 def _reply_counts(future: concurrent.futures.Future, deadline: float | None) -> bool:
-    """Whether a hedged call takes the network's outcome: a reply received by the deadline, or a network failure.
-    A reply that came in after the deadline lost the race even when it is already there when the race is checked
-    (the check can run a little after the deadline: the local actions, not the late reply, then count)."""
+    """Whether a call's network outcome stands: a reply received by the deadline, or a network failure. The check
+    can run a little after the deadline: a reply received after it is a miss even when it is already there (a hedged
+    call takes the local actions then), and one received before it is not (``_wait`` returns it)."""
     if not future.done() or future.cancelled():
         return False
     if future.exception() is not None:
         return True
     return deadline is None or future.result().recv_perf <= deadline
+
 
 @dataclass
 class _Accumulator:
