@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -248,8 +247,7 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
     from agents.artifact import profile_id
 
     meta = {
-        "config": {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)  # inf budget: "inf"
-                   for k, v in asdict(cfg).items()},
+        "config": asdict(cfg),
         "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set),
                    "names": list(eval_set.names)[:50]},
         "profiles": {"edge": profile_id(edge), "cloud": profile_id(cloud)},

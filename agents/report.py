@@ -200,6 +200,18 @@ def _nan_to_none(v: Any) -> Any:
     return v
 
 
+def _finite_meta(v: Any) -> Any:
+    """``meta`` for strict JSON: a non-finite float becomes its text (``"inf"``: e.g. no decision budget), in nested
+    dicts and lists too; a figure's NaN in ``rows`` is ``null`` instead (not measured)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _finite_meta(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite_meta(x) for x in v]
+    return v
+
+
 def planner_row(run: PlannerRun, edge_mean_ms: float = math.nan, oracle_mean_ms: float = math.nan) -> dict[str, Any]:
     """The table row of one run (see the module docstring for the columns)."""
     s = run.result.summary()
@@ -255,7 +267,7 @@ class EvalReport:
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": self.meta, "rows": [{k: _nan_to_none(v) for k, v in r.items()} for r in self.rows],
+        doc = {"meta": _finite_meta(self.meta), "rows": [{k: _nan_to_none(v) for k, v in r.items()} for r in self.rows],
                "families": self.families}
         path.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=False))
         return path
