@@ -6,7 +6,10 @@ defaults on ``--traces``), differing only in what they observe (``ecc_env.privil
 
 - ``probes``: the regular observation (what the edge runtime has: probe and transfer samples);
 - ``+now``: plus the trace's true uplink rate at the decision time (a perfect bandwidth sensor);
-- ``+now+ahead``: plus the true harmonic-mean uplink rate over the next ``--horizon-s`` (a perfect forecast).
+- ``+now+ahead``: plus the true harmonic-mean uplink rate over the next ``--horizon-s`` (a perfect forecast);
+- ``hindsight`` (only when asked for by ``--variants``): plus what the Oracle knows of the actions, the held
+  action's true deviation from the reference action over the next ``--deviation-steps`` steps;
+- ``all`` (likewise): the fields of ``+now+ahead`` and ``hindsight`` together.
 
 They are evaluated with the heuristic and the Oracle on the family's TEST traces (the split ``ecc eval --traces``
 uses; never trained or tuned on). The privileged policies cannot be deployed (``load_policy`` refuses them): they
@@ -14,6 +17,10 @@ bound what better measurement or forecasting could buy. Run folders
 ``<runs>/foresight-<variant>-<model>-<edge>-s<seed>`` are reused when they hold a policy.
 
     python benchmarks/bench_foresight.py --runs /tmp/foresight --combos pi0:orin:5G openvla:orin:mahimahi
+    python benchmarks/bench_foresight.py --runs /tmp/foresight --combos pi0:orin:5G --hedge --variants probes hindsight
+
+``--hedge`` trains and evaluates every planner with hedged execution (``train.py --hedge``); its run folders carry
+``-hedge`` in their names.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("probes", "now", "ahead")
+VARIANTS = ("probes", "now", "ahead", "hindsight", "all")
 
 
-def _privileged(variant: str, horizon_s: float):  # type: ignore[no-untyped-def]
+def _privileged(variant: str, horizon_s: float, deviation_steps: int = 2):  # type: ignore[no-untyped-def]
     from ecc_env.privileged import PrivilegedConfig
 
-    return {"probes": None, "now": PrivilegedConfig(), "ahead": PrivilegedConfig(horizon_s=horizon_s)}[variant]
+    return {"probes": None, "now": PrivilegedConfig(), "ahead": PrivilegedConfig(horizon_s=horizon_s),
+            "hindsight": PrivilegedConfig(now=False, held_deviation_steps=deviation_steps),
+            "all": PrivilegedConfig(horizon_s=horizon_s, held_deviation_steps=deviation_steps)}[variant]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timesteps", type=int, default=1_000_000, help="PPO steps per policy")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--horizon-s", type=float, default=0.5, help="window of the +ahead field")
+    p.add_argument("--deviation-steps", type=int, default=2, help="steps ahead of the hindsight variant's fields")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:3]))
+    p.add_argument("--hedge", action="store_true", help="hedged execution for training and every planner")
     p.add_argument("--episodes", type=int, default=24)
     p.add_argument("--beam", type=int, default=4, help="Oracle beam width")
     args = p.parse_args(argv)
@@ -78,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             p.error(str(e))
         cfg = TrainConfig(model=model, edge=edge_hw, traces=(args.traces,), total_timesteps=args.timesteps,
-                          seed=args.seed, run_dir=args.runs)
+                          seed=args.seed, run_dir=args.runs, hedge=args.hedge)
         policies = {}
-        for variant in VARIANTS:
-            name = f"foresight-{variant}-{model}-{edge_hw}-s{args.seed}"
+        tag = "-hedge" if args.hedge else ""
+        for variant in args.variants:
+            name = f"foresight{tag}-{variant}-{model}-{edge_hw}-s{args.seed}"
             path = Path(args.runs) / name / "policy.zip"
             if not path.is_file():
                 t0 = time.perf_counter()
-                train(replace(cfg, run_name=name), privileged=_privileged(variant, args.horizon_s))
+                train(replace(cfg, run_name=name), privileged=_privileged(variant, args.horizon_s, args.deviation_steps))
                 print(f"trained {name} in {time.perf_counter() - t0:.0f} s")
             policies[variant] = MaskablePPO.load(str(path), device="cpu")
         edge, cloud = profiles_for(cfg)
@@ -95,17 +108,19 @@ def main(argv: list[str] | None = None) -> int:
         rows = {"heuristic": evaluate(HeuristicPlanner(ctx), env, seeds, name="heuristic").summary(),
                 "oracle": evaluate(Oracle(cut_candidates=2, beam=args.beam), env, seeds, name="oracle").summary()}
         for variant, m in policies.items():
-            priv = _privileged(variant, args.horizon_s)
+            priv = _privileged(variant, args.horizon_s, args.deviation_steps)
             venv = env if priv is None else PrivilegedBandwidth(env, priv)
             rows[variant] = evaluate(PPOPlanner(m, e.cut_fits, ObsView(e.builder.config)), venv, seeds,
                                      name=variant).summary()
         oracle = rows["oracle"]["mean_latency_ms"]
         print(f"\n{model} {edge_hw}+a100, {family} test traces ({len(test)}), {args.episodes} episodes x "
-              f"{cfg.episode_s:.0f} s, PPO {args.timesteps} steps seed {args.seed}, Oracle beam {args.beam}")
+              f"{cfg.episode_s:.0f} s, PPO {args.timesteps} steps seed {args.seed}, Oracle beam {args.beam}"
+              f"{', hedged' if args.hedge else ''}")
         print(f"{'planner':<22}{'mean ms':>9}{'/ Oracle':>10}{'p95 ms':>9}{'return':>10}{'misses':>8}{'skip':>7}")
         labels = {"probes": "PPO (probes)", "now": "PPO +now", "ahead": f"PPO +now+ahead {args.horizon_s:g} s",
+                  "hindsight": f"PPO +deviation {args.deviation_steps} st", "all": "PPO +all",
                   "heuristic": "heuristic", "oracle": "Oracle"}
-        for key in ("heuristic", *VARIANTS, "oracle"):
+        for key in ("heuristic", *args.variants, "oracle"):
             s = rows[key]
             print(f"{labels[key]:<22}{s['mean_latency_ms']:>9.2f}{s['mean_latency_ms'] / oracle:>10.3f}"
                   f"{s['p95_latency_ms']:>9.1f}{s['mean_return']:>10.2f}"

@@ -37,6 +37,15 @@ def test_config_validation():
         PrivilegedConfig(now=False, horizon_s=0.0)
     assert PrivilegedConfig().field_names == ("true_uplink_now",)
     assert PrivilegedConfig(now=False, horizon_s=0.5).field_names == ("true_uplink_ahead",)
+    assert PrivilegedConfig(now=False, held_deviation_steps=2).field_names == ("held_deviation_0", "held_deviation_1")
+    assert PrivilegedConfig(now=False, held_deviation_steps=1).describe() == {
+        "fields": ["held_deviation_0"], "horizon_s": 0.0, "deviation_scale": 0.25}  # what load_policy names
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="held_deviation_steps"):
+            PrivilegedConfig(held_deviation_steps=bad)
+    for bad in (0.0, -0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="deviation_scale"):
+            PrivilegedConfig(held_deviation_steps=1, deviation_scale=bad)
 
 
 def test_fields_are_the_true_rates_after_an_unchanged_observation(toy):
@@ -79,6 +88,33 @@ def test_outage_ahead_reads_zero(toy):
     obs, _ = env.reset(seed=0)
     assert _decode(obs[-1]) == 0.0  # any window of 2.5 s of this 4 s trace touches the outage
     assert _decode(obs[-2]) == pytest.approx(env.unwrapped.link.bandwidth_mbps(env.unwrapped._t_dec, "up"))
+
+
+def test_held_deviation_is_what_skipping_costs_now_and_next(toy):
+    """held_deviation_0 is the deviation the env charges for skipping this step (its info['deviation']), and
+    held_deviation_1 the one it charges for skipping the next; 1 while nothing is held."""
+    scale = 0.5
+    env = PrivilegedBandwidth(toy.make_env(toy.three_block_profiles(), _levels(), episode_s=6.0),
+                              PrivilegedConfig(now=False, held_deviation_steps=2, deviation_scale=scale))
+    assert env.observation_space.shape[0] == 33 + 2
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(obs[-2:], [1.0, 1.0])  # no actions held before the first inference
+    rng = np.random.default_rng(4)
+    checked, nonzero, predicted_next = 0, 0, None
+    for _ in range(60):
+        skip = int(env.unwrapped._actions_left > 0 and rng.random() < 0.75)
+        before = obs[-2:].copy()
+        obs, _, term, trunc, info = env.step(np.array([0, skip]))
+        if skip:
+            assert before[0] == pytest.approx(min(info["deviation"] / scale, 1.0), abs=1e-6)
+            if predicted_next is not None:
+                assert predicted_next == pytest.approx(before[0], abs=1e-6)  # the same held action, one step on
+            checked += 1
+            nonzero += info["deviation"] > 1e-6
+        predicted_next = float(before[1]) if skip else None
+        if term or trunc:
+            break
+    assert checked >= 20 and nonzero >= 10
 
 
 def test_wraps_only_the_split_env():

@@ -283,7 +283,13 @@ def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
             with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
                 client.connect(timeout_s=WAIT_S)
                 client._loop.call_soon_threadsafe(client._pending.__setitem__, -99, object())
-                time.sleep(0.2)  # a probe sent just before the placeholder is through by now
+                # a probe sent just before the placeholder ends within its 0.1 s timeout; wait until none has come
+                # in for 0.3 s rather than a fixed time, which a loaded machine can outlast
+                deadline, n, quiet_since = time.monotonic() + WAIT_S, len(probes(client)), time.monotonic()
+                while time.monotonic() - quiet_since < 0.3 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    if len(probes(client)) != n:
+                        n, quiet_since = len(probes(client)), time.monotonic()
                 t_start, n_start = time.time(), len(probes(client))
                 time.sleep(0.6)
                 t_end, n_end = time.time(), len(probes(client))
@@ -294,5 +300,7 @@ def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
                 after = probes(client)
     assert n_end == n_start, [s for s in after if t_start < s.uplink_done_s < t_end]
     assert len(after) >= n_end + 2 and after[-1].uplink_done_s > t_end
-    for s in after:
-        assert up / (1 + 0.25) <= s.uplink_mbps <= up * 1.1, s
+    # the probes measure the link: their median within the shaping's bounds, none faster than it (one delayed by a
+    # loaded machine's scheduler may read slow)
+    assert up / (1 + 0.25) <= float(np.median([s.uplink_mbps for s in after])) <= up * 1.1, after
+    assert all(s.uplink_mbps <= up * 1.1 for s in after), after
