@@ -20,7 +20,7 @@ bound what better measurement or forecasting could buy. Run folders
     python benchmarks/bench_foresight.py --runs /tmp/foresight --combos pi0:orin:5G --hedge --variants probes hindsight
 
 ``--hedge`` trains and evaluates every planner with hedged execution (``train.py --hedge``); its run folders carry
-``-hedge`` in their names.
+``-hedge`` in their names, and a budget other than 1M steps of 64x64 (``--timesteps``, ``--net-arch``) its size.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--combos", nargs="+", default=["pi0:orin:5G", "openvla:orin:mahimahi"],
                    help="MODEL:EDGE:FAMILY (FAMILY: text contained in the trace family's folder path)")
     p.add_argument("--timesteps", type=int, default=1_000_000, help="PPO steps per policy")
+    p.add_argument("--net-arch", type=int, nargs="+", default=[64, 64], help="hidden layers of the PPO MLPs")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--horizon-s", type=float, default=0.5, help="window of the +ahead field")
     p.add_argument("--deviation-steps", type=int, default=2, help="steps ahead of the hindsight variant's fields")
@@ -90,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             p.error(str(e))
         cfg = TrainConfig(model=model, edge=edge_hw, traces=(args.traces,), total_timesteps=args.timesteps,
-                          seed=args.seed, run_dir=args.runs, hedge=args.hedge)
+                          seed=args.seed, run_dir=args.runs, hedge=args.hedge, net_arch=tuple(args.net_arch))
         policies = {}
         tag = "-hedge" if args.hedge else ""
+        budget = "" if (args.timesteps, tuple(args.net_arch)) == (1_000_000, (64, 64)) else \
+            f"-{args.timesteps // 1000}k-{'x'.join(map(str, args.net_arch))}"
         for variant in args.variants:
-            name = f"foresight{tag}-{variant}-{model}-{edge_hw}-s{args.seed}"
+            name = f"foresight{tag}-{variant}-{model}-{edge_hw}-s{args.seed}{budget}"
             path = Path(args.runs) / name / "policy.zip"
             if not path.is_file():
                 t0 = time.perf_counter()
