@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=24)
     p.add_argument("--beam", type=int, default=4, help="Oracle beam width")
     args = p.parse_args(argv)
+    if args.deviation_steps < 1 and {"hindsight", "all"} & set(args.variants):
+        p.error(f"--deviation-steps must be >= 1, got {args.deviation_steps}")
+    if args.timesteps < 1 or any(n < 1 for n in args.net_arch):
+        p.error(f"--timesteps and --net-arch need positive sizes, got {args.timesteps}, {args.net_arch}")
     logging.basicConfig(level=logging.WARNING)
     import torch
 
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             path = Path(args.runs) / name / "policy.zip"
             if not path.is_file():
                 t0 = time.perf_counter()
-                train(replace(cfg, run_name=name), privileged=_privileged(variant, args.horizon_s, args.deviation_steps))
+                priv = _privileged(variant, args.horizon_s, args.deviation_steps)
+                train(replace(cfg, run_name=name), privileged=priv)
                 print(f"trained {name} in {time.perf_counter() - t0:.0f} s")
             policies[variant] = MaskablePPO.load(str(path), device="cpu")
         edge, cloud = profiles_for(cfg)

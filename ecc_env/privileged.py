@@ -15,8 +15,9 @@ layout is unchanged, see ``ecc_env.observation``):
 0``: what skipping step i + j would cost in action deviation (the env's ``deviation``; 1 when nothing is held or
 the episode ends first), scaled by ``deviation_scale``. The bandwidth fields read the episode's own (rescaled)
 segment, the deviation fields its reference actions, so they are exact: the latter is the hindsight the Oracle
-plans with, which no edge can have without running the inference it would skip. No edge runtime can measure them: a policy trained with these fields is a yardstick, never a
-product, and ``agents.artifact.load_policy`` refuses it (its metadata names the fields under ``privileged``).
+plans with, which no edge can have without running the inference it would skip. No edge runtime can measure any
+of them: a policy trained with these fields is a yardstick, never a product, and ``agents.artifact.load_policy``
+refuses it (its metadata names the fields under ``privileged``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class PrivilegedConfig:
         if not (math.isfinite(self.deviation_scale) and self.deviation_scale > 0):
             raise ValueError(f"deviation_scale must be finite and > 0, got {self.deviation_scale!r}")
         if not self.now and self.horizon_s == 0 and self.held_deviation_steps == 0:
-            raise ValueError("PrivilegedConfig selects no field: set now=True, horizon_s > 0 or held_deviation_steps > 0")
+            raise ValueError("PrivilegedConfig selects no field: set now=True, horizon_s > 0 or "
+                             "held_deviation_steps > 0")
 
     @property
     def field_names(self) -> tuple[str, ...]:
