@@ -4,6 +4,7 @@ ends with the same weights, failures raise instead of hanging, and ``train`` on 
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -96,8 +97,13 @@ def test_a_dead_worker_raises_instead_of_hanging(ray_local, env_fns):
     try:
         venv.reset()
         ray.kill(venv._workers[1], no_restart=True)
+        # ray.kill is asynchronous: a step sent before the kill lands still succeeds, so step until it raises (each
+        # step is bounded by step_timeout_s); the first error must be RayWorkerError, within a few seconds
+        deadline = time.monotonic() + 30.0
         with pytest.raises(RayWorkerError, match="env worker failed"):
-            venv.step(np.zeros((N_ENVS, 2), dtype=np.int64))
+            while time.monotonic() < deadline:
+                venv.step(np.zeros((N_ENVS, 2), dtype=np.int64))
+                time.sleep(0.05)
     finally:
         venv.close()
 
