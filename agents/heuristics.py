@@ -1,6 +1,6 @@
 """Hand-written planners: EdgeOnly, CloudOnly, StaticBestCut (Neurosurgeon), RoboECCPlanner (co-aware split with
-network-aware adjustment), RapidSkip (RAPID-style redundancy skip) and HeuristicPlanner (RoboECC cut + RAPID skip,
-the fallback of the learned policy).
+network-aware adjustment), RapidSkip (RAPID's dispatch: redundant steps on the edge, critical steps to the cloud)
+and HeuristicPlanner (RoboECC cut + RAPID-style skip, the fallback of the learned policy).
 
 All of them read only the observation vector (decoded by ``agents.planner.ObsView``) and the static
 ``PlannerContext``; they keep a little per-episode state (bandwidth history, cooldowns) that is cleared when
@@ -377,26 +377,38 @@ class RoboECCPlanner(_Base):
         return action(self.choose_cut(up, down, rtt, f["server_queue"]), False)
 
 
+RAPID_DISPATCHES: tuple[str, ...] = ("paper", "skip")
+
+
 @dataclass(frozen=True)
 class RapidConfig:
-    """RAPID-style skip rule.
+    """RAPID's dispatcher.
 
     Importance score s = (1 - visual_weight) * (w * accel_anomaly + (1 - w) * torque_change)
     + visual_weight * max(changed_fraction, 2 * structural), with w = speed / (speed + speed_ref_rad_s): the
-    acceleration term dominates at high joint speed, the torque term at low-speed contact. The visual term uses only
-    the noise-robust features (changed-pixel fraction after blur, low-res structural distance), never raw pixel MAD.
+    acceleration term dominates at high joint speed, the torque term at low-speed contact. RAPID is kinematics-only
+    (``visual_weight=0``, the default); a positive weight adds the noise-robust visual features (changed-pixel
+    fraction after blur, low-res structural distance), never raw pixel MAD.
 
-    Decision: no actions left -> infer; s >= high_threshold (critical) -> pre-empt the chunk and infer, unless a
-    pre-emption happened within ``cooldown_steps``; s >= low_threshold -> infer if at least ``cooldown_steps`` steps
-    ran since the last inference; the chunk older than ``max_action_age_s`` -> infer; otherwise skip.
+    When to infer (:meth:`RapidSkip.should_skip`): no actions left -> infer; s >= high_threshold (critical) ->
+    pre-empt the chunk and infer, unless a pre-emption happened within ``cooldown_steps``; s >= low_threshold ->
+    infer if at least ``cooldown_steps`` steps ran since the last inference; the chunk older than
+    ``max_action_age_s`` -> infer; otherwise the step is redundant.
+
+    Where (``dispatch``): ``"paper"`` (RAPID's dispatch) keeps redundant steps on the edge (the current chunk goes
+    on; a chunk that ran out or went stale is refilled by edge-only inference) and sends critical and important
+    steps (s >= low_threshold) to the cloud (the cut planner's cut when it uses the network, else the network cut
+    with the lowest expected latency at the prior bandwidth); ``"skip"`` (the package's earlier rule, used by
+    ``HeuristicPlanner``) skips redundant steps and runs every inference at the cut planner's cut.
     """
 
     low_threshold: float = 0.3
     high_threshold: float = 0.7
     cooldown_steps: int = 2
     speed_ref_rad_s: float = 1.0
-    visual_weight: float = 0.3
+    visual_weight: float = 0.0
     max_action_age_s: float = 0.6
+    dispatch: str = "paper"
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_threshold <= self.high_threshold:
@@ -407,10 +419,28 @@ class RapidConfig:
             raise ValueError(f"cooldown_steps must be an integer >= 0, got {self.cooldown_steps!r}")
         if not (self.speed_ref_rad_s > 0 and 0 <= self.visual_weight <= 1 and self.max_action_age_s > 0):
             raise ValueError(f"invalid RapidConfig {self}")
+        if self.dispatch not in RAPID_DISPATCHES:
+            raise ValueError(f"RapidConfig.dispatch must be one of {RAPID_DISPATCHES}, got {self.dispatch!r}")
+
+
+def best_network_cut(ctx: PlannerContext, costs_ms: np.ndarray | None = None) -> int:
+    """The cut that uses the network with the lowest expected latency (``costs_ms``, default: at the prior
+    bandwidth); the edge-only cut when no network cut fits the edge."""
+    if costs_ms is None:
+        p = ctx.prior
+        costs_ms = expected_cut_costs_ms(ctx, p.up_mbps, p.down_mbps, p.rtt_ms)
+    net = np.asarray(ctx.table.uses_network) & np.asarray(ctx.cut_fits)
+    if not net.any():
+        return ctx.edge_only_index
+    masked = np.where(net, costs_ms, np.inf)
+    if not np.isfinite(masked).any():  # every network cut misses the deadline: the cheapest upload
+        masked = np.where(net, np.asarray(ctx.table.up_bytes, dtype=float), np.inf)
+    return int(np.argmin(masked))
 
 
 class RapidSkip(_Base):
-    """RAPID-style redundancy skip on top of a cut planner (default: StaticBestCut)."""
+    """RAPID (see :class:`RapidConfig`): kinematic importance decides whether a step is redundant (edge) or
+    critical (cloud, pre-empting the chunk); the cloud cut comes from a cut planner (default: StaticBestCut)."""
 
     skips = True
 
@@ -418,11 +448,14 @@ class RapidSkip(_Base):
         super().__init__(ctx)
         self.config = config
         self.cut_planner = cut_planner if cut_planner is not None else StaticBestCut(ctx)
+        self._prior_network_cut = best_network_cut(ctx)
         self.reset()
 
     def reset(self) -> None:
         self.steps_since_preempt = 10**9
         self.last_event = ""
+        self.last_target = ""
+        self.cut = self.ctx.edge_only_index
         if hasattr(self.cut_planner, "reset"):
             self.cut_planner.reset()
 
@@ -431,6 +464,8 @@ class RapidSkip(_Base):
         c = self.config
         w = f["joint_speed"] / (f["joint_speed"] + c.speed_ref_rad_s)
         kin = w * f["accel_anomaly"] + (1 - w) * f["torque_change"]
+        if c.visual_weight == 0:
+            return kin
         vis = min(max(f["visual_changed"], 2.0 * f["visual_structural"]), 1.0)
         return (1 - c.visual_weight) * kin + c.visual_weight * vis
 
@@ -457,28 +492,56 @@ class RapidSkip(_Base):
         self.last_event = "redundant"
         return True
 
-    def _decide(self, observation: Any) -> np.ndarray:
-        f = self.view.decode(observation)
-        skip = self.should_skip(f)
+    def _planner_cut(self, f: dict[str, float], observation: Any, skip: bool) -> int:
         if isinstance(self.cut_planner, RoboECCPlanner):
             cp = self.cut_planner
             cp.observe(f, observation)
-            cut = cp.cut if (skip and cp.cut is not None) else cp.choose_cut(*cp.bandwidth_estimate(f),
-                                                                            f["server_queue"])
+            if skip and cp.cut is not None:
+                return cp.cut
+            return cp.choose_cut(*cp.bandwidth_estimate(f), f["server_queue"])
+        return int(self.cut_planner.predict(observation)[0][0])
+
+    def cloud_cut(self, f: dict[str, float], observation: Any) -> int:
+        """Where a critical step runs: the cut planner's cut when it uses the network, else its best network cut."""
+        cut = self._planner_cut(f, observation, skip=False)
+        if self.ctx.table.uses_network[cut]:
+            return cut
+        costs = getattr(self.cut_planner, "last_costs_ms", None)
+        return best_network_cut(self.ctx, costs) if costs is not None else self._prior_network_cut
+
+    def _decide(self, observation: Any) -> np.ndarray:
+        f = self.view.decode(observation)
+        skip = self.should_skip(f)
+        if self.config.dispatch == "skip":
+            return action(self._planner_cut(f, observation, skip), skip)
+        if skip:
+            self.last_target = "edge"
+            if isinstance(self.cut_planner, RoboECCPlanner):  # keep its bandwidth history current
+                self.cut_planner.observe(f, observation)
+            return action(self.cut, True)
+        if self.importance(f) >= self.config.low_threshold:
+            self.cut, self.last_target = self.cloud_cut(f, observation), "cloud"
         else:
-            cut = int(self.cut_planner.predict(observation)[0][0])
-        return action(cut, skip)
+            if isinstance(self.cut_planner, RoboECCPlanner):
+                self.cut_planner.observe(f, observation)
+            self.cut, self.last_target = self.ctx.edge_only_index, "edge"
+        return action(self.cut, False)
+
+
+#: HeuristicPlanner's skip rule: RAPID's thresholds with the package's skip dispatch and a visual term.
+HEURISTIC_RAPID = RapidConfig(visual_weight=0.3, dispatch="skip")
 
 
 class HeuristicPlanner(RapidSkip):
-    """RoboECC cut + RAPID skip: the learned policy's fallback."""
+    """RoboECC cut + RAPID-style skip (redundant steps skipped, inferences at the RoboECC cut): the learned
+    policy's fallback."""
 
     def __init__(
         self,
         ctx: PlannerContext,
         predictor: str | BandwidthPredictor = "harmonic",
         roboecc: RoboECCConfig = RoboECCConfig(),
-        rapid: RapidConfig = RapidConfig(),
+        rapid: RapidConfig = HEURISTIC_RAPID,
     ) -> None:
         super().__init__(ctx, rapid, RoboECCPlanner(ctx, predictor, roboecc))
 

@@ -204,3 +204,62 @@ def test_context_validation(toy):
         BandwidthPrior(-1.0, 1.0, 1.0)
     with pytest.raises(TypeError, match="PlannerContext"):
         EdgeOnly("ctx")  # type: ignore[arg-type]
+
+
+def test_rapid_is_kinematics_only_by_default(toy):
+    r = RapidSkip(ctx_for(toy))
+    assert r.config.visual_weight == 0.0 and r.config.dispatch == "paper"
+    # w = 1/2: s = 0.5 * 0.8 + 0.5 * 0.2 = 0.5; a large visual change does not move it
+    f = _fields(accel_anomaly=0.8, torque_change=0.2, visual_changed=1.0, visual_structural=1.0)
+    assert r.importance(f) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="dispatch"):
+        RapidConfig(dispatch="cloud")
+
+
+def test_rapid_paper_dispatch_redundant_on_edge_critical_to_cloud(toy):
+    # toy: cut 0 = cloud-only (network), cut 1 = edge-only; chunk_size 8
+    ctx = ctx_for(toy)
+    r = RapidSkip(ctx, RapidConfig(cooldown_steps=2))
+    start = np.array([True])
+    # chunk empty, nothing moving: refill on the edge (edge-only inference)
+    a, _ = r.predict(obs(ctx, actions_left=0, kin=(0.2, 0.0, 0.0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [1, 0] and r.last_target == "edge"
+    # redundant with actions left: keep executing on the edge (skip)
+    a, _ = r.predict(obs(ctx, actions_left=6, kin=(0.2, 0.0, 0.0), action_age_s=0.1))
+    assert a.tolist() == [1, 1] and r.last_event == "redundant"
+    # a contact spike (torque change 0.9 at low speed): critical -> pre-empt and infer in the cloud
+    a, _ = r.predict(obs(ctx, actions_left=5, kin=(0.05, 0.0, 0.9), action_age_s=0.2))
+    assert a.tolist() == [0, 0] and r.last_event == "preempt" and r.last_target == "cloud"
+    # the old rule (HeuristicPlanner's): redundant skipped, inferences at the cut planner's cut
+    old = RapidSkip(ctx, RapidConfig(dispatch="skip"))
+    a, _ = old.predict(obs(ctx, actions_left=0, kin=(0.2, 0.0, 0.0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [int(old.cut_planner.cut), 0]
+
+
+def test_best_network_cut_ignores_the_edge_only_cut(toy):
+    from agents.heuristics import best_network_cut
+
+    # at 1 Mbit/s the static best cut is edge-only, but the network cut is still cut 0
+    ctx = ctx_for(toy, prior=BandwidthPrior(1.0, 1.0, 20.0))
+    assert StaticBestCut(ctx).cut == 1 and best_network_cut(ctx) == 0
+
+
+def test_entropy_vision_dispatch_hand_computed(toy):
+    from agents.vision_skip import EntropyVisionConfig, EntropyVisionDispatch, binary_entropy_bits
+
+    assert binary_entropy_bits(0.5) == pytest.approx(1.0) and binary_entropy_bits(0.0) == 0.0
+    assert binary_entropy_bits(0.25) == pytest.approx(0.8112781, rel=1e-6)
+    ctx = ctx_for(toy)
+    v = EntropyVisionDispatch(ctx, EntropyVisionConfig(entropy_threshold=0.6, mad_ref=0.02, cooldown_steps=2))
+    # mad 0.02 -> p = 0.5 -> 1 bit; mad 0.002 -> p = 1/11 -> 0.439 bits
+    assert v.entropy({"visual_mad": 0.02}) == pytest.approx(1.0)
+    assert v.entropy({"visual_mad": 0.002}) == pytest.approx(binary_entropy_bits(1 / 11))
+    start = np.array([True])
+    a, _ = v.predict(obs(ctx, actions_left=0, visual=(0.02, 0, 0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [0, 0] and v.last_target == "cloud"
+    a, _ = v.predict(obs(ctx, actions_left=6, visual=(0.002, 0, 0), action_age_s=0.1))
+    assert a.tolist() == [0, 1] and v.last_target == "edge"
+    a, _ = v.predict(obs(ctx, actions_left=0, visual=(0.0, 0, 0), action_age_s=0.1))
+    assert a.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="entropy_threshold"):
+        EntropyVisionConfig(entropy_threshold=1.5)
