@@ -131,6 +131,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-wire", action="store_true", help="skip the wire throughput section")
     args = ap.parse_args()
+    print("settings: on-device only (no network, no RTT, no queueing); ideal efficiency; complete accounting (GB/s "
+          "decimal, one expert QKV; bench_perf.py prints VLA-Perf's own accounting beside it)")
     ref = vla_perf_pi0_specs()
     roofline_table("pi0, VLA-Perf configuration (hand-built specs)", ref, published=True)
     roofline_table("pi0, VLA-Perf configuration (hand-built specs)", ref, attention="materialised", published=True)
