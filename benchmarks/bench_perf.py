@@ -151,7 +151,8 @@ def fidelity_tables() -> list[float]:
     errs: list[float] = []
     pi0 = get_config("pi0")
     print("\n## fidelity: pi0 per device, end to end ms (published / paper accounting / complete)")
-    print(f"{'device':18s} {'pub':>7s} {'paper':>7s} {'err':>7s} {'complete':>8s} {'err':>7s}   vision/VLM/action paper")
+    print(f"{'device':18s} {'pub':>7s} {'paper':>7s} {'err':>7s} {'complete':>8s} {'err':>7s}   "
+          "vision/VLM/action paper")
     for hw, ((v, l, a, e), _) in VLA_PERF_PI0.items():
         p = evaluate(pi0, "on-device", device=hw, accounting="paper")
         c = evaluate(pi0, "on-device", device=hw)
@@ -208,8 +209,9 @@ def fidelity_tables() -> list[float]:
           f"(unfloored formula {(1 - 10 * big.s2_ms / 1e3) / (big.latency_ms / 1e3):.2f} Hz)")
     print("\n## parallel-decoding autoregressive head (VLA-Perf takeaway 8), B100, DoF 14, paper accounting, ms")
     for ch in (1, 10, 50):
-        cells = [f"{h} {evaluate(pi0.with_(action_head=h, chunk=ch), 'on-device', device='B100', accounting='paper').latency_ms:8.2f}"
-                 for h in ("flow", "autoregressive", "ar-parallel")]
+        lat = {h: evaluate(pi0.with_(action_head=h, chunk=ch), "on-device", device="B100",
+                           accounting="paper").latency_ms for h in ("flow", "autoregressive", "ar-parallel")}
+        cells = [f"{h} {v:8.2f}" for h, v in lat.items()]
         print(f"chunk {ch:3d}: " + "  ".join(cells))
     print(f"\nmax |error| in paper accounting over {len(errs)} published figures: {max(errs) * 100:.1f}%")
     return errs

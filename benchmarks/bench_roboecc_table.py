@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
             r = {row["planner"]: row for row in report.rows}
             print(f"{model:<8}{hw + '+a100':<11}{fam + ' (' + src + ')':<15}{len(ts):>3}"
-                  f"{r['edge']['mean_latency_ms']:>9.1f}{ctx.edge_only_ms:>7.1f}{r['roboecc']['mean_latency_ms']:>11.1f}"
+                  f"{r['edge']['mean_latency_ms']:>9.1f}{ctx.edge_only_ms:>7.1f}"
+                  f"{r['roboecc']['mean_latency_ms']:>11.1f}"
                   f"{r['cloud']['speedup_vs_edge']:>9.2f}{r['static']['speedup_vs_edge']:>9.2f}"
                   f"{r['roboecc']['speedup_vs_edge']:>10.2f}{r['roboecc_lstm']['speedup_vs_edge']:>8.2f}"
                   f"{r['two']['speedup_vs_edge']:>8.2f}{r['two_lstm']['speedup_vs_edge']:>11.2f}"

@@ -553,7 +553,8 @@ def roofline_profile_for(
 
 
 __all__ = [
-    "ATTENTIONS", "DEFAULT_ATTENTION", "resolve_attention", "DTYPES", "genz_parallel_decode_ops", "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
+    "ATTENTIONS", "DEFAULT_ATTENTION", "resolve_attention", "DTYPES", "genz_parallel_decode_ops",
+    "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
     "RooflineResult", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
     "roofline_profile_for", "transfer_ms", "transformer_layer_ops",
 ]

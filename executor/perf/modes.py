@@ -479,7 +479,8 @@ def check_parameters(**values: Any) -> None:
 
 
 __all__ = [
-    "ACCOUNTINGS", "EXECUTIONS", "LABELS", "dual_system_hz", "GIB_PER_GB", "paper_hardware", "MODES", "MemoryFit", "PLACEMENTS", "Part", "Payloads", "PerfInputError", "PerfResult",
+    "ACCOUNTINGS", "EXECUTIONS", "LABELS", "dual_system_hz", "GIB_PER_GB", "paper_hardware",
+    "MODES", "MemoryFit", "PLACEMENTS", "Part", "Payloads", "PerfInputError", "PerfResult",
     "VLA_PERF_NETWORK_PAYLOADS", "check_parameters", "custom_link", "evaluate", "evaluate_mode", "mode_names",
     "persistent_kv_bytes", "resolve_mode",
 ]
