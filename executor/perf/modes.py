@@ -383,13 +383,15 @@ def evaluate(
             raise PerfInputError(f"dual-system runs on one processor (on-device, edge-server or cloud), "
                                  f"not {placement!r}")
     dev, srv = _hw(device), _hw(server)
-    if accounting == "paper":
-        dev, srv = paper_hardware(dev), paper_hardware(srv)
     if placement == "cut":
         from executor.perf.cuts import evaluate_cut  # lazy: builds the executor model (torch)
 
+        if accounting != "complete":
+            raise PerfInputError("the cut placement prices the executor's model in complete accounting only")
         return evaluate_cut(cfg, dev, srv, _net(network or "WiFi 7"), dtype=dtype, cut=cut, execution=execution,
                             payload_overhead=payloads.protocol_overhead)
+    if accounting == "paper":
+        dev, srv = paper_hardware(dev), paper_hardware(srv)
     specs = block_specs(cfg)
     comps = [component_of(s.name) for s in specs]
     hops: list[NetworkLink] = []
