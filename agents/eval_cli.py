@@ -25,8 +25,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "static", "edge", "cloud",
-                                  "oracle")
+PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "vision-entropy", "static",
+                                  "edge", "cloud", "oracle")
 _SIMPLE = tuple(n for n in PLANNER_NAMES if ":" not in n)
 
 
@@ -98,6 +98,10 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         from agents.vision_skip import VisionSkip
 
         return VisionSkip(ctx)
+    if name == "vision-entropy":
+        from agents.vision_skip import EntropyVisionDispatch
+
+        return EntropyVisionDispatch(ctx)
     table = {"heuristic": h.HeuristicPlanner, "roboecc": h.RoboECCPlanner, "rapid": h.RapidSkip,
              "static": h.StaticBestCut, "edge": h.EdgeOnly, "cloud": h.CloudOnly}
     if name not in table:
