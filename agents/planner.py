@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ecc_env.observation import ObservationBuilder, ObservationConfig
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.costs import CutTable, cut_table
 from executor.profile import Profile
 
@@ -58,9 +59,9 @@ class PlannerContext:
     edge_only_index: int
     cut_fits: np.ndarray
     obs_config: ObservationConfig
-    period_ms: float = 100.0
+    period_ms: float = DEFAULT_PERIOD_MS
     deadline_ms: float = 300.0
-    chunk_size: int = 8
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     prior: BandwidthPrior = field(default_factory=lambda: BandwidthPrior(50.0, 50.0, 40.0))
     model_id: str = ""
 
@@ -95,9 +96,9 @@ class PlannerContext:
         *,
         obs_config: ObservationConfig | None = None,
         prior: BandwidthPrior | None = None,
-        period_ms: float = 100.0,
+        period_ms: float = DEFAULT_PERIOD_MS,
         deadline_ms: float = 300.0,
-        chunk_size: int = 8,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         edge_memory_bytes: int | None = None,
     ) -> PlannerContext:
         """A context from a Profile pair (as the edge runtime has it)."""

@@ -48,6 +48,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ecc_env.features import FeatureConfig, kinematic_scores, visual_change
+from executor.control import DEFAULT_CHUNK_SIZE
 from traces.units import BITS_PER_BYTE, MBIT
 
 OBS_SPEC_VERSION = 2  # 2: a missed deadline leaves an upper-bound uplink sample
@@ -85,7 +86,7 @@ class ObservationConfig:
     queue_capacity: int = 3
     server_queue_scale: float = 16.0
     action_age_scale_s: float = 2.0
-    chunk_size: int = 8
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     mad_scale: float = 0.25
     mad_accum_scale: float = 1.0
     joint_speed_scale: float = 4.0

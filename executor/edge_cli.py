@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default=None, help="module:factory returning a planner (called with the model)")
     p.add_argument("--builder", default=None, help="module:factory returning an observation builder (called with the model)")
     p.add_argument("--steps", type=int, default=20, help="observations to process (default 20)")
-    p.add_argument("--period-ms", type=float, default=100.0, help="control period in ms (default 100)")
+    p.add_argument("--period-ms", type=float, default=DEFAULT_PERIOD_MS,
+                   help=f"control period in ms (default {DEFAULT_PERIOD_MS:g}, executor.control)")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help=f"actions executed per inference, at most the model's chunk (default {DEFAULT_CHUNK_SIZE}, "
+                        "executor.control; the env's chunk_size)")
     p.add_argument("--deadline-ms", type=float, default=300.0, help="split deadline in ms (default 300)")
     p.add_argument("--no-realtime", action="store_true", help="run steps back to back instead of every period")
     p.add_argument("--hedge", action="store_true",
@@ -74,6 +80,13 @@ class FixedCutPlanner:
         return np.array([self.cut, 0]), state
 
 
+_HINTS = {
+    "no_server": "no --server given, so every network step ran edge-only (start `ecc serve` and pass --server)",
+    "disconnected": "the server was not reachable; the client reconnects in the background",
+    "deadline": "the actions were not back by the deadline (--deadline-ms; see docs/deployment.md)",
+}
+
+
 def _record_dict(r: Any) -> dict[str, Any]:
     return {
         "step": r.step, "mode": r.mode, "cut_requested": r.cut_requested, "cut_used": r.cut_used,
@@ -92,8 +105,8 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
     """Run the edge runtime for parsed ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
     env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
     ``frames(model, step)`` replaces the model's synthetic observations."""
-    if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0:
-        print("ecc edge: --steps, --period-ms and --deadline-ms must be positive", file=sys.stderr)
+    if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0 or args.chunk_size < 1:
+        print("ecc edge: --steps, --period-ms, --deadline-ms and --chunk-size must be positive", file=sys.stderr)
         return 2
     import torch
 
@@ -123,7 +136,8 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
+                                                            expect_preset=args.preset)).attach()
         url = args.server
         if url is not None and args.trace is not None:
             from urllib.parse import urlparse
@@ -137,7 +151,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None,
                                      compression=args.compression)
         config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
-                               realtime=not args.no_realtime, hedge=args.hedge)
+                               realtime=not args.no_realtime, hedge=args.hedge, chunk_size=args.chunk_size)
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
         if link is not None:
@@ -172,6 +186,9 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
     console.print(table)
     reasons = report["fallback_reasons"] or "none"
     console.print(f"fallbacks by reason: {reasons}; deadline {config.deadline_s * 1e3:g} ms")
+    for reason in sorted(report["fallback_reasons"]):
+        if reason in _HINTS:
+            console.print(f"  {reason}: {_HINTS[reason]}")
     guard_report = getattr(planner, "report", None)
     if callable(guard_report):
         console.print(f"{banner or 'planner'}: {guard_report()}")

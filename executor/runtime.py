@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.client import BandwidthSample, ClientConfig, EdgeClient
 from executor.protocol import CallTiming, ProtocolError, RemoteError, ServerUnavailable, TransportTimeout
 
@@ -57,7 +58,10 @@ class Planner(Protocol):
 class RuntimeConfig:
     """Control loop settings.
 
-    control_period_s: time between observations (10 Hz camera: 0.1 s).
+    control_period_s: time between observations (default ``executor.control.DEFAULT_PERIOD_MS``, the env's).
+    chunk_size: actions executed per inference (default ``executor.control.DEFAULT_CHUNK_SIZE``, the env's): a
+        chunk holds the first ``min(chunk_size, actions returned)`` actions, so skips follow the env's budget
+        rather than the model's raw output length.
     deadline_s: a split step whose actions are not back this long after its observation falls back to edge-only.
     realtime: pace steps to the control period (False runs them back to back: tests, replay).
     connect_timeout_s: how long ``start()`` waits for the first connection (the runtime starts edge-only anyway).
@@ -66,13 +70,16 @@ class RuntimeConfig:
         reason ``hedge`` (as the env's ``DeadlineConfig(hedge=True)`` counts it as a miss).
     """
 
-    control_period_s: float = 0.1
+    control_period_s: float = DEFAULT_PERIOD_MS / 1e3
     deadline_s: float = 0.1
     realtime: bool = True
     connect_timeout_s: float = 1.0
     hedge: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
     def __post_init__(self) -> None:
+        if isinstance(self.chunk_size, bool) or int(self.chunk_size) != self.chunk_size or self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1, got {self.chunk_size!r}")
         if self.control_period_s <= 0:
             raise ValueError(f"control_period_s must be > 0, got {self.control_period_s}")
         if self.deadline_s <= 0:
@@ -347,6 +354,9 @@ class EdgeRuntime:
                 log.error("edge-only inference failed: %s: %s", type(e).__name__, e)
                 mode, error = "failed", f"{type(e).__name__}: {e}"
         if actions is not None:
+            actions = np.asarray(actions)
+            if actions.ndim >= 2:  # (chunk, dof): execute the deployment's chunk length, as the env does
+                actions = actions[: self.config.chunk_size]
             self._chunk, self._chunk_index, self._chunk_time = actions, 1, time.perf_counter()
             self._chunk_step = self._step
             applied: np.ndarray | None = actions[0]
