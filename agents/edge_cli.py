@@ -17,7 +17,8 @@ reported and the heuristic decides every step; with ``--strict`` it is an error 
 
 The deadline of a network step is the env's (``--deadline-ms``, capped at the edge-only time unless
 ``--no-break-even-deadline``), but never below the fastest network step the Profiles and the link allow
-(:func:`network_floor_ms`); a deadline asked below it is an error (exit 2). See ``docs/deployment.md``.
+on the link (:func:`network_floor_ms`: the trace's peak rates and RTT, or the server's TCP connect time); a deadline
+or a Profile pair that puts it below is an error (exit 2) naming what to pass instead. See ``docs/deployment.md``.
 """
 
 from __future__ import annotations
@@ -93,10 +94,30 @@ def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_eve
     return DeadlineConfig(deadline_ms, break_even=break_even).resolve(edge_only).deadline_ms
 
 
-def network_floor_ms(edge: Any, cloud: Any, trace: Any = None) -> tuple[float, int]:
+def connect_rtt_ms(url: str, tries: int = 3, timeout_s: float = 1.0) -> float | None:
+    """Smallest TCP connect time to ``url``'s host and port (one round trip of the link), or None if unreachable."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    best = None
+    for _ in range(max(1, tries)):
+        t0 = time.perf_counter()
+        try:
+            with socket.create_connection((u.hostname or "127.0.0.1", u.port or 80), timeout=timeout_s):
+                dt = (time.perf_counter() - t0) * 1e3
+        except OSError:
+            return None
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def network_floor_ms(edge: Any, cloud: Any, trace: Any = None, rtt_ms: float | None = None) -> tuple[float, int]:
     """(ms, cut) of the fastest network step the Profiles allow on the link: every network cut that fits the edge's
-    memory at the trace's peak rates and smallest RTT (``trace`` None: compute only, an unknown link adds its
-    own time), as ``executor.costs.CutTable.latency_ms`` prices it. ``(inf, -1)`` when no network cut fits."""
+    memory at the trace's peak rates and smallest RTT, as ``executor.costs.CutTable.latency_ms`` prices it.
+    Without a trace the rates are unbounded and the RTT is ``rtt_ms`` (e.g. :func:`connect_rtt_ms` of the server;
+    None: 0). ``(inf, -1)`` when no network cut fits."""
     import numpy as np
 
     from agents.planner import PlannerContext
@@ -104,10 +125,10 @@ def network_floor_ms(edge: Any, cloud: Any, trace: Any = None) -> tuple[float, i
     ctx = PlannerContext.from_profiles(edge, cloud)
     if trace is None:
         up = down = math.inf
-        one_way = 0.0
+        one_way = (rtt_ms or 0.0) / 2.0
     else:
         up, down = float(np.max(trace.up_mbps)), float(np.max(trace.down_mbps))
-        one_way = float(np.min(trace.rtt_ms)) / 2.0
+        one_way = max(float(np.min(trace.rtt_ms)), rtt_ms or 0.0) / 2.0
     lat = ctx.table.latency_ms(up, down, one_way)
     ok = ctx.table.uses_network & ctx.cut_fits
     if not ok.any():
@@ -117,27 +138,53 @@ def network_floor_ms(edge: Any, cloud: Any, trace: Any = None) -> tuple[float, i
 
 
 def deployment_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True,
-                           trace: Any = None) -> tuple[float, str | None]:
-    """(deadline, note) for the runtime: the env's deadline (:func:`resolved_deadline_ms`), raised to the fastest
-    network step (:func:`network_floor_ms`) when the break-even cap put it below (the note says so). A
-    ``deadline_ms`` asked for below that floor raises :class:`DeadlineError` naming the value to pass."""
-    floor, cut = network_floor_ms(edge, cloud, trace)
-    if not math.isfinite(floor):
-        return resolved_deadline_ms(edge, cloud, deadline_ms, break_even=break_even), None
-    if deadline_ms < floor:
-        raise DeadlineError(
-            f"--deadline-ms {deadline_ms:g} is below the fastest network step of {edge.model_id}/{edge.preset} "
-            f"(cut {cut}: {floor:.4g} ms on {'this link' if trace is not None else 'an ideal link'}): every network "
-            f"step would miss; pass --deadline-ms {math.ceil(floor * 1000) / 1000:g} or more, or --cut "
-            f"{edge.num_blocks} (edge-only)")
+                           trace: Any = None, rtt_ms: float | None = None) -> float:
+    """The runtime's deadline: the env's (:func:`resolved_deadline_ms`), never below the fastest network step on the
+    link (:func:`network_floor_ms`). Raises :class:`DeadlineError`, naming what to pass instead, when the deadline
+    asked for or the Profiles' break-even cap (their edge-only time) is below that floor: every network step
+    would miss."""
+    floor, cut = network_floor_ms(edge, cloud, trace, rtt_ms)
     resolved = resolved_deadline_ms(edge, cloud, deadline_ms, break_even=break_even)
-    if resolved >= floor:
-        return resolved, None
-    note = (f"deadline {floor:.4g} ms (the fastest network step, cut {cut}) instead of the edge-only time "
-            f"{resolved:.4g} ms of these Profiles, so a network step can succeed at all; the Profiles say edge-only "
-            f"is faster than any network step (pass the Profiles this edge really has: --edge-profile/--cloud-profile "
-            f"or --emulate)")
-    return floor, note
+    if not math.isfinite(floor) or resolved >= floor:
+        return resolved
+    link = "this link" if trace is not None or rtt_ms is not None else "an ideal link"
+    fastest = f"the fastest network step of {edge.model_id}/{edge.preset} (cut {cut}: {floor:.4g} ms on {link})"
+    if deadline_ms < floor:
+        raise DeadlineError(f"--deadline-ms {deadline_ms:g} is below {fastest}: every network step would miss; pass "
+                            f"--deadline-ms {math.ceil(floor * 1000) / 1000:g} or more, or --cut {edge.num_blocks} "
+                            "(edge-only)")
+    raise DeadlineError(
+        f"the Profiles' edge-only time {resolved:.4g} ms ({edge.device}, source {edge.source}) caps the deadline "
+        f"below {fastest}: every network step would miss. Pass Profiles of the hardware this runs on "
+        "(--edge-profile/--cloud-profile, e.g. a demo run's profile_edge.json/profile_cloud.json with --emulate "
+        "profile_edge.json; see docs/deployment.md), or --no-break-even-deadline to keep --deadline-ms")
+
+
+def edge_speed_mismatch(model: Any, edge: Any, frame: Any, *, runs: int = 2, tolerance: float = 2.0,
+                        slack_ms: float = 1.0) -> str | None:
+    """Why the edge Profile does not describe the machine the runtime runs on, or None: the real edge-only time of
+    ``model`` on ``frame`` (median of ``runs`` after one warm-up, hardware emulation included when attached) above
+    ``tolerance`` x the Profile's edge-only time + ``slack_ms``. A policy trained on that Profile would see
+    latencies (``prev_latency``) it never saw and the guard would hand most steps to the heuristic."""
+    import statistics
+    import time
+
+    obs = {name: frame[name] for name in model.make_observation(seed=0)}
+    session = model.edge_session(model.num_blocks)
+    session.start(obs)  # warm-up
+    times = []
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        model.edge_session(model.num_blocks).start(obs)
+        times.append((time.perf_counter() - t0) * 1e3)
+    real = statistics.median(times)
+    profiled = float(sum(edge.block_ms))
+    if real <= tolerance * profiled + slack_ms:
+        return None
+    return (f"this machine runs {edge.model_id}/{edge.preset} edge-only in {real:.3g} ms, the edge Profile "
+            f"({edge.device}, {edge.source}) says {profiled:.3g} ms: the policy would see latencies it was never "
+            "trained on. Pass Profiles this machine can run (a demo run's profile_edge.json/profile_cloud.json with "
+            "--emulate profile_edge.json, or `ecc profile` of this machine; see docs/deployment.md)")
 
 
 def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
@@ -210,10 +257,9 @@ def main(argv: Sequence[str] = ()) -> int:
                 from traces import load_trace
 
                 trace = load_trace(args.trace)
-            args.deadline_ms, note = deployment_deadline_ms(edge, cloud, args.deadline_ms,
-                                                            break_even=args.break_even_deadline, trace=trace)
-            if note:
-                print(f"ecc edge: {note}", file=sys.stderr)
+            rtt = connect_rtt_ms(args.server) if args.server is not None else None
+            args.deadline_ms = deployment_deadline_ms(edge, cloud, args.deadline_ms,
+                                                      break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt)
             planner, builder = wire_policy(args.policy, edge, cloud, period_ms=control.period_ms,
                                            deadline_ms=args.deadline_ms, budget_ms=args.budget_ms, hedge=args.hedge,
                                            chunk_size=control.chunk_size)
@@ -238,8 +284,13 @@ def main(argv: Sequence[str] = ()) -> int:
             template.update(model.make_observation(seed=0))
         return stream_frame(stream, template, i)
 
+    preflight = None
+    if args.policy is not None:
+        def preflight(model: Any) -> str | None:
+            return edge_speed_mismatch(model, edge, frame(model, 0))
+
     rc = edge_cli.run(args, planner=planner, builder=builder, frames=frame,
-                      banner="guarded policy" if args.policy is not None else "")
+                      banner="guarded policy" if args.policy is not None else "", preflight=preflight)
     describe = getattr(planner, "describe_out_of_range", None)
     if callable(describe) and describe():
         print("out-of-range fields (the heuristic took these steps):\n" + describe())

@@ -8,7 +8,8 @@ named ``module:callable`` (``--planner``; called with the model). The observatio
 fixed planner. Frames are the model's synthetic observations (``make_observation(seed=step)``).
 ``--trace FILE`` inserts the user-space shaped link (``executor.link``) between the edge and the server, pacing bytes
 by that bandwidth trace. ``--emulate PROFILE.json`` pads the edge's blocks to that Profile (hardware emulation; the
-report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked.
+report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked, with the runtime's and the
+planner's reports (a GuardedPolicy's fallbacks by reason and out-of-range fields) in ``<out>.summary.json``.
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ def main(argv: Sequence[str] = ()) -> int:
 
 
 def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
-        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "") -> int:
+        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "",
+        preflight: Callable[[Any], str | None] | None = None) -> int:
     """Run the edge runtime for parsed ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
     env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
-    ``frames(model, step)`` replaces the model's synthetic observations."""
+    ``frames(model, step)`` replaces the model's synthetic observations; ``preflight(model)`` (after hardware
+    emulation is attached) returns a reason not to run (exit 2) or None."""
     if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0 or args.chunk_size < 1:
         print("ecc edge: --steps, --period-ms, --deadline-ms and --chunk-size must be positive", file=sys.stderr)
         return 2
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     link = None
+    emulator = None
     try:
         model = build_model(args.model, args.preset, seed=args.seed)
         if planner is not None:
@@ -131,13 +135,16 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         if builder is None:
             builder = (_factory(args.builder, model) if args.builder is not None
                        else (lambda ctx: np.zeros(1, np.float32)))
-        emulator = None
         if args.emulate is not None:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
             emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
                                                             expect_preset=args.preset)).attach()
+        if preflight is not None:
+            problem = preflight(model)
+            if problem:
+                raise ValueError(problem)
         url = args.server
         if url is not None and args.trace is not None:
             from urllib.parse import urlparse
@@ -154,6 +161,8 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
                                realtime=not args.no_realtime, hedge=args.hedge, chunk_size=args.chunk_size)
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
+        if emulator is not None:
+            emulator.detach()
         if link is not None:
             link.stop()
         return 2
@@ -173,6 +182,9 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         with args.out.open("w") as f:
             for r in records:
                 f.write(json.dumps(_record_dict(r)) + "\n")
+        planner_report = getattr(planner, "report", None)
+        summary = {"runtime": report, "planner": planner_report() if callable(planner_report) else None}
+        args.out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from rich.console import Console
     from rich.table import Table
 
@@ -191,7 +203,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
             console.print(f"  {reason}: {_HINTS[reason]}")
     guard_report = getattr(planner, "report", None)
     if callable(guard_report):
-        console.print(f"{banner or 'planner'}: {guard_report()}")
+        console.print(f"{banner or 'planner'}: {guard_report()}", markup=False)
     emu = report["emulation"]
     console.print("hardware emulation: " + (f"ON ({emu['device']})" if emu.get("emulated") else "off"))
     return 0 if all(r.mode != "failed" for r in records) else 1

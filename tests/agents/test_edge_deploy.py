@@ -106,11 +106,34 @@ def test_deadline_never_drops_below_the_fastest_network_step(tmp_path):
     assert floor > 30.0 and 0 <= cut < edge.num_blocks  # at least the round trip
     capped = resolved_deadline_ms(edge, cloud, 300.0)
     assert capped < 0.1  # the tiny model's roofline edge-only time: the README example's 0.013 ms
-    deadline, note = deployment_deadline_ms(edge, cloud, 300.0, trace=trace)
-    assert deadline == floor and "fastest network step" in note
-    assert deployment_deadline_ms(edge, cloud, 300.0, break_even=False, trace=trace) == (300.0, None)
-    with pytest.raises(DeadlineError, match=r"pass --deadline-ms \d"):
+    with pytest.raises(DeadlineError, match=r"edge-only time .* caps the deadline below the fastest network step.*"
+                                            r"--edge-profile/--cloud-profile.*--no-break-even-deadline"):
+        deployment_deadline_ms(edge, cloud, 300.0, trace=trace)  # the README example's silent 0.013 ms
+    assert deployment_deadline_ms(edge, cloud, 300.0, break_even=False, trace=trace) == 300.0
+    with pytest.raises(DeadlineError, match=r"--deadline-ms 10 is below .*pass --deadline-ms \d"):
         deployment_deadline_ms(edge, cloud, 10.0, break_even=False, trace=trace)
+    # no trace: the server's round trip is the link; an ideal link (no RTT) leaves the env's deadline alone
+    assert network_floor_ms(edge, cloud, rtt_ms=5.0)[0] > 5.0
+    assert deployment_deadline_ms(edge, cloud, 300.0) == capped
+    # Profiles whose edge-only time is above the floor keep the env's (capped) deadline
+    pi_e, pi_c = roofline_profile_for("pi0", "full", "orin"), roofline_profile_for("pi0", "full", "a100")
+    fast = synthetic.constant(500.0, 500.0, rtt_ms=5.0)
+    assert network_floor_ms(pi_e, pi_c, fast)[0] < resolved_deadline_ms(pi_e, pi_c, 300.0)
+    assert deployment_deadline_ms(pi_e, pi_c, 300.0, trace=fast) == resolved_deadline_ms(pi_e, pi_c, 300.0)
+
+
+def test_connect_rtt_measures_a_listening_socket_and_none_when_closed():
+    import socket
+
+    from agents.edge_cli import connect_rtt_ms
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        port = s.getsockname()[1]
+        rtt = connect_rtt_ms(f"ws://127.0.0.1:{port}")
+    assert rtt is not None and 0 < rtt < 1000
+    assert connect_rtt_ms(f"ws://127.0.0.1:{port}", timeout_s=0.2) is None
 
 
 def test_ecc_edge_help_lists_every_option(capsys):
