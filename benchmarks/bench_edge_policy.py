@@ -3,7 +3,7 @@ the step to the heuristic, by reason and by out-of-range field.
 
 Runs the deployment of ``docs/deployment.md``: a Profile pair this CPU can emulate (``agents.emulated_pair``, as the
 demo builds it, or a demo run's ``profile_edge.json`` / ``profile_cloud.json`` with ``--run``), a policy trained on
-it (``--policy``, or a quick one trained here), a cloud server emulating the cloud Profile in this process, and
+it (``--policy``, or a quick one trained here), ``ecc serve --emulate profile_cloud.json`` (a process), and
 ``ecc edge --policy ... --emulate profile_edge.json`` on the env's procedural stream. Also tries the roofline pair
 (``--hardware orin+a100``, the README's first example), which ``ecc edge`` refuses with exit 2 and a reason.
 
@@ -41,10 +41,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from agents.edge_cli import main as edge_main
-    from executor.emulation import HardwareEmulator
-    from executor.models import build_model
-    from executor.profile import Profile
-    from executor.server import CloudServer, ServerConfig
 
     work = Path(tempfile.mkdtemp(prefix="bench_edge_policy_"))
     if args.run is not None:
@@ -67,11 +63,24 @@ def main(argv: list[str] | None = None) -> int:
                           eval_episodes=2)
             policy = train(cfg, trace_set=embedded_default_set(), profiles=(edge, cloud)).policy_path
     results = {}
-    cloud_profile = Profile.load(cloud_path)
-    model = build_model(args.family, args.preset, seed=0)
-    emulator = HardwareEmulator(model, cloud_profile).attach()
-    with CloudServer(model, ServerConfig(port=0), emulator=emulator) as server:
-        common = ["--server", server.url, "--model", args.family, "--preset", args.preset, "--steps", str(args.steps),
+    import os
+    import re
+    import subprocess
+
+    server = subprocess.Popen([sys.executable, "-m", "executor.serve_cli", "--model", args.family, "--preset",
+                               args.preset, "--port", "0", "--threads", "1", "--emulate", str(cloud_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        url = None
+        for line in server.stdout:
+            m = re.match(r"serving (ws://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        if url is None:
+            raise RuntimeError("ecc serve did not start")
+        common = ["--server", url, "--model", args.family, "--preset", args.preset, "--steps", str(args.steps),
                   "--deadline-ms", str(args.deadline_ms), "--chunk-size", str(args.chunk_size)]
         if not args.realtime:
             common.append("--no-realtime")
@@ -83,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.roofline_policy is not None:
             rc = edge_main(["--policy", str(args.roofline_policy), "--hardware", "orin+a100", *common])
             results["roofline orin+a100 (README example)"] = {"rc": rc}
+    finally:
+        server.kill()
+        server.wait(10)
     print()
     for name, r in results.items():
         s = r.get("summary")

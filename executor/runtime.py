@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.client import BandwidthSample, ClientConfig, EdgeClient
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.protocol import CallTiming, ProtocolError, RemoteError, ServerUnavailable, TransportTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
