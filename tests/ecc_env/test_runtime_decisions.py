@@ -54,8 +54,26 @@ def _planners(env):
 
 @pytest.mark.parametrize("name", ["heuristic", "ppo"])
 def test_same_policy_same_stream_same_decisions(profiles, const_traces, toy, name):
-    stream = toy.known_stream(num_steps=40)
-    env = EdgeCloudSplitEnv(*profiles, const_traces, streams=[stream], episode_s=4.0, trace_split="all",
+    _same_decisions(profiles, const_traces, toy.known_stream(num_steps=40), name)
+
+
+@pytest.mark.parametrize("name", ["heuristic", "ppo"])
+def test_same_decisions_on_a_recorded_stream_and_trace(profiles, toy, shared_traces, tmp_path, name):
+    """A stream saved to and read back from its .npz file, and a recorded Mahimahi LTE trace (with an RTT)."""
+    import dataclasses
+
+    from ecc_env.streams import ObservationStream
+    from traces import load_trace
+    from traces.traceset import TraceSet
+
+    trace = load_trace(shared_traces / "mahimahi_cellular_us" / "ATT-LTE-driving.up")
+    trace_set = TraceSet.from_traces([dataclasses.replace(trace, rtt_ms=40.0)], "recorded")
+    recorded = ObservationStream.load(toy.known_stream(num_steps=40).save(tmp_path / "episode.npz"))
+    _same_decisions(profiles, trace_set, recorded, name)
+
+
+def _same_decisions(profiles, trace_set, stream, name):
+    env = EdgeCloudSplitEnv(*profiles, trace_set, streams=[stream], episode_s=4.0, trace_split="all",
                             chunk_size=4, deadline=DeadlineConfig(300.0, break_even=False))
     planner = _planners(env)[name]
     obs, _ = env.reset(seed=0)
