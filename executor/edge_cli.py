@@ -5,11 +5,13 @@ Example: ``ecc edge --server ws://127.0.0.1:8765 --model openvla --preset small 
 The planner is a fixed cut (``--cut K``, default edge-only) or any object with SB3's ``predict`` built by a factory
 named ``module:callable`` (``--planner``; called with the model). The observation builder is a callable
 ``StepContext -> np.ndarray`` built the same way (``--builder``, called with the model), or a zero vector for the
-fixed planner. Frames are the model's synthetic observations (``make_observation(seed=step)``).
+fixed planner. Run alone (``python -m executor.edge_cli``), frames are the model's synthetic observations
+(``make_observation(seed=step)``); ``ecc edge`` (``agents.edge_cli``) feeds consecutive frames of an observation
+stream instead (``--stream`` or the env's procedural generator).
 ``--trace FILE`` inserts the user-space shaped link (``executor.link``) between the edge and the server, pacing bytes
 by that bandwidth trace. ``--emulate PROFILE.json`` pads the edge's blocks to that Profile (hardware emulation; the
-report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked, with the runtime's and the
-planner's reports (a GuardedPolicy's fallbacks by reason and out-of-range fields) in ``<out>.summary.json``.
+report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked, with the
+runtime's and the planner's reports (a GuardedPolicy's fallbacks by reason and out-of-range fields) in ``<out>.summary.json``.
 """
 
 from __future__ import annotations
