@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from executor.control import DEFAULT_CHUNK_SIZE
+
 log = logging.getLogger(__name__)
 
 PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "vision-entropy", "static",
@@ -126,7 +128,7 @@ class EvalConfig:
     episodes: int = 8  # episodes per planner (the same seeds for every planner)
     seed: int = 0  # first episode seed (episode i uses seed + i)
     episode_s: float = 30.0  # episode length in trace seconds
-    chunk_size: int = 8  # actions per chunk (1 disables skipping)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
     hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)

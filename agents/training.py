@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from executor.control import DEFAULT_CHUNK_SIZE
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ class TrainConfig:
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
     family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
     exclude_families: tuple[str, ...] = ()  # leave out traces whose family contains one of these texts (train+val)
-    chunk_size: int = 8  # actions per chunk (1 disables skipping)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)

@@ -119,7 +119,8 @@ def main(argv: Sequence[str] = ()) -> int:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
+                                                            expect_preset=args.preset)).attach()
     except ValueError as e:
         print(f"ecc serve: {e}", file=sys.stderr)
         return 2
