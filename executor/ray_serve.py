@@ -368,18 +368,19 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
     status, message = "", ""
     while time.monotonic() < t_end:
         app_status = serve.status().applications.get(name)
-        status = str(getattr(app_status, "status", "")) if app_status is not None else ""
+        status = str(getattr(getattr(app_status, "status", ""), "value", "")) if app_status is not None else ""
         message = getattr(app_status, "message", "") if app_status is not None else ""
         if status.endswith("RUNNING"):
             return handle
         if status.endswith("DEPLOY_FAILED"):
             break
         time.sleep(0.2)
+    note = _resources_note(rc)  # before the clean-up frees what the attempt holds
     _delete_quietly(name)
     if status.endswith("DEPLOY_FAILED"):
         raise DeployError(f"Serve application {name!r} failed to deploy: {message}")
     raise DeployError(f"the {rc.replicas} replica(s) of {name!r} did not start within {rc.deploy_timeout_s:g} s "
-                      f"(status {status or 'unknown'}){_resources_note(rc)}")
+                      f"(status {status or 'unknown'}){note}")
 
 
 def _delete_quietly(name: str) -> None:
@@ -409,12 +410,19 @@ class RayServing:
         self._connection: Any = None
         self._deployed = False
 
+    def connect(self) -> RayServing:
+        """Attach to or start Ray (``start`` does it when not done yet). Ray installs its own signal handlers in
+        ``ray.init``: a caller with its own (the CLI) re-installs them after this."""
+        if self._connection is None:
+            self._connection = ensure_ray(self.ray_config)
+        return self
+
     def start(self, timeout_s: float = 10.0) -> RayServing:
         from executor.models import build_model
 
         meta_model = build_model(self.family, self.preset, seed=self.seed, on_meta=True)  # validates the names
         try:
-            self._connection = ensure_ray(self.ray_config)
+            self.connect()
             handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config,
                             app_name=self.app_name)
             self._deployed = True

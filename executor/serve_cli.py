@@ -92,6 +92,14 @@ def _serve_ray(args: argparse.Namespace, config: object) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        try:
+            serving.connect()
+        except BaseException:
+            serving.stop()
+            raise
+        finally:  # ray.init installs its own SIGTERM handler (abort, orphaning Ray's processes): ours again
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
         serving.start(timeout_s=30.0)  # stops what it started when it fails or is interrupted
         starting[0] = False
     except _Terminated as e:
