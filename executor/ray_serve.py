@@ -213,8 +213,11 @@ class CloudReplica:
             return dumps((False, err, started - arrived, finished - started), self.model)
 
     def describe(self) -> dict[str, Any]:
-        """pid, jobs run and the model's id (tests and monitoring)."""
-        return {"pid": os.getpid(), "jobs_run": self.jobs_run, "model": f"{self.model.family}/{self.model.preset}"}
+        """pid, Ray actor id, jobs run and the model's id (tests and monitoring)."""
+        import ray
+
+        return {"pid": os.getpid(), "actor_id": ray.get_runtime_context().get_actor_id(), "jobs_run": self.jobs_run,
+                "model": f"{self.model.family}/{self.model.preset}"}
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
