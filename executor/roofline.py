@@ -477,7 +477,7 @@ def roofline_profile_for(
     )
 
 
-# -- batched cloud execution (a fleet's requests at one cut run as one batch) ----------------------------------------------
+# -- batched cloud execution (a fleet's requests at one cut run as one batch) ------------------------------------------
 _PER_REQUEST_OPS = ("attn_scores", "attn_values", "attention")  # each request attends over its own context/KV
 
 
@@ -540,6 +540,6 @@ def batched_cloud_ms(
 
 __all__ = [
     "DTYPES", "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
-    "RooflineResult", "batched_block_ms", "batched_cloud_ms", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
+    "RooflineResult", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
     "roofline_profile_for", "transfer_ms", "transformer_layer_ops",
 ]

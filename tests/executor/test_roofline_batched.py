@@ -9,7 +9,7 @@ from ecc_env.backends import ServerLoadConfig
 from executor.blocks import BlockSpec, ComputePass
 from executor.roofline import batched_block_ms, batched_cloud_ms, block_cost
 
-LAYER = dict(kind="transformer_layer", hidden=4096, mlp=11008, heads=32, head_dim=128)
+LAYER = {"kind": "transformer_layer", "hidden": 4096, "mlp": 11008, "heads": 32, "head_dim": 128}
 
 
 def _layer(tokens: int, context: int, repeat: int = 1) -> BlockSpec:

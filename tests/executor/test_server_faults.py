@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ SLOW_S = 1.5
 class _FaultyEngine(CloudServer):
     """Compute as usual, except: cut SLOW_CUT waits SLOW_S first, cut FAIL_CUT fails as a dead replica does."""
 
-    budgets: list[float | None] = []
+    budgets: ClassVar[list[float | None]] = []
 
     async def _execute(self, fn, *args):
         cut = args[0] if fn.__name__ == "cloud_step" else -1
