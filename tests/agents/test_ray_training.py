@@ -21,10 +21,29 @@ N_ENVS = 4
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100_000_000, log_to_driver=False,
-             configure_logging=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    yield
-    ray.shutdown()
+    from executor.ray_cluster import connect
+
+    connection = connect("local", num_cpus=2, object_store_memory_bytes=100_000_000,
+                         env_vars={"OMP_NUM_THREADS": "1"})  # what `ecc train --engine ray` starts
+    assert connection.started and not connection.attached
+    yield connection
+    connection.release()
+    assert not ray.is_initialized()
+
+
+def test_a_local_ray_instance_listens_on_loopback_only(ray_local):
+    psutil = pytest.importorskip("psutil")  # vendored by Ray
+
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    listening = []
+    for proc in psutil.Process().children(recursive=True):  # GCS, raylet, agents, workers started by this driver
+        try:
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        listening += [(proc.name(), c.laddr.ip) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening, "no Ray process found listening"
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _name, ip in listening), listening
 
 
 @pytest.fixture(scope="module")
