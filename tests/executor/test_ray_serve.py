@@ -327,3 +327,34 @@ def test_a_frozen_replica_delays_only_the_requests_it_holds(deployments):
     # replica; the others were not held up at all
     assert max(latencies) < budget_s
     assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
+
+    # every replica frozen: the request waits (its budget), yet the connection stays responsive meanwhile (a ping
+    # on it is answered at once: requests of one connection are served concurrently), and the client stays connected
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    held: dict[str, object] = {}
+    try:
+        with EdgeClient(edge, serving.url) as client:
+            client.connect()
+
+            def request() -> None:
+                t0 = time.perf_counter()
+                try:
+                    client.infer(obs, 0, deadline=time.perf_counter() + budget_s)
+                except (RemoteError, TransportTimeout) as e:
+                    held["error"] = e
+                held["s"] = time.perf_counter() - t0
+
+            thread = threading.Thread(target=request)
+            thread.start()
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            client.ping(timeout_s=budget_s)
+            ping_s = time.perf_counter() - t0
+            thread.join(3 * budget_s)
+            assert client.connected
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert ping_s < 0.5 and "error" in held, (ping_s, held)
+    assert budget_s * 0.9 <= held["s"] < budget_s + 1.0
