@@ -278,9 +278,14 @@ def _privileged(env: Any, privileged: Any) -> Any:
     return PrivilegedBandwidth(env, privileged)
 
 
+class EnvWorkersLost(RuntimeError):
+    """The environments' workers failed beyond repair (e.g. a Ray env worker that could not be replaced). ``train``
+    stops there, keeps the best policy so far, and says why in ``TrainResult.stopped_early``."""
+
+
 @dataclass
 class TrainResult:
-    """What a run produced."""
+    """What a run produced (``stopped_early``: why training ended before its budget, or None)."""
 
     run_dir: Path
     policy_path: Path
@@ -289,6 +294,7 @@ class TrainResult:
     wall_s: float
     timesteps: int
     curve: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: str | None = None
 
 
 def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_size: int):  # type: ignore[no-untyped-def]
@@ -423,9 +429,19 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
                         learning_rate=cfg.learning_rate, seed=cfg.seed)
         callback.init_callback(model)
         callback.evaluate()  # the cloned policy is a candidate too (at 0 PPO steps)
-    model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+    stopped_early = None
+    try:
+        model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+    except EnvWorkersLost as e:  # keep what was learnt: the model so far competes with the best below
+        if model.num_timesteps == 0:
+            raise
+        stopped_early = f"{e} (after {model.num_timesteps} of {cfg.total_timesteps} steps)"
+        log.error("training stopped early: %s; saving the best policy so far", stopped_early)
     callback.evaluate()  # the final model competes too
-    venv.close()
+    try:
+        venv.close()
+    except Exception as e:  # noqa: BLE001 - a broken venv must not lose the policy
+        log.warning("closing the environments: %s: %s", type(e).__name__, e)
     best = MaskablePPO.load(str(run_dir / "best_model.zip"), device="cpu")
     e = val_env.unwrapped
     meta = {
@@ -459,7 +475,7 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     log.info("run %s: best validation return %.2f (heuristic %.2f) in %.0f s", run_dir, callback.best,
              heur["mean_return"], wall)
     return TrainResult(run_dir, policy_path, callback.best, heur["mean_return"], wall, int(model.num_timesteps),
-                       callback.curve)
+                       callback.curve, stopped_early)
 
 
 def quick(cfg: TrainConfig) -> TrainConfig:

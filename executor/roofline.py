@@ -552,6 +552,67 @@ def roofline_profile_for(
     )
 
 
+# -- batched cloud execution (a fleet's requests at one cut run as one batch) ------------------------------------------
+_PER_REQUEST_OPS = ("attn_scores", "attn_values", "attention")  # each request attends over its own context/KV
+
+
+def batched_block_ms(
+    spec: BlockSpec,
+    hardware: Hardware | str,
+    batch: int,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    fused_attention: bool = False,
+) -> float:
+    """Roofline time of one block running ``batch`` independent requests at once (operator granularity).
+
+    Weight-bearing operators see ``batch`` times the tokens with the weights read once (exactly ``pass_ops`` at
+    ``batch * tokens``); attention is per request (its own context and KV cache), so ``batch`` times one request's.
+    This is why a batch of 8 costs little more than one on memory-bound (decode, small-token) blocks and about 8x on
+    compute-bound ones. ``batch=1`` equals ``block_cost(...).time_ms``.
+    """
+    from dataclasses import replace
+
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    hw = lookup_hardware(hardware)
+    nbytes, peak_mult = _dtype_info(dtype)
+    eff = _check_efficiency(efficiency)
+    peak, bw = hw.peak_flops * peak_mult * eff, hw.mem_bandwidth_bytes_per_s * eff
+    total = 0.0
+    for p in spec.passes:
+        single = pass_ops(spec, p, nbytes, fused_attention)
+        wide = pass_ops(spec, replace(p, tokens=p.tokens * batch), nbytes, fused_attention)
+        t = 0.0
+        for one, many in zip(single, wide):
+            if one.name.rsplit(".", 1)[-1] in _PER_REQUEST_OPS:
+                flops, byts = one.flops * batch, one.bytes * batch
+            else:
+                flops, byts = many.flops, many.bytes
+            t += max(flops / peak, byts / bw)
+        total += t * p.repeat
+    return total * 1e3
+
+
+def batched_cloud_ms(
+    specs: Sequence[BlockSpec],
+    hardware: Hardware | str,
+    batch: int,
+    cut: int = 0,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    fused_attention: bool = False,
+) -> float:
+    """Roofline time of the cloud half (blocks ``cut`` .. end) for a batch of ``batch`` requests at that cut; the
+    per-request share is this divided by ``batch``."""
+    if not 0 <= cut <= len(specs):
+        raise ValueError(f"cut must be in 0..{len(specs)}, got {cut}")
+    return sum(batched_block_ms(s, hardware, batch, dtype, efficiency=efficiency, fused_attention=fused_attention)
+               for s in specs[cut:])
+
+
 __all__ = [
     "ATTENTIONS", "DEFAULT_ATTENTION", "resolve_attention", "DTYPES", "genz_parallel_decode_ops",
     "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
