@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 def _extra_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--policy", type=Path, default=None, help="policy.zip written by `ecc train`")
+    p.add_argument("--policy", type=Path, default=None, help="policy artifact written by `ecc train` (any of its "
+                   "files: policy.safetensors, policy.json, or the policy.zip name of earlier versions)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a format-1 policy (a pickled SB3 zip, which can run code); prefer `ecc policy migrate`")
     p.add_argument("--edge-profile", type=Path, default=None, help="edge Profile JSON the policy was trained on")
     p.add_argument("--cloud-profile", type=Path, default=None, help="cloud Profile JSON the policy was trained on")
     p.add_argument("--hardware", default=None, help="EDGE+CLOUD catalogue devices for roofline Profiles, e.g. orin+a100")
@@ -65,7 +68,7 @@ def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_eve
 
 
 def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
-                budget_ms: float = 2.0, hedge: bool = False) -> tuple[Any, Any]:
+                budget_ms: float = 2.0, hedge: bool = False, trust_pickle: bool = False) -> tuple[Any, Any]:
     """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair; ``deadline_ms``
     is the deadline in force (see :func:`resolved_deadline_ms`), ``hedge`` whether the runtime hedges; a policy
     trained under another rule is loaded with a warning that names the difference."""
@@ -81,7 +84,8 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
     expect = PolicyExpectation(observation=builder.spec(), model_id=f"{edge.model_id}/{edge.preset}",
                                edge_profile_id=profile_id(edge), cloud_profile_id=profile_id(cloud),
                                num_cuts=edge.num_cuts)
-    guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms)
+    guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms,
+                            trust_pickle=trust_pickle)
     trained = (guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None
     if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
         log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
@@ -111,7 +115,8 @@ def main(argv: Sequence[str] = ()) -> int:
         edge, cloud = _profiles(extra, args.model, args.preset)
         args.deadline_ms = resolved_deadline_ms(edge, cloud, args.deadline_ms, break_even=extra.break_even_deadline)
         planner, builder = wire_policy(extra.policy, edge, cloud, period_ms=args.period_ms,
-                                       deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms, hedge=args.hedge)
+                                       deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms, hedge=args.hedge,
+                                       trust_pickle=extra.trust_pickle)
     except ValueError as e:  # ProfileError is a ValueError
         print(f"ecc edge: {e}", file=sys.stderr)
         return 2

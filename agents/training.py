@@ -1,8 +1,8 @@
 """PPO training (sb3-contrib MaskablePPO) on the training split of a trace set; ``python train.py`` == ``ecc train``.
 
 A run folder holds ``config.json`` (the resolved TrainConfig), ``learning_curve.csv`` (validation return and latency
-per evaluation, with the heuristic baseline), ``policy.zip`` + ``policy.json`` (the best model on the validation
-split, as a policy artifact) and, with ``tensorboard=True``, TensorBoard logs.
+per evaluation, with the heuristic baseline), ``policy.safetensors`` + ``policy.json`` (the best model on the
+validation split, as a policy artifact: ``agents.artifact``) and, with ``tensorboard=True``, TensorBoard logs.
 
 Generalisation: every training episode's trace segment is rescaled by a log-uniform factor (``rescale_min`` ..
 ``rescale_max``), several trace families can be mixed (the embedded set plus any directories), and episodes start
