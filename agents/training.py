@@ -195,7 +195,12 @@ def load_trace_sources(cfg: TrainConfig) -> list[Any]:
     if cfg.include_embedded or not cfg.traces:
         sets.append(embedded_default_set())
     if cfg.traces:
-        sets.append(TraceSet.load(list(cfg.traces)))
+        given = TraceSet.load(list(cfg.traces))
+        if len(given) == 0:  # never fall back to the embedded set silently
+            first = f"; first: {given.errors[0][0]}: {given.errors[0][1]}" if given.errors else ""
+            raise ValueError(f"traces {', '.join(cfg.traces)} loaded no trace ({len(given.errors)} file(s) failed"
+                             f"{first})")
+        sets.append(given)
     return sets
 
 
