@@ -62,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _raise_fd_limit(max_connections: int) -> None:
+    """Lift the soft open-file limit towards the hard one, so the connection cap (not the fd limit) decides."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 4 * max_connections + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard),
+                                                        hard))
+    except (ImportError, ValueError, OSError) as e:  # not on this platform, or not allowed
+        log.info("open-file limit left as it is: %s", e)
+
+
 def _serve_ray(args: argparse.Namespace, config: object) -> int:
     from executor.ray_serve import RayServeConfig, RayServing
 
@@ -145,6 +159,7 @@ def main(argv: Sequence[str] = ()) -> int:
     if args.insecure and api_key is None:
         log.warning("serving on %s without --api-key (--insecure): anyone who can reach it can use the model",
                     args.host)
+    _raise_fd_limit(config.max_connections)
     server = CloudServer(model, config, emulator=emulator)
     try:
         server.start()

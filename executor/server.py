@@ -129,7 +129,8 @@ class ServerConfig:
     max_errors_per_connection: bad messages tolerated before the connection is closed (1008).
     reply_compression: wire codec for reply payloads ("none" keeps results bit-exact).
     ping_interval_s: websocket keepalive pings (None disables).
-    max_connections: open connections served at once; the next handshake gets HTTP 503.
+    max_connections: open connections served at once; at the cap a new handshake closes the connection idle longest
+    (1013; no message for ``evict_idle_after_s`` and none being handled), or gets HTTP 503 when none is.
     idle_timeout_s: a connection that sends no message for this long is closed (1000).
     message_timeout_s: a message must arrive in full within this long of its first byte (slowloris; 1008).
     open_timeout_s: a TCP connection must finish its websocket handshake within this long.
@@ -161,6 +162,7 @@ class ServerConfig:
     max_inflight_bytes: int = 512 * 1024 * 1024
     busy_timeout_s: float = 5.0
     log_lines_per_minute: int = 120
+    evict_idle_after_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -182,7 +184,7 @@ class ServerConfig:
                      "log_lines_per_minute"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s"):
+        for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s", "evict_idle_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -322,8 +324,10 @@ class CloudServer:
         self._log = _LogBudget(log, self.config.log_lines_per_minute)
         self._budget: _ByteBudget | None = None
         self._auth_failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
-        self.connections = 0
+        self._active: dict[Any, float] = {}  # open connection -> loop time of its last complete message (or open)
+        self._busy: set[Any] = set()  # connections with a message being handled
         self.connections_refused = 0
+        self.connections_evicted = 0
         self.connections_timed_out = 0
         self.auth_refused = 0
         self._queue_length = 0
@@ -452,10 +456,10 @@ class CloudServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
-        if self.connections >= self.config.max_connections:
+        if self.connections >= self.config.max_connections and not self._evict_idlest():
             self.connections_refused += 1
-            self._log.log(logging.WARNING, "refused a connection: %d connections open (max_connections)",
-                          self.connections)
+            self._log.log(logging.WARNING, "refused a connection: %d connections open (max_connections), none "
+                          "idle for %g s", self.connections, self.config.evict_idle_after_s)
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later\n")
         key = self.config.api_key
         if key is None:
@@ -485,6 +489,28 @@ class CloudServer:
         return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong Authorization token\n")
 
     # -- connection -------------------------------------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        """Open connections (handshake done, not evicted or closed)."""
+        return len(self._active)
+
+    def _evict_idlest(self) -> bool:
+        """At the cap: close the connection idle longest (no message for ``evict_idle_after_s``, none being handled)
+        to admit a new one, so idle connections cannot lock new clients out; False when none qualifies."""
+        now = asyncio.get_running_loop().time()
+        idle = [(t, id(ws), ws) for ws, t in self._active.items() if ws not in self._busy]
+        if not idle:
+            return False
+        t, _, victim = min(idle)
+        if now - t < self.config.evict_idle_after_s:
+            return False
+        del self._active[victim]
+        self.connections_evicted += 1
+        self._log.log(logging.INFO, "closing the connection from %s, idle %.1f s, to admit a new one",
+                      victim.remote_address, now - t)
+        asyncio.ensure_future(victim.close(1013, "evicted: idle while the server was full"))
+        return True
+
     async def _next_message(self, ws: Any) -> Any:
         """The next complete message; raises _ConnectionTimeout when none starts within ``idle_timeout_s`` or one
         that started does not finish within ``message_timeout_s``."""
@@ -516,18 +542,26 @@ class CloudServer:
         from websockets.exceptions import ConnectionClosed
 
         peer = ws.remote_address
-        if self.connections >= self.config.max_connections:  # handshakes that raced past _process_request
+        loop = asyncio.get_running_loop()
+        if self.connections >= self.config.max_connections and not self._evict_idlest():  # raced past the check
             self.connections_refused += 1
             await ws.close(1013, "too many connections; retry later")
             return
-        self.connections += 1
+        self._active[ws] = loop.time()
         self._log.log(logging.INFO, "connection from %s", peer)
         sessions: dict[int, Any] = {}  # request id -> cloud session (insertion order = age)
         errors = 0
         try:
             await ws.send(msgpack_numpy.packb(self.info().to_dict()))
             while True:
+                self._busy.discard(ws)
+                if ws in self._active:
+                    self._active[ws] = loop.time()
                 data = await self._next_message(ws)
+                if ws not in self._active:  # evicted meanwhile
+                    return
+                self._active[ws] = loop.time()
+                self._busy.add(ws)
                 recv_time = time.time()
                 recv_perf = time.perf_counter()
                 try:
@@ -560,7 +594,8 @@ class CloudServer:
         except ConnectionClosed:
             pass
         finally:
-            self.connections -= 1
+            self._active.pop(ws, None)
+            self._busy.discard(ws)
             sessions.clear()
             self._log.log(logging.INFO, "connection from %s closed", peer)
 
