@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path

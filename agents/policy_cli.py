@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = migrate_policy(path)
             print(f"wrote {out} and {out.with_suffix('.json')}")
             return 0
-        meta, mpath = read_metadata(path)
+        meta, _ = read_metadata(path)
         print(json.dumps({k: meta.get(k) for k in ("format_version", "algorithm", "model_id", "network")}, indent=2))
         return 0
     except PolicyLoadError as e:

@@ -39,6 +39,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "executor"))
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -265,6 +272,8 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
         limit = int(msgpack_numpy.unpackb(ws.recv(timeout=10))["max_message_bytes"])
     obs = edge.make_observation(3)
     lat: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, float] = {False: 0.0, True: 0.0}  # the server's CPU seconds in each kind of block
+    wall: dict[bool, float] = {False: 0.0, True: 0.0}
     rejected = [0, 0]
     with EdgeClient(edge, server.url, ClientConfig(connect_timeout_s=10.0, probe_interval_s=None)) as client:
         client.connect()
@@ -273,12 +282,15 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
         for b in range(2 * max(1, calls // block)):
             under = b % 2 == 1
             attacker = _start_attacker(server.url, limit, rate, kind) if under else None
+            c0, w0 = _cpu_s(server.proc.pid), time.perf_counter()
             try:
                 for _ in range(block):
                     t0 = time.perf_counter()
                     client.infer(obs, cut, deadline=time.perf_counter() + 10.0)
                     lat[under].append((time.perf_counter() - t0) * 1e3)
             finally:
+                cpu[under] += _cpu_s(server.proc.pid) - c0
+                wall[under] += time.perf_counter() - w0
                 if attacker is not None:
                     n1009, other = _stop_attacker(attacker)
                     rejected[0] += n1009
@@ -287,7 +299,10 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
     return {"limit_bytes": limit, "attack": kind, "attack_rate_per_s": rate, "attack_messages_1009": rejected[0],
             "attack_messages_other": rejected[1], "calls_each": len(lat[False]),
             "p50_ms_clean": q[False][0], "p99_ms_clean": q[False][1], "p50_ms_attack": q[True][0],
-            "p99_ms_attack": q[True][1], "p99_ratio": q[True][1] / q[False][1], "server_alive": server.alive}
+            "p99_ms_attack": q[True][1], "p99_ratio": q[True][1] / q[False][1],
+            "server_cpu_share_clean": cpu[False] / wall[False], "server_cpu_share_attack": cpu[True] / wall[True],
+            "server_cpu_ms_per_call_clean": 1e3 * cpu[False] / len(lat[False]),
+            "server_cpu_ms_per_call_attack": 1e3 * cpu[True] / len(lat[True]), "server_alive": server.alive}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{lo['new_client_connect_and_infer_s']:.2f} s")
     print(f"oversize: p99 {ov['p99_ms_clean']:.2f} ms clean vs {ov['p99_ms_attack']:.2f} ms under attack "
           f"(x{ov['p99_ratio']:.2f}); {ov['attack_messages_1009']} oversized messages rejected (1009), "
-          f"{ov['attack_messages_other']} otherwise")
+          f"{ov['attack_messages_other']} otherwise; server CPU {ov['server_cpu_ms_per_call_clean']:.1f} -> "
+          f"{ov['server_cpu_ms_per_call_attack']:.1f} ms per well-formed call")
     if "oversize_control_spin" in results:
         c = results["oversize_control_spin"]
         print(f"control (a CPU-bound process instead of the attacker): p99 {c['p99_ms_clean']:.2f} ms vs "

@@ -18,21 +18,21 @@ import pytest
 pytestmark = pytest.mark.network
 
 torch = pytest.importorskip("torch")
-import msgpack  # noqa: E402
-from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402
+import msgpack
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
-from executor import msgpack_numpy, wire  # noqa: E402
-from executor.client import ClientConfig, EdgeClient  # noqa: E402
-from executor.models import build_model  # noqa: E402
-from executor.protocol import (  # noqa: E402
+from executor import msgpack_numpy, wire
+from executor.client import ClientConfig, EdgeClient
+from executor.models import build_model
+from executor.protocol import (
     ERROR_MESSAGE_CHARS,
     AuthenticationError,
     ServerUnavailable,
     encode_payload,
     max_message_bytes_for,
 )
-from executor.server import CloudServer, ServerConfig, _LogBudget  # noqa: E402
+from executor.server import CloudServer, ServerConfig, _LogBudget
 
 WAIT_S = 10.0
 FUZZ_MESSAGES = 2000
@@ -252,20 +252,19 @@ def test_idle_and_slowloris_connections_are_closed_while_others_are_served(model
         _exact(edge, server.url)
 
 
-def test_connection_cap_evicts_the_idlest_and_refuses_when_all_are_busy(models):
+def test_connection_cap_evicts_the_idlest_and_refuses_when_none_is_idle(models):
     edge, cloud = models
     config = ServerConfig(port=0, max_connections=3, ping_interval_s=None, evict_idle_after_s=0.3)
-    with CloudServer(cloud, config) as server:
-        with contextlib.ExitStack() as stack:
-            socks = [stack.enter_context(_raw_ws(server.port)) for _ in range(3)]
-            with pytest.raises(InvalidStatus) as info:  # full, and nobody idle long enough yet
-                connect(server.url, open_timeout=WAIT_S)
-            assert info.value.response.status_code == 503
-            time.sleep(0.4)
-            _exact(edge, server.url)  # admitted: the connection idle longest is closed (1013) to make room
-            assert _close_code(socks[0], 2.0) == 1013
-            assert server.connections_evicted >= 1 and server.connections_refused >= 1
-            assert server.connections <= 3
+    with CloudServer(cloud, config) as server, contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(_raw_ws(server.port)) for _ in range(3)]
+        with pytest.raises(InvalidStatus) as info:  # full, and nobody idle long enough yet
+            connect(server.url, open_timeout=WAIT_S)
+        assert info.value.response.status_code == 503
+        time.sleep(0.4)
+        _exact(edge, server.url)  # admitted: the connection idle longest is closed (1013) to make room
+        assert _close_code(socks[0], 2.0) == 1013
+        assert server.connections_evicted >= 1 and server.connections_refused >= 1
+        assert server.connections <= 3
 
 
 def test_failed_authentication_is_rate_limited(models):
