@@ -14,7 +14,8 @@ Three phases against one server subprocess with its default settings (``ecc serv
    0.5 s) held open while a new well-formed client connects and runs one exact inference.
 3. oversize: a well-formed client's latency (``--latency-calls`` calls at cut ``--cut``) measured in alternating
    blocks without and with an attacker process that keeps sending messages just over the server's limit
-   (``--attack-rate`` per second, 0: back to back); each must be rejected (1009) before it is decoded. Reported:
+   (``--attack-rate`` per second, 0: back to back); each must be rejected before it is decoded (close 1009,
+   or the socket dropped mid-upload: the server stops reading once it has sent 1009). Reported:
    p50/p99 both ways and their ratio.
 """
 
@@ -217,28 +218,28 @@ import sys, time
 from websockets.sync.client import connect
 url, limit, rate, kind = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 big = b"ECCW" + b"\0" * limit  # one byte over the limit; its content never matters: it must not be decoded
-n1009 = other = 0
+n1009 = dropped = answered = 0
 t_next = time.monotonic()
 while True:  # ends when the parent terminates it (or closes stdout)
     if kind == "spin":  # control: a CPU-bound process, no network at all
         t_end = time.monotonic() + 0.05
         while time.monotonic() < t_end:
             pass
-        print(0, 0, flush=True)
+        print(0, 0, 0, flush=True)
         continue
     try:
         with connect(url, compression=None, max_size=None, open_timeout=10) as ws:
             ws.recv(timeout=10)
             ws.send(big)
             ws.recv(timeout=10)
-            other += 1
+            answered += 1  # a reply: the oversized message was accepted (must never happen)
     except Exception as e:
         rcvd = getattr(e, "rcvd", None)
         if rcvd is not None and rcvd.code == 1009:
-            n1009 += 1
+            n1009 += 1  # the close frame arrived before the socket went
         else:
-            other += 1
-    print(n1009, other, flush=True)
+            dropped += 1  # the server dropped the socket mid-upload (reset/broken pipe): rejected too
+    print(n1009, dropped, answered, flush=True)
     if rate > 0:
         t_next += 1.0 / rate
         time.sleep(max(0.0, t_next - time.monotonic()))
@@ -252,11 +253,12 @@ def _start_attacker(url: str, limit: int, rate: float, kind: str) -> subprocess.
     return proc
 
 
-def _stop_attacker(proc: subprocess.Popen) -> tuple[int, int]:
+def _stop_attacker(proc: subprocess.Popen) -> tuple[int, int, int]:
+    """(rejected with close 1009, rejected by a dropped socket, answered) messages of the attacker."""
     proc.terminate()
     out, _ = proc.communicate(timeout=10)
     lines = out.decode().split()
-    return (int(lines[-2]), int(lines[-1])) if len(lines) >= 2 else (0, 0)
+    return (int(lines[-3]), int(lines[-2]), int(lines[-1])) if len(lines) >= 3 else (0, 0, 0)
 
 
 def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int, rate: float,
@@ -274,7 +276,7 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
     lat: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, float] = {False: 0.0, True: 0.0}  # the server's CPU seconds in each kind of block
     wall: dict[bool, float] = {False: 0.0, True: 0.0}
-    rejected = [0, 0]
+    rejected = [0, 0, 0]
     with EdgeClient(edge, server.url, ClientConfig(connect_timeout_s=10.0, probe_interval_s=None)) as client:
         client.connect()
         for _ in range(5):
@@ -292,12 +294,12 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
                 cpu[under] += _cpu_s(server.proc.pid) - c0
                 wall[under] += time.perf_counter() - w0
                 if attacker is not None:
-                    n1009, other = _stop_attacker(attacker)
-                    rejected[0] += n1009
-                    rejected[1] += other
+                    for j, n in enumerate(_stop_attacker(attacker)):
+                        rejected[j] += n
     q = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in lat.items()}
     return {"limit_bytes": limit, "attack": kind, "attack_rate_per_s": rate, "attack_messages_1009": rejected[0],
-            "attack_messages_other": rejected[1], "calls_each": len(lat[False]),
+            "attack_messages_dropped": rejected[1], "attack_messages_answered": rejected[2],
+            "calls_each": len(lat[False]),
             "p50_ms_clean": q[False][0], "p99_ms_clean": q[False][1], "p50_ms_attack": q[True][0],
             "p99_ms_attack": q[True][1], "p99_ratio": q[True][1] / q[False][1],
             "server_cpu_share_clean": cpu[False] / wall[False], "server_cpu_share_attack": cpu[True] / wall[True],
@@ -359,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lockout: {lo['idle_opened']} idle + slowloris; new client ok={lo['new_client_ok']} in "
           f"{lo['new_client_connect_and_infer_s']:.2f} s")
     print(f"oversize: p99 {ov['p99_ms_clean']:.2f} ms clean vs {ov['p99_ms_attack']:.2f} ms under attack "
-          f"(x{ov['p99_ratio']:.2f}); {ov['attack_messages_1009']} oversized messages rejected (1009), "
-          f"{ov['attack_messages_other']} otherwise; server CPU {ov['server_cpu_ms_per_call_clean']:.1f} -> "
+          f"(x{ov['p99_ratio']:.2f}); {ov['attack_messages_1009']} oversized messages closed with 1009, "
+          f"{ov['attack_messages_dropped']} dropped mid-upload, {ov['attack_messages_answered']} answered; "
+          f"server CPU {ov['server_cpu_ms_per_call_clean']:.1f} -> "
           f"{ov['server_cpu_ms_per_call_attack']:.1f} ms per well-formed call")
     if "oversize_control_spin" in results:
         c = results["oversize_control_spin"]

@@ -277,6 +277,21 @@ class _ConnectionTimeout(Exception):
         self.code = code
 
 
+def _connection_class() -> type:
+    """websockets' ServerConnection that stops reading a connection once it has sent close 1009 (message too big):
+    the rest of an oversized message is dropped with the socket instead of being read just to be discarded."""
+    from websockets.asyncio.server import ServerConnection
+
+    class _DropOversized(ServerConnection):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            sent = self.protocol.close_sent
+            if sent is not None and sent.code == 1009 and not self.transport.is_closing():
+                self.transport.close()  # flushes the close frame, reads nothing more
+
+    return _DropOversized
+
+
 def _message_in_progress(ws: Any) -> bool:
     """Whether part of a message has arrived (websockets' parser holds a partial frame or a fragmented message)."""
     proto = getattr(ws, "protocol", None)
@@ -417,6 +432,7 @@ class CloudServer:
                 close_timeout=self.config.close_timeout_s,
                 open_timeout=self.config.open_timeout_s,
                 ssl=self._ssl,
+                create_connection=_connection_class(),
             ) as server:
                 self._server = server
                 self.port = next(iter(server.sockets)).getsockname()[1]
