@@ -78,7 +78,7 @@ def policy_path(arg: str) -> Path:
 
 
 def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam: int = 16,
-                  budget_ms: float = 2.0) -> Any:
+                  budget_ms: float = 2.0, trust_pickle: bool = False) -> Any:
     """The planner object for one parsed spec. ``ppo`` raises ``agents.artifact.PolicyLoadError`` when the artifact
     does not match ``env``; its GuardedPolicy hands a decision that took over ``budget_ms`` to the heuristic."""
     from agents import heuristics as h
@@ -87,7 +87,7 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         from agents.artifact import PolicyExpectation, hedge_mismatch, load_policy
         from agents.guard import GuardedPolicy
 
-        loaded = load_policy(policy_path(arg or ""), PolicyExpectation.for_env(env))
+        loaded = load_policy(policy_path(arg or ""), PolicyExpectation.for_env(env), trust_pickle=trust_pickle)
         mismatch = hedge_mismatch(loaded.metadata, env.unwrapped.deadline.hedge)
         if mismatch:
             log.warning("%s: %s", arg, mismatch)
@@ -136,6 +136,7 @@ class EvalConfig:
     budget_ms: float = 2.0  # PPO decision budget (ms) before the heuristic takes the step, as in ecc edge; inf: none
     out: str = ""  # output folder for report.json, report.csv, steps.csv and plots (none: print only)
     plots: bool = True  # write the PNG plots into --out
+    trust_pickle: bool = False  # load a format-1 ppo: policy (a pickled zip that can run code; see ecc policy migrate)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "val", "test", "all"):
@@ -235,7 +236,8 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
             task = progress.add_task("eval", total=len(specs) * cfg.episodes * steps_per_ep)
             env.on_step = lambda: progress.advance(task)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(prior_set))
-        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms)
+        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms,
+                                       trust_pickle=cfg.trust_pickle)
                     for lab, n, a in specs}
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
 

@@ -1,8 +1,8 @@
 """PPO training (sb3-contrib MaskablePPO) on the training split of a trace set; ``python train.py`` == ``ecc train``.
 
 A run folder holds ``config.json`` (the resolved TrainConfig), ``learning_curve.csv`` (validation return and latency
-per evaluation, with the heuristic baseline), ``policy.zip`` + ``policy.json`` (the best model on the validation
-split, as a policy artifact) and, with ``tensorboard=True``, TensorBoard logs.
+per evaluation, with the heuristic baseline), ``policy.safetensors`` + ``policy.json`` (the best model on the
+validation split, as a policy artifact: ``agents.artifact``) and, with ``tensorboard=True``, TensorBoard logs.
 
 Generalisation: every training episode's trace segment is rescaled by a log-uniform factor (``rescale_min`` ..
 ``rescale_max``), several trace families can be mixed (the embedded set plus any directories), and episodes start
@@ -197,7 +197,12 @@ def load_trace_sources(cfg: TrainConfig) -> list[Any]:
     if cfg.include_embedded or not cfg.traces:
         sets.append(embedded_default_set())
     if cfg.traces:
-        sets.append(TraceSet.load(list(cfg.traces)))
+        given = TraceSet.load(list(cfg.traces))
+        if len(given) == 0:  # never fall back to the embedded set silently
+            first = f"; first: {given.errors[0][0]}: {given.errors[0][1]}" if given.errors else ""
+            raise ValueError(f"traces {', '.join(cfg.traces)} loaded no trace ({len(given.errors)} file(s) failed"
+                             f"{first})")
+        sets.append(given)
     return sets
 
 

@@ -77,6 +77,7 @@ class ClientConfig:
     connect_timeout_s: float = 2.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     api_key: str | None = None
+    cafile: str | None = None  # PEM CA bundle that signed a wss:// server's certificate (None: the system's)
     compression: str = "none"
     clock_sync_pings: int = 5
     auto_reconnect: bool = False
@@ -152,6 +153,16 @@ class _Exchange:
     send_perf: float
     recv_wall: float
     recv_perf: float
+
+
+def _client_ssl(cafile: str | None) -> Any:
+    """TLS context of a wss:// connection: certificate and host name verified, against ``cafile`` when given."""
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot read the CA file {cafile}: {e}") from e
 
 
 def _reply_counts(future: concurrent.futures.Future, deadline: float | None) -> bool:
@@ -258,8 +269,10 @@ class EdgeClient:
         timeout = self.config.connect_timeout_s
         try:
             async with asyncio.timeout(timeout):
+                tls = {"ssl": _client_ssl(self.config.cafile)} if self.url.startswith("wss://") else {}
                 ws = await connect(
                     self.url,
+                    **tls,
                     additional_headers=headers,
                     compression=None,
                     max_size=self.config.max_message_bytes,

@@ -23,6 +23,9 @@ PROFILE_SCHEMA_VERSION = 1
 Placement = Literal["edge_then_cloud", "cloud_then_edge"]
 
 
+MAX_BLOCK_MS = 3.6e6  # an hour per block: beyond, a Profile is corrupt or hostile, not a measurement
+
+
 class ProfileError(ValueError):
     """A Profile file or object that cannot be used (wrong schema, wrong model, inconsistent fields)."""
 
@@ -77,8 +80,9 @@ class Profile:
             raise ProfileError(f"profile {self.model_id}/{self.preset} has no blocks")
         if len(self.block_ms) != n:
             raise ProfileError(f"block_ms has {len(self.block_ms)} entries, expected {n} (one per block)")
-        if any((not math.isfinite(t)) or t < 0 for t in self.block_ms):
-            raise ProfileError(f"block_ms must be finite and >= 0, got {self.block_ms}")
+        if any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.block_ms):
+            raise ProfileError(f"block_ms must be finite, >= 0 and at most {MAX_BLOCK_MS:g} ms (an hour per block), "
+                               f"got {self.block_ms}")
         if self.block_param_bytes and len(self.block_param_bytes) != n:
             raise ProfileError(f"block_param_bytes has {len(self.block_param_bytes)} entries, expected {n}")
         if len(self.cuts) < n + 1:
