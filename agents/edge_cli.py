@@ -35,7 +35,7 @@ def _extra_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _profiles(extra: argparse.Namespace, family: str, preset: str) -> tuple[Any, Any]:
+def _profiles(extra: argparse.Namespace, family: str, preset: str, wire: str = "default") -> tuple[Any, Any]:
     from executor.profile import Profile
 
     if extra.edge_profile is not None or extra.cloud_profile is not None:
@@ -46,10 +46,10 @@ def _profiles(extra: argparse.Namespace, family: str, preset: str) -> tuple[Any,
     if extra.hardware is None or "+" not in extra.hardware:
         raise ValueError("--policy needs the Profiles it was trained on: --edge-profile/--cloud-profile, "
                          f"or --hardware EDGE+CLOUD (got {extra.hardware!r})")
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
     edge, cloud = extra.hardware.split("+", 1)
-    return roofline_profile_for(family, preset, edge), roofline_profile_for(family, preset, cloud)
+    return roofline_pair(family, preset, edge, cloud, wire)  # priced under the wire the client uses (--wire)
 
 
 def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True) -> float:
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print("ecc edge: --policy replaces --planner, --builder and --cut", file=sys.stderr)
         return 2
     try:
-        edge, cloud = _profiles(extra, args.model, args.preset)
+        edge, cloud = _profiles(extra, args.model, args.preset, args.wire)
         args.deadline_ms = resolved_deadline_ms(edge, cloud, args.deadline_ms, break_even=extra.break_even_deadline)
         planner, builder = wire_policy(extra.policy, edge, cloud, period_ms=args.period_ms,
                                        deadline_ms=args.deadline_ms, budget_ms=extra.budget_ms, hedge=args.hedge)
