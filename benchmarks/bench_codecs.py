@@ -98,14 +98,14 @@ def frames_table(presets: list[str], seeds: int) -> str:
 
 def speedup_table(traces: Path, episodes: int, episode_s: float) -> str:
     from agents.eval_cli import EvalConfig, run_eval
-    from traces.rtt import family_rtt
+    from traces.rtt import apply_rtt
     from traces.traceset import TraceSet
 
     lines = ["| model | family | RTT ms | wire | edge-only ms | RoboECC ms | x | StaticBestCut ms | x |",
              "|---|---|---|---|---|---|---|---|---|"]
     for fam in FAMILIES:
         ts = TraceSet.load([str(traces / fam)])
-        rtts = sorted({family_rtt(t.name).rtt_ms for t in ts if family_rtt(t.name) is not None})
+        rtts = sorted({float(t.rtt_at_ms(0.0)) for t in apply_rtt(ts)})
         for model in MODELS:
             for wire in ("exact", "default"):
                 cfg = EvalConfig(planners="edge,roboecc,static", model=model, preset="full", hardware="orin+a100",

@@ -54,11 +54,13 @@ FAMILY_RTT: tuple[FamilyRtt, ...] = (
 FAMILY_RULE = -1.0  # the ``rtt_ms`` config value that selects the family rule (the default)
 
 
-def family_rtt(trace_name: str) -> FamilyRtt | None:
-    """The table row of a trace (by its name, which holds the dataset folder), or None."""
+def family_rtt(trace_name: str, source: str = "") -> FamilyRtt | None:
+    """The table row of a trace, by its name or its source path (either holds the dataset folder: a set loaded
+    from ``lumos5g_mmwave/4G`` names its traces ``4G/...``), or None."""
     for row in FAMILY_RTT:
-        if row.folder in trace_name and row.name_contains in trace_name.rsplit("/", 1)[-1]:
-            return row
+        for text in (trace_name, str(source).replace("\\", "/")):
+            if row.folder in text and row.name_contains in text.rsplit("/", 1)[-1]:
+                return row
     return None
 
 
@@ -98,7 +100,7 @@ def apply_rtt(trace_set: Any, override_ms: float = FAMILY_RULE) -> Any:
         if own.size and float(own.max()) > 0:
             out.append(t)
             continue
-        row = family_rtt(t.name)
+        row = family_rtt(t.name, t.source)
         if row is None:
             unknown.add(t.name.rsplit("/", 1)[0])
             out.append(t)

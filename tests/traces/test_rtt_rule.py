@@ -22,6 +22,7 @@ def test_family_table() -> None:
     assert family_rtt("wifi_cellular_sbu_mptraces/11_1_wifi.csv").rtt_ms == 7.0
     assert family_rtt("wifi_cellular_sbu_mptraces/11_1_cellular.csv").rtt_ms == 50.0
     assert family_rtt("fcc_broadband_2016/test_genet/t1").rtt_ms == 20.0
+    assert family_rtt("4G/x", "/data/lumos5g_mmwave/4G/x").rtt_ms == 50.0  # a set loaded from the subfolder
     assert family_rtt("somewhere/else") is None
 
 
@@ -55,7 +56,10 @@ def test_recorded_families_get_their_rtt_in_training(shared_traces) -> None:
     cfg = TrainConfig(traces=(str(shared_traces / "lumos5g_mmwave" / "4G"),
                               str(shared_traces / "wifi_cellular_sbu_mptraces")), include_embedded=False)
     (ts,) = load_trace_sources(cfg)
-    by_kind = {("wifi" if "_wifi" in t.name else "4g"): float(t.rtt_at_ms(0.0)) for t in ts}
-    assert by_kind == {"4g": 50.0, "wifi": 7.0}
+    by_kind: dict[str, set[float]] = {}
+    for t in ts:  # the 4G folder's traces are named 4G/... (the set's root): matched by their source path
+        kind = "wifi" if "_wifi" in t.name else "cellular" if "_cellular" in t.name else t.name.split("/")[0]
+        by_kind.setdefault(kind, set()).add(float(t.rtt_at_ms(0.0)))
+    assert by_kind == {"4G": {50.0}, "wifi": {7.0}, "cellular": {50.0}}
     (ts,) = load_trace_sources(TrainConfig(traces=cfg.traces, include_embedded=False, rtt_ms=12.5))
     assert {float(t.rtt_at_ms(0.0)) for t in ts} == {12.5}
