@@ -6,12 +6,16 @@ cut 0 (the frames travel encoded; every block runs on the JPEG-decoded frames); 
 at every middle cut (activations through the real wire codec). Models have random weights: the errors show how far
 the numbers move, not how a trained policy's task success would change.
 
+``choice``: whether choosing the frame codec per step (an action dimension) would pay, from the cut costs.
+
 ``speedup``: the split alone (skipping off, chunk size 1: RoboECC and StaticBestCut) against edge-only on Orin+A100
 over recorded families (test side of each family's seeded split), under raw/fp32 and under the default wire
 configuration, with each family's RTT (traces.rtt), profile backend (roofline Profiles).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_codecs.py frames [--presets tiny small] [--seeds 4]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_codecs.py speedup [--episodes 8] [--traces ../shared/traces]
+                                                                      [--rtt-ms -1]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_codecs.py choice [--rtt-ms 20]
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def frames_table(presets: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
-def speedup_table(traces: Path, episodes: int, episode_s: float) -> str:
+def speedup_table(traces: Path, episodes: int, episode_s: float, rtt_ms: float = -1.0) -> str:
     from agents.eval_cli import EvalConfig, run_eval
     from traces.rtt import apply_rtt
     from traces.traceset import TraceSet
@@ -105,11 +109,12 @@ def speedup_table(traces: Path, episodes: int, episode_s: float) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for fam in FAMILIES:
         ts = TraceSet.load([str(traces / fam)])
-        rtts = sorted({float(t.rtt_at_ms(0.0)) for t in apply_rtt(ts)})
+        rtts = sorted({float(t.rtt_at_ms(0.0)) for t in apply_rtt(ts, rtt_ms)})
         for model in MODELS:
             for wire in ("exact", "default"):
                 cfg = EvalConfig(planners="edge,roboecc,static", model=model, preset="full", hardware="orin+a100",
-                                 episodes=episodes, episode_s=episode_s, chunk_size=1, wire=wire, plots=False)
+                                 episodes=episodes, episode_s=episode_s, chunk_size=1, wire=wire, plots=False,
+                                 rtt_ms=rtt_ms)
                 t0 = time.perf_counter()
                 _, runs = run_eval(cfg, trace_set=ts)
                 mean = {r.name: float(np.mean(r.result.latency_ms)) for r in runs}
@@ -119,6 +124,35 @@ def speedup_table(traces: Path, episodes: int, episode_s: float) -> str:
                              f"{mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} | {mean['static']:.1f} | "
                              f"{e / mean['static']:.2f} |")
                 logging.info("%s %s %s: %.1f s", model, fam, wire, time.perf_counter() - t0)
+    return "\n".join(lines)
+
+
+def choice_table(rtt_ms: float, codecs: tuple[str, ...] = ("raw", "png", "jpeg:95", "jpeg:90")) -> str:
+    """Would a per-step codec choice (an action dimension) pay? Best-cut latency under each frame codec (fp16
+    activations, roofline Orin+A100, symmetric link, codec time charged) vs always jpeg:90, over 0.5..10^4 Mbit/s."""
+    from executor.costs import cut_table
+    from executor.wire_config import WireConfig, roofline_pair
+
+    bw = np.geomspace(0.5, 10_000, 400)
+    lines = [f"| model | best codec by bandwidth (RTT {rtt_ms:g} ms) | max gain of choosing over jpeg:90 | at |",
+             "|---|---|---|---|"]
+    for model in MODELS:
+        lat = {}
+        for c in codecs:
+            t = cut_table(*roofline_pair(model, "full", "orin", "a100", WireConfig(c, "fp16")))
+            lat[c] = np.array([t.latency_ms(b, b, rtt_ms / 2).min() for b in bw])
+        stack = np.stack([lat[c] for c in codecs])
+        best = np.where(stack.max(axis=0) - stack.min(axis=0) <= 1e-9, -1, stack.argmin(axis=0))  # -1: a tie
+        runs, start = [], 0
+        for i in range(1, len(bw) + 1):
+            if i == len(bw) or best[i] != best[start]:
+                name = "any (edge-only)" if best[start] < 0 else codecs[best[start]]
+                runs.append(f"{name} {bw[start]:.3g}-{bw[i - 1]:.3g}")
+                start = i
+        gain = lat["jpeg:90"] - stack.min(axis=0)
+        j = int(np.argmax(gain))
+        lines.append(f"| {model} | {'; '.join(runs)} | {gain[j]:.3f} ms ({gain[j] / lat['jpeg:90'][j]:.2%}) | "
+                     f"{bw[j]:.3g} Mbit/s |")
     return "\n".join(lines)
 
 
@@ -132,18 +166,23 @@ def main() -> None:
     s.add_argument("--traces", type=Path, default=ROOT.parent / "shared" / "traces")
     s.add_argument("--episodes", type=int, default=8)
     s.add_argument("--episode-s", type=float, default=30.0)
+    s.add_argument("--rtt-ms", type=float, default=-1.0, help="RTT of every trace (default -1: the family rule)")
+    c = sub.add_parser("choice")
+    c.add_argument("--rtt-ms", type=float, default=20.0)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("traces").setLevel(logging.ERROR)
     import torch
 
     torch.set_num_threads(1)
-    if args.what == "frames":
+    if args.what == "choice":
+        print(choice_table(args.rtt_ms))
+    elif args.what == "frames":
         print(frames_table(args.presets, args.seeds))
     else:
         if not args.traces.is_dir():
             raise SystemExit(f"traces folder not found: {args.traces}")
-        print(speedup_table(args.traces, args.episodes, args.episode_s))
+        print(speedup_table(args.traces, args.episodes, args.episode_s, args.rtt_ms))
 
 
 if __name__ == "__main__":
