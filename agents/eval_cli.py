@@ -89,9 +89,9 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         mismatch = hedge_mismatch(loaded.metadata, env.unwrapped.deadline.hedge)
         from traces.rtt import rtt_mismatch
 
-        for mismatch in (mismatch, rtt_mismatch(loaded.metadata, rtt_ms)):
-            if mismatch:
-                log.warning("%s: %s", arg, mismatch)
+        for warning in (mismatch, rtt_mismatch(loaded.metadata, rtt_ms)):
+            if warning:
+                log.warning("%s: %s", arg, warning)
         return GuardedPolicy(loaded, h.HeuristicPlanner(ctx), budget_ms=budget_ms)
     if name == "oracle":
         from agents.oracle import Oracle

@@ -32,6 +32,7 @@ ACT_DTYPES = ("float32", "float16", "bfloat16", "int8")
 FAMILIES = ("lumos5g_mmwave/4G", "wifi_cellular_sbu_mptraces", "mahimahi_cellular_us")
 MODELS = ("openvla", "pi0", "smolvla")
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("bench_codecs")
 
 
 def _error(actions: np.ndarray, exact: np.ndarray, family: str) -> float:
@@ -43,15 +44,20 @@ def _error(actions: np.ndarray, exact: np.ndarray, family: str) -> float:
 
 def frames_table(presets: list[str], seeds: int) -> str:
     from executor import wire
-    from executor.camera import ImageEncoding, image_shape, measure_encoding, sample_frames
+    from executor.camera import (
+        ImageEncoding,
+        image_shape,
+        measure_encoding,
+        sample_frames,
+    )
     from executor.models import build_model, run_split
 
     lines = []
     models = {(f, p): build_model(f, p, seed=0) for f in MODELS for p in presets}
     head = "| frames | " + " | ".join(f"{f}/{p}" for f, p in models) + " | bytes (% raw) | PSNR dB | enc/dec ms |"
-    lines += ["Action error at cut 0 vs the raw run (openvla: share of action tokens that change; pi0, smolvla: "
-              "relative L2 error of the chunk), mean over seeds; bytes, PSNR and times for the largest preset's frames "
-              "(3 x 224 px for the full models: see the second table).", "", head,
+    lines += [("Action error at cut 0 vs the raw run (openvla: share of action tokens that change; pi0, smolvla: "
+               "relative L2 error of the chunk), mean over seeds; bytes, PSNR and times for the largest preset's "
+               "frames (3 x 224 px for the full models: see the second table)."), "", head,
               "|" + "---|" * (head.count("|") - 1)]
     for spec in FRAME_CODECS:
         enc = ImageEncoding.parse(spec)
@@ -78,8 +84,8 @@ def frames_table(presets: list[str], seeds: int) -> str:
         lines.append(f"| {spec} | {st.encoded_bytes:,} | {st.ratio:.1%} | {st.psnr_db:.1f} | {st.encode_ms:.2f} | "
                      f"{st.decode_ms:.2f} |")
     head = "| activations | " + " | ".join(f"{f}/{p}" for f, p in models) + " |"
-    lines += ["", "Action error vs the fp32 run, activations through the real wire codec, mean over every middle cut "
-              "(1..N-1) and seeds:", "", head, "|" + "---|" * (head.count("|") - 1)]
+    lines += ["", ("Action error vs the fp32 run, activations through the real wire codec, mean over every middle cut "
+                   "(1..N-1) and seeds:"), "", head, "|" + "---|" * (head.count("|") - 1)]
     for dt in ACT_DTYPES:
         codec = {"float32": "none", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}[dt]
 
@@ -123,7 +129,7 @@ def speedup_table(traces: Path, episodes: int, episode_s: float, rtt_ms: float =
                 lines.append(f"| {model} | {fam} | {'/'.join(f'{r:g}' for r in rtts)} | {label} | {e:.1f} | "
                              f"{mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} | {mean['static']:.1f} | "
                              f"{e / mean['static']:.2f} |")
-                logging.info("%s %s %s: %.1f s", model, fam, wire, time.perf_counter() - t0)
+                log.info("%s %s %s: %.1f s", model, fam, wire, time.perf_counter() - t0)
     return "\n".join(lines)
 
 

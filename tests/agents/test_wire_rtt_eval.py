@@ -55,7 +55,12 @@ def test_default_wire_cheaper_than_raw_for_cloud_only() -> None:
 
 
 def test_policy_wire_mismatch_refused_rtt_mismatch_warned(tmp_path, toy, caplog) -> None:
-    from agents.artifact import PolicyExpectation, PolicyLoadError, load_policy, meta_path
+    from agents.artifact import (
+        PolicyExpectation,
+        PolicyLoadError,
+        load_policy,
+        meta_path,
+    )
     from agents.training import TrainConfig, train
     from executor.wire_config import DEFAULT_WIRE, EXACT_WIRE
 

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from traces import synthetic
-from traces.rtt import FAMILY_RULE, apply_rtt, check_rtt_ms, family_rtt, rtt_mismatch, rtt_rule_label
+from traces.rtt import (
+    FAMILY_RULE,
+    apply_rtt,
+    check_rtt_ms,
+    family_rtt,
+    rtt_mismatch,
+    rtt_rule_label,
+)
 from traces.traceset import TraceSet
 
 
