@@ -571,8 +571,9 @@ class EdgeClient:
         while True:
             t = time.perf_counter()
             sent = encode_frames(out, self.config.wire)  # camera frames in the configured encoding
-            data = encode_payload(sent, {TYPE_KEY: kind, "request_id": request_id, "cut": cut},
-                                  self.config.wire.compression)
+            codec = self.config.wire.compression
+            data = encode_payload(sent, {TYPE_KEY: kind, "request_id": request_id, "cut": cut,
+                                         "reply_compression": codec}, codec)
             acc.encode_s += time.perf_counter() - t
             if kind == SPLIT:
                 first_send_perf, first_bytes = time.perf_counter(), len(data)

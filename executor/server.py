@@ -96,7 +96,8 @@ class ServerConfig:
     max_message_bytes: largest incoming message; bigger ones close the connection (1009).
     api_key: shared token required in the handshake, or None for no authentication.
     max_errors_per_connection: bad messages tolerated before the connection is closed (1008).
-    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact).
+    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact) when the request names none
+        (our client names its wire configuration's codec in the envelope's ``reply_compression``).
     ping_interval_s: websocket keepalive pings (None disables).
     """
 
@@ -426,7 +427,7 @@ class CloudServer:
         envelope = {TYPE_KEY: REPLY, "request_id": request_id, "final": final}
         envelope["timing"] = self._timing(recv_time, recv_perf, queue_s, compute_s)
         try:
-            return encode_payload(result, envelope, self.config.reply_compression)
+            return encode_payload(result, envelope, reply_codec(meta, self.config.reply_compression))
         except (wire.WireFormatError, TypeError, AttributeError) as e:
             raise _BadRequest(E_COMPUTE, f"cannot encode the reply: {e}") from e
 
@@ -458,6 +459,13 @@ class CloudServer:
 
 
 # -- compute jobs: module-level functions of (model, ...) so any engine can run them where the model lives ----------
+def reply_codec(meta: dict[str, Any], default: str) -> str:
+    """The codec of a reply's activations: the request's ``reply_compression`` when it names a valid one (the edge's
+    wire configuration, executor.wire_config), else ``default``."""
+    codec = meta.get("reply_compression", default)
+    return codec if codec in wire.COMPRESSIONS else default
+
+
 def cloud_step(model: SplitModel, cut: int, session: Any, message: wire.Message) -> tuple[Any, Any]:
     """One cloud step of a split exchange: a new cloud session at ``cut`` (``session`` None) or the given one."""
     sess = session if session is not None else model.cloud_session(cut)

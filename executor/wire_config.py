@@ -190,7 +190,7 @@ def message_bytes(specs: Sequence[TensorSpec], wire: WireConfig, envelope: Mappi
     return _pad16(10 + len(header)) + offset
 
 
-_REQUEST = {"ecc": "split", "request_id": 1, "cut": 0}
+_REQUEST = {"ecc": "split", "request_id": 1, "cut": 0, "reply_compression": "none"}  # codec names: 4 characters
 _REPLY = {"ecc": "reply", "request_id": 1, "final": True,
           "timing": {"queue_ms": 0.01, "compute_ms": 1.5, "residence_ms": 1.6, "queue_length": 0,
                      "recv_time_s": 1.7e9 + 0.1, "send_time_s": 1.7e9 + 0.2}}
