@@ -188,3 +188,12 @@ def test_measured_codec_time_is_charged_for_cpu_profiles() -> None:
     e, c = priced_profiles(p, p, model, DEFAULT_WIRE)
     assert "measured" in e.notes["codec_time"]
     assert e.codec_ms[0] > 0 and e.codec_ms == c.codec_ms and e.codec_ms[model.num_blocks] == 0
+
+
+def test_reply_codec_follows_the_request_and_ignores_bad_names() -> None:
+    from executor.server import reply_codec
+
+    assert reply_codec({"reply_compression": "fp16"}, "none") == "fp16"
+    assert reply_codec({}, "bf16") == "bf16"
+    for bad in ("gzip", 3, None, ["fp16"]):
+        assert reply_codec({"reply_compression": bad}, "none") == "none"
