@@ -174,9 +174,17 @@ def resolve_profiles(cfg: EvalConfig) -> tuple[Any, Any]:
     from executor.profile import Profile
 
     edge_hw, cloud_hw = cfg.hardware.split("+", 1)
-    if cfg.profiles:
-        e, c = cfg.profiles.split(",")
-        return Profile.load(e), Profile.load(c)
+    if cfg.profiles:  # measured or predicted elsewhere (ecc profile): cuts re-priced under the run's wire
+        from executor.models import build_model
+        from executor.wire_config import priced_profiles
+
+        e, c = (Profile.load(p) for p in cfg.profiles.split(","))
+        try:
+            model = build_model(e.model_id, e.preset, device="meta")
+        except ValueError as err:
+            log.warning("profiles of %s/%s kept as priced (not a known model: %s)", e.model_id, e.preset, err)
+            return e, c
+        return priced_profiles(e, c, model, cfg.wire)
     if cfg.backend == "executor":
         from agents.emulated_pair import emulated_pair
         from executor.models import build_model

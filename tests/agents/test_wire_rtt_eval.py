@@ -83,3 +83,16 @@ def test_policy_wire_mismatch_refused_rtt_mismatch_warned(tmp_path, toy, caplog)
     with caplog.at_level("WARNING"):
         build_planner("ppo", str(res.policy_path), PlannerContext.from_env(env), env, rtt_ms=-1.0)
     assert "trained under RTT 30 ms" in caplog.text
+
+
+def test_profile_files_are_repriced_under_the_runs_wire(tmp_path) -> None:
+    from agents.eval_cli import resolve_profiles
+    from executor.roofline import roofline_profile_for
+
+    paths = []
+    for hw in ("orin", "a100"):
+        paths.append(roofline_profile_for("pi0", "full", hw).save(tmp_path / f"{hw}.json"))
+    raw = roofline_profile_for("pi0", "full", "orin")
+    e, c = resolve_profiles(EvalConfig(profiles=",".join(map(str, paths)), wire="jpeg:90,fp16"))
+    assert e.notes["wire"]["label"] == c.notes["wire"]["label"] == "jpeg:90,fp16"
+    assert e.cuts[0].up_bytes < raw.cuts[0].up_bytes / 5 and e.codec_ms[0] > 0
