@@ -280,6 +280,7 @@ class PolicyExpectation:
     num_cuts: int | None = None
     chunk_size: int | None = None
     period_ms: float | None = None
+    wire: dict[str, Any] | None = None  # executor.wire_config.WireConfig.to_dict() of the runtime's Profiles
 
     @classmethod
     def for_env(cls, env: Any) -> PolicyExpectation:
@@ -292,6 +293,7 @@ class PolicyExpectation:
             num_cuts=int(e.num_cuts),
             chunk_size=int(e.config.chunk_size),
             period_ms=float(e.config.period_ms),
+            wire=e.edge_profile.notes.get("wire"),
         )
 
 
@@ -457,6 +459,12 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
     if expect.model_id is not None and meta.get("model_id") != expect.model_id:
         raise PolicyLoadError(f"{mpath}: model mismatch: policy is for {meta.get('model_id')!r}, "
                               f"runtime runs {expect.model_id!r}")
+    if expect.wire is not None:  # before the profile ids: a wire mismatch changes them, this names it
+        from executor.wire_config import WireConfig, wire_mismatch
+
+        msg = wire_mismatch(meta.get("wire"), WireConfig.from_dict(expect.wire))
+        if msg:
+            raise PolicyLoadError(f"{mpath}: wire configuration mismatch: {msg}")
     profiles = meta.get("profiles") or {}
     for side, want in (("edge", expect.edge_profile_id), ("cloud", expect.cloud_profile_id)):
         if want is not None and profiles.get(side) != want:

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _profiles(args: argparse.Namespace, family: str, preset: str) -> tuple[Any, Any]:
+def _profiles(args: argparse.Namespace, family: str, preset: str, wire: str = "default") -> tuple[Any, Any]:
     from executor.profile import Profile
 
     if args.edge_profile is not None or args.cloud_profile is not None:
@@ -79,10 +79,10 @@ def _profiles(args: argparse.Namespace, family: str, preset: str) -> tuple[Any, 
         raise ValueError("--policy needs the Profiles it was trained on: --edge-profile/--cloud-profile (a demo run "
                          "keeps them as profile_edge.json/profile_cloud.json), or --hardware EDGE+CLOUD (got "
                          f"{args.hardware!r})")
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
     edge, cloud = args.hardware.split("+", 1)
-    return roofline_profile_for(family, preset, edge), roofline_profile_for(family, preset, cloud)
+    return roofline_pair(family, preset, edge, cloud, wire)  # priced under the wire the client uses (--wire)
 
 
 def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True) -> float:
@@ -256,7 +256,7 @@ def main(argv: Sequence[str] = ()) -> int:
             if abs(stream.dt_s * 1e3 - control.period_ms) > 1e-6:
                 log.warning("the stream was recorded every %.4g ms, the runtime runs every %.4g ms",
                             stream.dt_s * 1e3, control.period_ms)
-            edge, cloud = _profiles(args, args.model, args.preset)
+            edge, cloud = _profiles(args, args.model, args.preset, args.wire)
             trace = None
             if args.trace is not None:
                 from traces import load_trace

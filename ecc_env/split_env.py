@@ -133,14 +133,15 @@ def _procedural_data(seed: int, num_steps: int, proc: ProceduralConfig, features
 
 @functools.lru_cache(maxsize=4)
 def default_profiles() -> tuple[Profile, Profile]:
-    """Roofline Profiles of the ``full`` OpenVLA on a Jetson AGX Orin (edge) and an A100 (cloud).
+    """Roofline Profiles of the ``full`` OpenVLA on a Jetson AGX Orin (edge) and an A100 (cloud), priced under the
+    default wire configuration (``executor.wire_config.DEFAULT_WIRE``: JPEG-90 frames, fp16 activations).
 
     Built on first use by ``executor.roofline`` (imports torch/transformers for the meta-device model); pass
     Profiles to the env to avoid it.
     """
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
-    return roofline_profile_for("openvla", "full", "orin"), roofline_profile_for("openvla", "full", "a100")
+    return roofline_pair("openvla", "full", "orin", "a100")
 
 
 def _mean_abs_diff(a: Sequence[float], b: Sequence[float]) -> float:

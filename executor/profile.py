@@ -72,6 +72,7 @@ class Profile:
     device_memory_bytes: int = 0
     wire_dtype: str = "float32"
     notes: dict[str, Any] = field(default_factory=dict)
+    codec_ms: tuple[float, ...] = ()  # per cut: this device's payload encode/decode time (executor.wire_config)
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -90,6 +91,9 @@ class Profile:
         for i, cut in enumerate(self.cuts[: n + 1]):
             if cut.k != i or cut.placement != "edge_then_cloud":
                 raise ProfileError(f"cuts[{i}] must be the forward cut k={i}, got k={cut.k} {cut.placement}")
+        if self.codec_ms and (len(self.codec_ms) != len(self.cuts)
+                              or any((not math.isfinite(t)) or t < 0 for t in self.codec_ms)):
+            raise ProfileError(f"codec_ms needs one finite value >= 0 per cut ({len(self.cuts)}), got {self.codec_ms}")
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -144,7 +148,7 @@ class Profile:
         try:
             fields = dict(d)
             fields["cuts"] = tuple(CutSpec(**c) for c in d["cuts"])
-            for key in ("block_names", "block_ms", "block_param_bytes"):
+            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms"):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             return cls(**fields)

@@ -251,10 +251,13 @@ def payload_header(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_payload(message: wire.Message) -> Any:
-    """A decoded wire message as a models ``Payload`` (torch tensors in their original dtypes, writable copies)."""
+    """A decoded wire message as a models ``Payload`` (torch tensors in their original dtypes, writable copies;
+    encoded camera frames decoded, see ``executor.frame_transport``)."""
+    from executor.frame_transport import decode_frames
     from executor.models.base import Payload
 
-    return Payload(tensors=wire.to_torch(message), **payload_header(message.meta))
+    header = payload_header(message.meta)
+    return Payload(tensors=decode_frames(wire.to_torch(message), header["meta"]), **header)
 
 
 def encode_payload(payload: Any, envelope: dict[str, Any], compression: str = "none") -> bytes:

@@ -131,7 +131,8 @@ class ServerConfig:
         failures (``ComputeUnavailable``: a dead or silent replica) never count.
     max_in_flight_per_connection: requests of one connection answered concurrently (our protocol; each reply names
         its request id), so a slow one does not hold up the next; openpi requests are answered in order.
-    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact).
+    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact) when the request names none
+        (our client names its wire configuration's codec in the envelope's ``reply_compression``).
     ping_interval_s: websocket keepalive pings (None disables).
     max_connections: open connections served at once; at the cap a new handshake closes the connection idle longest
     (1013; no message for ``evict_idle_after_s`` and none being handled), or gets HTTP 503 when none is.
@@ -810,7 +811,7 @@ class CloudServer:
         envelope = {TYPE_KEY: REPLY, "request_id": request_id, "final": final}
         envelope["timing"] = self._timing(recv_time, recv_perf, queue_s, compute_s)
         try:
-            return encode_payload(result, envelope, self.config.reply_compression)
+            return encode_payload(result, envelope, reply_codec(meta, self.config.reply_compression))
         except (wire.WireFormatError, TypeError, AttributeError) as e:
             raise _BadRequest(E_COMPUTE, f"cannot encode the reply: {e}") from e
 
@@ -849,6 +850,13 @@ class CloudServer:
 
 
 # -- compute jobs: module-level functions of (model, ...) so any engine can run them where the model lives ----------
+def reply_codec(meta: dict[str, Any], default: str) -> str:
+    """The codec of a reply's activations: the request's ``reply_compression`` when it names a valid one (the edge's
+    wire configuration, executor.wire_config), else ``default``."""
+    codec = meta.get("reply_compression", default)
+    return codec if codec in wire.COMPRESSIONS else default
+
+
 def cloud_step(model: SplitModel, cut: int, session: Any, message: wire.Message) -> tuple[Any, Any]:
     """One cloud step of a split exchange: a new cloud session at ``cut`` (``session`` None) or the given one."""
     sess = session if session is not None else model.cloud_session(cut)
