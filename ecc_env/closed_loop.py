@@ -249,15 +249,21 @@ class ClosedLoopRobot:
         self.chunk_size = int(chunk_size)
         self.features = features
         spc = sim_steps_per_control(period_ms)
+        if sim is not None and (sim.sim_steps_per_control != spc or sim.task != config.task):
+            raise ValueError(f"sim runs {sim.task} at {sim.sim_steps_per_control} steps per control, the config "
+                             f"needs {config.task} at {spc}")
+        self._owns_sim = sim is None
         if sim is None:
             sim = MetaWorldSim(config.task, image_hw=config.image_hw, camera=config.camera,
                                sim_steps_per_control=spc, task_seed=config.task_seed)
-        elif sim.sim_steps_per_control != spc or sim.task != config.task:
-            raise ValueError(f"sim runs {sim.task} at {sim.sim_steps_per_control} steps per control, the config "
-                             f"needs {config.task} at {spc}")
         self.sim = sim
         self._hist = history_len(features)
         self.seed = -1
+
+    def close(self) -> None:
+        """Close the simulator if this robot built it (a simulator passed in belongs to the caller)."""
+        if self._owns_sim:
+            self.sim.close()
 
     def _event_step(self, at_s: float | None) -> int | None:
         return None if at_s is None else int(round(at_s / self.period_s))
@@ -377,6 +383,10 @@ class ClosedLoopSplitEnv(EdgeCloudSplitEnv):
         self.closed_loop = cl
         self.robot = ClosedLoopRobot(cl, self.config.period_ms, self.config.chunk_size, self.config.features, sim)
         self._inferred: tuple[int, int] | None = None
+
+    def close(self) -> None:
+        self.robot.close()
+        super().close()
 
     def _load_streams(self, streams: Sequence[Any] | None) -> tuple:
         return ()  # the live robot is the stream

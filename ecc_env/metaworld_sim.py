@@ -66,6 +66,12 @@ def check_task(task: str) -> None:
         raise ValueError(f"no scripted expert for task {task!r}; e.g. {', '.join(CLOSED_LOOP_TASKS)}")
 
 
+def expert_policy(task: str) -> Any:
+    """The task's scripted expert (``metaworld.policies``): stateless, ``get_action(state_observation)``."""
+    check_task(task)
+    return _import_metaworld()[2][task]()
+
+
 def offscreen_viewer(env: Any, shadows: bool = False) -> Any:
     """The env's off-screen viewer (created on first use), with shadows and reflections off unless ``shadows``
     (a frame then costs ~5x less)."""
@@ -124,7 +130,7 @@ class MetaWorldSim:
 
     def __init__(self, task: str, *, image_hw: tuple[int, int] = (64, 64), camera: str = "corner",
                  sim_steps_per_control: int = 8, shadows: bool = False, task_seed: int = 0) -> None:
-        metaworld, mujoco, policies = _import_metaworld()
+        metaworld, mujoco, _ = _import_metaworld()
         check_task(task)
         if int(sim_steps_per_control) != sim_steps_per_control or sim_steps_per_control < 1:
             raise ValueError(f"sim_steps_per_control must be an integer >= 1, got {sim_steps_per_control!r}")
@@ -144,7 +150,7 @@ class MetaWorldSim:
             raise RuntimeError(f"MetaWorld step is {self._u.dt} s, this module assumes {SIM_STEP_S} s")
         self._u.max_path_length = 1 << 40  # the caller keeps the horizon (copies' steps count here too)
         self._tasks = list(metaworld.MT1(task, seed=task_seed).train_tasks)
-        self._policy = policies[task]()
+        self._policy = expert_policy(task)
         offscreen_viewer(self._env, shadows)
         self._spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._buf = np.empty(mujoco.mj_stateSize(self._u.model, self._spec))
@@ -191,6 +197,8 @@ class MetaWorldSim:
         u = self._u
         self._mujoco.mj_setState(u.model, u.data, state.physics, self._spec)
         self._mujoco.mj_forward(u.model, u.data)
+        # mj_forward rewrites the solver's warm start (last digits): set the state once more, bit for bit
+        self._mujoco.mj_setState(u.model, u.data, state.physics, self._spec)
         u.curr_path_length = state.path_length
         u._prev_obs = state.prev_obs.copy()
         u._last_stable_obs = None if state.last_stable_obs is None else state.last_stable_obs.copy()
