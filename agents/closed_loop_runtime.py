@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import queue
 import re
 import subprocess
@@ -85,8 +86,6 @@ class ServerProcess:
             path = Path(self._tmp.name) / "cloud_profile.json"
             self.emulate.save(path)
             cmd += ["--emulate", str(path)]
-        import os
-
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
                                                         env.get("PYTHONPATH")) if p)
@@ -115,14 +114,13 @@ class ServerProcess:
     def stop(self) -> None:
         """Terminate the process (SIGTERM, 10 s, then SIGKILL). Safe to call twice."""
         proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 pytest.importorskip("metaworld")
@@ -21,7 +20,11 @@ from agents.closed_loop_runtime import (  # noqa: E402
 )
 from agents.heuristics import CloudOnly, EdgeOnly  # noqa: E402
 from agents.planner import PlannerContext  # noqa: E402
-from ecc_env.closed_loop import ClosedLoopConfig, ClosedLoopSplitEnv, closed_loop_env_config  # noqa: E402
+from ecc_env.closed_loop import (  # noqa: E402
+    ClosedLoopConfig,
+    ClosedLoopSplitEnv,
+    closed_loop_env_config,
+)
 from executor.profile import Profile  # noqa: E402
 from traces import synthetic  # noqa: E402
 from traces.traceset import TraceSet  # noqa: E402
