@@ -112,7 +112,8 @@ def test_cloud_only_runtime_loop_sends_each_frame_through_the_shaped_link(loop, 
         assert s.cut_used == 0 and s.up_bytes >= raw  # the frame itself (plus framing) went up
         assert s.latency_ms >= RTT_MS + 11 * CLOUD_BLOCK_MS  # a round trip on the link + the emulated cloud
         assert s.arrival_step == _arrival(s.t_s, s.latency_ms, s.obs_step)
-    assert all(s.fallback_reason == "deadline" for s in ep.steps if s.mode == "fallback")
+    # a missed deadline falls back to edge-only (and, with the runtime's circuit breaker, the steps right after it)
+    assert {s.fallback_reason for s in ep.steps if s.mode == "fallback"} <= {"deadline", "breaker_open"}
     assert ep.inferences == len(ep.steps) == len(loop.env.robot.timeline.deliveries)
     assert ep.link_bytes_up >= ep.up_bytes == sum(s.up_bytes for s in split)
     assert ep.success
