@@ -84,3 +84,21 @@ def test_small_run_on_the_simulator_writes_the_report(tmp_path):
     with (tmp_path / "closed_loop.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3
     assert (tmp_path / "closed_loop_success.png").stat().st_size > 1000
+
+
+def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):
+    pytest.importorskip("metaworld")
+    from agents.closed_loop_eval import run_closed_loop_eval
+    from agents.training import TrainConfig, train
+
+    profiles = toy.three_block_profiles()
+    traces = toy.alternating_set()
+    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256,
+                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="tiny")
+    res = train(cfg, trace_set=traces, profiles=profiles)
+    ev = ClosedLoopEvalConfig(planners=f"ppo:{res.run_dir}", tasks="reach-v3", episodes=1, events="off",
+                              vlas="aware", episode_s=3.0, budget_ms=float("inf"))
+    report = run_closed_loop_eval(ev, trace_set=traces, profiles=profiles)
+    (ppo,) = [o for o in report.episodes if o.planner != EXPERT]
+    assert ppo.decisions >= 1 and ppo.inferences >= 1  # the first decision cannot skip (no chunk yet)
+    assert ppo.success == (ppo.time_to_success_s is not None)
