@@ -160,11 +160,12 @@ def run_expert(robot: Any, seed: int, horizon_steps: int, *, keep_timeline: bool
     )
 
 
-def summarize(outcomes: Sequence[EpisodeOutcome]) -> list[dict[str, Any]]:
-    """One row per (planner, task, vla, events): the figures of the module docstring."""
+def summarize(outcomes: Sequence[EpisodeOutcome], *, pool_tasks: bool = False) -> list[dict[str, Any]]:
+    """One row per (planner, task, vla, events): the figures of the module docstring. ``pool_tasks``: one row per
+    (planner, vla, events) over all tasks (task ``"all"``)."""
     groups: dict[tuple, list[EpisodeOutcome]] = {}
     for o in outcomes:
-        groups.setdefault((o.planner, o.task, o.vla, o.events), []).append(o)
+        groups.setdefault((o.planner, "all" if pool_tasks else o.task, o.vla, o.events), []).append(o)
     rows = []
     for (planner, task, vla, events), eps in groups.items():
         n = len(eps)
@@ -192,6 +193,19 @@ class ClosedLoopReport:
     rows: list[dict[str, Any]]
     episodes: list[EpisodeOutcome]
     meta: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ClosedLoopReport:
+        """A report written by :meth:`to_json` (plain JSON; rows recomputed from the episodes)."""
+        path = Path(path)
+        try:
+            body = json.loads(path.read_text())
+            if body.get("format") != "vla-ecc/closed-loop" or body.get("version") != 1:
+                raise ValueError("not a vla-ecc/closed-loop version 1 report")
+            eps = [EpisodeOutcome(**e) for e in body["episodes"]]
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{path}: cannot read a closed-loop report: {e}") from e
+        return cls(summarize(eps), eps, body.get("meta", {}))
 
     def to_json(self, path: str | Path) -> Path:
         def clean(v: Any) -> Any:

@@ -24,7 +24,7 @@ DEFAULT_TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.closed_loop_eval import ClosedLoopEvalConfig, markdown_table, run_closed_loop_eval
+    from agents.closed_loop_eval import ClosedLoopEvalConfig, run_closed_loop_eval
 
     d = ClosedLoopEvalConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,12 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traces", default=str(DEFAULT_TRACES))
     p.add_argument("--model", default=d.model)
     p.add_argument("--hardware", default=d.hardware)
+    p.add_argument("--entry", default=d.entry)
     p.add_argument("--out", default="")
+    p.add_argument("--from-json", default="", help="print the tables of a saved closed_loop.json (no run)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.from_json:
+        from agents.closed_loop_eval import ClosedLoopReport
+
+        print_tables(ClosedLoopReport.from_json(args.from_json))
+        return 0
     cfg = ClosedLoopEvalConfig(planners=args.planners, tasks=args.tasks, episodes=args.episodes,
                                episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=args.traces,
-                               model=args.model, hardware=args.hardware, out=args.out)
+                               model=args.model, hardware=args.hardware, entry=args.entry, out=args.out)
     t0 = time.perf_counter()
     done = [0]
 
@@ -53,11 +60,22 @@ def main(argv: list[str] | None = None) -> int:
 
     report = run_closed_loop_eval(cfg, on_episode=tick)
     wall = time.perf_counter() - t0
-    print(f"closed loop: {report.meta['profiles']}, traces {report.meta['traces']}, seeds {report.meta['seeds']}, "
-          f"{report.meta['period_ms']:.0f} ms control, chunks of {report.meta['chunk_size']}; wall {wall:.0f} s "
-          f"({len(report.episodes)} episodes)\n")
-    print(markdown_table(report.rows))
+    print(f"wall {wall:.0f} s ({len(report.episodes)} episodes)")
+    print_tables(report)
     return 0
+
+
+def print_tables(report) -> None:
+    """The pooled table (per planner, VLA and event setting over all tasks) and the per-task table, Markdown."""
+    from agents.closed_loop_eval import markdown_table, summarize
+
+    m = report.meta
+    print(f"closed loop: {m.get('profiles')}, traces {m.get('traces')}, seeds {m.get('seeds')}, "
+          f"{m.get('period_ms', 0):.0f} ms control, chunks of {m.get('chunk_size')}, "
+          f"entry {m.get('config', {}).get('entry')}\n")
+    print(markdown_table(summarize(report.episodes, pool_tasks=True)))
+    print()
+    print(markdown_table(report.rows))
 
 
 if __name__ == "__main__":

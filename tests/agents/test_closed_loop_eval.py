@@ -81,6 +81,14 @@ def test_small_run_on_the_simulator_writes_the_report(tmp_path):
     assert by["edge"]["median_tts_s"] >= by[EXPERT]["median_tts_s"]  # latency never beats the ceiling here
     body = json.loads((tmp_path / "closed_loop.json").read_text())
     assert body["format"] == "vla-ecc/closed-loop" and len(body["episodes"]) == 3
+    from agents.closed_loop_eval import ClosedLoopReport
+
+    again = ClosedLoopReport.from_json(tmp_path / "closed_loop.json")
+    assert [(r["planner"], r["success_rate"], r["median_tts_s"]) for r in again.rows] == [
+        (r["planner"], r["success_rate"], r["median_tts_s"]) for r in report.rows]
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="closed-loop"):
+        ClosedLoopReport.from_json(tmp_path / "bad.json")
     with (tmp_path / "closed_loop.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3
     assert (tmp_path / "closed_loop_success.png").stat().st_size > 1000
