@@ -62,10 +62,18 @@ def test_cli_reports_bad_arguments(capsys):
     assert "entry" in capsys.readouterr().err
 
 
-def test_small_run_on_the_simulator_writes_the_report(tmp_path):
+def constant_set():
+    from traces import synthetic
+    from traces.traceset import TraceSet
+
+    return TraceSet.from_traces([synthetic.constant(10.0, 20.0, rtt_ms=40.0, duration_s=600.0)], "const")
+
+
+def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
     pytest.importorskip("metaworld")
     from agents.closed_loop_eval import run_closed_loop_eval
-    from tests.ecc_env.conftest import constant_set, make_profiles
+
+    make_profiles = toy.three_block_profiles
 
     cfg = ClosedLoopEvalConfig(planners="edge,cloud", tasks="reach-v3", episodes=1, events="off", vlas="aware",
                                episode_s=3.0, out=str(tmp_path), plots=True)
