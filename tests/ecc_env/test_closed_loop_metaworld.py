@@ -109,11 +109,9 @@ def test_visual_noise_changes_the_frames_but_not_the_task():
     assert min(v[0] for v in r.visual[1:]) > 0.01  # every frame pair differs
 
 
-@pytest.fixture(scope="module")
-def toy_env():
-    from tests.ecc_env.conftest import constant_set, make_profiles
-
-    env = ClosedLoopSplitEnv(*make_profiles(), constant_set(), closed_loop=ClosedLoopConfig("pick-place-v3"),
+@pytest.fixture
+def toy_env(toy):
+    env = ClosedLoopSplitEnv(*toy.make_profiles(), toy.constant_set(), closed_loop=ClosedLoopConfig("pick-place-v3"),
                              config=closed_loop_env_config(episode_s=4.0), trace_split="all",
                              sim=sim_for("pick-place-v3"))
     yield env
