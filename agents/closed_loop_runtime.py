@@ -223,6 +223,18 @@ class LoopEpisode:
         lat = [s.latency_ms for s in self.steps if s.arrival_step >= 0]
         return float(np.mean(lat)) if lat else math.nan
 
+    def outcome(self, *, vla: str, events: str, period_s: float) -> Any:
+        """This episode as ``agents.closed_loop_eval.EpisodeOutcome`` (its latency: the observation's age when its
+        actions were ready, the env's definition), so the closed-loop report can tabulate runtime episodes too."""
+        from agents.closed_loop_eval import EpisodeOutcome
+
+        lat = [s.t_s - s.obs_step * period_s + s.latency_ms / 1e3 for s in self.steps if s.arrival_step >= 0]
+        return EpisodeOutcome(planner=self.planner, task=self.task, vla=vla, events=events, seed=self.seed,
+                              success=self.success, time_to_success_s=self.time_to_success_s,
+                              inferences=self.inferences, decisions=len(self.steps),
+                              inference_latency_ms=[x * 1e3 for x in lat], deadline_misses=self.deadline_misses,
+                              up_bytes=float(self.up_bytes))
+
     def summary(self) -> dict[str, Any]:
         modes = Counter(s.mode for s in self.steps)
         reasons = Counter(s.fallback_reason for s in self.steps if s.fallback_reason)

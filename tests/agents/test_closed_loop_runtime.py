@@ -97,6 +97,10 @@ def test_edge_only_runtime_loop_reaches_success_with_chunks_arriving_when_measur
         assert b.t_s == pytest.approx(max(a.t_s + a.latency_ms / 1e3, b.obs_step * 0.1))
     assert ep.up_bytes == 0 and ep.link_bytes_up > 0  # no payload; the client's probes still measured the link
 
+    out = ep.outcome(vla="aware", events="off", period_s=0.1)  # as the closed-loop report tabulates it
+    assert (out.success, out.inferences, out.decisions) == (True, ep.inferences, len(ep.steps))
+    assert min(out.inference_latency_ms) >= 11 * EDGE_BLOCK_MS
+
     sim = run_sim_episode(loop.env, EdgeOnly(ctx), seed=0, name="edge")  # same scene, segment, events
     assert sim.success and all(s.latency_ms == pytest.approx(11 * EDGE_BLOCK_MS) for s in sim.steps)
 
