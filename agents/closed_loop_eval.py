@@ -43,6 +43,8 @@ class ClosedLoopEvalConfig:
     preset: str = "full"  # model preset
     hardware: str = "orin+a100"  # edge+cloud devices of the hardware catalogue
     profiles: str = ""  # EDGE.json,CLOUD.json Profiles instead of the roofline pair
+    backend: str = "profile"  # profile | executor (real split executor: local server, trace-shaped link, emulated pair)
+    emulated_profiles: bool = False  # the emulated pair's Profiles for the profile backend too (as executor uses)
     episode_s: float = 8.0  # episode horizon (s); MetaWorld's experts finish in 0.4-2.5 s
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
     break_even_deadline: bool = True  # cap the deadline at the edge-only time
@@ -62,6 +64,8 @@ class ClosedLoopEvalConfig:
                 raise ValueError(f"{name} must be a comma-separated subset of {allowed}, got {getattr(self, name)!r}")
         if self.entry not in ("aligned", "index0"):
             raise ValueError(f"entry must be aligned or index0, got {self.entry!r}")
+        if self.backend not in ("profile", "executor"):
+            raise ValueError(f"backend must be 'profile' or 'executor', got {self.backend!r}")
         if "+" not in self.hardware:
             raise ValueError(f"hardware must be EDGE+CLOUD (e.g. orin+a100), got {self.hardware!r}")
         if not split_list(self.tasks):
@@ -240,9 +244,13 @@ def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
         if len(parts) != 2:
             raise ValueError(f"profiles must be EDGE.json,CLOUD.json, got {cfg.profiles!r}")
         return Profile.load(parts[0]), Profile.load(parts[1])
+    edge_hw, cloud_hw = cfg.hardware.split("+", 1)
+    if cfg.backend == "executor" or cfg.emulated_profiles:  # the emulated pair the executor runs (as ecc eval)
+        from agents.emulated_pair import emulated_pair
+
+        return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw)
     from executor.roofline import roofline_profile_for
 
-    edge_hw, cloud_hw = cfg.hardware.split("+", 1)
     return roofline_profile_for(cfg.model, cfg.preset, edge_hw), roofline_profile_for(cfg.model, cfg.preset, cloud_hw)
 
 
@@ -275,6 +283,12 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
     event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on()}
+    backend_kw: dict[str, Any] = {}
+    if cfg.backend == "executor":
+        from ecc_env.backends import ExecutorConfig
+
+        backend_kw = {"backend": "executor", "executor": ExecutorConfig(
+            family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud)}
     outcomes: list[EpisodeOutcome] = []
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
@@ -297,20 +311,24 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                 for vla in split_list(cfg.vlas):
                     cl = ClosedLoopConfig(task, vla=vla, entry=cfg.entry, events=event_cfgs[ev],
                                           image_hw=(cfg.image_px, cfg.image_px))
-                    env = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=cl, config=env_cfg, sim=sim)
-                    ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(traces))
-                    for label, name, arg in specs:
-                        planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms)
-                        for s in seeds:
-                            o = run_episode(env, planner, s, keep_timeline=(s == seeds[0]))
-                            o.planner = label
-                            record(o)
+                    env = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=cl, config=env_cfg, sim=sim,
+                                             **backend_kw)
+                    try:
+                        ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(traces))
+                        for label, name, arg in specs:
+                            planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms)
+                            for s in seeds:
+                                o = run_episode(env, planner, s, keep_timeline=(s == seeds[0]))
+                                o.planner = label
+                                record(o)
+                    finally:
+                        env.close()  # the executor backend's server and link
         finally:
             sim.close()
     wall = time.perf_counter() - t_start
     meta = {"config": {k: v for k, v in asdict(cfg).items()}, "seeds": seeds, "wall_s": wall,
             "period_ms": env_cfg.period_ms, "chunk_size": env_cfg.chunk_size,
-            "profiles": f"{edge.model_id}/{edge.preset} {edge.device}+{cloud.device}",
+            "profiles": f"{edge.model_id}/{edge.preset} {edge.device}+{cloud.device}", "backend": cfg.backend,
             "traces": getattr(traces, "name", str(cfg.traces)), "events_on": asdict(EventConfig.on())}
     report = ClosedLoopReport(summarize(outcomes), outcomes, meta)
     if cfg.out:

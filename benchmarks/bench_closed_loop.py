@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=d.model)
     p.add_argument("--hardware", default=d.hardware)
     p.add_argument("--entry", default=d.entry)
+    p.add_argument("--backend", default=d.backend, help="profile | executor (real split executor, emulated pair)")
+    p.add_argument("--preset", default=d.preset, help="model preset (tiny for --backend executor)")
+    p.add_argument("--emulated-profiles", action="store_true",
+                   help="the emulated pair's Profiles for the profile backend too (to compare with --backend executor)")
     p.add_argument("--out", default="")
     p.add_argument("--from-json", default="", help="print the tables of a saved closed_loop.json (no run)")
     args = p.parse_args(argv)
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = ClosedLoopEvalConfig(planners=args.planners, tasks=args.tasks, episodes=args.episodes,
                                episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=args.traces,
-                               model=args.model, hardware=args.hardware, entry=args.entry, out=args.out)
+                               model=args.model, hardware=args.hardware, entry=args.entry, backend=args.backend,
+                               preset=args.preset, emulated_profiles=args.emulated_profiles, out=args.out)
     t0 = time.perf_counter()
     done = [0]
 
@@ -72,7 +77,7 @@ def print_tables(report) -> None:
     m = report.meta
     print(f"closed loop: {m.get('profiles')}, traces {m.get('traces')}, seeds {m.get('seeds')}, "
           f"{m.get('period_ms', 0):.0f} ms control, chunks of {m.get('chunk_size')}, "
-          f"entry {m.get('config', {}).get('entry')}\n")
+          f"entry {m.get('config', {}).get('entry')}, backend {m.get('backend', 'profile')}\n")
     print(markdown_table(summarize(report.episodes, pool_tasks=True)))
     print()
     print(markdown_table(report.rows))
