@@ -78,7 +78,8 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agents.emulated_pair import describe, emulated_pair
-    from agents.eval_cli import EvalConfig, print_report, run_eval
+    from agents.eval_cli import print_report
+    from agents.evaluation import EvalConfig, run_eval
     from agents.plots import learning_curve
     from agents.training import TrainConfig, quick, train
     from traces.embedded import embedded_default_set

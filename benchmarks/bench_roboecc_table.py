@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from agents.eval_cli import EvalConfig, make_eval_env
+    from agents.evaluation import EvalConfig, make_eval_env
     from agents.heuristics import CloudOnly, EdgeOnly, RoboECCPlanner, StaticBestCut
     from agents.oracle import Oracle
     from agents.planner import BandwidthPrior, PlannerContext
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if key is not None:
             groups.setdefault(key, []).append(t)
     order = [(f, s) for f in ("WiFi", "4G", "5G") for s in ("shared", "embedded") if (f, s) in groups]
-    print(f"test traces per family: " + ", ".join(f"{f}/{s} {len(groups[(f, s)])}" for f, s in order))
+    print("test traces per family: " + ", ".join(f"{f}/{s} {len(groups[(f, s)])}" for f, s in order))
     print(f"{args.episodes} episodes x {args.episode_s:g} s per family, same seeds for every planner; prior from the "
           f"train split ({prior.up_mbps:.1f} Mbit/s up, {prior.rtt_ms:.0f} ms RTT)\n")
     seeds = list(range(2000, 2000 + args.episodes))
