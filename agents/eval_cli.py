@@ -87,14 +87,17 @@ def wide_console() -> Any:
     return console
 
 
-def print_report(report: Any, console: Any, title: str | None = None) -> None:
-    """The comparison table and the per-family means, as rich tables."""
+def print_report(report: Any, console: Any, title: str | None = None, *, explain: bool = True) -> None:
+    """The comparison table, what its columns mean (``explain``) and the per-family means, as rich tables."""
     m = report.meta
     c = m.get("config", {})
     title = title or (f"{c.get('model')}/{c.get('preset')} on {c.get('hardware')}, {c.get('backend')} backend, "
                       f"{len(m.get('seeds', []))} episodes x {c.get('episode_s')} s, {m.get('traces', {}).get('set')}:"
                       f"{c.get('split')}")
     console.print(report.rich_table(title))
+    if explain:
+        for line in report.column_notes():
+            console.print(f"[dim]  {line}[/dim]", highlight=False)
     if len(report.families) > 1:
         console.print(report.family_table("mean latency (ms) per trace family"))
 

@@ -45,6 +45,14 @@ def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
         assert img.ndim == 3 and img.shape[0] > 200
     for d in ("eval_profile", "eval_executor"):
         assert json.loads((out / d / "report.json").read_text())["rows"]
+    # readable output: the return and dropped steps are columns, every column is explained exactly once, no raw
+    # dict is printed, and the demo says where its files went
+    assert all("mean_return" in r and "dropped" in r for r in summary["profile_backend"])
+    for note in ("x edge: speed-up over edge-only", "ctrl %: ", "fallbacks: ", "return: ", "dropped: ", "dev: "):
+        assert printed.count(note) == 1, note
+    assert "{'" not in printed and "executor backend: model openvla/tiny" in printed
+    assert f"everything is in {out.resolve()}" in printed.replace("\n", "")
+    assert "learning_curve.png" in printed and "eval_executor/*.png" in printed
 
 
 def test_demo_config_refuses_bad_values():
