@@ -356,7 +356,7 @@ def inject_visual_noise(stream: ObservationStream, noise: VisualNoiseConfig, see
     t = frames.shape[0]
     if noise.flicker_gain > 0:
         events = rng.random(t) < noise.flicker_prob
-        gain = 1.0 + events * rng.normal(0, noise.flicker_gain, t)
+        gain = np.asarray(1.0 + events * rng.normal(0, noise.flicker_gain, t))
         frames *= gain[:, None, None, None].astype(np.float32)
     if noise.shake_px > 0:
         shifts = rng.integers(-noise.shake_px, noise.shake_px + 1, size=(t, 2))

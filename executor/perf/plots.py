@@ -89,7 +89,7 @@ def _stacked(ax: Any, rows: Sequence[Row], group: str | None) -> None:
     floor = 0.0
     bottom = [floor] * len(rows)
     for comp in ("vision", "llm_prefill", "decode", "action"):
-        vals = [r.get(f"{comp}_ms") if r.get("feasible") and _ok(r.get(f"{comp}_ms")) else 0.0 for r in rows]
+        vals = [float(r[f"{comp}_ms"]) if r.get("feasible") and _ok(r.get(f"{comp}_ms")) else 0.0 for r in rows]
         if any(vals):
             ax.bar(range(len(rows)), vals, bottom=bottom, label=comp)
             bottom = [b + v for b, v in zip(bottom, vals)]
