@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.compat import control_mismatch
 from agents.planner import ObsView
 from agents.policy import PPOPlanner
 from ecc_env.observation import ObservationConfig
@@ -99,6 +100,8 @@ class PolicyExpectation:
     edge_profile_id: str | None = None
     cloud_profile_id: str | None = None
     num_cuts: int | None = None
+    chunk_size: int | None = None
+    period_ms: float | None = None
 
     @classmethod
     def for_env(cls, env: Any) -> PolicyExpectation:
@@ -109,6 +112,8 @@ class PolicyExpectation:
             edge_profile_id=profile_id(e.edge_profile),
             cloud_profile_id=profile_id(e.cloud_profile),
             num_cuts=int(e.num_cuts),
+            chunk_size=int(e.config.chunk_size),
+            period_ms=float(e.config.period_ms),
         )
 
 
@@ -205,6 +210,9 @@ def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, us
 
 
 def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None:
+    control = control_mismatch(meta, chunk_size=expect.chunk_size, period_ms=expect.period_ms)
+    if control:
+        raise PolicyLoadError(f"{mpath}: {control}")
     if expect.observation is not None:
         found = meta.get("observation")
         if not isinstance(found, dict):

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from executor.control import DEFAULT_CHUNK_SIZE
+
 log = logging.getLogger(__name__)
 
-PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "static", "edge", "cloud",
-                                  "oracle")
+PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "vision-entropy", "static",
+                                  "edge", "cloud", "oracle")
 _SIMPLE = tuple(n for n in PLANNER_NAMES if ":" not in n)
 
 
@@ -90,6 +92,10 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         from agents.vision_skip import VisionSkip
 
         return VisionSkip(ctx)
+    if name == "vision-entropy":
+        from agents.vision_skip import EntropyVisionDispatch
+
+        return EntropyVisionDispatch(ctx)
     table = {"heuristic": h.HeuristicPlanner, "roboecc": h.RoboECCPlanner, "rapid": h.RapidSkip,
              "static": h.StaticBestCut, "edge": h.EdgeOnly, "cloud": h.CloudOnly}
     if name not in table:
@@ -114,7 +120,7 @@ class EvalConfig:
     episodes: int = 8  # episodes per planner (the same seeds for every planner)
     seed: int = 0  # first episode seed (episode i uses seed + i)
     episode_s: float = 30.0  # episode length in trace seconds
-    chunk_size: int = 8  # actions per chunk (1 disables skipping)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
     hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)

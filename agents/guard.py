@@ -66,8 +66,14 @@ class GuardedPolicy:
         if isinstance(policy, LoadedPolicy):
             self.low = policy.obs_low - range_tolerance
             self.high = policy.obs_high + range_tolerance
+            names = ((policy.metadata.get("observation") or {}).get("fields") or [])
         else:
             self.low = self.high = None
+            names = []
+        n = 0 if self.low is None else self.low.shape[0]
+        self.field_names: list[str] = list(names) if len(names) == n else [f"obs[{i}]" for i in range(n)]
+        # per field: steps out of range, the value farthest outside, the training range (without the tolerance)
+        self.out_of_range: dict[str, dict[str, Any]] = {}
         self.fallbacks: Counter[str] = Counter()
         self.decisions = 0
         self.last_reason: str | None = None
@@ -77,7 +83,18 @@ class GuardedPolicy:
             return bool(np.all(np.isfinite(obs)))
         if obs.shape != self.low.shape or not np.all(np.isfinite(obs)):
             return False
-        return bool(np.all(obs >= self.low) and np.all(obs <= self.high))
+        bad = (obs < self.low) | (obs > self.high)
+        if not bad.any():
+            return True
+        for i in np.flatnonzero(bad):
+            name = self.field_names[i]
+            lo, hi = self.low[i] + self.range_tolerance, self.high[i] - self.range_tolerance
+            v = float(obs[i])
+            entry = self.out_of_range.setdefault(name, {"steps": 0, "value": v, "train_range": [lo, hi]})
+            entry["steps"] += 1
+            if max(lo - v, v - hi) > max(lo - entry["value"], entry["value"] - hi):
+                entry["value"] = v
+        return False
 
     def predict(
         self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
@@ -110,6 +127,12 @@ class GuardedPolicy:
         return self.fallback.predict(observation, state, episode_start, deterministic)
 
     def report(self) -> dict[str, Any]:
-        """Decisions, fallbacks by reason and the load error."""
+        """Decisions, fallbacks by reason, the load error and, per out-of-range field, its step count, the value
+        farthest outside and the training range (observation units, 0-1)."""
         return {"decisions": self.decisions, "fallbacks": {r: self.fallbacks.get(r, 0) for r in REASONS},
-                "load_error": self.load_error}
+                "load_error": self.load_error, "out_of_range_fields": {k: dict(v) for k, v in self.out_of_range.items()}}
+
+    def describe_out_of_range(self) -> str:
+        """One line per out-of-range field: ``name = value (trained lo..hi) on N steps``; empty when none."""
+        return "\n".join(f"{k} = {v['value']:.4g} (trained {v['train_range'][0]:.4g}..{v['train_range'][1]:.4g}) "
+                         f"on {v['steps']} step(s)" for k, v in sorted(self.out_of_range.items()))

@@ -15,7 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ecc_env.observation import ObservationConfig
+from ecc_env.observation import ObservationBuilder, ObservationConfig
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.costs import CutTable, cut_table
 from executor.profile import Profile
 
@@ -58,9 +59,9 @@ class PlannerContext:
     edge_only_index: int
     cut_fits: np.ndarray
     obs_config: ObservationConfig
-    period_ms: float = 100.0
+    period_ms: float = DEFAULT_PERIOD_MS
     deadline_ms: float = 300.0
-    chunk_size: int = 8
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     prior: BandwidthPrior = field(default_factory=lambda: BandwidthPrior(50.0, 50.0, 40.0))
     model_id: str = ""
 
@@ -95,9 +96,9 @@ class PlannerContext:
         *,
         obs_config: ObservationConfig | None = None,
         prior: BandwidthPrior | None = None,
-        period_ms: float = 100.0,
+        period_ms: float = DEFAULT_PERIOD_MS,
         deadline_ms: float = 300.0,
-        chunk_size: int = 8,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         edge_memory_bytes: int | None = None,
     ) -> PlannerContext:
         """A context from a Profile pair (as the edge runtime has it)."""
@@ -136,67 +137,33 @@ class PlannerContext:
 
 
 class ObsView:
-    """Decodes observation vectors of one ``ObservationConfig`` back into physical units (inverse of the
-    builder's fixed scales; see the table in ``ecc_env.observation``)."""
+    """Reads observation vectors of one ``ObservationConfig`` in physical units: a thin view over
+    ``ObservationBuilder.decode`` and its field index (no offsets of its own; see the table in
+    ``ecc_env.observation``). Missing measurements are NaN, ``action_age_s`` is ``inf`` without actions, flags
+    are bools."""
 
     def __init__(self, config: ObservationConfig) -> None:
         self.config = config
-        h = config.bandwidth_history
-        self.h = h
-        self.size = 2 * h + 17
-        self._bw = math.log1p(config.bandwidth_scale_mbps)
-        self._rtt = math.log1p(config.rtt_scale_ms)
-        self._lat = math.log1p(config.latency_scale_ms)
-
-    def _check(self, obs: Any) -> np.ndarray:
-        o = np.asarray(obs, dtype=np.float64)
-        if o.ndim == 2 and o.shape[0] == 1:
-            o = o[0]
-        if o.shape != (self.size,):
-            raise ValueError(f"observation has shape {np.shape(obs)}, expected ({self.size},)")
-        return o
+        self.builder = ObservationBuilder(config)
+        self.index: dict[str, int] = self.builder.index
+        self.h = config.bandwidth_history
+        self.size = self.builder.size
 
     def uplink(self, obs: Any) -> tuple[list[float], list[float]]:
         """Uplink samples (Mbit/s) and their ages (s), newest first; missing samples are left out."""
-        o = self._check(obs)
-        h = self.h
-        mbps, ages = [], []
-        for i in range(h):
-            age = o[h + i]
-            if age >= 1.0 and o[i] == 0.0:
-                continue
-            mbps.append(math.expm1(o[i] * self._bw))
-            ages.append(age * self.config.max_age_s)
-        return mbps, ages
+        d = self.builder.decode(obs)
+        keep = np.isfinite(d["uplink_mbps"])
+        return d["uplink_mbps"][keep].tolist(), d["uplink_age_s"][keep].tolist()
 
-    def decode(self, obs: Any) -> dict[str, float]:
-        """Scalar fields in physical units (``uplink_mbps``/``uplink_age_s`` of the newest sample, NaN if none)."""
-        o = self._check(obs)
-        c = self.config
-        h = self.h
-        t = o[2 * h :]
-        up, ages = self.uplink(o)
-        return {
-            "uplink_mbps": up[0] if up else math.nan,
-            "uplink_age_s": ages[0] if ages else math.nan,
-            "downlink_mbps": math.expm1(t[0] * self._bw) if t[0] > 0 else math.nan,
-            "rtt_ms": math.expm1(t[1] * self._rtt) if t[1] > 0 else math.nan,
-            "edge_queue": t[2] * c.queue_capacity,
-            "server_queue": t[3] * c.server_queue_scale,
-            "action_age_s": t[4] * c.action_age_scale_s if t[4] < 1.0 else math.inf,
-            "actions_left": round(t[5] * c.chunk_size),
-            "visual_mad": t[6] * c.mad_scale,
-            "visual_changed": t[7],
-            "visual_structural": t[8],
-            "visual_since_action": t[9] * c.mad_accum_scale,
-            "joint_speed": t[10] * c.joint_speed_scale,
-            "accel_anomaly": t[11],
-            "torque_change": t[12],
-            "prev_cut": round(t[13] * max(c.num_cuts - 1, 1)),
-            "prev_skip": t[14],
-            "prev_deadline_miss": t[15],
-            "prev_latency_ms": math.expm1(t[16] * self._lat),
-        }
+    def decode(self, obs: Any) -> dict[str, Any]:
+        """Fields in physical units (``ObservationBuilder.decode``), with ``uplink_mbps`` / ``uplink_age_s`` the
+        newest sample's (NaN if none)."""
+        d = self.builder.decode(obs)
+        keep = np.flatnonzero(np.isfinite(d["uplink_mbps"]))
+        first = int(keep[0]) if keep.size else None
+        d["uplink_mbps"] = float(d["uplink_mbps"][first]) if first is not None else math.nan
+        d["uplink_age_s"] = float(d["uplink_age_s"][first]) if first is not None else math.nan
+        return d
 
 
 def action(cut: int, skip: bool) -> np.ndarray:

@@ -61,7 +61,7 @@ class PPOPlanner:
             self._layers: list = []
         else:
             self._layers = _extract_mlp(pol.mlp_extractor.policy_net) + _extract_mlp([pol.action_net])
-        self._actions_left_idx = 2 * view.h + 5
+        self._actions_left_idx = view.index["actions_left"]
 
     def masks(self, obs: np.ndarray) -> np.ndarray:
         """Masks in sb3-contrib's MultiDiscrete format (cuts, then skip = 0 / 1)."""

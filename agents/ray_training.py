@@ -8,8 +8,15 @@ action masks come back with every step and reset (one round trip per step, not t
 in the driver; ``agents.training.train`` writes the run folder and the policy artifact as usual, so the artifact is
 the format ``load_policy`` reads.
 
-Every wait on a worker is bounded (``step_timeout_s``): a dead or stuck worker raises ``RayWorkerError`` instead of
-hanging the run. Ray is imported lazily.
+Every wait on a worker is bounded (``step_timeout_s``). A worker that dies or does not answer in time is replaced
+(``max_worker_restarts`` per run): a new actor re-creates its environments and resets them with their seeds; the
+interrupted step reports those environments' episodes as ended (reward 0, ``info["worker_restarted"]``), and
+training goes on. When a worker cannot be replaced (restarts used up, or the new one fails too), ``RayWorkerError``
+(an ``agents.training.EnvWorkersLost``) is raised, and ``train`` stops with the best policy so far. An exception
+inside an environment is a bug, not a lost worker: it raises ``RayWorkerError`` at once.
+
+Which Ray: ``executor.ray_cluster`` (``address`` None attaches to ``$RAY_ADDRESS`` when set, else starts a local,
+loopback-only instance; ``"local"`` always starts one). Ray is imported lazily.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from agents.training import EnvWorkersLost
+
 log = logging.getLogger(__name__)
 
 
-class RayWorkerError(RuntimeError):
-    """An environment worker actor died, failed or did not answer in time."""
+class RayWorkerError(EnvWorkersLost):
+    """An environment worker actor died, failed or did not answer in time, and could not be replaced."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,8 @@ class RayTrainConfig:
     num_workers: Ray actors holding the environments (each gets a contiguous slice of them).
     num_cpus_per_worker: CPUs Ray reserves for each worker.
     step_timeout_s: bound on one step/reset round trip to the workers.
-    address: Ray cluster address (None: start a local Ray instance).
+    max_worker_restarts: dead or stuck workers replaced per run before training gives up.
+    address: Ray address (``executor.ray_cluster``: None = $RAY_ADDRESS if set, else local; "local"; a cluster).
     num_cpus: CPUs of a local Ray instance (None: all cores).
     object_store_memory_bytes: object store of a local Ray instance.
     """
@@ -43,6 +53,7 @@ class RayTrainConfig:
     num_workers: int = 2
     num_cpus_per_worker: float = 1.0
     step_timeout_s: float = 60.0
+    max_worker_restarts: int = 3
     address: str | None = None
     num_cpus: int | None = None
     object_store_memory_bytes: int | None = 100_000_000
@@ -54,21 +65,16 @@ class RayTrainConfig:
             raise ValueError(f"num_cpus_per_worker must be >= 0, got {self.num_cpus_per_worker}")
         if not self.step_timeout_s > 0:
             raise ValueError(f"step_timeout_s must be > 0, got {self.step_timeout_s}")
+        if self.max_worker_restarts < 0:
+            raise ValueError(f"max_worker_restarts must be >= 0, got {self.max_worker_restarts}")
 
 
-def ensure_ray(rc: RayTrainConfig) -> bool:
-    """Connect to ``rc.address`` or start a local Ray instance if none runs; True if this call started it."""
-    import ray
+def ensure_ray(rc: RayTrainConfig) -> Any:
+    """Attach to or start Ray per ``executor.ray_cluster`` (``rc.address``); returns the ``RayConnection``."""
+    from executor.ray_cluster import connect
 
-    if ray.is_initialized():
-        return False
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False,
-                          "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1"}}}
-    if rc.address is not None:
-        ray.init(address=rc.address, **kw)
-    else:
-        ray.init(num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory_bytes, **kw)
-    return True
+    return connect(rc.address, num_cpus=rc.num_cpus, object_store_memory_bytes=rc.object_store_memory_bytes,
+                   env_vars={"OMP_NUM_THREADS": "1"})
 
 
 class EnvWorker:
@@ -120,6 +126,14 @@ def _concat(parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
+def _row(obs: Any, i: int) -> Any:
+    if isinstance(obs, dict):
+        return {k: v[i] for k, v in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(v[i] for v in obs)
+    return obs[i]
+
+
 def _make_vec_env_base() -> type:
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
@@ -139,11 +153,12 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         workers = min(self.config.num_workers, n)
         if workers < self.config.num_workers:
             log.warning("%d workers for %d environments: using %d workers", self.config.num_workers, n, workers)
-        self._started_ray = ensure_ray(self.config)
+        self._connection = ensure_ray(self.config)
         bounds = np.linspace(0, n, workers + 1).round().astype(int)
         self._slices = [list(range(bounds[i], bounds[i + 1])) for i in range(workers)]
-        remote_cls = ray.remote(num_cpus=self.config.num_cpus_per_worker, max_restarts=0)(EnvWorker)
-        self._workers = [remote_cls.remote([env_fns[i] for i in s]) for s in self._slices]
+        self._env_fns = list(env_fns)
+        self._remote_cls = ray.remote(num_cpus=self.config.num_cpus_per_worker, max_restarts=0)(EnvWorker)
+        self._workers = [self._remote_cls.remote([env_fns[i] for i in s]) for s in self._slices]
         probe = env_fns[0]()  # spaces, from one local instance
         obs_space, act_space = probe.observation_space, probe.action_space
         probe.close()
@@ -151,26 +166,78 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         self._masks: np.ndarray | None = None
         self._pending: list[Any] | None = None
         self._closed = False
+        self._env_seeds: list[int | None] = [None] * n  # what seed() gave each environment (re-used on a restart)
+        self.worker_restarts = 0
 
     @property
     def num_workers(self) -> int:
         return len(self._workers)
 
+    def seed(self, seed: int | None = None) -> Any:
+        out = super().seed(seed)
+        self._env_seeds = list(self._seeds)
+        return out
+
     def _get(self, refs: list[Any], what: str) -> list[Any]:
+        """All results, or RayWorkerError (no replacement: for calls other than step and reset)."""
+        out, lost = self._gather(refs, what)
+        if lost:
+            w, why = lost[0]
+            raise RayWorkerError(f"{what}: env worker {w} {why}")
+        return out
+
+    def _gather(self, refs: list[Any], what: str) -> tuple[list[Any], list[tuple[int, str]]]:
+        """Results by worker (None where lost) and the lost workers with why. An exception raised by an environment
+        raises RayWorkerError at once (a bug, which a new worker would repeat)."""
         import ray
         from ray import exceptions as rx
 
+        _ready, not_ready = ray.wait(refs, num_returns=len(refs), timeout=self.config.step_timeout_s)
+        late = set(not_ready)
+        out: list[Any] = []
+        lost: list[tuple[int, str]] = []
+        for w, ref in enumerate(refs):
+            if ref in late:
+                out.append(None)
+                lost.append((w, f"did not answer within {self.config.step_timeout_s} s"))
+                continue
+            try:
+                out.append(ray.get(ref))
+            except rx.RayTaskError as e:
+                raise RayWorkerError(f"{what}: an environment of worker {w} raised: {e}") from e
+            except rx.RayError as e:  # the actor died or its node went away
+                out.append(None)
+                lost.append((w, f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+        return out, lost
+
+    def _replace(self, w: int, why: str, what: str) -> tuple[Any, list[dict], Any]:
+        """A new actor for worker ``w``, its environments re-created and reset with their seeds; returns its reset."""
+        import ray
+
+        if self.worker_restarts >= self.config.max_worker_restarts:
+            raise RayWorkerError(f"{what}: env worker {w} {why}; {self.worker_restarts} worker restart(s) already "
+                                 f"used (max_worker_restarts={self.config.max_worker_restarts})")
+        self.worker_restarts += 1
+        log.warning("%s: env worker %d %s; replacing it (restart %d of %d)", what, w, why, self.worker_restarts,
+                    self.config.max_worker_restarts)
         try:
-            return ray.get(refs, timeout=self.config.step_timeout_s)
-        except rx.GetTimeoutError as e:
-            raise RayWorkerError(f"{what}: no answer from the env workers within {self.config.step_timeout_s} s") from e
-        except rx.RayError as e:
-            raise RayWorkerError(f"{what}: an env worker failed: {type(e).__name__}: {e}") from e
+            ray.kill(self._workers[w], no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        s = self._slices[w]
+        self._workers[w] = self._remote_cls.remote([self._env_fns[i] for i in s])
+        ref = self._workers[w].reset.remote([self._env_seeds[i] for i in s], [self._options[i] for i in s])
+        out, lost = self._gather([ref], what)
+        if lost:
+            raise RayWorkerError(f"{what}: env worker {w} {why}, and its replacement {lost[0][1]}")
+        return out[0]
 
     def reset(self) -> Any:
         refs = [w.reset.remote([self._seeds[i] for i in s], [self._options[i] for i in s])
                 for w, s in zip(self._workers, self._slices)]
-        out = self._get(refs, "reset")
+        out, lost = self._gather(refs, "reset")
+        for w, why in lost:
+            out[w] = self._replace(w, why, "reset")
         self.reset_infos = [info for part in out for info in part[1]]
         self._masks = _concat([p[2] for p in out]) if out[0][2] is not None else None
         self._reset_seeds()
@@ -185,7 +252,12 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         if self._pending is None:
             raise RuntimeError("step_wait() without step_async()")
         refs, self._pending = self._pending, None
-        out = self._get(refs, "step")
+        out, lost = self._gather(refs, "step")
+        for w, why in lost:  # the replaced environments' episodes end here; they start again from their seeds
+            obs, _infos, masks = self._replace(w, why, "step")
+            k = len(self._slices[w])
+            infos = [{"worker_restarted": True, "terminal_observation": _row(obs, i)} for i in range(k)]
+            out[w] = (obs, np.zeros(k, dtype=np.float32), np.ones(k, dtype=bool), infos, masks)
         obs = _concat([p[0] for p in out])
         rewards = np.concatenate([p[1] for p in out])
         dones = np.concatenate([p[2] for p in out])
@@ -238,13 +310,12 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         import ray
 
         try:
-            ray.get([w.close.remote() for w in self._workers], timeout=self.config.step_timeout_s)
+            ray.get([w.close.remote() for w in self._workers], timeout=min(self.config.step_timeout_s, 10.0))
         except Exception as e:  # noqa: BLE001 - best effort on the way out
             log.warning("closing env workers: %s: %s", type(e).__name__, e)
         for w in self._workers:
             ray.kill(w)
-        if self._started_ray:
-            ray.shutdown()
+        self._connection.release()
 
 
 def train_on_ray(cfg: Any, ray_config: RayTrainConfig | None = None, **train_kwargs: Any) -> Any:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from agents.cliargs import add_dataclass_flags
-from agents.training import TrainConfig, quick, train
+from agents.training import EnvWorkersLost, TrainConfig, quick, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: envs in this process (default); ray: envs on Ray actors (pip install 'vla-ecc[ray]')")
     p.add_argument("--ray-workers", type=int, default=2, help="Ray env worker actors with --engine ray (default 2)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--ray-address", "--address", dest="address", default=None,
+                   help="Ray to use with --engine ray: 'local' starts a local instance; an address attaches to that "
+                        "cluster (default: $RAY_ADDRESS if set, else local)")
+    p.add_argument("--max-worker-restarts", type=int, default=3,
+                   help="with --engine ray: dead env workers replaced before training stops early (default 3)")
     return p
 
 
@@ -39,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if engine.engine == "ray":
             from agents.ray_training import RayTrainConfig, train_on_ray
 
-            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.address)
+            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.address,
+                                        max_worker_restarts=engine.max_worker_restarts)
     except ValueError as e:
         print(f"ecc train: {e}", file=sys.stderr)
         return 2
@@ -51,11 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)
         print(f"ecc train: {e}", file=sys.stderr)
         return 2
+    except (EnvWorkersLost, ConnectionError) as e:  # Ray: no cluster, or the env workers lost before any step
+        print(f"ecc train: {e}", file=sys.stderr)
+        return 1
     print(f"run folder:        {res.run_dir}")
     print(f"policy:            {res.policy_path}")
     print(f"timesteps:         {res.timesteps}")
     print(f"best val return:   {res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})")
     print(f"wall time:         {res.wall_s:.0f} s")
+    if res.stopped_early:
+        print(f"ecc train: stopped early: {res.stopped_early}; the policy is the best one so far", file=sys.stderr)
+        return 1
     return 0
 
 

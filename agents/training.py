@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from executor.control import DEFAULT_CHUNK_SIZE
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +51,7 @@ class TrainConfig:
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
     family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
     exclude_families: tuple[str, ...] = ()  # leave out traces whose family contains one of these texts (train+val)
-    chunk_size: int = 8  # actions per chunk (1 disables skipping)
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
@@ -276,9 +278,14 @@ def _privileged(env: Any, privileged: Any) -> Any:
     return PrivilegedBandwidth(env, privileged)
 
 
+class EnvWorkersLost(RuntimeError):
+    """The environments' workers failed beyond repair (e.g. a Ray env worker that could not be replaced). ``train``
+    stops there, keeps the best policy so far, and says why in ``TrainResult.stopped_early``."""
+
+
 @dataclass
 class TrainResult:
-    """What a run produced."""
+    """What a run produced (``stopped_early``: why training ended before its budget, or None)."""
 
     run_dir: Path
     policy_path: Path
@@ -287,6 +294,7 @@ class TrainResult:
     wall_s: float
     timesteps: int
     curve: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: str | None = None
 
 
 def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_size: int):  # type: ignore[no-untyped-def]
@@ -421,9 +429,19 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
                         learning_rate=cfg.learning_rate, seed=cfg.seed)
         callback.init_callback(model)
         callback.evaluate()  # the cloned policy is a candidate too (at 0 PPO steps)
-    model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+    stopped_early = None
+    try:
+        model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+    except EnvWorkersLost as e:  # keep what was learnt: the model so far competes with the best below
+        if model.num_timesteps == 0:
+            raise
+        stopped_early = f"{e} (after {model.num_timesteps} of {cfg.total_timesteps} steps)"
+        log.error("training stopped early: %s; saving the best policy so far", stopped_early)
     callback.evaluate()  # the final model competes too
-    venv.close()
+    try:
+        venv.close()
+    except Exception as e:  # noqa: BLE001 - a broken venv must not lose the policy
+        log.warning("closing the environments: %s: %s", type(e).__name__, e)
     best = MaskablePPO.load(str(run_dir / "best_model.zip"), device="cpu")
     e = val_env.unwrapped
     meta = {
@@ -457,7 +475,7 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     log.info("run %s: best validation return %.2f (heuristic %.2f) in %.0f s", run_dir, callback.best,
              heur["mean_return"], wall)
     return TrainResult(run_dir, policy_path, callback.best, heur["mean_return"], wall, int(model.num_timesteps),
-                       callback.curve)
+                       callback.curve, stopped_early)
 
 
 def quick(cfg: TrainConfig) -> TrainConfig:

@@ -28,12 +28,16 @@ class ServerLoadConfig:
     change_every_s: the load level is redrawn (Gamma, shape ``burstiness_shape``) this often; the queue length
     itself is Poisson around that level, one draw per control period.
     per_request_ms: service time of one queued request; None = the cloud-only cut's cloud time.
+    batch_ms: a batching server: service time of a batch of b requests at index b-1 (up to the maximum batch size),
+        e.g. ``executor.roofline.batched_cloud_ms`` for b = 1..B; the requests ahead are served in full batches, the
+        rest in one smaller batch. Empty (default): one at a time, ``per_request_ms`` each.
     """
 
     mean_queue_len: float = 0.0
     change_every_s: float = 5.0
     burstiness_shape: float = 2.0
     per_request_ms: float | None = None
+    batch_ms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mean_queue_len) and self.mean_queue_len >= 0):
@@ -42,6 +46,15 @@ class ServerLoadConfig:
             raise ValueError(f"change_every_s and burstiness_shape must be > 0, got {self}")
         if self.per_request_ms is not None and not (self.per_request_ms >= 0):
             raise ValueError(f"per_request_ms must be >= 0, got {self.per_request_ms!r}")
+        if not all(math.isfinite(b) and b >= 0 for b in self.batch_ms):
+            raise ValueError(f"batch_ms must be finite and >= 0, got {self.batch_ms!r}")
+
+    def queue_wait_ms(self, queue_len: int, per_request_ms: float) -> float:
+        """Wait behind ``queue_len`` requests: one at a time, or in batches per ``batch_ms``."""
+        if not self.batch_ms or queue_len <= 0:
+            return queue_len * per_request_ms
+        full, rest = divmod(queue_len, len(self.batch_ms))
+        return full * self.batch_ms[-1] + (self.batch_ms[rest - 1] if rest else 0.0)
 
 
 class LatencyBackend(Protocol):
@@ -110,7 +123,7 @@ class ProfileBackend:
             row,
             self.link,
             start_s,
-            server_queue_ms=q * self.per_request_ms,
+            server_queue_ms=self.server_load.queue_wait_ms(q, self.per_request_ms),
             deadline=self.deadline,
             fallback_ms=self.fallback_ms,
         )

@@ -48,6 +48,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ecc_env.features import FeatureConfig, kinematic_scores, visual_change
+from executor.control import DEFAULT_CHUNK_SIZE
 from traces.units import rate_mbps
 
 OBS_SPEC_VERSION = 2  # 2: a missed deadline leaves an upper-bound uplink sample
@@ -85,7 +86,7 @@ class ObservationConfig:
     queue_capacity: int = 3
     server_queue_scale: float = 16.0
     action_age_scale_s: float = 2.0
-    chunk_size: int = 8
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     mad_scale: float = 0.25
     mad_accum_scale: float = 1.0
     joint_speed_scale: float = 4.0
@@ -205,44 +206,56 @@ class ObservationBuilder:
         return o
 
     def decode(self, obs: np.ndarray) -> dict[str, Any]:
-        """Inverse of the fixed scales: physical units from an observation vector (for heuristic planners).
+        """Inverse of the fixed scales: physical units from an observation vector, read through :attr:`index`.
 
-        Saturated fields (clipped at 1) decode to their scale's maximum. Keys: ``uplink_mbps`` / ``uplink_age_s``
-        (arrays, newest first; NaN where no sample), ``downlink_mbps``, ``rtt_ms`` (NaN when not measured),
-        ``edge_queue``, ``server_queue``, ``action_age_s`` (NaN without actions), ``actions_left``, ``visual_mad``,
-        ``visual_changed``, ``visual_structural``, ``visual_since_action``, ``joint_speed``, ``accel_anomaly``,
-        ``torque_change``, ``prev_cut``, ``prev_skip``, ``prev_deadline_miss``, ``prev_latency_ms``.
+        The one decoder of the package (``agents.planner.ObsView`` wraps it). Conventions: a value that was not
+        measured (no uplink sample in a slot, no RTT or downlink estimate yet) is NaN; ``action_age_s`` is ``inf``
+        when there are no actions yet (or the age is beyond ``action_age_scale_s``), so ``age >= limit`` holds;
+        counts and ``prev_cut`` are ints; ``prev_skip`` / ``prev_deadline_miss`` are bools. Other saturated fields
+        (clipped at 1) decode to their scale's maximum. An uplink slot is empty when its rate is 0 and its age
+        field saturated (the builder's "none" encoding). Keys: ``uplink_mbps`` / ``uplink_age_s`` (arrays, newest
+        first), ``downlink_mbps``, ``rtt_ms``, ``edge_queue``, ``server_queue``, ``action_age_s``,
+        ``actions_left``, ``visual_mad``, ``visual_changed``, ``visual_structural``, ``visual_since_action``,
+        ``joint_speed``, ``accel_anomaly``, ``torque_change``, ``prev_cut``, ``prev_skip``,
+        ``prev_deadline_miss``, ``prev_latency_ms``. Accepts shape ``(size,)`` or ``(1, size)``.
         """
         o = np.asarray(obs, dtype=np.float64)
+        if o.ndim == 2 and o.shape[0] == 1:
+            o = o[0]
         if o.shape != (self.size,):
-            raise ValueError(f"observation has shape {o.shape}, expected ({self.size},)")
-        c, h, b = self.config, self.history, 2 * self.history
-        present = o[:h] > 0
+            raise ValueError(f"observation has shape {np.shape(obs)}, expected ({self.size},)")
+        c, h, ix = self.config, self.history, self.index
         nan = math.nan
+        up = o[ix["uplink_mbps[0]"] : ix["uplink_mbps[0]"] + h]
+        age = o[ix["uplink_age[0]"] : ix["uplink_age[0]"] + h]
+        present = ~((up <= 0.0) & (age >= 1.0))
 
-        def unlog(v: float, inv_scale: float) -> float:
-            return math.expm1(v / inv_scale)
+        def v(name: str) -> float:
+            return float(o[ix[name]])
+
+        def unlog(name: str, inv_scale: float) -> float:
+            return math.expm1(v(name) / inv_scale) if v(name) > 0 else nan
 
         return {
-            "uplink_mbps": np.where(present, np.expm1(o[:h] / self._bw_log), nan),
-            "uplink_age_s": np.where(present, o[h:b] * c.max_age_s, nan),
-            "downlink_mbps": unlog(o[b], self._bw_log) if o[b] > 0 else nan,
-            "rtt_ms": unlog(o[b + 1], self._rtt_log) if o[b + 1] > 0 else nan,
-            "edge_queue": o[b + 2] * c.queue_capacity,
-            "server_queue": o[b + 3] * c.server_queue_scale,
-            "action_age_s": o[b + 4] * c.action_age_scale_s if o[b + 5] > 0 or o[b + 4] < 1 else nan,
-            "actions_left": int(round(o[b + 5] * c.chunk_size)),
-            "visual_mad": o[b + 6] * c.mad_scale,
-            "visual_changed": o[b + 7],
-            "visual_structural": o[b + 8],
-            "visual_since_action": o[b + 9] * c.mad_accum_scale,
-            "joint_speed": o[b + 10] * c.joint_speed_scale,
-            "accel_anomaly": o[b + 11],
-            "torque_change": o[b + 12],
-            "prev_cut": int(round(o[b + 13] / self._cut_div)),
-            "prev_skip": bool(o[b + 14] > 0.5),
-            "prev_deadline_miss": bool(o[b + 15] > 0.5),
-            "prev_latency_ms": unlog(o[b + 16], self._lat_log),
+            "uplink_mbps": np.where(present, np.expm1(up / self._bw_log), nan),
+            "uplink_age_s": np.where(present, age * c.max_age_s, nan),
+            "downlink_mbps": unlog("downlink_mbps", self._bw_log),
+            "rtt_ms": unlog("rtt", self._rtt_log),
+            "edge_queue": v("edge_queue") * c.queue_capacity,
+            "server_queue": v("server_queue") * c.server_queue_scale,
+            "action_age_s": v("action_age") * c.action_age_scale_s if v("action_age") < 1.0 else math.inf,
+            "actions_left": int(round(v("actions_left") * c.chunk_size)),
+            "visual_mad": v("visual_mad") * c.mad_scale,
+            "visual_changed": v("visual_changed"),
+            "visual_structural": v("visual_structural"),
+            "visual_since_action": v("visual_since_action") * c.mad_accum_scale,
+            "joint_speed": v("joint_speed") * c.joint_speed_scale,
+            "accel_anomaly": v("accel_anomaly"),
+            "torque_change": v("torque_change"),
+            "prev_cut": int(round(v("prev_cut") / self._cut_div)),
+            "prev_skip": v("prev_skip") > 0.5,
+            "prev_deadline_miss": v("prev_deadline_miss") > 0.5,
+            "prev_latency_ms": math.expm1(v("prev_latency") / self._lat_log),
         }
 
     def build_from_raw(

@@ -153,3 +153,44 @@ class RuntimeObservationAdapter:
             for s in [s for s in table if s < oldest]:
                 del table[s]
         return obs
+
+
+def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(H, W, C)`` image resampled to ``(height, width, C)`` by nearest neighbour (no dependency, exact repeat)."""
+    img = np.asarray(image)
+    if img.ndim != 3:
+        raise ValueError(f"image must be (H, W, C), got shape {img.shape}")
+    rows = (np.arange(height) * img.shape[0]) // height
+    cols = (np.arange(width) * img.shape[1]) // width
+    return img[rows][:, cols]
+
+
+def stream_frame(
+    stream: Any,
+    template: Mapping[str, np.ndarray],
+    step: int,
+    *,
+    camera_key: str = "camera",
+    image_key: str = "images",
+) -> dict[str, np.ndarray]:
+    """The runtime frame of one step of an ``ObservationStream`` (recorded or procedural).
+
+    The model's input ``template`` (its ``make_observation``) with ``image_key`` replaced by the stream's frame
+    resized to the model's image size on every camera, plus the stream's own frame under ``camera_key`` (the
+    adapter's visual features read it, as the env reads the stream) and its ``joint_vel`` / ``joint_torque``.
+    Consecutive steps are consecutive stream frames, never independent random frames.
+    """
+    if not 0 <= step < stream.num_steps:
+        raise ValueError(f"step {step!r} outside 0..{stream.num_steps - 1} (the stream's length)")
+    spec = np.asarray(template[image_key])
+    if spec.ndim != 4 or spec.shape[-1] != 3:
+        raise ValueError(f"model input {image_key!r} must be (cams, H, W, 3), got shape {spec.shape}")
+    cams, h, w = spec.shape[0], spec.shape[1], spec.shape[2]
+    raw = stream.frames[step]
+    small = resize_nearest(raw, h, w).astype(spec.dtype)
+    frame = dict(template)
+    frame[image_key] = np.ascontiguousarray(np.broadcast_to(small, (cams, h, w, 3)))
+    frame[camera_key] = raw
+    frame["joint_vel"] = np.asarray(stream.joint_vel[step])
+    frame["joint_torque"] = np.asarray(stream.joint_torque[step])
+    return frame

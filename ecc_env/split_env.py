@@ -19,6 +19,7 @@ from ecc_env.latency import CutRow, DeadlineConfig, ProbeConfig, cut_rows, probe
 from ecc_env.observation import ObservationBuilder, ObservationConfig
 from ecc_env.reward import RewardConfig, step_reward
 from ecc_env.streams import ObservationStream, ProceduralConfig, procedural_stream
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,12 @@ ENV_ID = "ecc_env/EdgeCloudSplit-v0"
 class EnvConfig:
     """Scalar settings of the env (sub-configs for the deadline, reward, observation scales, features, server).
 
-    period_ms: control period: one observation (camera frame + joint state) arrives every period.
+    period_ms: control period: one observation (camera frame + joint state) arrives every period
+        (default ``executor.control.DEFAULT_PERIOD_MS``, the runtime's too).
     episode_s: episode length in trace time (also capped by the stream's remaining steps).
     queue_capacity: observations that may wait at the edge; beyond it the oldest is dropped (and counted).
-    chunk_size: actions per inferred chunk; a skip consumes one, so at most chunk_size - 1 skips in a row.
+    chunk_size: actions per inferred chunk; a skip consumes one, so at most chunk_size - 1 skips in a row
+        (default ``executor.control.DEFAULT_CHUNK_SIZE``, the runtime's too).
     skip_ms: the controller's own time for a skipped step (no inference).
     edge_memory_bytes: the edge's memory for parameters; None = the edge Profile's ``device_memory_bytes``
         (0 there means unlimited). Cuts whose edge parameter bytes exceed it are masked.
@@ -52,10 +55,10 @@ class EnvConfig:
         measures them.
     """
 
-    period_ms: float = 100.0
+    period_ms: float = DEFAULT_PERIOD_MS
     episode_s: float = 60.0
     queue_capacity: int = 3
-    chunk_size: int = 8
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     skip_ms: float = 1.0
     edge_memory_bytes: int | None = None
     allowed_cuts: tuple[int, ...] | None = None

@@ -567,7 +567,10 @@ class EdgeClient:
         kind = SPLIT
         while True:
             t = time.perf_counter()
-            data = encode_payload(out, {TYPE_KEY: kind, "request_id": request_id, "cut": cut}, self.config.compression)
+            envelope = {TYPE_KEY: kind, "request_id": request_id, "cut": cut}
+            if deadline is not None:  # the server bounds its own waits by it (a retry on another replica fits)
+                envelope["budget_ms"] = max(0.0, (deadline - time.perf_counter()) * 1e3)
+            data = encode_payload(out, envelope, self.config.compression)
             acc.encode_s += time.perf_counter() - t
             if kind == SPLIT:
                 first_send_perf, first_bytes = time.perf_counter(), len(data)

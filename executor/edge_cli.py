@@ -5,10 +5,13 @@ Example: ``ecc edge --server ws://127.0.0.1:8765 --model openvla --preset small 
 The planner is a fixed cut (``--cut K``, default edge-only) or any object with SB3's ``predict`` built by a factory
 named ``module:callable`` (``--planner``; called with the model). The observation builder is a callable
 ``StepContext -> np.ndarray`` built the same way (``--builder``, called with the model), or a zero vector for the
-fixed planner. Frames are the model's synthetic observations (``make_observation(seed=step)``).
+fixed planner. Run alone (``python -m executor.edge_cli``), frames are the model's synthetic observations
+(``make_observation(seed=step)``); ``ecc edge`` (``agents.edge_cli``) feeds consecutive frames of an observation
+stream instead (``--stream`` or the env's procedural generator).
 ``--trace FILE`` inserts the user-space shaped link (``executor.link``) between the edge and the server, pacing bytes
 by that bandwidth trace. ``--emulate PROFILE.json`` pads the edge's blocks to that Profile (hardware emulation; the
-report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked.
+report says so). Prints a per-mode summary and writes every step to ``--out`` (JSON lines) when asked, with the
+runtime's and the planner's reports (a GuardedPolicy's fallbacks by reason and out-of-range fields) in ``<out>.summary.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default=None, help="module:factory returning a planner (called with the model)")
     p.add_argument("--builder", default=None, help="module:factory returning an observation builder (called with the model)")
     p.add_argument("--steps", type=int, default=20, help="observations to process (default 20)")
-    p.add_argument("--period-ms", type=float, default=100.0, help="control period in ms (default 100)")
+    p.add_argument("--period-ms", type=float, default=DEFAULT_PERIOD_MS,
+                   help=f"control period in ms (default {DEFAULT_PERIOD_MS:g}, executor.control)")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                   help=f"actions executed per inference, at most the model's chunk (default {DEFAULT_CHUNK_SIZE}, "
+                        "executor.control; the env's chunk_size)")
     p.add_argument("--deadline-ms", type=float, default=300.0, help="split deadline in ms (default 300)")
     p.add_argument("--no-realtime", action="store_true", help="run steps back to back instead of every period")
     p.add_argument("--hedge", action="store_true",
@@ -74,6 +83,13 @@ class FixedCutPlanner:
         return np.array([self.cut, 0]), state
 
 
+_HINTS = {
+    "no_server": "no --server given, so every network step ran edge-only (start `ecc serve` and pass --server)",
+    "disconnected": "the server was not reachable; the client reconnects in the background",
+    "deadline": "the actions were not back by the deadline (--deadline-ms; see docs/deployment.md)",
+}
+
+
 def _record_dict(r: Any) -> dict[str, Any]:
     return {
         "step": r.step, "mode": r.mode, "cut_requested": r.cut_requested, "cut_used": r.cut_used,
@@ -88,12 +104,14 @@ def main(argv: Sequence[str] = ()) -> int:
 
 
 def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
-        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "") -> int:
+        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "",
+        preflight: Callable[[Any], str | None] | None = None) -> int:
     """Run the edge runtime for parsed ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
     env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
-    ``frames(model, step)`` replaces the model's synthetic observations."""
-    if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0:
-        print("ecc edge: --steps, --period-ms and --deadline-ms must be positive", file=sys.stderr)
+    ``frames(model, step)`` replaces the model's synthetic observations; ``preflight(model)`` (after hardware
+    emulation is attached) returns a reason not to run (exit 2) or None."""
+    if args.steps < 1 or args.period_ms <= 0 or args.deadline_ms <= 0 or args.chunk_size < 1:
+        print("ecc edge: --steps, --period-ms, --deadline-ms and --chunk-size must be positive", file=sys.stderr)
         return 2
     import torch
 
@@ -104,6 +122,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     link = None
+    emulator = None
     try:
         model = build_model(args.model, args.preset, seed=args.seed)
         if planner is not None:
@@ -118,12 +137,16 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         if builder is None:
             builder = (_factory(args.builder, model) if args.builder is not None
                        else (lambda ctx: np.zeros(1, np.float32)))
-        emulator = None
         if args.emulate is not None:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
+                                                            expect_preset=args.preset)).attach()
+        if preflight is not None:
+            problem = preflight(model)
+            if problem:
+                raise ValueError(problem)
         url = args.server
         if url is not None and args.trace is not None:
             from urllib.parse import urlparse
@@ -137,9 +160,11 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None,
                                      compression=args.compression)
         config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
-                               realtime=not args.no_realtime, hedge=args.hedge)
+                               realtime=not args.no_realtime, hedge=args.hedge, chunk_size=args.chunk_size)
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
+        if emulator is not None:
+            emulator.detach()
         if link is not None:
             link.stop()
         return 2
@@ -159,6 +184,9 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         with args.out.open("w") as f:
             for r in records:
                 f.write(json.dumps(_record_dict(r)) + "\n")
+        planner_report = getattr(planner, "report", None)
+        summary = {"runtime": report, "planner": planner_report() if callable(planner_report) else None}
+        args.out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from rich.console import Console
     from rich.table import Table
 
@@ -172,9 +200,12 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
     console.print(table)
     reasons = report["fallback_reasons"] or "none"
     console.print(f"fallbacks by reason: {reasons}; deadline {config.deadline_s * 1e3:g} ms")
+    for reason in sorted(report["fallback_reasons"]):
+        if reason in _HINTS:
+            console.print(f"  {reason}: {_HINTS[reason]}")
     guard_report = getattr(planner, "report", None)
     if callable(guard_report):
-        console.print(f"{banner or 'planner'}: {guard_report()}")
+        console.print(f"{banner or 'planner'}: {guard_report()}", markup=False)
     emu = report["emulation"]
     console.print("hardware emulation: " + (f"ON ({emu['device']})" if emu.get("emulated") else "off"))
     return 0 if all(r.mode != "failed" for r in records) else 1

@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=int, default=None, help="action chunk size")
     ap.add_argument("--dof", type=int, default=None, help="action degrees of freedom")
     ap.add_argument("--timesteps", type=int, default=None, help="past timesteps kept in the VLM context")
-    ap.add_argument("--action-head", choices=ACTION_HEADS, default=None, help="flow expert or autoregressive")
+    ap.add_argument("--action-head", choices=ACTION_HEADS, default=None,
+                    help="flow expert, autoregressive, or ar-parallel (all action tokens in one VLM pass)")
+    ap.add_argument("--accounting", choices=("complete", "paper"), default="complete",
+                    help="'paper' reproduces VLA-Perf's GenZ accounting (GiB units, second expert QKV)")
+    ap.add_argument("--attention", choices=("onchip", "materialised", "fused"), default=None,
+                    help="attention accounting (default onchip: scores stay on chip, as GenZ)")
     ap.add_argument("--s2-cap-hz", type=float, default=5.0, help="dual-system: System-2 rate cap")
     ap.add_argument("--jpeg-ratio", type=float, default=0.1, help="compressed / raw image bytes")
     ap.add_argument("--dtype", default="bfloat16", help="compute dtype (bfloat16, float16, float32, int8)")
@@ -145,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             network = custom_link(*custom)  # type: ignore[arg-type]
         r = evaluate_mode(cfg, args.mode, base=args.base, device=args.device, server=args.server, network=network,
                           wan=args.wan, payloads=Payloads(jpeg_ratio=args.jpeg_ratio), s2_cap_hz=args.s2_cap_hz,
-                          dtype=args.dtype, cut=args.cut)
+                          dtype=args.dtype, cut=args.cut, accounting=args.accounting, attention=args.attention)
         if args.json:
             print(json.dumps(r.to_dict(), indent=1))
         else:

@@ -17,10 +17,19 @@ Queue length: the ingress counts every job in flight at the deployment (queued a
 running), so ``queue_length`` in each reply is the deployment's, not one replica's. ``queue_ms`` is the ingress's
 submit-to-reply time minus the replica's compute time (routing, transfer, waiting at the replica).
 
-Faults: a job whose replica dies (or is unreachable) is retried on another replica (``max_attempts``; safe because
-jobs are pure functions of their arguments, the openpi noise seed included); when no attempt succeeds, or none
-answers within ``request_timeout_s``, the client gets an explicit ``compute_failed`` error reply, which
-``EdgeRuntime`` turns into its edge-only fallback. Serve's controller replaces dead replicas.
+Faults: a job whose replica dies (or is unreachable) or does not answer within its attempt's timeout is retried on
+another replica (``max_attempts``; safe because jobs are pure functions of their arguments, the openpi noise seed
+included). An attempt's timeout is ``request_timeout_s``, shortened to an even share of what is left of the client's
+budget (``budget_ms`` in the request, the time to its deadline) so that a retry still fits. When no attempt succeeds,
+the client gets an explicit ``compute_failed`` error reply at once, which ``EdgeRuntime`` turns into its edge-only
+fallback; such a failure is the server's, never counted against the client's bad-message budget. Serve's controller
+replaces dead replicas.
+
+Cluster hygiene: each server deploys its own Serve application (``app_name``; default ``default_app_name``: model,
+preset, seed and port), refuses to replace an application of that name that it did not deploy, waits at most
+``deploy_timeout_s`` for its replicas (a clear error naming the resources asked for and available), and on stop
+deletes only its own application. Which Ray it uses and how it lets go is ``executor.ray_cluster``'s rule: a local
+instance started here (loopback only) is shut down, an attached cluster is only disconnected from.
 
 Ray is imported lazily: importing this module does not import ray.
 """
@@ -42,17 +51,28 @@ from executor.server import CloudServer, ServerConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_APP_NAME = "ecc-cloud"
+DEFAULT_APP_NAME = "ecc-cloud"  # prefix of the derived per-server names (default_app_name)
 _MODEL_PID = "ecc-split-model"
 _JOBS = {"cloud_step": _server.cloud_step, "openpi_forward": _server.openpi_forward}
 
 
-class ReplicaUnavailable(RuntimeError):
+class ReplicaUnavailable(_server.ComputeUnavailable):
     """No replica of the deployment completed the job (every attempt hit a dead or unreachable replica)."""
 
 
-class ReplicaTimeout(TimeoutError):
-    """The deployment did not answer a job within ``request_timeout_s``."""
+class ReplicaTimeout(_server.ComputeUnavailable, TimeoutError):
+    """No attempt at the deployment answered a job in time (``request_timeout_s`` or the client's budget)."""
+
+
+class DeployError(RuntimeError):
+    """The Serve application could not be deployed: its name is taken, or its replicas did not start in time."""
+
+
+def default_app_name(family: str, preset: str, seed: int, port: int) -> str:
+    """The Serve application name of a server: model, preset, seed and port (the process id for port 0), so two
+    servers on one cluster never share an application unless they are told to."""
+    where = f"port{port}" if port else f"pid{os.getpid()}"
+    return f"{DEFAULT_APP_NAME}-{family}-{preset}-seed{seed}-{where}"
 
 
 @dataclass(frozen=True)
@@ -66,12 +86,14 @@ class RayServeConfig:
     num_gpus_per_replica: GPUs Ray reserves for each replica.
     torch_threads: torch CPU threads inside each replica.
     max_ongoing_requests: jobs Serve sends to one replica at once (they queue on its model lock).
-    request_timeout_s: bound on one job attempt at the deployment.
-    max_attempts: attempts per job when a replica dies under it (>= 1).
-    address: Ray cluster address (None: start a local Ray instance).
+    request_timeout_s: bound on one job attempt at the deployment (shortened to fit the client's budget).
+    max_attempts: attempts per job when a replica dies under it or does not answer in time (>= 1).
+    address: Ray address (``executor.ray_cluster``: None = $RAY_ADDRESS if set, else local; "local"; a cluster).
     num_cpus: CPUs of a local Ray instance (None: Ray's default, all cores).
     object_store_memory_bytes: object store of a local Ray instance (None: Ray's default).
-    app_name: Serve application name.
+    app_name: Serve application name (None: ``default_app_name`` of the model, preset, seed and port).
+    deploy_timeout_s: bound on the wait for the replicas to run (resources short: a clear error, not a hang).
+    loopback: a local Ray instance listens on 127.0.0.1 only.
     """
 
     replicas: int = 1
@@ -86,7 +108,9 @@ class RayServeConfig:
     address: str | None = None
     num_cpus: int | None = None
     object_store_memory_bytes: int | None = 200_000_000
-    app_name: str = DEFAULT_APP_NAME
+    app_name: str | None = None
+    deploy_timeout_s: float = 120.0
+    loopback: bool = True
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -100,6 +124,10 @@ class RayServeConfig:
             raise ValueError(f"torch_threads, max_ongoing_requests and max_attempts must be >= 1: {self}")
         if not self.request_timeout_s > 0:
             raise ValueError(f"request_timeout_s must be > 0, got {self.request_timeout_s}")
+        if not self.deploy_timeout_s > 0:
+            raise ValueError(f"deploy_timeout_s must be > 0, got {self.deploy_timeout_s}")
+        if self.app_name is not None and not self.app_name.strip():
+            raise ValueError("app_name must be a non-empty string or None")
         if self.target_ongoing_requests <= 0:
             raise ValueError(f"target_ongoing_requests must be > 0, got {self.target_ongoing_requests}")
 
@@ -185,8 +213,11 @@ class CloudReplica:
             return dumps((False, err, started - arrived, finished - started), self.model)
 
     def describe(self) -> dict[str, Any]:
-        """pid, jobs run and the model's id (tests and monitoring)."""
-        return {"pid": os.getpid(), "jobs_run": self.jobs_run, "model": f"{self.model.family}/{self.model.preset}"}
+        """pid, Ray actor id, jobs run and the model's id (tests and monitoring)."""
+        import ray
+
+        return {"pid": os.getpid(), "actor_id": ray.get_runtime_context().get_actor_id(), "jobs_run": self.jobs_run,
+                "model": f"{self.model.family}/{self.model.preset}"}
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
@@ -218,7 +249,8 @@ class RayCloudServer(CloudServer):
         self._deployment = handle
         self.ray_config = ray_config
         self._retryable = _retryable_errors()
-        self.failovers = 0
+        self.failovers = 0  # attempts lost to a dead or unreachable replica
+        self.timeouts = 0  # attempts that did not answer in time
 
     async def _execute(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
         name = getattr(fn, "__name__", "")
@@ -227,14 +259,26 @@ class RayCloudServer(CloudServer):
         blob = dumps((name, args))
         rc = self.ray_config
         submitted = time.perf_counter()
+        budget_s = _server.request_budget_s.get()
+        deadline = None if budget_s is None else submitted + budget_s
         last: BaseException | None = None
         for attempt in range(1, rc.max_attempts + 1):
+            timeout_s = rc.request_timeout_s
+            if deadline is not None:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                timeout_s = min(timeout_s, left / (rc.max_attempts - attempt + 1))
             response = self._deployment.run.remote(blob)
             try:
-                data = await asyncio.wait_for(_awaited(response), rc.request_timeout_s)
-            except asyncio.TimeoutError as e:
+                data = await asyncio.wait_for(_awaited(response), timeout_s)
+            except asyncio.TimeoutError:
                 response.cancel()
-                raise ReplicaTimeout(f"no replica answered {name} within {rc.request_timeout_s} s") from e
+                last = ReplicaTimeout(f"no answer within {timeout_s:.3f} s")
+                self.timeouts += 1
+                log.warning("%s attempt %d/%d: no answer within %.3f s; %s", name, attempt, rc.max_attempts,
+                            timeout_s, "retrying" if attempt < rc.max_attempts else "giving up")
+                continue
             except self._retryable as e:
                 last = e
                 self.failovers += 1
@@ -245,6 +289,11 @@ class RayCloudServer(CloudServer):
             if not ok:
                 raise value
             return value, max(0.0, time.perf_counter() - submitted - compute_s), compute_s
+        waited = time.perf_counter() - submitted
+        if last is None or isinstance(last, ReplicaTimeout):
+            raise ReplicaTimeout(f"no replica answered {name} in {waited:.3f} s ({rc.max_attempts} attempt(s); "
+                                 f"attempt timeout {rc.request_timeout_s} s"
+                                 + (f", client budget {budget_s * 1e3:.0f} ms)" if budget_s is not None else ")"))
         raise ReplicaUnavailable(f"{name} failed on {rc.max_attempts} replica attempt(s): "
                                  f"{type(last).__name__}: {last}") from last
 
@@ -254,27 +303,52 @@ async def _awaited(response: Any) -> Any:
 
 
 # -- deployment lifecycle ------------------------------------------------------------------------------------------------
-def ensure_ray(rc: RayServeConfig) -> bool:
-    """Connect to ``rc.address`` or start a local Ray instance if none is running; True if this call started it."""
-    import ray
+def ensure_ray(rc: RayServeConfig) -> Any:
+    """Attach to or start Ray per ``executor.ray_cluster`` (``rc.address``); returns the ``RayConnection`` to release."""
+    from executor.ray_cluster import connect
 
-    if ray.is_initialized():
-        return False
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if rc.address is not None:
-        ray.init(address=rc.address, **kw)
-    else:
-        ray.init(num_cpus=rc.num_cpus, object_store_memory=rc.object_store_memory_bytes,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}}, **kw)
-    return True
+    return connect(rc.address, num_cpus=rc.num_cpus, object_store_memory_bytes=rc.object_store_memory_bytes,
+                   env_vars={"OMP_NUM_THREADS": str(rc.torch_threads)}, loopback=rc.loopback)
 
 
-def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: RayServeConfig | None = None) -> Any:
-    """Deploy ``CloudReplica`` on Ray Serve (HTTP proxy off: the ingress is ours); returns the DeploymentHandle."""
+def application_names() -> set[str]:
+    """Names of the Serve applications on the connected cluster (empty when Serve is not running there)."""
     from ray import serve
 
+    try:
+        return set(serve.status().applications)
+    except Exception as e:  # noqa: BLE001 - Serve not started on this cluster yet
+        log.debug("serve.status(): %s: %s", type(e).__name__, e)
+        return set()
+
+
+def _resources_note(rc: RayServeConfig) -> str:
+    import ray
+
+    try:
+        free = ray.available_resources()
+        total = ray.cluster_resources()
+    except Exception:  # noqa: BLE001 - only for the message
+        return ""
+    return (f"; each replica asks for {rc.num_cpus_per_replica:g} CPU and {rc.num_gpus_per_replica:g} GPU, the cluster "
+            f"has {free.get('CPU', 0):g} of {total.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} of "
+            f"{total.get('GPU', 0):g} GPUs free (lower --replicas or --replica-cpus, or add nodes)")
+
+
+def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: RayServeConfig | None = None,
+           app_name: str | None = None) -> Any:
+    """Deploy ``CloudReplica`` as Serve application ``app_name`` (HTTP proxy off: the ingress is ours) and wait up to
+    ``rc.deploy_timeout_s`` for it to run; returns the DeploymentHandle. Raises ``DeployError`` when an application
+    of that name already runs (it is left alone), or when the replicas do not run in time (the attempt is deleted)."""
+    from ray import serve
+    from ray.serve.api import RunTarget
+
     rc = rc or RayServeConfig()
-    ensure_ray(rc)
+    name = app_name or rc.app_name or default_app_name(family, preset, seed, 0)
+    if name in application_names():
+        raise DeployError(f"a Serve application named {name!r} already runs on this Ray cluster and was not "
+                          "deployed by this server; refusing to replace it (choose another --app-name, or stop the "
+                          "server that runs it)")
     serve.start(proxy_location="Disabled")
     options: dict[str, Any] = {
         "name": "CloudReplica",
@@ -291,14 +365,42 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
     else:
         options["num_replicas"] = rc.replicas
     app = serve.deployment(CloudReplica, **options).bind(family, preset, seed, device, rc.torch_threads)
-    return serve.run(app, name=rc.app_name, route_prefix=None, blocking=False)
+    handle = serve.run_many([RunTarget(target=app, name=name, route_prefix=None)],
+                            wait_for_applications_running=False)[0]
+    t_end = time.monotonic() + rc.deploy_timeout_s
+    status, message = "", ""
+    while time.monotonic() < t_end:
+        app_status = serve.status().applications.get(name)
+        status = str(getattr(getattr(app_status, "status", ""), "value", "")) if app_status is not None else ""
+        message = getattr(app_status, "message", "") if app_status is not None else ""
+        if status.endswith("RUNNING"):
+            return handle
+        if status.endswith("DEPLOY_FAILED"):
+            break
+        time.sleep(0.2)
+    note = _resources_note(rc)  # before the clean-up frees what the attempt holds
+    _delete_quietly(name)
+    if status.endswith("DEPLOY_FAILED"):
+        raise DeployError(f"Serve application {name!r} failed to deploy: {message}")
+    raise DeployError(f"the {rc.replicas} replica(s) of {name!r} did not start within {rc.deploy_timeout_s:g} s "
+                      f"(status {status or 'unknown'}){note}")
+
+
+def _delete_quietly(name: str) -> None:
+    from ray import serve
+
+    try:
+        serve.delete(name)
+    except Exception as e:  # noqa: BLE001 - best effort on the way out
+        log.warning("deleting Serve application %s: %s: %s", name, type(e).__name__, e)
 
 
 class RayServing:
     """Ray Serve deployment + websocket ingress, started together and stopped together.
 
     ``RayServing(family, preset, server_config, ray_config).start()``; ``.url`` is the websocket address;
-    ``.stop()`` stops the ingress, deletes the Serve application and shuts Ray down if this object started it.
+    ``.stop()`` stops the ingress, deletes the Serve application this object deployed (and nothing else), and lets go
+    of Ray as ``executor.ray_cluster`` says (a local instance started here is shut down; a cluster is left running).
     """
 
     def __init__(self, family: str, preset: str, config: ServerConfig | None = None,
@@ -306,16 +408,27 @@ class RayServing:
         self.family, self.preset, self.seed, self.device = family, preset, seed, device
         self.config = config or ServerConfig()
         self.ray_config = ray_config or RayServeConfig()
+        self.app_name = self.ray_config.app_name or default_app_name(family, preset, seed, self.config.port)
         self.server: RayCloudServer | None = None
-        self._started_ray = False
+        self._connection: Any = None
+        self._deployed = False
+
+    def connect(self) -> RayServing:
+        """Attach to or start Ray (``start`` does it when not done yet). Ray installs its own signal handlers in
+        ``ray.init``: a caller with its own (the CLI) re-installs them after this."""
+        if self._connection is None:
+            self._connection = ensure_ray(self.ray_config)
+        return self
 
     def start(self, timeout_s: float = 10.0) -> RayServing:
         from executor.models import build_model
 
         meta_model = build_model(self.family, self.preset, seed=self.seed, on_meta=True)  # validates the names
-        self._started_ray = ensure_ray(self.ray_config)
         try:
-            handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config)
+            self.connect()
+            handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config,
+                            app_name=self.app_name)
+            self._deployed = True
             self.server = RayCloudServer(meta_model, self.config, handle, self.ray_config).start(timeout_s)
         except BaseException:
             self.stop()
@@ -330,24 +443,35 @@ class RayServing:
 
     def replica_actors(self) -> list[Any]:
         """Handles of the live replica actors of this application (for fault tests and monitoring)."""
-        return replica_actors(self.ray_config.app_name)
+        return replica_actors(self.app_name)
+
+    def running_replicas(self) -> int:
+        """Replicas Serve reports RUNNING for this server's application."""
+        return running_replicas(self.app_name)
 
     def stop(self) -> None:
-        """Stop the ingress, delete the Serve application, shut down Ray if started here. Safe to call twice."""
+        """Stop the ingress, delete this server's Serve application, let go of Ray. Safe to call twice."""
         if self.server is not None:
             self.server.stop()
         try:
             import ray
-            from ray import serve
 
             if ray.is_initialized():
-                serve.delete(self.ray_config.app_name)
-                if self._started_ray:
+                if self._deployed:
+                    _delete_quietly(self.app_name)
+                if self._connection is not None and self._connection.started:
+                    from ray import serve
+
                     serve.shutdown()
-                    ray.shutdown()
         except Exception as e:  # noqa: BLE001 - best effort on the way out
             log.warning("ray serve shutdown: %s: %s", type(e).__name__, e)
-        self._started_ray = False
+        self._deployed = False
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception as e:  # noqa: BLE001 - best effort on the way out
+                log.warning("ray shutdown: %s: %s", type(e).__name__, e)
+            self._connection = None
 
     def __enter__(self) -> RayServing:
         return self.start()
@@ -356,14 +480,15 @@ class RayServing:
         self.stop()
 
 
-def replica_actors(app_name: str = DEFAULT_APP_NAME) -> list[Any]:
+def replica_actors(app_name: str) -> list[Any]:
     """Actor handles of the running replicas of ``app_name``'s CloudReplica deployment."""
     import ray
 
     out = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name, namespace = entry["name"], entry["namespace"]
-        if "CloudReplica" in name and app_name in name and "REPLICA" in name.upper():
+        parts = name.split("#")  # SERVE_REPLICA::<app>#<deployment>#<replica id>
+        if len(parts) >= 2 and parts[0].endswith(f"::{app_name}") and parts[1] == "CloudReplica":
             try:
                 out.append(ray.get_actor(name, namespace=namespace))
             except ValueError:  # died between the listing and the lookup
@@ -371,7 +496,7 @@ def replica_actors(app_name: str = DEFAULT_APP_NAME) -> list[Any]:
     return out
 
 
-def running_replicas(app_name: str = DEFAULT_APP_NAME) -> int:
+def running_replicas(app_name: str) -> int:
     """Replicas Serve reports RUNNING for the application (0 if it is not deployed)."""
     from ray import serve
 

@@ -5,9 +5,24 @@ output, output projection, MLP up/gate and down, linear layers, embedding look-u
 
     FLOPs  = 2 x multiply-accumulates
     bytes  = weights (read once per pass) + input activations read + output activations written
-             (+ K/V of the attended context read; the attention score matrix written and read back unless
-             ``fused_attention``: VLA-Perf/GenZ materialise it)
+             (+ K/V of the attended context read)
     time   = max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency))
+
+Attention accounting (``attention=``), ``ATTENTIONS``:
+
+* ``"onchip"`` (default, what GenZ -- VLA-Perf's engine -- does): two operators, ``attn_scores`` (QK^T: reads Q and
+  K) and ``attn_values`` (PV: reads V, writes the output); the score matrix stays on chip (flash attention) and
+  costs no memory traffic. Each operator takes its own max(compute, memory).
+* ``"materialised"``: the same two operators, but the score matrix (heads x tokens x context) is written by the
+  first and read back by the second (an unfused kernel).
+* ``"fused"``: one operator for QK^T and PV together (one max over both), scores on chip.
+  ``fused_attention=True`` (older keyword) selects it.
+
+``genz_parallel_decode=True`` prices a ``parallel_decode`` pass (the flow-matching expert) as GenZ's
+``mha_flash_attention_parallel_decode`` does, for reproducing VLA-Perf's tables: the projections read only their
+weights (activations on chip), the chunk attends to the context (``context_tokens - tokens``) and then to itself
+through a *second* QKV projection (its weights read again), and the MLP reads and writes its activations. The
+second QKV projection is an artifact of GenZ (pi0's expert has one); the default keeps one projection.
 
 and a block's time is the sum over its operators and passes (x ``repeat``: decode steps, denoising steps).
 ``granularity="pass"`` applies the max once per pass instead (coarser, never slower). ``efficiency=1.0`` is
@@ -34,6 +49,9 @@ log = logging.getLogger(__name__)
 
 Bound = Literal["compute", "memory"]
 Granularity = Literal["operator", "pass"]
+Attention = Literal["onchip", "materialised", "fused"]
+ATTENTIONS: tuple[str, ...] = ("onchip", "materialised", "fused")
+DEFAULT_ATTENTION: Attention = "onchip"  # GenZ's accounting (VLA-Perf): flash attention, scores never leave the chip
 
 #: dtype -> (bytes per element, multiplier on the catalogue's bf16 peak). float32 assumes TF32 tensor cores
 #: (half the bf16 rate on Ampere/Hopper); int8 assumes twice the bf16 rate.
@@ -200,9 +218,53 @@ def _require(spec: BlockSpec, *names: str) -> None:
         raise ValueError(f"block {spec.name!r} ({spec.kind}) needs positive {', '.join(missing)}")
 
 
-def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attention: bool = False) -> list[OpCost]:
+def resolve_attention(attention: str | None = None, fused_attention: bool = False) -> Attention:
+    """The attention accounting to use: ``attention`` if given, "fused" for ``fused_attention=True``, else the
+    default ("onchip"). ValueError names an unknown accounting."""
+    if attention is None:
+        return "fused" if fused_attention else DEFAULT_ATTENTION
+    if attention not in ATTENTIONS:
+        raise ValueError(f"unknown attention accounting {attention!r}; expected one of {ATTENTIONS}")
+    if fused_attention and attention != "fused":
+        raise ValueError(f"fused_attention=True contradicts attention={attention!r}")
+    return attention  # type: ignore[return-value]
+
+
+def _weights_only(name: str, tokens: int, d_in: int, d_out: int, b: int) -> OpCost:
+    """A projection whose activations stay on chip (GenZ's AC_onchip residency): only the weights are read."""
+    return OpCost(name, 2.0 * tokens * d_in * d_out, float(b * d_in * d_out))
+
+
+def genz_parallel_decode_ops(spec: BlockSpec, p: ComputePass, b: int) -> list[OpCost]:
+    """One transformer layer of a parallel-decode pass as GenZ prices it (see the module docstring)."""
+    h, m, hd = spec.hidden, spec.mlp, spec.head_dim
+    q_dim = spec.heads * hd
+    kv_dim = (spec.kv_heads or spec.heads) * hd
+    t = p.tokens
+    prefix = max(p.context_tokens - t, 0)
+    qkv = q_dim + 2 * kv_dim
+    ops = [_weights_only("qkv_proj", t, h, qkv, b)]
+    if prefix:
+        f = 2.0 * t * prefix * q_dim
+        ops += [OpCost("attn_scores_prefix", f, float(b * prefix * kv_dim)),
+                OpCost("attn_values_prefix", f, float(b * prefix * kv_dim))]
+    if t > 1:
+        f = 2.0 * t * t * q_dim
+        ops += [_weights_only("qkv_proj_self", t, h, qkv, b), OpCost("attn_scores_self", f, float(b * t * kv_dim)),
+                OpCost("attn_values_self", f, float(b * t * kv_dim))]
+    ops.append(_weights_only("o_proj", t, q_dim, h, b))
+    up = 2 * m if spec.gated_mlp else m
+    ops += [_linear("mlp_up", t, h, up, b), _linear("mlp_down", t, m, h, b)]
+    return ops
+
+
+def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attention: bool = False, *,
+                          attention: str | None = None, genz_parallel_decode: bool = False) -> list[OpCost]:
     """Operators of one transformer layer for one pass (``p.tokens`` queries over ``p.context_tokens`` keys)."""
     _require(spec, "hidden", "mlp", "heads", "head_dim")
+    mode = resolve_attention(attention, fused_attention)
+    if genz_parallel_decode and p.phase == "parallel_decode":
+        return genz_parallel_decode_ops(spec, p, b)
     h, m, hd = spec.hidden, spec.mlp, spec.head_dim
     q_dim = spec.heads * hd
     kv_heads = spec.kv_heads or spec.heads
@@ -213,10 +275,10 @@ def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attenti
         _linear("qkv_proj", t, h, q_dim + 2 * kv_dim, b),
     ]
     score_flops = 2.0 * t * c * q_dim  # QK^T, per head t x c x head_dim
-    if fused_attention:
+    if mode == "fused":
         ops.append(OpCost("attention", 2 * score_flops, float(b * (t * q_dim + 2 * kv_read * kv_dim + t * q_dim))))
     else:
-        scores = spec.heads * t * c
+        scores = spec.heads * t * c if mode == "materialised" else 0  # "onchip": the scores never reach DRAM
         ops.append(OpCost("attn_scores", score_flops, float(b * (t * q_dim + kv_read * kv_dim + scores))))
         ops.append(OpCost("attn_values", score_flops, float(b * (scores + kv_read * kv_dim + t * q_dim))))
     ops.append(_linear("o_proj", t, q_dim, h, b))
@@ -226,21 +288,23 @@ def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attenti
     return ops
 
 
-def pass_ops(spec: BlockSpec, p: ComputePass, dtype_bytes: int, fused_attention: bool = False) -> list[OpCost]:
+def pass_ops(spec: BlockSpec, p: ComputePass, dtype_bytes: int, fused_attention: bool = False, *,
+             attention: str | None = None, genz_parallel_decode: bool = False) -> list[OpCost]:
     """Operators of one pass of any block kind."""
     b = dtype_bytes
+    attention = resolve_attention(attention, fused_attention)
     t = p.tokens
     if t < 0 or p.context_tokens < 0 or p.repeat < 0:
         raise ValueError(f"block {spec.name!r}: negative tokens/context/repeat in {p}")
     if spec.kind == "transformer_layer":
-        return transformer_layer_ops(spec, p, b, fused_attention)
+        return transformer_layer_ops(spec, p, b, attention=attention, genz_parallel_decode=genz_parallel_decode)
     if spec.kind == "expert":
         if spec.layers < 1:
             raise ValueError(f"block {spec.name!r}: expert needs layers >= 1, got {spec.layers}")
         return [
             OpCost(f"layer{i}.{op.name}", op.flops, op.bytes)
             for i in range(spec.layers)
-            for op in transformer_layer_ops(spec, p, b, fused_attention)
+            for op in transformer_layer_ops(spec, p, b, attention=attention, genz_parallel_decode=genz_parallel_decode)
         ]
     if spec.kind == "patch_embed":
         _require(spec, "in_dim")
@@ -303,9 +367,12 @@ def block_cost(
     efficiency: float = 1.0,
     granularity: Granularity = "operator",
     fused_attention: bool = False,
+    attention: str | None = None,
+    genz_parallel_decode: bool = False,
 ) -> BlockCost:
     """Roofline time of one block on ``hardware`` (all passes, repeats included)."""
     hw = lookup_hardware(hardware)
+    attention = resolve_attention(attention, fused_attention)
     eff = _check_efficiency(efficiency)
     nbytes, peak_mult = _dtype_info(dtype)
     if granularity not in ("operator", "pass"):
@@ -314,7 +381,7 @@ def block_cost(
     bw = hw.mem_bandwidth_bytes_per_s * eff
     passes = []
     for p in spec.passes:
-        ops = pass_ops(spec, p, nbytes, fused_attention)
+        ops = pass_ops(spec, p, nbytes, attention=attention, genz_parallel_decode=genz_parallel_decode)
         flops = sum(o.flops for o in ops)
         byts = sum(o.bytes for o in ops)
         units = ops if granularity == "operator" else [OpCost("pass", flops, byts)]
@@ -353,13 +420,17 @@ def estimate(
     efficiency: float = 1.0,
     granularity: Granularity = "operator",
     fused_attention: bool = False,
+    attention: str | None = None,
+    genz_parallel_decode: bool = False,
 ) -> RooflineResult:
     """Roofline cost of every block of a chain on one device, with the memory-fit check."""
     if not specs:
         raise ValueError("no block specs given")
     hw = lookup_hardware(hardware)
+    attention = resolve_attention(attention, fused_attention)
     blocks = tuple(
-        block_cost(s, hw, dtype, efficiency=efficiency, granularity=granularity, fused_attention=fused_attention)
+        block_cost(s, hw, dtype, efficiency=efficiency, granularity=granularity, attention=attention,
+                   genz_parallel_decode=genz_parallel_decode)
         for s in specs
     )
     weights = sum(b.weight_bytes for b in blocks)
@@ -401,14 +472,15 @@ def roofline_profile(
     fused_attention: bool = False,
     check_memory: bool = True,
     notes: Mapping[str, Any] | None = None,
+    attention: str | None = None,
 ) -> Profile:
     """A predicted ``Profile`` (source="roofline") of a block chain on a catalogue device.
 
     Raises InfeasibleError when weights + KV cache exceed the device memory, unless ``check_memory=False``
     (the Profile's notes then carry ``fits_memory: false``).
     """
-    result = estimate(specs, hardware, dtype, efficiency=efficiency, granularity=granularity,
-                      fused_attention=fused_attention)
+    attention = resolve_attention(attention, fused_attention)
+    result = estimate(specs, hardware, dtype, efficiency=efficiency, granularity=granularity, attention=attention)
     hw = result.hardware
     if check_memory and not result.fits_memory:
         raise InfeasibleError(
@@ -420,7 +492,8 @@ def roofline_profile(
         "hardware": hw.name,
         "efficiency": efficiency,
         "granularity": granularity,
-        "fused_attention": fused_attention,
+        "fused_attention": attention == "fused",
+        "attention": attention,
         "fits_memory": result.fits_memory,
         "memory_required_bytes": result.memory_required_bytes,
         "kv_cache_bytes": result.kv_cache_bytes,
@@ -457,6 +530,7 @@ def roofline_profile_for(
     granularity: Granularity = "operator",
     fused_attention: bool = False,
     check_memory: bool = True,
+    attention: str | None = None,
 ) -> Profile:
     """Roofline Profile of a model preset, built on the meta device via ``executor.models.build_model``."""
     from executor.models import build_model  # lazy: needs torch/transformers
@@ -474,11 +548,74 @@ def roofline_profile_for(
         granularity=granularity,
         fused_attention=fused_attention,
         check_memory=check_memory,
+        attention=attention,
     )
 
 
+# -- batched cloud execution (a fleet's requests at one cut run as one batch) ------------------------------------------
+_PER_REQUEST_OPS = ("attn_scores", "attn_values", "attention")  # each request attends over its own context/KV
+
+
+def batched_block_ms(
+    spec: BlockSpec,
+    hardware: Hardware | str,
+    batch: int,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    fused_attention: bool = False,
+) -> float:
+    """Roofline time of one block running ``batch`` independent requests at once (operator granularity).
+
+    Weight-bearing operators see ``batch`` times the tokens with the weights read once (exactly ``pass_ops`` at
+    ``batch * tokens``); attention is per request (its own context and KV cache), so ``batch`` times one request's.
+    This is why a batch of 8 costs little more than one on memory-bound (decode, small-token) blocks and about 8x on
+    compute-bound ones. ``batch=1`` equals ``block_cost(...).time_ms``.
+    """
+    from dataclasses import replace
+
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    hw = lookup_hardware(hardware)
+    nbytes, peak_mult = _dtype_info(dtype)
+    eff = _check_efficiency(efficiency)
+    peak, bw = hw.peak_flops * peak_mult * eff, hw.mem_bandwidth_bytes_per_s * eff
+    total = 0.0
+    for p in spec.passes:
+        single = pass_ops(spec, p, nbytes, fused_attention)
+        wide = pass_ops(spec, replace(p, tokens=p.tokens * batch), nbytes, fused_attention)
+        t = 0.0
+        for one, many in zip(single, wide):
+            if one.name.rsplit(".", 1)[-1] in _PER_REQUEST_OPS:
+                flops, byts = one.flops * batch, one.bytes * batch
+            else:
+                flops, byts = many.flops, many.bytes
+            t += max(flops / peak, byts / bw)
+        total += t * p.repeat
+    return total * 1e3
+
+
+def batched_cloud_ms(
+    specs: Sequence[BlockSpec],
+    hardware: Hardware | str,
+    batch: int,
+    cut: int = 0,
+    dtype: str = "bfloat16",
+    *,
+    efficiency: float = 1.0,
+    fused_attention: bool = False,
+) -> float:
+    """Roofline time of the cloud half (blocks ``cut`` .. end) for a batch of ``batch`` requests at that cut; the
+    per-request share is this divided by ``batch``."""
+    if not 0 <= cut <= len(specs):
+        raise ValueError(f"cut must be in 0..{len(specs)}, got {cut}")
+    return sum(batched_block_ms(s, hardware, batch, dtype, efficiency=efficiency, fused_attention=fused_attention)
+               for s in specs[cut:])
+
+
 __all__ = [
-    "DTYPES", "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
+    "ATTENTIONS", "DEFAULT_ATTENTION", "resolve_attention", "DTYPES", "genz_parallel_decode_ops",
+    "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
     "RooflineResult", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
     "roofline_profile_for", "transfer_ms", "transformer_layer_ops",
 ]

@@ -7,9 +7,23 @@ ask the planner for ``(cut, skip)``, then
 * edge-only cut: run every block locally;
 * any other cut: run the edge blocks, exchange payloads with the cloud, wait until the deadline.
   If the cloud is unreachable, the connection closes, the server reports an error or the reply misses the
-  deadline, the step falls back to edge-only in the same period (the fallback costs the time already spent plus
-  the edge-only compute), and the reason is recorded. With ``RuntimeConfig.hedge`` a hedgeable cut also goes on
-  locally while the payload travels, and the first actions win (``executor.hedge``).
+  deadline, the step falls back to edge-only at once (the fallback costs the time already spent plus the edge-only
+  compute, as the env prices it: up to deadline + edge-only time, which can be longer than a period), and the
+  reason is recorded. With ``RuntimeConfig.hedge`` a hedgeable cut also goes on locally while the payload travels,
+  and the first actions win (``executor.hedge``).
+
+The loop never falls behind:
+
+* circuit breaker (``RuntimeConfig.breaker``): after a network step fails (deadline, disconnection, protocol
+  error), the next network steps run edge-only at once (reason ``breaker_open``, or ``disconnected`` while the
+  client has no connection) instead of waiting for the deadline again. The client's background probes keep
+  measuring the link; the breaker closes as soon as one of them (or any call) completes after it opened, and after
+  ``breaker_retry_s`` one network step may try again (half-open). A frozen server thus costs one miss, not one per
+  step. With ``min(deadline, edge-only time) <= control period`` no step takes longer than
+  ``max(deadline, edge-only time) + one period``.
+* stale frames (``realtime``): frames whose time came while a step ran are dropped except the newest, which is
+  handled next, so no frame is acted on more than one period late. Each dropped frame still yields a record
+  (mode ``dropped``) and counts as a step index, so step indices stay the frames' indices.
 
 Every block stays loaded on the edge, so edge-only is always possible. The client reconnects in the background
 with exponential backoff and the runtime resumes splitting as soon as the connection is back. No observation is
@@ -34,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from executor.client import BandwidthSample, ClientConfig, EdgeClient
+from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.protocol import CallTiming, ProtocolError, RemoteError, ServerUnavailable, TransportTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +57,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-StepMode = Literal["local", "split", "skipped", "fallback", "failed"]
+StepMode = Literal["local", "split", "skipped", "fallback", "failed", "dropped"]
+_BREAKER_REASONS = frozenset({"deadline", "disconnected", "protocol_error", "error"})
 
 
 class Planner(Protocol):
@@ -57,7 +73,12 @@ class Planner(Protocol):
 class RuntimeConfig:
     """Control loop settings.
 
-    control_period_s: time between observations (10 Hz camera: 0.1 s).
+    control_period_s: time between observations (default ``executor.control.DEFAULT_PERIOD_MS``, the env's).
+    chunk_size: actions executed per inference (default ``executor.control.DEFAULT_CHUNK_SIZE``, the env's): a
+        chunk holds the first ``min(chunk_size, actions returned)`` actions, so skips follow the env's budget
+        rather than the model's raw output length.
+    breaker: after a failed network step, run network steps edge-only until the link answers again (see the module
+        docstring); breaker_retry_s: how long it stays open before one network step may try again.
     deadline_s: a split step whose actions are not back this long after its observation falls back to edge-only.
     realtime: pace steps to the control period (False runs them back to back: tests, replay).
     connect_timeout_s: how long ``start()`` waits for the first connection (the runtime starts edge-only anyway).
@@ -66,13 +87,20 @@ class RuntimeConfig:
         reason ``hedge`` (as the env's ``DeadlineConfig(hedge=True)`` counts it as a miss).
     """
 
-    control_period_s: float = 0.1
+    control_period_s: float = DEFAULT_PERIOD_MS / 1e3
     deadline_s: float = 0.1
     realtime: bool = True
     connect_timeout_s: float = 1.0
     hedge: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    breaker: bool = True
+    breaker_retry_s: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.breaker_retry_s > 0:
+            raise ValueError(f"breaker_retry_s must be > 0, got {self.breaker_retry_s}")
+        if isinstance(self.chunk_size, bool) or int(self.chunk_size) != self.chunk_size or self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1, got {self.chunk_size!r}")
         if self.control_period_s <= 0:
             raise ValueError(f"control_period_s must be > 0, got {self.control_period_s}")
         if self.deadline_s <= 0:
@@ -142,14 +170,18 @@ class RuntimeMetrics:
     fallback_reasons: collections.Counter = field(default_factory=collections.Counter)
     late_steps: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    max_late_ms: float = 0.0
 
     def add(self, record: StepRecord) -> None:
         self.steps += 1
         self.modes[record.mode] += 1
         if record.fallback_reason:
             self.fallback_reasons[record.fallback_reason] += 1
+        if record.mode == "dropped":
+            return
         if record.late_ms > 0:
             self.late_steps += 1
+        self.max_late_ms = max(self.max_late_ms, record.late_ms)
         self.latencies_ms.append(record.latency_ms)
 
     def summary(self) -> dict[str, Any]:
@@ -159,6 +191,8 @@ class RuntimeMetrics:
             "modes": dict(self.modes),
             "fallback_reasons": dict(self.fallback_reasons),
             "late_steps": self.late_steps,
+            "max_late_ms": self.max_late_ms,
+            "latency_ms_max": float(lat.max()),
             "latency_ms_mean": float(lat.mean()),
             "latency_ms_p50": float(np.percentile(lat, 50)),
             "latency_ms_p95": float(np.percentile(lat, 95)),
@@ -212,6 +246,9 @@ class EdgeRuntime:
         self._prev_miss = False
         self._prev_latency_ms = 0.0
         self._started = False
+        self._breaker_wall: float | None = None  # time.time() when the breaker opened; None: closed
+        self._breaker_perf = 0.0
+        self._tried_network = False
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> EdgeRuntime:
@@ -250,19 +287,54 @@ class EdgeRuntime:
         records: list[StepRecord] = []
         t0 = time.perf_counter()
         period = self.config.control_period_s
-        for i, frame in enumerate(frames):
-            if max_steps is not None and i >= max_steps:
+        it = iter(frames)
+        i = 0
+        while max_steps is None or i < max_steps:
+            try:
+                frame = next(it)
+            except StopIteration:
                 break
             late = 0.0
             if self.config.realtime:
-                due = t0 + i * period
                 now = time.perf_counter()
+                due = t0 + i * period
                 if now < due:
                     time.sleep(due - now)
                 else:
+                    # frames whose time came while the last step ran: keep only the newest
+                    newest = int((now - t0) // period)
+                    while i < newest and (max_steps is None or i + 1 < max_steps):
+                        try:
+                            nxt = next(it)
+                        except StopIteration:
+                            break
+                        records.append(self._dropped((now - due) * 1e3))
+                        i += 1
+                        frame, due = nxt, t0 + i * period
                     late = now - due
             records.append(self.step(frame, late_s=late))
+            i += 1
         return records
+
+    def _dropped(self, late_ms: float) -> StepRecord:
+        record = StepRecord(self._step, -1, False, "dropped", -1, None, False, 0.0, 0.0, late_ms,
+                            error="dropped: a newer frame arrived while a step ran")
+        self.metrics.add(record)
+        self._step += 1
+        return record
+
+    def _breaker_open(self) -> bool:
+        """Whether network steps run edge-only now (see the module docstring); closes the breaker on recovery."""
+        if self._breaker_wall is None:
+            return False
+        client = self.client
+        if client is not None and client.connected and any(s.uplink_done_s > self._breaker_wall
+                                                           for s in tuple(client.bandwidth)):
+            self._breaker_wall = None  # the link answered after the failure
+            return False
+        if time.perf_counter() - self._breaker_perf >= self.config.breaker_retry_s:
+            return False  # half-open: this step may try; a failure reopens it
+        return True
 
     def _deadline_s(self, cut: int) -> float:
         return float(self.deadline(cut)) if callable(self.deadline) else float(self.deadline)
@@ -320,7 +392,10 @@ class EdgeRuntime:
             mode = "local" if reason is None else "fallback"
         elif self.client is None:
             mode, reason = "fallback", "no_server"
+        elif self.config.breaker and self._breaker_open():
+            mode, reason = "fallback", ("breaker_open" if self.client.connected else "disconnected")
         else:
+            self._tried_network = True
             deadline = time.perf_counter() + self._deadline_s(cut)  # from the inference start, as ecc_env's rule
             try:
                 result = self.client.infer(obs, cut, deadline=deadline, hedge=self.config.hedge)
@@ -347,6 +422,9 @@ class EdgeRuntime:
                 log.error("edge-only inference failed: %s: %s", type(e).__name__, e)
                 mode, error = "failed", f"{type(e).__name__}: {e}"
         if actions is not None:
+            actions = np.asarray(actions)
+            if actions.ndim >= 2:  # (chunk, dof): execute the deployment's chunk length, as the env does
+                actions = actions[: self.config.chunk_size]
             self._chunk, self._chunk_index, self._chunk_time = actions, 1, time.perf_counter()
             self._chunk_step = self._step
             applied: np.ndarray | None = actions[0]
@@ -371,6 +449,15 @@ class EdgeRuntime:
 
     def _finish(self, record: StepRecord, frame: Mapping[str, np.ndarray], cut: int, skip: bool) -> StepRecord:
         self.metrics.add(record)
+        tried, self._tried_network = self._tried_network, False
+        if self.config.breaker and tried:
+            if record.fallback_reason in _BREAKER_REASONS:
+                if self._breaker_wall is None:
+                    log.info("step %d: network step failed (%s); edge-only until the link answers",
+                             record.step, record.fallback_reason)
+                self._breaker_wall, self._breaker_perf = time.time(), time.perf_counter()
+            elif record.mode == "split":
+                self._breaker_wall = None
         self._prev_miss = record.fallback_reason in ("deadline", "hedge")
         self._prev_latency_ms = record.latency_ms
         self._previous_frame = frame

@@ -7,7 +7,13 @@ Example: ``ecc serve --model openvla --preset small --host 127.0.0.1 --port 8765
 (``--port 0`` picks a free port).
 
 ``--engine ray --replicas N`` serves the same protocol from N model replicas on Ray Serve (``executor.ray_serve``;
-needs ``pip install vla-ecc[ray]``): a local Ray instance is started unless ``--address`` names a cluster.
+needs ``pip install vla-ecc[ray]``). Which Ray: ``--ray-address`` unset attaches to ``$RAY_ADDRESS`` when it is set
+and otherwise starts a local instance (listening on 127.0.0.1 only); ``--ray-address local`` always starts a local
+one; any other value attaches to that cluster. Each server deploys its own Serve application (``--app-name``,
+default from model, preset, seed and port), refuses to replace one it did not deploy, and on exit deletes only its
+own; it shuts Ray down only when it started it. ``--deploy-timeout-s`` bounds the wait for the replicas (a clear
+error when the cluster lacks the resources); ``--request-timeout-s`` bounds one attempt at a replica (shortened to
+the client's deadline), after which the job is retried on another replica.
 """
 
 from __future__ import annotations
@@ -46,27 +52,70 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine ray: autoscale on queue length up to this many replicas (default: off)")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
     p.add_argument("--replica-gpus", type=float, default=0.0, help="GPUs Ray reserves per replica (default 0)")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--ray-address", "--address", dest="address", default=None,
+                   help="Ray to use with --engine ray: 'local' starts a local instance; an address attaches to that "
+                        "cluster (default: $RAY_ADDRESS if set, else local)")
+    p.add_argument("--app-name", default=None,
+                   help="Serve application name with --engine ray (default: ecc-cloud-MODEL-PRESET-seedN-portP)")
+    p.add_argument("--deploy-timeout-s", type=float, default=120.0,
+                   help="with --engine ray: give up when the replicas do not run within this (default 120)")
+    p.add_argument("--request-timeout-s", type=float, default=30.0,
+                   help="with --engine ray: bound on one attempt at a replica, shortened to the client's deadline "
+                        "(default 30)")
+    p.add_argument("--max-attempts", type=int, default=2,
+                   help="with --engine ray: attempts per request on a dead or silent replica (default 2)")
     return p
 
 
+class _Terminated(Exception):
+    """SIGTERM/SIGINT during start-up: unwind so that what was started is stopped (no orphaned Ray processes)."""
+
+
 def _serve_ray(args: argparse.Namespace, config: object) -> int:
-    from executor.ray_serve import RayServeConfig, RayServing
+    from executor.ray_serve import DeployError, RayServeConfig, RayServing
 
     threads = args.threads or 1
     rc = RayServeConfig(replicas=args.replicas, max_replicas=args.max_replicas, num_cpus_per_replica=args.replica_cpus,
                         num_gpus_per_replica=args.replica_gpus, torch_threads=threads, address=args.address,
-                        object_store_memory_bytes=None)
+                        object_store_memory_bytes=None, app_name=args.app_name,
+                        deploy_timeout_s=args.deploy_timeout_s, request_timeout_s=args.request_timeout_s,
+                        max_attempts=args.max_attempts)
     serving = RayServing(args.model, args.preset, config, rc, seed=args.seed, device=args.device)  # type: ignore[arg-type]
+    stop = threading.Event()
+    starting = [True]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        if starting[0]:
+            raise _Terminated(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
-        serving.start(timeout_s=30.0)
+        try:
+            serving.connect()
+        except BaseException:
+            serving.stop()
+            raise
+        finally:  # ray.init installs its own SIGTERM handler (abort, orphaning Ray's processes): ours again
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+        serving.start(timeout_s=30.0)  # stops what it started when it fails or is interrupted
+        starting[0] = False
+    except _Terminated as e:
+        print(f"ecc serve: {e} during start-up; stopped", file=sys.stderr)
+        return 1
+    except DeployError as e:
+        print(f"ecc serve: {e}", file=sys.stderr)
+        return 1
+    except ConnectionError as e:
+        print(f"ecc serve: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"ecc serve: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
-    print(f"serving {serving.url} ({args.replicas} Ray Serve replica(s))", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"serving {serving.url} ({args.replicas} Ray Serve replica(s), application {serving.app_name})",
+          flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -119,7 +168,8 @@ def main(argv: Sequence[str] = ()) -> int:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate)).attach()
+            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
+                                                            expect_preset=args.preset)).attach()
     except ValueError as e:
         print(f"ecc serve: {e}", file=sys.stderr)
         return 2

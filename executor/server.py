@@ -43,6 +43,7 @@ is closed (policy violation); other connections are never affected.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import http
 import itertools
@@ -95,7 +96,10 @@ class ServerConfig:
     port: TCP port; 0 lets the OS choose (read ``CloudServer.port`` after start).
     max_message_bytes: largest incoming message; bigger ones close the connection (1009).
     api_key: shared token required in the handshake, or None for no authentication.
-    max_errors_per_connection: bad messages tolerated before the connection is closed (1008).
+    max_errors_per_connection: bad messages tolerated before the connection is closed (1008); the server's own
+        failures (``ComputeUnavailable``: a dead or silent replica) never count.
+    max_in_flight_per_connection: requests of one connection answered concurrently (our protocol; each reply names
+        its request id), so a slow one does not hold up the next; openpi requests are answered in order.
     reply_compression: wire codec for reply payloads ("none" keeps results bit-exact).
     ping_interval_s: websocket keepalive pings (None disables).
     """
@@ -105,6 +109,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     api_key: str | None = None
     max_errors_per_connection: int = 16
+    max_in_flight_per_connection: int = 8
     reply_compression: str = "none"
     ping_interval_s: float | None = 20.0
     close_timeout_s: float = 2.0
@@ -118,8 +123,20 @@ class ServerConfig:
             raise ValueError("api_key must be a non-empty string or None")
         if self.max_errors_per_connection < 1:
             raise ValueError(f"max_errors_per_connection must be >= 1, got {self.max_errors_per_connection}")
+        if self.max_in_flight_per_connection < 1:
+            raise ValueError(f"max_in_flight_per_connection must be >= 1, got {self.max_in_flight_per_connection}")
         if self.reply_compression not in wire.COMPRESSIONS:
             raise ValueError(f"reply_compression must be one of {wire.COMPRESSIONS}, got {self.reply_compression!r}")
+
+
+class ComputeUnavailable(RuntimeError):
+    """The server could not run a job (an engine's replica died or did not answer): the server's fault, answered with
+    a ``compute_failed`` error and never counted against the client."""
+
+
+request_budget_s: contextvars.ContextVar[float | None] = contextvars.ContextVar("request_budget_s", default=None)
+"""Seconds the client gives the request being answered (its ``budget_ms``: the time to its deadline), or None.
+Engines bound their waits by it (``executor.ray_serve``)."""
 
 
 class _BadRequest(Exception):
@@ -131,6 +148,10 @@ class _BadRequest(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, so other engines can carry it back from a worker
         return (type(self), (self.code, str(self)))
+
+
+class _ServerFault(_BadRequest):
+    """Internal: an error reply for a failure of the server itself (not counted against the client)."""
 
 
 class CloudServer:
@@ -282,35 +303,61 @@ class CloudServer:
         peer = ws.remote_address
         log.info("connection from %s", peer)
         sessions: dict[int, Any] = {}  # request id -> cloud session (insertion order = age)
-        errors = 0
+        errors = [0]  # bad messages from this client (the server's own failures are not counted)
+        slots = asyncio.Semaphore(self.config.max_in_flight_per_connection)
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            slots.release()
+
         try:
             await ws.send(msgpack_numpy.packb(self.info().to_dict()))
             while True:
                 data = await ws.recv()
                 recv_time = time.time()
                 recv_perf = time.perf_counter()
-                try:
-                    if isinstance(data, str):
-                        raise _BadRequest(E_BAD_MESSAGE, "text frames are not requests; send binary messages")
-                    if bytes(data[:4]) == wire.MAGIC:
-                        reply = await self._handle_ours(data, sessions, recv_time, recv_perf)
-                        if reply is not None:
-                            await ws.send(reply)
-                    else:
-                        await ws.send(await self._handle_openpi(data, recv_time, recv_perf))
-                except _BadRequest as e:
-                    errors += 1
-                    self.errors_sent += 1
-                    log.info("bad request from %s: [%s] %s", peer, e.code, e)
-                    await ws.send(self._error_frame(data, e.code, str(e)))
-                    if errors >= self.config.max_errors_per_connection:
-                        await ws.close(1008, f"too many bad messages ({errors})")
-                        return
+                if isinstance(data, bytes | bytearray) and bytes(data[:4]) == wire.MAGIC:
+                    await slots.acquire()  # at most max_in_flight_per_connection answered at once
+                    task = asyncio.create_task(self._answer(ws, data, sessions, errors, recv_time, recv_perf))
+                    in_flight.add(task)
+                    task.add_done_callback(done)
+                else:  # openpi (no request ids) and text frames: answered in order
+                    await self._answer(ws, data, sessions, errors, recv_time, recv_perf)
         except ConnectionClosed:
             pass
         finally:
+            for task in list(in_flight):
+                task.cancel()
             sessions.clear()
             log.info("connection from %s closed", peer)
+
+    async def _answer(self, ws: Any, data: Any, sessions: dict[int, Any], errors: list[int], recv_time: float,
+                      recv_perf: float) -> None:
+        """Answer one message (a reply or an error reply); close the connection after too many bad messages."""
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            try:
+                if isinstance(data, str):
+                    raise _BadRequest(E_BAD_MESSAGE, "text frames are not requests; send binary messages")
+                if bytes(data[:4]) == wire.MAGIC:
+                    reply = await self._handle_ours(data, sessions, recv_time, recv_perf)
+                    if reply is not None:
+                        await ws.send(reply)
+                else:
+                    await ws.send(await self._handle_openpi(data, recv_time, recv_perf))
+            except _BadRequest as e:
+                self.errors_sent += 1
+                log.info("%s from %s: [%s] %s", "server failure" if isinstance(e, _ServerFault) else "bad request",
+                         ws.remote_address, e.code, e)
+                await ws.send(self._error_frame(data, e.code, str(e)))
+                if not isinstance(e, _ServerFault):
+                    errors[0] += 1
+                    if errors[0] >= self.config.max_errors_per_connection:
+                        await ws.close(1008, f"too many bad messages ({errors[0]})")
+        except ConnectionClosed:
+            pass
 
     def _error_frame(self, data: Any, code: str, message: str) -> bytes | str:
         """Our error message for our clients (binary, with the request id), a text frame for everyone else."""
@@ -410,8 +457,15 @@ class CloudServer:
             raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
         if session is None and header["cut"] != cut:
             raise _BadRequest(E_BAD_REQUEST, f"payload is for cut {header['cut']}, the request for cut {cut}")
+        budget_ms = meta.get("budget_ms")
+        if type(budget_ms) in (int, float) and budget_ms > 0:
+            request_budget_s.set(budget_ms / 1e3)  # this task's context only
         try:
             (sess, result), queue_s, compute_s = await self._run(cloud_step, cut, session, message)
+        except ComputeUnavailable as e:
+            sessions.pop(request_id, None)
+            log.warning("request %d: %s", request_id, e)
+            raise _ServerFault(E_COMPUTE, f"{type(e).__name__}: {e}") from e
         except Exception as e:  # noqa: BLE001 - any model failure on a hostile payload is answered, not fatal
             sessions.pop(request_id, None)
             code = E_BAD_REQUEST if isinstance(e, ValueError | TypeError) else E_COMPUTE
@@ -443,6 +497,8 @@ class CloudServer:
             actions, queue_s, compute_s = await self._run(openpi_forward, request, seed)
         except _BadRequest:
             raise
+        except ComputeUnavailable as e:
+            raise _ServerFault(E_COMPUTE, f"{type(e).__name__}: {e}") from e
         except Exception as e:  # noqa: BLE001 - answered with an error frame, the server keeps serving
             raise _BadRequest(E_COMPUTE, f"{type(e).__name__}: {e}") from e
         self.requests_served += 1

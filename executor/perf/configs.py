@@ -9,7 +9,10 @@ hard-coded per model; the roofline in ``executor.roofline`` prices them). Worklo
   previous timesteps' image tokens are already in the KV cache and only the newest timestep is prefilled;
 * flow-matching action expert: ``chunk`` action tokens (+ ``state_tokens``) attend to the VLM KV cache and to each
   other, ``denoising_steps`` times ("parallel decode");
-* autoregressive actions: the VLM/LLM decodes ``dof x chunk`` tokens one at a time over a growing context.
+* autoregressive actions: the VLM/LLM decodes ``dof x chunk`` tokens one at a time over a growing context;
+* parallel-decoding autoregressive actions (``action_head="ar-parallel"``, VLA-Perf's "Autoregressive-Parallel",
+  as in OpenVLA-OFT): the VLM emits all ``dof x chunk`` action tokens in one pass that attends to the context and
+  to the action tokens themselves (one parallel-decode pass of the VLM, no denoising steps).
 
 Scaled pi0 family (VLA-Perf Table "scaled-up VLA models"): pi0-L / XL / XXL use a SigLIP-giant vision tower
 (40 layers, hidden 1536, MLP 6144, 16 heads, 256 tokens per camera as in pi0), a Llama-2 7B / 13B / 70B VLM and an
@@ -29,8 +32,9 @@ from executor.blocks import BlockSpec, ComputePass
 
 log = logging.getLogger(__name__)
 
-ActionHead = Literal["flow", "autoregressive"]
-ACTION_HEADS: tuple[str, ...] = ("flow", "autoregressive")
+ActionHead = Literal["flow", "autoregressive", "ar-parallel"]
+ACTION_HEADS: tuple[str, ...] = ("flow", "autoregressive", "ar-parallel")
+_TOKEN_HEADS: tuple[str, ...] = ("autoregressive", "ar-parallel")  # the VLM emits the action tokens
 COMPONENTS: tuple[str, ...] = ("vision", "llm", "action")  # placement units of a model
 _DECODE_BUCKETS = 8  # autoregressive decode passes are grouped into this many buckets (mean context, exact FLOPs)
 
@@ -178,7 +182,7 @@ class VLAConfig:
     @property
     def action_tokens(self) -> int:
         """Autoregressive tokens per inference (dof x chunk); the expert's parallel tokens for flow."""
-        return self.dof * self.chunk if self.action_head == "autoregressive" else self.chunk + self.state_tokens
+        return self.dof * self.chunk if self.action_head in _TOKEN_HEADS else self.chunk + self.state_tokens
 
     # ---- sizes -------------------------------------------------------------------------------------------------
     @property
@@ -247,10 +251,15 @@ def block_specs(cfg: VLAConfig) -> list[BlockSpec]:
         buckets = _decode_buckets(cfg.action_tokens - 1, ctx)
         passes = passes + buckets
         head_passes = (p(1, 1),) + tuple(p(1, 1, "decode", b.repeat) for b in buckets)
+    elif cfg.action_head == "ar-parallel":
+        # all dof x chunk action tokens in one pass over [context + themselves]; the head reads every position
+        n = cfg.action_tokens
+        passes = passes + (p(n, ctx + n, "parallel_decode"),)
+        head_passes = (p(n, n, "parallel_decode"),)
     specs += [BlockSpec(f"llm.layer{i}", "transformer_layer", passes, hidden=lm.hidden, mlp=lm.mlp, heads=lm.heads,
                         kv_heads=lm.kv_heads, head_dim=lm.head_dim, gated_mlp=True, param_count=lm.layer_params)
               for i in range(lm.layers)]
-    if cfg.action_head == "autoregressive":
+    if cfg.action_head in _TOKEN_HEADS:
         specs.append(BlockSpec("llm.action_head", "linear", head_passes, in_dim=lm.hidden, out_dim=cfg.action_bins))
     else:
         e = cfg.expert

@@ -19,7 +19,17 @@ Executions (``EXECUTIONS``), on top of a placement:
   of one inference does not change.
 * ``dual-system``: System 2 (the VLM prefill) runs at most ``s2_cap_hz`` and takes that share of its processor;
   System 1 (vision + action expert + network round trip) reuses the last VLM context:
-  frequency = (1 - cap x S2) / S1 (VLA-Perf's "System 1+2" model).
+  frequency = max(sync, (1 - cap x S2) / S1) (VLA-Perf's "System 1+2" model, floored at the synchronous rate:
+  when System 2 at its cap leaves System 1 less than the synchronous loop would get, the robot runs the
+  synchronous loop instead). A cap that System 2 cannot meet (cap x S2 >= 1) leaves the synchronous rate.
+
+Accounting (``ACCOUNTINGS``): ``"complete"`` (default) prices the expert with one QKV projection per layer;
+``"paper"`` reproduces VLA-Perf's GenZ pricing: the parallel-decode pass as ``executor.roofline``'s
+``genz_parallel_decode`` (a second QKV projection for the chunk's self-attention, projection activations on chip),
+GenZ's binary units, which read a datasheet's "GB/s" and "GB" as GiB (2**30 B): every memory bandwidth and
+capacity is 7.4% larger than the datasheet's decimal figure (:func:`paper_hardware`), and an expert that denoises
+the ``chunk`` action tokens only (no state token).
+Attention is priced with the scores on chip in both (GenZ's accounting); ``attention=`` selects another.
 
 Every transfer costs one-way latency + bytes x (1 + protocol overhead) / rate (``executor.roofline.transfer_ms``).
 A processor that cannot hold its blocks' weights + KV cache makes the combination infeasible: the result then
@@ -31,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from executor import catalog, roofline
@@ -42,6 +52,7 @@ from executor.perf.configs import ConfigError, VLAConfig, block_specs, component
 log = logging.getLogger(__name__)
 
 PLACEMENTS: tuple[str, ...] = ("on-device", "edge-server", "cloud", "split", "cut")
+ACCOUNTINGS: tuple[str, ...] = ("complete", "paper")
 EXECUTIONS: tuple[str, ...] = ("sync", "async", "dual-system")
 #: CLI mode names -> (placement, execution); "async" and "dual-system" take their placement from ``base``.
 MODES: tuple[str, ...] = ("on-device", "edge-server", "cloud", "split", "cut", "async", "dual-system")
@@ -221,7 +232,7 @@ class PerfResult:
         if self.execution == "async":
             return self.async_hz
         if self.execution == "dual-system":
-            return (1.0 - self.s2_cap_hz * self.s2_ms / 1e3) / (self.latency_ms / 1e3)
+            return dual_system_hz(self.latency_ms, self.s2_ms, self.s2_cap_hz)
         return self.sync_hz
 
     def component_ms(self, label: str) -> float:
@@ -267,6 +278,25 @@ class PerfResult:
         return d
 
 
+GIB_PER_GB = 2**30 / 1e9  # GenZ's Unit reads bandwidth and memory sizes in binary units
+
+
+def paper_hardware(hw: Hardware) -> Hardware:
+    """``hw`` as GenZ (VLA-Perf's engine) sees it: bandwidth and capacity in GiB instead of GB."""
+    return replace(hw, mem_bandwidth_gbps=hw.mem_bandwidth_gbps * GIB_PER_GB,
+                   memory_bytes=int(hw.memory_bytes * GIB_PER_GB))
+
+
+def dual_system_hz(s1_ms: float, s2_ms: float, s2_cap_hz: float) -> float:
+    """VLA-Perf's dual-system control rate, floored at the synchronous rate 1 / (S1 + S2):
+    max(1 / (S1 + S2), (1 - cap x S2) / S1), times in ms, rates in Hz."""
+    if s1_ms <= 0 or s2_ms < 0 or s2_cap_hz <= 0:
+        raise PerfInputError(f"dual-system needs S1 > 0, S2 >= 0 and a positive cap, got {s1_ms}, {s2_ms}, "
+                             f"{s2_cap_hz}")
+    sync = 1e3 / (s1_ms + s2_ms)
+    return max(sync, (1.0 - s2_cap_hz * s2_ms / 1e3) / (s1_ms / 1e3))
+
+
 # ------------------------------------------------------------------------------------------------ compute side
 
 
@@ -289,12 +319,13 @@ class _Side:
     total_ms: float
 
 
-def _side(specs: Sequence[BlockSpec], hw: Hardware, dtype: str, extra_kv_bytes: int = 0) -> _Side:
+def _side(specs: Sequence[BlockSpec], hw: Hardware, dtype: str, extra_kv_bytes: int = 0, *,
+          attention: str | None = None, genz_parallel_decode: bool = False) -> _Side:
     """Roofline breakdown of some blocks on one processor, with its memory fit."""
     nbytes = roofline.DTYPES[dtype][0]
     if not specs:
         return _Side((), MemoryFit(hw.name, 0, 0, hw.memory_bytes), 0.0)
-    res = roofline.estimate(list(specs), hw, dtype)
+    res = roofline.estimate(list(specs), hw, dtype, attention=attention, genz_parallel_decode=genz_parallel_decode)
     groups = roofline.breakdown(res, lambda name, phase: phase_label(component_of(name), phase))
     parts = tuple(Part(lab, hw.name, g.time_ms, g.bound, g.flops, g.bytes) for lab, g in groups.items())
     kv = sum(persistent_kv_bytes(s, nbytes) for s in specs) + extra_kv_bytes
@@ -325,9 +356,21 @@ def evaluate(
     s2_cap_hz: float = 5.0,
     dtype: str = "bfloat16",
     cut: int | None = None,
+    accounting: str = "complete",
+    attention: str | None = None,
 ) -> PerfResult:
-    """Latency breakdown, frequencies and memory fit of ``cfg`` deployed as ``placement`` with ``execution``."""
+    """Latency breakdown, frequencies and memory fit of ``cfg`` deployed as ``placement`` with ``execution``
+    (``accounting`` and ``attention``: see the module docstring)."""
     _check_cfg(cfg)
+    if accounting not in ACCOUNTINGS:
+        raise PerfInputError(f"unknown accounting {accounting!r}; valid: {', '.join(ACCOUNTINGS)}")
+    try:
+        attention = roofline.resolve_attention(attention)
+    except ValueError as e:
+        raise PerfInputError(str(e)) from e
+    side_kw: dict[str, Any] = {"attention": attention, "genz_parallel_decode": accounting == "paper"}
+    if accounting == "paper" and cfg.state_tokens:
+        cfg = cfg.with_(state_tokens=0)
     placement = resolve_mode(placement)[0] if placement not in PLACEMENTS else placement
     if execution not in EXECUTIONS:
         raise PerfInputError(f"unknown execution {execution!r}; valid: {', '.join(EXECUTIONS)}")
@@ -343,8 +386,12 @@ def evaluate(
     if placement == "cut":
         from executor.perf.cuts import evaluate_cut  # lazy: builds the executor model (torch)
 
+        if accounting != "complete":
+            raise PerfInputError("the cut placement prices the executor's model in complete accounting only")
         return evaluate_cut(cfg, dev, srv, _net(network or "WiFi 7"), dtype=dtype, cut=cut, execution=execution,
                             payload_overhead=payloads.protocol_overhead)
+    if accounting == "paper":
+        dev, srv = paper_hardware(dev), paper_hardware(srv)
     specs = block_specs(cfg)
     comps = [component_of(s.name) for s in specs]
     hops: list[NetworkLink] = []
@@ -368,8 +415,8 @@ def evaluate(
     else:
         local, remote = [], list(specs)
     kv_down = cfg.kv_cache_bytes(nbytes)
-    dev_side = _side(local, dev, dtype, extra_kv_bytes=kv_down if placement == "split" else 0)
-    srv_side = _side(remote, srv, dtype)
+    dev_side = _side(local, dev, dtype, extra_kv_bytes=kv_down if placement == "split" else 0, **side_kw)
+    srv_side = _side(remote, srv, dtype, **side_kw)
 
     # network: image up over every hop (robot -> server), payload down over every hop in reverse
     up_parts: list[Any] = []
@@ -399,8 +446,9 @@ def evaluate(
     s2_ms = math.nan
     if execution == "dual-system":
         s2_ms = sum(p.time_ms for p in parts if p.name == "llm_prefill")
-        if not bad and s2_cap_hz * s2_ms >= 1e3:
-            reason = f"System 2 takes {s2_ms:.2f} ms per update and cannot run at s2_cap_hz={s2_cap_hz}"
+        if s2_cap_hz * s2_ms >= 1e3:
+            log.info("System 2 takes %.2f ms and cannot run at %s Hz: the synchronous rate applies", s2_ms,
+                     s2_cap_hz)
     feasible = not reason
     if not feasible:
         log.info("%s %s on %s/%s infeasible: %s", cfg.name, placement, dev.name, srv.name, reason)
@@ -412,7 +460,7 @@ def evaluate(
         s2_cap_hz=float(s2_cap_hz) if execution == "dual-system" else math.nan, s2_ms=s2_ms,
         extra={"image_bytes": payloads.image(cfg), "down_bytes": int(down_bytes) if hops else 0,
                "chunk": cfg.chunk, "denoising_steps": cfg.denoising_steps, "timesteps": cfg.timesteps,
-               "action_head": cfg.action_head},
+               "action_head": cfg.action_head, "accounting": accounting, "attention": attention},
     )
 
 
@@ -435,7 +483,8 @@ def check_parameters(**values: Any) -> None:
 
 
 __all__ = [
-    "EXECUTIONS", "LABELS", "MODES", "MemoryFit", "PLACEMENTS", "Part", "Payloads", "PerfInputError", "PerfResult",
+    "ACCOUNTINGS", "EXECUTIONS", "LABELS", "dual_system_hz", "GIB_PER_GB", "paper_hardware",
+    "MODES", "MemoryFit", "PLACEMENTS", "Part", "Payloads", "PerfInputError", "PerfResult",
     "VLA_PERF_NETWORK_PAYLOADS", "check_parameters", "custom_link", "evaluate", "evaluate_mode", "mode_names",
     "persistent_kv_bytes", "resolve_mode",
 ]

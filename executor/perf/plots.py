@@ -56,7 +56,7 @@ def plot_sweep(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
     else:
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         if kind == "action_head":
-            for head, style in (("flow", "o-"), ("autoregressive", "s--")):
+            for head, style in (("flow", "o-"), ("autoregressive", "s--"), ("ar-parallel", "d:")):
                 sub = [dict(r, series=f"{head} / {r['device']}") for r in rows if r.get("action_head") == head]
                 _lines(ax, sub, "x", "series", style=style)
             ax.set_xlabel("action chunk size")

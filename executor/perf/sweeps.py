@@ -102,7 +102,7 @@ def sweep_action_head(cfg: VLAConfig, chunks: Sequence[int] = AR_CHUNKS,
                       devices: Iterable[str] = DEFAULT_DEVICES) -> list[Row]:
     """Flow-matching expert versus autoregressive decoding by the VLM, against the chunk size."""
     rows = []
-    for head in ("flow", "autoregressive"):
+    for head in ("flow", "autoregressive", "ar-parallel"):
         rows += _vary(cfg, "action_head", "chunk", chunks, devices, action_head=head)
     return rows
 

@@ -204,3 +204,138 @@ def test_context_validation(toy):
         BandwidthPrior(-1.0, 1.0, 1.0)
     with pytest.raises(TypeError, match="PlannerContext"):
         EdgeOnly("ctx")  # type: ignore[arg-type]
+
+
+def test_rapid_is_kinematics_only_by_default(toy):
+    r = RapidSkip(ctx_for(toy))
+    assert r.config.visual_weight == 0.0 and r.config.dispatch == "paper"
+    # w = 1/2: s = 0.5 * 0.8 + 0.5 * 0.2 = 0.5; a large visual change does not move it
+    f = _fields(accel_anomaly=0.8, torque_change=0.2, visual_changed=1.0, visual_structural=1.0)
+    assert r.importance(f) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="dispatch"):
+        RapidConfig(dispatch="cloud")
+
+
+def test_rapid_paper_dispatch_redundant_on_edge_critical_to_cloud(toy):
+    # toy: cut 0 = cloud-only (network), cut 1 = edge-only; chunk_size 8
+    ctx = ctx_for(toy)
+    r = RapidSkip(ctx, RapidConfig(cooldown_steps=2))
+    start = np.array([True])
+    # chunk empty, nothing moving: refill on the edge (edge-only inference)
+    a, _ = r.predict(obs(ctx, actions_left=0, kin=(0.2, 0.0, 0.0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [1, 0] and r.last_target == "edge"
+    # redundant with actions left: keep executing on the edge (skip)
+    a, _ = r.predict(obs(ctx, actions_left=6, kin=(0.2, 0.0, 0.0), action_age_s=0.1))
+    assert a.tolist() == [1, 1] and r.last_event == "redundant"
+    # a contact spike (torque change 0.9 at low speed): critical -> pre-empt and infer in the cloud
+    a, _ = r.predict(obs(ctx, actions_left=5, kin=(0.05, 0.0, 0.9), action_age_s=0.2))
+    assert a.tolist() == [0, 0] and r.last_event == "preempt" and r.last_target == "cloud"
+    # the old rule (HeuristicPlanner's): redundant skipped, inferences at the cut planner's cut
+    old = RapidSkip(ctx, RapidConfig(dispatch="skip"))
+    a, _ = old.predict(obs(ctx, actions_left=0, kin=(0.2, 0.0, 0.0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [int(old.cut_planner.cut), 0]
+
+
+def test_best_network_cut_ignores_the_edge_only_cut(toy):
+    from agents.heuristics import best_network_cut
+
+    # at 1 Mbit/s the static best cut is edge-only, but the network cut is still cut 0
+    ctx = ctx_for(toy, prior=BandwidthPrior(1.0, 1.0, 20.0))
+    assert StaticBestCut(ctx).cut == 1 and best_network_cut(ctx) == 0
+
+
+def test_entropy_vision_dispatch_hand_computed(toy):
+    from agents.vision_skip import EntropyVisionConfig, EntropyVisionDispatch, binary_entropy_bits
+
+    assert binary_entropy_bits(0.5) == pytest.approx(1.0) and binary_entropy_bits(0.0) == 0.0
+    assert binary_entropy_bits(0.25) == pytest.approx(0.8112781, rel=1e-6)
+    ctx = ctx_for(toy)
+    v = EntropyVisionDispatch(ctx, EntropyVisionConfig(entropy_threshold=0.6, mad_ref=0.02, cooldown_steps=2))
+    # mad 0.02 -> p = 0.5 -> 1 bit; mad 0.002 -> p = 1/11 -> 0.439 bits
+    assert v.entropy({"visual_mad": 0.02}) == pytest.approx(1.0)
+    assert v.entropy({"visual_mad": 0.002}) == pytest.approx(binary_entropy_bits(1 / 11))
+    start = np.array([True])
+    a, _ = v.predict(obs(ctx, actions_left=0, visual=(0.02, 0, 0), action_age_s=0.0), episode_start=start)
+    assert a.tolist() == [0, 0] and v.last_target == "cloud"
+    a, _ = v.predict(obs(ctx, actions_left=6, visual=(0.002, 0, 0), action_age_s=0.1))
+    assert a.tolist() == [0, 1] and v.last_target == "edge"
+    a, _ = v.predict(obs(ctx, actions_left=0, visual=(0.0, 0, 0), action_age_s=0.1))
+    assert a.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="entropy_threshold"):
+        EntropyVisionConfig(entropy_threshold=1.5)
+
+
+def test_roboecc_paper_chain_hand_computed():
+    from types import SimpleNamespace
+
+    from agents.heuristics import RoboECCPaperChain
+    from executor.profile import CutSpec
+
+    # 3 blocks; edge 10/20/30 ms, cloud 1/2/3 ms, params 100/200/300 B, outputs 1000/2000/3000 B
+    cuts = [CutSpec(k=k, up_bytes=b, down_bytes=8) for k, b in ((0, 50_000), (1, 1000), (2, 2000), (3, 0))]
+    edge = SimpleNamespace(block_names=("a", "b", "c"), block_ms=(10.0, 20.0, 30.0), block_param_bytes=(100, 200, 300),
+                           cuts=cuts)
+    cloud = SimpleNamespace(block_names=("a", "b", "c"), block_ms=(1.0, 2.0, 3.0), block_param_bytes=(100, 200, 300),
+                            cuts=cuts)
+    ch = RoboECCPaperChain.from_profiles(edge, cloud)
+    # 8 Mbit/s = 1 B/us: 1000 B take 1 ms; fixed latency 5 ms on internal cuts only
+    c = ch.costs_ms(8.0, 5.0)
+    assert c.tolist() == pytest.approx([60.0, 1 + 50 + 5 + 1, 3 + 30 + 5 + 2, 6.0])
+    assert ch.best(8.0, 5.0) == (3, pytest.approx(6.0))  # all cloud: nothing charged for the input upload
+    # a cloud-load budget of 300 B allows cuts 0..2 (loads 0, 100, 300)
+    assert ch.best(8.0, 5.0, max_cloud_load_bytes=300) == (2, pytest.approx(40.0))
+    assert ch.edge_only_ms == 60.0
+    with pytest.raises(ValueError):
+        ch.costs_ms(0.0, 5.0)
+
+
+def test_roboecc_two_threshold_adjustment(toy):
+    # toy: cut 0 uploads 125 kB (cloud-only), cut 1 edge-only (0 B); at the 100 Mbit/s prior cut 0 wins
+    ctx = ctx_for(toy)
+    r = RoboECCPlanner(ctx, predictor="last", config=RoboECCConfig(adjustment="two_threshold", low_delta_mbps=-5.0,
+                                                                     high_delta_mbps=5.0))
+    assert set(r.pool) == {0, 1}  # both cuts are optimal somewhere in [12.5, 800] Mbit/s
+    a, _ = r.predict(obs(ctx, up=[100.0], ages=[0.1]), episode_start=np.array([True]))
+    assert a.tolist() == [0, 0]
+    # "last" predicts the newest sample: delta 0 -> keep
+    a, _ = r.predict(obs(ctx, up=[2.0, 100.0], ages=[0.05, 0.2]))
+    assert a.tolist() == [0, 0] and r.last_delta_mbps == 0.0
+    # a moving average of [100, 2] predicts 51 against the newest 2: delta +49 -> the largest upload (cut 0);
+    # with the newest at 100 and the mean at 51: delta -49 -> the smallest upload (edge-only)
+    m = RoboECCPlanner(ctx, predictor=MovingAverage(2), config=RoboECCConfig(adjustment="two_threshold"))
+    m.predict(obs(ctx, up=[2.0], ages=[0.1]), episode_start=np.array([True]))
+    a, _ = m.predict(obs(ctx, up=[100.0, 2.0], ages=[0.05, 0.2]))
+    assert a.tolist() == [1, 0] and m.last_delta_mbps == pytest.approx(-49.0)
+    a, _ = m.predict(obs(ctx, up=[2.0, 100.0, 2.0], ages=[0.01, 0.15, 0.3]))
+    assert a.tolist() == [0, 0] and m.last_delta_mbps == pytest.approx(49.0)
+    with pytest.raises(ValueError, match="adjustment"):
+        RoboECCConfig(adjustment="argmin")
+
+
+def test_lstm_predictor_npz_round_trip_and_stored_model(tmp_path, toy):
+    from agents.heuristics import DEFAULT_LSTM_PATH, LSTMPredictor, PredictorFileError, make_predictor, one_step_errors
+    from traces import synthetic
+    from traces.traceset import TraceSet
+
+    ts = TraceSet.from_traces([synthetic.constant(30.0, duration_s=60.0, name="c")], "c")
+    p = train_lstm_predictor(ts, seed=0, sequences=64, epochs=2)
+    path = p.save(tmp_path / "lstm.npz", meta={"note": "test"})
+    q = make_predictor(f"lstm:{path}")
+    for x in (10.0, 20.0, 40.0):
+        p.update(x)
+        q.update(x)
+    assert q.predict() == pytest.approx(p.predict(), rel=1e-6)
+    # the shipped predictor loads without pickle and predicts a constant link within 10%
+    stored = make_predictor("lstm")
+    assert DEFAULT_LSTM_PATH.is_file() and isinstance(stored, LSTMPredictor)
+    for _ in range(20):
+        stored.update(30.0)
+    assert stored.predict() == pytest.approx(30.0, rel=0.1)
+    errs = one_step_errors(make_predictor("lstm"), ts)
+    assert errs["mape"] < 0.1 and errs["samples"] > 0
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, info=np.array('{"format_version": 99}'))
+    with pytest.raises(PredictorFileError, match="format_version"):
+        LSTMPredictor.load(bad)
+    with pytest.raises(PredictorFileError, match="not found"):
+        make_predictor(f"lstm:{tmp_path / 'missing.npz'}")

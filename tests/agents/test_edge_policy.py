@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,17 +50,33 @@ def test_a_deadline_other_than_the_training_one_is_reported(tiny_policy: Path, c
     assert "trained without hedged execution, it runs with it here" in caplog.text
 
 
-def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path) -> None:
-    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--model", "openvla",
-                          "--preset", "tiny", "--steps", "12", "--no-realtime"],
+def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path, tmp_path: Path) -> None:
+    """Profiles this machine can run (the tiny model measured here, used for both sides): the policy decides."""
+    from executor.models import build_model
+    from executor.profiler import ProfilerConfig, profile_model
+
+    prof = profile_model(build_model("openvla", "tiny", seed=0), ProfilerConfig(warmup_runs=1, measured_runs=3))
+    slow = replace(prof, block_ms=tuple(3.0 * t + 1.0 for t in prof.block_ms))  # headroom for a loaded machine
+    edge_p, cloud_p = tmp_path / "edge.json", tmp_path / "cloud.json"
+    slow.save(edge_p)
+    prof.save(cloud_p)
+    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--edge-profile", str(edge_p), "--cloud-profile",
+                          str(cloud_p), "--model", "openvla", "--preset", "tiny", "--steps", "12", "--no-realtime"],
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert "'decisions': 12" in out.stdout.replace("\n", "")
-    assert "local" in out.stdout  # no server: every step ran edge-only, none failed
-    # the runtime abandons a network step when the env the policy was trained in would: at the edge-only time
-    edge, cloud = roofline_profile_for("openvla", "tiny", "orin"), roofline_profile_for("openvla", "tiny", "a100")
-    capped = resolved_deadline_ms(edge, cloud, 300.0)
-    assert capped < 300.0 and f"deadline {capped:g} ms" in out.stdout.replace("\n", "")
+    assert "policy not loaded" in out.stderr and "edge profile mismatch" in out.stderr  # trained on roofline Profiles
+    assert "failed" not in out.stdout  # no server: every step ran edge-only (by choice or as a fallback)
+
+
+def test_ecc_edge_refuses_profiles_this_machine_cannot_run(tiny_policy: Path) -> None:
+    """The README's `--hardware orin+a100 --preset tiny`: the roofline Orin runs the tiny model in microseconds, this
+    CPU in milliseconds, so the policy would see latencies it never saw: exit 2 with what to pass instead."""
+    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--model", "openvla",
+                          "--preset", "tiny", "--steps", "12", "--no-realtime"],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 2, out.stdout
+    assert "edge-only in" in out.stderr and "--emulate profile_edge.json" in out.stderr
 
 
 def test_runtime_deadline_is_the_envs_deadline() -> None:

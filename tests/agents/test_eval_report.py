@@ -188,3 +188,15 @@ def test_family_filter_evaluates_only_that_family(toy):
     with pytest.raises(ValueError, match="matches 'wifi'.*lab/fast, lab/slow"):
         run_eval(EvalConfig(planners="cloud", split="all", family="wifi", episodes=1, episode_s=1.0),
                  trace_set=traces, profiles=profiles)
+
+
+def test_vision_entropy_planner_by_name(toy):
+    from agents.eval_cli import build_planner
+    from agents.vision_skip import EntropyVisionDispatch
+
+    assert parse_planners("vision-entropy,rapid") == [("vision-entropy", "vision-entropy", None),
+                                                      ("rapid", "rapid", None)]
+    env = _const_env(toy)
+    planner = build_planner("vision-entropy", None, PlannerContext.from_env(env), env)
+    env.close()
+    assert isinstance(planner, EntropyVisionDispatch)

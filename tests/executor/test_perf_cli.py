@@ -60,3 +60,15 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert perf_cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "pi0-XXL" in out and "dual-system" in out and "B100" in out and "WiFi 7" in out
+
+
+def test_accounting_and_attention_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert perf_cli.main(["--model", "pi0", "--device", "thor", "--accounting", "paper", "--json"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert paper["accounting"] == "paper" and paper["latency_ms"] == pytest.approx(52.57, rel=0.03)  # VLA-Perf
+    assert perf_cli.main(["--model", "pi0", "--device", "thor", "--attention", "materialised", "--json"]) == 0
+    mat = json.loads(capsys.readouterr().out)
+    assert perf_cli.main(["--model", "pi0", "--device", "thor", "--json"]) == 0
+    onchip = json.loads(capsys.readouterr().out)
+    assert mat["attention"] == "materialised" and onchip["attention"] == "onchip"
+    assert mat["vision_ms"] > onchip["vision_ms"]  # the score matrix written and read back

@@ -11,7 +11,7 @@ from executor import roofline
 from executor.catalog import Hardware
 from executor.perf import Payloads, PerfInputError, custom_link, evaluate, evaluate_mode, get_config
 from executor.perf.configs import LMConfig, VisionConfig, VLAConfig
-from executor.perf.modes import resolve_mode
+from executor.perf.modes import dual_system_hz, paper_hardware, resolve_mode
 
 # A toy accelerator: 1 GB/s memory, a huge peak, so every operator is memory-bound and time = bytes / 1e9.
 TOY = Hardware("toy", peak_tflops_bf16=1e3, memory_bytes=10**9, mem_bandwidth_gbps=1.0)
@@ -29,10 +29,11 @@ def tiny() -> VLAConfig:
                      state_tokens=1, chunk=2, denoising_steps=2, dof=2)
 
 
-# Expert, one pass of t = 3 tokens over c = 9 keys, bf16 (2 B), materialised attention:
-#   qkv 2*(8*24 + 3*8 + 3*24) = 576, scores 2*(24 + 9*8 + 27) = 246, values 246, o_proj 2*(64 + 24 + 24) = 224,
-#   mlp_up (gated, 32) 2*(256 + 24 + 96) = 752, mlp_down 2*(128 + 48 + 24) = 400  -> 2444 B; x 2 steps = 4888 B.
-EXPERT_MS_TOY = 4888 / 1e9 * 1e3
+# Expert, one pass of t = 3 tokens over c = 9 keys, bf16 (2 B), attention scores on chip (the default):
+#   qkv 2*(8*24 + 3*8 + 3*24) = 576, scores 2*(24 + 9*8) = 192, values 192, o_proj 2*(64 + 24 + 24) = 224,
+#   mlp_up (gated, 32) 2*(256 + 24 + 96) = 752, mlp_down 2*(128 + 48 + 24) = 400  -> 2336 B; x 2 steps = 4672 B.
+#   (materialised scores add 2 x 2*27 = 108 B per pass: 4888 B.)
+EXPERT_MS_TOY = 4672 / 1e9 * 1e3
 IMAGE_BYTES = int(28 * 28 * 3 * 0.1)  # 235 B of JPEG
 ACTION_BYTES = 2 * 2 * 4  # dof x chunk x float32
 UP_MS = 5.0 + IMAGE_BYTES * 1.05 * 8 / 8e6 * 1e3
@@ -108,9 +109,41 @@ def test_dual_system_formula() -> None:
     assert r.control_hz == pytest.approx((1 - 5.0 * s2 / 1e3) / (s1 / 1e3))
 
 
-def test_dual_system_cap_too_high_is_infeasible() -> None:
-    r = evaluate(get_config("pi0"), "on-device", execution="dual-system", device="orin nx", s2_cap_hz=20.0)
-    assert not r.feasible and "s2_cap_hz=20" in r.reason and math.isnan(r.control_hz)
+def test_materialised_attention_adds_the_score_matrix() -> None:
+    r = evaluate(tiny(), "on-device", device=TOY, attention="materialised")
+    assert r.component_ms("action") == pytest.approx(4888 / 1e9 * 1e3, rel=1e-9)
+    with pytest.raises(PerfInputError, match="attention"):
+        evaluate(tiny(), "on-device", device=TOY, attention="flash")
+    with pytest.raises(PerfInputError, match="accounting"):
+        evaluate(tiny(), "on-device", device=TOY, accounting="genz")
+
+
+def test_dual_system_floor_at_the_synchronous_rate() -> None:
+    # S1 = 40 ms, S2 = 90 ms: at a 10 Hz cap the formula gives (1 - 0.9) / 0.04 = 2.5 Hz < 1/0.13 = 7.69 Hz sync
+    assert dual_system_hz(40.0, 90.0, 10.0) == pytest.approx(1e3 / 130.0)
+    # at 5 Hz: (1 - 0.45) / 0.04 = 13.75 Hz > sync
+    assert dual_system_hz(40.0, 90.0, 5.0) == pytest.approx(13.75)
+    # a cap System 2 cannot meet (20 Hz x 90 ms > 1) leaves the synchronous rate, still feasible
+    assert dual_system_hz(40.0, 90.0, 20.0) == pytest.approx(1e3 / 130.0)
+    with pytest.raises(PerfInputError):
+        dual_system_hz(0.0, 90.0, 5.0)
+
+
+def test_dual_system_cap_too_high_falls_back_to_sync() -> None:
+    pi0 = get_config("pi0")
+    r = evaluate(pi0, "on-device", execution="dual-system", device="orin nx", s2_cap_hz=20.0)
+    sync = evaluate(pi0, "on-device", device="orin nx")
+    assert r.feasible and r.control_hz == pytest.approx(sync.control_hz)
+
+
+def test_paper_accounting_reads_bandwidth_in_gib_and_drops_the_state_token() -> None:
+    hw = paper_hardware(TOY)
+    assert hw.mem_bandwidth_gbps == pytest.approx(2**30 / 1e9) and hw.memory_bytes == int(10**9 * 2**30 / 1e9)
+    # paper: 2 action tokens (no state token) over a 6-token context, GenZ's parallel-decode ops, 1.0737 GB/s.
+    # qkv weights 2*8*24 = 384, prefix K 2*6*8 = 96, V 96, qkv_self 384, self K 2*2*8 = 32, V 32, o_proj 2*64 = 128,
+    # mlp_up 2*(256 + 16 + 64) = 672, mlp_down 2*(128 + 32 + 16) = 352 -> 2176 B per step, x 2 steps.
+    r = evaluate(tiny(), "on-device", device=TOY, accounting="paper")
+    assert r.component_ms("action") == pytest.approx(2 * 2176 / (2**30) * 1e3, rel=1e-9)
 
 
 def test_cut_mode_matches_cut_table_and_roofline() -> None:

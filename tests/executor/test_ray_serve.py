@@ -1,5 +1,7 @@
 """The cloud half on Ray Serve (local Ray, 2 CPUs): replies equal the single-process server's at every cut, the
-queue length is the deployment's, a killed replica loses no request silently and is replaced."""
+queue length is the deployment's, a killed replica loses no request silently and is replaced; a second server on the
+same cluster can neither replace nor stop the first one's application; replica failures never disconnect a client; a
+frozen replica delays only the requests it holds; a deploy that cannot get its resources fails with a clear error."""
 
 from __future__ import annotations
 
@@ -19,7 +21,17 @@ from executor import msgpack_numpy  # noqa: E402
 from executor.client import EdgeClient  # noqa: E402
 from executor.models import build_model  # noqa: E402
 from executor.protocol import RemoteError, ServerUnavailable, TransportTimeout  # noqa: E402
-from executor.ray_serve import ModelRef, RayServeConfig, RayServing, dumps, loads, running_replicas  # noqa: E402
+from executor.ray_serve import (  # noqa: E402
+    DeployError,
+    ModelRef,
+    RayCloudServer,
+    RayServeConfig,
+    RayServing,
+    application_names,
+    dumps,
+    loads,
+    running_replicas,
+)
 from executor.server import CloudServer, ServerConfig  # noqa: E402
 
 WAIT_S = 30.0
@@ -209,3 +221,140 @@ def test_killing_a_replica_mid_run_loses_no_request_silently(deployments):
     with EdgeClient(edge, serving.url) as client:
         client.connect()
         np.testing.assert_array_equal(client.infer(obs, k, deadline=deadline()).actions, expected)
+
+
+def _same_answers(edge, reference_url: str, url: str, cuts) -> None:
+    with EdgeClient(edge, reference_url) as ref, EdgeClient(edge, url) as got:
+        ref.connect()
+        got.connect()
+        for k in cuts:
+            obs = edge.make_observation(k)
+            np.testing.assert_array_equal(got.infer(obs, k, deadline=deadline()).actions,
+                                          ref.infer(obs, k, deadline=deadline()).actions, err_msg=f"cut {k}")
+
+
+def test_a_second_server_can_neither_replace_nor_stop_the_first_ones_application(deployments):
+    edge, local, first = deployments["openvla"]
+    cuts = (0, 6, 7)  # the cuts where a replaced application answered with another seed's weights
+    # same application name: refused, and the first server's application is untouched
+    clash = RayServing("openvla", "tiny", ServerConfig(port=0),
+                       RayServeConfig(num_cpus_per_replica=0.0, app_name=first.app_name, request_timeout_s=WAIT_S),
+                       seed=1)
+    with pytest.raises(DeployError, match="already runs.*refusing to replace"):
+        clash.start()
+    assert first.app_name in application_names()
+    _same_answers(edge, local.url, first.url, cuts)
+    # another seed on the same cluster: its own (derived) application name, so both run side by side
+    second = RayServing("openvla", "tiny", ServerConfig(port=0),
+                        RayServeConfig(num_cpus_per_replica=0.0, request_timeout_s=WAIT_S), seed=1).start()
+    try:
+        assert second.app_name != first.app_name and "openvla-tiny-seed1" in second.app_name
+        _same_answers(edge, local.url, first.url, cuts)
+        other = build_model("openvla", "tiny", seed=1)
+        with CloudServer(other, ServerConfig(port=0)) as local_seed1:
+            _same_answers(other, local_seed1.url, second.url, cuts[:1])
+    finally:
+        second.stop()
+    # stopping the second server deleted its application only; Ray and the first application keep running
+    assert ray.is_initialized()
+    names = application_names()
+    assert second.app_name not in names and first.app_name in names
+    assert running_replicas(first.app_name) == 2
+    _same_answers(edge, local.url, first.url, cuts)
+
+
+def test_a_deploy_that_cannot_get_its_resources_fails_with_a_clear_error(ray_local):
+    rc = RayServeConfig(num_cpus_per_replica=64.0, deploy_timeout_s=3.0, app_name="ecc-test-too-big")
+    serving = RayServing("pi0", "tiny", ServerConfig(port=0), rc)
+    t0 = time.monotonic()
+    with pytest.raises(DeployError, match=r"did not start within 3 s.*64 CPU.*of 2 CPUs"):
+        serving.start()
+    assert time.monotonic() - t0 < 90  # bounded: Serve's start-up on a busy 2-core machine + 3 s + the clean-up
+    assert "ecc-test-too-big" not in application_names()  # the attempt was deleted
+    assert ray.is_initialized()  # and the Ray this server did not start is left running
+
+
+def test_twenty_replica_failures_do_not_disconnect_a_client(deployments):
+    edge, _local, serving = deployments["pi0"]
+    # an ingress on the same replicas whose attempts cannot succeed in time: every request is a replica failure
+    impatient = RayServeConfig(request_timeout_s=1e-4, max_attempts=2, app_name=serving.app_name)
+    server = RayCloudServer(build_model("pi0", "tiny", seed=0, on_meta=True), ServerConfig(port=0),
+                            serving.server._deployment, impatient).start()
+    try:
+        with EdgeClient(edge, server.url) as client:
+            client.connect()
+            obs = edge.make_observation(0)
+            for _ in range(20):
+                with pytest.raises(RemoteError) as err:
+                    client.infer(obs, 0, deadline=deadline())
+                assert err.value.code == "compute_failed" and "ReplicaTimeout" in str(err.value)
+            assert client.connected and client.ping(timeout_s=5.0) >= 0
+        assert server.timeouts == 40 and server.errors_sent == 20
+    finally:
+        server.stop()
+
+
+def test_a_frozen_replica_delays_only_the_requests_it_holds(deployments):
+    import os
+    import signal
+
+    edge, local, serving = deployments["openvla"]
+    handle = serving.server._deployment
+    pids: set[int] = set()
+    t_end = time.monotonic() + WAIT_S
+    while len(pids) < 2 and time.monotonic() < t_end:
+        pids.add(handle.describe.remote().result(timeout_s=WAIT_S)["pid"])
+    assert len(pids) == 2
+    frozen = min(pids)
+    obs = edge.make_observation(0)
+    with EdgeClient(edge, local.url) as ref:
+        ref.connect()
+        expected = ref.infer(obs, 0, deadline=deadline()).actions
+    budget_s = 2.0
+    latencies = []
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        with EdgeClient(edge, serving.url) as client:
+            client.connect()
+            for _ in range(8):
+                t0 = time.perf_counter()
+                result = client.infer(obs, 0, deadline=time.perf_counter() + budget_s)  # no fallback needed
+                latencies.append(time.perf_counter() - t0)
+                np.testing.assert_array_equal(result.actions, expected)
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    # a request the frozen replica held waited at most its attempt's share of the budget, then went to the other
+    # replica; the others were not held up at all
+    assert max(latencies) < budget_s
+    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
+
+    # every replica frozen: the request waits (its budget), yet the connection stays responsive meanwhile (a ping
+    # on it is answered at once: requests of one connection are served concurrently), and the client stays connected
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    held: dict[str, object] = {}
+    try:
+        with EdgeClient(edge, serving.url) as client:
+            client.connect()
+
+            def request() -> None:
+                t0 = time.perf_counter()
+                try:
+                    client.infer(obs, 0, deadline=time.perf_counter() + budget_s)
+                except (RemoteError, TransportTimeout) as e:
+                    held["error"] = e
+                held["s"] = time.perf_counter() - t0
+
+            thread = threading.Thread(target=request)
+            thread.start()
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            client.ping(timeout_s=budget_s)
+            ping_s = time.perf_counter() - t0
+            thread.join(3 * budget_s)
+            assert client.connected
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert ping_s < 0.5 and "error" in held, (ping_s, held)
+    assert budget_s * 0.9 <= held["s"] < budget_s + 1.0

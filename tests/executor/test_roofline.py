@@ -24,7 +24,8 @@ def _mha(tokens: int = 2, context: int = 2, **kw) -> BlockSpec:
 
 
 def test_hand_computed_mha_layer() -> None:
-    # hidden h=4, mlp m=8, 2 heads x head_dim 2 (q/kv dim 4), 2 tokens attending to 2, bf16 (2 B), plain MLP
+    # hidden h=4, mlp m=8, 2 heads x head_dim 2 (q/kv dim 4), 2 tokens attending to 2, bf16 (2 B), plain MLP,
+    # score matrix materialised (written by QK^T, read back by PV)
     t, c, h, m, q, kv, b = 2, 2, 4, 8, 4, 4, 2
     ops = {
         "qkv_proj": (2 * t * h * (q + 2 * kv), b * (h * (q + 2 * kv) + t * h + t * (q + 2 * kv))),  # 192, 160
@@ -34,9 +35,10 @@ def test_hand_computed_mha_layer() -> None:
         "mlp_up": (2 * t * h * m, b * (h * m + t * h + t * m)),  # 128, 112
         "mlp_down": (2 * t * m * h, b * (m * h + t * m + t * h)),  # 128, 112
     }
-    got = {o.name: (o.flops, o.bytes) for o in roofline.pass_ops(_mha(), ComputePass(t, c), b)}
+    got = {o.name: (o.flops, o.bytes) for o in roofline.pass_ops(_mha(), ComputePass(t, c), b,
+                                                                 attention="materialised")}
     assert got == ops
-    cost = roofline.block_cost(_mha(), TOY)
+    cost = roofline.block_cost(_mha(), TOY, attention="materialised")
     assert cost.flops == 576 and cost.bytes == 544
     # per operator max(FLOPs, bytes) at 1000/s: 192 + 48 + 48 + 64 + 128 + 128 = 608 ms
     assert cost.time_ms == pytest.approx(608.0)
@@ -44,9 +46,49 @@ def test_hand_computed_mha_layer() -> None:
     assert cost.compute_ms == pytest.approx(448.0) and cost.memory_ms == pytest.approx(160.0)
     assert cost.bound == "compute"
     # pass granularity: one max over the whole pass
-    assert roofline.block_cost(_mha(), TOY, granularity="pass").time_ms == pytest.approx(576.0)
+    assert roofline.block_cost(_mha(), TOY, granularity="pass", attention="materialised").time_ms == \
+        pytest.approx(576.0)
     # weights 4*12 + 4*4 + 4*8 + 8*4 = 128 params (param_count 0 -> derived), KV cache 2 x 4 x 2 tokens
     assert cost.weight_bytes == 128 * b and cost.kv_cache_bytes == 2 * kv * 2 * b
+
+
+def test_default_attention_keeps_the_scores_on_chip() -> None:
+    # GenZ's accounting: QK^T reads Q and K, 2*(t*q + c*kv) = 2*(8 + 8) = 32 B; PV reads V and writes the output,
+    # 32 B; no score traffic. Same FLOPs as materialised.
+    got = {o.name: (o.flops, o.bytes) for o in roofline.pass_ops(_mha(), ComputePass(2, 2), 2)}
+    assert got["attn_scores"] == (32.0, 32.0) and got["attn_values"] == (32.0, 32.0)
+    assert roofline.DEFAULT_ATTENTION == "onchip"
+    # per operator at 1000/s: 192 + max(32, 32) + 32 + 64 + 128 + 128 = 576 ms
+    assert roofline.block_cost(_mha(), TOY).time_ms == pytest.approx(576.0)
+    # fused: one operator of 64 FLOPs and 2*(8 + 16 + 8) = 64 B -> 64 ms, as the two on-chip operators
+    fused = roofline.block_cost(_mha(), TOY, attention="fused")
+    assert fused.time_ms == pytest.approx(576.0)
+    assert roofline.block_cost(_mha(), TOY, fused_attention=True).bytes == fused.bytes
+    with pytest.raises(ValueError, match="attention"):
+        roofline.block_cost(_mha(), TOY, attention="flash")
+    with pytest.raises(ValueError, match="contradicts"):
+        roofline.block_cost(_mha(), TOY, attention="materialised", fused_attention=True)
+
+
+def test_genz_parallel_decode_hand_computed() -> None:
+    # 3 chunk tokens over 7 prefix keys (context 10 = 7 + 3); h=4, 2 heads x 2 (q 4, kv 4), plain MLP m=8, bf16
+    spec = _mha(tokens=3, context=10)
+    p = ComputePass(3, 10, "parallel_decode")
+    got = {o.name: (o.flops, o.bytes) for o in roofline.pass_ops(spec, p, 2, genz_parallel_decode=True)}
+    assert got == {
+        "qkv_proj": (2 * 3 * 4 * 12, 2 * 4 * 12),  # weights only (activations on chip)
+        "attn_scores_prefix": (2 * 3 * 7 * 4, 2 * 7 * 4),  # K of the 7 prefix tokens
+        "attn_values_prefix": (2 * 3 * 7 * 4, 2 * 7 * 4),
+        "qkv_proj_self": (2 * 3 * 4 * 12, 2 * 4 * 12),  # GenZ's second QKV projection
+        "attn_scores_self": (2 * 3 * 3 * 4, 2 * 3 * 4),
+        "attn_values_self": (2 * 3 * 3 * 4, 2 * 3 * 4),
+        "o_proj": (2 * 3 * 4 * 4, 2 * 4 * 4),
+        "mlp_up": (2 * 3 * 4 * 8, 2 * (32 + 12 + 24)),  # the MLP reads and writes its activations
+        "mlp_down": (2 * 3 * 8 * 4, 2 * (32 + 24 + 12)),
+    }
+    # prefill passes are unchanged by the flag
+    pre = ComputePass(3, 3)
+    assert roofline.pass_ops(spec, pre, 2, genz_parallel_decode=True) == roofline.pass_ops(spec, pre, 2)
 
 
 def test_gqa_and_gated_mlp_counts() -> None:
@@ -108,9 +150,12 @@ def test_efficiency_scales_time() -> None:
 def test_fused_attention_moves_fewer_bytes_same_flops() -> None:
     spec = _llama_layer(512, 512)
     a = roofline.block_cost(spec, "a100")
+    a = roofline.block_cost(spec, "a100", attention="materialised")
     f = roofline.block_cost(spec, "a100", fused_attention=True)
-    assert f.flops == a.flops
+    o = roofline.block_cost(spec, "a100")
+    assert f.flops == a.flops == o.flops
     assert a.bytes - f.bytes == 2 * 2 * 32 * 512 * 512  # the bf16 score matrix, written once and read once
+    assert o.bytes == f.bytes and o.time_ms >= f.time_ms  # on chip: same bytes, two maxes instead of one
 
 
 def test_memory_fit_and_infeasible_profile() -> None:

@@ -1,0 +1,235 @@
+"""A fleet of robots on one cloud server: throughput and latency, measured here and predicted for an A100; the time to
+recover from a killed and from a frozen Ray Serve replica.
+
+1. Fleet (measured, this machine, loopback): 1, 4, 8, 16 robots (``--robots``), each an ``EdgeClient`` on its own
+   connection sending back-to-back requests at ``--cut`` for ``--seconds`` (after one warm-up each), against the
+   single-process server (``local``) and Ray Serve with ``--replicas`` replicas (``ray``). Throughput (requests/s)
+   and client latency p50/p99 (ms). The servers run one request at a time per model instance (no batching).
+2. Fleet (predicted, ``--hardware``, roofline of the ``--predict-preset`` model): the cloud half at ``--cut`` for a
+   closed loop of N robots, batching off (one at a time: throughput 1/t1, latency N t1) and on (one batch of N:
+   throughput N/tN, latency tN), with ``executor.roofline.batched_cloud_ms``.
+3. Recovery (Ray, 2 replicas, one robot streaming with a ``--deadline-ms`` budget): a replica killed (``ray.kill``)
+   and a replica frozen (SIGSTOP): requests lost (error replies or missed deadlines), the median and slowest
+   request, and the seconds until Serve runs two healthy replicas again without the victim (a frozen replica is
+   replaced when it fails Serve's health check: period 2 s, timeout 10 s).
+
+    python benchmarks/bench_fleet.py --model openvla --preset tiny --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import threading
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def fleet_run(edge, url: str, robots: int, cut: int, seconds: float) -> dict[str, float]:
+    """Throughput, p50/p99 latency and errors of ``robots`` clients sending back-to-back requests."""
+    import numpy as np
+
+    from executor.client import EdgeClient
+
+    obs = edge.make_observation(0)
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    barrier = threading.Barrier(robots + 1)
+    stop_at = [float("inf")]
+
+    def robot() -> None:
+        with EdgeClient(edge, url) as client:
+            client.connect(timeout_s=30)
+            client.infer(obs, cut, deadline=time.perf_counter() + 60)  # warm-up
+            barrier.wait()
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                try:
+                    client.infer(obs, cut, deadline=t0 + 30)
+                except Exception:  # noqa: BLE001 - counted
+                    with lock:
+                        errors[0] += 1
+                    continue
+                with lock:
+                    lat.append((time.perf_counter() - t0) * 1e3)
+
+    threads = [threading.Thread(target=robot, daemon=True) for _ in range(robots)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t_start = time.perf_counter()
+    stop_at[0] = t_start + seconds
+    for t in threads:
+        t.join(seconds + 60)
+    wall = time.perf_counter() - t_start
+    a = np.asarray(lat) if lat else np.asarray([float("nan")])
+    return {"robots": robots, "throughput_rps": len(lat) / wall, "p50_ms": float(np.percentile(a, 50)),
+            "p99_ms": float(np.percentile(a, 99)), "errors": errors[0], "requests": len(lat)}
+
+
+def predicted(family: str, preset: str, hardware: str, cut: int, robots: list[int]) -> list[dict[str, float]]:
+    """Closed-loop fleet on ``hardware`` by the roofline, batching off and on (see the module docstring)."""
+    from executor.models import build_model
+    from executor.roofline import batched_cloud_ms
+
+    specs = build_model(family, preset, device="meta").block_specs()
+    t1 = batched_cloud_ms(specs, hardware, 1, cut)
+    rows = []
+    for n in robots:
+        tn = batched_cloud_ms(specs, hardware, n, cut)
+        rows.append({"robots": n, "off_throughput_rps": 1e3 / t1, "off_latency_ms": n * t1,
+                     "on_throughput_rps": n * 1e3 / tn, "on_latency_ms": tn})
+    return rows
+
+
+def recovery(serving, edge, cut: int, fault: str, deadline_ms: float, watch_s: float) -> dict[str, float]:
+    """One robot streams requests; one replica is killed or frozen; what the robot saw and when Serve recovered."""
+    import ray
+
+    from executor.client import EdgeClient
+    from executor.protocol import RemoteError, TransportTimeout
+
+    handle = serving.server._deployment
+    pids: dict[int, str] = {}  # pid -> actor id (hex) of each replica
+    t_end = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < t_end:
+        d = handle.describe.remote().result(timeout_s=60)
+        pids[d["pid"]] = d["actor_id"]
+    victim_pid = min(pids)
+    actors = serving.replica_actors()
+    obs = edge.make_observation(0)
+    lat: list[float] = []
+    lost = [0]
+    stop = threading.Event()
+
+    def robot() -> None:
+        with EdgeClient(edge, serving.url) as client:
+            client.connect(timeout_s=30)
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    client.infer(obs, cut, deadline=t0 + deadline_ms / 1e3)
+                    lat.append((time.perf_counter() - t0) * 1e3)
+                except (RemoteError, TransportTimeout):
+                    lost[0] += 1
+                time.sleep(0.02)
+
+    t = threading.Thread(target=robot, daemon=True)
+    t.start()
+    time.sleep(1.0)
+    n_before = len(lat)
+    t_fault = time.monotonic()
+    if fault == "kill":
+        victim_id = actors[0]._actor_id
+        ray.kill(actors[0], no_restart=True)
+    else:
+        victim_id = next(a for a in actors if a._actor_id.hex() == pids[victim_pid])._actor_id
+        os.kill(victim_pid, signal.SIGSTOP)
+    recovered_s = float("nan")
+    try:
+        while time.monotonic() - t_fault < watch_s:
+            alive = serving.replica_actors()
+            ids = {a._actor_id for a in alive}
+            if victim_id not in ids and serving.running_replicas() == 2 and len(alive) == 2:
+                recovered_s = time.monotonic() - t_fault
+                break
+            time.sleep(0.25)
+    finally:
+        if fault == "freeze":
+            try:
+                os.kill(victim_pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    time.sleep(1.0)
+    stop.set()
+    t.join(30)
+    after = lat[n_before:]
+    return {"fault": fault, "requests": len(after), "lost": lost[0],
+            "max_latency_ms": max(after) if after else float("nan"),
+            "median_latency_ms": statistics.median(after) if after else float("nan"), "recovered_s": recovered_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="openvla")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--cut", type=int, default=0, help="split point of every request (default 0: full offload)")
+    p.add_argument("--robots", default="1,4,8,16")
+    p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per fleet size")
+    p.add_argument("--engines", default="local,ray")
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    p.add_argument("--hardware", default="a100")
+    p.add_argument("--predict-preset", default="full", help="model preset the roofline prediction prices")
+    p.add_argument("--deadline-ms", type=float, default=2000.0, help="robot's budget per request in recovery runs")
+    p.add_argument("--watch-s", type=float, default=60.0, help="bound on the wait for Serve's recovery")
+    p.add_argument("--skip-recovery", action="store_true")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
+    robots = [int(x) for x in args.robots.split(",")]
+    engines = [e for e in args.engines.split(",") if e]
+    import torch
+
+    from executor.models import build_model
+    from executor.server import CloudServer, ServerConfig
+
+    torch.set_num_threads(1)
+    edge = build_model(args.model, args.preset, seed=0)
+    out: dict[str, object] = {"args": vars(args), "measured": {}, "predicted": [], "recovery": []}
+    print(f"# {args.model}/{args.preset} cut {args.cut}, {args.seconds:g} s per fleet size, this machine "
+          f"({os.cpu_count()} cores); batching off (both engines serve one request at a time per model instance)")
+    print(f"{'engine':8} {'robots':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+    for engine in engines:
+        rows = []
+        if engine == "local":
+            with CloudServer(build_model(args.model, args.preset, seed=0), ServerConfig(port=0)) as server:
+                for n in robots:
+                    rows.append(fleet_run(edge, server.url, n, args.cut, args.seconds))
+                    _print_row(engine, rows[-1])
+        else:
+            from executor.ray_serve import RayServeConfig, RayServing
+
+            rc = RayServeConfig(replicas=args.replicas, num_cpus_per_replica=args.ray_cpus / args.replicas,
+                                num_cpus=args.ray_cpus, address="local", object_store_memory_bytes=100_000_000)
+            with RayServing(args.model, args.preset, ServerConfig(port=0), rc, seed=0) as serving:
+                for n in robots:
+                    rows.append(fleet_run(edge, serving.url, n, args.cut, args.seconds))
+                    _print_row(f"ray x{args.replicas}", rows[-1])
+                if not args.skip_recovery:
+                    for fault in ("kill", "freeze"):
+                        r = recovery(serving, edge, args.cut, fault, args.deadline_ms, args.watch_s)
+                        out["recovery"].append(r)  # type: ignore[union-attr]
+        out["measured"][engine] = rows  # type: ignore[index]
+    pred = predicted(args.model, args.predict_preset, args.hardware, args.cut, robots)
+    out["predicted"] = pred
+    print(f"\n# predicted: {args.model}/{args.predict_preset} cloud half at cut {args.cut} on {args.hardware} "
+          "(roofline, bf16), closed loop of N robots")
+    print(f"{'robots':>6} {'off req/s':>10} {'off ms':>8} {'on req/s':>10} {'on ms':>8}")
+    for r in pred:
+        print(f"{r['robots']:>6} {r['off_throughput_rps']:>10.1f} {r['off_latency_ms']:>8.1f} "
+              f"{r['on_throughput_rps']:>10.1f} {r['on_latency_ms']:>8.1f}")
+    if out["recovery"]:
+        print(f"\n# recovery (ray x{args.replicas}, one robot, {args.deadline_ms:g} ms budget per request)")
+        print(f"{'fault':8} {'requests':>8} {'lost':>5} {'median ms':>10} {'max ms':>8} {'recovered s':>11}")
+        for r in out["recovery"]:  # type: ignore[union-attr]
+            print(f"{r['fault']:8} {r['requests']:>8} {r['lost']:>5} {r['median_latency_ms']:>10.1f} "
+                  f"{r['max_latency_ms']:>8.1f} {r['recovered_s']:>11.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+def _print_row(engine: str, r: dict[str, float]) -> None:
+    print(f"{engine:8} {r['robots']:>6} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+          f"{r['errors']:>6}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
