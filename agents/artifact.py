@@ -1,10 +1,19 @@
-"""The policy artifact: ``policy.zip`` (Stable-Baselines3's own format) plus ``policy.json`` (metadata) beside it.
+"""The policy artifact: ``policy.safetensors`` (the network's weights) plus ``policy.json`` (metadata) beside it.
 
-Metadata (``FORMAT_VERSION`` 1): format version, algorithm, the observation spec (``ObservationBuilder.spec()``:
-field names, scales, feature parameters), the per-feature range seen in training (for the guard), the action space,
-the model id and the edge/cloud Profile ids, the reward and env settings, a fingerprint of the training traces,
-library versions and the sha256 of the zip. :func:`load_policy` refuses anything that does not match with
-:class:`PolicyLoadError` naming the mismatch.
+Loading an artifact never runs code from it: the weights are safetensors (raw tensors), the network is rebuilt from
+the JSON description under ``network`` (policy class, observation box, action ``nvec``, ``net_arch``, activation
+name from a short whitelist) and the weights are copied into it. An artifact is named by any of its files (or the
+stem ``policy.zip``, the name earlier versions used), so ``--policy runs/X/policy.zip`` still finds it.
+
+Metadata (``FORMAT_VERSION`` 2): format version, algorithm, the network description, the observation spec
+(``ObservationBuilder.spec()``: field names, scales, feature parameters), the per-feature range seen in training
+(for the guard), the action space, the model id and the edge/cloud Profile ids, the reward and env settings, a
+fingerprint of the training traces, library versions and the sha256 of the weights. :func:`load_policy` refuses
+anything that does not match with :class:`PolicyLoadError` naming the mismatch.
+
+Format 1 (a Stable-Baselines3 ``policy.zip``) holds cloudpickled objects: loading one can run whatever its author
+put there. :func:`load_policy` refuses it unless ``trust_pickle=True`` (``--trust-pickle`` on the CLI), and
+:func:`migrate_policy` (``ecc policy migrate``) rewrites a trusted one in format 2.
 """
 
 from __future__ import annotations
@@ -27,8 +36,16 @@ from executor.profile import Profile
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_PICKLE_VERSION = 1  # a Stable-Baselines3 zip: cloudpickle inside, loaded only with trust_pickle
 META_SUFFIX = ".json"
+WEIGHTS_SUFFIX = ".safetensors"
+LEGACY_SUFFIX = ".zip"
+MAX_WEIGHTS_BYTES = 256 * 1024 * 1024  # a split/skip policy MLP is kilobytes; anything near this is not one
+MAX_META_BYTES = 16 * 1024 * 1024
+# activation names the network description may hold -> torch.nn class name (nothing else is ever instantiated)
+ACTIVATIONS = ("Tanh", "ReLU")
+POLICY_CLASS = "MaskableActorCriticPolicy"
 
 
 class PolicyLoadError(RuntimeError):
@@ -49,29 +66,190 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def meta_path(zip_path: str | Path) -> Path:
-    return Path(zip_path).with_suffix(META_SUFFIX)
+def meta_path(path: str | Path) -> Path:
+    """The metadata JSON of the artifact named by ``path`` (any of its files)."""
+    return Path(path).with_suffix(META_SUFFIX)
+
+
+def weights_path(path: str | Path) -> Path:
+    """The safetensors weights of the artifact named by ``path`` (any of its files)."""
+    return Path(path).with_suffix(WEIGHTS_SUFFIX)
+
+
+def legacy_path(path: str | Path) -> Path:
+    """The Stable-Baselines3 zip of a format-1 artifact named by ``path``."""
+    return Path(path).with_suffix(LEGACY_SUFFIX)
 
 
 def save_policy(model: Any, path: str | Path, metadata: dict[str, Any]) -> Path:
-    """Write ``path`` (SB3 zip) and its metadata JSON; returns the zip path. ``metadata`` must hold at least
-    ``observation``, ``model_id``, ``profiles`` and ``cut_fits``."""
+    """Write the artifact named by ``path`` (``.safetensors``, or ``.zip`` for its stem): weights and metadata
+    JSON; returns the weights path. ``metadata`` must hold at least ``observation``, ``model_id``, ``profiles`` and
+    ``cut_fits``. Raises ValueError for a network the JSON description cannot express."""
     path = Path(path)
-    if path.suffix != ".zip":
-        raise ValueError(f"policy path must end in .zip, got {path}")
+    if path.suffix not in (WEIGHTS_SUFFIX, LEGACY_SUFFIX):
+        raise ValueError(f"policy path must end in {WEIGHTS_SUFFIX} (or {LEGACY_SUFFIX}), got {path}")
     for key in ("observation", "model_id", "profiles", "cut_fits"):
         if key not in metadata:
             raise ValueError(f"policy metadata lacks {key!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(path))
-    meta = dict(metadata)
+    from safetensors.torch import save_file
+
+    network = describe_network(model)
+    wpath = weights_path(path)
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+    save_file(state, str(wpath), metadata={"format": "vla-ecc policy", "format_version": str(FORMAT_VERSION)})
+    meta = {k: v for k, v in metadata.items() if k not in ("zip_sha256",)}
     meta["format_version"] = FORMAT_VERSION
     meta["algorithm"] = type(model).__name__
+    meta["network"] = network
     meta["action_space"] = {"type": "MultiDiscrete", "nvec": np.asarray(model.action_space.nvec).tolist()}
-    meta["zip_sha256"] = _sha256(path)
+    meta["weights_sha256"] = _sha256(wpath)
     meta.setdefault("versions", _versions())
     meta_path(path).write_text(json.dumps(meta, indent=2, default=_json_default))
-    return path
+    return wpath
+
+
+def describe_network(model: Any) -> dict[str, Any]:
+    """The JSON description :func:`build_network` rebuilds ``model.policy`` from (class, spaces, MLP shape)."""
+    policy = model.policy
+    if type(policy).__name__ != POLICY_CLASS:
+        raise ValueError(f"only {POLICY_CLASS} policies can be saved, got {type(policy).__name__}")
+    kwargs = dict(getattr(model, "policy_kwargs", None) or {})
+    net_arch = kwargs.pop("net_arch", None)
+    act = kwargs.pop("activation_fn", None)
+    act_name = "Tanh" if act is None else getattr(act, "__name__", str(act))
+    if act_name not in ACTIVATIONS:
+        raise ValueError(f"activation {act_name!r} cannot be described; expected one of {ACTIVATIONS}")
+    if kwargs:
+        raise ValueError(f"policy_kwargs {sorted(kwargs)} cannot be described in the artifact (net_arch and "
+                         "activation_fn only)")
+    obs = model.observation_space
+    if type(obs).__name__ != "Box" or type(model.action_space).__name__ != "MultiDiscrete":
+        raise ValueError(f"spaces must be Box -> MultiDiscrete, got {type(obs).__name__} -> "
+                         f"{type(model.action_space).__name__}")
+    return {
+        "policy_class": POLICY_CLASS,
+        "observation_space": {"type": "Box", "shape": list(obs.shape), "dtype": str(obs.dtype),
+                              "low": np.asarray(obs.low, dtype=np.float64).ravel().tolist(),
+                              "high": np.asarray(obs.high, dtype=np.float64).ravel().tolist()},
+        "action_space": {"type": "MultiDiscrete", "nvec": np.asarray(model.action_space.nvec).tolist()},
+        "net_arch": net_arch,
+        "activation": act_name,
+    }
+
+
+def _net_arch(value: Any, where: str) -> Any:
+    def layers(v: Any, name: str) -> list[int]:
+        if not isinstance(v, list) or len(v) > 16 or not all(type(x) is int and 0 < x <= 65536 for x in v):
+            raise PolicyLoadError(f"{where}: network.{name} must be a list of at most 16 layer widths in 1..65536, "
+                                  f"got {_short(v)}")
+        return list(v)
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) - {"pi", "vf"}:
+            raise PolicyLoadError(f"{where}: network.net_arch may hold only 'pi' and 'vf', got {sorted(value)}")
+        return {k: layers(v, f"net_arch.{k}") for k, v in value.items()}
+    return layers(value, "net_arch")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_network(network: Any, where: str) -> Any:
+    """A MaskablePPO (no env) whose policy is built from a :func:`describe_network` description; every field is
+    type-checked first and nothing named in the file is imported or called. Raises PolicyLoadError."""
+    if not isinstance(network, dict):
+        raise PolicyLoadError(f"{where}: field 'network' must be a mapping, got {type(network).__name__}")
+    if network.get("policy_class") != POLICY_CLASS:
+        raise PolicyLoadError(f"{where}: network.policy_class must be {POLICY_CLASS!r}, "
+                              f"got {_short(network.get('policy_class'))}")
+    act = network.get("activation")
+    if act not in ACTIVATIONS:
+        raise PolicyLoadError(f"{where}: network.activation must be one of {ACTIVATIONS}, got {_short(act)}")
+    obs, acts = network.get("observation_space"), network.get("action_space")
+    if not isinstance(obs, dict) or not isinstance(acts, dict):
+        raise PolicyLoadError(f"{where}: network.observation_space and network.action_space must be mappings")
+    shape, low, high = obs.get("shape"), obs.get("low"), obs.get("high")
+    if (not isinstance(shape, list) or len(shape) != 1 or type(shape[0]) is not int or not 0 < shape[0] <= 65536
+            or obs.get("dtype") != "float32"):
+        raise PolicyLoadError(f"{where}: network.observation_space must be a float32 vector box of 1..65536 "
+                              f"features, got shape {_short(shape)} dtype {_short(obs.get('dtype'))}")
+    for name, bound in (("low", low), ("high", high)):
+        if (not isinstance(bound, list) or len(bound) != shape[0]
+                or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in bound)):
+            raise PolicyLoadError(f"{where}: network.observation_space.{name} must be {shape[0]} numbers")
+    nvec = acts.get("nvec")
+    if (not isinstance(nvec, list) or not 0 < len(nvec) <= 16
+            or not all(type(n) is int and 1 < n <= 4096 for n in nvec)):
+        raise PolicyLoadError(f"{where}: network.action_space.nvec must be a list of ints in 2..4096, "
+                              f"got {_short(nvec)}")
+    net_arch = _net_arch(network.get("net_arch"), where)
+    import torch
+    from gymnasium import spaces
+    from sb3_contrib import MaskablePPO
+
+    kwargs: dict[str, Any] = {"activation_fn": getattr(torch.nn, act)}
+    if net_arch is not None:
+        kwargs["net_arch"] = net_arch
+    model = MaskablePPO("MlpPolicy", env=None, device="cpu", policy_kwargs=kwargs, n_steps=2, batch_size=2,
+                        _init_setup_model=False)
+    model.observation_space = spaces.Box(np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32),
+                                         dtype=np.float32)
+    model.action_space = spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64))
+    model.n_envs = 1
+    model._setup_model()
+    model.policy.set_training_mode(False)
+    return model
+
+
+def _load_weights(model: Any, wpath: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    size = wpath.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise PolicyLoadError(f"{wpath}: {size} bytes of weights, more than the {MAX_WEIGHTS_BYTES}-byte limit")
+    try:
+        state = load_file(str(wpath), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise PolicyLoadError(f"{wpath}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+    own = model.policy.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise PolicyLoadError(f"{wpath}: weights do not fit the described network (missing {missing[:4]}, "
+                              f"unexpected {extra[:4]})")
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(own[name].shape) or tensor.dtype != own[name].dtype:
+            raise PolicyLoadError(f"{wpath}: weight {name!r} is {tuple(tensor.shape)} {tensor.dtype}, the described "
+                                  f"network needs {tuple(own[name].shape)} {own[name].dtype}")
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise PolicyLoadError(f"{wpath}: weight {name!r} holds non-finite values")
+    model.policy.load_state_dict(state, strict=True)
+
+
+def read_metadata(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The artifact's metadata (a JSON object, size-bounded) and its path; the one place it is read. Raises
+    PolicyLoadError for a missing, oversized or malformed file."""
+    mpath = meta_path(path)
+    if not mpath.is_file():
+        raise PolicyLoadError(f"policy metadata not found: {mpath} (expected beside {Path(path).name})")
+    if mpath.stat().st_size > MAX_META_BYTES:
+        raise PolicyLoadError(f"{mpath}: {mpath.stat().st_size} bytes, more than the {MAX_META_BYTES}-byte limit")
+    try:
+        meta = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise PolicyLoadError(f"{mpath}: metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise PolicyLoadError(f"{mpath}: metadata must be a JSON object, got {type(meta).__name__}")
+    for key in ("observation", "obs_range", "env", "action_space", "profiles", "privileged"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, dict) and not (key == "privileged" and isinstance(value, list)):
+            raise PolicyLoadError(f"{mpath}: field {key!r} must be a mapping, got {type(value).__name__}")
+    return meta, mpath
 
 
 def _json_default(o: Any) -> Any:
@@ -102,6 +280,7 @@ class PolicyExpectation:
     num_cuts: int | None = None
     chunk_size: int | None = None
     period_ms: float | None = None
+    wire: dict[str, Any] | None = None  # executor.wire_config.WireConfig.to_dict() of the runtime's Profiles
 
     @classmethod
     def for_env(cls, env: Any) -> PolicyExpectation:
@@ -114,6 +293,7 @@ class PolicyExpectation:
             num_cuts=int(e.num_cuts),
             chunk_size=int(e.config.chunk_size),
             period_ms=float(e.config.period_ms),
+            wire=e.edge_profile.notes.get("wire"),
         )
 
 
@@ -154,30 +334,35 @@ def _spec_diff(found: dict[str, Any], want: dict[str, Any], prefix: str = "obser
     return None
 
 
-def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, use_torch: bool = False) -> LoadedPolicy:
-    """Load and check a policy artifact; raises PolicyLoadError for a missing file, a corrupt zip (or one that does
-    not match its recorded hash), another format version, a policy with privileged (simulation-only) fields, an
-    observation-spec, model, Profile or action-space mismatch."""
+def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, use_torch: bool = False,
+                trust_pickle: bool = False) -> LoadedPolicy:
+    """Load and check a policy artifact named by ``path`` (any of its files, or its run folder's stem); raises
+    PolicyLoadError for a missing file, corrupt weights (or ones that do not match their recorded hash or the
+    described network), another format version, a pickled format-1 zip without ``trust_pickle``, a policy with
+    privileged (simulation-only) fields, an observation-spec, model, Profile or action-space mismatch."""
     path = Path(path)
-    mpath = meta_path(path)
-    if not path.is_file():
+    wpath, zpath = weights_path(path), legacy_path(path)
+    if not wpath.is_file() and not zpath.is_file() and not meta_path(path).is_file():
         raise PolicyLoadError(f"policy file not found: {path}")
-    if not mpath.is_file():
-        raise PolicyLoadError(f"policy metadata not found: {mpath} (expected beside {path.name})")
-    try:
-        meta = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PolicyLoadError(f"{mpath}: metadata is not valid JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise PolicyLoadError(f"{mpath}: metadata must be a JSON object")
+    meta, mpath = read_metadata(path)
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise PolicyLoadError(f"{mpath}: format version {version!r}, this package reads {FORMAT_VERSION}")
-    if not zipfile.is_zipfile(path):
-        raise PolicyLoadError(f"{path}: not a zip file (corrupt or truncated)")
-    sha = meta.get("zip_sha256")
-    if sha is not None and sha != _sha256(path):
-        raise PolicyLoadError(f"{path}: content does not match the sha256 recorded in {mpath.name} (corrupt file)")
+    if version == LEGACY_PICKLE_VERSION:
+        if not trust_pickle:
+            raise PolicyLoadError(
+                f"{mpath}: a format-1 policy (a pickled Stable-Baselines3 zip) can run arbitrary code when loaded; "
+                "refused. If you trust its author, pass --trust-pickle, or convert it once with "
+                f"`ecc policy migrate --trust-pickle {zpath}`")
+        model = _load_legacy(zpath, meta, mpath)
+    elif version == FORMAT_VERSION:
+        if not wpath.is_file():
+            raise PolicyLoadError(f"policy weights not found: {wpath} (expected beside {mpath.name})")
+        sha = meta.get("weights_sha256")
+        if sha is not None and sha != _sha256(wpath):
+            raise PolicyLoadError(f"{wpath}: content does not match the sha256 recorded in {mpath.name} "
+                                  "(corrupt file)")
+    else:
+        raise PolicyLoadError(f"{mpath}: format version {_short(version)}, this package reads {FORMAT_VERSION} "
+                              f"(and {LEGACY_PICKLE_VERSION} with --trust-pickle)")
     privileged = meta.get("privileged")
     if privileged:
         fields = privileged.get("fields") if isinstance(privileged, dict) else privileged
@@ -185,12 +370,9 @@ def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, us
                               "(ecc_env.privileged) that no runtime can supply; it is a yardstick, not deployable")
     if expect is not None:
         _check(meta, expect, mpath)
-    try:
-        from sb3_contrib import MaskablePPO
-
-        model = MaskablePPO.load(str(path), device="cpu")
-    except Exception as e:  # noqa: BLE001 - any failure inside SB3's loader means an unusable file
-        raise PolicyLoadError(f"{path}: cannot be loaded by MaskablePPO ({type(e).__name__}: {e})") from e
+    if version == FORMAT_VERSION:
+        model = build_network(meta.get("network"), str(mpath))
+        _load_weights(model, wpath)
     nvec = np.asarray(model.action_space.nvec).tolist()
     if nvec != meta.get("action_space", {}).get("nvec"):
         raise PolicyLoadError(f"{path}: model action space {nvec} differs from its metadata {meta.get('action_space')}")
@@ -202,11 +384,65 @@ def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, us
         raise PolicyLoadError(f"{mpath}: metadata is inconsistent with the model ({e})") from e
     size = view.size
     rng = meta.get("obs_range") or {}
-    low = np.asarray(rng.get("low", np.zeros(size)), dtype=np.float64)
-    high = np.asarray(rng.get("high", np.ones(size)), dtype=np.float64)
+    try:
+        low = np.asarray(rng.get("low", np.zeros(size)), dtype=np.float64)
+        high = np.asarray(rng.get("high", np.ones(size)), dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise PolicyLoadError(f"{mpath}: field 'obs_range' must hold two lists of numbers ({e})") from e
     if low.shape != (size,) or high.shape != (size,):
         raise PolicyLoadError(f"{mpath}: obs_range has the wrong length (expected {size})")
     return LoadedPolicy(planner, meta, low, high, path)
+
+
+def load_model(path: str | Path) -> Any:
+    """The bare MaskablePPO of a format-2 artifact (network rebuilt, weights checked), without the runtime checks of
+    :func:`load_policy` (privileged yardstick policies included: for studies, never for deployment)."""
+    meta, mpath = read_metadata(path)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise PolicyLoadError(f"{mpath}: format version {_short(meta.get('format_version'))}, expected "
+                              f"{FORMAT_VERSION} (see `ecc policy migrate`)")
+    wpath = weights_path(path)
+    if not wpath.is_file():
+        raise PolicyLoadError(f"policy weights not found: {wpath}")
+    model = build_network(meta.get("network"), str(mpath))
+    _load_weights(model, wpath)
+    return model
+
+
+def _load_legacy(zpath: Path, meta: dict[str, Any], mpath: Path) -> Any:
+    """A format-1 SB3 zip, loaded with cloudpickle: only ever called with the user's explicit trust."""
+    if not zpath.is_file():
+        raise PolicyLoadError(f"policy file not found: {zpath}")
+    if not zipfile.is_zipfile(zpath):
+        raise PolicyLoadError(f"{zpath}: not a zip file (corrupt or truncated)")
+    sha = meta.get("zip_sha256")
+    if sha is not None and sha != _sha256(zpath):
+        raise PolicyLoadError(f"{zpath}: content does not match the sha256 recorded in {mpath.name} (corrupt file)")
+    log.warning("loading %s with pickle (--trust-pickle): it can run arbitrary code; migrate it with "
+                "`ecc policy migrate`", zpath)
+    try:
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO.load(str(zpath), device="cpu")
+    except Exception as e:  # noqa: BLE001 - any failure inside SB3's loader means an unusable file
+        raise PolicyLoadError(f"{zpath}: cannot be loaded by MaskablePPO ({type(e).__name__}: {e})") from e
+
+
+def migrate_policy(path: str | Path, out: str | Path | None = None) -> Path:
+    """Rewrite a trusted format-1 artifact (pickled SB3 zip + JSON) as format 2 (safetensors + JSON) beside it, or
+    at ``out``; returns the new weights path. Loading the zip runs its pickles: call this only on a file you trust.
+    Raises PolicyLoadError for an artifact that is not format 1 or does not load."""
+    path = Path(path)
+    meta, mpath = read_metadata(path)
+    if meta.get("format_version") != LEGACY_PICKLE_VERSION:
+        raise PolicyLoadError(f"{mpath}: format version {_short(meta.get('format_version'))} is not the pickled "
+                              f"format {LEGACY_PICKLE_VERSION}; nothing to migrate")
+    model = _load_legacy(legacy_path(path), meta, mpath)
+    target = Path(out) if out is not None else weights_path(path)
+    try:
+        return save_policy(model, target.with_suffix(WEIGHTS_SUFFIX), meta)
+    except ValueError as e:
+        raise PolicyLoadError(f"{legacy_path(path)}: cannot be described in format {FORMAT_VERSION} ({e})") from e
 
 
 def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None:
@@ -223,6 +459,12 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
     if expect.model_id is not None and meta.get("model_id") != expect.model_id:
         raise PolicyLoadError(f"{mpath}: model mismatch: policy is for {meta.get('model_id')!r}, "
                               f"runtime runs {expect.model_id!r}")
+    if expect.wire is not None:  # before the profile ids: a wire mismatch changes them, this names it
+        from executor.wire_config import WireConfig, wire_mismatch
+
+        msg = wire_mismatch(meta.get("wire"), WireConfig.from_dict(expect.wire))
+        if msg:
+            raise PolicyLoadError(f"{mpath}: wire configuration mismatch: {msg}")
     profiles = meta.get("profiles") or {}
     for side, want in (("edge", expect.edge_profile_id), ("cloud", expect.cloud_profile_id)):
         if want is not None and profiles.get(side) != want:

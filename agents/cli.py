@@ -21,6 +21,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("agents.demo", "the README's main job"),
     "eval": ("agents.eval_cli", "evaluate planners on the same episodes: table (JSON, CSV) and plots"),
     "train": ("agents.train_cli", "train a PPO split/skip policy on recorded bandwidth traces"),
+    "policy": ("agents.policy_cli", "policy artifacts: migrate a pickled (format-1) policy to safetensors, show one"),
+    "closedloop": ("agents.closed_loop_cli", "task success and time-to-success of every planner in the MetaWorld closed loop"),
     "perf": ("executor.perf_cli", "what-if latency, frequency and memory of a VLA across hardware, networks, modes"),
 }
 

@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "generator)")
     g.add_argument("--stream-seed", type=int, default=0, help="seed of the procedural stream (default 0)")
     g = p.add_argument_group("policy options")
-    g.add_argument("--policy", type=Path, default=None, help="policy.zip written by `ecc train`")
+    g.add_argument("--policy", type=Path, default=None, help="policy artifact written by `ecc train` (any of its "
+                   "files: policy.safetensors, policy.json, or the policy.zip name of earlier versions)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="load a format-1 policy (a pickled SB3 zip, which can run code); prefer `ecc policy migrate`")
     g.add_argument("--edge-profile", type=Path, default=None, help="edge Profile JSON the policy was trained on")
     g.add_argument("--cloud-profile", type=Path, default=None, help="cloud Profile JSON the policy was trained on")
     g.add_argument("--hardware", default=None, help="EDGE+CLOUD catalogue devices for roofline Profiles, e.g. orin+a100")
@@ -64,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _profiles(args: argparse.Namespace, family: str, preset: str) -> tuple[Any, Any]:
+def _profiles(args: argparse.Namespace, family: str, preset: str, wire: str = "default") -> tuple[Any, Any]:
     from executor.profile import Profile
 
     if args.edge_profile is not None or args.cloud_profile is not None:
@@ -76,10 +79,10 @@ def _profiles(args: argparse.Namespace, family: str, preset: str) -> tuple[Any, 
         raise ValueError("--policy needs the Profiles it was trained on: --edge-profile/--cloud-profile (a demo run "
                          "keeps them as profile_edge.json/profile_cloud.json), or --hardware EDGE+CLOUD (got "
                          f"{args.hardware!r})")
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
     edge, cloud = args.hardware.split("+", 1)
-    return roofline_profile_for(family, preset, edge), roofline_profile_for(family, preset, cloud)
+    return roofline_pair(family, preset, edge, cloud, wire)  # priced under the wire the client uses (--wire)
 
 
 def resolved_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True) -> float:
@@ -188,7 +191,8 @@ def edge_speed_mismatch(model: Any, edge: Any, frame: Any, *, runs: int = 2, tol
 
 
 def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
-                budget_ms: float = 2.0, hedge: bool = False, chunk_size: int | None = None) -> tuple[Any, Any]:
+                budget_ms: float = 2.0, hedge: bool = False, chunk_size: int | None = None,
+                trust_pickle: bool = False) -> tuple[Any, Any]:
     """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair and the
     deployment's chunk length and period (``chunk_size`` None: ``executor.control.DEFAULT_CHUNK_SIZE``);
     ``deadline_ms`` is the deadline in force (see :func:`deployment_deadline_ms`), ``hedge`` whether the runtime
@@ -209,7 +213,8 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
     expect = PolicyExpectation(observation=builder.spec(), model_id=f"{edge.model_id}/{edge.preset}",
                                edge_profile_id=profile_id(edge), cloud_profile_id=profile_id(cloud),
                                num_cuts=edge.num_cuts, chunk_size=control.chunk_size, period_ms=control.period_ms)
-    guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms)
+    guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms,
+                            trust_pickle=trust_pickle)
     trained = (guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None
     if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
         log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
@@ -251,7 +256,7 @@ def main(argv: Sequence[str] = ()) -> int:
             if abs(stream.dt_s * 1e3 - control.period_ms) > 1e-6:
                 log.warning("the stream was recorded every %.4g ms, the runtime runs every %.4g ms",
                             stream.dt_s * 1e3, control.period_ms)
-            edge, cloud = _profiles(args, args.model, args.preset)
+            edge, cloud = _profiles(args, args.model, args.preset, args.wire)
             trace = None
             if args.trace is not None:
                 from traces import load_trace
@@ -262,7 +267,7 @@ def main(argv: Sequence[str] = ()) -> int:
                                                       break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt)
             planner, builder = wire_policy(args.policy, edge, cloud, period_ms=control.period_ms,
                                            deadline_ms=args.deadline_ms, budget_ms=args.budget_ms, hedge=args.hedge,
-                                           chunk_size=control.chunk_size)
+                                           chunk_size=control.chunk_size, trust_pickle=args.trust_pickle)
             short = chunk_shortfall(control, args.model, args.preset)
             if short:
                 print(f"ecc edge: {short}", file=sys.stderr)

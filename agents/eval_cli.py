@@ -37,7 +37,7 @@ from agents.evaluation import (
 
 __all__ = ["PLANNER_NAMES", "EvalConfig", "PlannerSpecError", "build_parser", "build_planner", "load_traces", "main",
            "make_eval_env", "parse_planners", "policy_path", "print_report", "resolve_profiles", "run_eval",
-           "wide_console"]
+           "wide_console", "wire_rtt_line"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +87,15 @@ def wide_console() -> Any:
     return console
 
 
+def wire_rtt_line(meta: dict[str, Any]) -> str:
+    """The wire configuration and the RTT rule of a result, as printed with it."""
+    wire = (meta.get("wire") or {}).get("label", "not recorded")
+    rule = meta.get("rtt_rule") or {}
+    fams = ", ".join(f"{f} {v:g}" for f, v in
+                     (rule.get("mean_rtt_ms_by_family") or {}).items())
+    return f"wire {wire}; {rule.get('label', 'RTT rule not recorded')}" + (f"; mean RTT ms: {fams}" if fams else "")
+
+
 def print_report(report: Any, console: Any, title: str | None = None, *, explain: bool = True) -> None:
     """The comparison table, what its columns mean (``explain``) and the per-family means, as rich tables."""
     m = report.meta
@@ -98,6 +107,7 @@ def print_report(report: Any, console: Any, title: str | None = None, *, explain
     if explain:
         for line in report.column_notes():
             console.print(f"[dim]  {line}[/dim]", highlight=False)
+    console.print(wire_rtt_line(m), soft_wrap=True)
     if len(report.families) > 1:
         console.print(report.family_table("mean latency (ms) per trace family"))
 

@@ -1,6 +1,6 @@
 """Evaluation as a library: every planner on the same episodes of one env, one ``EvalReport``.
 
-``EvalConfig`` names the planners, traces, model, hardware and backend; ``run_eval`` builds the env
+``EvalConfig`` names the planners, traces, model, hardware, wire and backend; ``run_eval`` builds the env
 (``make_eval_env``), the planners (``build_planner``) and runs them on the same seeds, writing the report (JSON,
 CSV, per-step CSV) and the plots when ``cfg.out`` is set. ``ecc eval`` (``agents.eval_cli``), the demo and the
 benchmarks call these functions.
@@ -70,7 +70,7 @@ def policy_path(arg: str) -> Path:
 
 
 def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam: int = 16,
-                  budget_ms: float = 2.0) -> Any:
+                  budget_ms: float = 2.0, trust_pickle: bool = False, rtt_ms: float = -1.0) -> Any:
     """The planner object for one parsed spec. ``ppo`` raises ``agents.artifact.PolicyLoadError`` when the artifact
     does not match ``env``; its GuardedPolicy hands a decision that took over ``budget_ms`` to the heuristic."""
     from agents import heuristics as h
@@ -79,10 +79,13 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         from agents.artifact import PolicyExpectation, hedge_mismatch, load_policy
         from agents.guard import GuardedPolicy
 
-        loaded = load_policy(policy_path(arg or ""), PolicyExpectation.for_env(env))
+        loaded = load_policy(policy_path(arg or ""), PolicyExpectation.for_env(env), trust_pickle=trust_pickle)
         mismatch = hedge_mismatch(loaded.metadata, env.unwrapped.deadline.hedge)
-        if mismatch:
-            log.warning("%s: %s", arg, mismatch)
+        from traces.rtt import rtt_mismatch
+
+        for warning in (mismatch, rtt_mismatch(loaded.metadata, rtt_ms)):
+            if warning:
+                log.warning("%s: %s", arg, warning)
         return GuardedPolicy(loaded, h.HeuristicPlanner(ctx), budget_ms=budget_ms)
     if name == "oracle":
         from agents.oracle import Oracle
@@ -121,6 +124,8 @@ class EvalConfig:
     seed: int = 0  # first episode seed (episode i uses seed + i)
     episode_s: float = 30.0  # episode length in trace seconds
     chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
+    wire: str = "default"  # frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16), default or exact
+    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (traces.rtt)
     deadline_ms: float = 300.0  # deadline of a network step before the edge-only fallback
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
     hedge: bool = False  # hedged execution: the edge goes on locally during a transfer (DeadlineConfig.hedge)
@@ -128,6 +133,7 @@ class EvalConfig:
     budget_ms: float = 2.0  # PPO decision budget (ms) before the heuristic takes the step, as in ecc edge; inf: none
     out: str = ""  # output folder for report.json, report.csv, steps.csv and plots (none: print only)
     plots: bool = True  # write the PNG plots into --out
+    trust_pickle: bool = False  # load a format-1 ppo: policy (a pickled zip that can run code; see ecc policy migrate)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "val", "test", "all"):
@@ -142,6 +148,11 @@ class EvalConfig:
             raise ValueError(f"budget_ms must be > 0 (inf: no budget), got {self.budget_ms!r}")
         if self.profiles and len(self.profiles.split(",")) != 2:
             raise ValueError(f"profiles must be EDGE.json,CLOUD.json, got {self.profiles!r}")
+        from executor.wire_config import WireConfig
+        from traces.rtt import check_rtt_ms
+
+        WireConfig.parse(self.wire)
+        check_rtt_ms(self.rtt_ms)
 
 
 def load_traces(spec: str) -> Any:
@@ -162,16 +173,27 @@ def resolve_profiles(cfg: EvalConfig) -> tuple[Any, Any]:
     from executor.profile import Profile
 
     edge_hw, cloud_hw = cfg.hardware.split("+", 1)
-    if cfg.profiles:
-        e, c = cfg.profiles.split(",")
-        return Profile.load(e), Profile.load(c)
+    if cfg.profiles:  # measured or predicted elsewhere (ecc profile): cuts re-priced under the run's wire
+        from executor.models import build_model
+        from executor.wire_config import priced_profiles
+
+        e, c = (Profile.load(p) for p in cfg.profiles.split(","))
+        try:
+            model = build_model(e.model_id, e.preset, device="meta")
+        except ValueError as err:
+            log.warning("profiles of %s/%s kept as priced (not a known model: %s)", e.model_id, e.preset, err)
+            return e, c
+        return priced_profiles(e, c, model, cfg.wire)
     if cfg.backend == "executor":
         from agents.emulated_pair import emulated_pair
+        from executor.models import build_model
+        from executor.wire_config import priced_profiles
 
-        return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw)
-    from executor.roofline import roofline_profile_for
+        return priced_profiles(*emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw),
+                               build_model(cfg.model, cfg.preset, device="meta"), cfg.wire, measured_codec=True)
+    from executor.wire_config import roofline_pair
 
-    return roofline_profile_for(cfg.model, cfg.preset, edge_hw), roofline_profile_for(cfg.model, cfg.preset, cloud_hw)
+    return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
 
 
 def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_step: Any = None,
@@ -190,7 +212,7 @@ def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_
         from ecc_env.backends import ExecutorConfig
 
         kw["executor"] = executor or ExecutorConfig(family=cfg.model, preset=cfg.preset, emulate_edge=edge,
-                                                    emulate_cloud=cloud)
+                                                    emulate_cloud=cloud, wire=cfg.wire)
     kw.update(overrides)
     return StepRecorder(gym.make(ENV_ID, **kw), on_step)
 
@@ -204,7 +226,9 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
 
     specs = parse_planners(cfg.planners)  # before anything heavy: bad names fail fast
     t0 = time.perf_counter()
-    full = trace_set if trace_set is not None else load_traces(cfg.traces)
+    from traces.rtt import apply_rtt, rtt_rule_label, rtt_summary
+
+    full = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     if cfg.split == "all":
         eval_set, prior_set = full, full
     else:
@@ -227,7 +251,8 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
             task = progress.add_task("eval", total=len(specs) * cfg.episodes * steps_per_ep)
             env.on_step = lambda: progress.advance(task)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(prior_set))
-        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms)
+        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms,
+                                       trust_pickle=cfg.trust_pickle, rtt_ms=cfg.rtt_ms)
                     for lab, n, a in specs}
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
@@ -249,6 +274,8 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
         "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set),
                    "names": list(eval_set.names)[:50]},
         "profiles": {"edge": profile_id(edge), "cloud": profile_id(cloud)},
+        "wire": edge.notes.get("wire"), "rtt_rule": {"rtt_ms": cfg.rtt_ms, "label": rtt_rule_label(cfg.rtt_ms),
+                                                     "mean_rtt_ms_by_family": rtt_summary(eval_set)},
         "seeds": seeds, "steps_per_planner": [len(r.result.latency_ms) for r in runs], "backend": backend_desc,
         "wall_s": time.perf_counter() - t0, "machine": _machine(),
     }

@@ -42,6 +42,7 @@ class GuardedPolicy:
         budget_ms: float = 2.0,
         range_tolerance: float = 0.05,
         clock: Any = time.perf_counter,
+        trust_pickle: bool = False,
     ) -> None:
         if not hasattr(fallback, "predict"):
             raise TypeError(f"fallback must have predict(), got {type(fallback).__name__}")
@@ -57,7 +58,7 @@ class GuardedPolicy:
         self.policy: Any = None
         if isinstance(policy, (str, Path)):
             try:
-                policy = load_policy(policy, expect)
+                policy = load_policy(policy, expect, trust_pickle=trust_pickle)
             except PolicyLoadError as e:
                 log.warning("policy not loaded, the heuristic decides every step: %s", e)
                 self.load_error = str(e)

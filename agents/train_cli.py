@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"timesteps:         {res.timesteps}")
     print(f"best val return:   {res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})")
     print(f"wall time:         {res.wall_s:.0f} s")
+    from executor.wire_config import WireConfig
+    from traces.rtt import rtt_rule_label
+
+    print(f"wire, RTT:         {WireConfig.parse(cfg.wire).label}; {rtt_rule_label(cfg.rtt_ms)}")
     if res.stopped_early:
         print(f"ecc train: stopped early: {res.stopped_early}; the policy is the best one so far", file=sys.stderr)
         return 1

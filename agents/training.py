@@ -1,8 +1,8 @@
 """PPO training (sb3-contrib MaskablePPO) on the training split of a trace set; ``python train.py`` == ``ecc train``.
 
 A run folder holds ``config.json`` (the resolved TrainConfig), ``learning_curve.csv`` (validation return and latency
-per evaluation, with the heuristic baseline), ``policy.zip`` + ``policy.json`` (the best model on the validation
-split, as a policy artifact) and, with ``tensorboard=True``, TensorBoard logs.
+per evaluation, with the heuristic baseline), ``policy.safetensors`` + ``policy.json`` (the best model on the
+validation split, as a policy artifact: ``agents.artifact``) and, with ``tensorboard=True``, TensorBoard logs.
 
 Generalisation: every training episode's trace segment is rescaled by a log-uniform factor (``rescale_min`` ..
 ``rescale_max``), several trace families can be mixed (the embedded set plus any directories), and episodes start
@@ -52,6 +52,8 @@ class TrainConfig:
     family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
     exclude_families: tuple[str, ...] = ()  # leave out traces whose family contains one of these texts (train+val)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
+    wire: str = "default"  # frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16), default or exact
+    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (traces.rtt)
     candidate_cuts: bool = True  # let PPO choose only cuts that are optimal at some bandwidth (executor.cutmap)
     deadline_ms: float = 300.0  # deadline of a network step before it falls back to edge-only
     break_even_deadline: bool = True  # cap the deadline at the edge-only time (DeadlineConfig.break_even)
@@ -92,6 +94,11 @@ class TrainConfig:
             raise ValueError(f"warm_start must be 'heuristic' or 'none', got {self.warm_start!r}")
         if self.warm_start_steps < 1 or self.warm_start_epochs < 1:
             raise ValueError(f"warm_start_steps and warm_start_epochs must be >= 1: {self}")
+        from executor.wire_config import WireConfig
+        from traces.rtt import check_rtt_ms
+
+        WireConfig.parse(self.wire)
+        check_rtt_ms(self.rtt_ms)
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 
@@ -197,8 +204,15 @@ def load_trace_sources(cfg: TrainConfig) -> list[Any]:
     if cfg.include_embedded or not cfg.traces:
         sets.append(embedded_default_set())
     if cfg.traces:
-        sets.append(TraceSet.load(list(cfg.traces)))
-    return sets
+        given = TraceSet.load(list(cfg.traces))
+        if len(given) == 0:  # never fall back to the embedded set silently
+            first = f"; first: {given.errors[0][0]}: {given.errors[0][1]}" if given.errors else ""
+            raise ValueError(f"traces {', '.join(cfg.traces)} loaded no trace ({len(given.errors)} file(s) failed"
+                             f"{first})")
+        sets.append(given)
+    from traces.rtt import apply_rtt
+
+    return [apply_rtt(s, cfg.rtt_ms) for s in sets]
 
 
 def load_trace_set(cfg: TrainConfig) -> Any:
@@ -228,9 +242,17 @@ def split_sources(sets: list[Any], seed: int) -> Any:
 
 
 def profiles_for(cfg: TrainConfig) -> tuple[Any, Any]:
-    from executor.roofline import roofline_profile_for
+    """The run's (edge, cloud) roofline Profiles, priced under its wire configuration."""
+    from executor.wire_config import roofline_pair
 
-    return roofline_profile_for(cfg.model, cfg.preset, cfg.edge), roofline_profile_for(cfg.model, cfg.preset, cfg.cloud)
+    return roofline_pair(cfg.model, cfg.preset, cfg.edge, cfg.cloud, cfg.wire)
+
+
+def wire_metadata(edge: Any, rtt_ms: float) -> dict[str, Any]:
+    """The policy-metadata fields of the wire configuration its Profiles were priced under and of its RTT rule."""
+    from traces.rtt import rtt_rule_label
+
+    return {"wire": edge.notes.get("wire"), "rtt_rule": {"rtt_ms": float(rtt_ms), "label": rtt_rule_label(rtt_ms)}}
 
 
 def deadline_rule(cfg: Any) -> Any:
@@ -377,6 +399,9 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
                  overrides["allowed_cuts"])
     if trace_set is not None:
+        from traces.rtt import apply_rtt
+
+        trace_set = apply_rtt(trace_set, cfg.rtt_ms)
         full, split = trace_set, trace_set.split(cfg.split_seed)
     else:
         sources = load_trace_sources(cfg)
@@ -461,6 +486,7 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         "prior": asdict(ctx.prior),
         "train_config": asdict(cfg),
         "best_val_return": callback.best,
+        **wire_metadata(edge, cfg.rtt_ms),
     }
     if privileged is not None:
         meta["privileged"] = privileged.describe()

@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from sb3_contrib import MaskablePPO
-
+    from agents.artifact import load_model
     from agents.evaluate import evaluate
     from agents.heuristics import HeuristicPlanner
     from agents.oracle import Oracle
@@ -102,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             f"-{args.timesteps // 1000}k-{'x'.join(map(str, args.net_arch))}"
         for variant in args.variants:
             name = f"foresight{tag}-{variant}-{model}-{edge_hw}-s{args.seed}{budget}"
-            path = Path(args.runs) / name / "policy.zip"
+            path = Path(args.runs) / name / "policy.safetensors"
             if not path.is_file():
                 t0 = time.perf_counter()
                 priv = _privileged(variant, args.horizon_s, args.deviation_steps)
                 train(replace(cfg, run_name=name), privileged=priv)
                 print(f"trained {name} in {time.perf_counter() - t0:.0f} s")
-            policies[variant] = MaskablePPO.load(str(path), device="cpu")
+            policies[variant] = load_model(path)
         edge, cloud = profiles_for(cfg)
         env = make_env(edge, cloud, test, cfg)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(split.train))

@@ -138,7 +138,8 @@ class ExecutorConfig:
         must use one seed). The env's Profiles must describe this model (same number of cuts).
     server_url: ``ws://host:port`` of a running ``ecc serve`` with the same model, or None to start a local
         ``CloudServer`` on a background thread (loopback, OS-chosen port) and stop it on ``close()``.
-    compression: wire codec of the uplink activations ("none" keeps results exact).
+    wire: how frames and activations travel (``executor.wire_config``; "exact" keeps results exact); the env's
+        Profiles should be priced under the same configuration.
     emulate_edge / emulate_cloud: target Profiles for ``executor.emulation.HardwareEmulator`` on the edge model and
         (local server only) the cloud model; None = run at this machine's speed (the default).
     connect_timeout_s: bound on one (re)connection through the link.
@@ -153,7 +154,7 @@ class ExecutorConfig:
     preset: str = "tiny"
     seed: int = 0
     server_url: str | None = None
-    compression: str = "none"
+    wire: str = "exact"
     emulate_edge: Any = None
     emulate_cloud: Any = None
     connect_timeout_s: float = 5.0
@@ -333,7 +334,7 @@ class ExecutorBackend:
         self.shaped = ShapedLink(self.trace, self._target[0], self._target[1], cfg).start()
         client_cfg = ClientConfig(
             connect_timeout_s=self.config.connect_timeout_s,
-            compression=self.config.compression,
+            wire=self.config.wire,
             ping_interval_s=None,
             probe_interval_s=None,
         )

@@ -77,29 +77,15 @@ def _label_phases(grip: np.ndarray, success: np.ndarray) -> np.ndarray:
 
 def record_metaworld_stream(config: MetaWorldConfig = MetaWorldConfig()) -> ObservationStream:
     """Run the task's scripted expert and record a stream (see the module docstring)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        import gymnasium as gym
-        import metaworld  # noqa: F401 - registers the Meta-World envs
-        import mujoco
-        from metaworld.policies import ENV_POLICY_MAP
-    except ImportError as e:
-        raise ImportError("MetaWorld streams need `pip install metaworld` (the vla-ecc[sim] extra)") from e
-    if config.task not in ENV_POLICY_MAP:
-        raise ValueError(f"no scripted expert for task {config.task!r}; e.g. {', '.join(TASKS)}")
+    from ecc_env.metaworld_sim import expert_policy, joint_state, make_metaworld_env, offscreen_viewer, render_frame
+
     h, w = config.image_hw
-    env = gym.make(
-        "Meta-World/MT1", env_name=config.task, seed=config.seed, render_mode="rgb_array",
-        camera_name=config.camera, width=w, height=h, disable_env_checker=True,
-    )
+    env = make_metaworld_env(config.task, config.seed, config.image_hw, config.camera)
     try:
         obs, _ = env.reset(seed=config.seed)
-        policy = ENV_POLICY_MAP[config.task]()
+        policy = expert_policy(config.task)
         data = env.unwrapped.data
-        viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
-        if not config.shadows:
-            viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        offscreen_viewer(env, config.shadows)
         n = config.num_frames
         frames = np.empty((n, h, w, 3), dtype=np.uint8)
         q, qd, tau = np.empty((n, 7)), np.empty((n, 7)), np.empty((n, 7))
@@ -108,8 +94,8 @@ def record_metaworld_stream(config: MetaWorldConfig = MetaWorldConfig()) -> Obse
         solved = False
         for i in range(n):
             action = np.asarray(policy.get_action(obs), dtype=np.float64)
-            frames[i] = env.render()[::-1, ::-1]  # fixed cameras render upside down
-            q[i], qd[i], tau[i] = data.qpos[:7], data.qvel[:7], data.qfrc_constraint[:7]
+            frames[i] = render_frame(env)
+            q[i], qd[i], tau[i] = joint_state(data)
             actions[i] = np.clip(action, -1.0, 1.0)
             for _ in range(config.sim_steps_per_frame):
                 obs, _, _, _, info = env.step(policy.get_action(obs))

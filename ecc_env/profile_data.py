@@ -1,7 +1,7 @@
 """The env's default Profile pair, shipped as package data so that ``gym.make`` needs no model build.
 
 ``ecc_env/data/default_profiles.json`` holds the roofline Profiles of the ``full`` OpenVLA on a Jetson AGX Orin
-(edge) and an A100 (cloud). They are computed by ``executor.roofline`` from the meta-device model, which takes
+(edge) and an A100 (cloud), priced under the default wire configuration. They are computed by ``executor.roofline`` from the meta-device model, which takes
 seconds and imports torch/transformers; the env reads the JSON instead. Regenerate the file after a change to
 the models or the cost model with ``python -m ecc_env.profile_data`` (``tests/ecc_env/test_profile_data.py``
 fails when the shipped file drifts from what the models give).
@@ -24,11 +24,11 @@ DATA_FILE = "default_profiles.json"
 
 
 def build_default_profiles() -> tuple[Profile, Profile]:
-    """Compute the default (edge, cloud) Profiles from the models with the roofline cost model (slow: seconds)."""
-    from executor.roofline import roofline_profile_for  # lazy: torch/transformers
+    """Compute the default (edge, cloud) Profiles from the models with the roofline cost model, priced under the
+    default wire configuration (``executor.wire_config.DEFAULT_WIRE``); slow: seconds, imports torch."""
+    from executor.wire_config import roofline_pair  # lazy: torch/transformers
 
-    return (roofline_profile_for(DEFAULT_FAMILY, DEFAULT_PRESET, DEFAULT_EDGE),
-            roofline_profile_for(DEFAULT_FAMILY, DEFAULT_PRESET, DEFAULT_CLOUD))
+    return roofline_pair(DEFAULT_FAMILY, DEFAULT_PRESET, DEFAULT_EDGE, DEFAULT_CLOUD)
 
 
 def profiles_document(edge: Profile, cloud: Profile) -> dict[str, Any]:

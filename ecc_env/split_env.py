@@ -133,7 +133,8 @@ def _procedural_data(seed: int, num_steps: int, proc: ProceduralConfig, features
 
 @functools.lru_cache(maxsize=4)
 def default_profiles() -> tuple[Profile, Profile]:
-    """Roofline Profiles of the ``full`` OpenVLA on a Jetson AGX Orin (edge) and an A100 (cloud).
+    """Roofline Profiles of the ``full`` OpenVLA on a Jetson AGX Orin (edge) and an A100 (cloud), priced under the
+    default wire configuration (``executor.wire_config.DEFAULT_WIRE``: JPEG-90 frames, fp16 activations).
 
     Read from the package data (``ecc_env.profile_data``: computed by ``executor.roofline``, checked by a test).
     """
@@ -303,23 +304,7 @@ class EdgeCloudSplitEnv(gym.Env):
         # ---- streams
         self.period_s = cfg.period_ms * 1e-3
         self.max_obs = int(math.floor(cfg.episode_s / self.period_s + 1e-9))
-        if streams is None:
-            n = self.max_obs + 100
-            self.streams = tuple(
-                _procedural_data(cfg.stream_seed + i, n, cfg.procedural, cfg.features)
-                for i in range(cfg.procedural_streams)
-            )
-        else:
-            streams = list(streams)
-            if not streams:
-                raise ValueError("streams is empty; pass None for procedural streams")
-            for s in streams:
-                if not isinstance(s, ObservationStream):
-                    raise TypeError(f"streams must hold ObservationStream objects, got {type(s).__name__}")
-                if abs(s.dt_s - self.period_s) > 1e-9:
-                    log.warning("stream %s was recorded at %.3f s per step, the env's period is %.3f s",
-                                s.name, s.dt_s, self.period_s)
-            self.streams = tuple(StreamData.from_stream(s, cfg.features) for s in streams)
+        self.streams = self._load_streams(streams)
 
         # ---- spaces
         obs_cfg = replace(
@@ -331,6 +316,27 @@ class EdgeCloudSplitEnv(gym.Env):
         self._obs = self.builder.empty()
         self._hist = obs_cfg.bandwidth_history
         self._reset_state()
+
+    def _load_streams(self, streams: Sequence[ObservationStream] | None) -> tuple[StreamData, ...]:
+        """Precomputed stream data: procedural streams for None, else the given ones (a subclass with a live
+        robot, ``ecc_env.closed_loop.ClosedLoopSplitEnv``, overrides this and ``_start_stream``)."""
+        cfg = self.config
+        if streams is None:
+            n = self.max_obs + 100
+            return tuple(
+                _procedural_data(cfg.stream_seed + i, n, cfg.procedural, cfg.features)
+                for i in range(cfg.procedural_streams)
+            )
+        streams = list(streams)
+        if not streams:
+            raise ValueError("streams is empty; pass None for procedural streams")
+        for s in streams:
+            if not isinstance(s, ObservationStream):
+                raise TypeError(f"streams must hold ObservationStream objects, got {type(s).__name__}")
+            if abs(s.dt_s - self.period_s) > 1e-9:
+                log.warning("stream %s was recorded at %.3f s per step, the env's period is %.3f s",
+                            s.name, s.dt_s, self.period_s)
+        return tuple(StreamData.from_stream(s, cfg.features) for s in streams)
 
     def close(self) -> None:
         """Release the backend's resources (the executor backend's server, link and connection)."""
@@ -368,6 +374,14 @@ class EdgeCloudSplitEnv(gym.Env):
         self._reset_state()
         seg_s = cfg.episode_s + cfg.segment_margin_s
         self.link = self.trace_set.sample_segment(rng, seg_s)
+        stream_info = self._start_stream(rng, options)
+        self.backend.reset(self.link, rng, seg_s, self.period_s)
+        self._connect_probe()
+        obs = self._observe()
+        return obs, {"obs_index": 0, "trace": getattr(self.link, "name", ""), **stream_info}
+
+    def _start_stream(self, rng: np.random.Generator, options: dict | None) -> dict:
+        """Pick the episode's stream and start offset; fill the per-step lists ``_observe`` and ``step`` read."""
         s = self.streams[int(rng.integers(len(self.streams)))]
         span = s.num_steps - self.max_obs
         offset = int(rng.integers(span + 1)) if span > 0 else 0
@@ -381,10 +395,11 @@ class EdgeCloudSplitEnv(gym.Env):
         self._ref = s.ref_actions[offset : offset + self._n].tolist()
         self._phase = s.phases[offset : offset + self._n].tolist()
         self._cum_mad = np.concatenate([[0.0], np.cumsum(vis[:, 0])]).tolist()
-        self.backend.reset(self.link, rng, seg_s, self.period_s)
-        self._connect_probe()
-        obs = self._observe()
-        return obs, {"obs_index": 0, "trace": getattr(self.link, "name", ""), "stream": s.name, "offset": offset}
+        return {"stream": s.name, "offset": offset}
+
+    def _chunk_ready(self, obs_index: int, completion_s: float) -> None:
+        """Called by ``step`` when an inference on observation ``obs_index`` yields a new chunk, complete at
+        ``completion_s`` (trace time): a closed-loop subclass computes and schedules the chunk here."""
 
     def _add_uplink_sample(self, mbps: float, done_s: float) -> None:
         """Insert one uplink sample into the newest-first history (ordered by when it was measured)."""
@@ -535,6 +550,7 @@ class EdgeCloudSplitEnv(gym.Env):
                 self._actions_left = self.config.chunk_size - 1
                 self._chunk_arrival = arrival
                 self._chunk_idx = i
+                self._chunk_ready(i, t0 + service_ms * 1e-3)
             up_mbps = timing.uplink_mbps
             if up_mbps == up_mbps:  # not NaN: a measured upload, or a missed deadline's upper bound
                 self._add_uplink_sample(up_mbps, timing.uplink_done_s)

@@ -351,8 +351,15 @@ class VisualNoiseConfig:
 
 def inject_visual_noise(stream: ObservationStream, noise: VisualNoiseConfig, seed: int) -> ObservationStream:
     """A copy of ``stream`` with lighting flicker, sensor noise and camera shake applied to its frames."""
-    rng = np.random.default_rng(seed)
-    frames = stream.frames.astype(np.float32)
+    out = apply_visual_noise(stream.frames, noise, np.random.default_rng(seed))
+    meta = dict(stream.meta, noise=noise.__dict__.copy(), noise_seed=seed)
+    return replace(stream, frames=out, name=f"{stream.name}+noise", meta=meta)
+
+
+def apply_visual_noise(frames: np.ndarray, noise: VisualNoiseConfig, rng: np.random.Generator) -> np.ndarray:
+    """Flicker, shake and sensor noise on uint8 (T, H, W, 3) frames (a new array); the closed loop applies it to
+    each rendered frame."""
+    frames = frames.astype(np.float32)
     t = frames.shape[0]
     if noise.flicker_gain > 0:
         events = rng.random(t) < noise.flicker_prob
@@ -364,6 +371,4 @@ def inject_visual_noise(stream: ObservationStream, noise: VisualNoiseConfig, see
             frames[i] = np.roll(frames[i], shift=(int(shifts[i, 0]), int(shifts[i, 1])), axis=(0, 1))
     if noise.sensor_sigma > 0:
         frames += rng.normal(0, noise.sensor_sigma, frames.shape).astype(np.float32)
-    out = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
-    meta = dict(stream.meta, noise=noise.__dict__.copy(), noise_seed=seed)
-    return replace(stream, frames=out, name=f"{stream.name}+noise", meta=meta)
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)

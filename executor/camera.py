@@ -212,6 +212,8 @@ def _decode_frame(data: bytes, enc: ImageEncoding, hw: tuple[int, int]) -> np.nd
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt = im.format
+            if im.size != (w, h):  # before decoding any pixels: a hostile header cannot make us allocate
+                raise ImageCodecError(f"{enc.codec} frame is {im.size[0]}x{im.size[1]}, expected {w}x{h}")
             im.load()
             arr = np.asarray(im.convert("RGB")) if im.mode != "RGB" else np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:

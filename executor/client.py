@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from executor import msgpack_numpy, wire
+from executor.frame_transport import encode_frames
 from executor.protocol import (
     CONTINUE,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -48,6 +49,7 @@ from executor.protocol import (
     to_payload,
     wire_limits,
 )
+from executor.wire_config import EXACT_WIRE, WireConfig
 from traces.units import BITS_PER_BYTE, MBIT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,8 +63,10 @@ class ClientConfig:
     """Edge client settings.
 
     connect_timeout_s: bound on one connection attempt (TCP + handshake + metadata + clock pings).
-    compression: wire codec for the payload's activations ("none" keeps results bit-exact; fp16/bf16/int8 shrink
-    the upload). Images, token ids, state and actions always travel exactly.
+    wire: how camera frames and activations travel (``executor.wire_config.WireConfig`` or its text, e.g.
+    ``"jpeg:90,fp16"``). The library default is ``EXACT_WIRE`` (raw frames, fp32: bit-exact results); the commands a
+    user runs (``ecc edge``, ``ecc eval``, ``ecc train``) default to ``DEFAULT_WIRE``. Token ids, state and actions
+    always travel exactly.
     auto_reconnect: keep reconnecting in the background (backoff reconnect_initial_s doubling to reconnect_max_s).
     bandwidth_history: how many per-call bandwidth samples to keep.
     probe_interval_s: a tiny ping this often while connected (None: only at connect); the smallest round trip of the
@@ -77,7 +81,8 @@ class ClientConfig:
     connect_timeout_s: float = 2.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     api_key: str | None = None
-    compression: str = "none"
+    cafile: str | None = None  # PEM CA bundle that signed a wss:// server's certificate (None: the system's)
+    wire: WireConfig | str = EXACT_WIRE
     clock_sync_pings: int = 5
     auto_reconnect: bool = False
     reconnect_initial_s: float = 0.05
@@ -91,8 +96,7 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if self.connect_timeout_s <= 0:
             raise ValueError(f"connect_timeout_s must be > 0, got {self.connect_timeout_s}")
-        if self.compression not in wire.COMPRESSIONS:
-            raise ValueError(f"compression must be one of {wire.COMPRESSIONS}, got {self.compression!r}")
+        object.__setattr__(self, "wire", WireConfig.parse(self.wire))
         if not 0 < self.reconnect_initial_s <= self.reconnect_max_s:
             raise ValueError(
                 f"need 0 < reconnect_initial_s <= reconnect_max_s, got {self.reconnect_initial_s}, "
@@ -152,6 +156,16 @@ class _Exchange:
     send_perf: float
     recv_wall: float
     recv_perf: float
+
+
+def _client_ssl(cafile: str | None) -> Any:
+    """TLS context of a wss:// connection: certificate and host name verified, against ``cafile`` when given."""
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot read the CA file {cafile}: {e}") from e
 
 
 def _reply_counts(future: concurrent.futures.Future, deadline: float | None) -> bool:
@@ -258,8 +272,10 @@ class EdgeClient:
         timeout = self.config.connect_timeout_s
         try:
             async with asyncio.timeout(timeout):
+                tls = {"ssl": _client_ssl(self.config.cafile)} if self.url.startswith("wss://") else {}
                 ws = await connect(
                     self.url,
+                    **tls,
                     additional_headers=headers,
                     compression=None,
                     max_size=self.config.max_message_bytes,
@@ -570,7 +586,10 @@ class EdgeClient:
             envelope = {TYPE_KEY: kind, "request_id": request_id, "cut": cut}
             if deadline is not None:  # the server bounds its own waits by it (a retry on another replica fits)
                 envelope["budget_ms"] = max(0.0, (deadline - time.perf_counter()) * 1e3)
-            data = encode_payload(out, envelope, self.config.compression)
+            sent = encode_frames(out, self.config.wire)  # camera frames in the configured encoding
+            codec = self.config.wire.compression
+            envelope["reply_compression"] = codec
+            data = encode_payload(sent, envelope, codec)
             acc.encode_s += time.perf_counter() - t
             if kind == SPLIT:
                 first_send_perf, first_bytes = time.perf_counter(), len(data)

@@ -64,6 +64,10 @@ def cut_table(edge: Profile, cloud: Profile) -> CutTable:
     idx = range(edge.num_cuts)
     edge_ms = np.array([e_ms[list(edge.edge_blocks(i))].sum() for i in idx])
     cloud_ms = np.array([c_ms[list(edge.cloud_blocks(i))].sum() for i in idx])
+    if edge.codec_ms:  # payload encode/decode time (executor.wire_config), charged to the side that spends it
+        edge_ms = edge_ms + np.asarray(edge.codec_ms, dtype=np.float64)
+    if cloud.codec_ms:
+        cloud_ms = cloud_ms + np.asarray(cloud.codec_ms, dtype=np.float64)
     edge_params = np.array([params[list(edge.edge_blocks(i))].sum() for i in idx])
     cuts = edge.cuts
     return CutTable(

@@ -259,24 +259,13 @@ def cut_map(edge: Profile, cloud: Profile, *, rtt_ms: float = 20.0, down_mbps: f
 def roofline_profiles(family: str, preset: str, edge: str, cloud: str, *, dtype: str = "bfloat16",
                       wire_dtype: str = "float32", image_encoding: str | None = "raw",
                       efficiency: float = 1.0) -> tuple[Profile, Profile]:
-    """Roofline (edge, cloud) Profiles of a model preset with its cuts priced for ``wire_dtype`` and the camera
-    frames in ``image_encoding``. Raises ValueError for unknown names, InfeasibleError if it does not fit."""
-    from executor.camera import ImageEncoding, encoded_cut_specs
-    from executor.catalog import hardware
-    from executor.models import build_model
-    from executor.roofline import roofline_profile
+    """Roofline (edge, cloud) Profiles of a model preset priced under the wire configuration (``image_encoding``,
+    ``wire_dtype``): ``executor.wire_config.roofline_pair`` (message framing and codec time included). Raises
+    ValueError for unknown names, InfeasibleError if it does not fit."""
+    from executor.wire_config import WireConfig, roofline_pair
 
-    edge_hw, cloud_hw = hardware(edge), hardware(cloud)  # fail fast on unknown devices
-    enc = ImageEncoding.parse(image_encoding)
-    model = build_model(family, preset, device="meta")
-    cuts = encoded_cut_specs(model, wire_dtype, enc)
-    specs = model.block_specs()
-    profiles = tuple(
-        roofline_profile(specs, cuts, hw, dtype, model_id=family, preset=preset, wire_dtype=wire_dtype,
-                         efficiency=efficiency, notes={"image_encoding": enc.label})
-        for hw in (edge_hw, cloud_hw)
-    )
-    return profiles  # type: ignore[return-value]
+    wire = WireConfig(image_encoding or "raw", wire_dtype)
+    return roofline_pair(family, preset, edge, cloud, wire, dtype=dtype, efficiency=efficiency)
 
 
 def roofline_cut_map(family: str, preset: str, edge: str, cloud: str, *, dtype: str = "bfloat16",

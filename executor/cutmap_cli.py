@@ -11,11 +11,8 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
-WIRE_ALIASES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-                "bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8"}
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "int8")
 
 
@@ -26,9 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="full", help="tiny | small | full (default: full)")
     p.add_argument("--edge", default="orin", help="edge device from the hardware catalogue (default: orin)")
     p.add_argument("--cloud", default="a100", help="cloud device from the hardware catalogue (default: a100)")
-    p.add_argument("--wire-dtype", default="float32", help="activations on the wire: fp32, fp16, bf16, int8")
-    p.add_argument("--image", default="raw",
-                   help="camera frames on the wire: raw, png, jpeg[:Q], resize:PX[+jpeg:Q] (default: raw)")
+    p.add_argument("--wire-dtype", default="fp16",
+                   help="activations on the wire: fp32, fp16, bf16, int8 (default fp16, executor.wire_config)")
+    p.add_argument("--image", default="jpeg:90",
+                   help="camera frames on the wire: raw, png, jpeg[:Q], resize:PX[+jpeg:Q] (default: jpeg:90)")
     p.add_argument("--rtt-ms", type=float, action="append", default=None,
                    help="round-trip time in ms (repeat for several maps; the plot uses the first; default 20)")
     p.add_argument("--down-mbps", type=float, default=None,
@@ -45,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _profiles(args: argparse.Namespace, wire: str):
-    from executor.camera import ImageEncoding, encoded_cut_specs
     from executor.cutmap import roofline_profiles
     from executor.models import build_model
     from executor.profile import Profile
+    from executor.wire_config import WireConfig, priced_profiles
 
     if (args.edge_profile is None) != (args.cloud_profile is None):
         raise ValueError("give both --edge-profile and --cloud-profile, or neither")
@@ -57,10 +55,8 @@ def _profiles(args: argparse.Namespace, wire: str):
                                  image_encoding=args.image, efficiency=args.efficiency)
     edge = Profile.load(args.edge_profile, expect_model=args.model, expect_preset=args.preset)
     cloud = Profile.load(args.cloud_profile, expect_model=args.model, expect_preset=args.preset)
-    enc = ImageEncoding.parse(args.image)
-    cuts = tuple(encoded_cut_specs(build_model(args.model, args.preset, device="meta"), wire, enc))
-    return tuple(replace(p, cuts=cuts, wire_dtype=wire, notes={**p.notes, "image_encoding": enc.label})
-                 for p in (edge, cloud))
+    return priced_profiles(edge, cloud, build_model(args.model, args.preset, device="meta"),
+                           WireConfig(args.image, wire))
 
 
 def _fmt_bw(mbps: float) -> str:
@@ -102,9 +98,11 @@ def map_to_dict(cm) -> dict:
 
 def main(argv: Sequence[str] = ()) -> int:
     args = build_parser().parse_args(list(argv))
-    wire = WIRE_ALIASES.get(args.wire_dtype.lower())
+    from executor.wire_config import ACTIVATION_DTYPES
+
+    wire = ACTIVATION_DTYPES.get(args.wire_dtype.lower())
     if wire is None:
-        print(f"ecc cutmap: unknown --wire-dtype {args.wire_dtype!r}; valid: {', '.join(WIRE_ALIASES)}",
+        print(f"ecc cutmap: unknown --wire-dtype {args.wire_dtype!r}; valid: {', '.join(ACTIVATION_DTYPES)}",
               file=sys.stderr)
         return 2
     rtts = args.rtt_ms or [20.0]
@@ -131,7 +129,8 @@ def main(argv: Sequence[str] = ()) -> int:
     stats = measure_encoding(enc, sample_frames(shape.cameras, shape.image_px), repeats=3)
     console.print(f"camera frames: {shape.cameras} x {shape.image_px}x{shape.image_px} px, {enc.label}: "
                   f"{stats.encoded_bytes:,} bytes ({stats.ratio:.1%} of raw {stats.raw_bytes:,}); on this CPU "
-                  f"encode {stats.encode_ms:.1f} ms, decode {stats.decode_ms:.1f} ms (not charged in the map); "
+                  f"encode {stats.encode_ms:.1f} ms, decode {stats.decode_ms:.1f} ms (the map charges "
+                  f"{edge.codec_ms[0]:.2f} ms on the edge, {cloud.codec_ms[0]:.2f} ms on the cloud at cut 0); "
                   f"PSNR {stats.psnr_db:.1f} dB")
     for cm in maps:
         print_map(cm, console)

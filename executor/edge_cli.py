@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hedged execution: on cuts with one request and one reply, run the cloud's blocks locally "
                         "while the payload travels and use the first actions (executor.hedge)")
     p.add_argument("--api-key", default=None, help="token for the server (default: $ECC_API_KEY)")
-    p.add_argument("--compression", default="none", help="wire codec for activations: none|fp16|bf16|int8|int8_token")
+    p.add_argument("--cafile", default=None, help="PEM CA that signed a wss:// server's certificate (default: system)")
+    p.add_argument("--wire", default="default",
+                   help="frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), 'default' "
+                        "(jpeg:90,fp16) or 'exact' (raw,fp32; bit-exact actions); see executor.wire_config")
     p.add_argument("--trace", type=Path, default=None, help="bandwidth trace file to shape the link with")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times the edge emulates")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -156,9 +159,9 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
 
             target = urlparse(url)
             link = ShapedLink(load_trace(args.trace), target.hostname or "127.0.0.1", target.port or 80).start()
-            url = f"ws://127.0.0.1:{link.port}"
-        client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None,
-                                     compression=args.compression)
+            url = f"{target.scheme}://127.0.0.1:{link.port}"  # wss: the certificate must name 127.0.0.1
+        client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None, cafile=args.cafile,
+                                     wire=args.wire)
         config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
                                realtime=not args.no_realtime, hedge=args.hedge, chunk_size=args.chunk_size)
     except ValueError as e:

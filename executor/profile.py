@@ -23,6 +23,9 @@ PROFILE_SCHEMA_VERSION = 1
 Placement = Literal["edge_then_cloud", "cloud_then_edge"]
 
 
+MAX_BLOCK_MS = 3.6e6  # an hour per block: beyond, a Profile is corrupt or hostile, not a measurement
+
+
 class ProfileError(ValueError):
     """A Profile file or object that cannot be used (wrong schema, wrong model, inconsistent fields)."""
 
@@ -69,6 +72,7 @@ class Profile:
     device_memory_bytes: int = 0
     wire_dtype: str = "float32"
     notes: dict[str, Any] = field(default_factory=dict)
+    codec_ms: tuple[float, ...] = ()  # per cut: this device's payload encode/decode time (executor.wire_config)
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -77,8 +81,9 @@ class Profile:
             raise ProfileError(f"profile {self.model_id}/{self.preset} has no blocks")
         if len(self.block_ms) != n:
             raise ProfileError(f"block_ms has {len(self.block_ms)} entries, expected {n} (one per block)")
-        if any((not math.isfinite(t)) or t < 0 for t in self.block_ms):
-            raise ProfileError(f"block_ms must be finite and >= 0, got {self.block_ms}")
+        if any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.block_ms):
+            raise ProfileError(f"block_ms must be finite, >= 0 and at most {MAX_BLOCK_MS:g} ms (an hour per block), "
+                               f"got {self.block_ms}")
         if self.block_param_bytes and len(self.block_param_bytes) != n:
             raise ProfileError(f"block_param_bytes has {len(self.block_param_bytes)} entries, expected {n}")
         if len(self.cuts) < n + 1:
@@ -86,6 +91,9 @@ class Profile:
         for i, cut in enumerate(self.cuts[: n + 1]):
             if cut.k != i or cut.placement != "edge_then_cloud":
                 raise ProfileError(f"cuts[{i}] must be the forward cut k={i}, got k={cut.k} {cut.placement}")
+        if self.codec_ms and (len(self.codec_ms) != len(self.cuts)
+                              or any((not math.isfinite(t)) or t < 0 for t in self.codec_ms)):
+            raise ProfileError(f"codec_ms needs one finite value >= 0 per cut ({len(self.cuts)}), got {self.codec_ms}")
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -140,7 +148,7 @@ class Profile:
         try:
             fields = dict(d)
             fields["cuts"] = tuple(CutSpec(**c) for c in d["cuts"])
-            for key in ("block_names", "block_ms", "block_param_bytes"):
+            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms"):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             return cls(**fields)

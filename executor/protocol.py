@@ -40,6 +40,14 @@ REQUEST_TYPES = (SPLIT, CONTINUE, CANCEL, PING)
 E_BAD_MESSAGE = "bad_message"  # undecodable, wrong dtype/shape, missing field
 E_BAD_REQUEST = "bad_request"  # decodable but invalid (unknown cut, unknown request id, ...)
 E_COMPUTE = "compute_failed"  # the model raised
+E_BUSY = "busy"  # the server's budget of in-flight decoded bytes stayed full (retry later)
+E_INTERNAL = "internal"  # a server fault while handling a message (the connection stays open)
+ERROR_MESSAGE_CHARS = 200  # an error reply's text: printable ASCII, at most this long, never the client's bytes
+
+# the default bound on an incoming message: this many times the served model's largest legitimate request ...
+MESSAGE_MARGIN = 4.0
+# ... and at least this (openpi requests carry camera images at the client's size; the server resizes them)
+MIN_DERIVED_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class ProtocolError(ValueError):
@@ -202,7 +210,30 @@ def wire_limits(max_message_bytes: int) -> wire.WireLimits:
     return wire.WireLimits(
         max_message_bytes=max_message_bytes,
         max_decoded_bytes=min(wire.DEFAULT_LIMITS.max_decoded_bytes, 8 * max_message_bytes),
+        max_header_bytes=min(wire.DEFAULT_LIMITS.max_header_bytes, max_message_bytes),
     )
+
+
+def largest_request_bytes(model: Any) -> int:
+    """The largest request a well-formed client sends ``model`` (tensor bytes at float32): the biggest upload of any
+    cut or decode round trip, or the raw observation of a full offload."""
+    cuts = model.cut_specs("float32")
+    split = max((max(c.up_bytes, c.round_trip_up_bytes) for c in cuts), default=0)
+    obs = sum(int(getattr(v, "nbytes", 0)) for v in model.make_observation(0).values())
+    return int(max(split, obs))
+
+
+def max_message_bytes_for(model: Any, margin: float = MESSAGE_MARGIN) -> int:
+    """The default message bound for a server of ``model``: ``margin`` x :func:`largest_request_bytes` (headers
+    and float64 inputs fit), at least ``MIN_DERIVED_MESSAGE_BYTES``."""
+    return int(max(MIN_DERIVED_MESSAGE_BYTES, margin * largest_request_bytes(model)))
+
+
+def safe_error_text(text: str, limit: int = ERROR_MESSAGE_CHARS) -> str:
+    """``text`` as printable ASCII (anything else becomes '?'), at most ``limit`` characters: an error reply or log
+    line built from it can neither grow with nor carry the bytes a client sent."""
+    out = "".join(c if " " <= c <= "~" else "?" for c in text[: limit + 1])
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 # -- payloads under our envelope (shared by server and client) ------------------------------------------------------
@@ -220,10 +251,13 @@ def payload_header(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_payload(message: wire.Message) -> Any:
-    """A decoded wire message as a models ``Payload`` (torch tensors in their original dtypes, writable copies)."""
+    """A decoded wire message as a models ``Payload`` (torch tensors in their original dtypes, writable copies;
+    encoded camera frames decoded, see ``executor.frame_transport``)."""
+    from executor.frame_transport import decode_frames
     from executor.models.base import Payload
 
-    return Payload(tensors=wire.to_torch(message), **payload_header(message.meta))
+    header = payload_header(message.meta)
+    return Payload(tensors=decode_frames(wire.to_torch(message), header["meta"]), **header)
 
 
 def encode_payload(payload: Any, envelope: dict[str, Any], compression: str = "none") -> bytes:

@@ -1,8 +1,9 @@
 """`ecc serve`: run the cloud half of a split model as a websocket server (see ``executor.server``).
 
 Example: ``ecc serve --model openvla --preset small --host 127.0.0.1 --port 8765``. Binds loopback unless
-``--host`` says otherwise. ``--api-key`` (or the ECC_API_KEY environment variable) requires clients to send
-``Authorization: Api-Key <token>``. ``--emulate PROFILE.json`` pads every block to that Profile's per-block time
+``--host`` says otherwise; another address needs ``--api-key`` (or the ECC_API_KEY environment variable: clients
+send ``Authorization: Api-Key <token>``) unless ``--insecure``. ``--certfile/--keyfile`` serve TLS (``wss://``), so
+the token does not travel in clear text (see docs/security.md). ``--emulate PROFILE.json`` pads every block to that Profile's per-block time
 (hardware emulation; the server's metadata says so). Prints one line ``serving ws://HOST:PORT`` when ready
 (``--port 0`` picks a free port).
 
@@ -42,7 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
     p.add_argument("--api-key", default=None, help="shared token clients must present (default: $ECC_API_KEY, else none)")
-    p.add_argument("--max-message-mb", type=float, default=256.0, help="largest accepted message in MB (default 256)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without --api-key (anyone who reaches the port uses the model)")
+    p.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS (wss://); needs --keyfile")
+    p.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
+    p.add_argument("--max-message-mb", type=float, default=None,
+                   help="largest accepted message in MB (default: 4x the model's largest legitimate request, "
+                        "at least 4 MiB)")
+    p.add_argument("--max-connections", type=int, default=256, help="open connections served at once (default 256)")
+    p.add_argument("--idle-timeout-s", type=float, default=300.0,
+                   help="close a connection that sends no message for this long (default 300)")
+    p.add_argument("--message-timeout-s", type=float, default=60.0,
+                   help="a message must arrive in full within this long of its first byte (default 60)")
     p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -65,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=2,
                    help="with --engine ray: attempts per request on a dead or silent replica (default 2)")
     return p
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Lift the soft open-file limit towards the hard one, so the connection cap (not the fd limit) decides."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 4 * max_connections + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard),
+                                                        hard))
+    except (ImportError, ValueError, OSError) as e:  # not on this platform, or not allowed
+        log.info("open-file limit left as it is: %s", e)
 
 
 class _Terminated(Exception):
@@ -155,10 +181,17 @@ def main(argv: Sequence[str] = ()) -> int:
         config = ServerConfig(
             host=args.host,
             port=args.port,
-            max_message_bytes=int(args.max_message_mb * 1e6),
+            max_message_bytes=None if args.max_message_mb is None else int(args.max_message_mb * 1e6),
             api_key=api_key,
             reply_compression=args.reply_compression,
+            insecure=args.insecure,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            max_connections=args.max_connections,
+            idle_timeout_s=args.idle_timeout_s,
+            message_timeout_s=args.message_timeout_s,
         )
+        config.ssl_context()  # unreadable certificate files are an argument error, reported before the model loads
         if args.engine == "ray":
             build_model(args.model, args.preset, seed=args.seed, on_meta=True)  # names checked before Ray starts
             return _serve_ray(args, config)
@@ -173,8 +206,10 @@ def main(argv: Sequence[str] = ()) -> int:
     except ValueError as e:
         print(f"ecc serve: {e}", file=sys.stderr)
         return 2
-    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
-        log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", args.host)
+    if args.insecure and api_key is None:
+        log.warning("serving on %s without --api-key (--insecure): anyone who can reach it can use the model",
+                    args.host)
+    _raise_fd_limit(config.max_connections)
     server = CloudServer(model, config, emulator=emulator)
     try:
         server.start()

@@ -33,24 +33,35 @@ Two request formats on one port, told apart by the first bytes of a binary frame
                               ``model.make_observation(seed)`` with a per-request seed counter
   ==========================  ======================================================================================
 
-Security: a maximum message size (enforced by websockets while reading, before the message is assembled), wire
-messages validated (dtype whitelist, shapes, sizes) before any array is built, never pickle, optional shared token
-checked in the handshake (``Authorization: Api-Key <token>``, as openpi's client sends it, or ``Bearer <token>``).
-A malformed message gets an error reply and the connection stays open; a connection that keeps sending bad messages
-is closed (policy violation); other connections are never affected.
+Security (``docs/security.md``): a maximum message size (by default ``MESSAGE_MARGIN`` x the served model's largest
+legitimate request, enforced by websockets while reading, before the message is assembled); wire messages validated
+(dtype whitelist, shapes, sizes) before any array is built, and decoded on a small thread pool (never on the event
+loop) under a server-wide budget of in-flight decoded bytes; never pickle; a shared token checked in the handshake
+(``Authorization: Api-Key <token>``, as openpi's client sends it, or ``Bearer <token>``) with failed attempts
+rate-limited per address; a non-loopback bind refused without a token unless ``insecure``; TLS with
+``certfile``/``keyfile`` (``wss://``); a connection cap, an idle timeout and a per-message receive deadline
+(slowloris). A malformed message gets a bounded error reply (printable ASCII, never the client's bytes) and the
+connection stays open; a connection that keeps sending bad messages is closed (policy violation); other connections
+are never affected. Log lines about clients are rate-limited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import contextvars
+import functools
 import hmac
 import http
+import ipaddress
 import itertools
 import logging
+import ssl
 import threading
 import time
 import weakref
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,11 +72,12 @@ from executor import msgpack_numpy, wire
 from executor.protocol import (
     CANCEL,
     CONTINUE,
-    DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_PORT,
     E_BAD_MESSAGE,
     E_BAD_REQUEST,
+    E_BUSY,
     E_COMPUTE,
+    E_INTERNAL,
     ERROR,
     PING,
     PONG,
@@ -76,7 +88,9 @@ from executor.protocol import (
     ServerInfo,
     ServerTiming,
     encode_payload,
+    max_message_bytes_for,
     payload_header,
+    safe_error_text,
     to_payload,
     wire_limits,
 )
@@ -88,37 +102,79 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Cloud server settings.
 
-    host: bind address (loopback by default; another address only when asked).
+    host: bind address (loopback by default; another address only when asked, and then only with ``api_key``
+    unless ``insecure``).
     port: TCP port; 0 lets the OS choose (read ``CloudServer.port`` after start).
-    max_message_bytes: largest incoming message; bigger ones close the connection (1009).
+    max_message_bytes: largest incoming message; bigger ones close the connection (1009) before they are decoded.
+    None: ``protocol.max_message_bytes_for(model)`` (a margin over the served model's largest legitimate request).
     api_key: shared token required in the handshake, or None for no authentication.
+    insecure: allow a non-loopback bind without ``api_key`` (anyone who reaches the port can use the model).
+    certfile / keyfile: PEM certificate chain and private key: serve TLS (``wss://``); both or neither.
     max_errors_per_connection: bad messages tolerated before the connection is closed (1008); the server's own
         failures (``ComputeUnavailable``: a dead or silent replica) never count.
     max_in_flight_per_connection: requests of one connection answered concurrently (our protocol; each reply names
         its request id), so a slow one does not hold up the next; openpi requests are answered in order.
-    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact).
+    reply_compression: wire codec for reply payloads ("none" keeps results bit-exact) when the request names none
+        (our client names its wire configuration's codec in the envelope's ``reply_compression``).
     ping_interval_s: websocket keepalive pings (None disables).
+    max_connections: open connections served at once; at the cap a new handshake closes the connection idle longest
+    (1013; no message for ``evict_idle_after_s`` and none being handled), or gets HTTP 503 when none is.
+    idle_timeout_s: a connection that sends no message for this long is closed (1000).
+    message_timeout_s: a message must arrive in full within this long of its first byte (slowloris; 1008).
+    open_timeout_s: a TCP connection must finish its websocket handshake within this long.
+    auth_failures_per_minute: failed token checks tolerated per client address and minute; beyond, HTTP 429.
+    decode_workers: threads that decode messages (off the event loop).
+    max_inflight_bytes: server-wide budget of received plus decoded bytes of the messages being handled; a message
+    that finds it full waits up to ``busy_timeout_s`` and is then answered ``busy``.
+    log_lines_per_minute: log lines about clients (bad requests, connections, auth failures) per minute; the rest are
+    counted and summarised.
     """
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int | None = None
     api_key: str | None = None
     max_errors_per_connection: int = 16
     max_in_flight_per_connection: int = 8
     reply_compression: str = "none"
     ping_interval_s: float | None = 20.0
     close_timeout_s: float = 2.0
+    insecure: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+    max_connections: int = 256
+    idle_timeout_s: float = 300.0
+    message_timeout_s: float = 60.0
+    open_timeout_s: float = 10.0
+    auth_failures_per_minute: int = 10
+    decode_workers: int = 2
+    max_inflight_bytes: int = 512 * 1024 * 1024
+    busy_timeout_s: float = 5.0
+    log_lines_per_minute: int = 120
+    evict_idle_after_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
-        if self.max_message_bytes < 1024:
-            raise ValueError(f"max_message_bytes must be >= 1024, got {self.max_message_bytes}")
+        if self.max_message_bytes is not None and self.max_message_bytes < 1024:
+            raise ValueError(f"max_message_bytes must be >= 1024 (or None: derived), got {self.max_message_bytes}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key must be a non-empty string or None")
         if self.max_errors_per_connection < 1:
@@ -127,6 +183,132 @@ class ServerConfig:
             raise ValueError(f"max_in_flight_per_connection must be >= 1, got {self.max_in_flight_per_connection}")
         if self.reply_compression not in wire.COMPRESSIONS:
             raise ValueError(f"reply_compression must be one of {wire.COMPRESSIONS}, got {self.reply_compression!r}")
+        if not is_loopback(self.host) and self.api_key is None and not self.insecure:
+            raise ValueError(f"binding {self.host} (not loopback) needs an API key (--api-key or ECC_API_KEY); "
+                             "--insecure serves anyone who can reach the port")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together (TLS needs both)")
+        for name in ("max_connections", "auth_failures_per_minute", "decode_workers", "max_inflight_bytes",
+                     "log_lines_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s", "evict_idle_after_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context (None without ``certfile``); raises ValueError for unreadable files."""
+        if self.certfile is None:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError(f"cannot load TLS certificate {self.certfile} / key {self.keyfile}: {e}") from e
+        return ctx
+
+
+class _LogBudget:
+    """At most ``per_minute`` log lines about clients; the rest are counted and summarised in the next line."""
+
+    def __init__(self, logger: logging.Logger, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.logger, self.per_minute, self.clock = logger, per_minute, clock
+        self.window_start = clock()
+        self.lines = 0
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if now - self.window_start >= 60.0:
+            if self.suppressed:
+                self.logger.warning("%d log lines about clients suppressed in the last minute", self.suppressed)
+            self.window_start, self.lines, self.suppressed = now, 0, 0
+        if self.lines < self.per_minute:
+            self.lines += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        if self.allow():
+            self.logger.log(level, msg, *args)
+
+
+class _LogBudgetFilter(logging.Filter):
+    """Rate-limits records of a library logger (asyncio's accept errors, websockets' handshake failures)."""
+
+    def __init__(self, budget: _LogBudget) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or self.budget.allow()
+
+
+class _ByteBudget:
+    """Server-wide budget of bytes held by messages being handled (received + decoded); event-loop only."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, nbytes: int, timeout_s: float) -> AsyncIterator[None]:
+        if nbytes > self.capacity:
+            raise _BadRequest(E_BUSY, f"the message needs {nbytes} bytes, more than the server's whole budget")
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + nbytes <= self.capacity),
+                                       timeout_s)
+            except TimeoutError as e:
+                raise _BadRequest(E_BUSY, "the server is busy decoding other messages; retry later") from e
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.used -= nbytes
+                self._changed.notify_all()
+
+
+class _ConnectionTimeout(Exception):
+    """Internal: a connection idle too long (code 1000) or trickling a message too slowly (code 1008)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def _connection_class() -> type:
+    """websockets' ServerConnection that stops reading a connection once it has sent close 1009 (message too big):
+    the rest of an oversized message is dropped with the socket instead of being read just to be discarded."""
+    from websockets.asyncio.server import ServerConnection
+
+    class _DropOversized(ServerConnection):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            sent = self.protocol.close_sent
+            if sent is not None and sent.code == 1009 and not self.transport.is_closing():
+                self.transport.close()  # flushes the close frame, reads nothing more
+
+    return _DropOversized
+
+
+def _message_in_progress(ws: Any) -> bool:
+    """Whether part of a message has arrived (websockets' parser holds a partial frame or a fragmented message)."""
+    proto = getattr(ws, "protocol", None)
+    if proto is None:
+        return False
+    if getattr(proto, "current_size", None) is not None:
+        return True
+    reader = getattr(proto, "reader", None)
+    return bool(len(getattr(reader, "buffer", b"")))
 
 
 class ComputeUnavailable(RuntimeError):
@@ -171,6 +353,20 @@ class CloudServer:
         self.cut_names = tuple(c.name for c in model.cut_specs())
         self.num_cuts = len(self.cut_names)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecc-cloud-compute")
+        self._decoder = ThreadPoolExecutor(max_workers=self.config.decode_workers, thread_name_prefix="ecc-decode")
+        self.max_message_bytes = (self.config.max_message_bytes if self.config.max_message_bytes is not None
+                                  else max_message_bytes_for(model))
+        self._wire_limits = wire_limits(self.max_message_bytes)
+        self._ssl = self.config.ssl_context()
+        self._log = _LogBudget(log, self.config.log_lines_per_minute)
+        self._budget: _ByteBudget | None = None
+        self._auth_failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self._active: dict[Any, float] = {}  # open connection -> loop time of its last complete message (or open)
+        self._busy: set[Any] = set()  # connections with a message being handled
+        self.connections_refused = 0
+        self.connections_evicted = 0
+        self.connections_timed_out = 0
+        self.auth_refused = 0
         self._queue_length = 0
         self._queue_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -192,7 +388,7 @@ class CloudServer:
             num_blocks=self.model.num_blocks,
             num_cuts=self.num_cuts,
             cut_names=self.cut_names,
-            max_message_bytes=self.config.max_message_bytes,
+            max_message_bytes=self.max_message_bytes,
             auth_required=self.config.api_key is not None,
             emulation=self.emulator.describe() if self.emulator is not None else None,
             server_time_s=time.time(),
@@ -204,7 +400,7 @@ class CloudServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        return f"{'wss' if self.config.tls else 'ws'}://{self.config.host}:{self.port}"
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> CloudServer:
@@ -241,27 +437,39 @@ class CloudServer:
 
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
+        self._budget = _ByteBudget(self.config.max_inflight_bytes)
+        library_filter = _LogBudgetFilter(_LogBudget(log, self.config.log_lines_per_minute))
+        library_loggers = [logging.getLogger(n) for n in ("asyncio", "websockets.server", "websockets")]
+        for lg in library_loggers:
+            lg.addFilter(library_filter)
         try:
             async with serve(
                 self._handle,
                 self.config.host,
                 self.config.port,
                 compression=None,
-                max_size=self.config.max_message_bytes,
+                max_size=self.max_message_bytes,
                 process_request=self._process_request,
                 ping_interval=self.config.ping_interval_s,
                 close_timeout=self.config.close_timeout_s,
+                open_timeout=self.config.open_timeout_s,
+                ssl=self._ssl,
+                create_connection=_connection_class(),
             ) as server:
                 self._server = server
                 self.port = next(iter(server.sockets)).getsockname()[1]
-                log.info("serving %s/%s on ws://%s:%d", self.model.family, self.model.preset, self.config.host, self.port)
+                log.info("serving %s/%s on %s (max message %d bytes)", self.model.family, self.model.preset, self.url,
+                         self.max_message_bytes)
                 self._ready.set()
                 await self._stop_event.wait()
                 server.close(close_connections=True)
                 await server.wait_closed()
         finally:
+            for lg in library_loggers:
+                lg.removeFilter(library_filter)
             self._ready.set()
             await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)
+            self._decoder.shutdown(wait=False, cancel_futures=True)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Close all connections, wait for running compute, stop serving. Safe to call twice."""
@@ -286,22 +494,99 @@ class CloudServer:
     def _process_request(self, connection: Any, request: Any) -> Any:
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
+        if self.connections >= self.config.max_connections and not self._evict_idlest():
+            self.connections_refused += 1
+            self._log.log(logging.WARNING, "refused a connection: %d connections open (max_connections), none "
+                          "idle for %g s", self.connections, self.config.evict_idle_after_s)
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later\n")
         key = self.config.api_key
         if key is None:
             return None
+        peer = str((connection.remote_address or ("?",))[0])
+        now = time.monotonic()
+        failures = self._auth_failures.get(peer)
+        if failures is not None:
+            while failures and now - failures[0] > 60.0:
+                failures.popleft()
+            if len(failures) >= self.config.auth_failures_per_minute:
+                self.auth_refused += 1
+                self._log.log(logging.WARNING, "refused %s: too many failed token attempts", peer)
+                return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
+                                          "too many failed token attempts; retry in a minute\n")
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() in ("api-key", "bearer") and hmac.compare_digest(token.strip().encode(), key.encode()):
             return None
-        log.info("refused a connection from %s: missing or wrong token", connection.remote_address)
+        if failures is None:
+            failures = self._auth_failures[peer] = collections.deque()
+            while len(self._auth_failures) > 4096:  # bounded: the oldest addresses are forgotten
+                self._auth_failures.popitem(last=False)
+        failures.append(now)
+        self.auth_refused += 1
+        self._log.log(logging.INFO, "refused a connection from %s: missing or wrong token", peer)
         return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong Authorization token\n")
 
     # -- connection -------------------------------------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        """Open connections (handshake done, not evicted or closed)."""
+        return len(self._active)
+
+    def _evict_idlest(self) -> bool:
+        """At the cap: close the connection idle longest (no message for ``evict_idle_after_s``, none being handled)
+        to admit a new one, so idle connections cannot lock new clients out; False when none qualifies."""
+        now = asyncio.get_running_loop().time()
+        idle = [(t, id(ws), ws) for ws, t in self._active.items() if ws not in self._busy]
+        if not idle:
+            return False
+        t, _, victim = min(idle)
+        if now - t < self.config.evict_idle_after_s:
+            return False
+        del self._active[victim]
+        self.connections_evicted += 1
+        self._log.log(logging.INFO, "closing the connection from %s, idle %.1f s, to admit a new one",
+                      victim.remote_address, now - t)
+        asyncio.ensure_future(victim.close(1013, "evicted: idle while the server was full"))
+        return True
+
+    async def _next_message(self, ws: Any) -> Any:
+        """The next complete message; raises _ConnectionTimeout when none starts within ``idle_timeout_s`` or one
+        that started does not finish within ``message_timeout_s``."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        recv = asyncio.ensure_future(ws.recv())
+        poll_s = min(1.0, cfg.idle_timeout_s / 4, cfg.message_timeout_s / 4)
+        waiting_since = loop.time()
+        started: float | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait({recv}, timeout=poll_s)
+                if done:
+                    return recv.result()
+                now = loop.time()
+                if started is None and _message_in_progress(ws):
+                    started = now
+                if started is not None and now - started > cfg.message_timeout_s:
+                    raise _ConnectionTimeout(1008, f"message not complete within {cfg.message_timeout_s:g} s")
+                if started is None and now - waiting_since > cfg.idle_timeout_s:
+                    raise _ConnectionTimeout(1000, f"idle for {cfg.idle_timeout_s:g} s")
+        finally:
+            if not recv.done():
+                recv.cancel()
+                with contextlib.suppress(BaseException):
+                    await recv
+
     async def _handle(self, ws: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
         peer = ws.remote_address
-        log.info("connection from %s", peer)
+        loop = asyncio.get_running_loop()
+        if self.connections >= self.config.max_connections and not self._evict_idlest():  # raced past the check
+            self.connections_refused += 1
+            await ws.close(1013, "too many connections; retry later")
+            return
+        self._active[ws] = loop.time()
+        self._log.log(logging.INFO, "connection from %s", peer)
         sessions: dict[int, Any] = {}  # request id -> cloud session (insertion order = age)
         errors = [0]  # bad messages from this client (the server's own failures are not counted)
         slots = asyncio.Semaphore(self.config.max_in_flight_per_connection)
@@ -310,11 +595,21 @@ class CloudServer:
         def done(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             slots.release()
+            if not in_flight:
+                self._busy.discard(ws)
 
         try:
             await ws.send(msgpack_numpy.packb(self.info().to_dict()))
             while True:
-                data = await ws.recv()
+                if not in_flight:
+                    self._busy.discard(ws)
+                if ws in self._active:
+                    self._active[ws] = loop.time()
+                data = await self._next_message(ws)
+                if ws not in self._active:  # evicted meanwhile
+                    return
+                self._active[ws] = loop.time()
+                self._busy.add(ws)
                 recv_time = time.time()
                 recv_perf = time.perf_counter()
                 if isinstance(data, bytes | bytearray) and bytes(data[:4]) == wire.MAGIC:
@@ -324,19 +619,28 @@ class CloudServer:
                     task.add_done_callback(done)
                 else:  # openpi (no request ids) and text frames: answered in order
                     await self._answer(ws, data, sessions, errors, recv_time, recv_perf)
+        except _ConnectionTimeout as e:
+            self.connections_timed_out += 1
+            self._log.log(logging.INFO, "closing the connection from %s: %s", peer, e)
+            await ws.close(e.code, str(e))
         except ConnectionClosed:
             pass
         finally:
             for task in list(in_flight):
                 task.cancel()
+            self._active.pop(ws, None)
+            self._busy.discard(ws)
             sessions.clear()
-            log.info("connection from %s closed", peer)
+            self._log.log(logging.INFO, "connection from %s closed", peer)
 
     async def _answer(self, ws: Any, data: Any, sessions: dict[int, Any], errors: list[int], recv_time: float,
                       recv_perf: float) -> None:
-        """Answer one message (a reply or an error reply); close the connection after too many bad messages."""
+        """Answer one message: a reply, or an error reply for any failure (never a 1011 close). Bad messages count
+        toward ``max_errors_per_connection`` (then the connection is closed, 1008); the server's own failures
+        (``_ServerFault``, or an unexpected exception, logged as internal) never do."""
         from websockets.exceptions import ConnectionClosed
 
+        peer = ws.remote_address
         try:
             try:
                 if isinstance(data, str):
@@ -347,12 +651,19 @@ class CloudServer:
                         await ws.send(reply)
                 else:
                     await ws.send(await self._handle_openpi(data, recv_time, recv_perf))
-            except _BadRequest as e:
+            except ConnectionClosed:
+                raise
+            except Exception as e:  # noqa: BLE001 - every failure on one message is answered, never a 1011 close
+                fault = isinstance(e, _ServerFault) or not isinstance(e, _BadRequest)
+                if not isinstance(e, _BadRequest):
+                    self._log.log(logging.ERROR, "internal error on a message from %s: %s: %s", peer,
+                                  type(e).__name__, safe_error_text(str(e)))
+                    e = _BadRequest(E_INTERNAL, f"the server failed on this message ({type(e).__name__})")
                 self.errors_sent += 1
-                log.info("%s from %s: [%s] %s", "server failure" if isinstance(e, _ServerFault) else "bad request",
-                         ws.remote_address, e.code, e)
+                self._log.log(logging.INFO, "%s from %s: [%s] %s", "server failure" if fault else "bad request",
+                              peer, e.code, safe_error_text(str(e)))
                 await ws.send(self._error_frame(data, e.code, str(e)))
-                if not isinstance(e, _ServerFault):
+                if not fault:
                     errors[0] += 1
                     if errors[0] >= self.config.max_errors_per_connection:
                         await ws.close(1008, f"too many bad messages ({errors[0]})")
@@ -360,20 +671,26 @@ class CloudServer:
             pass
 
     def _error_frame(self, data: Any, code: str, message: str) -> bytes | str:
-        """Our error message for our clients (binary, with the request id), a text frame for everyone else."""
+        """Our error message for our clients (binary, with the request id), a text frame for everyone else. The
+        text is ``safe_error_text`` (printable ASCII, bounded), so the frame never grows with the client's bytes."""
+        text = safe_error_text(message)
         if isinstance(data, bytes | bytearray) and bytes(data[:4]) == wire.MAGIC:
             request_id = -1
             try:
                 meta, _ = wire.read_header(data, limits=self._limits())
                 rid = meta.get("request_id")
-                request_id = rid if type(rid) is int else -1
+                request_id = rid if type(rid) is int and -(2**63) <= rid < 2**63 else -1
             except (wire.WireFormatError, TypeError):
                 pass
-            return wire.encode({}, {TYPE_KEY: ERROR, "request_id": request_id, "code": code, "message": message})
-        return f"error [{code}]: {message}"
+            return wire.encode({}, {TYPE_KEY: ERROR, "request_id": request_id, "code": code, "message": text})
+        return f"error [{code}]: {text}"
 
     def _limits(self) -> wire.WireLimits:
-        return wire_limits(self.config.max_message_bytes)
+        return self._wire_limits
+
+    async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on the decode pool (parsing and decoding never block the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, functools.partial(fn, *args, **kwargs))
 
     async def _run(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
         """Run the compute job ``fn(model, *args)``, counted in the queue length; returns (result, queue_s,
@@ -415,9 +732,20 @@ class CloudServer:
         self, data: bytes, sessions: dict[int, Any], recv_time: float, recv_perf: float
     ) -> bytes | None:
         try:
-            message = wire.decode(data, limits=self._limits())
+            _, infos = await self._off_loop(wire.read_header, data, limits=self._limits())
         except wire.WireFormatError as e:
             raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
+        assert self._budget is not None
+        async with self._budget.reserve(len(data) + wire.decoded_nbytes(infos), self.config.busy_timeout_s):
+            try:
+                message = await self._off_loop(wire.decode, data, limits=self._limits())
+            except wire.WireFormatError as e:
+                raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
+            return await self._serve_ours(message, sessions, recv_time, recv_perf)
+
+    async def _serve_ours(
+        self, message: wire.Message, sessions: dict[int, Any], recv_time: float, recv_perf: float
+    ) -> bytes | None:
         meta = message.meta
         kind = meta.get(TYPE_KEY)
         if kind == PING:
@@ -433,14 +761,15 @@ class CloudServer:
             )
         request_id = meta.get("request_id")
         if type(request_id) is not int:
-            raise _BadRequest(E_BAD_MESSAGE, f"request_id must be an int, got {request_id!r}")
+            raise _BadRequest(E_BAD_MESSAGE, f"request_id must be an int, got a {type(request_id).__name__}")
         if kind == CANCEL:
             sessions.pop(request_id, None)
             return None
         if kind == SPLIT:
             cut = meta.get("cut")
             if type(cut) is not int or not 0 <= cut < self.num_cuts:
-                raise _BadRequest(E_BAD_REQUEST, f"cut must be an int in 0..{self.num_cuts - 1}, got {cut!r}")
+                raise _BadRequest(E_BAD_REQUEST, f"cut must be an int in 0..{self.num_cuts - 1}, got "
+                                  f"{cut if type(cut) is int and abs(cut) < 10**6 else 'a ' + type(cut).__name__}")
             # one exchange in flight per connection: a new inference ends every earlier one (bounded memory)
             sessions.clear()
             session = None
@@ -450,7 +779,8 @@ class CloudServer:
             session = sessions[request_id]
             cut = -1
         else:
-            raise _BadRequest(E_BAD_MESSAGE, f"unknown message type {kind!r}; expected one of split/continue/cancel/ping")
+            raise _BadRequest(E_BAD_MESSAGE, f"unknown message type (a {type(kind).__name__}); expected one of "
+                              "split/continue/cancel/ping")
         try:
             header = payload_header(meta)
         except ProtocolError as e:
@@ -469,7 +799,8 @@ class CloudServer:
         except Exception as e:  # noqa: BLE001 - any model failure on a hostile payload is answered, not fatal
             sessions.pop(request_id, None)
             code = E_BAD_REQUEST if isinstance(e, ValueError | TypeError) else E_COMPUTE
-            log.info("request %d failed: %s: %s", request_id, type(e).__name__, e)
+            self._log.log(logging.INFO, "request %d failed: %s: %s", request_id, type(e).__name__,
+                          safe_error_text(str(e)))
             raise _BadRequest(code, f"{type(e).__name__}: {e}") from e
         final = getattr(result, "kind", None) == "actions"
         if final:
@@ -480,14 +811,19 @@ class CloudServer:
         envelope = {TYPE_KEY: REPLY, "request_id": request_id, "final": final}
         envelope["timing"] = self._timing(recv_time, recv_perf, queue_s, compute_s)
         try:
-            return encode_payload(result, envelope, self.config.reply_compression)
+            return encode_payload(result, envelope, reply_codec(meta, self.config.reply_compression))
         except (wire.WireFormatError, TypeError, AttributeError) as e:
             raise _BadRequest(E_COMPUTE, f"cannot encode the reply: {e}") from e
 
     # -- openpi policy-server format ---------------------------------------------------------------------------------
     async def _handle_openpi(self, data: bytes, recv_time: float, recv_perf: float) -> bytes:
+        assert self._budget is not None
+        async with self._budget.reserve(2 * len(data), self.config.busy_timeout_s):  # the arrays are views
+            return await self._serve_openpi(data, recv_time, recv_perf)
+
+    async def _serve_openpi(self, data: bytes, recv_time: float, recv_perf: float) -> bytes:
         try:
-            request = msgpack_numpy.unpackb(data, max_message_bytes=self.config.max_message_bytes)
+            request = await self._off_loop(msgpack_numpy.unpackb, data, max_message_bytes=self.max_message_bytes)
         except wire.WireFormatError as e:
             raise _BadRequest(E_BAD_MESSAGE, str(e)) from e
         if not isinstance(request, dict):
@@ -514,6 +850,13 @@ class CloudServer:
 
 
 # -- compute jobs: module-level functions of (model, ...) so any engine can run them where the model lives ----------
+def reply_codec(meta: dict[str, Any], default: str) -> str:
+    """The codec of a reply's activations: the request's ``reply_compression`` when it names a valid one (the edge's
+    wire configuration, executor.wire_config), else ``default``."""
+    codec = meta.get("reply_compression", default)
+    return codec if codec in wire.COMPRESSIONS else default
+
+
 def cloud_step(model: SplitModel, cut: int, session: Any, message: wire.Message) -> tuple[Any, Any]:
     """One cloud step of a split exchange: a new cloud session at ``cut`` (``session`` None) or the given one."""
     sess = session if session is not None else model.cloud_session(cut)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -460,6 +460,12 @@ def _parse_header(buf: memoryview, limits: WireLimits) -> tuple[dict[str, Any], 
                 f"tensor {name!r}: shape must be a list of at most {limits.max_ndim} non-negative ints, got {shape!r}"
             )
         shape_t = tuple(shape)
+        if any(s > limits.max_decoded_bytes for s in shape_t):
+            # a dimension no message could fill, even beside a zero one (a zero-size [0, 2**62] tensor passes the
+            # byte checks but cannot be reshaped): rejected before any array is built
+            raise WireFormatError(
+                f"tensor {name!r}: a dimension of shape {shape_t} exceeds the limit of {limits.max_decoded_bytes}"
+            )
         offset = _int_field(raw, "offset", name)
         nbytes = _int_field(raw, "nbytes", name)
         count = _num_elements(shape_t)
@@ -515,6 +521,11 @@ def read_header(data: bytes | bytearray | memoryview, *, limits: WireLimits = DE
     return meta, tuple(infos)
 
 
+def decoded_nbytes(infos: Iterable[TensorInfo]) -> int:
+    """Bytes :func:`decode` allocates for these tensors at most (bfloat16 comes back as float32)."""
+    return sum(_num_elements(i.shape) * (4 if i.dtype == "bfloat16" else WIRE_DTYPES[i.dtype].itemsize) for i in infos)
+
+
 def _decode_one(buf: memoryview, base: int, info: TensorInfo) -> np.ndarray:
     count = _num_elements(info.shape)
     if info.codec == "none":
@@ -552,7 +563,12 @@ def decode(
     meta, infos, base, _ = _parse_header(buf, limits)
     arrays = {}
     for info in infos:
-        arr = _decode_one(buf, base, info)
+        try:
+            arr = _decode_one(buf, base, info)
+        except WireFormatError:
+            raise
+        except (ValueError, TypeError, OverflowError, MemoryError) as e:  # whatever numpy says about a hostile one
+            raise WireFormatError(f"tensor {info.name!r}: cannot be decoded ({type(e).__name__})") from e
         arrays[info.name] = arr.copy() if copy and not arr.flags.owndata else arr
     return Message(
         arrays=arrays,

@@ -37,6 +37,11 @@ from traces.units import BITS_PER_BYTE, MBIT
 log = logging.getLogger(__name__)
 
 MAHIMAHI_PACKET_BYTES = 1500
+# plausibility bounds: a value beyond these is a wrong unit or a corrupt/hostile file, not a network
+MAX_RATE_MBPS = 100_000.0  # 100 Gbit/s
+MAX_DURATION_S = 86_400.0  # a trace spans at most a day
+MAX_TIMESTAMP_S = 365 * 86_400.0  # timestamps are relative (seconds from the trace's start), at most a year
+MAX_RTT_MS = 60_000.0  # a minute
 TEXT3_HEADER = "# time_s up_mbps down_mbps"
 FORMATS = ("mahimahi", "text", "csv", "csv_header", "json")
 _COMMENT = "#"
@@ -154,6 +159,8 @@ def _finish(
         if neg.any():
             i = int(np.flatnonzero(neg)[0])
             raise TraceFormatError(path, f"negative value {arr[i]}", line_nos[i])
+    _check_plausible(path, times_s, up, down, rtt_arr if rtt_arr is not None else np.asarray([rtt_ms]), line_nos,
+                     last_interval_s)
     d = np.diff(times_s)
     back = d < 0
     if back.any():
@@ -196,6 +203,35 @@ def _finish(
         )
     except ValueError as e:
         raise TraceFormatError(path, str(e)) from e
+
+
+def _check_plausible(path: Path, times_s: np.ndarray, up: np.ndarray, down: np.ndarray, rtt_ms: np.ndarray,
+                     line_nos: Sequence[int], last_interval_s: float | None = None) -> None:
+    """Reject values no network trace holds (``MAX_RATE_MBPS``, ``MAX_TIMESTAMP_S``, ``MAX_DURATION_S``,
+    ``MAX_RTT_MS``), naming the line: a wrong unit, a corrupt file or a hostile one."""
+    def line(i: int) -> int | None:
+        return line_nos[i] if 0 <= i < len(line_nos) else None
+
+    for arr in (up, down):
+        over = arr > MAX_RATE_MBPS
+        if over.any():
+            i = int(np.flatnonzero(over)[0])
+            raise TraceFormatError(path, f"rate {arr[i]:g} Mbit/s is above {MAX_RATE_MBPS:g} Mbit/s (100 Gbit/s): "
+                                         "not a network rate (wrong unit?)", line(i))
+    far = np.abs(times_s) > MAX_TIMESTAMP_S
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise TraceFormatError(path, f"timestamp {times_s[i]:g} s is beyond a year ({MAX_TIMESTAMP_S:g} s); "
+                                     "timestamps are seconds from the trace's start (wrong unit?)", line(i))
+    span = float(times_s[-1] - times_s[0]) + (last_interval_s or 0.0) if len(times_s) else 0.0
+    if span > MAX_DURATION_S:
+        raise TraceFormatError(path, f"the trace spans {span:g} s, more than a day ({MAX_DURATION_S:g} s)",
+                               line(len(times_s) - 1))
+    slow = rtt_ms > MAX_RTT_MS
+    if slow.any():
+        i = int(np.flatnonzero(slow)[0])
+        raise TraceFormatError(path, f"RTT {rtt_ms[i]:g} ms is above {MAX_RTT_MS:g} ms", line(i) if rtt_ms.size > 1
+                               else None)
 
 
 # -- format detection ---------------------------------------------------------------------------------------------
@@ -255,10 +291,13 @@ def _mahimahi_ms(path: Path) -> np.ndarray:
         ms = np.array(text.split(), dtype=np.int64)
     except (ValueError, OverflowError):
         ms = None
-    if ms is None or ms.size == 0 or (ms < 0).any():
+    if ms is None or ms.size == 0 or (ms < 0).any() or (ms > MAX_TIMESTAMP_S * 1e3).any():
         for no, s in _data_lines(text):
             if not re.fullmatch(r"\d+", s):
                 raise TraceFormatError(path, f"expected a non-negative integer ms timestamp, got {s[:60]!r}", no)
+            if len(s) > 15 or int(s) > MAX_TIMESTAMP_S * 1e3:
+                raise TraceFormatError(path, f"timestamp {s[:30]} ms is beyond a year ({MAX_TIMESTAMP_S * 1e3:g} ms)",
+                                       no)
         raise TraceFormatError(path, "empty file (no samples)")
     back = np.diff(ms) < 0
     if back.any():
@@ -268,6 +307,8 @@ def _mahimahi_ms(path: Path) -> np.ndarray:
         raise TraceFormatError(path, f"timestamps go backwards: {ms[i]} after {ms[i - 1]}", nonblank[i])
     if ms[-1] <= 0:
         raise TraceFormatError(path, "last timestamp must be > 0 ms (it sets the loop period)")
+    if ms[-1] > MAX_DURATION_S * 1e3:
+        raise TraceFormatError(path, f"the trace spans {ms[-1] / 1e3:g} s, more than a day ({MAX_DURATION_S:g} s)")
     return ms
 
 
@@ -324,6 +365,7 @@ def read_mahimahi(
         other = Path(partner)  # type: ignore[arg-type]
     ms = _mahimahi_ms(path)
     starts, rates, last = _mahimahi_bins(ms, bin_s)
+    _check_plausible(path, starts, rates, rates, np.zeros(1), [])
     stem = path.stem if suffix in (".up", ".down") else path.name
     label = name if name is not None else stem
     if other is None:
@@ -339,6 +381,7 @@ def read_mahimahi(
         )
     ms2 = _mahimahi_ms(other)
     starts2, rates2, last2 = _mahimahi_bins(ms2, bin_s)
+    _check_plausible(other, starts2, rates2, rates2, np.zeros(1), [])
     up_r, down_r = (rates, rates2) if this_dir == "up" else (rates2, rates)
     up_p, down_p = (path, other) if this_dir == "up" else (other, path)
     notes: tuple[str, ...] = (f"mahimahi pair joined: up={up_p.name}, down={down_p.name}, {bin_s:g} s bins",)
@@ -613,6 +656,8 @@ def _json_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise TraceFormatError(path, f"invalid JSON: {e.msg}", e.lineno) from e
+    except (ValueError, RecursionError) as e:  # an integer of more than 4,300 digits, nesting too deep
+        raise TraceFormatError(path, f"invalid JSON: {type(e).__name__}: {str(e)[:120]}") from e
     if not isinstance(obj, dict):
         raise TraceFormatError(path, f"JSON must be an object of arrays, got {type(obj).__name__}")
     aliases = {"timestamps": "timestamps_s", "timestamp": "timestamp_s", "time": "time_s", "times": "times_s",
@@ -632,9 +677,14 @@ def _json_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
             raise TraceFormatError(path, f"key {keys[i]!r} must be an array, got {type(val).__name__}")
         try:
             arrays[i] = np.array(val, dtype=np.float64)
+        except OverflowError as e:
+            bad = next((j for j, v in enumerate(val) if isinstance(v, int) and abs(v) > 1e300), 0)
+            raise TraceFormatError(path, f"key {keys[i]!r}: element [{bad}] is an integer too large for a float "
+                                         f"({val[bad].bit_length()} bits)", bad + 1) from e
         except (TypeError, ValueError) as e:
             bad = next((j for j, v in enumerate(val) if not isinstance(v, (int, float)) or isinstance(v, bool)), 0)
-            raise TraceFormatError(path, f"key {keys[i]!r}: non-numeric element [{bad}] = {val[bad]!r}") from e
+            raise TraceFormatError(path, f"key {keys[i]!r}: non-numeric element [{bad}] = {str(val[bad])[:60]!r}",
+                                   bad + 1) from e
         if arrays[i].ndim != 1:
             raise TraceFormatError(path, f"key {keys[i]!r} must be a flat array")
     n = len(arrays[t_col])

@@ -153,7 +153,7 @@ class TraceSet:
             seen.add(n)
             try:
                 traces.append(load_trace(f, bin_s=bin_s, name=n))
-            except (TraceFormatError, ValueError) as e:
+            except (TraceFormatError, ValueError, OverflowError) as e:  # one bad file never aborts the folder
                 if strict:
                     raise
                 reason = e.reason if isinstance(e, TraceFormatError) else str(e)

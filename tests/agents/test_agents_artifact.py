@@ -1,4 +1,5 @@
-"""Policy artifact: save/load gives identical predict; every load_policy refusal names the mismatch."""
+"""Policy artifact: save/load gives identical predict; every load_policy refusal names the mismatch; a pickled
+(format-1) zip is refused without --trust-pickle and its payload never runs; migration keeps predict identical."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agents.artifact import PolicyExpectation, PolicyLoadError, load_policy, meta_path
+from agents.artifact import (
+    PolicyExpectation,
+    PolicyLoadError,
+    load_policy,
+    meta_path,
+    migrate_policy,
+    weights_path,
+)
 from agents.training import TrainConfig, train
 
 
@@ -32,19 +40,41 @@ def test_run_folder_contents(trained):
     curve = (res.run_dir / "learning_curve.csv").read_text().splitlines()
     assert curve[0].startswith("timesteps,") and len(curve) >= 3
     meta = json.loads(meta_path(res.policy_path).read_text())
-    assert meta["format_version"] == 1 and meta["action_space"]["nvec"] == [4, 2]
+    assert res.policy_path.suffix == ".safetensors" and not res.policy_path.with_suffix(".zip").exists()
+    assert meta["format_version"] == 2 and meta["action_space"]["nvec"] == [4, 2]
+    assert meta["network"]["activation"] == "Tanh" and meta["network"]["observation_space"]["shape"] == [33]
     assert meta["model_id"] == "toy/tiny" and len(meta["traces"]["fingerprint"]) == 64
     low, high = np.array(meta["obs_range"]["low"]), np.array(meta["obs_range"]["high"])
     assert low.shape == (33,) and np.all(low <= high) and np.all(low >= 0) and np.all(high <= 1)
 
 
-def test_save_load_identical_predict(trained):
+@pytest.fixture
+def fresh(trained, tmp_path):
+    """A MaskablePPO with seeded random weights (ReLU, its own net_arch) in memory, saved as an artifact with the
+    trained run's metadata: the reference that save->load must reproduce."""
+    import torch
     from sb3_contrib import MaskablePPO
 
     res, env = trained
-    loaded = load_policy(res.policy_path, PolicyExpectation.for_env(env))
-    reference = MaskablePPO.load(str(res.policy_path), device="cpu")
-    loaded_torch = load_policy(res.policy_path, use_torch=True)
+    model = MaskablePPO("MlpPolicy", env, seed=3, device="cpu", n_steps=64, batch_size=32,
+                        policy_kwargs={"net_arch": [32, 16], "activation_fn": torch.nn.ReLU})
+    meta = json.loads(meta_path(res.policy_path).read_text())
+    for k in ("network", "weights_sha256", "format_version", "action_space"):
+        meta.pop(k)
+    return model, meta, tmp_path
+
+
+def test_save_load_identical_predict(trained, fresh):
+    from agents.artifact import save_policy
+
+    _, env = trained
+    reference, meta, tmp = fresh
+    path = save_policy(reference, tmp / "run" / "policy.zip", meta)
+    assert path == tmp / "run" / "policy.safetensors" and not (tmp / "run" / "policy.zip").exists()
+    loaded = load_policy(path, PolicyExpectation.for_env(env))
+    loaded_torch = load_policy(path.with_suffix(".zip"), use_torch=True)  # the stem names the artifact too
+    for name, tensor in reference.policy.state_dict().items():
+        assert bool((loaded.planner.model.policy.state_dict()[name] == tensor).all()), name
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=0)
     for i in range(60):
@@ -65,7 +95,7 @@ def test_save_load_identical_predict(trained):
 @pytest.fixture
 def copy(trained, tmp_path):
     res, env = trained
-    dst = tmp_path / "policy.zip"
+    dst = tmp_path / "policy.safetensors"
     shutil.copy(res.policy_path, dst)
     shutil.copy(meta_path(res.policy_path), meta_path(dst))
     return dst, env
@@ -86,30 +116,111 @@ def test_refuses_missing_files(copy, tmp_path):
         load_policy(path)
 
 
-def test_refuses_corrupt_zip(copy):
+def test_refuses_corrupt_weights(copy):
     path, _ = copy
-    path.write_bytes(b"this is not a zip file")
-    with pytest.raises(PolicyLoadError, match="not a zip"):
+    path.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(PolicyLoadError, match="sha256"):
+        load_policy(path)
+    _edit_meta(path, lambda m: m.pop("weights_sha256"))
+    with pytest.raises(PolicyLoadError, match="not a readable safetensors file"):
         load_policy(path)
 
 
-def test_refuses_truncated_or_altered_zip(copy):
+def test_refuses_weights_that_do_not_fit_the_network(copy):
     path, _ = copy
-    data = path.read_bytes()
-    path.write_bytes(data[:-10] + b"\0" * 10)  # still a zip by its header scan? hash catches it either way
-    with pytest.raises(PolicyLoadError, match="(sha256|not a zip)"):
+    _edit_meta(path, lambda m: m["network"].update(net_arch=[8]))
+    with pytest.raises(PolicyLoadError, match="do not fit the described network|needs"):
         load_policy(path)
 
 
-def test_refuses_zip_sb3_cannot_read(copy):
+@pytest.mark.parametrize("field, value, match", [
+    ("activation", "os.system", "network.activation must be one of"),
+    ("policy_class", "builtins.eval", "network.policy_class"),
+    ("net_arch", "64,64", "network.net_arch must be a list"),
+    ("net_arch", [2**40], "network.net_arch must be a list"),
+    ("observation_space", [1, 2], "must be mappings"),
+])
+def test_refuses_bad_network_description(copy, field, value, match):
+    path, _ = copy
+    _edit_meta(path, lambda m: m["network"].update({field: value}))
+    with pytest.raises(PolicyLoadError, match=match):
+        load_policy(path)
+
+
+@pytest.mark.parametrize("field", ["observation", "env", "obs_range", "action_space", "profiles"])
+def test_metadata_fields_of_the_wrong_type_are_named(copy, field):
+    path, env = copy
+    _edit_meta(path, lambda m: m.update({field: ["a", "list"]}))
+    with pytest.raises(PolicyLoadError, match=f"field '{field}' must be a mapping, got list"):
+        load_policy(path, PolicyExpectation.for_env(env))
+
+
+def _crafted_pickle_zip(path, marker):
+    """A format-1 artifact whose zip holds a pickle that would write ``marker`` when unpickled."""
+    import base64
+    import pickle
     import zipfile
 
-    path, _ = copy
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("data", "{}")
-    _edit_meta(path, lambda m: m.pop("zip_sha256"))
+        z.writestr("data", json.dumps({"policy_class": {":type:": "<class>", ":serialized:":
+                                                        base64.b64encode(pickle.dumps(Payload())).decode()}}))
+        z.writestr("policy.pth", pickle.dumps(Payload()))
+        z.writestr("pytorch_variables.pth", pickle.dumps(Payload()))
+    return path
+
+
+def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path):
+    path, env = copy
+    marker = tmp_path / "pwned"
+    legacy = _crafted_pickle_zip(path.with_suffix(".zip"), marker)
+    path.unlink()  # only the pickled zip and its JSON remain, as a format-1 artifact
+    _edit_meta(path, lambda m: m.update(format_version=1))
+    for name in (legacy, legacy.with_suffix(".json"), legacy.parent):
+        target = name / "policy.zip" if name.is_dir() else name
+        with pytest.raises(PolicyLoadError, match="pickled.*refused.*--trust-pickle"):
+            load_policy(target, PolicyExpectation.for_env(env))
+    from agents.guard import GuardedPolicy
+    from agents.heuristics import EdgeOnly
+    from agents.planner import PlannerContext
+
+    guarded = GuardedPolicy(legacy, EdgeOnly(PlannerContext.from_env(env)))
+    assert guarded.policy is None and "--trust-pickle" in guarded.load_error
+    from agents.eval_cli import main as eval_main
+
+    rc = eval_main(["--planners", f"ppo:{legacy},edge", "--episodes", "1", "--episode-s", "1"])
+    assert rc == 2
+    assert not marker.exists()
+    # the payload is real: with the user's explicit trust, SB3's loader runs it (and then fails on the rest)
     with pytest.raises(PolicyLoadError, match="cannot be loaded by MaskablePPO"):
-        load_policy(path)
+        load_policy(legacy, trust_pickle=True)
+    assert marker.exists()
+
+
+def test_migrate_keeps_predict_identical(trained, fresh):
+    _, env = trained
+    model, meta, tmp_path = fresh
+    legacy = tmp_path / "old" / "policy.zip"
+    legacy.parent.mkdir()
+    model.save(str(legacy))  # what format 1 wrote: SB3's zip + the same JSON
+    meta["format_version"] = 1
+    meta["action_space"] = {"type": "MultiDiscrete", "nvec": [4, 2]}
+    meta_path(legacy).write_text(json.dumps(meta))
+    with pytest.raises(PolicyLoadError, match="--trust-pickle"):
+        load_policy(legacy)
+    trusted = load_policy(legacy, trust_pickle=True)
+    new = migrate_policy(legacy)
+    assert new == weights_path(legacy) and json.loads(meta_path(legacy).read_text())["format_version"] == 2
+    migrated = load_policy(legacy, PolicyExpectation.for_env(env))  # no trust needed any more
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        o = rng.uniform(0, 1, 33).astype(np.float32)
+        assert migrated.predict(o)[0].tolist() == trusted.predict(o)[0].tolist()
+    with pytest.raises(PolicyLoadError, match="nothing to migrate"):
+        migrate_policy(legacy)
 
 
 def test_refuses_other_format_version(copy):
@@ -151,3 +262,18 @@ def test_refuses_model_and_profile_mismatch(copy):
     with pytest.raises(PolicyLoadError, match="action space mismatch"):
         load_policy(path, replace(exp, num_cuts=7))
     assert load_policy(path, exp).metadata["model_id"] == "toy/tiny"
+
+
+def test_policy_cli_migrate_needs_trust(trained, fresh, capsys):
+    from agents.policy_cli import main
+
+    model, meta, tmp_path = fresh
+    legacy = tmp_path / "cli" / "policy.zip"
+    legacy.parent.mkdir()
+    model.save(str(legacy))
+    meta.update(format_version=1, action_space={"type": "MultiDiscrete", "nvec": [4, 2]})
+    meta_path(legacy).write_text(json.dumps(meta))
+    assert main(["migrate", str(legacy.parent)]) == 2 and "--trust-pickle" in capsys.readouterr().err
+    assert main(["migrate", "--trust-pickle", str(legacy.parent)]) == 0
+    assert weights_path(legacy).is_file()
+    assert main(["show", str(legacy.parent)]) == 0 and '"format_version": 2' in capsys.readouterr().out

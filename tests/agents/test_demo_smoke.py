@@ -38,7 +38,7 @@ def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
     for phase in ("1.", "2.", "3.", "4.", "5."):
         assert any(k.startswith(phase) for k in summary["phase_wall_s"])
         assert phase in printed
-    assert (out / "ppo" / "policy.zip").is_file()
+    assert (out / "ppo" / "policy.safetensors").is_file()
     for png in ("learning_curve.png", "eval_profile/latency_cdf.png", "eval_profile/timeline.png",
                 "eval_executor/latency_cdf.png", "eval_executor/timeline.png"):
         img = mpimg.imread(out / png)

@@ -11,7 +11,7 @@ import pytest
 
 from agents.edge_cli import resolved_deadline_ms, wire_policy
 from agents.training import TrainConfig, quick, train
-from executor.roofline import roofline_profile_for
+from executor.wire_config import roofline_pair
 
 ECC = str(Path(sys.executable).parent / "ecc")
 
@@ -25,18 +25,17 @@ def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_policy_loads_for_its_profiles_and_is_refused_for_others(tiny_policy: Path) -> None:
-    a100 = roofline_profile_for("openvla", "tiny", "a100")
-    ok, adapter = wire_policy(tiny_policy, roofline_profile_for("openvla", "tiny", "orin"), a100,
-                              period_ms=100.0, deadline_ms=300.0)
+    orin, a100 = roofline_pair("openvla", "tiny", "orin", "a100")  # priced under the default wire, as trained
+    ok, adapter = wire_policy(tiny_policy, orin, a100, period_ms=100.0, deadline_ms=300.0)
     assert ok.policy is not None and ok.load_error is None
     assert adapter.builder.size == ok.policy.obs_low.shape[0]
-    other, _ = wire_policy(tiny_policy, roofline_profile_for("openvla", "tiny", "thor"), a100,
+    other, _ = wire_policy(tiny_policy, roofline_pair("openvla", "tiny", "thor", "a100")[0], a100,
                            period_ms=100.0, deadline_ms=300.0)
     assert other.policy is None and "edge profile mismatch" in other.load_error
 
 
 def test_a_deadline_other_than_the_training_one_is_reported(tiny_policy: Path, caplog) -> None:
-    edge, cloud = roofline_profile_for("openvla", "tiny", "orin"), roofline_profile_for("openvla", "tiny", "a100")
+    edge, cloud = roofline_pair("openvla", "tiny", "orin", "a100")
     capped = resolved_deadline_ms(edge, cloud, 300.0)
     with caplog.at_level("WARNING", logger="agents.edge_cli"):
         wire_policy(tiny_policy, edge, cloud, period_ms=100.0, deadline_ms=capped)
@@ -86,7 +85,7 @@ def test_runtime_deadline_is_the_envs_deadline() -> None:
     from ecc_env.latency import DeadlineConfig
 
     for model, edge_hw in (("pi0", "orin"), ("openvla", "orin"), ("openvla", "thor")):
-        edge, cloud = roofline_profile_for(model, "full", edge_hw), roofline_profile_for(model, "full", "a100")
+        edge, cloud = roofline_pair(model, "full", edge_hw, "a100")
         for break_even in (True, False):
             env = gym.make(ENV_ID, edge_profile=edge, cloud_profile=cloud,
                            deadline=DeadlineConfig(300.0, break_even=break_even))

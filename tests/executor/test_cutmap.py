@@ -99,7 +99,8 @@ def test_compressed_activations_shrink_the_split_slopes():
     i = fp32.table.names.index("after:connector")
     assert int8.slope_ms_mbps[i] < fp32.slope_ms_mbps[i] / 3
     assert int8.slope_ms_mbps[0] == fp32.slope_ms_mbps[0]  # cloud-only uploads the frames, never compressed
-    assert int8.intercept_ms[i] == pytest.approx(fp32.intercept_ms[i])
+    # same compute; int8 adds only its cast time (executor.wire_config.codec_ms, microseconds at memory bandwidth)
+    assert 0 < int8.intercept_ms[i] - fp32.intercept_ms[i] < 0.05
 
 
 @settings(max_examples=60, deadline=None)

@@ -1,0 +1,376 @@
+"""Hostile input against a real `ecc serve` process (loopback only; every loop bounded; everything stops by itself).
+
+    python benchmarks/bench_hostile.py                       # openvla tiny, 10,000 messages, 1,000 idle connections
+    python benchmarks/bench_hostile.py --messages 2000 --idle 200 --latency-calls 100   # quicker
+
+Three phases against one server subprocess with its default settings (``ecc serve --model M --preset P --port 0``):
+
+1. fuzz: ``--messages`` seeded hostile messages over every class of ``tests/executor/test_net_hostile.py``
+   (random bytes, bit flips, truncations, zero-and-huge dimensions, NUL-filled fields, huge ids, text frames,
+   openpi maps that lie about their arrays ...), sent one after another on connections reopened whenever the server
+   closes one for too many bad messages (1008, by design). Counted: replies of each kind, ``internal`` error
+   replies and 1011 closes (unhandled errors), a dead server (crash), the server's RSS growth and its log bytes.
+2. lockout: ``--idle`` idle websocket connections plus a slowloris client (a frame announced, then one byte every
+   0.5 s) held open while a new well-formed client connects and runs one exact inference.
+3. oversize: a well-formed client's latency (``--latency-calls`` calls at cut ``--cut``) measured in alternating
+   blocks without and with an attacker process that keeps sending messages just over the server's limit
+   (``--attack-rate`` per second, 0: back to back); each must be rejected before it is decoded (close 1009,
+   or the socket dropped mid-upload: the server stops reading once it has sent 1009). Reported:
+   p50/p99 both ways and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "executor"))
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class ServerProcess:
+    """``ecc serve`` in a subprocess; its stderr (the log) goes to a file whose size is the log volume."""
+
+    def __init__(self, model: str, preset: str, log_path: Path, extra: list[str]) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "serve", "--model", model, "--preset", preset, "--port", "0",
+             "--threads", "1", *extra],
+            stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=str(ROOT))
+        deadline = time.monotonic() + 120
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith(b"serving ") or not line:
+                break
+        if not line.startswith(b"serving "):
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
+        self.url = line.split()[1].decode()
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def rss(self) -> int:
+        return _rss_bytes(self.proc.pid)
+
+    def log_bytes(self) -> int:
+        self.log.flush()
+        return self.log_path.stat().st_size
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def _raw_ws(port: int, timeout_s: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("handshake refused")
+        buf += chunk
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(buf.split(b"\r\n", 1)[0].decode())
+    return sock
+
+
+def phase_fuzz(server: ServerProcess, edge, n: int, seed: int) -> dict:
+    from test_net_hostile import fuzz_messages
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from executor import msgpack_numpy, wire
+
+    messages = fuzz_messages(edge, n, seed)
+    rss0, log0 = server.rss(), server.log_bytes()
+    counts: dict[str, int] = {}
+    closes: dict[int, int] = {}
+    unanswered = internal = 0
+    max_reply = 0
+    i = 0
+    t0 = time.perf_counter()
+    while i < len(messages) and server.alive:
+        with connect(server.url, compression=None, max_size=None, open_timeout=10) as ws:
+            msgpack_numpy.unpackb(ws.recv(timeout=10))
+            while i < len(messages):
+                _, message = messages[i]
+                i += 1
+                try:
+                    ws.send(message)
+                    raw = ws.recv(timeout=10)
+                except ConnectionClosed as e:
+                    code = e.rcvd.code if e.rcvd is not None else 1006
+                    closes[code] = closes.get(code, 0) + 1
+                    if code == 1008:  # closed for too many bad messages (by design): resend on a new connection
+                        i -= 1
+                    else:
+                        unanswered += 1
+                    break
+                except TimeoutError:
+                    unanswered += 1
+                    break
+                max_reply = max(max_reply, len(raw))
+                kind = "text" if isinstance(raw, str) else wire.decode(raw).meta["ecc"]
+                if kind == "error" and wire.decode(raw).meta["code"] == "internal":
+                    internal += 1
+                counts[kind] = counts.get(kind, 0) + 1
+    wall = time.perf_counter() - t0
+    return {"messages": n, "sent": i, "replies": counts, "closes": {str(k): v for k, v in closes.items()},
+            "unhandled_1011": closes.get(1011, 0), "internal_errors": internal, "unanswered": unanswered,
+            "crashed": not server.alive, "rss_growth_mb": (server.rss() - rss0) / 1e6,
+            "log_growth_kb": (server.log_bytes() - log0) / 1e3, "max_reply_bytes": max_reply, "wall_s": wall}
+
+
+def _exact_call(edge, url: str, cut: int = 3) -> float:
+    from executor.client import ClientConfig, EdgeClient
+
+    obs = edge.make_observation(7)
+    t0 = time.perf_counter()
+    with EdgeClient(edge, url, ClientConfig(connect_timeout_s=10.0)) as client:
+        client.connect()
+        out = client.infer(obs, cut, deadline=time.perf_counter() + 10.0)
+    np.testing.assert_array_equal(out.actions, edge.forward(obs))
+    return time.perf_counter() - t0
+
+
+def phase_lockout(server: ServerProcess, edge, idle: int) -> dict:
+    socks: list[socket.socket] = []
+    refused = 0
+    for _ in range(idle):
+        try:
+            socks.append(_raw_ws(server.port))
+        except (ConnectionError, OSError):
+            refused += 1
+    slow = _raw_ws(server.port)
+    slow.sendall(bytes([0x82, 0x80 | 126]) + struct.pack(">H", 60000) + b"\0\0\0\0")
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for _ in range(240):  # at most 2 minutes
+            if stop.wait(0.5):
+                return
+            try:
+                slow.sendall(b"\0")
+            except OSError:
+                return
+
+    th = threading.Thread(target=trickle, daemon=True)
+    th.start()
+    time.sleep(1.5)  # everyone idle past the eviction threshold
+    try:
+        new_client_s = _exact_call(edge, server.url)
+        ok = True
+    except Exception as e:  # noqa: BLE001 - reported
+        new_client_s, ok = float("nan"), False
+        print(f"new client failed: {type(e).__name__}: {e}", file=sys.stderr)
+    stop.set()
+    th.join(2)
+    for s in socks + [slow]:
+        s.close()
+    return {"idle_opened": len(socks), "idle_refused": refused, "slowloris": True, "new_client_ok": ok,
+            "new_client_connect_and_infer_s": new_client_s, "server_alive": server.alive}
+
+
+ATTACKER = r"""
+import sys, time
+from websockets.sync.client import connect
+url, limit, rate, kind = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+big = b"ECCW" + b"\0" * limit  # one byte over the limit; its content never matters: it must not be decoded
+n1009 = dropped = answered = 0
+t_next = time.monotonic()
+while True:  # ends when the parent terminates it (or closes stdout)
+    if kind == "spin":  # control: a CPU-bound process, no network at all
+        t_end = time.monotonic() + 0.05
+        while time.monotonic() < t_end:
+            pass
+        print(0, 0, 0, flush=True)
+        continue
+    try:
+        with connect(url, compression=None, max_size=None, open_timeout=10) as ws:
+            ws.recv(timeout=10)
+            ws.send(big)
+            ws.recv(timeout=10)
+            answered += 1  # a reply: the oversized message was accepted (must never happen)
+    except Exception as e:
+        rcvd = getattr(e, "rcvd", None)
+        if rcvd is not None and rcvd.code == 1009:
+            n1009 += 1  # the close frame arrived before the socket went
+        else:
+            dropped += 1  # the server dropped the socket mid-upload (reset/broken pipe): rejected too
+    print(n1009, dropped, answered, flush=True)
+    if rate > 0:
+        t_next += 1.0 / rate
+        time.sleep(max(0.0, t_next - time.monotonic()))
+"""
+
+
+def _start_attacker(url: str, limit: int, rate: float, kind: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", ATTACKER, url, str(limit), str(rate), kind], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    proc.stdout.readline()  # the first oversized message has been answered: the attack is on
+    return proc
+
+
+def _stop_attacker(proc: subprocess.Popen) -> tuple[int, int, int]:
+    """(rejected with close 1009, rejected by a dropped socket, answered) messages of the attacker."""
+    proc.terminate()
+    out, _ = proc.communicate(timeout=10)
+    lines = out.decode().split()
+    return (int(lines[-3]), int(lines[-2]), int(lines[-1])) if len(lines) >= 3 else (0, 0, 0)
+
+
+def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int, rate: float,
+                   kind: str = "oversize") -> dict:
+    """Alternating blocks of ``block`` calls without and with an attacker process sending oversized messages
+    (``rate`` per second, 0: back to back), so both sides see the same machine load drift."""
+    from websockets.sync.client import connect
+
+    from executor import msgpack_numpy
+    from executor.client import ClientConfig, EdgeClient
+
+    with connect(server.url, compression=None, max_size=None) as ws:
+        limit = int(msgpack_numpy.unpackb(ws.recv(timeout=10))["max_message_bytes"])
+    obs = edge.make_observation(3)
+    lat: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, float] = {False: 0.0, True: 0.0}  # the server's CPU seconds in each kind of block
+    wall: dict[bool, float] = {False: 0.0, True: 0.0}
+    rejected = [0, 0, 0]
+    with EdgeClient(edge, server.url, ClientConfig(connect_timeout_s=10.0, probe_interval_s=None)) as client:
+        client.connect()
+        for _ in range(5):
+            client.infer(obs, cut, deadline=time.perf_counter() + 10.0)
+        for b in range(2 * max(1, calls // block)):
+            under = b % 2 == 1
+            attacker = _start_attacker(server.url, limit, rate, kind) if under else None
+            c0, w0 = _cpu_s(server.proc.pid), time.perf_counter()
+            try:
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    client.infer(obs, cut, deadline=time.perf_counter() + 10.0)
+                    lat[under].append((time.perf_counter() - t0) * 1e3)
+            finally:
+                cpu[under] += _cpu_s(server.proc.pid) - c0
+                wall[under] += time.perf_counter() - w0
+                if attacker is not None:
+                    for j, n in enumerate(_stop_attacker(attacker)):
+                        rejected[j] += n
+    q = {k: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in lat.items()}
+    return {"limit_bytes": limit, "attack": kind, "attack_rate_per_s": rate, "attack_messages_1009": rejected[0],
+            "attack_messages_dropped": rejected[1], "attack_messages_answered": rejected[2],
+            "calls_each": len(lat[False]),
+            "p50_ms_clean": q[False][0], "p99_ms_clean": q[False][1], "p50_ms_attack": q[True][0],
+            "p99_ms_attack": q[True][1], "p99_ratio": q[True][1] / q[False][1],
+            "server_cpu_share_clean": cpu[False] / wall[False], "server_cpu_share_attack": cpu[True] / wall[True],
+            "server_cpu_ms_per_call_clean": 1e3 * cpu[False] / len(lat[False]),
+            "server_cpu_ms_per_call_attack": 1e3 * cpu[True] / len(lat[True]), "server_alive": server.alive}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="openvla")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--messages", type=int, default=10_000)
+    p.add_argument("--idle", type=int, default=1_000)
+    p.add_argument("--latency-calls", type=int, default=400)
+    p.add_argument("--block", type=int, default=20, help="calls per alternating clean/attack block")
+    p.add_argument("--cut", type=int, default=3)
+    p.add_argument("--attack-rate", type=float, default=20.0,
+                   help="oversized messages per second from the attacker process (0: back to back)")
+    p.add_argument("--control", action="store_true",
+                   help="also run phase 3 with a CPU-bound process instead of the attacker (the machine's share)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = p.parse_args(argv)
+    if min(args.messages, args.idle, args.latency_calls, args.block) < 1:
+        p.error("--messages, --idle, --latency-calls and --block must be >= 1")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    torch.set_num_threads(1)
+    from executor.models import build_model
+
+    edge = build_model(args.model, args.preset, seed=0)
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_hostile_server_{os.getpid()}.log"
+    server = ServerProcess(args.model, args.preset, log_path, [])
+    results: dict = {"model": f"{args.model}/{args.preset}", "server_url": server.url}
+    try:
+        rss_start = server.rss()
+        results["fuzz"] = phase_fuzz(server, edge, args.messages, args.seed)
+        results["fuzz"]["client_exact_after"] = bool(_exact_call(edge, server.url) > 0)
+        results["lockout"] = phase_lockout(server, edge, args.idle)
+        results["oversize"] = phase_oversize(server, edge, args.latency_calls, args.cut, args.block,
+                                           args.attack_rate)
+        if args.control:
+            results["oversize_control_spin"] = phase_oversize(server, edge, args.latency_calls, args.cut, args.block,
+                                                              args.attack_rate, "spin")
+        results["server_rss_mb"] = {"start": rss_start / 1e6, "end": server.rss() / 1e6}
+        results["server_log_kb"] = server.log_bytes() / 1e3
+    finally:
+        server.stop()
+    print(json.dumps(results, indent=2))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    f, lo, ov = results["fuzz"], results["lockout"], results["oversize"]
+    print(f"\nfuzz: {f['sent']} messages, {f['unhandled_1011']} 1011 closes, {f['internal_errors']} internal errors, "
+          f"crashed={f['crashed']}, RSS +{f['rss_growth_mb']:.1f} MB, log +{f['log_growth_kb']:.0f} kB")
+    print(f"lockout: {lo['idle_opened']} idle + slowloris; new client ok={lo['new_client_ok']} in "
+          f"{lo['new_client_connect_and_infer_s']:.2f} s")
+    print(f"oversize: p99 {ov['p99_ms_clean']:.2f} ms clean vs {ov['p99_ms_attack']:.2f} ms under attack "
+          f"(x{ov['p99_ratio']:.2f}); {ov['attack_messages_1009']} oversized messages closed with 1009, "
+          f"{ov['attack_messages_dropped']} dropped mid-upload, {ov['attack_messages_answered']} answered; "
+          f"server CPU {ov['server_cpu_ms_per_call_clean']:.1f} -> "
+          f"{ov['server_cpu_ms_per_call_attack']:.1f} ms per well-formed call")
+    if "oversize_control_spin" in results:
+        c = results["oversize_control_spin"]
+        print(f"control (a CPU-bound process instead of the attacker): p99 {c['p99_ms_clean']:.2f} ms vs "
+              f"{c['p99_ms_attack']:.2f} ms (x{c['p99_ratio']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""A live MetaWorld robot for the closed loop: exact simulator copies, off-screen frames, seeded scene events.
+
+Optional: needs ``pip install metaworld`` (the ``sim`` extra). Off-screen rendering uses EGL (``MUJOCO_GL`` is set
+to ``egl`` unless already set, before MuJoCo is imported).
+
+Facts this module relies on (measured, ``/work/shared/reference/metaworld.md``):
+
+- MetaWorld's own ``get_env_state``/``set_env_state`` do not restore a simulation exactly. ``mujoco.mj_getState`` /
+  ``mj_setState`` with ``mjSTATE_INTEGRATION`` followed by ``mj_forward`` do (0.0 divergence); the env's
+  ``curr_path_length``, previous-observation field and last observation are saved beside them (:class:`SimState`).
+- The env refuses to step past ``max_path_length``, counting the steps of every copy too: it is raised here and the
+  episode horizon is kept by the caller.
+- Holding still must keep the last gripper command (an all-zero action half-opens the gripper).
+- Frames cost ~100 ms with shadows on, ~15-25 ms off at 64-96 px: shadows are off by default.
+
+One control step is ``sim_steps_per_control`` MetaWorld steps of 12.5 ms with the same action (8 = 10 Hz control,
+as ``EnvConfig.period_ms = 100``). Episode ``seed`` s uses task ``s mod 50`` of ``metaworld.MT1(task, seed=task_seed)``
+(MetaWorld's seeded object and goal positions), so every planner sees the same scene for the same seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# The closed-loop task set: reach, push, pick-place, drawer, button, and a contact-rich peg insertion. Each
+# scripted expert succeeds on seeds 0-4 at 10 Hz control (one action held for 8 MetaWorld steps).
+CLOSED_LOOP_TASKS: tuple[str, ...] = (
+    "reach-v3", "push-v3", "pick-place-v3", "drawer-open-v3", "button-press-topdown-v3", "peg-insert-side-v3",
+)
+# Scene events that make sense per task: "object" (the free object at qpos[9:12] is displaced), "goal" (the goal
+# the expert reads from its observation, and that success is measured against, moves). Other tasks: visual noise only.
+TASK_EVENTS: dict[str, tuple[str, ...]] = {
+    "reach-v3": ("goal",),
+    "push-v3": ("object", "goal"),
+    "pick-place-v3": ("object", "goal"),
+    "peg-insert-side-v3": ("object",),
+    "drawer-open-v3": (),
+    "button-press-topdown-v3": (),
+}
+SIM_STEP_S = 0.0125  # one MetaWorld step (frame_skip 5 x 2.5 ms); checked against env.dt at construction
+GRIPPER_OPEN = -1.0
+
+
+def _import_metaworld() -> tuple[Any, Any, Any]:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import metaworld
+        import mujoco
+        from metaworld.policies import ENV_POLICY_MAP
+    except ImportError as e:
+        raise ImportError("the MetaWorld robot needs `pip install metaworld` (the vla-ecc[sim] extra)") from e
+    return metaworld, mujoco, ENV_POLICY_MAP
+
+
+def check_task(task: str) -> None:
+    """ValueError naming the valid tasks when ``task`` has no MetaWorld scripted expert."""
+    _, _, policies = _import_metaworld()
+    if task not in policies:
+        raise ValueError(f"no scripted expert for task {task!r}; e.g. {', '.join(CLOSED_LOOP_TASKS)}")
+
+
+def expert_policy(task: str) -> Any:
+    """The task's scripted expert (``metaworld.policies``): stateless, ``get_action(state_observation)``."""
+    check_task(task)
+    return _import_metaworld()[2][task]()
+
+
+def offscreen_viewer(env: Any, shadows: bool = False) -> Any:
+    """The env's off-screen viewer (created on first use), with shadows and reflections off unless ``shadows``
+    (a frame then costs ~5x less)."""
+    _, mujoco, _ = _import_metaworld()
+    viewer = env.unwrapped.mujoco_renderer._get_viewer("rgb_array")
+    if not shadows:
+        env.unwrapped.model.light_castshadow[:] = 0
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    return viewer
+
+
+def render_frame(env: Any) -> np.ndarray:
+    """The camera frame, upright (MetaWorld's fixed cameras render upside down: rotated 180 degrees here).
+    The env's GL context is made current first: several envs (each with its own context) may live in a process."""
+    env.unwrapped.mujoco_renderer._get_viewer("rgb_array").make_context_current()
+    return np.ascontiguousarray(env.unwrapped.render()[::-1, ::-1])
+
+
+def joint_state(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 7 arm joints' positions, velocities and effective torques (the arm is moved by a mocap weld, so the
+    torques are ``data.qfrc_constraint[:7]``)."""
+    return data.qpos[:7].copy(), data.qvel[:7].copy(), data.qfrc_constraint[:7].copy()
+
+
+def make_metaworld_env(task: str, seed: int, image_hw: tuple[int, int], camera: str) -> Any:
+    """``gymnasium.make("Meta-World/MT1", ...)`` rendering ``image_hw`` frames from ``camera``."""
+    import gymnasium as gym
+
+    _import_metaworld()
+    check_task(task)
+    h, w = image_hw
+    return gym.make("Meta-World/MT1", env_name=task, seed=seed, render_mode="rgb_array", camera_name=camera,
+                    width=w, height=h, disable_env_checker=True)
+
+
+@dataclass(frozen=True, eq=False)
+class SimState:
+    """An exact copy of the simulation (``mjSTATE_INTEGRATION``) plus the env fields its step reads and writes."""
+
+    physics: np.ndarray
+    path_length: int
+    prev_obs: np.ndarray
+    obs: np.ndarray
+    last_stable_obs: Any
+    target_pos: np.ndarray
+
+
+class MetaWorldSim:
+    """One MetaWorld task as a robot: reset by seed, step one control period, copy and restore exactly, render.
+
+    ``expert_rollout`` is the perfect VLA's engine: from a saved state it executes ``committed`` control actions
+    and then lets the task's scripted expert choose ``n`` more (each held for one control step), and returns
+    those ``n`` actions; the live simulation is restored afterwards.
+    """
+
+    def __init__(self, task: str, *, image_hw: tuple[int, int] = (64, 64), camera: str = "corner",
+                 sim_steps_per_control: int = 8, shadows: bool = False, task_seed: int = 0) -> None:
+        metaworld, mujoco, _ = _import_metaworld()
+        check_task(task)
+        if int(sim_steps_per_control) != sim_steps_per_control or sim_steps_per_control < 1:
+            raise ValueError(f"sim_steps_per_control must be an integer >= 1, got {sim_steps_per_control!r}")
+        if min(image_hw) < 16:
+            raise ValueError(f"image_hw must be at least 16x16, got {image_hw}")
+        self.task = task
+        self.sim_steps_per_control = int(sim_steps_per_control)
+        self._mujoco = mujoco
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        h, w = image_hw
+        # the env class itself, not gym.make's wrapper stack (which builds the MT1 task list a second time and
+        # samples a random task at every reset): the task is set per episode from the seed
+        self._env = ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=camera, width=w, height=h)
+        self._u = self._env.unwrapped
+        if abs(float(self._u.dt) - SIM_STEP_S) > 1e-12:
+            raise RuntimeError(f"MetaWorld step is {self._u.dt} s, this module assumes {SIM_STEP_S} s")
+        self._u.max_path_length = 1 << 40  # the caller keeps the horizon (copies' steps count here too)
+        self._tasks = list(metaworld.MT1(task, seed=task_seed).train_tasks)
+        self._policy = expert_policy(task)
+        offscreen_viewer(self._env, shadows)
+        self._spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        self._buf = np.empty(mujoco.mj_stateSize(self._u.model, self._spec))
+        self._obs_low = self._u.sawyer_observation_space.low
+        self._obs_high = self._u.sawyer_observation_space.high
+        self.obs: np.ndarray = np.zeros(39)
+        self.sim_steps = 0
+        self.success_sim_step: int | None = None
+        self.events = TASK_EVENTS.get(task, ())
+
+    @property
+    def control_dt_s(self) -> float:
+        return SIM_STEP_S * self.sim_steps_per_control
+
+    @property
+    def data(self) -> Any:
+        return self._u.data
+
+    def close(self) -> None:
+        """Release the renderer's GL context."""
+        self._env.close()
+
+    def reset(self, seed: int) -> np.ndarray:
+        """Start the scene of episode ``seed`` (task ``seed mod 50``); returns the expert's state observation."""
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        u = self._u
+        u.set_task(self._tasks[int(seed) % len(self._tasks)])
+        obs, _ = u.reset()
+        self.obs = np.asarray(obs, dtype=np.float64)
+        self.sim_steps = 0
+        self.success_sim_step = None
+        return self.obs
+
+    # ---- exact copies
+    def snapshot(self) -> SimState:
+        u = self._u
+        self._mujoco.mj_getState(u.model, u.data, self._buf, self._spec)
+        last = u._last_stable_obs
+        return SimState(self._buf.copy(), int(u.curr_path_length), np.array(u._prev_obs), self.obs.copy(),
+                        None if last is None else np.array(last), np.array(u._target_pos))
+
+    def restore(self, state: SimState) -> None:
+        u = self._u
+        self._mujoco.mj_setState(u.model, u.data, state.physics, self._spec)
+        self._mujoco.mj_forward(u.model, u.data)
+        # mj_forward rewrites the solver's warm start (last digits): set the state once more, bit for bit
+        self._mujoco.mj_setState(u.model, u.data, state.physics, self._spec)
+        u.curr_path_length = state.path_length
+        u._prev_obs = state.prev_obs.copy()
+        u._last_stable_obs = None if state.last_stable_obs is None else state.last_stable_obs.copy()
+        u._target_pos = state.target_pos.copy()
+        self.obs = state.obs.copy()
+
+    # ---- acting
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's action for the current state, clipped into the action box."""
+        return np.clip(np.asarray(self._policy.get_action(self.obs), dtype=np.float64), -1.0, 1.0)
+
+    def _step_raw(self, action: np.ndarray) -> None:
+        for _ in range(self.sim_steps_per_control):
+            obs = self._u.step(action)[0]
+        self.obs = np.asarray(obs, dtype=np.float64)
+
+    def step_control(self, action: np.ndarray) -> bool:
+        """Execute one control step (``action`` held for ``sim_steps_per_control`` MetaWorld steps); records the
+        first MetaWorld step at which the task reports success. Returns whether the task has succeeded so far."""
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if a.shape != (4,):
+            raise ValueError(f"a MetaWorld action has 4 values (dx, dy, dz, gripper), got shape {a.shape}")
+        for _ in range(self.sim_steps_per_control):
+            obs, _, _, _, info = self._u.step(a)
+            self.sim_steps += 1
+            if self.success_sim_step is None and info.get("success", 0.0):
+                self.success_sim_step = self.sim_steps
+        self.obs = np.asarray(obs, dtype=np.float64)
+        return self.success_sim_step is not None
+
+    @property
+    def time_to_success_s(self) -> float | None:
+        """Simulated time from the episode start to the first successful MetaWorld step, None before success."""
+        return None if self.success_sim_step is None else self.success_sim_step * SIM_STEP_S
+
+    def expert_rollout(self, start: SimState, committed: np.ndarray | list, n: int) -> np.ndarray:
+        """From ``start``, execute the ``committed`` control actions, then return the expert's next ``n`` actions
+        (rolled forward in the copy). The live simulation (and its success record) is left exactly as it was."""
+        live = self.snapshot()
+        steps, success = self.sim_steps, self.success_sim_step
+        out = np.empty((n, 4))
+        try:
+            self.restore(start)
+            for a in committed:
+                self._step_raw(np.clip(np.asarray(a, dtype=np.float64), -1.0, 1.0))
+            for i in range(n):
+                out[i] = self.expert_action()
+                if i + 1 < n:
+                    self._step_raw(out[i])
+        finally:
+            self.restore(live)
+            self.sim_steps, self.success_sim_step = steps, success
+        return out
+
+    # ---- sensing
+    def render(self) -> np.ndarray:
+        return render_frame(self._env)
+
+    def joints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return joint_state(self._u.data)
+
+    # ---- scene events
+    def object_pos(self) -> np.ndarray:
+        return self._u.data.qpos[9:12].copy()
+
+    def goal_pos(self) -> np.ndarray:
+        return np.array(self._u._target_pos)
+
+    def _refresh_obs(self) -> None:
+        obs = self._u._get_obs()
+        self.obs = np.clip(obs, self._obs_low, self._obs_high).astype(np.float64)
+
+    def displace_object(self, offset_xy: np.ndarray) -> np.ndarray:
+        """Move the task's free object by ``offset_xy`` metres on the table (at rest); returns its new position."""
+        if "object" not in self.events:
+            raise ValueError(f"task {self.task} has no free object to displace (events: {self.events})")
+        pos = self.object_pos()
+        pos[:2] += np.asarray(offset_xy, dtype=np.float64)[:2]
+        self._u._set_obj_xyz(pos)
+        self._refresh_obs()
+        return pos
+
+    def move_goal(self, offset_xy: np.ndarray) -> np.ndarray:
+        """Move the goal by ``offset_xy`` metres, kept inside the task's goal region (the expert sees it in its
+        observation; success is measured against it); returns the new goal."""
+        if "goal" not in self.events:
+            raise ValueError(f"task {self.task} has no movable goal (events: {self.events})")
+        goal = self.goal_pos()
+        goal[:2] += np.asarray(offset_xy, dtype=np.float64)[:2]
+        space = self._u.goal_space
+        goal = np.clip(goal, space.low, space.high)
+        self._u._target_pos = goal
+        self._refresh_obs()
+        return goal

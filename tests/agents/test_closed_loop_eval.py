@@ -1,0 +1,120 @@
+"""Closed-loop evaluation: the Wilson interval, the per-planner rows, and a small run on the real simulator with
+the toy Profile pair (expert ceiling included, JSON/CSV written, the oracle refused)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from agents.closed_loop_eval import (
+    EXPERT,
+    ClosedLoopEvalConfig,
+    EpisodeOutcome,
+    markdown_table,
+    summarize,
+    wilson_interval,
+)
+
+
+def test_wilson_interval_matches_known_values():
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+    lo, hi = wilson_interval(5, 10)
+    assert lo + hi == pytest.approx(1.0)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def outcome(planner, success, tts, lat=(100.0,), misses=0, up=0.0):
+    return EpisodeOutcome(planner, "reach-v3", "aware", "off", 0, success, tts, len(lat), 10, list(lat), misses, up)
+
+
+def test_summarize_pools_episodes_per_planner():
+    rows = summarize([outcome("a", True, 1.0, (100.0, 200.0), 1, 2e6), outcome("a", True, 2.0, (300.0,)),
+                      outcome("a", False, None, (), 3), outcome("b", False, None)])
+    a, b = rows
+    assert (a["planner"], a["episodes"], a["success_rate"]) == ("a", 3, pytest.approx(2 / 3))
+    assert a["median_tts_s"] == pytest.approx(1.5) and a["p90_tts_s"] == pytest.approx(1.9)
+    assert a["mean_inference_latency_ms"] == pytest.approx(200.0)
+    assert a["inferences_per_episode"] == pytest.approx(1.0) and a["deadline_misses_per_episode"] == pytest.approx(4 / 3)
+    assert a["up_bytes_per_episode"] == pytest.approx(2e6 / 3)
+    assert b["success_rate"] == 0 and math.isnan(b["median_tts_s"])
+    md = markdown_table(rows)
+    assert md.count("\n") == 3 and "| a | reach-v3 | aware | off | 0.67 |" in md
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="events"):
+        ClosedLoopEvalConfig(events="sometimes")
+    with pytest.raises(ValueError, match="vlas"):
+        ClosedLoopEvalConfig(vlas="clairvoyant")
+    with pytest.raises(ValueError, match="episodes"):
+        ClosedLoopEvalConfig(episodes=0)
+
+
+def test_cli_reports_bad_arguments(capsys):
+    from agents.closed_loop_cli import main
+
+    assert main(["--entry", "late"]) == 2
+    assert "entry" in capsys.readouterr().err
+
+
+def constant_set():
+    from traces import synthetic
+    from traces.traceset import TraceSet
+
+    return TraceSet.from_traces([synthetic.constant(10.0, 20.0, rtt_ms=40.0, duration_s=600.0)], "const")
+
+
+def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
+    pytest.importorskip("metaworld")
+    from agents.closed_loop_eval import run_closed_loop_eval
+
+    make_profiles = toy.three_block_profiles
+
+    cfg = ClosedLoopEvalConfig(planners="edge,cloud", tasks="reach-v3", episodes=1, events="off", vlas="aware",
+                               episode_s=3.0, out=str(tmp_path), plots=True)
+    with pytest.raises(ValueError, match="oracle"):
+        run_closed_loop_eval(ClosedLoopEvalConfig(planners="oracle", tasks="reach-v3"), trace_set=constant_set(),
+                             profiles=make_profiles())
+    report = run_closed_loop_eval(cfg, trace_set=constant_set(), profiles=make_profiles())
+    by = {r["planner"]: r for r in report.rows}
+    assert set(by) == {EXPERT, "edge", "cloud"}
+    assert by[EXPERT]["success_rate"] == 1.0 and by[EXPERT]["mean_inference_latency_ms"] == 0.0
+    assert by["edge"]["success_rate"] == 1.0 and by["edge"]["up_bytes_per_episode"] == 0.0
+    assert by["cloud"]["up_bytes_per_episode"] > 0  # the toy cloud-only cut uploads 100 kB per inference
+    assert by["edge"]["median_tts_s"] >= by[EXPERT]["median_tts_s"]  # latency never beats the ceiling here
+    body = json.loads((tmp_path / "closed_loop.json").read_text())
+    assert body["format"] == "vla-ecc/closed-loop" and len(body["episodes"]) == 3
+    from agents.closed_loop_eval import ClosedLoopReport
+
+    again = ClosedLoopReport.from_json(tmp_path / "closed_loop.json")
+    assert [(r["planner"], r["success_rate"], r["median_tts_s"]) for r in again.rows] == [
+        (r["planner"], r["success_rate"], r["median_tts_s"]) for r in report.rows]
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="closed-loop"):
+        ClosedLoopReport.from_json(tmp_path / "bad.json")
+    with (tmp_path / "closed_loop.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert (tmp_path / "closed_loop_success.png").stat().st_size > 1000
+
+
+def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):
+    pytest.importorskip("metaworld")
+    from agents.closed_loop_eval import run_closed_loop_eval
+    from agents.training import TrainConfig, train
+
+    profiles = toy.three_block_profiles()
+    traces = toy.alternating_set()
+    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256,
+                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="tiny")
+    res = train(cfg, trace_set=traces, profiles=profiles)
+    ev = ClosedLoopEvalConfig(planners=f"ppo:{res.run_dir}", tasks="reach-v3", episodes=1, events="off",
+                              vlas="aware", episode_s=3.0, budget_ms=float("inf"))
+    report = run_closed_loop_eval(ev, trace_set=traces, profiles=profiles)
+    (ppo,) = [o for o in report.episodes if o.planner != EXPERT]
+    assert ppo.decisions >= 1 and ppo.inferences >= 1  # the first decision cannot skip (no chunk yet)
+    assert ppo.success == (ppo.time_to_success_s is not None)
