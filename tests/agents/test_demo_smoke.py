@@ -15,6 +15,7 @@ mpimg = pytest.importorskip("matplotlib.image")
 from agents.demo import DemoConfig, main  # noqa: E402
 
 
+@pytest.mark.slow  # heavy and timing: every demo phase incl. the real executor in real time, ~15 s
 def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["--out", str(out), "--timesteps", "512", "--episodes", "1", "--episode-s", "2", "--real-steps", "20",
