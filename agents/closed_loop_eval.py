@@ -258,7 +258,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                          on_episode: Callable[[EpisodeOutcome], None] | None = None) -> ClosedLoopReport:
     """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``."""
     # planner names and construction are ecc eval's (one list of planners for both evaluations)
-    from agents.eval_cli import build_planner, load_traces, parse_planners
+    from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import BandwidthPrior, PlannerContext
     from agents.training import deadline_rule
     from ecc_env.closed_loop import (

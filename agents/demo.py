@@ -78,7 +78,8 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agents.emulated_pair import describe, emulated_pair
-    from agents.eval_cli import EvalConfig, print_report, run_eval
+    from agents.eval_cli import print_report
+    from agents.evaluation import EvalConfig, run_eval
     from agents.plots import learning_curve
     from agents.training import TrainConfig, quick, train
     from traces.embedded import embedded_default_set
@@ -127,12 +128,12 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
         with progress() as p:
             real, real_runs = run_eval(rcfg, progress=p, trace_set=traces, profiles=(edge, cloud))
         print_report(real, console, f"executor backend: real inference, emulated orin+a100, cloud server over a "
-                                    f"trace-shaped loopback link, 1 held-out episode x {cfg.real_steps} periods")
-        console.print(f"backend: {real.meta['backend']}")
+                                    f"trace-shaped loopback link, 1 held-out episode x {cfg.real_steps} periods",
+                     explain=False)
+        console.print(_describe_backend(real.meta.get("backend", {})), highlight=False)
 
     with _phase(console, "5. plots", times):
         learning_curve(res.run_dir, out / "learning_curve.png")
-        console.print(f"plots in {out}: learning_curve.png, eval_profile/*.png, eval_executor/*.png")
 
     times["total"] = time.perf_counter() - t_all
     summary = {"out": str(out), "policy": str(policy), "phase_wall_s": times,
@@ -144,7 +145,36 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
     console.rule("[bold]wall time per phase")
     for k, v in times.items():
         console.print(f"  {k:<70} {v:7.1f} s")
+    console.rule("[bold]files")
+    console.print(f"everything is in {out}:", highlight=False)
+    for line in _file_guide(out):
+        console.print(f"  {line}", highlight=False)
     return summary
+
+
+def _describe_backend(desc: dict[str, Any]) -> str:
+    """One readable line for the executor backend's description (model, server, emulated devices, overruns)."""
+    parts = [f"executor backend: model {desc.get('model', '?')}, server {desc.get('server', '?')}"]
+    for e in desc.get("emulation") or []:
+        parts.append(f"{e.get('device')} emulated at {e.get('target_total_ms', float('nan')):.1f} ms per inference "
+                     f"({e.get('calls', 0)} calls, {e.get('overruns', 0)} over the target)")
+    return "; ".join(parts)
+
+
+def _file_guide(out: Path) -> list[str]:
+    """What the demo wrote, one line per file or group, relative to ``out``."""
+    guide = [("summary.json", "every number printed above"),
+             ("profile_edge.json, profile_cloud.json", "the emulated Orin and A100 Profiles"),
+             ("ppo/", "the training run: policy.zip + policy.json, config, learning curve data"),
+             ("learning_curve.png", "PPO's validation return during training"),
+             ("eval_profile/", "simulated evaluation: report.json, report.csv, steps.csv and plots"),
+             ("eval_executor/", "real-executor run: report.json, report.csv, steps.csv and plots")]
+    lines = [f"{name:<40} {what}" for name, what in guide]
+    for sub in ("eval_profile", "eval_executor"):
+        pngs = sorted(p.name for p in (out / sub).glob("*.png"))
+        if pngs:
+            lines.append(f"{sub + '/*.png':<40} {', '.join(pngs)}")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

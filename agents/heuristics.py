@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from agents.planner import ObsView, PlannerContext, action
+from traces.units import rate_mbps
 
 log = logging.getLogger(__name__)
 
@@ -523,8 +524,7 @@ class RoboECCPlanner(_Base):
             self.miss_age_s += self.ctx.period_ms * 1e-3
         prev = int(fields["prev_cut"])
         if fields["prev_deadline_miss"] > 0.5 and 0 <= prev < self.ctx.num_cuts and self.ctx.table.uses_network[prev]:
-            bits = self.ctx.table.up_bytes[prev] * 8.0
-            self.predictor.update(0.5 * bits / (self.ctx.deadline_ms * 1e-3) / 1e6)
+            self.predictor.update(rate_mbps(0.5 * self.ctx.table.up_bytes[prev], self.ctx.deadline_ms * 1e-3))
             self.miss_age_s = 0.0
         elif fresh:
             self.miss_age_s = None

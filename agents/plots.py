@@ -76,9 +76,7 @@ def episode_timeline(runs: Sequence[Any], path: str | Path, *, episode: int = 0,
     ax.plot(st.time_s, st.up_mbps, color="tab:blue", lw=1.2, drawstyle="steps-post")
     ax.set_ylabel("uplink\nMbit/s")
     ax.set_yscale("symlog", linthresh=1.0)  # outages (0 Mbit/s) stay on the axis
-    from matplotlib.ticker import ScalarFormatter
-
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    _readable_log_ticks(ax.yaxis, symlog=True)
     ax.grid(True, alpha=0.3)
     ax.set_title(title or f"episode {episode} ({st.trace}): bandwidth, cut and skips per planner")
     num_cuts = max(int(np.max(r.result.episodes[episode].cut)) for r in runs) + 1
@@ -102,12 +100,27 @@ def episode_timeline(runs: Sequence[Any], path: str | Path, *, episode: int = 0,
         ax.text(1.005, 0.5, f"{ep.latency_ms.mean():.0f} ms\nskip {ep.skip.mean():.0%}", transform=ax.transAxes,
                 fontsize=7, va="center")
         ax.grid(True, alpha=0.3)
-    axes[-1].set_xlabel("episode time (s)   (cut 0 = cloud-only; dotted: edge-only; grey ticks: skipped steps)")
+    axes[-1].set_xlabel("episode time (s)   (cut 0 = cloud-only; dotted: edge-only; grey ticks: skipped steps; "
+                        "red x: deadline miss, ran edge-only)")
     return _save(fig, path)
 
 
+def _readable_log_ticks(axis: Any, *, symlog: bool = False) -> None:
+    """Ticks at 1, 2, 5 x 10^n with plain labels (``0.5``, ``20``, ``100``) on a log or symlog axis, so that a range
+    within one decade still gets several labelled ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
+
+    subs = [1.0, 2.0, 5.0]
+    locator = (SymmetricalLogLocator(base=10, linthresh=1.0, subs=subs) if symlog
+               else LogLocator(base=10, subs=subs))
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def family_bars(families: dict[str, dict[str, float]], path: str | Path, *, title: str = "") -> Path:
-    """Grouped bars: mean step latency per trace family (groups) and planner (bars)."""
+    """Grouped bars: mean step latency per trace family (groups) and planner (bars), on a log axis so that a slow
+    planner (edge-only) does not flatten the others."""
     if not families:
         raise ValueError("family_bars needs at least one trace family")
     plt = _plt()
@@ -122,8 +135,10 @@ def family_bars(families: dict[str, dict[str, float]], path: str | Path, *, titl
         vals = [families[f].get(p, math.nan) for f in fams]
         ax.bar(x + (i - (len(planners) - 1) / 2) * width, vals, width, label=p)
     ax.set_xticks(x, [f.replace("embedded/", "") for f in fams], rotation=20, ha="right")
-    ax.set_ylabel("mean step latency (ms)")
-    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_yscale("log")
+    _readable_log_ticks(ax.yaxis)
+    ax.set_ylabel("mean step latency (ms, log scale)")
+    ax.grid(True, axis="y", which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title or "mean step latency per trace family")
     return _save(fig, path)
@@ -170,6 +185,20 @@ def learning_curve(run_dir: str | Path, path: str | Path, *, title: str = "") ->
     return _save(fig, path)
 
 
+TIMELINE_FIRST = ("ppo", "heuristic", "oracle", "edge", "cloud")
+
+
+def timeline_selection(runs: Sequence[Any], max_panels: int = 7) -> list[Any]:
+    """The runs drawn in the timeline: PPO, the heuristic, the Oracle, edge-only and cloud-only first, then the
+    others up to ``max_panels``; in the given order."""
+    def rank(run: Any) -> int:
+        base = run.name.split(":", 1)[0]
+        return TIMELINE_FIRST.index(base) if base in TIMELINE_FIRST else len(TIMELINE_FIRST)
+
+    keep = {id(r) for r in sorted(runs, key=rank)[:max_panels]}  # sorted() is stable: ties keep their order
+    return [r for r in runs if id(r) in keep]
+
+
 def eval_plots(runs: Sequence[Any], out: str | Path, *, title: str = "", episode: int = 0,
                edge_only_cut: int | None = None) -> list[Path]:
     """The three evaluation plots into ``out``: latency_cdf.png, timeline.png, family_latency.png."""
@@ -177,7 +206,7 @@ def eval_plots(runs: Sequence[Any], out: str | Path, *, title: str = "", episode
 
     out = Path(out)
     paths = [latency_cdf(runs, out / "latency_cdf.png", title=f"step latency CDF: {title}" if title else "")]
-    timeline_runs = [r for r in runs if r.name != "oracle" or len(runs) <= 6][:7]
+    timeline_runs = timeline_selection(runs)
     paths.append(episode_timeline(timeline_runs, out / "timeline.png", episode=episode, edge_only_cut=edge_only_cut))
     paths.append(family_bars(family_means(runs), out / "family_latency.png",
                              title=f"mean step latency per trace family: {title}" if title else ""))

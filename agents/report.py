@@ -13,8 +13,10 @@ Table columns (one row per planner, pooled over all steps of all episodes):
 | deadline_miss_rate | fraction of steps whose network inference missed the deadline (edge-only fallback) |
 | speedup_vs_edge | EdgeOnly's mean latency / this planner's (same episodes); NaN without an edge-only run |
 | ratio_to_oracle | this planner's mean latency / the Oracle's; NaN without an Oracle run |
+| mean_return | mean episode return of the env's reward (what PPO maximises) |
 | skip_rate | fraction of steps that reused the current action chunk |
 | mean_deviation | mean abs difference between executed and reference actions (0 on inferred steps) |
+| dropped | observations dropped from the full edge queue, all episodes together |
 | uplink_bytes_per_step | bytes sent edge -> cloud per step (cut payload plus extra round trips; measured bytes on the executor backend) |
 | overhead_pct | controller time (``predict`` plus, for the Oracle, its episode planning) / step latency, in % |
 | fallbacks | steps the GuardedPolicy handed to its heuristic (by reason in ``fallbacks_by_reason``); None if unguarded |
@@ -49,12 +51,33 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("deadline_miss_rate", "miss", ".3f"),
     ("speedup_vs_edge", "x edge", ".2f"),
     ("ratio_to_oracle", "/oracle", ".3f"),
+    ("mean_return", "return", ".2f"),
     ("skip_rate", "skip", ".3f"),
     ("mean_deviation", "dev", ".4f"),
+    ("dropped", "dropped", "d"),
     ("uplink_bytes_per_step", "up B/step", ",.0f"),
     ("overhead_pct", "ctrl %", ".3f"),
     ("fallbacks", "fallbacks", "d"),
 )
+
+# What each printed column means, in one line each (printed under the table by ``EvalReport.column_notes``).
+COLUMN_NOTES: dict[str, str] = {
+    "planner": "the decision maker (ppo: the trained policy, guarded by the heuristic)",
+    "mean ms": "mean step latency: from an observation's arrival to its actions being ready (ms)",
+    "p50 ms": "median step latency; p95 ms, p99 ms: the 95th and 99th percentiles",
+    "miss": "fraction of steps whose network inference missed the deadline and ran edge-only instead",
+    "x edge": "speed-up over edge-only: edge-only's mean latency / this planner's (higher is better)",
+    "/oracle": "this planner's mean latency / the hindsight Oracle's (1.0 = as fast as the Oracle)",
+    "return": "mean episode return of the env's reward (latency, deadline misses, action deviation, drops): "
+              "what PPO maximises, so a planner can trade a little latency for a better return",
+    "skip": "fraction of steps that skipped inference and reused the current action chunk",
+    "dev": "mean absolute difference between executed and reference actions (skipped steps deviate)",
+    "dropped": "observations dropped because the edge queue was full (all episodes together)",
+    "up B/step": "bytes sent edge -> cloud per step",
+    "ctrl %": "the planner's own decision time as a share of the step latency, in %",
+    "fallbacks": "steps the guard handed from the policy to the heuristic (too slow, out of range); "
+                 "- when the planner is not guarded",
+}
 
 _SPLIT_FOLDERS = ("train", "test", "val")
 
@@ -309,6 +332,11 @@ class EvalReport:
         for r in self.rows:
             t.add_row(*(format_cell(r.get(k), fmt) for k, _, fmt in COLUMNS))
         return t
+
+    def column_notes(self) -> list[str]:
+        """One line per printed column: ``header: meaning``."""
+        return [f"{header}: {COLUMN_NOTES[header]}" for _, header, _ in COLUMNS if header in COLUMN_NOTES
+                and not header.startswith(("p95", "p99"))]
 
     def family_table(self, title: str | None = None) -> Any:
         from rich.table import Table

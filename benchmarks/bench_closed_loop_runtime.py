@@ -43,7 +43,9 @@ def _row(task: str, planner: str, sim: list, real: list) -> dict:
     def per_ep(eps: list, attr: str) -> float:
         return float(np.mean([getattr(e, attr) for e in eps]))
 
-    lat = lambda eps: float(np.nanmean([e.mean_inference_latency_ms for e in eps]))
+    def lat(eps: list) -> float:
+        return float(np.nanmean([e.mean_inference_latency_ms for e in eps]))
+
     return {
         "task": task, "planner": planner, "episodes": len(sim),
         "success_sim": sum(e.success for e in sim), "success_runtime": sum(e.success for e in real),
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         run_sim_episode,
     )
     from agents.emulated_pair import describe, emulated_pair
-    from agents.eval_cli import build_planner, load_traces, parse_planners
+    from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import PlannerContext
     from ecc_env.closed_loop import (
         ClosedLoopConfig,

@@ -107,7 +107,7 @@ def frames_table(presets: list[str], seeds: int) -> str:
 
 
 def speedup_table(traces: Path, episodes: int, episode_s: float, rtt_ms: float = -1.0) -> str:
-    from agents.eval_cli import EvalConfig, run_eval
+    from agents.evaluation import EvalConfig, run_eval
     from traces.rtt import apply_rtt
     from traces.traceset import TraceSet
 

@@ -45,7 +45,6 @@ def calibrate_cpu(threads: int) -> dict[str, float]:
 
 def measure_one(family: str, preset: str, runs: int, threads: int) -> dict:
     """Child-process body: profile, time every cut in process, roofline with the calibrated CPU."""
-    import numpy as np
     import torch
 
     from executor.catalog import Hardware

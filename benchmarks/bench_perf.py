@@ -153,14 +153,14 @@ def fidelity_tables() -> list[float]:
     print("\n## fidelity: pi0 per device, end to end ms (published / paper accounting / complete)")
     print(f"{'device':18s} {'pub':>7s} {'paper':>7s} {'err':>7s} {'complete':>8s} {'err':>7s}   "
           "vision/VLM/action paper")
-    for hw, ((v, l, a, e), _) in VLA_PERF_PI0.items():
+    for hw, ((v, lm, a, e), _) in VLA_PERF_PI0.items():
         p = evaluate(pi0, "on-device", device=hw, accounting="paper")
         c = evaluate(pi0, "on-device", device=hw)
         errs += [abs(p.latency_ms / e - 1)] + [abs(p.component_ms(k) / x - 1) for k, x in
-                                                (("vision", v), ("llm_prefill", l), ("action", a))]
+                                                (("vision", v), ("llm_prefill", lm), ("action", a))]
         print(f"{hw:18s} {e:7.2f} {p.latency_ms:7.2f} {_err(p.latency_ms, e)} {c.latency_ms:8.2f} "
               f"{_err(c.latency_ms, e)}   {p.component_ms('vision'):.2f}/{p.component_ms('llm_prefill'):.2f}/"
-              f"{p.component_ms('action'):.2f} (pub {v}/{l}/{a})")
+              f"{p.component_ms('action'):.2f} (pub {v}/{lm}/{a})")
     print("\n## fidelity: model scale, on-device Hz (published / paper / complete)")
     for m in SCALED_FAMILY:
         cells = []

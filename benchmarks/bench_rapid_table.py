@@ -27,7 +27,6 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from agents.artifact import PolicyExpectation, load_policy
-    from agents.eval_cli import EvalConfig, make_eval_env
+    from agents.evaluation import EvalConfig, make_eval_env
     from agents.guard import GuardedPolicy
     from agents.heuristics import EdgeOnly, HeuristicPlanner, RapidConfig, RapidSkip
     from agents.planner import BandwidthPrior, PlannerContext

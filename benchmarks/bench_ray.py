@@ -106,7 +106,7 @@ def bench_serving(args: argparse.Namespace) -> None:
         ray.shutdown()
     print(f"\nserving {args.model}/{args.preset} at cut {args.cut}, {args.seconds:g} s per point, median of "
           f"{args.repeats}; {os.cpu_count()} CPU cores")
-    print(f"| engine | clients | throughput (req/s) | p95 latency (ms) | errors |\n|---|---|---|---|---|")
+    print("| engine | clients | throughput (req/s) | p95 latency (ms) | errors |\n|---|---|---|---|---|")
     for label, n, rps, p95, err in rows:
         print(f"| {label} | {n} | {rps:.1f} | {p95:.1f} | {err} |")
 

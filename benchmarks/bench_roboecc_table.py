@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from agents.eval_cli import EvalConfig, make_eval_env
+    from agents.evaluation import EvalConfig, make_eval_env
     from dataclasses import replace
 
     from agents.heuristics import CloudOnly, EdgeOnly, RoboECCConfig, RoboECCPlanner, StaticBestCut
@@ -162,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     order = [(f, s) for f in ("WiFi", "4G", "5G") for s in ("shared", "embedded") if (f, s) in groups]
     predictor_section(split.train, TraceSet.from_traces([t for ts in groups.values() for t in ts], "test"))
     print("## closed loop, complete accounting (the env)")
-    print(f"settings: test traces per family: " + ", ".join(f"{f}/{s} {len(groups[(f, s)])}" for f, s in order))
+    print("settings: test traces per family: " + ", ".join(f"{f}/{s} {len(groups[(f, s)])}" for f, s in order))
     print(f"RTT: the embedded traces' own; rate-only shared recordings get {FAMILY_RTT_MS} ms (explicit); "
           f"edge-only includes the env's queueing (its 'inference' column is the bare edge time)")
-    print(f"predictors: RoboECC = harmonic mean of 5 samples; 'lstm' = the stored LSTM; adjustments: 're-opt' "
-          f"(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); stand-ins: OpenVLA and pi0 "
-          f"(CogACT's published config is not used)")
+    print("predictors: RoboECC = harmonic mean of 5 samples; 'lstm' = the stored LSTM; adjustments: 're-opt' "
+          "(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); stand-ins: OpenVLA and pi0 "
+          "(CogACT's published config is not used)")
     print(f"{args.episodes} episodes x {args.episode_s:g} s per family, same seeds for every planner; prior from the "
           f"train split ({prior.up_mbps:.1f} Mbit/s up, {prior.rtt_ms:.0f} ms RTT)\n")
     seeds = list(range(2000, 2000 + args.episodes))

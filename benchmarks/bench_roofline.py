@@ -100,8 +100,8 @@ def roofline_table(title: str, specs: list[BlockSpec], *, attention: str = roofl
         if published:
             pub = VLA_PERF_PI0.get(hw.name)
             if pub:
-                (v, l, a, e), bounds = pub
-                line += f"   | {v:5.2f}/{l:5.2f}/{a:5.2f}/{e:6.2f} ({'/'.join(bounds)})  {r.total_ms / e:5.3f}"
+                (v, lm, a, e), bounds = pub
+                line += f"   | {v:5.2f}/{lm:5.2f}/{a:5.2f}/{e:6.2f} ({'/'.join(bounds)})  {r.total_ms / e:5.3f}"
             else:
                 line += "   | (not in the paper)"
         print(line)

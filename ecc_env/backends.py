@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ecc_env.latency import CutRow, DeadlineConfig, Link, StepTiming, step_timing
+from traces.trace import Direction
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class _PositionedTrace:
         self.shift_s = 0.0
         self.shaping = False
 
-    def transfer_time_s(self, nbytes: int, start_s: float, direction: str, *, max_wait_s: float = 60.0) -> float:
+    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *,
+                        max_wait_s: float = 60.0) -> float:
         if not self.shaping:
             return 0.0
         return self.trace.transfer_time_s(nbytes, start_s + self.shift_s, direction, max_wait_s=max_wait_s)

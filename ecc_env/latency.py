@@ -40,7 +40,7 @@ from typing import Literal, NamedTuple, Protocol
 from executor.costs import cut_table
 from executor.protocol import missed_upload_mbps
 from executor.profile import Profile
-from traces.units import BITS_PER_BYTE, MBIT
+from traces.units import rate_mbps
 
 Direction = Literal["up", "down"]
 
@@ -175,9 +175,7 @@ _NAN = float("nan")
 
 
 def _mbps(nbytes: float, seconds: float) -> float:
-    if seconds <= 0:
-        return _NAN
-    return nbytes * BITS_PER_BYTE / (seconds * MBIT)
+    return rate_mbps(nbytes, seconds)  # NaN for seconds <= 0
 
 
 def step_timing(

@@ -49,7 +49,7 @@ from gymnasium import spaces
 
 from ecc_env.features import FeatureConfig, kinematic_scores, visual_change
 from executor.control import DEFAULT_CHUNK_SIZE
-from traces.units import BITS_PER_BYTE, MBIT
+from traces.units import rate_mbps
 
 OBS_SPEC_VERSION = 2  # 2: a missed deadline leaves an upper-bound uplink sample
 _INF = float("inf")
@@ -105,7 +105,7 @@ def uplink_estimate_mbps(nbytes: float, transfer_s: float) -> float:
     """Bandwidth the edge measures from one completed uplink transfer: payload bits / transfer time, in Mbit/s."""
     if transfer_s <= 0:
         raise ValueError(f"transfer_s must be > 0, got {transfer_s!r}")
-    return nbytes * BITS_PER_BYTE / (transfer_s * MBIT)
+    return rate_mbps(nbytes, transfer_s)
 
 
 class ObservationBuilder:

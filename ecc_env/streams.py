@@ -363,7 +363,7 @@ def apply_visual_noise(frames: np.ndarray, noise: VisualNoiseConfig, rng: np.ran
     t = frames.shape[0]
     if noise.flicker_gain > 0:
         events = rng.random(t) < noise.flicker_prob
-        gain = 1.0 + events * rng.normal(0, noise.flicker_gain, t)
+        gain = np.asarray(1.0 + events * rng.normal(0, noise.flicker_gain, t))
         frames *= gain[:, None, None, None].astype(np.float32)
     if noise.shake_px > 0:
         shifts = rng.integers(-noise.shake_px, noise.shake_px + 1, size=(t, 2))

@@ -154,7 +154,7 @@ def _check_bandwidth(value: Any, what: str) -> float:
     return v
 
 
-def lower_envelope(intercept: Sequence[float], slope: Sequence[float], x_lo: float,
+def lower_envelope(intercept: Sequence[float] | np.ndarray, slope: Sequence[float] | np.ndarray, x_lo: float,
                    x_hi: float) -> list[tuple[int, float, float]]:
     """Exact lower envelope of lines ``intercept[i] + slope[i] * x`` on [x_lo, x_hi].
 

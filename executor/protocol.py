@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from executor import wire
-from traces.units import BITS_PER_BYTE, MBIT
+from traces.units import rate_mbps
 
 SCHEMA_VERSION = 1
 PROTOCOL_NAME = "vla-ecc"
@@ -202,7 +202,7 @@ def missed_upload_mbps(nbytes: float, waited_s: float) -> float:
     """
     if not (nbytes > 0 and waited_s > 0):
         return float("nan")
-    return nbytes * BITS_PER_BYTE / (waited_s * MBIT)
+    return rate_mbps(nbytes, waited_s)
 
 
 def wire_limits(max_message_bytes: int) -> wire.WireLimits:

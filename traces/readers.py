@@ -173,7 +173,7 @@ def _finish(
         keep = np.concatenate(([True], ~dup))
         group = np.cumsum(keep) - 1
         counts = np.bincount(group)
-        dup_lines = [line_nos[i] for i in np.flatnonzero(~keep)]
+        dup_lines = [line_nos[int(i)] for i in np.flatnonzero(~keep)]
         where = ", ".join(map(str, dup_lines[:5])) + (", ..." if len(dup_lines) > 5 else "")
         note = (
             f"merged {len(dup_lines)} repeated timestamp(s) into the previous sample by averaging "

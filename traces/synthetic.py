@@ -90,9 +90,9 @@ def constant(
     down = up if down_mbps is None else _positive("down_mbps", down_mbps, allow_zero=True)
     dur = _positive("duration_s", duration_s)
     return BandwidthTrace(
-        times_s=[0.0],
-        up_mbps=[up],
-        down_mbps=[down],
+        times_s=np.array([0.0]),
+        up_mbps=np.array([up]),
+        down_mbps=np.array([down]),
         rtt_ms=_positive("rtt_ms", rtt_ms, allow_zero=True),
         name=name or f"constant-{up:g}-{down:g}mbps",
         source=f"synthetic.constant(up={up:g}, down={down:g}, duration_s={dur:g})",
@@ -102,10 +102,10 @@ def constant(
 
 
 def step(
-    levels_mbps: Sequence[float],
+    levels_mbps: Sequence[float] | np.ndarray,
     step_s: float,
     *,
-    down_levels_mbps: Sequence[float] | None = None,
+    down_levels_mbps: Sequence[float] | np.ndarray | None = None,
     rtt_ms: float = 0.0,
     name: str | None = None,
 ) -> BandwidthTrace:

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from traces.units import BITS_PER_BYTE, MBIT
+from traces.units import BITS_PER_BYTE, MBIT, rate_mbps
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ class BandwidthTrace:
     def mean_mbps(self, start_s: float, end_s: float, direction: Direction) -> float:
         """Time-weighted mean rate over ``[start_s, end_s)`` (wraps)."""
         width = self._window(start_s, end_s)
-        return self.bytes_deliverable(start_s, width, direction) * BITS_PER_BYTE / MBIT / width
+        return rate_mbps(self.bytes_deliverable(start_s, width, direction), width)
 
     def harmonic_mean_mbps(self, start_s: float, end_s: float, direction: Direction) -> float:
         """Time-weighted harmonic mean over ``[start_s, end_s)``; 0.0 if the window touches an outage (rate 0)."""

@@ -23,3 +23,13 @@ def transfer_ms(nbytes: float, mbps: float) -> float:
     if mbps <= 0:
         return float("inf")
     return nbytes * BITS_PER_BYTE / (mbps * MBIT) * 1e3
+
+
+def rate_mbps(nbytes: float, seconds: float) -> float:
+    """The rate in Mbit/s of ``nbytes`` moved in ``seconds``; NaN (no measurement) when ``seconds <= 0``.
+
+    Callers that need another answer for a zero duration (an error, 0.0) check it before calling.
+    """
+    if not seconds > 0:
+        return float("nan")
+    return nbytes * BITS_PER_BYTE / (seconds * MBIT)

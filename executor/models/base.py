@@ -291,7 +291,6 @@ class SplitModel(ABC):
     def _receive(self, payload: Payload, cut_index: int, kinds: tuple[str, ...],
                  specs: list[TensorSpec]) -> dict[str, torch.Tensor]:
         """Check a received payload against the expected tensors and move them to this model's device/dtype."""
-        import torch
 
         if not isinstance(payload, Payload):
             raise PayloadError(f"expected a Payload, got {type(payload).__name__}")

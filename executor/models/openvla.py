@@ -374,7 +374,7 @@ class _Runner:
                             raise PayloadError("decode step before the prefill on this side")
                         pos = torch.tensor([[self.prefix_len + step - 1]], device=h.device)
                     pe = m._rotary(h, pos)
-                h = mod(h, attention_mask=None, position_ids=pos, past_key_values=self.cache, use_cache=True,
+                h = mod(h, attention_mask=None, position_ids=pos, cache=self.cache, use_cache=True,
                         position_embeddings=pe)
                 # llm.head reads the last position only: nothing more crosses a cut just before it
                 state["hidden"] = h[:, -1:].contiguous() if i == m._i_head - 1 else h

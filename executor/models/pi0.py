@@ -104,7 +104,7 @@ class Pi0ExpertStep(nn.Module):
         object.__setattr__(self, "_pi0", pi0)
 
     def forward(self, state: torch.Tensor, noise: torch.Tensor, timestep: torch.Tensor, past_key_values: Any):
-        return self._pi0(state=state, noise=noise, timestep=timestep, past_key_values=past_key_values).logits
+        return self._pi0(state=state, noise=noise, timestep=timestep, cache=past_key_values).logits
 
 
 class Pi0SplitModel(FlowSplitModel):
@@ -201,12 +201,12 @@ class Pi0SplitModel(FlowSplitModel):
                     seq = h.shape[1]
                     pos = torch.arange(seq, device=h.device)[None] + 1
                     mask = create_causal_mask(config=self.text_config, inputs_embeds=h, attention_mask=None,
-                                              past_key_values=None, position_ids=pos,
+                                              cache=None, position_ids=pos,
                                               block_sequence_ids=torch.zeros(1, seq, dtype=torch.long,
                                                                              device=h.device))
                     pe = self._rotary(h, pos)
                 cache = DynamicCache()
-                h = mod(h, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                h = mod(h, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
                         position_embeddings=pe)
                 keep_layer_kv(state, cache, j)
                 if j < c.vlm_layers - 1:  # the last layer's output only feeds the (unused) final norm

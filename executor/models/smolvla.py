@@ -149,7 +149,7 @@ class SmolVLAExpertStep(nn.Module):
         te = sinusoidal_time_embedding(t, a.shape[-1]).to(a.dtype)[:, None].expand_as(a)
         h = self.action_time_mlp_out(nn.functional.silu(self.action_time_mlp_in(torch.cat([a, te], dim=-1))))
         for layer in self.layers:
-            h = layer(h, attention_mask=mask, past_key_values=cache, use_cache=True,
+            h = layer(h, attention_mask=mask, cache=cache, use_cache=True,
                       position_embeddings=position_embeddings)
         return self.action_out_proj(self.norm(h))
 
@@ -263,7 +263,7 @@ class SmolVLASplitModel(FlowSplitModel):
                     pe = self._rotary(h, pos)
                     mask = self._prefix_mask(h.shape[1])
                 cache = DynamicCache()
-                h = mod(h, attention_mask=mask, past_key_values=cache, use_cache=True, position_embeddings=pe)
+                h = mod(h, attention_mask=mask, cache=cache, use_cache=True, position_embeddings=pe)
                 keep_layer_kv(state, cache, j)
                 if j < c.lm_layers_used - 1:  # the last layer's output only feeds the (unused) final norm
                     state["prefix_hidden"] = h

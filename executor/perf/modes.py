@@ -419,7 +419,9 @@ def evaluate(
     srv_side = _side(remote, srv, dtype, **side_kw)
 
     # network: image up over every hop (robot -> server), payload down over every hop in reverse
-    up_parts, down_parts, link_hz = [], [], math.inf
+    up_parts: list[Any] = []
+    down_parts: list[Any] = []
+    link_hz = math.inf
     down_name, down_bytes = ("down:kv_cache", kv_down) if placement == "split" else \
         ("down:actions", payloads.actions(cfg))
     for hop in hops:

@@ -83,22 +83,22 @@ def plot_sweep(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
 
 
 def _stacked(ax: Any, rows: Sequence[Row], group: str | None) -> None:
-    """Stacked vision / VLM / decode / action bars per row (x label = row x [+ device])."""
+    """Stacked vision / VLM / decode / action bars per row (x label = row x [+ device]), on a linear axis: a stacked
+    segment's height is its time only on a linear scale."""
     labels = [f"{r['x']}" if group is None else f"{r['x']}\n{r[group]}" for r in rows]
-    floor = 0.1  # log axis: bars start at 0.1 ms (segment heights are therefore log-distorted)
+    floor = 0.0
     bottom = [floor] * len(rows)
     for comp in ("vision", "llm_prefill", "decode", "action"):
-        vals = [r.get(f"{comp}_ms") if r.get("feasible") and _ok(r.get(f"{comp}_ms")) else 0.0 for r in rows]
+        vals = [float(r[f"{comp}_ms"]) if r.get("feasible") and _ok(r.get(f"{comp}_ms")) else 0.0 for r in rows]
         if any(vals):
             ax.bar(range(len(rows)), vals, bottom=bottom, label=comp)
             bottom = [b + v for b, v in zip(bottom, vals)]
     for i, r in enumerate(rows):
-        ax.text(i, bottom[i] if r.get("feasible") else floor * 1.2, f"{r['control_hz']:.1f} Hz" if r.get("feasible")
+        ax.text(i, bottom[i] if r.get("feasible") else floor, f"{r['control_hz']:.1f} Hz" if r.get("feasible")
                 else "infeasible\n(memory)", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=30, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=floor)
-    ax.set_ylabel("latency (ms), log scale")
+    ax.set_ylim(bottom=floor, top=max(bottom + [1.0]) * 1.15)  # room for the Hz labels
+    ax.set_ylabel("latency (ms)")
     ax.legend(fontsize=8)
 
 

@@ -173,6 +173,7 @@ def _crafted_pickle_zip(path, marker):
     return path
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch notes the crafted file's protocol
 def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path):
     path, env = copy
     marker = tmp_path / "pwned"

@@ -21,6 +21,7 @@ from agents.training import TrainConfig, train
 HIGH_MBPS, LOW_MBPS, EDGE_MS = 100.0, 12.0, 80.0
 
 
+@pytest.mark.slow  # heavy: a PPO training, ~30 s
 def test_ppo_beats_edge_only_and_cloud_only(tmp_path, toy):
     profiles = toy.two_cut_profiles(edge_ms=EDGE_MS, cloud_ms=5.0)  # chunk_size 1 below: no skipping
     traces = toy.alternating_set(high_mbps=HIGH_MBPS, low_mbps=LOW_MBPS, block_s=4.0, n=6, seed=1)

@@ -70,6 +70,7 @@ def constant_set():
     return TraceSet.from_traces([synthetic.constant(10.0, 20.0, rtt_ms=40.0, duration_s=600.0)], "const")
 
 
+@pytest.mark.slow  # heavy: a closed-loop run on the simulator with plots, ~6 s
 def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
     pytest.importorskip("metaworld")
     from agents.closed_loop_eval import run_closed_loop_eval

@@ -74,6 +74,7 @@ def _arrival(t_s: float, latency_ms: float, obs_step: int) -> int:
     return max(int(math.ceil((t_s + latency_ms / 1e3) / 0.1 - 1e-9)), obs_step)
 
 
+@pytest.mark.slow  # heavy and timing: an ecc serve child and a real-time runtime loop, ~10 s
 def test_edge_only_runtime_loop_reaches_success_with_chunks_arriving_when_measured(loop):
     ctx = PlannerContext.from_env(loop.env)
     ep = loop.run_episode(EdgeOnly(ctx), seed=0, name="edge")

@@ -15,6 +15,7 @@ mpimg = pytest.importorskip("matplotlib.image")
 from agents.demo import DemoConfig, main  # noqa: E402
 
 
+@pytest.mark.slow  # heavy and timing: every demo phase incl. the real executor in real time, ~15 s
 def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["--out", str(out), "--timesteps", "512", "--episodes", "1", "--episode-s", "2", "--real-steps", "20",
@@ -45,6 +46,14 @@ def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
         assert img.ndim == 3 and img.shape[0] > 200
     for d in ("eval_profile", "eval_executor"):
         assert json.loads((out / d / "report.json").read_text())["rows"]
+    # readable output: the return and dropped steps are columns, every column is explained exactly once, no raw
+    # dict is printed, and the demo says where its files went
+    assert all("mean_return" in r and "dropped" in r for r in summary["profile_backend"])
+    for note in ("x edge: speed-up over edge-only", "ctrl %: ", "fallbacks: ", "return: ", "dropped: ", "dev: "):
+        assert printed.count(note) == 1, note
+    assert "{'" not in printed and "executor backend: model openvla/tiny" in printed
+    assert f"everything is in {out.resolve()}" in printed.replace("\n", "")
+    assert "learning_curve.png" in printed and "eval_executor/*.png" in printed
 
 
 def test_demo_config_refuses_bad_values():

@@ -49,6 +49,7 @@ def test_a_deadline_other_than_the_training_one_is_reported(tiny_policy: Path, c
     assert "trained without hedged execution, it runs with it here" in caplog.text
 
 
+@pytest.mark.slow  # heavy: an `ecc edge` process running every step, ~7 s
 def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path, tmp_path: Path) -> None:
     """Profiles this machine can run (the tiny model measured here, used for both sides): the policy decides."""
     from executor.models import build_model
@@ -68,6 +69,7 @@ def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path, tmp_path: Path)
     assert "failed" not in out.stdout  # no server: every step ran edge-only (by choice or as a fallback)
 
 
+@pytest.mark.slow  # heavy: `ecc edge` processes that measure this machine, ~6 s
 def test_ecc_edge_refuses_profiles_this_machine_cannot_run(tiny_policy: Path) -> None:
     """The README's `--hardware orin+a100 --preset tiny`: the roofline Orin runs the tiny model in microseconds, this
     CPU in milliseconds, so the policy would see latencies it never saw: exit 2 with what to pass instead."""

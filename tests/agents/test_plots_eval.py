@@ -50,6 +50,29 @@ def test_eval_plots_are_readable_pngs(runs, tmp_path):
     assert set(family_means(runs)) == {"alt"}
 
 
+def test_timeline_keeps_ppo_heuristic_oracle_edge_and_cloud_when_there_are_too_many_planners():
+    from types import SimpleNamespace
+
+    names = ["ppo", "heuristic", "roboecc", "rapid", "vision", "static", "edge", "cloud", "oracle"]
+    picked = [r.name for r in plots.timeline_selection([SimpleNamespace(name=n) for n in names])]
+    assert picked == ["ppo", "heuristic", "roboecc", "rapid", "edge", "cloud", "oracle"]  # 7 panels, given order
+    few = [SimpleNamespace(name=n) for n in ("edge", "cloud")]
+    assert plots.timeline_selection(few) == few
+
+
+def test_family_bars_use_a_log_axis_with_several_labelled_ticks(tmp_path, monkeypatch):
+    saved = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.setdefault("fig", fig) and path)
+    # a 389 ms edge-only bar beside 12-20 ms planners: on a linear axis the small bars would be flat
+    plots.family_bars({"4g": {"ppo": 12.0, "heuristic": 14.0, "edge": 389.0},
+                       "5g": {"ppo": 15.0, "heuristic": 20.0, "edge": 389.0}}, tmp_path / "f.png")
+    ax = saved["fig"].axes[0]
+    assert ax.get_yscale() == "log"
+    lo, hi = ax.get_ylim()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(labels) >= 3 and "100" in labels, labels
+
+
 def test_learning_curve_plot(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -16,6 +16,8 @@ ray = pytest.importorskip("ray")
 from agents.ray_training import RayTrainConfig, RayVecEnv, RayWorkerError, train_on_ray  # noqa: E402
 from agents.training import TrainConfig, load_trace_set, make_env, profiles_for, quick, train  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local Ray cluster and trains on it: ~100 s on 2 cores
+
 N_ENVS = 4
 
 

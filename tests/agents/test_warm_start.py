@@ -60,6 +60,7 @@ def test_demonstrations_are_whole_episodes_with_discounted_returns(setting):
     assert set(demos.actions[:, 0]) == {0, ctx.edge_only_index}  # both branches of the planner were demonstrated
 
 
+@pytest.mark.slow  # heavy: behaviour cloning and evaluation, ~30 s
 def test_cloned_policy_reproduces_the_planner_on_new_episodes(setting):
     from sb3_contrib import MaskablePPO
 

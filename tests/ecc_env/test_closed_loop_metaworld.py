@@ -56,6 +56,7 @@ def test_expert_rollout_is_an_exact_copy_and_leaves_the_live_sim_alone():
         sim.step_control(plan[k])
 
 
+@pytest.mark.slow  # heavy: six MetaWorld tasks rolled out by their experts, ~15 s
 @pytest.mark.parametrize("task", CLOSED_LOOP_TASKS)
 def test_zero_latency_expert_succeeds_on_every_task_used(task):
     ep = run_expert_episode(robot(task), TEST_EPISODES[task], horizon_steps=40)

@@ -11,6 +11,7 @@ from ecc_env.metaworld_streams import MetaWorldConfig, _label_phases, metaworld_
 from ecc_env.streams import PHASES  # noqa: E402
 
 
+@pytest.mark.slow  # heavy: renders MetaWorld episodes, ~20 s
 def test_record_cache_and_use_in_env(tmp_path, toy):
     from ecc_env.split_env import EdgeCloudSplitEnv
 

@@ -106,8 +106,8 @@ def test_compressed_activations_shrink_the_split_slopes():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 1000), st.floats(0, 1000)), min_size=1, max_size=12))
 def test_lower_envelope_is_the_pointwise_minimum(lines):
-    a = np.array([l[0] for l in lines])
-    s = np.array([l[1] for l in lines])
+    a = np.array([line[0] for line in lines])
+    s = np.array([line[1] for line in lines])
     segs = lower_envelope(a, s, 0.0, 10.0)
     assert segs[0][1] == 0.0 and segs[-1][2] == 10.0
     slopes = [s[i] for i, _, _ in segs]

@@ -61,6 +61,7 @@ def frames(edge):
     return obs, [edge.forward(o) for o in obs]
 
 
+@pytest.mark.slow  # timing: a background probe can land between two steps on a loaded machine
 def test_split_steps_return_the_models_actions(edge, frames):
     observations, expected = frames
     builder = RecordingBuilder()
@@ -111,6 +112,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+@pytest.mark.slow  # heavy: two server processes, ~60 s on 2 cores
 def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, frames):
     observations, expected = frames
     proc, port = _start_server_process()

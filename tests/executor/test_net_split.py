@@ -244,8 +244,8 @@ def test_closing_with_a_request_in_flight_logs_no_unretrieved_future(served, cap
     client.connect()
 
     async def register() -> asyncio.Future:
-        fut = client._loop.create_future()
-        client._pending[-99] = fut  # a request whose reply never comes
+        fut = client._loop.create_future()  # noqa: F821  (runs before the `del client` below)
+        client._pending[-99] = fut  # noqa: F821  (same)  a request whose reply never comes
         return fut
 
     fut = asyncio.run_coroutine_threadsafe(register(), client._loop).result(WAIT_S)

@@ -34,6 +34,7 @@ def test_profiler_refuses_meta_model_and_bad_config() -> None:
         ProfilerConfig(measured_runs=0)
 
 
+@pytest.mark.slow  # heavy: three `ecc profile` processes build pi0 full, ~65 s on 2 cores
 def test_profile_cli_roofline_writes_profile_and_rejects_unknown_names(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "ecc"
     out = tmp_path / "pi0_a100.json"

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.slow]  # slow: starts a Ray cluster (~50 s on 2 cores)
 
 torch = pytest.importorskip("torch")
 ray = pytest.importorskip("ray")

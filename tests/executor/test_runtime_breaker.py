@@ -45,6 +45,7 @@ class FixedPlanner:
         return np.array([self.cut, 0]), state
 
 
+@pytest.mark.slow  # heavy and timing: a server process and a real-time loop read against wall-clock periods, ~12 s each
 @pytest.mark.parametrize("fault", ["freeze", "kill"])
 def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
     start, stop = _server_process()
