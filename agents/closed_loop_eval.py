@@ -43,6 +43,8 @@ class ClosedLoopEvalConfig:
     preset: str = "full"  # model preset
     hardware: str = "orin+a100"  # edge+cloud devices of the hardware catalogue
     profiles: str = ""  # EDGE.json,CLOUD.json Profiles instead of the roofline pair
+    wire: str = "default"  # frames and activations on the wire (roofline pair priced as ecc train/eval price it)
+    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (as ecc eval)
     backend: str = "profile"  # profile | executor (real split executor: local server, trace-shaped link, emulated pair)
     emulated_profiles: bool = False  # the emulated pair's Profiles for the profile backend too (as executor uses)
     episode_s: float = 8.0  # episode horizon (s); MetaWorld's experts finish in 0.4-2.5 s
@@ -249,9 +251,9 @@ def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
         from agents.emulated_pair import emulated_pair
 
         return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw)
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
-    return roofline_profile_for(cfg.model, cfg.preset, edge_hw), roofline_profile_for(cfg.model, cfg.preset, cloud_hw)
+    return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
 
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
@@ -278,7 +280,9 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     for t in tasks:
         check_task(t)
     t_start = time.perf_counter()
-    traces = trace_set if trace_set is not None else load_traces(cfg.traces)
+    from traces.rtt import apply_rtt
+
+    traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     edge, cloud = profiles if profiles is not None else _profiles(cfg)
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
