@@ -282,7 +282,7 @@ def training_streams(cfg: TrainConfig) -> list[Any] | None:
     from ecc_env.streams import procedural_stream
 
     env_cfg = EnvConfig()
-    n = int(math.ceil(cfg.episode_s * 1e3 / env_cfg.period_ms)) + 100  # as the env's own procedural streams
+    n = math.ceil(cfg.episode_s * 1e3 / env_cfg.period_ms) + 100  # as the env's own procedural streams
     streams = [procedural_stream(env_cfg.stream_seed + i, n, env_cfg.procedural)
                for i in range(env_cfg.procedural_streams)]
     mw = closed_loop_streams(cfg.metaworld_tasks, cfg.metaworld_seeds, cfg.metaworld_frames, env_cfg.period_ms,
