@@ -24,7 +24,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EXPERT = "expert"  # the zero-latency ceiling's planner label
-EVENT_SETTINGS = ("off", "on")
+EVENT_SETTINGS = ("off", "on", "noise")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ClosedLoopEvalConfig:
     tasks: str = "reach-v3,push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3,peg-insert-side-v3"  # MetaWorld
     episodes: int = 3  # episodes per planner, task, VLA and event setting (the same seeds for every planner)
     seed: int = 0  # first episode seed (episode i: MetaWorld scene and trace segment of seed + i)
-    events: str = "off,on"  # event settings: off | on (object displaced, goal moved, visual noise)
+    events: str = "off,on"  # event settings: off | on (object displaced, goal moved, visual noise) | noise (alone)
     vlas: str = "aware,naive"  # perfect-VLA variants: aware (plans from committed actions) | naive
     entry: str = "aligned"  # where a late chunk enters: aligned (action meant for now) | index0
     traces: str = "embedded"  # 'embedded' or trace directories/files (comma-separated)
@@ -145,7 +145,7 @@ def run_episode(env: Any, planner: Any, seed: int, *, keep_timeline: bool = Fals
             break
     cl = env.closed_loop
     return EpisodeOutcome(
-        planner="", task=cl.task, vla=cl.vla, events="on" if cl.events.enabled else "off", seed=int(seed),
+        planner="", task=cl.task, vla=cl.vla, events=cl.events.label, seed=int(seed),
         success=bool(info["success"]), time_to_success_s=info["time_to_success_s"], inferences=len(lat),
         decisions=decisions, inference_latency_ms=lat, deadline_misses=misses, up_bytes=up,
         timeline=robot_timeline(env.robot, log_dec) if keep_timeline else None,
@@ -159,7 +159,7 @@ def run_expert(robot: Any, seed: int, horizon_steps: int, *, keep_timeline: bool
     ep = run_expert_episode(robot, seed, horizon_steps)
     cl = robot.config
     return EpisodeOutcome(
-        planner=EXPERT, task=cl.task, vla="-", events="on" if cl.events.enabled else "off", seed=int(seed),
+        planner=EXPERT, task=cl.task, vla="-", events=cl.events.label, seed=int(seed),
         success=ep.success, time_to_success_s=ep.time_to_success_s, inferences=ep.steps, decisions=ep.steps,
         inference_latency_ms=[0.0] * ep.steps, deadline_misses=0, up_bytes=0.0,
         timeline=robot_timeline(robot, []) if keep_timeline else None,
@@ -286,7 +286,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     edge, cloud = profiles if profiles is not None else _profiles(cfg)
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
-    event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on()}
+    event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}
     backend_kw: dict[str, Any] = {}
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig
