@@ -24,7 +24,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EXPERT = "expert"  # the zero-latency ceiling's planner label
-EVENT_SETTINGS = ("off", "on")
+EVENT_SETTINGS = ("off", "on", "noise")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ClosedLoopEvalConfig:
     tasks: str = "reach-v3,push-v3,pick-place-v3,drawer-open-v3,button-press-topdown-v3,peg-insert-side-v3"  # MetaWorld
     episodes: int = 3  # episodes per planner, task, VLA and event setting (the same seeds for every planner)
     seed: int = 0  # first episode seed (episode i: MetaWorld scene and trace segment of seed + i)
-    events: str = "off,on"  # event settings: off | on (object displaced, goal moved, visual noise)
+    events: str = "off,on"  # event settings: off | on (object displaced, goal moved, visual noise) | noise (alone)
     vlas: str = "aware,naive"  # perfect-VLA variants: aware (plans from committed actions) | naive
     entry: str = "aligned"  # where a late chunk enters: aligned (action meant for now) | index0
     traces: str = "embedded"  # 'embedded' or trace directories/files (comma-separated)
@@ -43,6 +43,8 @@ class ClosedLoopEvalConfig:
     preset: str = "full"  # model preset
     hardware: str = "orin+a100"  # edge+cloud devices of the hardware catalogue
     profiles: str = ""  # EDGE.json,CLOUD.json Profiles instead of the roofline pair
+    wire: str = "default"  # frames and activations on the wire (roofline pair priced as ecc train/eval price it)
+    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (as ecc eval)
     backend: str = "profile"  # profile | executor (real split executor: local server, trace-shaped link, emulated pair)
     emulated_profiles: bool = False  # the emulated pair's Profiles for the profile backend too (as executor uses)
     episode_s: float = 8.0  # episode horizon (s); MetaWorld's experts finish in 0.4-2.5 s
@@ -143,7 +145,7 @@ def run_episode(env: Any, planner: Any, seed: int, *, keep_timeline: bool = Fals
             break
     cl = env.closed_loop
     return EpisodeOutcome(
-        planner="", task=cl.task, vla=cl.vla, events="on" if cl.events.enabled else "off", seed=int(seed),
+        planner="", task=cl.task, vla=cl.vla, events=cl.events.label, seed=int(seed),
         success=bool(info["success"]), time_to_success_s=info["time_to_success_s"], inferences=len(lat),
         decisions=decisions, inference_latency_ms=lat, deadline_misses=misses, up_bytes=up,
         timeline=robot_timeline(env.robot, log_dec) if keep_timeline else None,
@@ -157,7 +159,7 @@ def run_expert(robot: Any, seed: int, horizon_steps: int, *, keep_timeline: bool
     ep = run_expert_episode(robot, seed, horizon_steps)
     cl = robot.config
     return EpisodeOutcome(
-        planner=EXPERT, task=cl.task, vla="-", events="on" if cl.events.enabled else "off", seed=int(seed),
+        planner=EXPERT, task=cl.task, vla="-", events=cl.events.label, seed=int(seed),
         success=ep.success, time_to_success_s=ep.time_to_success_s, inferences=ep.steps, decisions=ep.steps,
         inference_latency_ms=[0.0] * ep.steps, deadline_misses=0, up_bytes=0.0,
         timeline=robot_timeline(robot, []) if keep_timeline else None,
@@ -249,9 +251,9 @@ def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
         from agents.emulated_pair import emulated_pair
 
         return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw)
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
 
-    return roofline_profile_for(cfg.model, cfg.preset, edge_hw), roofline_profile_for(cfg.model, cfg.preset, cloud_hw)
+    return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
 
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
@@ -278,11 +280,13 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     for t in tasks:
         check_task(t)
     t_start = time.perf_counter()
-    traces = trace_set if trace_set is not None else load_traces(cfg.traces)
+    from traces.rtt import apply_rtt
+
+    traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     edge, cloud = profiles if profiles is not None else _profiles(cfg)
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
-    event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on()}
+    event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}
     backend_kw: dict[str, Any] = {}
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig

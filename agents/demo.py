@@ -48,6 +48,7 @@ class DemoConfig:
     oracle: bool = True  # include the hindsight Oracle in the profile-backend table
     seed: int = 0  # seed of training and of the evaluation episodes
     headroom: float = 2.5  # emulated cloud block time / this CPU's measured time (>= 1; more: fewer overruns)
+    closed_loop_episodes: int = 2  # MetaWorld closed-loop episodes per planner, task and event setting (0: skip)
 
     def __post_init__(self) -> None:
         if self.family not in ("openvla", "pi0"):
@@ -132,6 +133,15 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
                      explain=False)
         console.print(_describe_backend(real.meta.get("backend", {})), highlight=False)
 
+    cl = None
+    if cfg.closed_loop_episodes > 0:
+        with _phase(console, "4b. closed loop (MetaWorld robot, perfect VLA, same policy)", times):
+            from agents.demo_closed_loop import DemoClosedLoopConfig, print_demo_closed_loop, run_demo_closed_loop
+
+            cl = run_demo_closed_loop(policy, (edge, cloud), traces, DemoClosedLoopConfig(
+                episodes=cfg.closed_loop_episodes), out=out / "closed_loop", seed=cfg.seed)
+            print_demo_closed_loop(cl, console)
+
     with _phase(console, "5. plots", times):
         learning_curve(res.run_dir, out / "learning_curve.png")
 
@@ -140,7 +150,8 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
                "profiles": {"edge": describe(edge), "cloud": describe(cloud)},
                "train": {"timesteps": res.timesteps, "best_val_return": res.best_val_return,
                          "heuristic_val_return": res.heuristic_val_return, "wall_s": res.wall_s},
-               "profile_backend": sim.rows, "executor_backend": real.rows}
+               "profile_backend": sim.rows, "executor_backend": real.rows,
+               "closed_loop": cl.rows if cl is not None else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.rule("[bold]wall time per phase")
     for k, v in times.items():

@@ -51,6 +51,9 @@ class TrainConfig:
     rescale_max: float = 4.0  # largest per-episode bandwidth rescaling factor
     family_power: float = 0.0  # episode sampling: family weight ~ n_traces**power (0: families equally, 1: traces)
     exclude_families: tuple[str, ...] = ()  # leave out traces whose family contains one of these texts (train+val)
+    metaworld_tasks: tuple[str, ...] = ()  # MetaWorld tasks whose closed-loop streams (events off+on) join training
+    metaworld_seeds: int = 3  # MetaWorld scenes per task and event setting (recorded once, cached)
+    metaworld_frames: int = 50  # control steps per MetaWorld stream (at the env's period)
     chunk_size: int = DEFAULT_CHUNK_SIZE  # actions per chunk (1 disables skipping)
     wire: str = "default"  # frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16), default or exact
     rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (traces.rtt)
@@ -99,6 +102,9 @@ class TrainConfig:
 
         WireConfig.parse(self.wire)
         check_rtt_ms(self.rtt_ms)
+        if self.metaworld_seeds < 1 or self.metaworld_frames < 2:
+            raise ValueError(f"metaworld_seeds must be >= 1 and metaworld_frames >= 2, got {self.metaworld_seeds}, "
+                             f"{self.metaworld_frames}")
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 
@@ -263,6 +269,29 @@ def deadline_rule(cfg: Any) -> Any:
     return DeadlineConfig(cfg.deadline_ms, break_even=cfg.break_even_deadline, hedge=cfg.hedge)
 
 
+def training_streams(cfg: TrainConfig) -> list[Any] | None:
+    """The observation streams of a run: None (the env's procedural streams) without ``metaworld_tasks``; else the
+    env's procedural streams plus closed-loop-like MetaWorld streams (``metaworld_streams.closed_loop_streams``:
+    every task x ``metaworld_seeds`` scenes x events off and on, the closed loop's robot, events and 64 px frames),
+    recorded at the env's period (``EnvConfig.period_ms``: one source for the period; chunks: ``cfg.chunk_size``)."""
+    if not cfg.metaworld_tasks:
+        return None
+    from ecc_env.closed_loop import ClosedLoopConfig
+    from ecc_env.metaworld_streams import closed_loop_streams
+    from ecc_env.split_env import EnvConfig
+    from ecc_env.streams import procedural_stream
+
+    env_cfg = EnvConfig()
+    n = math.ceil(cfg.episode_s * 1e3 / env_cfg.period_ms) + 100  # as the env's own procedural streams
+    streams = [procedural_stream(env_cfg.stream_seed + i, n, env_cfg.procedural)
+               for i in range(env_cfg.procedural_streams)]
+    mw = closed_loop_streams(cfg.metaworld_tasks, cfg.metaworld_seeds, cfg.metaworld_frames, env_cfg.period_ms,
+                             image_hw=ClosedLoopConfig().image_hw)
+    log.info("training on %d procedural + %d MetaWorld closed-loop streams (%s)", len(streams), len(mw),
+             ", ".join(cfg.metaworld_tasks))
+    return streams + mw
+
+
 def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **overrides: Any) -> Any:
     """An EdgeCloudSplitEnv on ``trace_set`` (used as is: ``trace_split='all'``) with the run's settings."""
     import gymnasium as gym
@@ -391,6 +420,8 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     t_start = time.perf_counter()
     torch.set_num_threads(1)
     overrides = dict(env_overrides or {})
+    if cfg.metaworld_tasks and "streams" not in overrides:
+        overrides["streams"] = training_streams(cfg)
     edge, cloud = profiles if profiles is not None else profiles_for(cfg)
     if cfg.candidate_cuts and "allowed_cuts" not in overrides:
         from executor.cutmap import candidate_cuts
@@ -419,7 +450,8 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     run_dir = Path(cfg.run_dir).expanduser().resolve() / name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(
-        {**asdict(cfg), "env_overrides": {k: repr(v) for k, v in overrides.items()},
+        {**asdict(cfg), "env_overrides": {k: (f"{len(v)} streams" if k == "streams" else repr(v))
+                                          for k, v in overrides.items()},
          "train_traces": {"name": train_set.name, "n": len(train_set), "fingerprint": train_set.fingerprint()},
          "val_traces": {"name": val_set.name, "n": len(val_set)},
          "privileged": privileged.describe() if privileged is not None else None}, indent=2))

@@ -194,6 +194,18 @@ class EventConfig:
         return cls(displace_at_s=0.1, goal_at_s=0.3,
                    noise=VisualNoiseConfig(flicker_gain=0.1, flicker_prob=0.3, sensor_sigma=3.0, shake_px=1))
 
+    @classmethod
+    def noise_only(cls) -> EventConfig:
+        """The visual noise of :meth:`on` alone: the scene does not change, so it should not trigger inferences."""
+        return cls(noise=cls.on().noise)
+
+    @property
+    def label(self) -> str:
+        """off | noise (visual noise alone) | on (any scene event)."""
+        if not self.enabled:
+            return "off"
+        return "noise" if self.displace_at_s is None and self.goal_at_s is None else "on"
+
 
 @dataclass(frozen=True)
 class ClosedLoopConfig:

@@ -19,7 +19,7 @@ from agents.demo import DemoConfig, main  # noqa: E402
 def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["--out", str(out), "--timesteps", "512", "--episodes", "1", "--episode-s", "2", "--real-steps", "20",
-               "--train-episode-s", "2", "--no-oracle"])
+               "--train-episode-s", "2", "--no-oracle", "--closed-loop-episodes", "0"])
     assert rc == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())

@@ -101,3 +101,10 @@ def test_control_period_must_be_whole_metaworld_steps_and_events_validate():
         EventConfig(displace_at_s=-1.0)
     with pytest.raises(ValueError, match="goal_m"):
         EventConfig(goal_m=(0.2, 0.1))
+
+
+def test_event_settings_are_labelled_and_noise_alone_moves_nothing():
+    noise = EventConfig.noise_only()
+    assert noise.noise == EventConfig.on().noise and noise.displace_at_s is None and noise.goal_at_s is None
+    assert [e.label for e in (EventConfig.off(), noise, EventConfig.on())] == ["off", "noise", "on"]
+    assert EventConfig(goal_at_s=0.3).label == "on"
