@@ -43,8 +43,8 @@ class ClosedLoopEvalConfig:
     preset: str = "full"  # model preset
     hardware: str = "orin+a100"  # edge+cloud devices of the hardware catalogue
     profiles: str = ""  # EDGE.json,CLOUD.json Profiles instead of the roofline pair
-    wire: str = "default"  # frames and activations on the wire (roofline pair priced as ecc train/eval price it)
-    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (as ecc eval)
+    wire: str = "default"  # frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16), default or exact
+    rtt_ms: float = -1.0  # round-trip time (ms) of every trace; -1: each trace family's documented RTT (traces.rtt)
     backend: str = "profile"  # profile | executor (real split executor: local server, trace-shaped link, emulated pair)
     emulated_profiles: bool = False  # the emulated pair's Profiles for the profile backend too (as executor uses)
     episode_s: float = 8.0  # episode horizon (s); MetaWorld's experts finish in 0.4-2.5 s
@@ -72,6 +72,11 @@ class ClosedLoopEvalConfig:
             raise ValueError(f"hardware must be EDGE+CLOUD (e.g. orin+a100), got {self.hardware!r}")
         if not split_list(self.tasks):
             raise ValueError("no tasks given")
+        from executor.wire_config import WireConfig
+        from traces.rtt import check_rtt_ms
+
+        WireConfig.parse(self.wire)  # ValueError naming the bad part
+        check_rtt_ms(self.rtt_ms)
 
 
 def split_list(text: str) -> list[str]:
@@ -239,21 +244,12 @@ class ClosedLoopReport:
 
 
 def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
-    from executor.profile import Profile
+    """The Profile pair, priced under the run's wire configuration, as ``ecc eval`` prices it."""
+    from agents.evaluation import EvalConfig, resolve_profiles
 
-    if cfg.profiles:
-        parts = cfg.profiles.split(",")
-        if len(parts) != 2:
-            raise ValueError(f"profiles must be EDGE.json,CLOUD.json, got {cfg.profiles!r}")
-        return Profile.load(parts[0]), Profile.load(parts[1])
-    edge_hw, cloud_hw = cfg.hardware.split("+", 1)
-    if cfg.backend == "executor" or cfg.emulated_profiles:  # the emulated pair the executor runs (as ecc eval)
-        from agents.emulated_pair import emulated_pair
-
-        return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw)
-    from executor.wire_config import roofline_pair
-
-    return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
+    backend = "executor" if cfg.backend == "executor" or cfg.emulated_profiles else "profile"
+    return resolve_profiles(EvalConfig(model=cfg.model, preset=cfg.preset, hardware=cfg.hardware,
+                                       profiles=cfg.profiles, backend=backend, wire=cfg.wire))
 
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
@@ -280,7 +276,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     for t in tasks:
         check_task(t)
     t_start = time.perf_counter()
-    from traces.rtt import apply_rtt
+    from traces.rtt import apply_rtt, rtt_rule_label
 
     traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     edge, cloud = profiles if profiles is not None else _profiles(cfg)
@@ -292,7 +288,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
         from ecc_env.backends import ExecutorConfig
 
         backend_kw = {"backend": "executor", "executor": ExecutorConfig(
-            family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud)}
+            family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud, wire=cfg.wire)}
     outcomes: list[EpisodeOutcome] = []
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
@@ -320,7 +316,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                     try:
                         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(traces))
                         for label, name, arg in specs:
-                            planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms)
+                            planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms, rtt_ms=cfg.rtt_ms)
                             for s in seeds:
                                 o = run_episode(env, planner, s, keep_timeline=(s == seeds[0]))
                                 o.planner = label
@@ -333,7 +329,8 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     meta = {"config": {k: v for k, v in asdict(cfg).items()}, "seeds": seeds, "wall_s": wall,
             "period_ms": env_cfg.period_ms, "chunk_size": env_cfg.chunk_size,
             "profiles": f"{edge.model_id}/{edge.preset} {edge.device}+{cloud.device}", "backend": cfg.backend,
-            "traces": getattr(traces, "name", str(cfg.traces)), "events_on": asdict(EventConfig.on())}
+            "traces": getattr(traces, "name", str(cfg.traces)), "events_on": asdict(EventConfig.on()),
+            "wire": edge.notes.get("wire"), "rtt_rule": rtt_rule_label(cfg.rtt_ms)}
     report = ClosedLoopReport(summarize(outcomes), outcomes, meta)
     if cfg.out:
         out = Path(cfg.out)
