@@ -176,7 +176,7 @@ def _file_guide(out: Path) -> list[str]:
     """What the demo wrote, one line per file or group, relative to ``out``."""
     guide = [("summary.json", "every number printed above"),
              ("profile_edge.json, profile_cloud.json", "the emulated Orin and A100 Profiles"),
-             ("ppo/", "the training run: policy.zip + policy.json, config, learning curve data"),
+             ("ppo/", "the training run: policy.safetensors + policy.json, config, learning curve data"),
              ("learning_curve.png", "PPO's validation return during training"),
              ("eval_profile/", "simulated evaluation: report.json, report.csv, steps.csv and plots"),
              ("eval_executor/", "real-executor run: report.json, report.csv, steps.csv and plots")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,10 @@ def _import_metaworld() -> tuple[Any, Any, Any]:
         from metaworld.policies import ENV_POLICY_MAP
     except ImportError as e:
         raise ImportError("the MetaWorld robot needs `pip install metaworld` (the vla-ecc[sim] extra)") from e
+    # MetaWorld's scripted experts warn on every action that their gains exceed the action range (the env clips
+    # it): noise about MetaWorld's own code, not about ours
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning,
+                            module=r"metaworld\.")
     return metaworld, mujoco, ENV_POLICY_MAP
 
 
