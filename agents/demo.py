@@ -49,6 +49,7 @@ class DemoConfig:
     seed: int = 0  # seed of training and of the evaluation episodes
     headroom: float = 2.5  # emulated cloud block time / this CPU's measured time (>= 1; more: fewer overruns)
     closed_loop_episodes: int = 2  # MetaWorld closed-loop episodes per planner, task and event setting (0: skip)
+    wire: str = "default"  # frames and activations on the wire (IMAGE,DTYPE, default or exact): priced and sent
 
     def __post_init__(self) -> None:
         if self.family not in ("openvla", "pi0"):
@@ -96,7 +97,8 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
                         console=console, transient=True)
 
     with _phase(console, "1. profiles (measure, emulate Orin + A100)", times):
-        edge, cloud = emulated_pair(cfg.family, cfg.preset, "orin", "a100", seed=cfg.seed, headroom=cfg.headroom)
+        edge, cloud = emulated_pair(cfg.family, cfg.preset, "orin", "a100", seed=cfg.seed, headroom=cfg.headroom,
+                                    wire=cfg.wire)
         edge.save(out / "profile_edge.json")
         cloud.save(out / "profile_cloud.json")
         console.print(f"{edge.model_id}/{edge.preset}: {edge.num_blocks} blocks, {edge.num_cuts} cuts; edge-only "
@@ -104,7 +106,8 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
         console.print(f"[dim]{edge.notes['emulated']}[/dim]")
 
     with _phase(console, f"2. train PPO ({cfg.timesteps} steps, embedded train split)", times):
-        tcfg = quick(TrainConfig(model=cfg.family, preset=cfg.preset, seed=cfg.seed, run_dir=str(out), run_name="ppo"))
+        tcfg = quick(TrainConfig(model=cfg.family, preset=cfg.preset, seed=cfg.seed, run_dir=str(out), run_name="ppo",
+                                 wire=cfg.wire))
         tcfg = replace(tcfg, total_timesteps=cfg.timesteps, episode_s=cfg.train_episode_s,
                        eval_every_steps=max(cfg.timesteps // 8, 512), eval_episodes=4)
         res = train(tcfg, trace_set=traces, profiles=(edge, cloud))
@@ -113,7 +116,7 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
     policy = res.policy_path
 
     common = dict(model=cfg.family, preset=cfg.preset, hardware="orin+a100", traces="embedded", split="test",
-                  seed=1000 + cfg.seed)
+                  seed=1000 + cfg.seed, wire=cfg.wire)
     with _phase(console, "3. evaluate on held-out embedded traces (profile backend)", times):
         names = f"ppo:{policy},heuristic,roboecc,rapid,vision,static,edge,cloud" + (",oracle" if cfg.oracle else "")
         ecfg = EvalConfig(planners=names, episodes=cfg.episodes, episode_s=cfg.episode_s,

@@ -55,13 +55,17 @@ def scaled_pair(measured: Profile, ratios: dict[str, float], *, headroom: float 
 
 
 def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", cloud_hw: str = "a100", *,
-                  headroom: float = 1.5, seed: int = 0, measured: Profile | None = None) -> tuple[Profile, Profile]:
+                  headroom: float = 1.5, seed: int = 0, measured: Profile | None = None,
+                  wire: Any = "default") -> tuple[Profile, Profile]:
     """Measure ``family/preset`` on this CPU (unless ``measured`` is given) and scale it to an edge/cloud pair with
-    the ratios of the ``full`` model's roofline on ``edge_hw`` / ``cloud_hw``. Imports torch."""
+    the ratios of the ``full`` model's roofline on ``edge_hw`` / ``cloud_hw``; its cuts priced under ``wire``
+    (``executor.wire_config``: the payloads the client sends, with the codec time measured on this CPU), as every
+    Profile the env, training and evaluation use. Imports torch."""
+    from executor.models import build_model
     from executor.roofline import roofline_profile_for
+    from executor.wire_config import priced_profiles
 
     if measured is None:
-        from executor.models import build_model
         from executor.profiler import ProfilerConfig, profile_model
 
         measured = profile_model(build_model(family, preset, seed=seed), ProfilerConfig(warmup_runs=2, measured_runs=7))
@@ -69,7 +73,8 @@ def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", clou
                               roofline_profile_for(family, "full", cloud_hw, check_memory=False))
     log.info("emulated %s/%s pair: per-component %s/%s ratios %s", family, preset, edge_hw, cloud_hw,
              {k: round(v, 2) for k, v in ratios.items()})
-    return scaled_pair(measured, ratios, headroom=headroom, edge_name=edge_hw, cloud_name=cloud_hw)
+    edge, cloud = scaled_pair(measured, ratios, headroom=headroom, edge_name=edge_hw, cloud_name=cloud_hw)
+    return priced_profiles(edge, cloud, build_model(family, preset, device="meta"), wire, measured_codec=True)
 
 
 def describe(profile: Profile) -> dict[str, Any]:

@@ -186,11 +186,8 @@ def resolve_profiles(cfg: EvalConfig) -> tuple[Any, Any]:
         return priced_profiles(e, c, model, cfg.wire)
     if cfg.backend == "executor":
         from agents.emulated_pair import emulated_pair
-        from executor.models import build_model
-        from executor.wire_config import priced_profiles
 
-        return priced_profiles(*emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw),
-                               build_model(cfg.model, cfg.preset, device="meta"), cfg.wire, measured_codec=True)
+        return emulated_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, wire=cfg.wire)
     from executor.wire_config import roofline_pair
 
     return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
