@@ -31,9 +31,9 @@ def frame_tensor(i: int) -> str:
 def encode_frames(payload: Any, wire: WireConfig) -> Any:
     """``payload`` (an ``executor.models.Payload``) with its camera frames encoded under ``wire``; the same object
     when it carries no frames or the frames travel raw."""
-    enc = wire.encoding
-    if IMAGE_TENSOR not in payload.tensors or (enc.codec == "raw" and enc.resize_px is None):
+    if IMAGE_TENSOR not in payload.tensors or not wire.frames_encoded:
         return payload
+    enc = wire.encoding
     from executor.models.base import Payload
 
     images = payload.tensors[IMAGE_TENSOR]

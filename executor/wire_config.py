@@ -99,6 +99,12 @@ class WireConfig:
         return ImageEncoding.parse(self.image)
 
     @property
+    def frames_encoded(self) -> bool:
+        """Do the camera frames travel encoded (a codec other than raw, or resized)? Else as the raw array."""
+        enc = self.encoding
+        return enc.codec != "raw" or enc.resize_px is not None
+
+    @property
     def compression(self) -> str:
         """The ``executor.wire`` codec of the activations."""
         return WIRE_CODEC[self.activation_dtype]
@@ -213,7 +219,7 @@ def wire_cut_specs(model: SplitModel, wire: WireConfig | str | None = None) -> l
     base = model.cut_specs(wire.activation_dtype)
     carries = image_crossings(model)
     frame_sizes: tuple[int, ...] = ()
-    if wire.encoding.codec != "raw" or wire.encoding.resize_px is not None:
+    if wire.frames_encoded:
         shape = image_shape(model)
         frame_sizes = _frame_sizes(wire.encoding, shape.cameras, shape.image_px)
         fmeta = frames_meta(wire, (shape.cameras, shape.image_px, shape.image_px, 3))
@@ -347,7 +353,7 @@ def measured_codec_ms(model: SplitModel, wire: WireConfig | str | None, *, repea
     carries = image_crossings(model)
     shape = image_shape(model)
     frame_ms = 0.0
-    if wire.encoding.codec != "raw" or wire.encoding.resize_px is not None:
+    if wire.frames_encoded:
         st = measure_encoding(wire.encoding, sample_frames(shape.cameras, shape.image_px), repeats=repeats)
         frame_ms = st.encode_ms + st.decode_ms
     n = model.num_blocks
