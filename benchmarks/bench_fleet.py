@@ -70,7 +70,7 @@ def fleet_run(edge, url: str, robots: int, cut: int, seconds: float) -> dict[str
     wall = time.perf_counter() - t_start
     a = np.asarray(lat) if lat else np.asarray([float("nan")])
     return {"robots": robots, "throughput_rps": len(lat) / wall, "p50_ms": float(np.percentile(a, 50)),
-            "p99_ms": float(np.percentile(a, 99)), "errors": errors[0], "requests": len(lat)}
+            "p95_ms": float(np.percentile(a, 95)), "p99_ms": float(np.percentile(a, 99)), "errors": errors[0], "requests": len(lat)}
 
 
 def predicted(family: str, preset: str, hardware: str, cut: int, robots: list[int]) -> list[dict[str, float]]:

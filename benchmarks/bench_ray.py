@@ -16,7 +16,6 @@ import functools
 import os
 import statistics
 import sys
-import threading
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -24,44 +23,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def _clients_run(edge, url: str, n_clients: int, cut: int, seconds: float) -> tuple[float, float, int]:
     """(requests/s, p95 latency ms, errors) of n_clients sending back-to-back requests for ``seconds``."""
-    import numpy as np
+    from bench_fleet import fleet_run  # the same client loop as the fleet benchmark (this folder is on sys.path)
 
-    from executor.client import EdgeClient
-
-    obs = edge.make_observation(0)
-    lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    barrier = threading.Barrier(n_clients + 1)
-    stop_at = [0.0]
-
-    def worker() -> None:
-        with EdgeClient(edge, url) as client:
-            client.connect()
-            client.infer(obs, cut, deadline=time.perf_counter() + 60)  # warm-up
-            barrier.wait()
-            while time.perf_counter() < stop_at[0]:
-                t0 = time.perf_counter()
-                try:
-                    client.infer(obs, cut, deadline=t0 + 60)
-                except Exception:  # noqa: BLE001 - counted
-                    with lock:
-                        errors[0] += 1
-                    continue
-                with lock:
-                    lat.append((time.perf_counter() - t0) * 1e3)
-
-    threads = [threading.Thread(target=worker) for _ in range(n_clients)]
-    for t in threads:
-        t.start()
-    stop_at[0] = time.perf_counter() + 1e9
-    barrier.wait()
-    t_start = time.perf_counter()
-    stop_at[0] = t_start + seconds
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t_start
-    return len(lat) / wall, float(np.percentile(lat, 95)) if lat else float("nan"), errors[0]
+    r = fleet_run(edge, url, n_clients, cut, seconds)
+    return r["throughput_rps"], r["p95_ms"], int(r["errors"])
 
 
 def bench_serving(args: argparse.Namespace) -> None:
