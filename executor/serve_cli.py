@@ -131,10 +131,7 @@ def _serve_ray(args: argparse.Namespace, config: object) -> int:
     except _Terminated as e:
         print(f"ecc serve: {e} during start-up; stopped", file=sys.stderr)
         return 1
-    except DeployError as e:
-        print(f"ecc serve: {e}", file=sys.stderr)
-        return 1
-    except ConnectionError as e:
+    except (DeployError, ConnectionError) as e:
         print(f"ecc serve: {e}", file=sys.stderr)
         return 1
     except OSError as e:
