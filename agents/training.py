@@ -40,7 +40,7 @@ class TrainConfig:
     preset: str = "full"  # model preset (executor.models.presets)
     edge: str = "orin"  # edge device in the hardware catalogue
     cloud: str = "a100"  # cloud device in the hardware catalogue
-    traces: tuple[str, ...] = ()  # trace directories/files to train on (default: the embedded set only)
+    traces: tuple[str, ...] = ()  # trace directories/files to train on (empty: the embedded set only)
     include_embedded: bool = True  # mix the embedded default set into the given traces
     split_seed: int = 0  # seed of the train/val/test split of the trace set
     total_timesteps: int = 1_000_000  # PPO environment steps (the default takes about 2-4 min on 2 cores)
@@ -76,7 +76,7 @@ class TrainConfig:
     warm_start_steps: int = 40_000  # demonstration steps of the heuristic for the warm start
     warm_start_epochs: int = 10  # behaviour-cloning epochs over the demonstrations
     run_dir: str = "runs"  # parent folder of run folders
-    run_name: str = ""  # run folder name (default: model-edge-cloud-timestamp)
+    run_name: str = ""  # run folder name (empty: model-edge-cloud-timestamp)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
