@@ -1,6 +1,6 @@
 """Hedged execution on the edge: while a split step's payload travels, the edge runs the cloud's blocks itself.
 
-On a hedgeable cut (``ecc_env.latency.hedgeable``: edge_then_cloud, one request and one reply) the edge already holds
+On a hedgeable cut (``executor.profile.hedgeable``: edge_then_cloud, one request and one reply) the edge already holds
 the payload it sends, and every block stays loaded on the edge, so right after sending it can go on locally with
 ``model.cloud_session(cut).on_request(payload)``. Whichever actions come first are used: the cloud's reply when the
 network is fast, the local continuation (done at the edge-only time) when it is not. The loser is abandoned: a late
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from executor.profile import hedgeable
+
 if TYPE_CHECKING:  # pragma: no cover
     from executor.models import Payload, SplitModel
 
@@ -33,9 +35,7 @@ class HedgeCancelled(RuntimeError):
 
 
 def cut_is_hedgeable(model: SplitModel, cut: int) -> bool:
-    """The environment's rule (``ecc_env.latency.hedgeable``) applied to the model's own cut description."""
-    from ecc_env.latency import hedgeable
-
+    """The rule the environment prices (``executor.profile.hedgeable``) applied to the model's own cut description."""
     placement, _k = model.placement(cut)
     return hedgeable(placement == "edge_then_cloud", model.cut_specs()[int(cut)].round_trips)
 
