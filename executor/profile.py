@@ -55,6 +55,14 @@ class CutSpec:
         return self.up_bytes > 0 or self.down_bytes > 0 or self.round_trips > 0
 
 
+def hedgeable(edge_first: bool, round_trips: int) -> bool:
+    """Whether hedged execution applies to a network cut: the edge computes first (it holds the payload it sent and
+    can run the cloud's blocks on it) and the exchange is one request and one reply (with extra round trips the
+    edge's half keeps state that the reply must meet). One rule for the env's pricing (``ecc_env.latency``) and the
+    edge client (``executor.hedge``)."""
+    return bool(edge_first) and int(round_trips) == 0
+
+
 @dataclass(frozen=True)
 class Profile:
     """Per-block latency of one model preset on one device, and the bytes that cross each cut."""
