@@ -153,10 +153,11 @@ class CogACTSplitModel(FlowSplitModel):
         chain += [("vlm.cognition", CognitionHead(llm.model.norm), "cognition", 0), ("dit", self.root["dit"], "dit", 0)]
         for _name, mod, _kind, _j in chain:
             mod.to(self.device)
-        names = [x[0] for x in chain]
-        kinds = [(x[2], x[3]) for x in chain]
-        self._install_chain((names, [x[1] for x in chain], kinds), llm.model.rotary_emb, "projector")
-        idx = index_vision_chain(self, names, kinds)
+        names = tuple(x[0] for x in chain)  # tuples, as every family's (Profiles compare block names)
+        kinds = tuple((x[2], x[3]) for x in chain)
+        self._install_chain((names, tuple(x[1] for x in chain), kinds), llm.model.rotary_emb,  # type: ignore[arg-type]
+                            "projector")
+        idx = index_vision_chain(self, list(names), list(kinds))
         self._i_embed = idx["embed"]
         self._i_cognition = idx["cognition"]
 

@@ -115,6 +115,27 @@ def test_roofline_prices_the_dit_as_cfg_batch_ddim_passes():
     specs, cuts = m.block_specs(), m.cut_specs("bfloat16")
     orin, a100 = roofline_profile(specs, cuts, "orin"), roofline_profile(specs, cuts, "a100")
     assert orin.notes["fits_memory"] and orin.block_names[-2:] == ("vlm.cognition", "dit")
+    assert orin.block_names == m.block_names  # a tuple, as the Profiles' (wire pricing compares them)
     assert sum(orin.block_ms) > 5 * sum(a100.block_ms)
     # one VLM prefill and no autoregressive decode: far below OpenVLA's 7 token passes on the same device
     assert sum(orin.block_ms) < 0.5 * sum(roofline_profile_for("openvla", "full", "orin").block_ms)
+
+
+@pytest.mark.network
+def test_served_over_loopback_equals_in_process_at_every_cut(tiny):
+    """A real websocket server and client: every cut, the reverse one included, returns the unsplit actions."""
+    from executor.client import EdgeClient
+    from executor.server import CloudServer, ServerConfig
+
+    server = CloudServer(build_model("cogact", "tiny", seed=0), ServerConfig(port=0)).start()
+    try:
+        obs = tiny.make_observation(1)
+        reference = tiny.forward(obs)
+        with EdgeClient(tiny, server.url) as client:
+            info = client.connect()
+            assert (info.model_id, info.num_cuts) == ("cogact", tiny.num_cuts)
+            for k in range(tiny.num_cuts):
+                result = client.infer(obs, k)
+                np.testing.assert_array_equal(result.actions, reference, err_msg=f"cut {k}")
+    finally:
+        server.stop()
