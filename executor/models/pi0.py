@@ -79,12 +79,14 @@ class Pi0PrefixEmbed(nn.Module):
         self.image_token_id = image_token_id
 
     def forward(self, prompt_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        n_img = image_features.shape[1]
-        placeholders = torch.full((n_img,), self.image_token_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
-        input_ids = torch.cat([placeholders, prompt_ids])[None]
+        """prompt_ids (B, T), image_features (B, n_img, h) -> prefix embeddings (B, n_img + T, h)."""
+        batch, n_img = image_features.shape[:2]
+        placeholders = torch.full((batch, n_img), self.image_token_id, dtype=prompt_ids.dtype,
+                                  device=prompt_ids.device)
+        input_ids = torch.cat([placeholders, prompt_ids], dim=1)
         special = input_ids == self.image_token_id
         embeds = self.embed_tokens(input_ids.masked_fill(special, 0))
-        pad = embeds.new_zeros(1, input_ids.shape[1] - n_img, embeds.shape[2])
+        pad = embeds.new_zeros(batch, input_ids.shape[1] - n_img, embeds.shape[2])
         image_embeds = torch.cat([image_features.to(embeds.dtype), pad], dim=1)
         return torch.where(special[..., None], image_embeds, embeds)
 
@@ -124,7 +126,7 @@ class Pi0SplitModel(FlowSplitModel):
         self.text_config = lm.config
         layout = chain_layout(
             ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
-            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector),
+            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector, c.cameras),
             Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
         for m in layout[1]:
             m.to(self.device)
@@ -202,7 +204,7 @@ class Pi0SplitModel(FlowSplitModel):
                     pos = torch.arange(seq, device=h.device)[None] + 1
                     mask = create_causal_mask(config=self.text_config, inputs_embeds=h, attention_mask=None,
                                               cache=None, position_ids=pos,
-                                              block_sequence_ids=torch.zeros(1, seq, dtype=torch.long,
+                                              block_sequence_ids=torch.zeros(h.shape[0], seq, dtype=torch.long,
                                                                              device=h.device))
                     pe = self._rotary(h, pos)
                 cache = DynamicCache()
@@ -221,9 +223,9 @@ class Pi0SplitModel(FlowSplitModel):
         from transformers import DynamicCache
 
         c = self.config
-        st = torch.zeros(1, c.max_state_dim, dtype=self.dtype, device=self.device)
-        st[0, : c.state_dim] = state.to(self.dtype)
-        x = noise[None].to(self.dtype)
+        st = torch.zeros(state.shape[0], c.max_state_dim, dtype=self.dtype, device=self.device)
+        st[:, : c.state_dim] = state.to(self.dtype)
+        x = noise.to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
         x = euler_denoise(lambda x_t, t: expert(st, x_t, t, cache), x, cache, c.num_steps, self.device)
-        return x[0, :, : c.action_dim].float()
+        return x[:, :, : c.action_dim].float()

@@ -111,10 +111,11 @@ class SmolVLAPrefixEmbed(nn.Module):
         self.max_state_dim = max_state_dim
 
     def forward(self, image_features: torch.Tensor, prompt_ids: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        lang = self.embed_tokens(prompt_ids[None])
+        """image_features (B, n_img, h), prompt_ids (B, T), state (B, D) -> prefix embeddings (B, n_img + T + 1, h)."""
+        lang = self.embed_tokens(prompt_ids)
         scale = math.sqrt(lang.shape[-1])
-        padded = lang.new_zeros(1, self.max_state_dim)
-        padded[0, : state.shape[0]] = state.to(lang.dtype)
+        padded = lang.new_zeros(state.shape[0], self.max_state_dim)
+        padded[:, : state.shape[1]] = state.to(lang.dtype)
         st = self.state_proj(padded)[:, None]
         return torch.cat([image_features.to(lang.dtype) * scale, lang * scale, st], dim=1)
 
@@ -184,7 +185,7 @@ class SmolVLASplitModel(FlowSplitModel):
         self.text_config = text.config
         layout = chain_layout(
             SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
-            "connector", PostNormProjector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
+            "connector", PostNormProjector(vision.post_layernorm, vlm.connector, c.cameras), self.root["state_prefix"],
             text.layers, self.root["expert"])
         self._install_chain(layout, text.rotary_emb, "connector")
 
@@ -277,11 +278,11 @@ class SmolVLASplitModel(FlowSplitModel):
         from transformers import DynamicCache
 
         c = self.config
-        x = noise[None].to(self.dtype)
+        x = noise.to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
         prefix_len = cache.get_seq_length()
         pos = (prefix_len + torch.arange(c.chunk, device=self.device))[None]
         pe = self._rotary(x.new_zeros(1, c.chunk, c.expert_hidden), pos)
         mask = torch.ones(1, 1, c.chunk, prefix_len + c.chunk, dtype=torch.bool, device=self.device)
         x = euler_denoise(lambda x_t, t: expert(x_t, t, cache, pe, mask), x, cache, c.num_steps, self.device)
-        return x[0, :, : c.action_dim].float()
+        return x[:, :, : c.action_dim].float()
