@@ -141,6 +141,10 @@ class EdgeSession(Protocol):
 class CloudSession(Protocol):
     def on_request(self, payload: Payload) -> Payload: ...
 
+    def accept(self, payload: Payload) -> dict[str, Any]:
+        """The checked tensors of the session's first request (``SplitModel.cloud_batch`` batches them)."""
+        ...
+
 
 BatchResult = tuple[Any, Payload] | Exception
 """One request's outcome in ``SplitModel.cloud_batch``: (its cloud session, its reply), or its own error."""

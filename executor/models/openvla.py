@@ -344,8 +344,6 @@ class _Runner:
 
     def split(self, n: int) -> list[_Runner]:
         """One runner per request of a batch of ``n``, each with its own slice of the KV cache."""
-        from transformers import DynamicCache
-
         if n == 1:
             return [self]
         out = []
