@@ -3,7 +3,8 @@
 `FlowSplitModel` holds the chain layout (``vision.embed, vision.layer0.., <mid>, vlm.embed, vlm.layer0.., expert``),
 the payload specs of every cut (observation tensors, vision/prefix activations, the KV cache of the VLM layers
 already run), the reverse cut (cloud runs the VLM, edge runs the expert), the edge/cloud sessions and the Euler
-loop. A family supplies its modules, its ``_run`` and the few names that differ (see the class attributes).
+loop, and the one block-dispatch loop (``_run``, batched). A family supplies its modules, its prefix embedding, its
+prefix attention, its denoising loop and the few names that differ (see the class attributes).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class FlowSplitModel(SplitModel):
     """Shared shapes, sessions and execution entry points of the prefix-KV + flow-expert families.
 
-    Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_run``, ``block_specs``.
+    Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_embed_prefix``,
+    ``_prefix_attention``, ``_denoise`` and ``block_specs``.
     """
 
     _prefix_inputs: tuple[str, ...] = ("prompt_ids",)  # raw tensors read by vlm.embed (besides image features)
@@ -199,7 +201,46 @@ class FlowSplitModel(SplitModel):
 
     def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
         """Run blocks [a, b) on a batch ``state`` (``stack_states`` of the tensors crossing cut a); returns the batch
-        of tensors crossing cut b."""
+        of tensors crossing cut b. The one block-dispatch loop of both families; what differs is in
+        ``_embed_prefix``, ``_prefix_attention`` and ``_denoise``."""
+        from transformers import DynamicCache
+
+        vlm_layers = self._vlm_layout()[0]
+        attention: dict[str, Any] | None = None
+        for i in range(a, b):
+            kind, j = self._kinds[i]
+            mod = self.block_modules[i]
+            if kind == "vision_embed":
+                state["vision_hidden"] = mod(state.pop("images"))
+            elif kind == "vision_layer":
+                state["vision_hidden"] = mod(state["vision_hidden"], None)
+            elif i == self._i_mid:  # projector / connector
+                state["image_features"] = mod(state.pop("vision_hidden"))
+            elif kind == "prefix_embed":
+                state["prefix_hidden"] = self._embed_prefix(mod, state)
+            elif kind == "vlm_layer":
+                h = state.pop("prefix_hidden")
+                if attention is None:
+                    attention = self._prefix_attention(h)
+                cache = DynamicCache()
+                h = mod(h, cache=cache, use_cache=True, **attention)
+                keep_layer_kv(state, cache, j)
+                if j < vlm_layers - 1:  # the last layer's output only feeds the (unused) final norm
+                    state["prefix_hidden"] = h
+            else:
+                state["actions"] = self._denoise(mod, pop_kv(state, vlm_layers), state)
+        return state
+
+    def _embed_prefix(self, embed: nn.Module, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run ``vlm.embed`` on the batch, popping its inputs (image features and ``_prefix_inputs``) from ``state``."""
+        raise NotImplementedError
+
+    def _prefix_attention(self, h: torch.Tensor) -> dict[str, Any]:
+        """Keyword arguments of every VLM layer over the prefix ``h`` (mask, rotary embeddings, positions)."""
+        raise NotImplementedError
+
+    def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The expert's Euler loop on the VLM's (key, value) pairs; pops ``_expert_inputs`` from ``inputs``."""
         raise NotImplementedError
 
     def _run_one(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import build_modules, module_params
-from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
+from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise
 from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.presets import SmolVLAPreset
 
@@ -233,52 +233,25 @@ class SmolVLASplitModel(FlowSplitModel):
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------
-    def _prefix_mask(self, seq: int) -> torch.Tensor:
-        """SmolVLA's block mask: images + language attend to each other; the last (state) token attends to all."""
+    def _embed_prefix(self, embed: nn.Module, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed(state.pop("image_features"), state.pop("prompt_ids"), state.pop("state"))
+
+    def _prefix_attention(self, h: torch.Tensor) -> dict[str, Any]:
+        """SmolVLA: positions 0..P-1 over the prefix (no padding); block mask: images + language attend to each
+        other, the last (state) token attends to all."""
+        seq = h.shape[1]
+        pos = torch.arange(seq, device=h.device)[None]
         block = torch.zeros(seq, dtype=torch.long, device=self.device)
         block[-1] = 1
-        return (block[None, :] <= block[:, None])[None, None]
+        mask = (block[None, :] <= block[:, None])[None, None]
+        return {"attention_mask": mask, "position_embeddings": self._rotary(h, pos)}
 
-    def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
-        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
-        from transformers import DynamicCache
-
-        c = self.config
-        pe = mask = None
-        for i in range(a, b):
-            kind, j = self._kinds[i]
-            mod = self.block_modules[i]
-            if kind == "vision_embed":
-                state["vision_hidden"] = mod(state.pop("images"))
-            elif kind == "vision_layer":
-                state["vision_hidden"] = mod(state["vision_hidden"], None)
-            elif kind == "connector":
-                state["image_features"] = mod(state.pop("vision_hidden"))
-            elif kind == "prefix_embed":
-                state["prefix_hidden"] = mod(state.pop("image_features"), state.pop("prompt_ids"),
-                                             state.pop("state"))
-            elif kind == "vlm_layer":
-                h = state.pop("prefix_hidden")
-                if pe is None:  # SmolVLA: positions 0..P-1 over the prefix (no padding)
-                    pos = torch.arange(h.shape[1], device=h.device)[None]
-                    pe = self._rotary(h, pos)
-                    mask = self._prefix_mask(h.shape[1])
-                cache = DynamicCache()
-                h = mod(h, attention_mask=mask, cache=cache, use_cache=True, position_embeddings=pe)
-                keep_layer_kv(state, cache, j)
-                if j < c.lm_layers_used - 1:  # the last layer's output only feeds the (unused) final norm
-                    state["prefix_hidden"] = h
-            else:
-                kv = pop_kv(state, c.lm_layers_used)
-                state["actions"] = self._denoise(mod, kv, state.pop("noise"))
-        return state
-
-    def _denoise(self, expert: nn.Module, kv: list, noise: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Euler loop of SmolVLA's ``sample_actions`` on a prefix KV cache (t from 1 to 0, ``num_steps`` steps)."""
         from transformers import DynamicCache
 
         c = self.config
-        x = noise.to(self.dtype)
+        x = inputs.pop("noise").to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
         prefix_len = cache.get_seq_length()
         pos = (prefix_len + torch.arange(c.chunk, device=self.device))[None]
