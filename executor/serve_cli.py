@@ -174,6 +174,10 @@ def main(argv: Sequence[str] = ()) -> int:
             print(f"ecc serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
+    if args.emulate is not None and args.max_batch > 1:
+        print("ecc serve: --emulate pads every block to one request's Profile time, so a batch would cost what one "
+              "request does; use --emulate or --max-batch, not both", file=sys.stderr)
+        return 2
     if args.engine == "ray":
         if args.emulate is not None:
             print("ecc serve: --emulate is not supported with --engine ray", file=sys.stderr)

@@ -125,3 +125,16 @@ def test_batching_settings_are_validated():
         ServerConfig(max_batch=0)
     with pytest.raises(ValueError, match="batch_wait_ms"):
         ServerConfig(batch_wait_ms=-1.0)
+
+
+def test_ecc_serve_rejects_bad_batching_flags(capsys, tmp_path):
+    from executor.serve_cli import main
+
+    assert main(["--model", "openvla", "--preset", "tiny", "--port", "0", "--max-batch", "0"]) == 2
+    assert "max_batch must be >= 1" in capsys.readouterr().err
+    assert main(["--model", "openvla", "--preset", "tiny", "--port", "0", "--batch-wait-ms", "-5"]) == 2
+    assert "batch_wait_ms" in capsys.readouterr().err
+    profile = tmp_path / "p.json"
+    profile.write_text("{}")
+    assert main(["--model", "openvla", "--preset", "tiny", "--max-batch", "4", "--emulate", str(profile)]) == 2
+    assert "--emulate or --max-batch" in capsys.readouterr().err
