@@ -66,3 +66,37 @@ def test_replica_batches_concurrent_robots_per_cut(serving):
         np.testing.assert_array_equal(actions, run_split(model, model.make_observation(seed), cut)[0])
     new = _batches(serving)[before:]
     assert sorted(new) == [(0, 2), (inside_llm, 2)]  # one Serve batch of 4, run as one forward per cut
+
+
+def test_a_failing_request_in_a_replica_batch_fails_alone(serving):
+    from websockets.sync.client import connect
+
+    from executor import wire
+    from executor.protocol import ERROR, REPLY, SPLIT, TYPE_KEY, encode_payload, to_payload
+
+    model = build_model("openvla", "tiny", seed=0)
+    good = [model.edge_session(0).start(model.make_observation(s)) for s in range(3)]
+    hostile = good[0].tensors | {"prompt_ids": good[0].tensors["prompt_ids"].clone()}
+    hostile["prompt_ids"][0] = 10**9  # valid shape and dtype; fails inside the batched forward
+    payloads = [good[0], type(good[0])(kind="observation", cut=0, tensors=hostile), good[1], good[2]]
+    barrier = threading.Barrier(len(payloads))
+
+    def send(i: int):
+        with connect(serving.url, max_size=None, open_timeout=30) as ws:
+            ws.recv(timeout=30)  # metadata
+            data = encode_payload(payloads[i], {TYPE_KEY: SPLIT, "request_id": i, "cut": 0})
+            barrier.wait()
+            ws.send(data)
+            return wire.decode(ws.recv(timeout=60))
+
+    before = len(_batches(serving))
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        replies = list(pool.map(send, range(len(payloads))))
+    assert _batches(serving)[before:] == [(0, 4)]
+    assert replies[1].meta[TYPE_KEY] == ERROR and "IndexError" in replies[1].meta["message"]
+    for i, seed in ((0, 0), (2, 1), (3, 2)):
+        assert replies[i].meta[TYPE_KEY] == REPLY
+        edge = model.edge_session(0)
+        edge.start(model.make_observation(seed))
+        np.testing.assert_array_equal(edge.on_reply(to_payload(replies[i])),
+                                      run_split(model, model.make_observation(seed), 0)[0])
