@@ -9,7 +9,10 @@ recover from a killed and from a frozen Ray Serve replica.
 2. Fleet (predicted, ``--hardware``, roofline of the ``--predict-preset`` model): the cloud half at ``--cut`` for a
    closed loop of N robots, batching off (one at a time: throughput 1/t1, latency N t1) and on (batches of
    b = min(N, max batch): throughput b/tb, latency ceil(N/b) tb), with ``executor.roofline.batched_cloud_ms``.
-3. Recovery (Ray, 2 replicas, one robot streaming with a ``--deadline-ms`` budget): a replica killed (``ray.kill``)
+3. Batched forward alone (``--forward-families``, no network): the cloud half at ``--cut`` for B requests as one
+   ``SplitModel.cloud_batch`` against B lone ``cloud_session(cut).on_request`` calls, interleaved, median of
+   ``--forward-repeats``: ms per request both ways and the speed-up.
+4. Recovery (Ray, 2 replicas, one robot streaming with a ``--deadline-ms`` budget): a replica killed (``ray.kill``)
    and a replica frozen (SIGSTOP): requests lost (error replies or missed deadlines), the median and slowest
    request, and the seconds until Serve runs two healthy replicas again without the victim (a frozen replica is
    replaced when it fails Serve's health check: period 2 s, timeout 10 s).
@@ -88,6 +91,30 @@ def predicted(family: str, preset: str, hardware: str, cut: int, robots: list[in
         tb = batched_cloud_ms(specs, hardware, b, cut)
         rows.append({"robots": n, "off_throughput_rps": 1e3 / t1, "off_latency_ms": n * t1,
                      "on_throughput_rps": b * 1e3 / tb, "on_latency_ms": -(-n // b) * tb})
+    return rows
+
+
+def batched_forward(family: str, preset: str, cut: int, sizes: list[int], repeats: int) -> list[dict[str, float]]:
+    """Per-request ms of B requests at ``cut`` run as one batch vs one by one (interleaved, medians)."""
+    from executor.models import build_model
+
+    model = build_model(family, preset, seed=0)
+    rows = []
+    for b in sizes:
+        payloads = [model.edge_session(cut).start(model.make_observation(s)) for s in range(b)]
+        batch_ms, alone_ms = [], []
+        for _ in range(repeats + 1):  # the first round warms up
+            t0 = time.perf_counter()
+            model.cloud_batch(cut, payloads)
+            t1 = time.perf_counter()
+            for p in payloads:
+                model.cloud_session(cut).on_request(p)
+            t2 = time.perf_counter()
+            batch_ms.append((t1 - t0) * 1e3 / b)
+            alone_ms.append((t2 - t1) * 1e3 / b)
+        one, batched = statistics.median(alone_ms[1:]), statistics.median(batch_ms[1:])
+        rows.append({"family": family, "batch": b, "alone_ms_per_request": one, "batched_ms_per_request": batched,
+                     "speedup": one / batched})
     return rows
 
 
@@ -176,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline-ms", type=float, default=2000.0, help="robot's budget per request in recovery runs")
     p.add_argument("--watch-s", type=float, default=60.0, help="bound on the wait for Serve's recovery")
     p.add_argument("--skip-recovery", action="store_true")
+    p.add_argument("--forward-families", default="", help="e.g. openvla,pi0,smolvla: also time the batched forward "
+                   "alone (no network) for these families")
+    p.add_argument("--forward-sizes", default="1,4,8,16")
+    p.add_argument("--forward-repeats", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     robots = [int(x) for x in args.robots.split(",")]
@@ -230,6 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     for r in pred:
         print(f"{r['robots']:>6} {r['off_throughput_rps']:>10.1f} {r['off_latency_ms']:>8.1f} "
               f"{r['on_throughput_rps']:>10.1f} {r['on_latency_ms']:>8.1f}")
+    forward_rows = []
+    for family in [f for f in args.forward_families.split(",") if f]:
+        forward_rows += batched_forward(family, args.preset, args.cut,
+                                        [int(x) for x in args.forward_sizes.split(",")], args.forward_repeats)
+    out["batched_forward"] = forward_rows
+    if forward_rows:
+        print(f"\n# batched forward alone: {args.preset} cloud half at cut {args.cut}, this machine, ms per request "
+              f"(median of {args.forward_repeats}, interleaved)")
+        print(f"{'family':8} {'batch':>5} {'alone':>8} {'batched':>8} {'speed-up':>8}")
+        for r in forward_rows:
+            print(f"{r['family']:8} {r['batch']:>5} {r['alone_ms_per_request']:>8.2f} "
+                  f"{r['batched_ms_per_request']:>8.2f} {r['speedup']:>8.2f}")
     if out["recovery"]:
         print(f"\n# recovery (ray x{args.replicas}, one robot, {args.deadline_ms:g} ms budget per request)")
         print(f"{'fault':8} {'requests':>8} {'lost':>5} {'median ms':>10} {'max ms':>8} {'recovered s':>11}")
