@@ -98,7 +98,8 @@ class LatencyBackend(Protocol):
 
 class ProfileBackend:
     """Fast backend: cut costs from the Profile pair (``executor.costs``), transfers integrated over the trace,
-    the server queue drawn per episode from ``ServerLoadConfig``, the deadline rule of ``latency.step_timing``."""
+    the server queue drawn per episode from ``ServerLoadConfig``, the deadline rule of ``latency.step_timing``.
+    ``cloud``: the cloud Profile, which prices a batching server's batches (``priced_server_load``)."""
 
     name = "profile"
 
