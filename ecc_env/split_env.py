@@ -288,7 +288,7 @@ class EdgeCloudSplitEnv(gym.Env):
                 edge_only_index=edge_only, fallback_holds=self.fallback_holds,
             )
         else:
-            self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load)
+            self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load, cloud_profile)
 
         # ---- traces
         if trace_set is None:

@@ -131,6 +131,7 @@ class OpenVLASplitModel(SplitModel):
     """OpenVLA-style VLA as a chain of blocks; see the module docstring."""
 
     family = "openvla"
+    _stacked = ("prompt_ids", "state")  # the rest carry a leading request axis
 
     def __init__(self, preset: str, config: OpenVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
                  on_meta: bool) -> None:
@@ -238,13 +239,15 @@ class OpenVLASplitModel(SplitModel):
         }
 
     def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """The observation as a batch of one (what ``_Runner`` reads)."""
         self._check_observation(obs, self._observation_specs())
-        return {name: as_tensor(obs[name], self.device) for name in ("images", "prompt_ids")}
+        return self.stack_states([{name: as_tensor(obs[name], self.device) for name in ("images", "prompt_ids")}])
 
     def _detokenize(self, tokens: list[torch.Tensor]) -> np.ndarray:
-        ids = torch.cat([t.reshape(-1) for t in tokens]).cpu().numpy()
+        """Action token ids, one (B, 1) tensor per token -> actions (B, NUM_ACTION_TOKENS)."""
+        ids = torch.cat([t.reshape(t.shape[0], -1) for t in tokens], dim=1).cpu().numpy()
         idx = np.clip(self.config.tokenizer_vocab - ids - 1, 0, self._bin_centers.shape[0] - 1)
-        return self._bin_centers[idx][None, :].astype(np.float32)
+        return self._bin_centers[idx].astype(np.float32)
 
     def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
         self._require_runnable()
@@ -252,6 +255,20 @@ class OpenVLASplitModel(SplitModel):
             runner = _Runner(self, 0, self.num_blocks)
             state = runner.prefill(self._obs_to_state(obs))
             return self._detokenize(runner.generate(state["token_id"]))
+
+    def _cloud_first_steps(self, sessions: list[Any], states: list[dict[str, torch.Tensor]]) -> list[Payload]:
+        """Prefill (and, when the cloud owns llm.embed, the whole decode) of a batch; at a cut inside the LLM each
+        session keeps its own slice of the batch's KV cache for its decode round trips."""
+        k = sessions[0].k
+        with torch.inference_mode():
+            runner = _Runner(self, k, self.num_blocks)
+            first = runner.prefill(self.stack_states(states))["token_id"]
+            tokens = runner.generate(first) if k <= self._i_embed else [first]
+            runners = runner.split(len(sessions)) if k > self._i_embed else [runner] * len(sessions)
+        for i, (sess, r) in enumerate(zip(sessions, runners)):
+            sess.runner = r
+            sess.tokens = [t[i:i + 1] for t in tokens]
+        return [sess.reply() for sess in sessions]
 
     def edge_session(self, cut_index: int) -> _EdgeSession:
         self._require_runnable()
@@ -373,6 +390,20 @@ class _Runner:
     def prefill(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._run(state, self.start, self.end, step=0)
 
+    def split(self, n: int) -> list[_Runner]:
+        """One runner per request of a batch of ``n``, each with its own slice of the KV cache."""
+        if n == 1:
+            return [self]
+        out = []
+        for i in range(n):
+            r = _Runner(self.m, self.start, self.end)
+            r.prefix_len = self.prefix_len
+            for j, layer in enumerate(self.cache.layers):
+                if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                    r.cache.update(layer.keys[i:i + 1].clone(), layer.values[i:i + 1].clone(), j)
+            out.append(r)
+        return out
+
     def decode(self, token_id: torch.Tensor | None, hidden: torch.Tensor | None, step: int) -> dict:
         """Decode step ``step`` (1..6): the input is token ``step``'s id (runner owns llm.embed) or hidden state."""
         state = {"token_id": token_id} if token_id is not None else {"hidden": hidden}
@@ -396,7 +427,7 @@ class _Runner:
                 continue
             if kind == "embed":
                 if step == 0:
-                    state["hidden"] = mod(state.pop("prompt_ids")[None], state.pop("image_embeds"))
+                    state["hidden"] = mod(state.pop("prompt_ids"), state.pop("image_embeds"))
                 else:
                     state["hidden"] = mod(state.pop("token_id"))
             elif kind == "layer":
@@ -446,6 +477,7 @@ class _EdgeSession:
             if self.k == self.m.num_blocks:
                 self.done = True
                 return self.m._detokenize(self.runner.generate(state["token_id"]))
+        state = self.m.split_state(state, 1)[0]
         return _as_payload("observation" if self.k == 0 else "activations", self.k, state)
 
     def on_reply(self, payload: Payload) -> Payload | Actions:
@@ -475,23 +507,30 @@ class _CloudSession:
         self.runner = _Runner(model, k, model.num_blocks)
         self.tokens: list[torch.Tensor] = []
 
+    def accept(self, payload: Payload) -> dict[str, torch.Tensor]:
+        """The checked tensors of this session's first request."""
+        if self.tokens:
+            raise PayloadError("cloud session already started; create one session per inference")
+        kind = "observation" if self.k == 0 else "activations"
+        return self.m._receive(payload, self.k, (kind,), self.m._payload_specs(self.k))
+
     def on_request(self, payload: Payload) -> Payload:
         m, k = self.m, self.k
         if len(self.tokens) >= NUM_ACTION_TOKENS:
             raise PayloadError("cloud session already returned its actions; create one session per inference")
+        if not self.tokens:
+            return m._cloud_first_steps([self], [self.accept(payload)])[0]
+        if payload.kind != "decode" or payload.step != len(self.tokens):
+            raise PayloadError(f"expected a decode payload for step {len(self.tokens)}, got "
+                               f"{payload.kind!r} step {payload.step}")
+        hidden = m._receive(payload, k, ("decode",), m._decode_specs())["hidden"]
         with torch.inference_mode():
-            if not self.tokens:
-                kind = "observation" if k == 0 else "activations"
-                state = self.runner.prefill(m._receive(payload, k, (kind,), m._payload_specs(k)))
-            else:
-                if payload.kind != "decode" or payload.step != len(self.tokens):
-                    raise PayloadError(f"expected a decode payload for step {len(self.tokens)}, got "
-                                       f"{payload.kind!r} step {payload.step}")
-                hidden = m._receive(payload, k, ("decode",), m._decode_specs())["hidden"]
-                state = self.runner.decode(None, hidden, payload.step)
-            self.tokens.append(state["token_id"])
-            if k <= m._i_embed:
-                self.tokens = self.runner.generate(self.tokens[0])
+            self.tokens.append(self.runner.decode(None, hidden, payload.step)["token_id"])
+        return self.reply()
+
+    def reply(self) -> Payload:
+        """The actions once all tokens are known, else the latest token id."""
+        m, k = self.m, self.k
         if len(self.tokens) == NUM_ACTION_TOKENS:
             actions = torch.from_numpy(m._detokenize(self.tokens))
             return Payload(kind="actions", cut=k, tensors={"actions": actions}, step=len(self.tokens))
