@@ -42,3 +42,21 @@ def test_a_known_overhead_changes_the_step_latency_by_exactly_that(toy, cut):
     assert after["cloud_ms"] - before["cloud_ms"] == pytest.approx(expected_cloud, abs=1e-9)
     # a constant trace: the transfers take as long whenever they start, so the step is longer by the overheads alone
     assert after["service_ms"] - before["service_ms"] == pytest.approx(expected_edge + expected_cloud, abs=1e-9)
+
+
+def test_the_runtime_decision_path_prices_the_same_overheads(toy):
+    """The edge runtime's planners price cuts with ``PlannerContext.from_profiles`` (one ``cut_table``): the same
+    edge-only time (its break-even deadline included) and the same per-cut costs as the env's rows."""
+    from agents.planner import PlannerContext
+    from ecc_env.latency import cut_rows
+
+    edge, cloud = toy.make_profiles()
+    e = replace(edge, overhead_ms=EDGE_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[0])
+    c = replace(cloud, overhead_ms=CLOUD_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[1])
+    ctx, bare = PlannerContext.from_profiles(e, c), PlannerContext.from_profiles(edge, cloud)
+    assert ctx.edge_only_ms == pytest.approx(bare.edge_only_ms + EDGE_OVERHEAD_MS[3])
+    rows = cut_rows(e, c)
+    np.testing.assert_allclose(ctx.table.edge_ms, [r.edge_ms for r in rows])
+    np.testing.assert_allclose(ctx.table.cloud_ms, [r.cloud_ms for r in rows])
+    assert ctx.table.cloud_ms[0] == pytest.approx(bare.table.cloud_ms[0] + CLOUD_OVERHEAD_MS[0]
+                                                  + PER_MB[1] * (100_000 + 56) / 1e6)
