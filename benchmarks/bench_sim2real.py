@@ -2,7 +2,8 @@
 
 Runs ``ecc_env.sim2real.sim_to_real`` on a recorded trace from ../shared/traces (default: Mahimahi ATT LTE driving,
 both directions, with a fixed RTT added) with the tiny OpenVLA measured on this CPU as the Profile of both sides,
-and prints median and p90 of |profile - executor| / executor per inference step, overall and per cut.
+and prints median and p90 of |profile - executor| / executor per inference step, overall and per cut, and the
+signed median of (profile - executor) / executor (the latency model's bias, apart from step-to-step noise).
 
 The Profile pair is calibrated to the real executor first (``executor.calibration``: the per-call and per-byte
 overheads outside the blocks), and the same executor run is also priced by the uncalibrated pair (``--baseline``,
@@ -90,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             executor=executor, baseline=None if overheads is None else (profile, profile),
         )
         wall = time.perf_counter() - t0
+        base = report.profile_baseline_ms
         s = report.summary()
+        s["bias_paired_median"] = float(np.median((report.profile_paired_ms - report.executor_ms) / report.executor_ms))
+        if base is not None:
+            s["bias_baseline_median"] = float(np.median((base - report.executor_ms) / report.executor_ms))
         summaries.append(s)
         print(f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {int(s['inference_steps'])}, "
               f"wall {wall:.1f} s, executor misses {int(s['executor_misses'])}, profile misses (paired) "
@@ -99,13 +104,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  calibrated overheads (ms per cut): edge {[round(x, 2) for x in overheads.edge_ms]}, cloud "
                   f"{[round(x, 2) for x in overheads.cloud_ms]}; {overheads.ms_per_mb:.3f} ms/MB each side")
         print(f"  paired  (profile priced at the executor step's start): median {s['gap_paired_median']:.3f}  "
-              f"p90 {s['gap_paired_p90']:.3f}")
+              f"p90 {s['gap_paired_p90']:.3f}  (signed median {s['bias_paired_median']:+.3f})")
         if "gap_baseline_median" in s:
             print(f"  paired, uncalibrated Profiles (same executor steps):  median {s['gap_baseline_median']:.3f}  "
-                  f"p90 {s['gap_baseline_p90']:.3f}")
+                  f"p90 {s['gap_baseline_p90']:.3f}  (signed median {s['bias_baseline_median']:+.3f})")
         print(f"  episode (profile env's own run of the same actions):   median {s['gap_episode_median']:.3f}  "
               f"p90 {s['gap_episode_p90']:.3f}")
-        base = report.profile_baseline_ms
         for k in np.unique(report.cut):
             m = report.cut == k
             row = (float(m.sum()), float(np.median(report.executor_ms[m])),
@@ -115,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             per_cut.setdefault(int(k), []).append(row)
     med = {key: float(np.median([s[key] for s in summaries])) for key in summaries[0]}
     print(f"median over {args.repeats} run(s):")
-    print(f"  paired gap: median {med['gap_paired_median']:.3f}  p90 {med['gap_paired_p90']:.3f}"
-          + (f"   uncalibrated: median {med['gap_baseline_median']:.3f}  p90 {med['gap_baseline_p90']:.3f}"
-             if "gap_baseline_median" in med else ""))
+    print(f"  paired gap: median {med['gap_paired_median']:.3f}  p90 {med['gap_paired_p90']:.3f}  signed median "
+          f"{med['bias_paired_median']:+.3f}"
+          + (f"   uncalibrated: median {med['gap_baseline_median']:.3f}  p90 {med['gap_baseline_p90']:.3f}  signed "
+             f"median {med['bias_baseline_median']:+.3f}" if "gap_baseline_median" in med else ""))
     print(f"  episode gap: median {med['gap_episode_median']:.3f}  p90 {med['gap_episode_p90']:.3f}")
     print("per cut (paired, medians over runs): cut  n  exec_ms  profile_ms  gap  uncalibrated_ms  uncalibrated_gap")
     for k, rows in sorted(per_cut.items()):
