@@ -5,13 +5,15 @@ out what the real executor spends around them: the model's glue between blocks a
 unsplit forward's unattributed time), the client's and the server's message hand-offs, websocket framing, the event
 loops and the relay's threads, and the (de)serialisation of every byte. :func:`measure_overheads` measures them on
 the real executor of this machine: a local ``CloudServer`` and an ``EdgeClient`` exchanging through a
-``ShapedLink`` relay on an unconstrained link (no bandwidth limit, no delay: the path the executor backend and the
-runtimes use, with nothing left for the trace to price), every cut ``runs`` times, with the profiler's timing hooks
-on the block modules of both halves. Per cut (medians over the calls):
+``ShapedLink`` relay (the path the executor backend and the runtimes use) on a constant link of ``link_mbps`` and
+``one_way_ms`` (a delay makes the relay sleep until each delivery, as on a real trace, so the time its threads take
+to wake up is measured too), every cut ``runs`` times, with the profiler's timing hooks on the block modules of both
+halves. Per cut (medians over the calls):
 
 * edge: client compute + encode + decode - the same call's edge block time - the Profile's edge codec time,
 * cloud (network cuts): the call's total - the edge's measured part - the server queue - the same call's cloud
-  block time - the Profile's cloud codec time,
+  block time - the Profile's cloud codec time - the link's own time (the cut's bytes at ``link_mbps`` plus
+  ``one_way_ms`` per direction of every exchange),
 
 each less its share of the per-byte cost. Block times come from the same call, so a machine whose speed changes
 between profiling and calibration (a shared CPU) does not leak into the overheads; that per-byte cost (``ms_per_mb``) is the ``executor.wire`` encode +
@@ -28,6 +30,7 @@ pads the blocks, the overheads around them stay this machine's).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,7 @@ import numpy as np
 
 from executor.costs import cut_wire_bytes
 from executor.profile import Profile
+from traces import synthetic
 
 if TYPE_CHECKING:  # pragma: no cover
     from executor.models import SplitModel
@@ -48,20 +52,27 @@ PER_MB_PROBE_BYTES = 4_000_000  # payload whose encode + decode time gives the p
 @dataclass(frozen=True)
 class CalibrationConfig:
     """How to calibrate: measured calls per cut (after ``warmup_runs`` unmeasured ones), the wire configuration the
-    client sends under (``executor.wire_config``; must be the one the reference Profiles are priced under), the
-    relay (True: through ``ShapedLink`` on an unconstrained link, as the executor backend runs; False: straight to
-    the server over loopback), the bound on each call, and the cloud model's weight seed."""
+    client sends under (``executor.wire_config``; must be the one the Profiles are priced under), the relay (True:
+    through ``ShapedLink`` on a constant link of ``link_mbps`` both ways and ``one_way_ms``, as the executor backend
+    runs; False: straight to the server over loopback, no shaping), the bound on each call, and the cloud model's
+    weight seed."""
 
     runs: int = 7
     warmup_runs: int = 1
     wire: Any = "exact"
     relay: bool = True
+    link_mbps: float = 1000.0
+    one_way_ms: float = 10.0
     call_timeout_s: float = 10.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.runs < 1 or self.warmup_runs < 0:
             raise ValueError(f"runs must be >= 1 and warmup_runs >= 0, got {self.runs}, {self.warmup_runs}")
+        if not (math.isfinite(self.link_mbps) and self.link_mbps > 0):
+            raise ValueError(f"link_mbps must be finite and > 0, got {self.link_mbps!r}")
+        if not (math.isfinite(self.one_way_ms) and self.one_way_ms >= 0):
+            raise ValueError(f"one_way_ms must be finite and >= 0, got {self.one_way_ms!r}")
         if not self.call_timeout_s > 0:
             raise ValueError(f"call_timeout_s must be > 0, got {self.call_timeout_s!r}")
 
@@ -85,16 +96,6 @@ class Overheads:
                         notes={**edge.notes, **note}),
                 replace(cloud, overhead_ms=self.cloud_ms, overhead_ms_per_mb=self.ms_per_mb,
                         notes={**cloud.notes, **note}))
-
-
-class _FreeLink:
-    """An unconstrained link for the relay: no serialisation time, no delay."""
-
-    def transfer_time_s(self, nbytes: int, start_s: float, direction: str, *, max_wait_s: float = 60.0) -> float:
-        return 0.0
-
-    def one_way_delay_ms(self, t_s: float) -> float:
-        return 0.0
 
 
 def serialisation_ms_per_mb(nbytes: int = PER_MB_PROBE_BYTES, repeats: int = 5) -> float:
@@ -132,7 +133,12 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
     wire = WireConfig.parse(config.wire)
     net = np.array([c.uses_network for c in edge.cuts], dtype=bool)
     per_mb = serialisation_ms_per_mb()
-    byte_ms = cut_wire_bytes(edge) * 1e-6 * per_mb / 2  # each side's share of the per-byte cost
+    nbytes = cut_wire_bytes(edge)
+    byte_ms = nbytes * 1e-6 * per_mb / 2  # each side's share of the per-byte cost
+    link_ms = np.zeros(edge.num_cuts)
+    if config.relay:  # what the link itself takes: serialisation at link_mbps and the delay of every direction
+        exchanges = np.array([1 + c.round_trips for c in edge.cuts], dtype=np.float64)
+        link_ms = np.where(net, nbytes * 8 / (config.link_mbps * 1e6) * 1e3 + 2 * config.one_way_ms * exchanges, 0.0)
     cloud_model = build_model(model.family, model.preset, seed=config.seed)
     cuda = str(model.device).startswith("cuda")
     edge_timer = _BlockTimer(tuple(model.block_modules), cuda)
@@ -145,7 +151,8 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
         if config.relay:
             host_port = url.split("://", 1)[1]
             host, _, port = host_port.rpartition(":")
-            relay = ShapedLink(_FreeLink(), host.strip("[]") or "127.0.0.1", int(port), LinkConfig()).start()
+            link = synthetic.constant(config.link_mbps, rtt_ms=2 * config.one_way_ms, duration_s=3600.0)
+            relay = ShapedLink(link, host.strip("[]") or "127.0.0.1", int(port), LinkConfig()).start()
             url = f"ws://127.0.0.1:{relay.port}"
         client = EdgeClient(model, url, ClientConfig(wire=wire, ping_interval_s=None, probe_interval_s=None))
         client.connect()
@@ -173,7 +180,7 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
         edge_timer.remove()
         cloud_timer.remove()
     edge_ms = np.median(np.array(edge_side), axis=1) - _codec(edge) - np.where(net, byte_ms, 0.0)
-    cloud_ms = np.where(net, np.median(np.array(cloud_side), axis=1) - _codec(cloud) - byte_ms, 0.0)
+    cloud_ms = np.where(net, np.median(np.array(cloud_side), axis=1) - _codec(cloud) - byte_ms - link_ms, 0.0)
     out = Overheads(edge_ms=tuple(float(max(x, 0.0)) for x in edge_ms),
                     cloud_ms=tuple(float(max(x, 0.0)) for x in cloud_ms), ms_per_mb=per_mb / 2, wire=wire.label)
     log.info("calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB",

@@ -22,7 +22,7 @@ def tiny():
 
 def test_calibration_measures_positive_overheads_on_the_real_executor(tiny):
     model, p = tiny
-    edge, cloud = calibrated(model, p, p, CalibrationConfig(runs=2, warmup_runs=1))
+    edge, cloud = calibrated(model, p, p, CalibrationConfig(runs=2, warmup_runs=1, one_way_ms=0.0))  # no sleeps: fast
     n, edge_only = p.num_cuts, p.num_blocks
     assert len(edge.overhead_ms) == len(cloud.overhead_ms) == n
     assert all(0.0 <= x < 1000.0 for x in edge.overhead_ms + cloud.overhead_ms)
@@ -52,3 +52,7 @@ def test_overheads_refuse_profiles_of_another_cut_count(tiny):
         CalibrationConfig(runs=0)
     with pytest.raises(ValueError, match="call_timeout_s"):
         CalibrationConfig(call_timeout_s=0.0)
+    with pytest.raises(ValueError, match="link_mbps"):
+        CalibrationConfig(link_mbps=0.0)
+    with pytest.raises(ValueError, match="one_way_ms"):
+        CalibrationConfig(one_way_ms=float("nan"))
