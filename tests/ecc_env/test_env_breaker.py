@@ -61,3 +61,17 @@ def test_edge_only_and_skips_are_not_affected_and_the_config_is_checked(toy):
     assert not any(info["breaker"] or info["deadline_miss"] for info in infos)
     with pytest.raises(ValueError, match="breaker_retry_s"):
         EnvConfig(breaker_retry_s=0.0)
+
+
+def test_queue_capacity_one_is_the_runtimes_frame_dropping(toy):
+    """The runtime drops every frame that arrived while a step ran except the newest, which it handles next; the env
+    does exactly that with ``queue_capacity=1`` (its default, 3, serves the oldest of up to 3 waiting frames)."""
+    outage = TraceSet.from_traces([synthetic.step([10.0] + [0.0] * 100, 1.0, rtt_ms=40.0)], "outage")
+    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=outage, streams=[toy.known_stream()],
+                            trace_split="all", episode_s=2.0, segment_margin_s=0.0,
+                            deadline=DeadlineConfig(300.0, break_even=False), queue_capacity=1)
+    env.reset(seed=0)
+    info = env.step(np.array([0, 0]))[4]  # 300 ms deadline + 60 ms edge-only: frames 1, 2, 3 arrived meanwhile
+    assert info["deadline_miss"] and info["dropped"] == 2
+    nxt = env.step(np.array([3, 0]))[4]
+    assert nxt["obs_index"] == 3 and nxt["queue_ms"] == pytest.approx(60.0)  # the newest, 60 ms after it arrived
