@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         overheads = None
         if not args.no_calibrate:
             overheads = measure_overheads(model, profile, profile,
-                                          CalibrationConfig(runs=args.calibration_runs, wire=executor.wire))
+                                          CalibrationConfig(runs=args.calibration_runs, one_way_ms=10.0,
+                                                            wire=executor.wire))
             edge, cloud = overheads.apply(profile, profile)
         n = profile.num_blocks
         single = [c.k for c in profile.cuts[:n] if c.round_trips == 0]

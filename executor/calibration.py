@@ -57,12 +57,12 @@ class CalibrationConfig:
     runs; False: straight to the server over loopback, no shaping), the bound on each call, and the cloud model's
     weight seed."""
 
-    runs: int = 7
+    runs: int = 5
     warmup_runs: int = 1
     wire: Any = "exact"
     relay: bool = True
     link_mbps: float = 1000.0
-    one_way_ms: float = 10.0
+    one_way_ms: float = 5.0
     call_timeout_s: float = 10.0
     seed: int = 0
 
