@@ -139,7 +139,7 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
     if config.relay:  # what the link itself takes: serialisation at link_mbps and the delay of every direction
         exchanges = np.array([1 + c.round_trips for c in edge.cuts], dtype=np.float64)
         link_ms = np.where(net, nbytes * 8 / (config.link_mbps * 1e6) * 1e3 + 2 * config.one_way_ms * exchanges, 0.0)
-    cloud_model = build_model(model.family, model.preset, seed=config.seed)
+    cloud_model = build_model(model.family, model.preset, device=model.device, dtype=model.dtype, seed=config.seed)
     cuda = str(model.device).startswith("cuda")
     edge_timer = _BlockTimer(tuple(model.block_modules), cuda)
     cloud_timer = _BlockTimer(tuple(cloud_model.block_modules), cuda)

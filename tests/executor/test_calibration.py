@@ -56,3 +56,18 @@ def test_overheads_refuse_profiles_of_another_cut_count(tiny):
         CalibrationConfig(link_mbps=0.0)
     with pytest.raises(ValueError, match="one_way_ms"):
         CalibrationConfig(one_way_ms=float("nan"))
+
+
+@pytest.mark.slow  # a model build, a profile and a full calibration (5 calls per cut through a delayed link), ~6 s
+def test_ecc_profile_calibrate_stores_this_sides_overheads(tmp_path, capsys):
+    from executor.profile import Profile
+    from executor.profile_cli import main
+
+    out = tmp_path / "edge.json"
+    assert main(["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1", "--threads", "1",
+                 "--calibrate", "edge", "-o", str(out)]) == 0
+    prof = Profile.load(out, expect_model="openvla", expect_preset="tiny")
+    assert len(prof.overhead_ms) == prof.num_cuts and prof.overhead_ms[prof.num_blocks] > 0  # edge-only glue
+    assert prof.overhead_ms_per_mb > 0 and "executor overheads per cut" in capsys.readouterr().out
+    assert main(["--model", "openvla", "--preset", "tiny", "--hardware", "orin", "--calibrate", "edge"]) == 2
+    assert "does not apply to a --hardware" in capsys.readouterr().err
