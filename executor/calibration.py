@@ -15,10 +15,10 @@ halves. Per cut (medians over the calls):
   block time - the Profile's cloud codec time - the link's own time (the cut's bytes at ``link_mbps`` plus
   ``one_way_ms`` per direction of every exchange),
 
-each less its share of the per-byte cost. Block times come from the same call, so a machine whose speed changes
-between profiling and calibration (a shared CPU) does not leak into the overheads; that per-byte cost (``ms_per_mb``) is the ``executor.wire`` encode +
-decode time of a large payload on this CPU, half charged to the sender, half to the receiver. Negative residuals
-(the call ran faster than the reference) count as 0. ``Overheads.apply`` stores them in ``Profile.overhead_ms`` /
+each less its share of the per-byte cost (``ms_per_mb``: the ``executor.wire`` encode + decode time of a large
+payload on this CPU, half charged to the sender, half to the receiver). Block times come from the same call, so a
+machine whose speed changes between profiling and calibration (a shared CPU) does not leak into the overheads.
+Negative residuals (the call ran faster than its blocks and codec account for) count as 0. ``Overheads.apply`` stores them in ``Profile.overhead_ms`` /
 ``Profile.overhead_ms_per_mb``; ``executor.costs.cut_table`` charges them, so the env, training, evaluation and the
 runtime's planners price them as one latency rule.
 
