@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None,
                    help="predict with the roofline model for this catalogue device instead of measuring")
     p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
+    p.add_argument("--calibrate", choices=("edge", "cloud"), default=None,
+                   help="also measure the real executor's per-call and per-byte overheads on this machine (a local "
+                        "server and client, raw frames and --wire-dtype activations; executor.calibration) and store "
+                        "this side's in the Profile; a few seconds")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the Profile JSON here")
     return p
 
@@ -51,12 +55,19 @@ def print_profile(profile) -> None:
     if profile.peak_memory_bytes:
         kind = profile.notes.get("peak_memory_kind", "weights + KV cache, predicted")
         console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB ({kind})")
+    if profile.overhead_ms:
+        console.print("executor overheads per cut (ms): " + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
+                      + f"; {profile.overhead_ms_per_mb:.3f} ms/MB")
 
 
 def main(argv: Sequence[str] = ()) -> int:
     args = build_parser().parse_args(list(argv))
     if args.warmup < 0 or args.runs < 1:
         print(f"ecc profile: --warmup must be >= 0 and --runs >= 1 (got {args.warmup}, {args.runs})", file=sys.stderr)
+        return 2
+    if args.calibrate and args.hardware is not None:
+        print("ecc profile: --calibrate measures this machine's executor; it does not apply to a --hardware "
+              "prediction", file=sys.stderr)
         return 2
     from executor.models import build_model
 
@@ -74,6 +85,13 @@ def main(argv: Sequence[str] = ()) -> int:
             model = build_model(args.model, args.preset, device=args.device, dtype=getattr(torch, args.dtype))
             profile = profile_model(model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs,
                                                           threads=args.threads, wire_dtype=args.wire_dtype))
+            if args.calibrate:
+                from executor.calibration import CalibrationConfig, measure_overheads
+                from executor.wire_config import WireConfig
+
+                config = CalibrationConfig(wire=WireConfig("raw", args.wire_dtype))
+                edge, cloud = measure_overheads(model, profile, profile, config).apply(profile, profile)
+                profile = edge if args.calibrate == "edge" else cloud
     except ValueError as e:
         print(f"ecc profile: {e}", file=sys.stderr)
         return 2
