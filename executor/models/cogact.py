@@ -9,11 +9,14 @@ before the ``chunk`` noisy action tokens, with a learned positional embedding, t
 transformer blocks (transformers' ``SiglipEncoderLayer``: LayerNorm, biased attention, GELU-tanh MLP, the shape of
 DiT's timm block), a final LayerNorm + linear predicting the noise; DDIM (eta 0) over ``ddim_steps`` of a
 ``diffusion_steps`` squaredcos_cap_v2 schedule, with classifier-free guidance (a learned null cognition feature, the
-conditional and unconditional inputs run as one batch of 2).
+conditional and unconditional inputs run as one batch of 2; B requests as one batch of 2B).
 
 Cuts: every forward cut (edge runs [0, k), the cloud the rest and returns the (chunk, 7) actions), and one reverse cut
 at ``dit`` (the cloud runs the VLM, returns the 1 x hidden cognition feature, the edge runs the DiT). The DDIM start
 noise is part of the observation (as pi0's), so every cut reproduces the unsplit actions bit for bit.
+
+Batching across requests (``SplitModel.cloud_batch``): ``_run`` works on a batch whose tensors carry a leading request
+axis (``stack_states``); the sessions, ``accept`` and ``_cloud_first_steps`` are ``FlowSplitModel``'s.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class CognitionHead(nn.Module):
-    """The VLM's final RMSNorm on the last position: the cognition feature (1, 1, hidden)."""
+    """The VLM's final RMSNorm on the last position: the cognition feature (B, 1, hidden) of B requests."""
 
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
@@ -110,23 +113,26 @@ class ActionDiT(nn.Module):
         return self.final(self.norm_final(h))[:, 1:]
 
     def forward(self, cognition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """DDIM sampling from ``noise`` (chunk, dof) conditioned on ``cognition`` (1, 1, C): actions (chunk, dof)."""
+        """DDIM sampling from ``noise`` (B, chunk, dof) conditioned on ``cognition`` (B, 1, C), B requests: actions
+        (B, chunk, dof). With CFG the conditional inputs of the B requests and their unconditional copies run as one
+        batch of 2B (conditional first)."""
         c = self.c
         dtype = self.x_embedder.weight.dtype
-        x = noise[None].to(dtype)
+        x = noise.to(dtype)
         z = cognition.to(dtype)
+        b = x.shape[0]
         if c.cfg_batch == 2:
-            z = torch.cat([z, self.null_cognition.to(dtype)], dim=0)
+            z = torch.cat([z, self.null_cognition.to(dtype).expand(b, -1, -1)], dim=0)
         n = len(self._timesteps)
         for i, (t, ab) in enumerate(zip(self._timesteps, self._alpha_bar)):
-            xb = x.expand(c.cfg_batch, -1, -1)
-            eps = self.predict_noise(xb, torch.full((c.cfg_batch,), t, device=x.device), z)
+            xb = x.repeat(c.cfg_batch, 1, 1)
+            eps = self.predict_noise(xb, torch.full((c.cfg_batch * b,), t, device=x.device), z)
             if c.cfg_batch == 2:
-                eps = eps[1:] + c.cfg_scale * (eps[:1] - eps[1:])
+                eps = eps[b:] + c.cfg_scale * (eps[:b] - eps[b:])
             ab_prev = self._alpha_bar[i + 1] if i + 1 < n else 1.0
             x0 = (x - math.sqrt(1.0 - ab) * eps) / math.sqrt(ab)
             x = math.sqrt(ab_prev) * x0 + math.sqrt(1.0 - ab_prev) * eps
-        return x[0].float()
+        return x.float()
 
 
 def _build_cogact(c: CogACTPreset) -> nn.ModuleDict:
@@ -140,6 +146,7 @@ class CogACTSplitModel(FlowSplitModel):
 
     family = "cogact"
     _expert_inputs = ("noise",)
+    _stacked = ("prompt_ids", "noise", "actions")  # images, vision/VLM activations, cognition: a leading request axis
 
     def __init__(self, preset: str, config: CogACTPreset, *, device: Any, dtype: torch.dtype, seed: int,
                  on_meta: bool) -> None:
@@ -245,7 +252,10 @@ class CogACTSplitModel(FlowSplitModel):
         return {n: as_tensor(obs[n], self.device) for n in ("images", "prompt_ids", "noise")}
 
     def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
-        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
+        """Run blocks [a, b) on a batch ``state`` (``stack_states`` of the tensors crossing cut a: a leading request
+        axis on every tensor); returns the batch of tensors crossing cut b. CogACT's own dispatch loop (its chain is
+        OpenVLA's, not the prefix-KV chain of ``FlowSplitModel._run``); the batching, sessions and
+        ``_cloud_first_steps`` are ``FlowSplitModel``'s."""
         c = self.config
         pos = pe = None
         for i in range(a, b):
@@ -254,7 +264,7 @@ class CogACTSplitModel(FlowSplitModel):
             if run_vision_block(self, c.vlm, i, kind, mod, state):
                 continue
             if kind == "embed":
-                state["hidden"] = mod(state.pop("prompt_ids")[None], state.pop("image_embeds"))
+                state["hidden"] = mod(state.pop("prompt_ids"), state.pop("image_embeds"))
             elif kind == "layer":
                 h = state["hidden"]
                 if pe is None:

@@ -39,29 +39,57 @@ def test_ddim_with_zero_noise_prediction_rescales_the_start_noise(tiny, monkeypa
     dit = tiny.root["dit"]
     monkeypatch.setattr(dit, "predict_noise", lambda x, t, z: torch.zeros_like(x))
     noise = torch.randn(tiny.config.chunk, tiny.config.action_dim)
-    out = dit(torch.zeros(1, 1, tiny.config.cognition_dim), noise)
+    out = dit(torch.zeros(1, 1, tiny.config.cognition_dim), noise[None])[0]
     _ts, ab = ddim_schedule(tiny.config.diffusion_steps, tiny.config.ddim_steps)
     torch.testing.assert_close(out, noise / math.sqrt(ab[0]), rtol=1e-5, atol=1e-6)
 
 
-def test_classifier_free_guidance_mixes_conditional_and_unconditional_noise(tiny, monkeypatch):
-    """One DDIM step (the last, ab_prev = 1): x0 = (x - sqrt(1 - ab) eps) / sqrt(ab), eps = u + 1.5 (c - u)."""
-    c = tiny.config
-    dit = tiny.root["dit"]
+def _one_ddim_step(dit, monkeypatch, rows: list[float]) -> list:
+    """Make ``dit`` take one DDIM step (the last: ab = 0.81, ab_prev = 1) with a noise prediction of ``rows[r]``
+    for input row r; returns the list its (batch, timesteps, cognition) are recorded in."""
     monkeypatch.setattr(dit, "_timesteps", [0])
     monkeypatch.setattr(dit, "_alpha_bar", [0.81])
-    seen = []
+    seen: list = []
 
     def predict(x, t, z):
-        seen.append((x.shape[0], t.tolist(), z.shape))
-        return torch.stack([torch.full_like(x[0], 0.5), torch.full_like(x[0], 0.1)])  # conditional, unconditional
+        seen.append((x.shape[0], t.tolist(), z.clone()))
+        return torch.tensor(rows)[:, None, None].expand_as(x).clone()
 
     monkeypatch.setattr(dit, "predict_noise", predict)
+    return seen
+
+
+def _guided_step(cond: float, uncond: float) -> float:
+    """x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) from x = 1, eps = u + 1.5 (c - u) (the tiny preset's cfg_scale)."""
+    eps = uncond + 1.5 * (cond - uncond)
+    return (1 - math.sqrt(0.19) * eps) / 0.9
+
+
+def test_classifier_free_guidance_mixes_conditional_and_unconditional_noise(tiny, monkeypatch):
+    c = tiny.config
+    dit = tiny.root["dit"]
+    seen = _one_ddim_step(dit, monkeypatch, [0.5, 0.1])  # conditional, unconditional
     noise = torch.ones(c.chunk, c.action_dim)
-    out = dit(torch.zeros(1, 1, c.cognition_dim), noise)
-    eps = 0.1 + 1.5 * (0.5 - 0.1)
-    torch.testing.assert_close(out, torch.full_like(noise, (1 - math.sqrt(0.19) * eps) / 0.9))
-    assert seen == [(2, [0, 0], (2, 1, c.cognition_dim))]  # both inputs as one batch of 2
+    out = dit(torch.zeros(1, 1, c.cognition_dim), noise[None])[0]
+    torch.testing.assert_close(out, torch.full_like(noise, _guided_step(0.5, 0.1)))
+    [(batch, ts, z)] = seen
+    assert (batch, ts, z.shape) == (2, [0, 0], (2, 1, c.cognition_dim))  # both inputs as one batch of 2
+
+
+def test_classifier_free_guidance_pairs_each_request_of_a_batch_with_its_own_unconditional_input(tiny, monkeypatch):
+    """A batch of B requests runs as one batch of 2B, the B conditional inputs first, then B copies of the null
+    cognition feature; request i is guided by rows i and B + i."""
+    c = tiny.config
+    dit = tiny.root["dit"]
+    seen = _one_ddim_step(dit, monkeypatch, [0.5, 0.7, 0.1, 0.2])  # conditional 1, 2, unconditional 1, 2
+    cognition = torch.stack([torch.full((1, c.cognition_dim), 3.0), torch.full((1, c.cognition_dim), 4.0)])
+    out = dit(cognition, torch.ones(2, c.chunk, c.action_dim))
+    for i, (cond, uncond) in enumerate(((0.5, 0.1), (0.7, 0.2))):
+        torch.testing.assert_close(out[i], torch.full((c.chunk, c.action_dim), _guided_step(cond, uncond)))
+    [(batch, _ts, z)] = seen
+    assert batch == 4
+    torch.testing.assert_close(z[:2], cognition)
+    torch.testing.assert_close(z[2:], dit.null_cognition.detach().expand(2, -1, -1))
 
 
 def test_full_preset_has_the_published_dit_base_and_prismatic_vlm():
