@@ -456,8 +456,17 @@ def profile_wire(profile: Profile) -> WireConfig | None:
     return WireConfig.from_dict(w) if isinstance(w, Mapping) else None
 
 
+def priced_wire(profile: Profile) -> WireConfig:
+    """The wire configuration payloads must travel in to cost what ``profile`` charges: the one it was priced under,
+    or ``EXACT_WIRE`` for a Profile that records none (priced by the model's own ``cut_specs``: raw frames, its wire
+    dtype, fp32 by default). The rule by which a transport inside a priced setting (the env's executor backend, the
+    closed loop through the runtime) picks its wire configuration, so the simulator and the executor never charge
+    different payloads."""
+    return profile_wire(profile) or EXACT_WIRE
+
+
 __all__ = [
     "ACTIVATION_DTYPES", "DEFAULT_WIRE", "EXACT_WIRE", "CodecSpeed", "WireConfig", "codec_ms", "codec_speed",
-    "frames_meta", "measured_codec_ms", "message_bytes", "priced_profile", "priced_profiles", "profile_wire", "roofline_pair",
+    "frames_meta", "measured_codec_ms", "message_bytes", "priced_profile", "priced_profiles", "priced_wire", "profile_wire", "roofline_pair",
     "wire_cut_specs", "wire_mismatch",
 ]
