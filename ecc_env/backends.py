@@ -141,7 +141,8 @@ class ExecutorConfig:
     wire: how frames and activations travel (``executor.wire_config`` text: ``IMAGE,DTYPE``, ``default``, ``exact``
         for bit-exact results); None (the default): the configuration the env's Profiles were priced under
         (``wire_config.priced_wire``, resolved by ``for_profile`` when the env is built), so the executor sends the
-        payloads the simulator charges. A wire given that differs from the Profiles' is logged as a warning.
+        payloads the simulator charges. A wire given that differs from the Profiles' is logged as a warning. An
+        ``ExecutorBackend`` built from cut rows alone (no Profile to ask) sends exact when it is None.
     emulate_edge / emulate_cloud: target Profiles for ``executor.emulation.HardwareEmulator`` on the edge model and
         (local server only) the cloud model; None = run at this machine's speed (the default).
     connect_timeout_s: bound on one (re)connection through the link.
@@ -357,7 +358,7 @@ class ExecutorBackend:
         self.shaped = ShapedLink(self.trace, self._target[0], self._target[1], cfg).start()
         client_cfg = ClientConfig(
             connect_timeout_s=self.config.connect_timeout_s,
-            wire=self.config.wire,
+            wire=self.config.wire if self.config.wire is not None else "exact",  # rows without a Profile: exact
             ping_interval_s=None,
             probe_interval_s=None,
         )
