@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wire", default="default",
                    help="frames and activations on the wire, pricing the cuts: IMAGE,DTYPE (e.g. jpeg:90,fp16 or "
                         "raw,fp32), 'default' (jpeg:90,fp16) or 'exact' (raw,fp32); see executor.wire_config")
+    p.add_argument("--wire-dtype", default=None,
+                   help="activations on the wire (fp32, fp16, bf16, int8): replaces the dtype part of --wire")
     p.add_argument("--device", default="cpu", help="torch device to measure on: cpu or cuda[:i]")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] = ()) -> int:
 
     try:
         wire = WireConfig.parse(args.wire)
+        if args.wire_dtype is not None:
+            wire = WireConfig(wire.image, args.wire_dtype)
         if args.hardware is not None:
             from executor.roofline import roofline_profile_for
 

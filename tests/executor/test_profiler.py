@@ -54,11 +54,12 @@ def test_profile_cli_prices_cuts_under_the_default_wire(tmp_path: Path, capsys: 
     """`ecc profile` writes cuts priced as every other command prices them: the default wire (jpeg:90 frames, fp16
     activations, codec time of the device's role) unless --wire says otherwise; a bad --wire is exit 2."""
     from executor import profile_cli
-    from executor.wire_config import DEFAULT_WIRE, EXACT_WIRE, codec_ms, profile_wire, wire_cut_specs
+    from executor.wire_config import DEFAULT_WIRE, EXACT_WIRE, WireConfig, codec_ms, profile_wire, wire_cut_specs
 
     meta = build_model("pi0", "tiny", device="meta")
     runs = {}
-    for name, hw, wire in (("orin", "orin", []), ("a100", "a100", []), ("exact", "orin", ["--wire", "exact"])):
+    for name, hw, wire in (("orin", "orin", []), ("a100", "a100", []), ("exact", "orin", ["--wire", "exact"]),
+                           ("int8", "orin", ["--wire-dtype", "int8"])):
         out = tmp_path / f"{name}.json"
         assert profile_cli.main(["--model", "pi0", "--preset", "tiny", "--hardware", hw, *wire, "-o", str(out)]) == 0
         runs[name] = Profile.load(out, expect_model="pi0", expect_preset="tiny")
@@ -69,6 +70,7 @@ def test_profile_cli_prices_cuts_under_the_default_wire(tmp_path: Path, capsys: 
     assert orin.codec_ms == codec_ms(meta, DEFAULT_WIRE, "orin", "edge") and orin.codec_ms[0] > 0
     assert a100.codec_ms == codec_ms(meta, DEFAULT_WIRE, "a100", "cloud")  # a datacenter device decodes
     assert not any(exact.codec_ms)
+    assert profile_wire(runs["int8"]) == WireConfig("jpeg:90", "int8")  # --wire-dtype replaces the dtype only
     assert "wire jpeg:90,fp16" in capsys.readouterr().out
     measured = tmp_path / "cpu.json"
     assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1",
