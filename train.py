@@ -1,14 +1,7 @@
-"""The readable training recipe: `python train.py [ARGS]` == `ecc train [ARGS]` (both call agents.training.train).
+"""The training recipe on one page: `python train.py [ARGS]` trains the same policy as `ecc train [ARGS]`.
 
-The recipe, step by step (see agents/training.py):
-1. Profiles: roofline Profiles of the model on the edge and cloud devices (executor.roofline).
-2. Traces: the embedded default set, plus any directories given with --traces; split train/val/test by seed
-   (test is never touched here).
-3. Envs: n_envs EdgeCloudSplitEnv copies on the training split; every episode's trace segment rescaled by a
-   log-uniform factor, random start points, random observation streams.
-4. MaskablePPO (sb3-contrib) with the env's action masks; every eval_every_steps the policy runs on fixed
-   validation seeds and the best one is kept.
-5. The run folder: config.json, learning_curve.csv, policy.zip + policy.json (the artifact load_policy reads).
+Every step is a function of ``agents.training`` (``agents.training.train`` runs the same steps, with hooks for
+custom trace sets, Profiles and Ray envs); ``python train.py --help`` lists every setting of ``TrainConfig``.
 
 Examples:
     python train.py --quick                      # seconds: a smoke run
@@ -18,10 +11,70 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+import time
+from collections.abc import Sequence
 
-from agents.train_cli import main
+from agents import training
+from agents.cliargs import parse_config
+from agents.training import TrainConfig, TrainResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Args(TrainConfig):
+    """Train MaskablePPO on recorded bandwidth traces (the settings of agents.training.TrainConfig)."""
+
+    quick: bool = False  # tiny budget for a smoke run (~4k steps)
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    """Train one policy per ``cfg``: its run folder holds config.json, learning_curve.csv and the policy artifact."""
+    import torch
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(1)  # the env step is ~50 us: one thread is fastest on a shared CPU
+
+    # 1. Profiles: roofline per-block latency and bytes of the model on the edge and cloud devices
+    edge, cloud = training.profiles_for(cfg)
+    overrides = training.env_overrides_for(cfg, edge, cloud)  # candidate cuts, MetaWorld streams
+
+    # 2. Traces: the embedded set (+ --traces), split train/val/test by seed; the test side is never touched here
+    traces = training.training_traces(cfg)
+    run_dir = training.start_run(cfg, traces, overrides)  # run folder + config.json
+
+    # 3. Envs: n_envs EdgeCloudSplitEnv copies on rescaled training traces, one validation env
+    envs = training.make_envs(cfg, edge, cloud, traces, overrides)
+
+    # 4. Callbacks: validation on fixed seeds every eval_every_steps, the best model kept; the heuristic's baseline
+    callback, heuristic_return = training.make_validation(cfg, envs, run_dir)
+
+    # 5. Model: MaskablePPO with the env's action masks (optionally warm-started from the heuristic)
+    model = training.make_model(cfg, envs.venv, run_dir)
+    if cfg.warm_start == "heuristic":
+        training.warm_start_from_heuristic(cfg, model, envs, callback)
+    stopped_early = training.learn(cfg, model, callback, envs.venv)
+
+    # 6. Save: the best model as a policy artifact (policy.safetensors + policy.json) and the learning curve
+    policy_path = training.save_run(cfg, run_dir, edge, cloud, traces, envs, callback, heuristic_return)
+    return training.finish(run_dir, policy_path, model, callback, heuristic_return, t_start, stopped_early)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, train, say where the policy went; exit 2 on bad traces or settings."""
+    args = parse_config(Args, sys.argv[1:] if argv is None else argv, prog="python train.py")
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    cfg = training.quick(TrainConfig(**fields)) if args.quick else TrainConfig(**fields)
+    try:
+        res = run(cfg)
+    except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)
+        print(f"train.py: {e}", file=sys.stderr)
+        return 2
+    print(f"policy {res.policy_path}: best validation return {res.best_val_return:.2f} "
+          f"(heuristic {res.heuristic_val_return:.2f}), {res.timesteps} steps in {res.wall_s:.0f} s")
+    return 0
+
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

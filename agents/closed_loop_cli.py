@@ -9,28 +9,17 @@ The work is in ``agents.closed_loop_eval``; this module parses and prints.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.cliargs import add_dataclass_flags
+from agents.cliargs import parse_config
 from agents.closed_loop_eval import ClosedLoopEvalConfig, run_closed_loop_eval, table_rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc closedloop", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_dataclass_flags(p, ClosedLoopEvalConfig)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
-    try:
-        cfg = ClosedLoopEvalConfig(**args)
-    except ValueError as e:
-        print(f"ecc closedloop: {e}", file=sys.stderr)
-        return 2
+    cfg = parse_config(ClosedLoopEvalConfig, sys.argv[1:] if argv is None else argv, prog="ecc closedloop",
+                       description=__doc__)
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -18,7 +18,6 @@ Both tables are printed and written (JSON, CSV); each phase's wall time is print
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 class DemoConfig:
     """Settings of the demo (field comments are the CLI help)."""
 
-    out: str = ""  # run folder (default: runs/demo-<timestamp> in the current directory)
+    out: str = ""  # run folder (empty: runs/demo-<timestamp> in the current directory)
     family: str = "openvla"  # model family run for real: openvla | pi0
     preset: str = "tiny"  # model preset run for real (tiny or small)
     timesteps: int = 60_000  # PPO training budget (environment steps)
@@ -191,21 +190,10 @@ def _file_guide(out: Path) -> list[str]:
     return lines
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from agents.cliargs import add_dataclass_flags
-
-    p = argparse.ArgumentParser(prog="ecc demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_dataclass_flags(p, DemoConfig)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
-    try:
-        cfg = DemoConfig(**args)
-    except ValueError as e:
-        print(f"ecc demo: {e}", file=sys.stderr)
-        return 2
+    from agents.cliargs import parse_config
+
+    cfg = parse_config(DemoConfig, sys.argv[1:] if argv is None else argv, prog="ecc demo", description=__doc__)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from agents.eval_cli import wide_console
 

@@ -6,6 +6,11 @@ devices: the cloud side is this machine's measured per-block time times ``headro
 sets it), and the edge side is the cloud side times the edge/cloud time ratio of the ``full`` model's roofline for
 the block's component (vision tower, projector, language model, action expert: ``block name`` up to the first dot).
 Cut payloads are the small model's own. Profiles carry ``notes["emulated"]`` saying so.
+
+The pair is calibrated to the real executor (``executor.calibration``, unless ``calibrate=False``): the per-call and
+per-byte overheads that the real client, relay and server spend outside the blocks on this machine. The emulator
+pads the blocks only, so those overheads are the same at emulated speed, and the env charges them like the runtime
+pays them.
 """
 
 from __future__ import annotations
@@ -56,11 +61,12 @@ def scaled_pair(measured: Profile, ratios: dict[str, float], *, headroom: float 
 
 def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", cloud_hw: str = "a100", *,
                   headroom: float = 1.5, seed: int = 0, measured: Profile | None = None,
-                  wire: Any = "default") -> tuple[Profile, Profile]:
+                  wire: Any = "default", calibrate: bool = True) -> tuple[Profile, Profile]:
     """Measure ``family/preset`` on this CPU (unless ``measured`` is given) and scale it to an edge/cloud pair with
     the ratios of the ``full`` model's roofline on ``edge_hw`` / ``cloud_hw``; its cuts priced under ``wire``
     (``executor.wire_config``: the payloads the client sends, with the codec time measured on this CPU), as every
-    Profile the env, training and evaluation use. Imports torch."""
+    Profile the env, training and evaluation use; with ``calibrate``, carrying the real executor's overheads measured
+    on this machine under ``wire`` (``executor.calibration``, a few seconds). Imports torch."""
     from executor.models import build_model
     from executor.roofline import roofline_profile_for
     from executor.wire_config import priced_profiles
@@ -74,7 +80,12 @@ def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", clou
     log.info("emulated %s/%s pair: per-component %s/%s ratios %s", family, preset, edge_hw, cloud_hw,
              {k: round(v, 2) for k, v in ratios.items()})
     edge, cloud = scaled_pair(measured, ratios, headroom=headroom, edge_name=edge_hw, cloud_name=cloud_hw)
-    return priced_profiles(edge, cloud, build_model(family, preset, device="meta"), wire, measured_codec=True)
+    edge, cloud = priced_profiles(edge, cloud, build_model(family, preset, device="meta"), wire, measured_codec=True)
+    if not calibrate:
+        return edge, cloud
+    from executor.calibration import CalibrationConfig, calibrated
+
+    return calibrated(build_model(family, preset, seed=seed), edge, cloud, CalibrationConfig(wire=wire, seed=seed))
 
 
 def describe(profile: Profile) -> dict[str, Any]:

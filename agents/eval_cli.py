@@ -14,7 +14,6 @@ this machine (``agents.emulated_pair``) unless ``--profiles`` are given.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -35,23 +34,16 @@ from agents.evaluation import (
     run_eval,
 )
 
-__all__ = ["PLANNER_NAMES", "EvalConfig", "PlannerSpecError", "build_parser", "build_planner", "load_traces", "main",
+__all__ = ["PLANNER_NAMES", "EvalConfig", "PlannerSpecError", "build_planner", "load_traces", "main",
            "make_eval_env", "parse_planners", "policy_path", "print_report", "resolve_profiles", "run_eval",
            "wide_console", "wire_rtt_line"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from agents.cliargs import add_dataclass_flags
-
-    p = argparse.ArgumentParser(prog="ecc eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_dataclass_flags(p, EvalConfig)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+    from agents.cliargs import parse_config
+
+    cfg = parse_config(EvalConfig, sys.argv[1:] if argv is None else argv, prog="ecc eval", description=__doc__)
     try:
-        cfg = EvalConfig(**args)
         parse_planners(cfg.planners)
     except ValueError as e:
         print(f"ecc eval: {e}", file=sys.stderr)

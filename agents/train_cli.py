@@ -2,48 +2,54 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import Annotated, Literal
 
-from agents.cliargs import add_dataclass_flags
+import tyro
+
+from agents.cliargs import parse_config
 from agents.training import EnvWorkersLost, TrainConfig, quick, train
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc train", description="Train MaskablePPO on recorded bandwidth traces.")
-    add_dataclass_flags(p, TrainConfig, {"net_arch": int})
-    p.add_argument("--quick", action="store_true", help="tiny budget for tests and the demo (~4k steps)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: envs in this process (default); ray: envs on Ray actors (pip install 'vla-ecc[ray]')")
-    p.add_argument("--ray-workers", type=int, default=2, help="Ray env worker actors with --engine ray (default 2)")
-    p.add_argument("--ray-address", "--address", dest="address", default=None,
-                   help="Ray to use with --engine ray: 'local' starts a local instance; an address attaches to that "
-                        "cluster (default: $RAY_ADDRESS if set, else local)")
-    p.add_argument("--max-worker-restarts", type=int, default=3,
-                   help="with --engine ray: dead env workers replaced before training stops early (default 3)")
-    return p
+@dataclasses.dataclass(frozen=True)
+class TrainArgs:
+    """Train MaskablePPO on recorded bandwidth traces."""
+
+    config: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=TrainConfig)
+    quick: bool = False  # tiny budget for tests and the demo (~4k steps)
+    engine: Literal["local", "ray"] = "local"  # local: envs in this process; ray: envs on Ray actors (vla-ecc[ray])
+    ray_workers: int = 2  # Ray env worker actors with --engine ray
+    ray_address: Annotated[str | None, tyro.conf.arg(aliases=("--address",))] = None
+    """Ray for --engine ray: 'local' starts one here; an address attaches to it (None: $RAY_ADDRESS, else local)"""
+    max_worker_restarts: int = 3  # with --engine ray: dead env workers replaced before training stops early
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The TrainConfig asked for, ``--quick`` applied."""
+        return quick(self.config) if self.quick else self.config
+
+
+def parse_args(argv: Sequence[str]) -> TrainArgs:
+    """The command line of ``ecc train`` (and ``python train.py``)."""
+    return parse_config(TrainArgs, argv, prog="ecc train")
 
 
 def config_from_args(argv: Sequence[str]) -> TrainConfig:
-    args = vars(build_parser().parse_args(list(argv)))
-    q = args.pop("quick")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in args.items() if k in fields}
-    cfg = TrainConfig(**kw)
-    return quick(cfg) if q else cfg
+    """The TrainConfig a command line asks for (``--quick`` applied)."""
+    return parse_args(argv).train_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    engine = parse_args(argv)
+    cfg = engine.train_config
     try:
-        cfg = config_from_args(argv)
-        engine = build_parser().parse_args(argv)
         if engine.engine == "ray":
             from agents.ray_training import RayTrainConfig, train_on_ray
 
-            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.address,
+            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.ray_address,
                                         max_worker_restarts=engine.max_worker_restarts)
     except ValueError as e:
         print(f"ecc train: {e}", file=sys.stderr)

@@ -40,7 +40,7 @@ class TrainConfig:
     preset: str = "full"  # model preset (executor.models.presets)
     edge: str = "orin"  # edge device in the hardware catalogue
     cloud: str = "a100"  # cloud device in the hardware catalogue
-    traces: tuple[str, ...] = ()  # trace directories/files to train on (default: the embedded set only)
+    traces: tuple[str, ...] = ()  # trace directories/files to train on (empty: the embedded set only)
     include_embedded: bool = True  # mix the embedded default set into the given traces
     split_seed: int = 0  # seed of the train/val/test split of the trace set
     total_timesteps: int = 1_000_000  # PPO environment steps (the default takes about 2-4 min on 2 cores)
@@ -76,7 +76,7 @@ class TrainConfig:
     warm_start_steps: int = 40_000  # demonstration steps of the heuristic for the warm start
     warm_start_epochs: int = 10  # behaviour-cloning epochs over the demonstrations
     run_dir: str = "runs"  # parent folder of run folders
-    run_name: str = ""  # run folder name (default: model-edge-cloud-timestamp)
+    run_name: str = ""  # run folder name (empty: model-edge-cloud-timestamp)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
@@ -399,38 +399,18 @@ def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_
     return ValidationCallback(), seeds
 
 
-def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None,
-          privileged: Any = None) -> TrainResult:
-    """Train MaskablePPO per ``cfg``; returns where the run folder and the policy artifact are. ``trace_set``,
-    ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups);
-    ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training).
-    ``privileged`` (an ``ecc_env.privileged.PrivilegedConfig``) appends simulation-only true-bandwidth fields to what
-    PPO observes, for value-of-information studies; the artifact records them and ``load_policy`` refuses it."""
-    import torch
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+@dataclass(frozen=True)
+class TrainingTraces:
+    """The trace set of a run and the two sides training uses (the test side is never touched here)."""
 
-    from agents.artifact import profile_id, save_policy
-    from agents.evaluate import evaluate
-    from agents.heuristics import HeuristicPlanner
-    from agents.planner import BandwidthPrior, PlannerContext
+    full: Any
+    train: Any
+    val: Any
 
-    if privileged is not None and cfg.warm_start == "heuristic":
-        raise ValueError("warm_start='heuristic' cannot clone into a policy with privileged fields "
-                         "(the heuristic's demonstrations lack them); use warm_start='none'")
-    t_start = time.perf_counter()
-    torch.set_num_threads(1)
-    overrides = dict(env_overrides or {})
-    if cfg.metaworld_tasks and "streams" not in overrides:
-        overrides["streams"] = training_streams(cfg)
-    edge, cloud = profiles if profiles is not None else profiles_for(cfg)
-    if cfg.candidate_cuts and "allowed_cuts" not in overrides:
-        from executor.cutmap import candidate_cuts
 
-        overrides["allowed_cuts"] = candidate_cuts(edge, cloud)
-        log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
-                 overrides["allowed_cuts"])
+def training_traces(cfg: TrainConfig, trace_set: Any = None) -> TrainingTraces:
+    """The train and validation sides of ``trace_set`` (default: the set ``cfg`` names), split by
+    ``cfg.split_seed``, ``exclude_families`` left out; validation falls back to the training side when empty."""
     if trace_set is not None:
         from traces.rtt import apply_rtt
 
@@ -448,46 +428,113 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     if len(val_set) == 0:
         log.warning("validation split of %s is empty; validating on the training split", full.name)
         val_set = train_set
+    return TrainingTraces(full, train_set, val_set)
+
+
+def env_overrides_for(cfg: TrainConfig, edge: Any, cloud: Any, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """EnvConfig fields the run sets beyond ``make_env``'s: ``given`` ones, MetaWorld streams
+    (``metaworld_tasks``) and the candidate cuts (``candidate_cuts``) unless given."""
+    overrides = dict(given or {})
+    if cfg.metaworld_tasks and "streams" not in overrides:
+        overrides["streams"] = training_streams(cfg)
+    if cfg.candidate_cuts and "allowed_cuts" not in overrides:
+        from executor.cutmap import candidate_cuts
+
+        overrides["allowed_cuts"] = candidate_cuts(edge, cloud)
+        log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
+                 overrides["allowed_cuts"])
+    return overrides
+
+
+def start_run(cfg: TrainConfig, traces: TrainingTraces, overrides: dict[str, Any], privileged: Any = None) -> Path:
+    """The run folder (``run_dir/run_name``), made, with the resolved config in ``config.json``."""
     name = cfg.run_name or f"{cfg.model}-{cfg.edge}-{cfg.cloud}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg.run_dir).expanduser().resolve() / name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(
         {**asdict(cfg), "env_overrides": {k: (f"{len(v)} streams" if k == "streams" else repr(v))
                                           for k, v in overrides.items()},
-         "train_traces": {"name": train_set.name, "n": len(train_set), "fingerprint": train_set.fingerprint()},
-         "val_traces": {"name": val_set.name, "n": len(val_set)},
+         "train_traces": {"name": traces.train.name, "n": len(traces.train),
+                          "fingerprint": traces.train.fingerprint()},
+         "val_traces": {"name": traces.val.name, "n": len(traces.val)},
          "privileged": privileged.describe() if privileged is not None else None}, indent=2))
+    return run_dir
 
-    sampled_train = train_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(train_set, cfg.family_power)
-    sampled_val = val_set if cfg.family_power == 1.0 else FamilyBalancedTraceSet(val_set, cfg.family_power)
-    factory = _EnvFactory(edge, cloud, RescaledTraceSet(sampled_train, cfg.rescale_min, cfg.rescale_max), cfg,
-                          overrides, privileged)
+
+@dataclass
+class TrainingEnvs:
+    """The vectorised training envs, the validation env (plain, and as PPO observes it) and the planners' context."""
+
+    venv: Any
+    factory: Any
+    val_env: Any
+    ppo_val_env: Any
+    ctx: Any
+
+
+def make_envs(cfg: TrainConfig, edge: Any, cloud: Any, traces: TrainingTraces, overrides: dict[str, Any],
+              privileged: Any = None, venv_factory: Any = None) -> TrainingEnvs:
+    """``n_envs`` training envs on the rescaled (and family-balanced) training side, seeded by ``cfg.seed``, and
+    one validation env; ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from agents.planner import BandwidthPrior, PlannerContext
+
+    def sampled(s: Any) -> Any:
+        return s if cfg.family_power == 1.0 else FamilyBalancedTraceSet(s, cfg.family_power)
+
+    factory = _EnvFactory(edge, cloud, RescaledTraceSet(sampled(traces.train), cfg.rescale_min, cfg.rescale_max),
+                          cfg, overrides, privileged)
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" else DummyVecEnv
-    venv = venv_factory([factory] * cfg.n_envs) if venv_factory is not None else vec_cls([factory] * cfg.n_envs)
+    venv = (venv_factory or vec_cls)([factory] * cfg.n_envs)
     venv.seed(cfg.seed)
-    val_env = make_env(edge, cloud, sampled_val, cfg, **overrides)
-    ctx = PlannerContext.from_env(val_env, prior=BandwidthPrior.from_trace_set(train_set))
-    ppo_val_env = _privileged(val_env, privileged)  # the heuristic baseline below sees the plain observation
-    obs_size = int(ppo_val_env.observation_space.shape[0])
-    callback, seeds = _eval_callback(cfg, ppo_val_env, ctx, run_dir, obs_size)
-    heur = evaluate(HeuristicPlanner(ctx), val_env, seeds, name="heuristic").summary()
-    log.info("heuristic validation return %.2f, mean latency %.1f ms", heur["mean_return"], heur["mean_latency_ms"])
+    val_env = make_env(edge, cloud, sampled(traces.val), cfg, **overrides)
+    ctx = PlannerContext.from_env(val_env, prior=BandwidthPrior.from_trace_set(traces.train))
+    # the heuristic baseline sees the plain observation; PPO the privileged one, if any
+    return TrainingEnvs(venv, factory, val_env, _privileged(val_env, privileged), ctx)
 
-    model = MaskablePPO(
+
+def make_validation(cfg: TrainConfig, envs: TrainingEnvs, run_dir: Path) -> tuple[Any, float]:
+    """The validation callback (evaluates every ``eval_every_steps``, keeps the best model, records the learning
+    curve and the observation range) and the heuristic's validation return on the same seeds, the baseline."""
+    from agents.evaluate import evaluate
+    from agents.heuristics import HeuristicPlanner
+
+    obs_size = int(envs.ppo_val_env.observation_space.shape[0])
+    callback, seeds = _eval_callback(cfg, envs.ppo_val_env, envs.ctx, run_dir, obs_size)
+    heur = evaluate(HeuristicPlanner(envs.ctx), envs.val_env, seeds, name="heuristic").summary()
+    log.info("heuristic validation return %.2f, mean latency %.1f ms", heur["mean_return"], heur["mean_latency_ms"])
+    return callback, float(heur["mean_return"])
+
+
+def make_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> Any:
+    """MaskablePPO with the run's hyper-parameters on ``venv`` (CPU, seeded)."""
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO(
         "MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
         n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
         policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed, device="cpu", verbose=0,
         tensorboard_log=str(run_dir / "tb") if cfg.tensorboard else None,
     )
-    if cfg.warm_start == "heuristic":
-        from agents.warm_start import behaviour_clone, collect_demonstrations
 
-        demos = collect_demonstrations(HeuristicPlanner(ctx), factory(), cfg.warm_start_steps, gamma=cfg.gamma,
-                                       seed=cfg.seed + 1_000_000)
-        behaviour_clone(model, demos, epochs=cfg.warm_start_epochs, batch_size=cfg.batch_size,
-                        learning_rate=cfg.learning_rate, seed=cfg.seed)
-        callback.init_callback(model)
-        callback.evaluate()  # the cloned policy is a candidate too (at 0 PPO steps)
+
+def warm_start_from_heuristic(cfg: TrainConfig, model: Any, envs: TrainingEnvs, callback: Any) -> None:
+    """Behaviour-clone the fallback heuristic into ``model``; the clone is a candidate for the best model too."""
+    from agents.heuristics import HeuristicPlanner
+    from agents.warm_start import behaviour_clone, collect_demonstrations
+
+    demos = collect_demonstrations(HeuristicPlanner(envs.ctx), envs.factory(), cfg.warm_start_steps,
+                                   gamma=cfg.gamma, seed=cfg.seed + 1_000_000)
+    behaviour_clone(model, demos, epochs=cfg.warm_start_epochs, batch_size=cfg.batch_size,
+                    learning_rate=cfg.learning_rate, seed=cfg.seed)
+    callback.init_callback(model)
+    callback.evaluate()  # the cloned policy at 0 PPO steps
+
+
+def learn(cfg: TrainConfig, model: Any, callback: Any, venv: Any) -> str | None:
+    """PPO for ``total_timesteps``, then the final model's validation; closes ``venv``. Returns why training stopped
+    early (env workers lost after some steps: what was learnt is kept), or None."""
     stopped_early = None
     try:
         model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
@@ -501,8 +548,19 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         venv.close()
     except Exception as e:  # noqa: BLE001 - a broken venv must not lose the policy
         log.warning("closing the environments: %s: %s", type(e).__name__, e)
+    return stopped_early
+
+
+def save_run(cfg: TrainConfig, run_dir: Path, edge: Any, cloud: Any, traces: TrainingTraces, envs: TrainingEnvs,
+             callback: Any, heuristic_return: float, privileged: Any = None) -> Path:
+    """The best model as a policy artifact (``policy.safetensors`` + ``policy.json``: observation, ranges, Profiles,
+    env, traces, prior, config) and ``learning_curve.csv``; returns the artifact's path."""
+    from sb3_contrib import MaskablePPO
+
+    from agents.artifact import profile_id, save_policy
+
     best = MaskablePPO.load(str(run_dir / "best_model.zip"), device="cpu")
-    e = val_env.unwrapped
+    e = envs.val_env.unwrapped
     meta = {
         "observation": e.builder.spec(),
         "obs_range": {"low": callback.low.tolist(), "high": callback.high.tolist()},
@@ -515,9 +573,9 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
                 "hedge": e.deadline.hedge,
                 "chunk_size": e.config.chunk_size, "queue_capacity": e.config.queue_capacity,
                 "probe": asdict(e.config.probe)},
-        "traces": {"name": train_set.name, "n_traces": len(train_set), "fingerprint": train_set.fingerprint(),
-                   "rescale": [cfg.rescale_min, cfg.rescale_max]},
-        "prior": asdict(ctx.prior),
+        "traces": {"name": traces.train.name, "n_traces": len(traces.train),
+                   "fingerprint": traces.train.fingerprint(), "rescale": [cfg.rescale_min, cfg.rescale_max]},
+        "prior": asdict(envs.ctx.prior),
         "train_config": asdict(cfg),
         "best_val_return": callback.best,
         **wire_metadata(edge, cfg.rtt_ms),
@@ -530,11 +588,47 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
         w = csv.DictWriter(f, fieldnames=list(callback.curve[0]) + ["heuristic_val_return"])
         w.writeheader()
         for row in callback.curve:
-            w.writerow({**row, "heuristic_val_return": heur["mean_return"]})
+            w.writerow({**row, "heuristic_val_return": heuristic_return})
+    return Path(policy_path)
+
+
+def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
+          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None,
+          privileged: Any = None) -> TrainResult:
+    """Train MaskablePPO per ``cfg``; returns where the run folder and the policy artifact are. ``trace_set``,
+    ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups);
+    ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training).
+    ``privileged`` (an ``ecc_env.privileged.PrivilegedConfig``) appends simulation-only true-bandwidth fields to what
+    PPO observes, for value-of-information studies; the artifact records them and ``load_policy`` refuses it.
+    The steps are those of the recipe in ``train.py``."""
+    import torch
+
+    if privileged is not None and cfg.warm_start == "heuristic":
+        raise ValueError("warm_start='heuristic' cannot clone into a policy with privileged fields "
+                         "(the heuristic's demonstrations lack them); use warm_start='none'")
+    t_start = time.perf_counter()
+    torch.set_num_threads(1)
+    edge, cloud = profiles if profiles is not None else profiles_for(cfg)
+    overrides = env_overrides_for(cfg, edge, cloud, env_overrides)
+    traces = training_traces(cfg, trace_set)
+    run_dir = start_run(cfg, traces, overrides, privileged)
+    envs = make_envs(cfg, edge, cloud, traces, overrides, privileged, venv_factory)
+    callback, heuristic_return = make_validation(cfg, envs, run_dir)
+    model = make_model(cfg, envs.venv, run_dir)
+    if cfg.warm_start == "heuristic":
+        warm_start_from_heuristic(cfg, model, envs, callback)
+    stopped_early = learn(cfg, model, callback, envs.venv)
+    policy_path = save_run(cfg, run_dir, edge, cloud, traces, envs, callback, heuristic_return, privileged)
+    return finish(run_dir, policy_path, model, callback, heuristic_return, t_start, stopped_early)
+
+
+def finish(run_dir: Path, policy_path: Path, model: Any, callback: Any, heuristic_return: float, t_start: float,
+           stopped_early: str | None = None) -> TrainResult:
+    """The run's TrainResult (wall time since ``t_start``), logged."""
     wall = time.perf_counter() - t_start
     log.info("run %s: best validation return %.2f (heuristic %.2f) in %.0f s", run_dir, callback.best,
-             heur["mean_return"], wall)
-    return TrainResult(run_dir, policy_path, callback.best, heur["mean_return"], wall, int(model.num_timesteps),
+             heuristic_return, wall)
+    return TrainResult(run_dir, policy_path, callback.best, heuristic_return, wall, int(model.num_timesteps),
                        callback.curve, stopped_early)
 
 

@@ -67,10 +67,10 @@ def bench_overhead(reps: int) -> None:
                 t0 = time.perf_counter()
                 data = wire.encode({"junk": arr}, header)
                 t1 = time.perf_counter()
-                ws = client._require_ws()
+                ws = client.connection.require_ws()
                 import asyncio
 
-                ex = asyncio.run_coroutine_threadsafe(client._exchange(ws, data, 10_000 + i), client._loop).result(30)
+                ex = asyncio.run_coroutine_threadsafe(client.connection.exchange(ws, data, 10_000 + i), client.connection.loop).result(30)
                 reply = wire.decode(ex.reply)
                 t2 = time.perf_counter()
                 assert reply.meta[TYPE_KEY] == ERROR  # decoded fully, refused before compute

@@ -90,6 +90,38 @@ def paper_section(combos: list[str], up_mbps: float, one_way_ms: float) -> None:
     _ = np
 
 
+SENS_EFFICIENCY = (1.0, 0.9, 0.85, 0.8, 0.7, 0.6)
+SENS_LATENCY_MS = (0.0, 5.0, 10.0, 20.0)
+
+
+def paper_sensitivity(model: str, up_mbps: float, share: float = 0.99) -> None:
+    """Which unpublished number decides RoboECC's figures: the speedup in its accounting, at a cloud-load budget of
+    ``share`` of the parameters, as a function of the edge device's roofline efficiency (how far measured edge
+    profiles sit below the roofline; the A100 stays at 1.0) and of the fixed link latency."""
+    from agents.heuristics import RoboECCPaperChain
+    from executor.roofline import roofline_profile_for
+
+    cloud = roofline_profile_for(model, "full", "a100")
+    print(f"## sensitivity ({model}, RoboECC's accounting, uplink {up_mbps:g} Mbit/s, cloud-load budget {share:.0%} "
+          f"of the parameters): speedup over edge-only by edge efficiency (rows) and fixed latency (columns); "
+          f"* = inside the published range")
+    for hw in ("orin", "thor"):
+        lo, hi = PUBLISHED[hw]
+        print(f"{hw + '+a100':<11}{'edge ms':>8}" + "".join(f"{f'{lat:g} ms':>10}" for lat in SENS_LATENCY_MS)
+              + f"   published {lo}-{hi}x")
+        for eff in SENS_EFFICIENCY:
+            chain = RoboECCPaperChain.from_profiles(roofline_profile_for(model, "full", hw, efficiency=eff), cloud)
+            budget = share * float(chain.param_bytes.sum())
+            cells = []
+            for lat in SENS_LATENCY_MS:
+                k, ms = chain.best(up_mbps, lat, budget)
+                x = chain.edge_only_ms / ms
+                cells.append(f"{x:.2f}x@{k}" + ("*" if lo <= round(x, 2) <= hi else " "))  # published: 2 decimals
+            print(f"  eff {eff:<5g}{chain.edge_only_ms:>8.1f}" + "".join(f"{c:>10}" for c in cells))
+    print("(@k: blocks on the cloud; the chosen cut at this budget runs the VLM on the cloud and the DiT on the edge, "
+          "and sends the 8 KiB cognition feature)\n")
+
+
 def predictor_section(train_set, test_set) -> dict:
     """One-step prediction errors on the test traces."""
     from agents.heuristics import BandwidthPredictor, HarmonicMean, make_predictor, one_step_errors
@@ -111,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--episode-s", type=float, default=30.0)
     p.add_argument("--beam", type=int, default=8, help="Oracle beam width")
-    p.add_argument("--combos", nargs="*", default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor"])
+    p.add_argument("--combos", nargs="*", default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor", "cogact:orin",
+                                                   "cogact:thor"])
     p.add_argument("--paper-up-mbps", type=float, default=100.0, help="uplink of the paper-accounting section")
     p.add_argument("--paper-latency-ms", type=float, default=10.0, help="fixed latency of the paper section")
     p.add_argument("--paper-only", action="store_true", help="print the paper-accounting section and stop")
+    p.add_argument("--sensitivity", default="cogact", help="model of the sensitivity table ('' to leave it out)")
     p.add_argument("--train-lstm", action="store_true", help="retrain and store the LSTM predictor first")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -134,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     paper_section(args.combos, args.paper_up_mbps, args.paper_latency_ms)
+    if args.sensitivity:
+        paper_sensitivity(args.sensitivity, args.paper_up_mbps)
     if args.paper_only:
         return 0
     if args.train_lstm:
@@ -166,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RTT: the embedded traces' own; rate-only shared recordings get {FAMILY_RTT_MS} ms (explicit); "
           f"edge-only includes the env's queueing (its 'inference' column is the bare edge time)")
     print("predictors: RoboECC = harmonic mean of 5 samples; 'lstm' = the stored LSTM; adjustments: 're-opt' "
-          "(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); stand-ins: OpenVLA and pi0 "
-          "(CogACT's published config is not used)")
+          "(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); models: OpenVLA, pi0 and CogACT "
+          "(its published CogACT-Base shapes, random weights, roofline-priced)")
     print(f"{args.episodes} episodes x {args.episode_s:g} s per family, same seeds for every planner; prior from the "
           f"train split ({prior.up_mbps:.1f} Mbit/s up, {prior.rtt_ms:.0f} ms RTT)\n")
     seeds = list(range(2000, 2000 + args.episodes))

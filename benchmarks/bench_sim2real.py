@@ -2,9 +2,16 @@
 
 Runs ``ecc_env.sim2real.sim_to_real`` on a recorded trace from ../shared/traces (default: Mahimahi ATT LTE driving,
 both directions, with a fixed RTT added) with the tiny OpenVLA measured on this CPU as the Profile of both sides,
-and prints median and p90 of |profile - executor| / executor per inference step.
+and prints median and p90 of |profile - executor| / executor per inference step, overall and per cut, and the
+signed median of (profile - executor) / executor (the latency model's bias, apart from step-to-step noise).
+
+The Profile pair is calibrated to the real executor first (``executor.calibration``: the per-call and per-byte
+overheads outside the blocks), and the same executor run is also priced by the uncalibrated pair (``--baseline``,
+on by default), so the two latency models are compared side by side on identical executor steps. ``--repeats N``
+repeats the whole measurement (profiling, calibration, episode) and prints the medians over the repeats.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_sim2real.py [--trace PATH] [--rtt-ms 40] [--steps 240]
+        [--repeats 3] [--no-calibrate]
 """
 
 from __future__ import annotations
@@ -30,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--family", default="openvla")
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--deadline-ms", type=float, default=300.0)
+    ap.add_argument("--repeats", type=int, default=1, help="whole measurements; medians over them are printed")
+    ap.add_argument("--calibration-runs", type=int, default=7, help="calls per cut in the calibration")
+    ap.add_argument("--no-calibrate", action="store_true",
+                    help="price with the uncalibrated Profiles only (the latency model before issue 21 item 6)")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
 
     import torch
 
@@ -38,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from ecc_env.backends import ExecutorConfig
     from ecc_env.latency import DeadlineConfig
     from ecc_env.sim2real import sim_to_real
+    from executor.calibration import CalibrationConfig, measure_overheads
     from executor.models import build_model
     from executor.profiler import ProfilerConfig, profile_model
     from traces.readers import load_trace
@@ -48,36 +62,73 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trace = load_trace(args.trace).with_rtt(args.rtt_ms)
     model = build_model(args.family, args.preset, seed=0)
-    profile = profile_model(model, ProfilerConfig(warmup_runs=3, measured_runs=15))
-    n = profile.num_blocks
-    single = [c.k for c in profile.cuts[:n] if c.round_trips == 0]
-    multi = [i for i, c in enumerate(profile.cuts[:n]) if c.round_trips > 0]
-    # a fixed decision sequence: cloud-only, every single-exchange split, edge-only, a skip, one multi-trip cut
-    pattern = [(k, 0) for k in single] + [(n, 0), (0, 1)] + [(k, 0) for k in multi[:1]]
-    actions = [pattern[i % len(pattern)] for i in range(args.steps)]
-    episode_s = args.steps * 0.1 * 2.0  # room for the steps even when slow steps drop observations
-    t0 = time.perf_counter()
-    report = sim_to_real(
-        profile, profile, TraceSet.from_traces([trace], trace.name), actions=actions, seed=args.seed,
-        trace_split="all", episode_s=episode_s, deadline=DeadlineConfig(args.deadline_ms, break_even=False),
-        executor=ExecutorConfig(family=args.family, preset=args.preset),
-    )
-    wall = time.perf_counter() - t0
-    s = report.summary()
+    executor = ExecutorConfig(family=args.family, preset=args.preset, wire="exact")  # profile_model prices raw/fp32
     print(f"trace {trace.name} + {args.rtt_ms:.0f} ms RTT, model {args.family}/{args.preset} (profile_model on this "
-          f"CPU for edge and cloud), deadline {args.deadline_ms:.0f} ms, seed {args.seed}")
-    print(f"steps {report.steps_total}, inference steps {int(s['inference_steps'])}, wall {wall:.1f} s, "
-          f"executor misses {int(s['executor_misses'])}, profile misses (paired) {int(s['profile_misses'])}")
+          f"CPU for edge and cloud{'' if args.no_calibrate else ', calibrated to the real executor'}), deadline "
+          f"{args.deadline_ms:.0f} ms, seed {args.seed}, wire {executor.wire}")
     print("gap = |profile - executor| / executor of the step's service time")
-    print(f"  paired  (profile priced at the executor step's start): median {s['gap_paired_median']:.3f}  "
-          f"p90 {s['gap_paired_p90']:.3f}")
-    print(f"  episode (profile env's own run of the same actions):   median {s['gap_episode_median']:.3f}  "
-          f"p90 {s['gap_episode_p90']:.3f}")
-    print("per cut (paired): cut  n  median_exec_ms  median_profile_ms  median_gap")
-    for k in np.unique(report.cut):
-        m = report.cut == k
-        print(f"  {k:3d} {m.sum():3d} {np.median(report.executor_ms[m]):14.2f} "
-              f"{np.median(report.profile_paired_ms[m]):18.2f} {np.median(report.gap_paired[m]):11.3f}")
+    summaries: list[dict[str, float]] = []
+    per_cut: dict[int, list[tuple[float, ...]]] = {}
+    for rep in range(args.repeats):
+        profile = profile_model(model, ProfilerConfig(warmup_runs=3, measured_runs=15))
+        edge = cloud = profile
+        overheads = None
+        if not args.no_calibrate:
+            overheads = measure_overheads(model, profile, profile,
+                                          CalibrationConfig(runs=args.calibration_runs, one_way_ms=10.0,
+                                                            wire=executor.wire))
+            edge, cloud = overheads.apply(profile, profile)
+        n = profile.num_blocks
+        single = [c.k for c in profile.cuts[:n] if c.round_trips == 0]
+        multi = [i for i, c in enumerate(profile.cuts[:n]) if c.round_trips > 0]
+        # a fixed decision sequence: cloud-only, every single-exchange split, edge-only, a skip, one multi-trip cut
+        pattern = [(k, 0) for k in single] + [(n, 0), (0, 1)] + [(k, 0) for k in multi[:1]]
+        actions = [pattern[i % len(pattern)] for i in range(args.steps)]
+        episode_s = args.steps * 0.1 * 2.0  # room for the steps even when slow steps drop observations
+        t0 = time.perf_counter()
+        report = sim_to_real(
+            edge, cloud, TraceSet.from_traces([trace], trace.name), actions=actions, seed=args.seed,
+            trace_split="all", episode_s=episode_s, deadline=DeadlineConfig(args.deadline_ms, break_even=False),
+            executor=executor, baseline=None if overheads is None else (profile, profile),
+        )
+        wall = time.perf_counter() - t0
+        base = report.profile_baseline_ms
+        s = report.summary()
+        s["bias_paired_median"] = float(np.median((report.profile_paired_ms - report.executor_ms) / report.executor_ms))
+        if base is not None:
+            s["bias_baseline_median"] = float(np.median((base - report.executor_ms) / report.executor_ms))
+        summaries.append(s)
+        print(f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {int(s['inference_steps'])}, "
+              f"wall {wall:.1f} s, executor misses {int(s['executor_misses'])}, profile misses (paired) "
+              f"{int(s['profile_misses'])}")
+        if overheads is not None:
+            print(f"  calibrated overheads (ms per cut): edge {[round(x, 2) for x in overheads.edge_ms]}, cloud "
+                  f"{[round(x, 2) for x in overheads.cloud_ms]}; {overheads.ms_per_mb:.3f} ms/MB each side")
+        print(f"  paired  (profile priced at the executor step's start): median {s['gap_paired_median']:.3f}  "
+              f"p90 {s['gap_paired_p90']:.3f}  (signed median {s['bias_paired_median']:+.3f})")
+        if "gap_baseline_median" in s:
+            print(f"  paired, uncalibrated Profiles (same executor steps):  median {s['gap_baseline_median']:.3f}  "
+                  f"p90 {s['gap_baseline_p90']:.3f}  (signed median {s['bias_baseline_median']:+.3f})")
+        print(f"  episode (profile env's own run of the same actions):   median {s['gap_episode_median']:.3f}  "
+              f"p90 {s['gap_episode_p90']:.3f}")
+        for k in np.unique(report.cut):
+            m = report.cut == k
+            row = (float(m.sum()), float(np.median(report.executor_ms[m])),
+                   float(np.median(report.profile_paired_ms[m])), float(np.median(report.gap_paired[m])),
+                   float(np.median(base[m])) if base is not None else float("nan"),
+                   float(np.median(report.gap_baseline[m])) if report.gap_baseline is not None else float("nan"))
+            per_cut.setdefault(int(k), []).append(row)
+    med = {key: float(np.median([s[key] for s in summaries])) for key in summaries[0]}
+    print(f"median over {args.repeats} run(s):")
+    print(f"  paired gap: median {med['gap_paired_median']:.3f}  p90 {med['gap_paired_p90']:.3f}  signed median "
+          f"{med['bias_paired_median']:+.3f}"
+          + (f"   uncalibrated: median {med['gap_baseline_median']:.3f}  p90 {med['gap_baseline_p90']:.3f}  signed "
+             f"median {med['bias_baseline_median']:+.3f}" if "gap_baseline_median" in med else ""))
+    print(f"  episode gap: median {med['gap_episode_median']:.3f}  p90 {med['gap_episode_p90']:.3f}")
+    print("per cut (paired, medians over runs): cut  n  exec_ms  profile_ms  gap  uncalibrated_ms  uncalibrated_gap")
+    for k, rows in sorted(per_cut.items()):
+        a = np.median(np.array(rows), axis=0)
+        print(f"  {k:3d} {a[0]:4.0f} {a[1]:8.2f} {a[2]:11.2f} {a[3]:6.3f} {a[4]:16.2f} {a[5]:17.3f}")
     return 0
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from ecc_env.latency import CutRow, DeadlineConfig, Link, StepTiming, step_timing
+from executor.profile import Profile
 from traces.trace import Direction
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,10 @@ class ServerLoadConfig:
     per_request_ms: service time of one queued request; None = the cloud-only cut's cloud time.
     batch_ms: a batching server: service time of a batch of b requests at index b-1 (up to the maximum batch size),
         e.g. ``executor.roofline.batched_cloud_ms`` for b = 1..B; the requests ahead are served in full batches, the
-        rest in one smaller batch. Empty (default): one at a time, ``per_request_ms`` each.
+        rest in one smaller batch. Empty (default): one at a time, ``per_request_ms`` each, unless ``max_batch`` > 1.
+    max_batch: the server batches up to this many requests (``ecc serve --max-batch``). With ``batch_ms`` empty, the
+        env prices the batches with the roofline (``priced_server_load``): the cloud Profile's model on its hardware,
+        a batch of b cloud-only requests costing ``executor.roofline.batch_cost_ratios`` [b-1] x ``per_request_ms``.
     """
 
     mean_queue_len: float = 0.0
@@ -38,6 +42,7 @@ class ServerLoadConfig:
     burstiness_shape: float = 2.0
     per_request_ms: float | None = None
     batch_ms: tuple[float, ...] = ()
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mean_queue_len) and self.mean_queue_len >= 0):
@@ -48,6 +53,10 @@ class ServerLoadConfig:
             raise ValueError(f"per_request_ms must be >= 0, got {self.per_request_ms!r}")
         if not all(math.isfinite(b) and b >= 0 for b in self.batch_ms):
             raise ValueError(f"batch_ms must be finite and >= 0, got {self.batch_ms!r}")
+        if isinstance(self.max_batch, bool) or int(self.max_batch) != self.max_batch or self.max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
+        if self.batch_ms and self.max_batch not in (1, len(self.batch_ms)):
+            raise ValueError(f"max_batch {self.max_batch} disagrees with the {len(self.batch_ms)} batch_ms entries")
 
     def queue_wait_ms(self, queue_len: int, per_request_ms: float) -> float:
         """Wait behind ``queue_len`` requests: one at a time, or in batches per ``batch_ms``."""
@@ -55,6 +64,24 @@ class ServerLoadConfig:
             return queue_len * per_request_ms
         full, rest = divmod(queue_len, len(self.batch_ms))
         return full * self.batch_ms[-1] + (self.batch_ms[rest - 1] if rest else 0.0)
+
+
+def priced_server_load(load: ServerLoadConfig, cloud: Profile, per_request_ms: float) -> ServerLoadConfig:
+    """``load`` with its batches priced: when it batches (``max_batch`` > 1) and gives no ``batch_ms``, a batch of b
+    requests costs ``per_request_ms`` x the roofline's batch-of-b over one ratio for the cloud Profile's model and
+    hardware at the cloud-only cut (``executor.roofline.batch_cost_ratios``; imports torch once, cached). So a busy
+    batching server costs what the roofline says: little more per batch where the cloud half is memory-bound."""
+    if load.max_batch <= 1 or load.batch_ms:
+        return load
+    from executor.roofline import batch_cost_ratios  # lazy: builds the model on the meta device
+
+    hardware = str(cloud.notes.get("hardware") or cloud.device)
+    try:
+        ratios = batch_cost_ratios(cloud.model_id, cloud.preset, hardware, load.max_batch)
+    except ValueError as e:
+        raise ValueError(f"cannot price batches of {load.max_batch} for {cloud.model_id}/{cloud.preset} on "
+                         f"{hardware!r} with the roofline ({e}); give ServerLoadConfig.batch_ms") from e
+    return replace(load, batch_ms=tuple(per_request_ms * r for r in ratios))
 
 
 class LatencyBackend(Protocol):
@@ -71,7 +98,8 @@ class LatencyBackend(Protocol):
 
 class ProfileBackend:
     """Fast backend: cut costs from the Profile pair (``executor.costs``), transfers integrated over the trace,
-    the server queue drawn per episode from ``ServerLoadConfig``, the deadline rule of ``latency.step_timing``."""
+    the server queue drawn per episode from ``ServerLoadConfig``, the deadline rule of ``latency.step_timing``.
+    ``cloud``: the cloud Profile, which prices a batching server's batches (``priced_server_load``)."""
 
     name = "profile"
 
@@ -81,16 +109,21 @@ class ProfileBackend:
         deadline: DeadlineConfig,
         fallback_ms: float,
         server_load: ServerLoadConfig = ServerLoadConfig(),
+        cloud: Profile | None = None,
     ) -> None:
         if not rows:
             raise ValueError("ProfileBackend needs at least one cut row, got none")
         self.rows = rows
         self.deadline = deadline
         self.fallback_ms = float(fallback_ms)
-        self.server_load = server_load
         self.per_request_ms = (
             rows[0].cloud_ms if server_load.per_request_ms is None else float(server_load.per_request_ms)
         )
+        if server_load.max_batch > 1 and not server_load.batch_ms:
+            if cloud is None:
+                raise ValueError("a batching server (max_batch > 1) needs batch_ms or the cloud Profile to price it")
+            server_load = priced_server_load(server_load, cloud, self.per_request_ms)
+        self.server_load = server_load
         self.link: Link | None = None
         self.queue_len: list[int] = [0]
         self._slot_s = 1.0

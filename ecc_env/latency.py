@@ -39,7 +39,7 @@ from typing import Literal, NamedTuple, Protocol
 
 from executor.costs import cut_table
 from executor.protocol import missed_upload_mbps
-from executor.profile import Profile
+from executor.profile import Profile, hedgeable  # hedgeable: the rule is the executor's, re-exported here
 from traces.units import rate_mbps
 
 Direction = Literal["up", "down"]
@@ -134,13 +134,6 @@ class DeadlineConfig:
         if self.break_even and edge_only_ms is not None:
             ms = min(ms, float(edge_only_ms))
         return replace(self, deadline_ms=ms, break_even=False, hedge=self.hedge and edge_only_ms is not None)
-
-
-def hedgeable(edge_first: bool, round_trips: int) -> bool:
-    """Whether hedged execution applies to a network cut: the edge computes first (it holds the payload it sent and
-    can run the cloud's blocks on it) and the exchange is one request and one reply (with extra round trips the
-    edge's half keeps state that the reply must meet). The edge runtime's client uses the same rule."""
-    return bool(edge_first) and int(round_trips) == 0
 
 
 class StepTiming(NamedTuple):

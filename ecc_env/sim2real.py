@@ -12,7 +12,11 @@ Per inference step two gaps are reported, both ``|profile - executor| / executor
 * ``gap_episode``: the profile env's own run of the same actions (its clock may drift from the executor's when
   the two price steps differently, so later steps can start at other trace times).
 
-Skipped steps (no inference on either side) are left out of both. The Profile pair must describe the executor's
+With ``baseline=`` (another Profile pair, e.g. the same pair without the calibrated overheads of
+``executor.calibration``), a third env prices every executor step the same paired way (``gap_baseline``): two latency
+models against one executor run, side by side.
+
+Skipped steps (no inference on either side) are left out of all. The Profile pair must describe the executor's
 model on the machine it runs on (e.g. ``executor.profiler.profile_model`` of that model, for edge and cloud), or
 the gap measures a hardware mismatch rather than the simulator.
 """
@@ -45,6 +49,7 @@ class SimToRealReport:
     profile_miss: np.ndarray
     steps_total: int
     backend: dict[str, Any]
+    profile_baseline_ms: np.ndarray | None = None  # paired price under the baseline pair (None: none given)
 
     @property
     def gap_paired(self) -> np.ndarray:
@@ -54,10 +59,19 @@ class SimToRealReport:
     def gap_episode(self) -> np.ndarray:
         return np.abs(self.profile_episode_ms - self.executor_ms) / self.executor_ms
 
+    @property
+    def gap_baseline(self) -> np.ndarray | None:
+        if self.profile_baseline_ms is None:
+            return None
+        return np.abs(self.profile_baseline_ms - self.executor_ms) / self.executor_ms
+
     def summary(self) -> dict[str, float]:
-        """Median and p90 of both gaps, the step counts and the miss counts."""
+        """Median and p90 of each gap (the baseline's when given), the step counts and the miss counts."""
         out: dict[str, float] = {"steps": float(self.steps_total), "inference_steps": float(len(self.cut))}
-        for name, gap in (("paired", self.gap_paired), ("episode", self.gap_episode)):
+        gaps = [("paired", self.gap_paired), ("episode", self.gap_episode)]
+        if self.gap_baseline is not None:
+            gaps.append(("baseline", self.gap_baseline))
+        for name, gap in gaps:
             g = gap[np.isfinite(gap)]
             out[f"gap_{name}_median"] = float(np.median(g)) if g.size else float("nan")
             out[f"gap_{name}_p90"] = float(np.percentile(g, 90)) if g.size else float("nan")
@@ -76,13 +90,15 @@ def sim_to_real(
     seed: int = 0,
     max_steps: int | None = None,
     executor: ExecutorConfig | None = None,
+    baseline: tuple[Profile, Profile] | None = None,
     **env_kwargs: Any,
 ) -> SimToRealReport:
     """Run one episode through both backends with the same decisions; see the module docstring.
 
     Exactly one of ``actions`` (a sequence of (cut, skip), consumed one per step; the episode stops when it runs
     out) or ``planner`` (``predict(obs, deterministic=True) -> (action, state)``) must be given. ``env_kwargs`` go
-    to both ``EdgeCloudSplitEnv`` constructors (streams, EnvConfig fields, ...).
+    to every ``EdgeCloudSplitEnv`` constructor (streams, EnvConfig fields, ...). ``baseline``: a second (edge,
+    cloud) pair priced paired beside the first (``SimToRealReport.profile_baseline_ms``).
     """
     from ecc_env.split_env import EdgeCloudSplitEnv
 
@@ -96,11 +112,14 @@ def sim_to_real(
     real = EdgeCloudSplitEnv(
         edge_profile, cloud_profile, trace_set, backend="executor", executor=executor or ExecutorConfig(), **env_kwargs
     )
-    rows: dict[str, list] = {k: [] for k in ("obs", "cut", "exe", "paired", "episode", "exe_miss", "prof_miss")}
+    ref = None if baseline is None else EdgeCloudSplitEnv(*baseline, trace_set, backend="profile", **env_kwargs)
+    rows: dict[str, list] = {k: [] for k in ("obs", "cut", "exe", "paired", "episode", "exe_miss", "prof_miss", "ref")}
     steps = 0
     try:
         obs, _ = real.reset(seed=seed)
         obs_sim, _ = sim.reset(seed=seed)
+        if ref is not None:
+            ref.reset(seed=seed)
         if not np.array_equal(obs, obs_sim):
             raise RuntimeError("the two envs started different episodes (same seed, different observations)")
         sim_done = False
@@ -116,6 +135,8 @@ def sim_to_real(
             if not info["skip"]:
                 timing, _ = sim.backend.infer(info["cut"], info["time_s"])
                 paired = timing.service_ms
+                if ref is not None:
+                    rows["ref"].append(ref.backend.infer(info["cut"], info["time_s"])[0].service_ms)
             episode = None
             if not sim_done:
                 _, _, _, sim_trunc, info_sim = sim.step(action)
@@ -137,6 +158,8 @@ def sim_to_real(
     finally:
         real.close()
         sim.close()
+        if ref is not None:
+            ref.close()
     return SimToRealReport(
         obs_index=np.array(rows["obs"], dtype=np.int64),
         cut=np.array(rows["cut"], dtype=np.int64),
@@ -147,4 +170,5 @@ def sim_to_real(
         profile_miss=np.array(rows["prof_miss"], dtype=bool),
         steps_total=steps,
         backend=describe,
+        profile_baseline_ms=None if ref is None else np.array(rows["ref"], dtype=np.float64),
     )

@@ -15,11 +15,11 @@ from gymnasium import spaces
 
 from ecc_env.backends import BACKENDS, ExecutorBackend, ExecutorConfig, ProfileBackend, ServerLoadConfig
 from ecc_env.features import FeatureConfig, kinematic_scores, stream_visual_change
-from ecc_env.latency import CutRow, DeadlineConfig, ProbeConfig, cut_rows, probe_sample
+from ecc_env.latency import CutRow, DeadlineConfig, ProbeConfig, cut_rows, hedgeable, probe_sample
 from ecc_env.observation import ObservationBuilder, ObservationConfig
 from ecc_env.reward import RewardConfig, step_reward
 from ecc_env.streams import ObservationStream, ProceduralConfig, procedural_stream
-from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
+from executor.control import DEFAULT_BREAKER_RETRY_S, DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ class EnvConfig:
     probe: background bandwidth probes (``latency.ProbeConfig``): an uplink sample every ``interval_s`` of trace
         time whatever the planner does, plus one at connect (before the first observation), as the runtime's client
         measures them.
+    breaker / breaker_retry_s: model the edge runtime's circuit breaker (``executor.runtime``, on there by default):
+        after a network step misses its deadline (a hedged step never opens it), a network cut chosen later runs
+        edge-only (``info["breaker"]``, and ``info["cut"]`` is the edge-only cut) until an uplink sample (a probe or
+        a step's upload) is measured after the failure, or ``breaker_retry_s`` has passed since it (half-open: one
+        network step may try; a miss reopens it). Off by default, which prices every chosen cut as chosen.
     """
 
     period_ms: float = DEFAULT_PERIOD_MS
@@ -74,6 +79,8 @@ class EnvConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     server_load: ServerLoadConfig = field(default_factory=ServerLoadConfig)
     procedural: ProceduralConfig = field(default_factory=ProceduralConfig)
+    breaker: bool = False
+    breaker_retry_s: float = DEFAULT_BREAKER_RETRY_S
 
     def __post_init__(self) -> None:
         if not (isinstance(self.period_ms, (int, float)) and math.isfinite(self.period_ms) and self.period_ms > 0):
@@ -97,6 +104,8 @@ class EnvConfig:
             raise ValueError(f"segment_margin_s must be >= 0, got {self.segment_margin_s!r}")
         if self.procedural_streams < 1:
             raise ValueError(f"procedural_streams must be >= 1, got {self.procedural_streams!r}")
+        if not (math.isfinite(self.breaker_retry_s) and self.breaker_retry_s > 0):
+            raise ValueError(f"breaker_retry_s must be finite and > 0, got {self.breaker_retry_s!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,7 +297,7 @@ class EdgeCloudSplitEnv(gym.Env):
                 edge_only_index=edge_only, fallback_holds=self.fallback_holds,
             )
         else:
-            self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load)
+            self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load, cloud_profile)
 
         # ---- traces
         if trace_set is None:
@@ -366,6 +375,7 @@ class EdgeCloudSplitEnv(gym.Env):
         self._server_q = 0
         self._prev = (self.edge_only_index, False, False, 0.0)
         self._waiting = 0
+        self._breaker_s: float | None = None  # trace time the circuit breaker (re)opened; None: closed
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -439,6 +449,17 @@ class EdgeCloudSplitEnv(gym.Env):
                 for done, mbps in sorted(ready):
                     self._add_uplink_sample(mbps, done)
 
+    def _breaker_holds(self, t: float) -> bool:
+        """Whether the open circuit breaker turns a network step at ``t`` into edge-only (``EnvConfig.breaker``):
+        closes it when an uplink sample was measured after it opened; lets one step try after the retry time."""
+        opened = self._breaker_s
+        if opened is None:
+            return False
+        if any(done > opened for done in self._bw_t):
+            self._breaker_s = None  # the link answered after the failure
+            return False
+        return t - opened < self.config.breaker_retry_s
+
     def _observe(self) -> np.ndarray:
         j = min(self._idx, self._n - 1)
         t = self._t_dec
@@ -467,7 +488,7 @@ class EdgeCloudSplitEnv(gym.Env):
 
     _STATE = (
         "_idx", "_t_dec", "_dropped_total", "_actions_left", "_held", "_chunk_arrival", "_chunk_idx", "_bw", "_bw_t",
-        "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting", "_next_probe_s", "_probes",
+        "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting", "_next_probe_s", "_probes", "_breaker_s",
         "_busy",
     )
 
@@ -532,6 +553,9 @@ class EdgeCloudSplitEnv(gym.Env):
         arrival = i * period
         ref_i = self._ref[i]
         deviation = 0.0
+        breaker = False
+        if not skip and self._breaker_s is not None and self.rows[k].uses_network and self._breaker_holds(t0):
+            k, breaker = self.edge_only_index, True
         if skip:
             service_ms = self.config.skip_ms
             deviation = _mean_abs_diff(self._held, ref_i)
@@ -562,6 +586,13 @@ class EdgeCloudSplitEnv(gym.Env):
                 self._server_q = q
             if self.rows[k].uses_network:  # the exchange: until the actions came back, or until the deadline
                 self._busy = (t0, t0 + (wait_ms if fallback else service_ms) * 1e-3)
+                if self.config.breaker:
+                    row = self.rows[k]
+                    hedged = self.deadline.hedge and hedgeable(row.edge_first, row.round_trips)
+                    if miss and not hedged:
+                        self._breaker_s = t0 + service_ms * 1e-3  # the runtime opens it when the step is done
+                    elif not miss:
+                        self._breaker_s = None
         completion = t0 + service_ms * 1e-3
         latency_ms = (completion - arrival) * 1e3
         # ---- next observation: wait for it, or take it from the queue (dropping the oldest beyond capacity)
@@ -610,6 +641,7 @@ class EdgeCloudSplitEnv(gym.Env):
             "cut": k,
             "skip": bool(skip),
             "invalid_action": invalid,
+            "breaker": breaker,
             "obs_index": i,
             "phase": self._phase[i],
             "time_s": t0,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 DEFAULT_CHUNK_SIZE = 8
 DEFAULT_PERIOD_MS = 100.0
+DEFAULT_BREAKER_RETRY_S = 1.0  # the circuit breaker's half-open retry (executor.runtime, ecc_env's EnvConfig.breaker)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,25 @@ class CutTable:
         return self.edge_ms + self.cloud_ms + net_ms
 
 
+def cut_wire_bytes(profile: Profile) -> np.ndarray:
+    """Bytes one inference moves across each cut, both directions and every round trip (0 for edge-only)."""
+    return np.array([c.up_bytes + c.down_bytes + c.round_trips * (c.round_trip_up_bytes + c.round_trip_down_bytes)
+                     for c in profile.cuts], dtype=np.float64)
+
+
+def executor_overhead_ms(profile: Profile, *, edge_side: bool) -> np.ndarray:
+    """Per cut: the real executor's calibrated overhead on ``profile``'s device (``executor.calibration``), charged
+    beside its blocks: the per-call ``overhead_ms`` wherever the device takes part in the inference (the edge always,
+    the cloud on network cuts) plus ``overhead_ms_per_mb`` times the bytes the cut moves (network cuts only).
+    Zeros for a Profile without calibration (catalogue, roofline)."""
+    n = profile.num_cuts
+    uses_network = np.array([c.uses_network for c in profile.cuts], dtype=bool)
+    per_call = np.asarray(profile.overhead_ms, dtype=np.float64) if profile.overhead_ms else np.zeros(n)
+    if not edge_side:
+        per_call = np.where(uses_network, per_call, 0.0)
+    return per_call + np.where(uses_network, cut_wire_bytes(profile) * 1e-6 * profile.overhead_ms_per_mb, 0.0)
+
+
 def _seconds(nbytes: np.ndarray, mbps: float) -> np.ndarray:
     if mbps == 0:
         return np.where(nbytes > 0, np.inf, 0.0)
@@ -68,6 +87,8 @@ def cut_table(edge: Profile, cloud: Profile) -> CutTable:
         edge_ms = edge_ms + np.asarray(edge.codec_ms, dtype=np.float64)
     if cloud.codec_ms:
         cloud_ms = cloud_ms + np.asarray(cloud.codec_ms, dtype=np.float64)
+    edge_ms = edge_ms + executor_overhead_ms(edge, edge_side=True)
+    cloud_ms = cloud_ms + executor_overhead_ms(cloud, edge_side=False)
     edge_params = np.array([params[list(edge.edge_blocks(i))].sum() for i in idx])
     cuts = edge.cuts
     return CutTable(

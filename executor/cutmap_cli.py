@@ -19,7 +19,7 @@ COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "int8")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ecc cutmap", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: openvla, pi0, smolvla")
+    p.add_argument("--model", required=True, help="model family: openvla, pi0, smolvla, cogact")
     p.add_argument("--preset", default="full", help="tiny | small | full (default: full)")
     p.add_argument("--edge", default="orin", help="edge device from the hardware catalogue (default: orin)")
     p.add_argument("--cloud", default="a100", help="cloud device from the hardware catalogue (default: a100)")

@@ -1,6 +1,6 @@
 """Hedged execution on the edge: while a split step's payload travels, the edge runs the cloud's blocks itself.
 
-On a hedgeable cut (``ecc_env.latency.hedgeable``: edge_then_cloud, one request and one reply) the edge already holds
+On a hedgeable cut (``executor.profile.hedgeable``: edge_then_cloud, one request and one reply) the edge already holds
 the payload it sends, and every block stays loaded on the edge, so right after sending it can go on locally with
 ``model.cloud_session(cut).on_request(payload)``. Whichever actions come first are used: the cloud's reply when the
 network is fast, the local continuation (done at the edge-only time) when it is not. The loser is abandoned: a late
@@ -15,9 +15,15 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from executor.client_connection import reply_counts
+from executor.profile import hedgeable
+from executor.protocol import TransportTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
     from executor.models import Payload, SplitModel
@@ -33,9 +39,7 @@ class HedgeCancelled(RuntimeError):
 
 
 def cut_is_hedgeable(model: SplitModel, cut: int) -> bool:
-    """The environment's rule (``ecc_env.latency.hedgeable``) applied to the model's own cut description."""
-    from ecc_env.latency import hedgeable
-
+    """The rule the environment prices (``executor.profile.hedgeable``) applied to the model's own cut description."""
     placement, _k = model.placement(cut)
     return hedgeable(placement == "edge_then_cloud", model.cut_specs()[int(cut)].round_trips)
 
@@ -89,3 +93,56 @@ class LocalContinuation:
         """Wait for the thread to end; True when it has."""
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
+
+
+class Hedger:
+    """The edge client's hedging for ``model``: which cuts hedge (cached per cut), the current call's local
+    continuation, and the race between it and the network reply."""
+
+    def __init__(self, model: SplitModel, url: str) -> None:
+        self.model, self.url = model, url
+        self.current: LocalContinuation | None = None
+        self._cuts: dict[int, bool] = {}
+
+    def hedgeable(self, cut: int) -> bool:
+        if cut not in self._cuts:
+            self._cuts[cut] = cut_is_hedgeable(self.model, cut)
+        return self._cuts[cut]
+
+    def start(self, cut: int, payload: Payload) -> None:
+        """Go on locally with ``payload`` (the edge blocks' output at ``cut``) while it travels."""
+        self.current = LocalContinuation(self.model, cut, payload)
+
+    def cancel(self) -> None:
+        """Stop the current continuation at its next block boundary (without waiting)."""
+        if self.current is not None:
+            self.current.cancel()
+
+    def reap(self, timeout_s: float = 10.0) -> None:
+        """Wait for the previous call's abandoned local continuation to stop (it does at its next block)."""
+        cont, self.current = self.current, None
+        if cont is not None:
+            cont.cancel()
+            if not cont.join(timeout_s):
+                log.warning("a cancelled local continuation at cut %d is still running after %.0f s", cont.cut,
+                            timeout_s)
+
+    def race(self, future: concurrent.futures.Future, deadline: float | None,
+             on_miss: Callable[[], None]) -> np.ndarray | None:
+        """Wait for the network reply or the local continuation, whichever is first. Returns the local actions when
+        they won (or the deadline passed first: the network is abandoned, ``on_miss()`` records it, the local
+        actions are awaited); None when the reply is in (or the network failed, or the local run did): the caller
+        reads ``future`` as without a hedge."""
+        cont = self.current
+        assert cont is not None, "race() without a started continuation"
+        timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+        concurrent.futures.wait([future, cont.future], timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        if reply_counts(future, deadline) or (cont.future.done() and cont.future.exception() is not None):
+            cont.cancel()
+            return None
+        future.cancel()  # local actions first, or the deadline passed: a late reply is dropped by its request id
+        on_miss()  # stamped at min(deadline, local finish)
+        try:
+            return cont.future.result()
+        except Exception:  # noqa: BLE001 - the local run failed after the deadline: report the deadline miss
+            raise TransportTimeout(f"no reply from {self.url} before the deadline") from None

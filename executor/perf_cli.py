@@ -37,8 +37,8 @@ from executor.perf.modes import (
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ecc perf", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(prog="ecc perf", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="pi0", help=f"{', '.join(model_names())} or a Hugging Face config.json")
     ap.add_argument("--mode", default="on-device", help=f"one of {', '.join(MODES)}")
     ap.add_argument("--base", default=None, help="placement under --mode async/dual-system "

@@ -55,6 +55,14 @@ class CutSpec:
         return self.up_bytes > 0 or self.down_bytes > 0 or self.round_trips > 0
 
 
+def hedgeable(edge_first: bool, round_trips: int) -> bool:
+    """Whether hedged execution applies to a network cut: the edge computes first (it holds the payload it sent and
+    can run the cloud's blocks on it) and the exchange is one request and one reply (with extra round trips the
+    edge's half keeps state that the reply must meet). One rule for the env's pricing (``ecc_env.latency``) and the
+    edge client (``executor.hedge``)."""
+    return bool(edge_first) and int(round_trips) == 0
+
+
 @dataclass(frozen=True)
 class Profile:
     """Per-block latency of one model preset on one device, and the bytes that cross each cut."""
@@ -73,6 +81,11 @@ class Profile:
     wire_dtype: str = "float32"
     notes: dict[str, Any] = field(default_factory=dict)
     codec_ms: tuple[float, ...] = ()  # per cut: this device's payload encode/decode time (executor.wire_config)
+    # Calibrated overheads of the real executor on this device (executor.calibration; 0 / () for catalogue and
+    # roofline Profiles): per cut, the fixed time per inference outside the blocks and the codec (framework glue,
+    # session set-up, message hand-offs, event loop); and the serialisation time per MB (1e6 bytes) sent or received.
+    overhead_ms: tuple[float, ...] = ()
+    overhead_ms_per_mb: float = 0.0
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -94,6 +107,13 @@ class Profile:
         if self.codec_ms and (len(self.codec_ms) != len(self.cuts)
                               or any((not math.isfinite(t)) or t < 0 for t in self.codec_ms)):
             raise ProfileError(f"codec_ms needs one finite value >= 0 per cut ({len(self.cuts)}), got {self.codec_ms}")
+        if self.overhead_ms and (len(self.overhead_ms) != len(self.cuts)
+                                 or any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.overhead_ms)):
+            raise ProfileError(f"overhead_ms needs one finite value in [0, {MAX_BLOCK_MS:g}] per cut ({len(self.cuts)}), "
+                               f"got {self.overhead_ms}")
+        if not (math.isfinite(self.overhead_ms_per_mb) and 0 <= self.overhead_ms_per_mb <= MAX_BLOCK_MS):
+            raise ProfileError(f"overhead_ms_per_mb must be finite and in [0, {MAX_BLOCK_MS:g}], "
+                               f"got {self.overhead_ms_per_mb!r}")
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -148,7 +168,7 @@ class Profile:
         try:
             fields = dict(d)
             fields["cuts"] = tuple(CutSpec(**c) for c in d["cuts"])
-            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms"):
+            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms", "overhead_ms"):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             return cls(**fields)

@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None,
                    help="predict with the roofline model for this catalogue device instead of measuring")
     p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
+    p.add_argument("--calibrate", choices=("edge", "cloud"), default=None,
+                   help="also measure the real executor's per-call and per-byte overheads on this machine (a local "
+                        "server and client sending under --wire; executor.calibration) and store "
+                        "this side's in the Profile; a few seconds")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the Profile JSON here")
     return p
 
@@ -60,12 +64,19 @@ def print_profile(profile) -> None:
     if profile.peak_memory_bytes:
         kind = profile.notes.get("peak_memory_kind", "weights + KV cache, predicted")
         console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB ({kind})")
+    if profile.overhead_ms:
+        console.print("executor overheads per cut (ms): " + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
+                      + f"; {profile.overhead_ms_per_mb:.3f} ms/MB")
 
 
 def main(argv: Sequence[str] = ()) -> int:
     args = build_parser().parse_args(list(argv))
     if args.warmup < 0 or args.runs < 1:
         print(f"ecc profile: --warmup must be >= 0 and --runs >= 1 (got {args.warmup}, {args.runs})", file=sys.stderr)
+        return 2
+    if args.calibrate and args.hardware is not None:
+        print("ecc profile: --calibrate measures this machine's executor; it does not apply to a --hardware "
+              "prediction", file=sys.stderr)
         return 2
     from executor.models import build_model
     from executor.wire_config import WireConfig, priced_profile
@@ -89,6 +100,12 @@ def main(argv: Sequence[str] = ()) -> int:
             profile = profile_model(model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs,
                                                           threads=args.threads))
         profile = priced_profile(profile, model, wire)
+        if args.calibrate:  # overheads beyond the blocks and the codec of the wire the cuts are priced under
+            from executor.calibration import CalibrationConfig, measure_overheads
+
+            config = CalibrationConfig(wire=wire)
+            edge, cloud = measure_overheads(model, profile, profile, config).apply(profile, profile)
+            profile = edge if args.calibrate == "edge" else cloud
     except ValueError as e:
         print(f"ecc profile: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,13 @@ Queue length: the ingress counts every job in flight at the deployment (queued a
 running), so ``queue_length`` in each reply is the deployment's, not one replica's. ``queue_ms`` is the ingress's
 submit-to-reply time minus the replica's compute time (routing, transfer, waiting at the replica).
 
+Batching across robots (``ServerConfig.max_batch`` > 1): the ingress does not batch; it sends each first step of an
+exchange to the replicas' ``run_first``, which Serve's own ``@serve.batch`` groups (up to ``max_batch`` requests,
+waiting at most ``batch_wait_ms`` for a batch to fill); a replica splits a batch by cut and runs each cut's requests
+as one batched forward (``executor.server.cloud_batch_step``), so requests at different cuts are never batched
+together and a request that fails, fails alone. Serve sends a replica up to ``max(max_ongoing_requests, max_batch)``
+requests at once, so a full batch can form.
+
 Faults: a job whose replica dies (or is unreachable) or does not answer within its attempt's timeout is retried on
 another replica (``max_attempts``; safe because jobs are pure functions of their arguments, the openpi noise seed
 included). An attempt's timeout is ``request_timeout_s``, shortened to an even share of what is left of the client's
@@ -178,10 +185,12 @@ def loads(data: bytes, model: Any = None) -> Any:
 
 # -- the replica ---------------------------------------------------------------------------------------------------------
 class CloudReplica:
-    """One Serve replica: one model instance; runs the server's compute jobs one at a time."""
+    """One Serve replica: one model instance; runs the server's compute jobs one at a time (a batch is one job)."""
 
-    def __init__(self, family: str, preset: str, seed: int = 0, device: str = "cpu", torch_threads: int = 1) -> None:
+    def __init__(self, family: str, preset: str, seed: int = 0, device: str = "cpu", torch_threads: int = 1,
+                 max_batch: int = 1, batch_wait_ms: float = 0.0) -> None:
         import torch
+        from ray import serve
 
         from executor.models import build_model
 
@@ -189,7 +198,52 @@ class CloudReplica:
         self.model = build_model(family, preset, device=device, seed=seed)
         self._lock = threading.Lock()
         self.jobs_run = 0
-        log.info("replica pid %d ready: %s/%s seed %d on %s", os.getpid(), family, preset, seed, device)
+        self.batches: list[tuple[int, int]] = []  # (cut, requests) of every batched forward run here
+
+        async def first_steps(blobs: list[bytes]) -> list[bytes]:
+            return await asyncio.get_running_loop().run_in_executor(None, self._run_batch, blobs)
+
+        self._batched = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=batch_wait_ms / 1e3)(first_steps)
+        log.info("replica pid %d ready: %s/%s seed %d on %s (batches up to %d)", os.getpid(), family, preset, seed,
+                 device, max_batch)
+
+    async def run_first(self, blob: bytes) -> bytes:
+        """The first step of an exchange (job ``cloud_step`` with no session), batched by ``@serve.batch`` with the
+        concurrent ones; same answer format as ``run``."""
+        return await self._batched(blob)
+
+    def _run_batch(self, blobs: list[bytes]) -> list[bytes]:
+        """Run a batch of first steps: one batched forward per cut among them (cuts never mixed)."""
+        arrived = time.perf_counter()
+        jobs = [loads(b, self.model) for b in blobs]
+        out: list[bytes] = [b""] * len(jobs)
+        by_cut: dict[int, list[int]] = {}
+        for i, (name, args) in enumerate(jobs):
+            if name != "cloud_step" or len(args) != 3 or args[1] is not None:
+                out[i] = dumps((False, ValueError(f"run_first takes first cloud steps, got {name!r}"), 0.0, 0.0))
+                continue
+            by_cut.setdefault(int(args[0]), []).append(i)
+        for cut, where in by_cut.items():
+            with self._lock:
+                started = time.perf_counter()
+                try:
+                    results = _server.cloud_batch_step(self.model, cut, [jobs[i][1][2] for i in where])
+                except Exception as e:  # noqa: BLE001 - carried back to each request of the group
+                    results = [e] * len(where)
+                finished = time.perf_counter()
+                self.jobs_run += 1
+                self.batches.append((cut, len(where)))
+            for i, r in zip(where, results):
+                ok = not isinstance(r, BaseException)
+                out[i] = self._answer(ok, r, started - arrived, finished - started, "cloud_step")
+        return out
+
+    def _answer(self, ok: bool, value: Any, wait_s: float, compute_s: float, name: str) -> bytes:
+        try:
+            return dumps((ok, value, wait_s, compute_s), self.model)
+        except Exception as e:  # noqa: BLE001 - an unpicklable exception or result becomes a plain error
+            err = RuntimeError(f"replica cannot return the result of {name}: {type(e).__name__}: {e}")
+            return dumps((False, err, wait_s, compute_s), self.model)
 
     def run(self, blob: bytes) -> bytes:
         """Run one job ``(name, args)``; returns ``dumps((ok, result_or_exception, wait_s, compute_s))``."""
@@ -206,18 +260,14 @@ class CloudReplica:
                 out = (False, e)
             finished = time.perf_counter()
             self.jobs_run += 1
-        try:
-            return dumps((*out, started - arrived, finished - started), self.model)
-        except Exception as e:  # noqa: BLE001 - an unpicklable exception or result becomes a plain error
-            err = RuntimeError(f"replica cannot return the result of {name}: {type(e).__name__}: {e}")
-            return dumps((False, err, started - arrived, finished - started), self.model)
+        return self._answer(*out, started - arrived, finished - started, name)
 
     def describe(self) -> dict[str, Any]:
-        """pid, Ray actor id, jobs run and the model's id (tests and monitoring)."""
+        """pid, Ray actor id, jobs run, the model's id and the batches run (tests and monitoring)."""
         import ray
 
         return {"pid": os.getpid(), "actor_id": ray.get_runtime_context().get_actor_id(), "jobs_run": self.jobs_run,
-                "model": f"{self.model.family}/{self.model.preset}"}
+                "model": f"{self.model.family}/{self.model.preset}", "batches": list(self.batches)}
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
@@ -252,6 +302,9 @@ class RayCloudServer(CloudServer):
         self.failovers = 0  # attempts lost to a dead or unreachable replica
         self.timeouts = 0  # attempts that did not answer in time
 
+    def _batches_in_server(self) -> bool:
+        return False  # the replicas batch (Serve's @serve.batch on run_first)
+
     async def _execute(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
         name = getattr(fn, "__name__", "")
         if _JOBS.get(name) is not fn:
@@ -269,7 +322,8 @@ class RayCloudServer(CloudServer):
                 if left <= 0:
                     break
                 timeout_s = min(timeout_s, left / (rc.max_attempts - attempt + 1))
-            response = self._deployment.run.remote(blob)
+            batched = name == "cloud_step" and args[1] is None and self.config.max_batch > 1
+            response = (self._deployment.run_first if batched else self._deployment.run).remote(blob)
             try:
                 data = await asyncio.wait_for(_awaited(response), timeout_s)
             except asyncio.TimeoutError:
@@ -336,9 +390,10 @@ def _resources_note(rc: RayServeConfig) -> str:
 
 
 def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: RayServeConfig | None = None,
-           app_name: str | None = None) -> Any:
+           app_name: str | None = None, max_batch: int = 1, batch_wait_ms: float = 0.0) -> Any:
     """Deploy ``CloudReplica`` as Serve application ``app_name`` (HTTP proxy off: the ingress is ours) and wait up to
-    ``rc.deploy_timeout_s`` for it to run; returns the DeploymentHandle. Raises ``DeployError`` when an application
+    ``rc.deploy_timeout_s`` for it to run; returns the DeploymentHandle. ``max_batch``/``batch_wait_ms``: the
+    replicas' batching of first steps (``ServerConfig``'s). Raises ``DeployError`` when an application
     of that name already runs (it is left alone), or when the replicas do not run in time (the attempt is deleted)."""
     from ray import serve
     from ray.serve.api import RunTarget
@@ -354,7 +409,7 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
         "name": "CloudReplica",
         "ray_actor_options": {"num_cpus": rc.num_cpus_per_replica, "num_gpus": rc.num_gpus_per_replica,
                               "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}}},
-        "max_ongoing_requests": rc.max_ongoing_requests,
+        "max_ongoing_requests": max(rc.max_ongoing_requests, max_batch),
         "health_check_period_s": 2.0,
         "health_check_timeout_s": 10.0,
     }
@@ -364,7 +419,8 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
                                          "target_ongoing_requests": rc.target_ongoing_requests}
     else:
         options["num_replicas"] = rc.replicas
-    app = serve.deployment(CloudReplica, **options).bind(family, preset, seed, device, rc.torch_threads)
+    app = serve.deployment(CloudReplica, **options).bind(family, preset, seed, device, rc.torch_threads, max_batch,
+                                                         batch_wait_ms)
     handle = serve.run_many([RunTarget(target=app, name=name, route_prefix=None)],
                             wait_for_applications_running=False)[0]
     t_end = time.monotonic() + rc.deploy_timeout_s
@@ -427,7 +483,8 @@ class RayServing:
         try:
             self.connect()
             handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config,
-                            app_name=self.app_name)
+                            app_name=self.app_name, max_batch=self.config.max_batch,
+                            batch_wait_ms=self.config.batch_wait_ms)
             self._deployed = True
             self.server = RayCloudServer(meta_model, self.config, handle, self.ray_config).start(timeout_s)
         except BaseException:

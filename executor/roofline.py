@@ -35,6 +35,7 @@ Network: :func:`transfer_ms` = one-way latency + bytes x (1 + protocol overhead)
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -611,6 +612,23 @@ def batched_cloud_ms(
         raise ValueError(f"cut must be in 0..{len(specs)}, got {cut}")
     return sum(batched_block_ms(s, hardware, batch, dtype, efficiency=efficiency, fused_attention=fused_attention)
                for s in specs[cut:])
+
+
+@functools.lru_cache(maxsize=32)
+def batch_cost_ratios(family: str, preset: str, hardware: str, max_batch: int, cut: int = 0,
+                      dtype: str = "bfloat16") -> tuple[float, ...]:
+    """``batched_cloud_ms`` of a batch of b = 1 .. ``max_batch`` requests at ``cut`` over that of one request (the
+    first ratio is 1.0): how much longer a batching server needs for b robots than for one. Builds the model on the
+    meta device (imports torch/transformers; cached)."""
+    from executor.models import build_model  # lazy: needs torch/transformers
+
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    specs = build_model(family, preset, device="meta").block_specs()
+    one = batched_cloud_ms(specs, hardware, 1, cut, dtype)
+    if not one > 0:
+        raise ValueError(f"cut {cut} of {family}/{preset} runs nothing in the cloud; no batch to price")
+    return tuple(batched_cloud_ms(specs, hardware, b, cut, dtype) / one for b in range(1, max_batch + 1))
 
 
 __all__ = [

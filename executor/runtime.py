@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from executor.client import BandwidthSample, ClientConfig, EdgeClient
-from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
+from executor.control import DEFAULT_BREAKER_RETRY_S, DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
 from executor.protocol import CallTiming, ProtocolError, RemoteError, ServerUnavailable, TransportTimeout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,7 +94,7 @@ class RuntimeConfig:
     hedge: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
     breaker: bool = True
-    breaker_retry_s: float = 1.0
+    breaker_retry_s: float = DEFAULT_BREAKER_RETRY_S
 
     def __post_init__(self) -> None:
         if not self.breaker_retry_s > 0:

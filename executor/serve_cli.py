@@ -15,6 +15,12 @@ default from model, preset, seed and port), refuses to replace one it did not de
 own; it shuts Ray down only when it started it. ``--deploy-timeout-s`` bounds the wait for the replicas (a clear
 error when the cluster lacks the resources); ``--request-timeout-s`` bounds one attempt at a replica (shortened to
 the client's deadline), after which the job is retried on another replica.
+
+``--max-batch B`` batches concurrent requests at one cut (same model, preset and seed: the server's) into one forward
+of up to B requests, waiting at most ``--batch-wait-ms`` for a batch to fill (default 0: only what queued up while
+the model was busy, so a lone robot is not delayed); the local engine batches in the server, the Ray engine in each
+replica (Ray Serve's ``@serve.batch``). Off by default (B = 1): batched float32 results of pi0/smolvla may differ from
+a lone request's in the last bits (docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -55,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="close a connection that sends no message for this long (default 300)")
     p.add_argument("--message-timeout-s", type=float, default=60.0,
                    help="a message must arrive in full within this long of its first byte (default 60)")
+    p.add_argument("--max-batch", type=int, default=1,
+                   help="batch up to this many concurrent requests at one cut into one forward (both engines; "
+                        "default 1: off)")
+    p.add_argument("--batch-wait-ms", type=float, default=0.0,
+                   help="with --max-batch: longest wait for a batch to fill (default 0: batch what queued while the "
+                        "model was busy; a lone robot never waits)")
     p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -162,6 +174,10 @@ def main(argv: Sequence[str] = ()) -> int:
             print(f"ecc serve: --threads must be >= 1, got {args.threads}", file=sys.stderr)
             return 2
         torch.set_num_threads(args.threads)
+    if args.emulate is not None and args.max_batch > 1:
+        print("ecc serve: --emulate pads every block to one request's Profile time, so a batch would cost what one "
+              "request does; use --emulate or --max-batch, not both", file=sys.stderr)
+        return 2
     if args.engine == "ray":
         if args.emulate is not None:
             print("ecc serve: --emulate is not supported with --engine ray", file=sys.stderr)
@@ -187,6 +203,8 @@ def main(argv: Sequence[str] = ()) -> int:
             max_connections=args.max_connections,
             idle_timeout_s=args.idle_timeout_s,
             message_timeout_s=args.message_timeout_s,
+            max_batch=args.max_batch,
+            batch_wait_ms=args.batch_wait_ms,
         )
         config.ssl_context()  # unreadable certificate files are an argument error, reported before the model loads
         if args.engine == "ray":

@@ -57,6 +57,7 @@ import http
 import ipaddress
 import itertools
 import logging
+import math
 import ssl
 import threading
 import time
@@ -145,6 +146,11 @@ class ServerConfig:
     that finds it full waits up to ``busy_timeout_s`` and is then answered ``busy``.
     log_lines_per_minute: log lines about clients (bad requests, connections, auth failures) per minute; the rest are
     counted and summarised.
+    max_batch: batching across robots: up to this many concurrent first steps of our protocol at one cut run as one
+    batched forward (``SplitModel.cloud_batch``); 1 (default) serves one request at a time. Requests at different
+    cuts are never batched together; decode round trips (``continue``) and openpi requests are not batched.
+    batch_wait_ms: how long the oldest waiting request may wait for more of its cut to fill a batch; 0 (default)
+    batches only what queued up while the model was busy, so a lone robot never waits.
     """
 
     host: str = "127.0.0.1"
@@ -169,6 +175,8 @@ class ServerConfig:
     busy_timeout_s: float = 5.0
     log_lines_per_minute: int = 120
     evict_idle_after_s: float = 1.0
+    max_batch: int = 1
+    batch_wait_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -188,8 +196,10 @@ class ServerConfig:
                              "--insecure serves anyone who can reach the port")
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("certfile and keyfile go together (TLS needs both)")
+        if not (math.isfinite(self.batch_wait_ms) and self.batch_wait_ms >= 0):
+            raise ValueError(f"batch_wait_ms must be finite and >= 0, got {self.batch_wait_ms}")
         for name in ("max_connections", "auth_failures_per_minute", "decode_workers", "max_inflight_bytes",
-                     "log_lines_per_minute"):
+                     "log_lines_per_minute", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s", "evict_idle_after_s"):
@@ -336,6 +346,83 @@ class _ServerFault(_BadRequest):
     """Internal: an error reply for a failure of the server itself (not counted against the client)."""
 
 
+@dataclass
+class _Waiting:
+    cut: int
+    message: wire.Message
+    future: asyncio.Future[Any]
+    arrived: float
+
+
+class _Batcher:
+    """Groups concurrent first steps at one cut into batches for the compute worker (event-loop only).
+
+    The oldest waiting request picks the cut; up to ``max_batch`` requests at that cut go together, after waiting at
+    most ``wait_s`` from the oldest one's arrival for the batch to fill. One batch runs at a time (the model runs on
+    one worker thread), so requests arriving meanwhile form the next batch.
+    """
+
+    def __init__(self, execute: Any, max_batch: int, wait_s: float) -> None:
+        self._execute = execute
+        self.max_batch = max_batch
+        self.wait_s = wait_s
+        self.waiting: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.batched_requests = 0
+
+    async def submit(self, cut: int, message: wire.Message) -> tuple[Any, float, float]:
+        """((session, reply), queue_s, compute_s) of one first step, run in a batch; raises its own error."""
+        loop = asyncio.get_running_loop()
+        item = _Waiting(cut, message, loop.create_future(), loop.time())
+        self.waiting.append(item)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._dispatch())
+        self._wake.set()
+        return await item.future
+
+    def _count(self, cut: int) -> int:
+        return sum(1 for w in self.waiting if w.cut == cut)
+
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.waiting = [w for w in self.waiting if not w.future.done()]  # cancelled: connection gone
+            if not self.waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            cut = self.waiting[0].cut
+            deadline = self.waiting[0].arrived + self.wait_s
+            while self._count(cut) < self.max_batch and (left := deadline - loop.time()) > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), left)
+            batch = [w for w in self.waiting if w.cut == cut and not w.future.done()][: self.max_batch]
+            taken = {id(w) for w in batch}
+            self.waiting = [w for w in self.waiting if id(w) not in taken]
+            if not batch:
+                continue
+            started = loop.time()
+            try:
+                results, queue_s, compute_s = await self._execute(cloud_batch_step, cut, [w.message for w in batch])
+            except Exception as e:  # noqa: BLE001 - the engine failed the whole batch: every request gets it
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_exception(e)
+                continue
+            self.batches += 1
+            self.batched_requests += len(batch)
+            for w, r in zip(batch, results):
+                if w.future.done():
+                    continue
+                if isinstance(r, BaseException):
+                    w.future.set_exception(r)
+                else:
+                    w.future.set_result((r, started - w.arrived + queue_s, compute_s))
+
+
 class CloudServer:
     """The cloud half: a websocket server around one ``SplitModel``.
 
@@ -376,6 +463,7 @@ class CloudServer:
         self._start_error: BaseException | None = None
         self._server: Any = None
         self._seed_counter = itertools.count()
+        self._batcher: _Batcher | None = None
         self.port = 0
         self.requests_served = 0
         self.errors_sent = 0
@@ -438,6 +526,8 @@ class CloudServer:
         self._loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._budget = _ByteBudget(self.config.max_inflight_bytes)
+        if self.config.max_batch > 1 and self._batches_in_server():
+            self._batcher = _Batcher(self._execute, self.config.max_batch, self.config.batch_wait_ms / 1e3)
         library_filter = _LogBudgetFilter(_LogBudget(log, self.config.log_lines_per_minute))
         library_loggers = [logging.getLogger(n) for n in ("asyncio", "websockets.server", "websockets")]
         for lg in library_loggers:
@@ -703,6 +793,22 @@ class CloudServer:
             with self._queue_lock:
                 self._queue_length -= 1
 
+    def _batches_in_server(self) -> bool:
+        """Whether this server groups requests into batches itself (an engine may batch where it computes)."""
+        return True
+
+    async def _first_step(self, cut: int, message: wire.Message) -> tuple[Any, float, float]:
+        """The first cloud step of an exchange, batched with concurrent ones at its cut when batching is on."""
+        if self._batcher is None:
+            return await self._run(cloud_step, cut, None, message)
+        with self._queue_lock:
+            self._queue_length += 1
+        try:
+            return await self._batcher.submit(cut, message)
+        finally:
+            with self._queue_lock:
+                self._queue_length -= 1
+
     async def _execute(self, fn: Any, *args: Any) -> tuple[Any, float, float]:
         """Run ``fn(self.model, *args)`` on the compute worker thread. The override point for other engines
         (``executor.ray_serve`` runs the same jobs on Ray Serve replicas)."""
@@ -791,7 +897,10 @@ class CloudServer:
         if type(budget_ms) in (int, float) and budget_ms > 0:
             request_budget_s.set(budget_ms / 1e3)  # this task's context only
         try:
-            (sess, result), queue_s, compute_s = await self._run(cloud_step, cut, session, message)
+            if session is None:
+                (sess, result), queue_s, compute_s = await self._first_step(cut, message)
+            else:
+                (sess, result), queue_s, compute_s = await self._run(cloud_step, cut, session, message)
         except ComputeUnavailable as e:
             sessions.pop(request_id, None)
             log.warning("request %d: %s", request_id, e)
@@ -861,6 +970,23 @@ def cloud_step(model: SplitModel, cut: int, session: Any, message: wire.Message)
     """One cloud step of a split exchange: a new cloud session at ``cut`` (``session`` None) or the given one."""
     sess = session if session is not None else model.cloud_session(cut)
     return sess, sess.on_request(to_payload(message))
+
+
+def cloud_batch_step(model: SplitModel, cut: int, messages: list[wire.Message]) -> list[Any]:
+    """The first cloud steps of several exchanges at ``cut`` as one batched forward (``SplitModel.cloud_batch``):
+    per message, (its session, its reply) or the exception that message alone raised."""
+    results: list[Any] = [None] * len(messages)
+    payloads, where = [], []
+    for i, message in enumerate(messages):
+        try:
+            payloads.append(to_payload(message))
+            where.append(i)
+        except Exception as e:  # noqa: BLE001 - this message's own error
+            results[i] = e
+    if payloads:
+        for i, r in zip(where, model.cloud_batch(cut, payloads)):
+            results[i] = r
+    return results
 
 
 def openpi_forward(model: SplitModel, request: dict[Any, Any], seed: int) -> np.ndarray:

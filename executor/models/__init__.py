@@ -78,6 +78,10 @@ def build_model(family: str, preset: str = "tiny", *, device: Any = "cpu", dtype
         from executor.models.smolvla import SmolVLASplitModel
 
         return SmolVLASplitModel(preset, config, device=dev, dtype=dtype, seed=seed, on_meta=on_meta)
+    if family == "cogact":
+        from executor.models.cogact import CogACTSplitModel
+
+        return CogACTSplitModel(preset, config, device=dev, dtype=dtype, seed=seed, on_meta=on_meta)
     from executor.models.pi0 import Pi0SplitModel
 
     return Pi0SplitModel(preset, config, device=dev, dtype=dtype, seed=seed, on_meta=on_meta)

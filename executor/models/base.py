@@ -141,6 +141,14 @@ class EdgeSession(Protocol):
 class CloudSession(Protocol):
     def on_request(self, payload: Payload) -> Payload: ...
 
+    def accept(self, payload: Payload) -> dict[str, Any]:
+        """The checked tensors of the session's first request (``SplitModel.cloud_batch`` batches them)."""
+        ...
+
+
+BatchResult = tuple[Any, Payload] | Exception
+"""One request's outcome in ``SplitModel.cloud_batch``: (its cloud session, its reply), or its own error."""
+
 
 class SplitModel(ABC):
     """A VLA model as a chain of ``num_blocks`` blocks that can be cut at any boundary (see module docstring)."""
@@ -273,6 +281,68 @@ class SplitModel(ABC):
 
     @abstractmethod
     def cloud_session(self, cut_index: int) -> CloudSession: ...
+
+    # ---- batching across requests ----------------------------------------------------------------------------------
+    _stacked: tuple[str, ...] = ()
+    """Per-request tensors without a leading batch dimension (stacked along a new axis 0 in a batch); every other
+    tensor has one and is concatenated along axis 0."""
+
+    def cloud_batch(self, cut_index: int, payloads: list[Payload]) -> list[BatchResult]:
+        """The first cloud step of ``len(payloads)`` independent exchanges at one cut, run as one batched forward.
+
+        Returns, per request in order, (its cloud session, its reply) or the exception that request alone raised:
+        each payload is checked on its own first, and when the batched forward fails every request is re-run alone,
+        so one bad request never fails the others. A session that is not finished (decode round trips) continues
+        with ``on_request`` like one made by ``cloud_session``.
+        """
+        self._require_runnable()
+        self._check_cut(cut_index)
+        out: list[BatchResult | None] = [None] * len(payloads)
+        ready: list[tuple[int, Any, dict[str, torch.Tensor]]] = []
+        for i, p in enumerate(payloads):
+            try:
+                sess = self.cloud_session(cut_index)
+                ready.append((i, sess, sess.accept(p)))
+            except Exception as e:  # noqa: BLE001 - this request's own error
+                out[i] = e
+        if len(ready) > 1:
+            try:
+                replies = self._cloud_first_steps([s for _, s, _ in ready], [st for _, _, st in ready])
+                for (i, sess, _), reply in zip(ready, replies):
+                    out[i] = (sess, reply)
+                ready = []
+            except Exception as e:  # noqa: BLE001 - fall back to one at a time, below
+                log.info("batched forward of %d requests at cut %d failed (%s: %s); running them one by one",
+                         len(ready), cut_index, type(e).__name__, e)
+        for i, _, _ in ready:
+            try:
+                sess = self.cloud_session(cut_index)
+                out[i] = (sess, sess.on_request(payloads[i]))
+            except Exception as e:  # noqa: BLE001 - this request's own error
+                out[i] = e
+        return [r for r in out if r is not None]
+
+    def _cloud_first_steps(self, sessions: list[Any], states: list[dict[str, torch.Tensor]]) -> list[Payload]:
+        """Run the first step of ``sessions`` (fresh cloud sessions of one cut) on their accepted ``states`` as one
+        batch; returns their replies and leaves each session as its own ``on_request`` would."""
+        raise NotImplementedError
+
+    def stack_states(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Per-request tensor dicts (same names) -> one batch (``_stacked`` names stacked, the rest concatenated)."""
+        import torch
+
+        return {n: (torch.stack if n in self._stacked else torch.cat)([s[n] for s in states]) for n in states[0]}
+
+    def split_state(self, state: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+        """Inverse of ``stack_states`` for a batch of ``n`` requests (views, made contiguous)."""
+        parts: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
+        for name, t in state.items():
+            pieces = t.unbind(0) if name in self._stacked else t.chunk(n, dim=0)
+            if len(pieces) != n:
+                raise ValueError(f"tensor {name!r} of shape {tuple(t.shape)} does not split into {n} requests")
+            for part, piece in zip(parts, pieces):
+                part[name] = piece.contiguous()
+        return parts
 
     # ---- helpers shared by the families ----------------------------------------------------------------------------
     def _check_observation(self, obs: Mapping[str, Any], specs: list[TensorSpec]) -> None:

@@ -3,7 +3,8 @@
 `FlowSplitModel` holds the chain layout (``vision.embed, vision.layer0.., <mid>, vlm.embed, vlm.layer0.., expert``),
 the payload specs of every cut (observation tensors, vision/prefix activations, the KV cache of the VLM layers
 already run), the reverse cut (cloud runs the VLM, edge runs the expert), the edge/cloud sessions and the Euler
-loop. A family supplies its modules, its ``_run`` and the few names that differ (see the class attributes).
+loop, and the one block-dispatch loop (``_run``, batched). A family supplies its modules, its prefix embedding, its
+prefix attention, its denoising loop and the few names that differ (see the class attributes).
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ _RAW = ("images", "prompt_ids", "state", "noise", "actions")
 
 class PostNormProjector(nn.Module):
     """SigLIP post-layernorm + the VLM's projector (pi0's multi-modal projector, SmolVLM's pixel-shuffle connector);
-    cameras are laid out one after the other."""
+    a request's ``cameras`` images are laid out one after the other: (B * cameras, ...) -> (B, cameras * tokens, h)."""
 
-    def __init__(self, post_layernorm: nn.Module, projector: nn.Module) -> None:
+    def __init__(self, post_layernorm: nn.Module, projector: nn.Module, cameras: int) -> None:
         super().__init__()
         self.post_layernorm = post_layernorm
         self.projector = projector
+        self.cameras = cameras
 
     def forward(self, vision_hidden: torch.Tensor) -> torch.Tensor:
         feats = self.projector(self.post_layernorm(vision_hidden))
-        return feats.reshape(1, feats.shape[0] * feats.shape[1], feats.shape[2])
+        return feats.reshape(feats.shape[0] // self.cameras, self.cameras * feats.shape[1], feats.shape[2])
 
 
 def chain_layout(vision_embed: nn.Module, vision_layers: Any, mid_name: str, mid: nn.Module,
@@ -91,11 +93,12 @@ def pop_kv(state: dict[str, torch.Tensor], layers: int) -> list[tuple[torch.Tens
 
 def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, cache: Any,
                   num_steps: int, device: Any) -> torch.Tensor:
-    """Euler loop from t=1 to t=0 in ``num_steps`` steps; the cache is cropped back to the prefix after each step."""
+    """Euler loop from t=1 to t=0 in ``num_steps`` steps over a batch ``x`` (B, chunk, dim); the cache is cropped back
+    to the prefix after each step."""
     prefix_len = cache.get_seq_length()
     dt = -1.0 / num_steps
     for step in range(num_steps):
-        t = torch.full((1,), 1.0 + step * dt, dtype=torch.float32, device=device)
+        t = torch.full((x.shape[0],), 1.0 + step * dt, dtype=torch.float32, device=device)
         v = velocity(x, t)
         cache.crop(prefix_len - cache.get_seq_length())
         x = x + dt * v
@@ -105,12 +108,14 @@ def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class FlowSplitModel(SplitModel):
     """Shared shapes, sessions and execution entry points of the prefix-KV + flow-expert families.
 
-    Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_run``, ``block_specs``.
+    Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_embed_prefix``,
+    ``_prefix_attention``, ``_denoise`` and ``block_specs``.
     """
 
     _prefix_inputs: tuple[str, ...] = ("prompt_ids",)  # raw tensors read by vlm.embed (besides image features)
     _expert_inputs: tuple[str, ...] = ("state", "noise")  # raw tensors read by the expert
     _prompt_id_high_offset = 0  # prompt ids drawn from [1, vocab_size - offset)
+    _stacked = ("prompt_ids", "state", "noise", "actions")  # the rest carry a leading (request or camera) axis
 
     def _install_chain(self, layout: tuple[list[str], list[nn.Module], list[str]], rotary: nn.Module,
                        mid_name: str) -> None:
@@ -195,13 +200,64 @@ class FlowSplitModel(SplitModel):
         return {s.name: as_tensor(obs[s.name], self.device) for s in specs}
 
     def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
-        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
+        """Run blocks [a, b) on a batch ``state`` (``stack_states`` of the tensors crossing cut a); returns the batch
+        of tensors crossing cut b. The one block-dispatch loop of both families; what differs is in
+        ``_embed_prefix``, ``_prefix_attention`` and ``_denoise``."""
+        from transformers import DynamicCache
+
+        vlm_layers = self._vlm_layout()[0]
+        attention: dict[str, Any] | None = None
+        for i in range(a, b):
+            kind, j = self._kinds[i]
+            mod = self.block_modules[i]
+            if kind == "vision_embed":
+                state["vision_hidden"] = mod(state.pop("images"))
+            elif kind == "vision_layer":
+                state["vision_hidden"] = mod(state["vision_hidden"], None)
+            elif i == self._i_mid:  # projector / connector
+                state["image_features"] = mod(state.pop("vision_hidden"))
+            elif kind == "prefix_embed":
+                state["prefix_hidden"] = self._embed_prefix(mod, state)
+            elif kind == "vlm_layer":
+                h = state.pop("prefix_hidden")
+                if attention is None:
+                    attention = self._prefix_attention(h)
+                cache = DynamicCache()
+                h = mod(h, cache=cache, use_cache=True, **attention)
+                keep_layer_kv(state, cache, j)
+                if j < vlm_layers - 1:  # the last layer's output only feeds the (unused) final norm
+                    state["prefix_hidden"] = h
+            else:
+                state["actions"] = self._denoise(mod, pop_kv(state, vlm_layers), state)
+        return state
+
+    def _embed_prefix(self, embed: nn.Module, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run ``vlm.embed`` on the batch, popping its inputs (image features and ``_prefix_inputs``) from ``state``."""
         raise NotImplementedError
+
+    def _prefix_attention(self, h: torch.Tensor) -> dict[str, Any]:
+        """Keyword arguments of every VLM layer over the prefix ``h`` (mask, rotary embeddings, positions)."""
+        raise NotImplementedError
+
+    def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The expert's Euler loop on the VLM's (key, value) pairs; pops ``_expert_inputs`` from ``inputs``."""
+        raise NotImplementedError
+
+    def _run_one(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
+        """``_run`` for one request (a batch of one)."""
+        return self.split_state(self._run(self.stack_states([state]), a, b), 1)[0]
 
     def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
         self._require_runnable()
         with torch.inference_mode():
-            return self._run(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
+            return self._run_one(self._obs_to_state(obs), 0, self.num_blocks)["actions"].cpu().numpy()
+
+    def _cloud_first_steps(self, sessions: list[Any], states: list[dict[str, torch.Tensor]]) -> list[Payload]:
+        s0 = sessions[0]
+        a, b = (0, s0.k) if s0.placement == "cloud_then_edge" else (s0.k, self.num_blocks)
+        with torch.inference_mode():
+            outs = self.split_state(self._run(self.stack_states(states), a, b), len(states))
+        return [sess.reply(out) for sess, out in zip(sessions, outs)]
 
     def edge_session(self, cut_index: int) -> FlowEdgeSession:
         self._require_runnable()
@@ -239,7 +295,7 @@ class FlowEdgeSession:
                 self.kept = {n: state.pop(n) for n in m._expert_inputs}
                 return _as_payload("observation", self.cut, state)
             self.kept = {}
-            state = m._run(state, 0, self.k)
+            state = m._run_one(state, 0, self.k)
         if self.k == m.num_blocks:
             self.done = True
             return state["actions"].cpu().numpy()
@@ -256,7 +312,7 @@ class FlowEdgeSession:
         state = m._receive(payload, self.cut, ("kv_cache",), down)
         state.update(self.kept)
         with torch.inference_mode():
-            return m._run(state, self.k, m.num_blocks)["actions"].cpu().numpy()
+            return m._run_one(state, self.k, m.num_blocks)["actions"].cpu().numpy()
 
 
 class FlowCloudSession:
@@ -266,20 +322,22 @@ class FlowCloudSession:
         self.m, self.cut, self.placement, self.k = model, cut_index, placement, k
         self.done = False
 
-    def on_request(self, payload: Payload) -> Payload:
+    def accept(self, payload: Payload) -> dict[str, torch.Tensor]:
+        """The checked tensors of this session's request (what ``FlowSplitModel._run`` starts from)."""
         m, k = self.m, self.k
         if self.done:
             raise PayloadError("cloud session already replied; create one session per inference")
         if self.placement == "cloud_then_edge":
-            up, _down = m._reverse_specs(k)
-            state = m._receive(payload, self.cut, ("observation",), up)
-            with torch.inference_mode():
-                state = m._run(state, 0, k)
-            self.done = True
-            return _as_payload("kv_cache", self.cut, state)
+            return m._receive(payload, self.cut, ("observation",), m._reverse_specs(k)[0])
         kind = "observation" if k == 0 else "activations"
-        state = m._receive(payload, self.cut, (kind,), m._payload_specs(k))
-        with torch.inference_mode():
-            actions = m._run(state, k, m.num_blocks)["actions"]
+        return m._receive(payload, self.cut, (kind,), m._payload_specs(k))
+
+    def reply(self, out: dict[str, torch.Tensor]) -> Payload:
+        """This session's reply from its share of the run's output."""
         self.done = True
-        return Payload(kind="actions", cut=self.cut, tensors={"actions": actions})
+        if self.placement == "cloud_then_edge":
+            return _as_payload("kv_cache", self.cut, out)
+        return Payload(kind="actions", cut=self.cut, tensors={"actions": out["actions"]})
+
+    def on_request(self, payload: Payload) -> Payload:
+        return self.m._cloud_first_steps([self], [self.accept(payload)])[0]

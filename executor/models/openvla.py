@@ -131,6 +131,7 @@ class OpenVLASplitModel(SplitModel):
     """OpenVLA-style VLA as a chain of blocks; see the module docstring."""
 
     family = "openvla"
+    _stacked = ("prompt_ids", "state")  # the rest carry a leading request axis
 
     def __init__(self, preset: str, config: OpenVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
                  on_meta: bool) -> None:
@@ -148,16 +149,8 @@ class OpenVLASplitModel(SplitModel):
             mods.append(mod)
             kinds.append((kind, j))
 
-        if c.dino_layers:
-            dino = self.root["dino"]
-            add("dino.embed", ImageEmbed(dino.embeddings, _IMAGENET_MEAN, _IMAGENET_STD), "dino_embed")
-            for j, layer in enumerate(dino.encoder.layer):
-                add(f"dino.layer{j}", layer, "dino_layer", j)
-        siglip = self.root["siglip"]
-        add("siglip.embed", ImageEmbed(siglip.embeddings, _SIGLIP_MEAN, _SIGLIP_STD), "siglip_embed")
-        for j, layer in enumerate(siglip.encoder.layers):
-            add(f"siglip.layer{j}", layer, "siglip_layer", j)
-        add("projector", self.root["projector"], "projector")
+        for name, mod, kind, j in vision_chain(self.root):
+            add(name, mod, kind, j)
         add("llm.embed", PromptEmbed(llm.model.embed_tokens), "embed")
         for j, layer in enumerate(llm.model.layers):
             add(f"llm.layer{j}", layer, "layer", j)
@@ -168,11 +161,7 @@ class OpenVLASplitModel(SplitModel):
         self.block_modules = tuple(mods)
         self._kinds = tuple(kinds)
         self._rotary = llm.model.rotary_emb
-        idx = {kind: i for i, (kind, _) in enumerate(kinds)}  # last index of each kind
-        self._i_dino_embed = idx.get("dino_embed", -1)
-        self._i_dino_last = idx.get("dino_layer", -1)
-        self._i_siglip_embed = names.index("siglip.embed")
-        self._i_projector = idx["projector"]
+        idx = index_vision_chain(self, names, kinds)
         self._i_embed = idx["embed"]
         self._i_head = idx["head"]
         bins = np.linspace(-1.0, 1.0, c.action_bins)
@@ -190,19 +179,7 @@ class OpenVLASplitModel(SplitModel):
 
     def _payload_specs(self, k: int) -> list[TensorSpec]:
         c, a = self.config, self._act_dtype
-        specs = []
-        if k <= self._i_siglip_embed:
-            specs.append(TensorSpec("images", (1, c.image_px, c.image_px, 3), "uint8"))
-        if k <= self._i_embed:
-            specs.append(TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"))
-        if self._i_dino_embed < k <= self._i_dino_last:
-            specs.append(TensorSpec("dino_hidden", (1, 1 + c.dino_registers + c.num_patches, c.dino_hidden), a, True))
-        if c.dino_layers and self._i_dino_last < k <= self._i_projector:
-            specs.append(TensorSpec("dino_features", (1, c.num_patches, c.dino_hidden), a, True))
-        if self._i_siglip_embed < k <= self._i_projector:
-            specs.append(TensorSpec("siglip_hidden", (1, c.num_patches, c.siglip_hidden), a, True))
-        if self._i_projector < k <= self._i_embed:
-            specs.append(TensorSpec("image_embeds", (1, c.num_patches, c.llm_hidden), a, True))
+        specs = vision_payload_specs(self, c, k)
         if self._i_embed < k <= self._i_head:
             seq = 1 if k == self._i_head else c.prefix_tokens  # the head reads the last position only
             specs.append(TensorSpec("hidden", (1, seq, c.llm_hidden), a, True))
@@ -224,35 +201,15 @@ class OpenVLASplitModel(SplitModel):
 
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
-        p = c.num_patches
         seq = c.prefix_tokens
         decode = tuple(ComputePass(tokens=1, context_tokens=seq + s, phase="decode")
                        for s in range(1, NUM_ACTION_TOKENS))
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
-            if kind in ("dino_embed", "siglip_embed"):
-                hidden = c.dino_hidden if kind == "dino_embed" else c.siglip_hidden
-                in_dim = 3 * c.patch_px * c.patch_px
-                specs.append(BlockSpec(name, "patch_embed", (ComputePass(p, p),), hidden=hidden, in_dim=in_dim,
-                                       out_dim=hidden, param_count=n,
-                                       extra={"flops_per_token": 2.0 * in_dim * hidden}))
-            elif kind == "dino_layer":
-                t = 1 + c.dino_registers + p
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(t, t),), hidden=c.dino_hidden,
-                                       mlp=c.dino_mlp_ratio * c.dino_hidden, heads=c.dino_heads,
-                                       kv_heads=c.dino_heads, head_dim=c.dino_hidden // c.dino_heads,
-                                       param_count=n))
-            elif kind == "siglip_layer":
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(p, p),), hidden=c.siglip_hidden,
-                                       mlp=c.siglip_mlp, heads=c.siglip_heads, kv_heads=c.siglip_heads,
-                                       head_dim=c.siglip_hidden // c.siglip_heads, param_count=n))
-            elif kind == "projector":
-                v, h = c.vision_dim, c.llm_hidden
-                specs.append(BlockSpec(name, "linear", (ComputePass(p, p),), hidden=h, in_dim=v, mlp=4 * v,
-                                       out_dim=h, param_count=n,
-                                       extra={"flops_per_token": 2.0 * (v * 4 * v + 4 * v * h + h * h),
-                                              "linears": 3.0}))
+            vision = vision_block_spec(c, name, kind, n)
+            if vision is not None:
+                specs.append(vision)
             elif kind == "embed":
                 t = c.prompt_tokens
                 specs.append(BlockSpec(name, "embedding", (ComputePass(t, t),) + tuple(
@@ -282,13 +239,15 @@ class OpenVLASplitModel(SplitModel):
         }
 
     def _obs_to_state(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """The observation as a batch of one (what ``_Runner`` reads)."""
         self._check_observation(obs, self._observation_specs())
-        return {name: as_tensor(obs[name], self.device) for name in ("images", "prompt_ids")}
+        return self.stack_states([{name: as_tensor(obs[name], self.device) for name in ("images", "prompt_ids")}])
 
     def _detokenize(self, tokens: list[torch.Tensor]) -> np.ndarray:
-        ids = torch.cat([t.reshape(-1) for t in tokens]).cpu().numpy()
+        """Action token ids, one (B, 1) tensor per token -> actions (B, NUM_ACTION_TOKENS)."""
+        ids = torch.cat([t.reshape(t.shape[0], -1) for t in tokens], dim=1).cpu().numpy()
         idx = np.clip(self.config.tokenizer_vocab - ids - 1, 0, self._bin_centers.shape[0] - 1)
-        return self._bin_centers[idx][None, :].astype(np.float32)
+        return self._bin_centers[idx].astype(np.float32)
 
     def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
         self._require_runnable()
@@ -296,6 +255,20 @@ class OpenVLASplitModel(SplitModel):
             runner = _Runner(self, 0, self.num_blocks)
             state = runner.prefill(self._obs_to_state(obs))
             return self._detokenize(runner.generate(state["token_id"]))
+
+    def _cloud_first_steps(self, sessions: list[Any], states: list[dict[str, torch.Tensor]]) -> list[Payload]:
+        """Prefill (and, when the cloud owns llm.embed, the whole decode) of a batch; at a cut inside the LLM each
+        session keeps its own slice of the batch's KV cache for its decode round trips."""
+        k = sessions[0].k
+        with torch.inference_mode():
+            runner = _Runner(self, k, self.num_blocks)
+            first = runner.prefill(self.stack_states(states))["token_id"]
+            tokens = runner.generate(first) if k <= self._i_embed else [first]
+            runners = runner.split(len(sessions)) if k > self._i_embed else [runner] * len(sessions)
+        for i, (sess, r) in enumerate(zip(sessions, runners)):
+            sess.runner = r
+            sess.tokens = [t[i:i + 1] for t in tokens]
+        return [sess.reply() for sess in sessions]
 
     def edge_session(self, cut_index: int) -> _EdgeSession:
         self._require_runnable()
@@ -308,6 +281,98 @@ class OpenVLASplitModel(SplitModel):
         if cut_index == self.num_blocks:
             raise ValueError(f"cut {cut_index} is edge-only: there is no cloud session")
         return _CloudSession(self, int(cut_index))
+
+
+# ---- the Prismatic vision front end (DINOv2 + SigLIP -> fused projector), shared with CogACT --------------------------
+def vision_chain(root: nn.ModuleDict) -> list[tuple[str, nn.Module, str, int]]:
+    """(name, module, kind, layer index) of the vision blocks of a ``_build_root`` tree, up to the projector."""
+    out: list[tuple[str, nn.Module, str, int]] = []
+    if "dino" in root:
+        dino = root["dino"]
+        out.append(("dino.embed", ImageEmbed(dino.embeddings, _IMAGENET_MEAN, _IMAGENET_STD), "dino_embed", 0))
+        out += [(f"dino.layer{j}", layer, "dino_layer", j) for j, layer in enumerate(dino.encoder.layer)]
+    siglip = root["siglip"]
+    out.append(("siglip.embed", ImageEmbed(siglip.embeddings, _SIGLIP_MEAN, _SIGLIP_STD), "siglip_embed", 0))
+    out += [(f"siglip.layer{j}", layer, "siglip_layer", j) for j, layer in enumerate(siglip.encoder.layers)]
+    out.append(("projector", root["projector"], "projector", 0))
+    return out
+
+
+def index_vision_chain(model: Any, names: list[str], kinds: list[tuple[str, int]]) -> dict[str, int]:
+    """Set the vision chain indices on ``model`` (``_i_dino_embed``, ``_i_dino_last``, ``_i_siglip_embed``,
+    ``_i_projector``); returns the last index of every kind."""
+    idx = {kind: i for i, (kind, _) in enumerate(kinds)}
+    model._i_dino_embed = idx.get("dino_embed", -1)
+    model._i_dino_last = idx.get("dino_layer", -1)
+    model._i_siglip_embed = names.index("siglip.embed")
+    model._i_projector = idx["projector"]
+    return idx
+
+
+def vision_payload_specs(model: Any, c: OpenVLAPreset, k: int) -> list[TensorSpec]:
+    """Raw inputs and vision activations crossing cut ``k`` (``model._i_embed`` is the LLM's embedding block)."""
+    a = model._act_dtype
+    specs = []
+    if k <= model._i_siglip_embed:
+        specs.append(TensorSpec("images", (1, c.image_px, c.image_px, 3), "uint8"))
+    if k <= model._i_embed:
+        specs.append(TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"))
+    if model._i_dino_embed < k <= model._i_dino_last:
+        specs.append(TensorSpec("dino_hidden", (1, 1 + c.dino_registers + c.num_patches, c.dino_hidden), a, True))
+    if c.dino_layers and model._i_dino_last < k <= model._i_projector:
+        specs.append(TensorSpec("dino_features", (1, c.num_patches, c.dino_hidden), a, True))
+    if model._i_siglip_embed < k <= model._i_projector:
+        specs.append(TensorSpec("siglip_hidden", (1, c.num_patches, c.siglip_hidden), a, True))
+    if model._i_projector < k <= model._i_embed:
+        specs.append(TensorSpec("image_embeds", (1, c.num_patches, c.llm_hidden), a, True))
+    return specs
+
+
+def vision_block_spec(c: OpenVLAPreset, name: str, kind: str, n: int) -> BlockSpec | None:
+    """The BlockSpec of a vision block (None for the other kinds); ``n`` its parameter count."""
+    p = c.num_patches
+    if kind in ("dino_embed", "siglip_embed"):
+        hidden = c.dino_hidden if kind == "dino_embed" else c.siglip_hidden
+        in_dim = 3 * c.patch_px * c.patch_px
+        return BlockSpec(name, "patch_embed", (ComputePass(p, p),), hidden=hidden, in_dim=in_dim, out_dim=hidden,
+                         param_count=n, extra={"flops_per_token": 2.0 * in_dim * hidden})
+    if kind == "dino_layer":
+        t = 1 + c.dino_registers + p
+        return BlockSpec(name, "transformer_layer", (ComputePass(t, t),), hidden=c.dino_hidden,
+                         mlp=c.dino_mlp_ratio * c.dino_hidden, heads=c.dino_heads, kv_heads=c.dino_heads,
+                         head_dim=c.dino_hidden // c.dino_heads, param_count=n)
+    if kind == "siglip_layer":
+        return BlockSpec(name, "transformer_layer", (ComputePass(p, p),), hidden=c.siglip_hidden, mlp=c.siglip_mlp,
+                         heads=c.siglip_heads, kv_heads=c.siglip_heads, head_dim=c.siglip_hidden // c.siglip_heads,
+                         param_count=n)
+    if kind == "projector":
+        v, h = c.vision_dim, c.llm_hidden
+        return BlockSpec(name, "linear", (ComputePass(p, p),), hidden=h, in_dim=v, mlp=4 * v, out_dim=h,
+                         param_count=n, extra={"flops_per_token": 2.0 * (v * 4 * v + 4 * v * h + h * h),
+                                               "linears": 3.0})
+    return None
+
+
+def run_vision_block(m: Any, c: OpenVLAPreset, i: int, kind: str, mod: nn.Module,
+                     state: dict[str, torch.Tensor]) -> bool:
+    """Run block ``i`` on ``state`` if it is a vision block (True), else leave ``state`` alone (False)."""
+    if kind == "dino_embed":
+        state["dino_hidden"] = mod(state["images"])
+    elif kind == "dino_layer":
+        h = mod(state.pop("dino_hidden"))
+        if i == m._i_dino_last:  # keep the patch tokens (drop CLS and registers), as Prismatic does
+            state["dino_features"] = h[:, 1 + c.dino_registers:].contiguous()
+        else:
+            state["dino_hidden"] = h
+    elif kind == "siglip_embed":
+        state["siglip_hidden"] = mod(state.pop("images"))
+    elif kind == "siglip_layer":
+        state["siglip_hidden"] = mod(state["siglip_hidden"], None)
+    elif kind == "projector":
+        state["image_embeds"] = mod(state.pop("dino_features", None), state.pop("siglip_hidden"))
+    else:
+        return False
+    return True
 
 
 class _Runner:
@@ -324,6 +389,20 @@ class _Runner:
 
     def prefill(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._run(state, self.start, self.end, step=0)
+
+    def split(self, n: int) -> list[_Runner]:
+        """One runner per request of a batch of ``n``, each with its own slice of the KV cache."""
+        if n == 1:
+            return [self]
+        out = []
+        for i in range(n):
+            r = _Runner(self.m, self.start, self.end)
+            r.prefix_len = self.prefix_len
+            for j, layer in enumerate(self.cache.layers):
+                if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                    r.cache.update(layer.keys[i:i + 1].clone(), layer.values[i:i + 1].clone(), j)
+            out.append(r)
+        return out
 
     def decode(self, token_id: torch.Tensor | None, hidden: torch.Tensor | None, step: int) -> dict:
         """Decode step ``step`` (1..6): the input is token ``step``'s id (runner owns llm.embed) or hidden state."""
@@ -344,23 +423,11 @@ class _Runner:
         for i in range(a, b):
             kind, j = m._kinds[i]
             mod = m.block_modules[i]
-            if kind == "dino_embed":
-                state["dino_hidden"] = mod(state["images"])
-            elif kind == "dino_layer":
-                h = mod(state.pop("dino_hidden"))
-                if i == m._i_dino_last:  # keep the patch tokens (drop CLS and registers), as Prismatic does
-                    state["dino_features"] = h[:, 1 + c.dino_registers:].contiguous()
-                else:
-                    state["dino_hidden"] = h
-            elif kind == "siglip_embed":
-                state["siglip_hidden"] = mod(state.pop("images"))
-            elif kind == "siglip_layer":
-                state["siglip_hidden"] = mod(state["siglip_hidden"], None)
-            elif kind == "projector":
-                state["image_embeds"] = mod(state.pop("dino_features", None), state.pop("siglip_hidden"))
-            elif kind == "embed":
+            if run_vision_block(m, c, i, kind, mod, state):
+                continue
+            if kind == "embed":
                 if step == 0:
-                    state["hidden"] = mod(state.pop("prompt_ids")[None], state.pop("image_embeds"))
+                    state["hidden"] = mod(state.pop("prompt_ids"), state.pop("image_embeds"))
                 else:
                     state["hidden"] = mod(state.pop("token_id"))
             elif kind == "layer":
@@ -410,6 +477,7 @@ class _EdgeSession:
             if self.k == self.m.num_blocks:
                 self.done = True
                 return self.m._detokenize(self.runner.generate(state["token_id"]))
+        state = self.m.split_state(state, 1)[0]
         return _as_payload("observation" if self.k == 0 else "activations", self.k, state)
 
     def on_reply(self, payload: Payload) -> Payload | Actions:
@@ -439,23 +507,30 @@ class _CloudSession:
         self.runner = _Runner(model, k, model.num_blocks)
         self.tokens: list[torch.Tensor] = []
 
+    def accept(self, payload: Payload) -> dict[str, torch.Tensor]:
+        """The checked tensors of this session's first request."""
+        if self.tokens:
+            raise PayloadError("cloud session already started; create one session per inference")
+        kind = "observation" if self.k == 0 else "activations"
+        return self.m._receive(payload, self.k, (kind,), self.m._payload_specs(self.k))
+
     def on_request(self, payload: Payload) -> Payload:
         m, k = self.m, self.k
         if len(self.tokens) >= NUM_ACTION_TOKENS:
             raise PayloadError("cloud session already returned its actions; create one session per inference")
+        if not self.tokens:
+            return m._cloud_first_steps([self], [self.accept(payload)])[0]
+        if payload.kind != "decode" or payload.step != len(self.tokens):
+            raise PayloadError(f"expected a decode payload for step {len(self.tokens)}, got "
+                               f"{payload.kind!r} step {payload.step}")
+        hidden = m._receive(payload, k, ("decode",), m._decode_specs())["hidden"]
         with torch.inference_mode():
-            if not self.tokens:
-                kind = "observation" if k == 0 else "activations"
-                state = self.runner.prefill(m._receive(payload, k, (kind,), m._payload_specs(k)))
-            else:
-                if payload.kind != "decode" or payload.step != len(self.tokens):
-                    raise PayloadError(f"expected a decode payload for step {len(self.tokens)}, got "
-                                       f"{payload.kind!r} step {payload.step}")
-                hidden = m._receive(payload, k, ("decode",), m._decode_specs())["hidden"]
-                state = self.runner.decode(None, hidden, payload.step)
-            self.tokens.append(state["token_id"])
-            if k <= m._i_embed:
-                self.tokens = self.runner.generate(self.tokens[0])
+            self.tokens.append(self.runner.decode(None, hidden, payload.step)["token_id"])
+        return self.reply()
+
+    def reply(self) -> Payload:
+        """The actions once all tokens are known, else the latest token id."""
+        m, k = self.m, self.k
         if len(self.tokens) == NUM_ACTION_TOKENS:
             actions = torch.from_numpy(m._detokenize(self.tokens))
             return Payload(kind="actions", cut=k, tensors={"actions": actions}, step=len(self.tokens))

@@ -24,7 +24,7 @@ from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import build_modules, module_params
-from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
+from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise
 from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.modules import ImageEmbed
 from executor.models.presets import Pi0Preset
@@ -79,12 +79,14 @@ class Pi0PrefixEmbed(nn.Module):
         self.image_token_id = image_token_id
 
     def forward(self, prompt_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        n_img = image_features.shape[1]
-        placeholders = torch.full((n_img,), self.image_token_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
-        input_ids = torch.cat([placeholders, prompt_ids])[None]
+        """prompt_ids (B, T), image_features (B, n_img, h) -> prefix embeddings (B, n_img + T, h)."""
+        batch, n_img = image_features.shape[:2]
+        placeholders = torch.full((batch, n_img), self.image_token_id, dtype=prompt_ids.dtype,
+                                  device=prompt_ids.device)
+        input_ids = torch.cat([placeholders, prompt_ids], dim=1)
         special = input_ids == self.image_token_id
         embeds = self.embed_tokens(input_ids.masked_fill(special, 0))
-        pad = embeds.new_zeros(1, input_ids.shape[1] - n_img, embeds.shape[2])
+        pad = embeds.new_zeros(batch, input_ids.shape[1] - n_img, embeds.shape[2])
         image_embeds = torch.cat([image_features.to(embeds.dtype), pad], dim=1)
         return torch.where(special[..., None], image_embeds, embeds)
 
@@ -124,7 +126,7 @@ class Pi0SplitModel(FlowSplitModel):
         self.text_config = lm.config
         layout = chain_layout(
             ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
-            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector),
+            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector, c.cameras),
             Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
         for m in layout[1]:
             m.to(self.device)
@@ -177,53 +179,29 @@ class Pi0SplitModel(FlowSplitModel):
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------
-    def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
-        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
-        from transformers import DynamicCache
+    def _embed_prefix(self, embed: nn.Module, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed(state.pop("prompt_ids"), state.pop("image_features"))
+
+    def _prefix_attention(self, h: torch.Tensor) -> dict[str, Any]:
+        """As PaliGemmaModel.forward: 1-based positions, the prefix one bidirectional block."""
         from transformers.masking_utils import create_causal_mask
 
-        c = self.config
-        pos = pe = mask = None
-        for i in range(a, b):
-            kind, j = self._kinds[i]
-            mod = self.block_modules[i]
-            if kind == "vision_embed":
-                state["vision_hidden"] = mod(state.pop("images"))
-            elif kind == "vision_layer":
-                state["vision_hidden"] = mod(state["vision_hidden"], None)
-            elif kind == "projector":
-                state["image_features"] = mod(state.pop("vision_hidden"))
-            elif kind == "prefix_embed":
-                state["prefix_hidden"] = mod(state.pop("prompt_ids"), state.pop("image_features"))
-            elif kind == "vlm_layer":
-                h = state.pop("prefix_hidden")
-                if pe is None:  # as PaliGemmaModel.forward: 1-based positions, one bidirectional block
-                    seq = h.shape[1]
-                    pos = torch.arange(seq, device=h.device)[None] + 1
-                    mask = create_causal_mask(config=self.text_config, inputs_embeds=h, attention_mask=None,
-                                              cache=None, position_ids=pos,
-                                              block_sequence_ids=torch.zeros(1, seq, dtype=torch.long,
-                                                                             device=h.device))
-                    pe = self._rotary(h, pos)
-                cache = DynamicCache()
-                h = mod(h, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
-                        position_embeddings=pe)
-                keep_layer_kv(state, cache, j)
-                if j < c.vlm_layers - 1:  # the last layer's output only feeds the (unused) final norm
-                    state["prefix_hidden"] = h
-            else:
-                kv = pop_kv(state, c.vlm_layers)
-                state["actions"] = self._denoise(mod, kv, state.pop("state"), state.pop("noise"))
-        return state
+        seq = h.shape[1]
+        pos = torch.arange(seq, device=h.device)[None] + 1
+        mask = create_causal_mask(config=self.text_config, inputs_embeds=h, attention_mask=None, cache=None,
+                                  position_ids=pos,
+                                  block_sequence_ids=torch.zeros(h.shape[0], seq, dtype=torch.long, device=h.device))
+        return {"attention_mask": mask, "position_ids": pos, "position_embeddings": self._rotary(h, pos)}
 
-    def _denoise(self, expert: nn.Module, kv: list, state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The Euler loop of ``PI0ForConditionalGeneration.sample_actions`` on a prefix KV cache."""
         from transformers import DynamicCache
 
         c = self.config
-        st = torch.zeros(1, c.max_state_dim, dtype=self.dtype, device=self.device)
-        st[0, : c.state_dim] = state.to(self.dtype)
-        x = noise[None].to(self.dtype)
+        state, noise = inputs.pop("state"), inputs.pop("noise")
+        st = torch.zeros(state.shape[0], c.max_state_dim, dtype=self.dtype, device=self.device)
+        st[:, : c.state_dim] = state.to(self.dtype)
+        x = noise.to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
         x = euler_denoise(lambda x_t, t: expert(st, x_t, t, cache), x, cache, c.num_steps, self.device)
-        return x[0, :, : c.action_dim].float()
+        return x[:, :, : c.action_dim].float()

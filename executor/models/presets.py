@@ -212,6 +212,41 @@ class SmolVLAPreset:
         return self.lm_layers_used
 
 
+@dataclass(frozen=True)
+class CogACTPreset:
+    """Shapes of CogACT (Li et al. 2024, ``microsoft/CogACT``): OpenVLA's Prismatic VLM (``vlm``: DINOv2 + SigLIP,
+    fused projector, Llama-2) whose output at the last prompt position (the cognition token, after the final norm)
+    conditions a DiT action module: ``[cognition + timestep token, chunk noisy action tokens]`` through
+    ``dit_layers`` pre-LN transformer blocks, ``ddim_steps`` DDIM steps, classifier-free guidance (the conditional
+    and the unconditional input run as one batch of ``cfg_batch``). ``chunk`` = 1 + future_action_window_size.
+    """
+
+    vlm: OpenVLAPreset
+    dit_hidden: int
+    dit_layers: int
+    dit_heads: int
+    dit_mlp_ratio: int = 4
+    chunk: int = 16
+    ddim_steps: int = 10
+    cfg_batch: int = 2  # 2: classifier-free guidance (cfg_scale > 1), 1: none
+    cfg_scale: float = 1.5
+    diffusion_steps: int = 100  # training timesteps of the squaredcos_cap_v2 schedule DDIM subsamples
+    action_dim: int = 7
+
+    def __post_init__(self) -> None:
+        if self.dit_hidden % self.dit_heads or self.dit_hidden % 2:
+            raise ValueError(f"dit_hidden {self.dit_hidden} must be even and a multiple of dit_heads {self.dit_heads}")
+        if self.cfg_batch not in (1, 2):
+            raise ValueError(f"cfg_batch must be 1 (no guidance) or 2 (classifier-free guidance), got {self.cfg_batch}")
+        if not 1 <= self.ddim_steps <= self.diffusion_steps:
+            raise ValueError(f"ddim_steps {self.ddim_steps} must be in 1..diffusion_steps={self.diffusion_steps}")
+
+    @property
+    def cognition_dim(self) -> int:
+        """Width of the cognition feature (the VLM's hidden size)."""
+        return self.vlm.llm_hidden
+
+
 OPENVLA_PRESETS: dict[str, OpenVLAPreset] = {
     "tiny": OpenVLAPreset(
         image_px=32, patch_px=8, dino_hidden=32, dino_layers=1, dino_heads=2, dino_mlp_ratio=2, dino_registers=2,
@@ -286,6 +321,16 @@ SMOLVLA_PRESETS: dict[str, SmolVLAPreset] = {
     ),
 }
 
-PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset | SmolVLAPreset]] = {
-    "openvla": OPENVLA_PRESETS, "pi0": PI0_PRESETS, "smolvla": SMOLVLA_PRESETS,
+COGACT_PRESETS: dict[str, CogACTPreset] = {
+    "tiny": CogACTPreset(vlm=OPENVLA_PRESETS["tiny"], dit_hidden=32, dit_layers=2, dit_heads=2, chunk=4,
+                         ddim_steps=3),
+    "small": CogACTPreset(vlm=OPENVLA_PRESETS["small"], dit_hidden=192, dit_layers=4, dit_heads=3),
+    # Published CogACT-Base (microsoft/CogACT, DiT_B): OpenVLA-7B's Prismatic VLM (the shapes of openvla/full) +
+    # DiT-B (12 blocks, hidden 768, 12 heads, MLP ratio 4) over [cognition + timestep token, 16 actions]
+    # (future_action_window_size=15), 7 DoF, DDIM 10 steps of a 100-step squaredcos_cap_v2 schedule, CFG 1.5.
+    "full": CogACTPreset(vlm=OPENVLA_PRESETS["full"], dit_hidden=768, dit_layers=12, dit_heads=12),
+}
+
+PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset | SmolVLAPreset | CogACTPreset]] = {
+    "openvla": OPENVLA_PRESETS, "pi0": PI0_PRESETS, "smolvla": SMOLVLA_PRESETS, "cogact": COGACT_PRESETS,
 }

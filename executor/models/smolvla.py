@@ -38,7 +38,7 @@ from torch import nn
 
 from executor.blocks import BlockSpec, ComputePass
 from executor.models.base import build_modules, module_params
-from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise, keep_layer_kv, pop_kv
+from executor.models.flow_expert import FlowSplitModel, chain_layout, euler_denoise
 from executor.models.flow_expert import PostNormProjector, vision_block_spec
 from executor.models.presets import SmolVLAPreset
 
@@ -111,10 +111,11 @@ class SmolVLAPrefixEmbed(nn.Module):
         self.max_state_dim = max_state_dim
 
     def forward(self, image_features: torch.Tensor, prompt_ids: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        lang = self.embed_tokens(prompt_ids[None])
+        """image_features (B, n_img, h), prompt_ids (B, T), state (B, D) -> prefix embeddings (B, n_img + T + 1, h)."""
+        lang = self.embed_tokens(prompt_ids)
         scale = math.sqrt(lang.shape[-1])
-        padded = lang.new_zeros(1, self.max_state_dim)
-        padded[0, : state.shape[0]] = state.to(lang.dtype)
+        padded = lang.new_zeros(state.shape[0], self.max_state_dim)
+        padded[:, : state.shape[1]] = state.to(lang.dtype)
         st = self.state_proj(padded)[:, None]
         return torch.cat([image_features.to(lang.dtype) * scale, lang * scale, st], dim=1)
 
@@ -184,7 +185,7 @@ class SmolVLASplitModel(FlowSplitModel):
         self.text_config = text.config
         layout = chain_layout(
             SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
-            "connector", PostNormProjector(vision.post_layernorm, vlm.connector), self.root["state_prefix"],
+            "connector", PostNormProjector(vision.post_layernorm, vlm.connector, c.cameras), self.root["state_prefix"],
             text.layers, self.root["expert"])
         self._install_chain(layout, text.rotary_emb, "connector")
 
@@ -232,56 +233,29 @@ class SmolVLASplitModel(FlowSplitModel):
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------
-    def _prefix_mask(self, seq: int) -> torch.Tensor:
-        """SmolVLA's block mask: images + language attend to each other; the last (state) token attends to all."""
+    def _embed_prefix(self, embed: nn.Module, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed(state.pop("image_features"), state.pop("prompt_ids"), state.pop("state"))
+
+    def _prefix_attention(self, h: torch.Tensor) -> dict[str, Any]:
+        """SmolVLA: positions 0..P-1 over the prefix (no padding); block mask: images + language attend to each
+        other, the last (state) token attends to all."""
+        seq = h.shape[1]
+        pos = torch.arange(seq, device=h.device)[None]
         block = torch.zeros(seq, dtype=torch.long, device=self.device)
         block[-1] = 1
-        return (block[None, :] <= block[:, None])[None, None]
+        mask = (block[None, :] <= block[:, None])[None, None]
+        return {"attention_mask": mask, "position_embeddings": self._rotary(h, pos)}
 
-    def _run(self, state: dict[str, torch.Tensor], a: int, b: int) -> dict[str, torch.Tensor]:
-        """Run blocks [a, b) on ``state`` (the tensors crossing cut a); returns the tensors crossing cut b."""
-        from transformers import DynamicCache
-
-        c = self.config
-        pe = mask = None
-        for i in range(a, b):
-            kind, j = self._kinds[i]
-            mod = self.block_modules[i]
-            if kind == "vision_embed":
-                state["vision_hidden"] = mod(state.pop("images"))
-            elif kind == "vision_layer":
-                state["vision_hidden"] = mod(state["vision_hidden"], None)
-            elif kind == "connector":
-                state["image_features"] = mod(state.pop("vision_hidden"))
-            elif kind == "prefix_embed":
-                state["prefix_hidden"] = mod(state.pop("image_features"), state.pop("prompt_ids"),
-                                             state.pop("state"))
-            elif kind == "vlm_layer":
-                h = state.pop("prefix_hidden")
-                if pe is None:  # SmolVLA: positions 0..P-1 over the prefix (no padding)
-                    pos = torch.arange(h.shape[1], device=h.device)[None]
-                    pe = self._rotary(h, pos)
-                    mask = self._prefix_mask(h.shape[1])
-                cache = DynamicCache()
-                h = mod(h, attention_mask=mask, cache=cache, use_cache=True, position_embeddings=pe)
-                keep_layer_kv(state, cache, j)
-                if j < c.lm_layers_used - 1:  # the last layer's output only feeds the (unused) final norm
-                    state["prefix_hidden"] = h
-            else:
-                kv = pop_kv(state, c.lm_layers_used)
-                state["actions"] = self._denoise(mod, kv, state.pop("noise"))
-        return state
-
-    def _denoise(self, expert: nn.Module, kv: list, noise: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Euler loop of SmolVLA's ``sample_actions`` on a prefix KV cache (t from 1 to 0, ``num_steps`` steps)."""
         from transformers import DynamicCache
 
         c = self.config
-        x = noise[None].to(self.dtype)
+        x = inputs.pop("noise").to(self.dtype)
         cache = DynamicCache(ddp_cache_data=kv)
         prefix_len = cache.get_seq_length()
         pos = (prefix_len + torch.arange(c.chunk, device=self.device))[None]
         pe = self._rotary(x.new_zeros(1, c.chunk, c.expert_hidden), pos)
         mask = torch.ones(1, 1, c.chunk, prefix_len + c.chunk, dtype=torch.bool, device=self.device)
         x = euler_denoise(lambda x_t, t: expert(x_t, t, cache, pe, mask), x, cache, c.num_steps, self.device)
-        return x[0, :, : c.action_dim].float()
+        return x[:, :, : c.action_dim].float()

@@ -1,35 +1,169 @@
-"""Config dataclasses become argparse flags with their field comments as help."""
+"""Config dataclasses become command lines (tyro): every field a flag with its help text and its default, once."""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import inspect
+import io
+import re
+import shlex
+import tokenize
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from agents.cliargs import add_dataclass_flags, field_comments
+from agents.cliargs import parse_config
 
 
 @dataclass(frozen=True)
 class _Cfg:
     steps: int = 10  # how many steps
     rate_mbps: float = 2.5  # link rate
+    colour: str = "#ff0000"  # line colour, a '#' inside the default
     fast: bool = False  # go fast
     layers: tuple[int, ...] = (64, 64)  # hidden layers
-    name: str = "x"
+    tasks: str = ("reach-v3,push-v3,"
+                  "pick-place-v3")
+    """MetaWorld tasks, a default over two lines"""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
 
 
-def test_flags_types_defaults_and_help() -> None:
-    assert field_comments(_Cfg) == {"steps": "how many steps", "rate_mbps": "link rate", "fast": "go fast",
-                                    "layers": "hidden layers"}
-    p = add_dataclass_flags(argparse.ArgumentParser(), _Cfg, {"layers": int})
-    d = vars(p.parse_args([]))
-    assert d == {"steps": 10, "rate_mbps": 2.5, "fast": False, "layers": (64, 64), "name": "x"}
-    d = vars(p.parse_args(["--steps", "3", "--rate-mbps", "0.5", "--fast", "--layers", "8", "16", "--name", "y"]))
-    assert d == {"steps": 3, "rate_mbps": 0.5, "fast": True, "layers": [8, 16], "name": "y"}
-    assert "link rate (default: 2.5)" in p.format_help()
-    with pytest.raises(SystemExit):
-        p.parse_args(["--steps", "many"])
+def _help(capsys: pytest.CaptureFixture[str], call: Any) -> str:
+    """What ``call()`` prints; it must exit with status 0 (argparse and tyro exit, ``ecc traces`` returns 0)."""
+    try:
+        assert call() == 0
+    except SystemExit as e:
+        assert e.code == 0
+    return capsys.readouterr().out
+
+
+def _entries(help_text: str) -> dict[str, str]:
+    """``{--flag: 'flags and help on one line'}`` for every option of a help page (tyro's boxes stripped)."""
+    entries: list[list[str]] = []  # [flags, flags and help]
+    indent = 0
+    for raw in help_text[help_text.index("-h, --help"):].splitlines():  # the options, after the description
+        line = raw.rstrip().removesuffix("│").rstrip()
+        if line.lstrip().startswith("│"):
+            line = line.lstrip()[1:]
+        text = line.lstrip()
+        if not text or text[0] in "╭╰─" or set(text) == {"-"}:
+            continue
+        if text.startswith("-"):
+            entries.append([text.split("  ")[0], text])
+            indent = len(line) - len(text)
+        elif entries and len(line) - len(text) > indent:  # a wrapped help line, not a group header
+            entries[-1][1] += " " + text
+    out: dict[str, str] = {}
+    for flags, entry in entries:
+        for flag in re.findall(r"(?<![\w-])--[a-z0-9-]+", flags):
+            assert flag not in out, f"{flag} listed twice"
+            out[flag] = " ".join(entry.split())
+    return out
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """``{field: the comment ending its line}``, by tokenizing the class source (a '#' in a string is no comment)."""
+    out: dict[str, str] = {}
+    name, comment = None, None
+    tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline)
+    for tok in tokens:
+        if tok.type == tokenize.COMMENT:
+            comment = tok.string.lstrip("#").strip()
+        elif tok.type == tokenize.NEWLINE:
+            if name and comment:
+                out[name] = comment
+            name, comment = None, None
+        elif tok.type == tokenize.NAME and name is None and tok.start[1] == 4:
+            name = tok.string
+    return out
+
+
+def _default_label(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return shlex.quote(str(value))
+
+
+def test_flags_types_defaults_and_help(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_config(_Cfg, [], prog="t") == _Cfg()
+    got = parse_config(_Cfg, ["--steps", "3", "--rate-mbps", "0.5", "--fast", "--layers", "8", "16",
+                              "--colour", "#00ff00", "--tasks", "a,b"], prog="t")
+    assert got == _Cfg(steps=3, rate_mbps=0.5, colour="#00ff00", fast=True, layers=(8, 16), tasks="a,b")
+    assert parse_config(_Cfg, ["--fast", "--no-fast"], prog="t").fast is False
+    monkeypatch.setenv("COLUMNS", "400")
+    entries = _entries(_help(capsys, lambda: parse_config(_Cfg, ["--help"], prog="t")))
+    assert entries["--rate-mbps"] == "--rate-mbps FLOAT link rate (default: 2.5)"
+    assert entries["--colour"] == "--colour STR line colour, a '#' inside the default (default: '#ff0000')"
+    assert entries["--tasks"] == ("--tasks STR MetaWorld tasks, a default over two lines "
+                                  "(default: reach-v3,push-v3,pick-place-v3)")
+    assert entries["--fast"] == entries["--no-fast"] == "--fast, --no-fast go fast (default: False)"
+    assert entries["--layers"].endswith("hidden layers (default: 64 64)")
+
+
+@pytest.mark.parametrize("argv, message", [(["--steps", "many"], "many"), (["--steps", "-1"], "steps must be >= 0"),
+                                           (["--nope"], "--nope")])
+def test_bad_values_are_usage_errors_that_name_the_problem(argv: list[str], message: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        parse_config(_Cfg, argv, prog="t")
+    assert e.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def _verb_configs() -> list[tuple[str, type]]:
+    from agents.closed_loop_eval import ClosedLoopEvalConfig
+    from agents.demo import DemoConfig
+    from agents.evaluation import EvalConfig
+    from agents.training import TrainConfig
+
+    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig)]
+
+
+@pytest.mark.parametrize("verb, cls", _verb_configs())
+def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls: type,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.cli import main
+
+    monkeypatch.setenv("COLUMNS", "400")
+    entries = _entries(_help(capsys, lambda: main([verb, "--help"])))
+    comments = _field_comments(cls)
+    for f in dataclasses.fields(cls):
+        entry = entries["--" + f.name.replace("_", "-")]
+        assert comments.get(f.name), f"{cls.__name__}.{f.name} has no help comment"
+        assert " ".join(comments[f.name].split()) in entry, entry
+        assert entry.count("default:") == 1 and entry.endswith(f"(default: {_default_label(f.default)})"), entry
+
+
+def test_ecc_train_options_beside_the_config(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.train_cli import config_from_args, parse_args
+    from agents.training import TrainConfig, quick
+
+    monkeypatch.setenv("COLUMNS", "400")
+    entries = _entries(_help(capsys, lambda: parse_args(["--help"])))
+    assert entries["--engine"] == ("--engine {local,ray} local: envs in this process; ray: envs on Ray actors "
+                                   "(vla-ecc[ray]) (default: local)")
+    assert entries["--ray-address"] == entries["--address"] and entries["--address"].endswith("(default: None)")
+    assert config_from_args(["--quick", "--seed", "3"]) == quick(TrainConfig(seed=3))
+    args = parse_args(["--engine", "ray", "--address", "auto", "--net-arch", "8", "8"])
+    assert (args.engine, args.ray_address, args.config.net_arch) == ("ray", "auto", (8, 8))
+    assert parse_args(["--ray-address", "local"]).ray_address == "local"
+
+
+def test_every_verb_help_exits_0_and_perf_keeps_its_whole_description(capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.cli import VERBS, main
+
+    for verb in VERBS:
+        out = _help(capsys, lambda v=verb: main([v, "--help"]))
+        assert f"ecc {verb}" in out
+        if verb == "perf":
+            assert "memory fit of a VLA on\ncatalogue hardware, networks and deployment modes" in out
+            assert out.count("ecc perf list") == 1
 
 
 def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> None:

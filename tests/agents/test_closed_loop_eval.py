@@ -77,7 +77,9 @@ def test_profiles_are_priced_under_the_wire_configuration_as_ecc_eval_prices_the
 def test_cli_reports_bad_arguments(capsys):
     from agents.closed_loop_cli import main
 
-    assert main(["--entry", "late"]) == 2
+    with pytest.raises(SystemExit) as e:  # a usage error, as a malformed flag is
+        main(["--entry", "late"])
+    assert e.value.code == 2
     assert "entry" in capsys.readouterr().err
 
 

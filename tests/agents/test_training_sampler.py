@@ -177,5 +177,5 @@ def test_train_config_takes_every_model_family() -> None:
     from executor.models import FAMILIES
 
     assert [TrainConfig(model=f).model for f in FAMILIES] == list(FAMILIES)  # smolvla trains too (bench_codecs)
-    with pytest.raises(ValueError, match="model must be one of openvla, pi0, smolvla"):
+    with pytest.raises(ValueError, match=f"model must be one of {', '.join(FAMILIES)}"):
         TrainConfig(model="rt2")

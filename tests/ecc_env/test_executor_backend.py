@@ -126,7 +126,7 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     edge_only = p.num_blocks
     actions = [(0, 0), (3, 0), (edge_only, 0), (5, 0), (0, 1), (1, 0)] * 2
     report = sim_to_real(p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0,
-                         deadline=PLAIN)
+                         deadline=PLAIN, baseline=(p, p))
     n_infer = sum(1 for _, s in actions if not s)
     assert report.steps_total == len(actions)
     assert len(report.cut) == n_infer == len(report.executor_ms) == len(report.gap_paired)
@@ -138,8 +138,11 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     np.testing.assert_allclose(report.profile_paired_ms[~network], p.total_ms)
     assert np.all(report.profile_paired_ms[network] >= RTT_MS)
     assert np.all(report.executor_ms[network] >= RTT_MS)
+    # the baseline pair prices the same executor steps paired: here the same pair, so the same prices
+    np.testing.assert_array_equal(report.profile_baseline_ms, report.profile_paired_ms)
     s = report.summary()
     assert s["inference_steps"] == n_infer
+    assert (s["gap_baseline_median"], s["gap_baseline_p90"]) == (s["gap_paired_median"], s["gap_paired_p90"])
     assert 0 <= s["gap_paired_median"] <= s["gap_paired_p90"]
     assert report.backend["emulation"] is None
     with pytest.raises(ValueError, match="exactly one"):

@@ -1,4 +1,4 @@
-"""Split execution at `tiny` (openvla, pi0, smolvla): every cut is bit-exact, payload bytes match cut_specs,
+"""Split execution at `tiny` (openvla, pi0, smolvla, cogact): every cut is bit-exact, payload bytes match cut_specs,
 sessions reject bad input."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 
 from executor.models import Payload, PayloadError, build_model, run_split
 
-FAMILIES = ("openvla", "pi0", "smolvla")
-FLOW = ("pi0", "smolvla")  # prefix KV cache + flow-matching expert: one reverse cut
+FAMILIES = ("openvla", "pi0", "smolvla", "cogact")
+FLOW = ("pi0", "smolvla", "cogact")  # a VLM prefix + an action expert (flow or DiT): one reverse cut
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -111,6 +111,7 @@ def test_raw_observation_upload_is_the_model_inputs(model, obs):
     payload = model.edge_session(0).start(obs)
     assert payload.kind == "observation" and payload.activations == ()
     expected = {"images", "prompt_ids"} | ({"state", "noise"} if model.family in FLOW else set())
+    expected -= {"state"} if model.family == "cogact" else set()  # CogACT does not read proprioception
     assert set(payload.tensors) == expected
     for name in expected:
         assert np.array_equal(payload.tensors[name].cpu().numpy(), obs[name])

@@ -88,8 +88,8 @@ def test_the_cloud_reply_wins_and_the_continuation_stops_at_a_block_boundary(obs
             client.connect()
             before = emulator.stats().calls
             res = client.infer(obs[0], 1, deadline=time.perf_counter() + 30.0, hedge=True)
-            cont = client._hedge
-            client._reap_hedge()
+            cont = client.hedger.current
+            client.hedger.reap()
             calls = emulator.stats().calls - before
     assert res.networked and not res.hedged
     np.testing.assert_array_equal(res.actions, expected[0])
@@ -104,7 +104,7 @@ def test_a_round_trip_cut_is_not_hedged(observations):
         with EdgeClient(edge, server.url, CLIENT) as client:
             client.connect()
             res = client.infer(obs[0], 7, deadline=time.perf_counter() + 30.0, hedge=True)
-            assert client._hedge is None
+            assert client.hedger.current is None
     assert res.networked and not res.hedged
     np.testing.assert_array_equal(res.actions, expected[0])
 
@@ -144,7 +144,7 @@ def test_runtime_records_a_local_win_as_a_hedge_fallback(observations):
 def _exchange_future(recv_perf: float | None, error: Exception | None = None):
     import concurrent.futures
 
-    from executor.client import _Exchange
+    from executor.client_timing import Exchange as _Exchange
 
     f: concurrent.futures.Future = concurrent.futures.Future()
     if error is not None:
@@ -157,7 +157,7 @@ def _exchange_future(recv_perf: float | None, error: Exception | None = None):
 def test_a_reply_counts_only_when_received_by_the_deadline():
     """The race is checked a little after the deadline: a reply already there but received after it lost (the local
     actions count, as in the env's rule); one received before it won, even though the check itself is late."""
-    from executor.client import _reply_counts
+    from executor.client_connection import reply_counts as _reply_counts
     from executor.protocol import ServerUnavailable
 
     deadline = 10.0
@@ -178,8 +178,8 @@ def test_wait_returns_a_reply_received_in_time_even_when_checked_after_the_deadl
     client = EdgeClient(build_model("openvla", "tiny", seed=0), "ws://127.0.0.1:9", CLIENT)
     now = time.perf_counter()
     on_time = _exchange_future(now - 0.5)
-    assert client._wait(on_time, now - 0.1) is on_time.result()
+    assert client.connection.wait(on_time, now - 0.1) is on_time.result()
     with pytest.raises(TransportTimeout, match="before the deadline"):
-        client._wait(_exchange_future(now - 0.05), now - 0.1)  # received after the deadline
+        client.connection.wait(_exchange_future(now - 0.05), now - 0.1)  # received after the deadline
     with pytest.raises(TransportTimeout, match="before the deadline"):
-        client._wait(_exchange_future(None), now - 0.1)  # not received at all
+        client.connection.wait(_exchange_future(None), now - 0.1)  # not received at all

@@ -287,7 +287,7 @@ def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
         with ShapedLink(_constant(up, down, rtt), "127.0.0.1", server.port) as link:
             with EdgeClient(edge, f"ws://127.0.0.1:{link.port}", config=config) as client:
                 client.connect(timeout_s=WAIT_S)
-                client._loop.call_soon_threadsafe(client._pending.__setitem__, -99, object())
+                client.connection.loop.call_soon_threadsafe(client.connection.pending.__setitem__, -99, object())
                 # a probe sent just before the placeholder ends within its 0.1 s timeout; wait until none has come
                 # in for 0.3 s rather than a fixed time, which a loaded machine can outlast
                 deadline, n, quiet_since = time.monotonic() + WAIT_S, len(probes(client)), time.monotonic()
@@ -298,7 +298,7 @@ def test_no_bandwidth_probe_is_sent_while_a_call_is_in_flight():
                 t_start, n_start = time.time(), len(probes(client))
                 time.sleep(0.6)
                 t_end, n_end = time.time(), len(probes(client))
-                client._loop.call_soon_threadsafe(client._pending.pop, -99, None)
+                client.connection.loop.call_soon_threadsafe(client.connection.pending.pop, -99, None)
                 deadline = time.monotonic() + WAIT_S
                 while len(probes(client)) < n_end + 2 and time.monotonic() < deadline:
                     time.sleep(0.05)

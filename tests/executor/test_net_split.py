@@ -244,11 +244,11 @@ def test_closing_with_a_request_in_flight_logs_no_unretrieved_future(served, cap
     client.connect()
 
     async def register() -> asyncio.Future:
-        fut = client._loop.create_future()  # noqa: F821  (runs before the `del client` below)
-        client._pending[-99] = fut  # noqa: F821  (same)  a request whose reply never comes
+        fut = client.connection.loop.create_future()  # noqa: F821  (runs before the `del client` below)
+        client.connection.pending[-99] = fut  # noqa: F821  (same)  a request whose reply never comes
         return fut
 
-    fut = asyncio.run_coroutine_threadsafe(register(), client._loop).result(WAIT_S)
+    fut = asyncio.run_coroutine_threadsafe(register(), client.connection.loop).result(WAIT_S)
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         client.close()
         assert fut.done() and not fut.cancelled()  # failed (reading the error here would hide the log under test)

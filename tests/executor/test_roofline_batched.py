@@ -50,3 +50,36 @@ def test_server_load_model_waits_in_batches():
     assert batched.queue_wait_ms(8, 10.0) == 26.0
     with pytest.raises(ValueError, match="batch_ms"):
         ServerLoadConfig(batch_ms=(1.0, float("nan")))
+
+
+def test_env_prices_a_batching_server_with_the_roofline():
+    from ecc_env.split_env import EdgeCloudSplitEnv, EnvConfig
+    from executor.roofline import batch_cost_ratios
+
+    from executor.roofline import roofline_profile_for
+
+    pair = tuple(roofline_profile_for("openvla", "small", hw) for hw in ("orin", "a100"))  # as the default pair
+    env = EdgeCloudSplitEnv(*pair, config=EnvConfig(server_load=ServerLoadConfig(mean_queue_len=6.0, max_batch=8)))
+    backend = env.backend
+    per = backend.per_request_ms
+    batch_ms = backend.server_load.batch_ms
+    ratios = batch_cost_ratios("openvla", "small", "A100-80GB", 8)
+    assert batch_ms == pytest.approx(tuple(per * r for r in ratios))
+    assert len(batch_ms) == 8 and batch_ms[0] == pytest.approx(per)
+    assert all(b2 >= b1 for b1, b2 in zip(batch_ms, batch_ms[1:]))
+    assert batch_ms[-1] < 0.5 * 8 * per  # 8 robots ahead cost far less than 8 one-at-a-time services
+    assert backend.server_load.queue_wait_ms(8, per) == pytest.approx(batch_ms[-1])
+    one_at_a_time = EdgeCloudSplitEnv(*pair, config=EnvConfig(server_load=ServerLoadConfig(mean_queue_len=6.0)))
+    assert one_at_a_time.backend.server_load.queue_wait_ms(8, per) == pytest.approx(8 * per)
+    # the queue each episode sees is drawn as before; only its price changes
+    for e in (env, one_at_a_time):
+        e.reset(seed=3)
+    assert env.backend.queue_len == one_at_a_time.backend.queue_len
+
+
+def test_batching_server_load_is_validated():
+    with pytest.raises(ValueError, match="max_batch"):
+        ServerLoadConfig(max_batch=0)
+    with pytest.raises(ValueError, match="disagrees"):
+        ServerLoadConfig(max_batch=4, batch_ms=(1.0, 2.0))
+    assert ServerLoadConfig(max_batch=2, batch_ms=(1.0, 1.5)).batch_ms == (1.0, 1.5)  # given prices are kept
