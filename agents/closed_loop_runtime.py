@@ -361,11 +361,13 @@ class RuntimeClosedLoop:
 
     def _client_config(self) -> Any:
         from executor.client import ClientConfig
+        from executor.wire_config import priced_wire
 
         probe = self.env.config.probe
         on = probe.interval_s > 0
         return ClientConfig(connect_timeout_s=self.config.connect_timeout_s, ping_interval_s=None,
-                            probe_interval_s=probe.interval_s if on else None, probe_bytes=probe.nbytes if on else 0)
+                            probe_interval_s=probe.interval_s if on else None, probe_bytes=probe.nbytes if on else 0,
+                            wire=priced_wire(self.env.edge_profile))  # send what the env's Profiles charge
 
     # -- one episode --------------------------------------------------------------------------------------------
     def run_episode(self, planner: Any, seed: int, *, name: str = "") -> LoopEpisode:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Settings of one training run (field comments are the CLI help)."""
 
-    model: str = "pi0"  # model family: openvla | pi0
+    model: str = "pi0"  # model family: openvla | pi0 | smolvla
     preset: str = "full"  # model preset (executor.models.presets)
     edge: str = "orin"  # edge device in the hardware catalogue
     cloud: str = "a100"  # cloud device in the hardware catalogue
@@ -81,8 +81,10 @@ class TrainConfig:
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
     def __post_init__(self) -> None:
-        if self.model not in ("openvla", "pi0"):
-            raise ValueError(f"model must be 'openvla' or 'pi0', got {self.model!r}")
+        from executor.models import FAMILIES
+
+        if self.model not in FAMILIES:
+            raise ValueError(f"model must be one of {', '.join(FAMILIES)}, got {self.model!r}")
         if self.total_timesteps < 1 or self.n_envs < 1 or self.eval_episodes < 1 or self.eval_every_steps < 1:
             raise ValueError(f"timesteps, n_envs, eval_episodes and eval_every_steps must be >= 1: {self}")
         if any(not isinstance(x, str) or not x for x in self.exclude_families):

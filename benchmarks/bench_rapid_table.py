@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sensor-sigma", type=float, default=6.0, help="per-pixel noise std (0-255)")
     p.add_argument("--shake-px", type=int, default=2, help="camera shake (pixels)")
     p.add_argument("--skip-ppo", action="store_true", help="leave PPO out (no training)")
+    p.add_argument("--wire", default="default",
+                   help="frames and activations on the wire pricing the cuts (default: jpeg:90,fp16; exact: raw,fp32)")
     p.add_argument("--traces", choices=("test", "heldout", "all"), default="heldout",
                    help="4G/5G/WiFi embedded traces: the test split (2), the ones PPO never trains on (validation + "
                         "test split, 4; validation picks PPO's checkpoint), or all 11 (PPO's training traces included)")
@@ -100,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     from agents.training import TrainConfig, quick, train
     from agents.vision_skip import EntropyVisionDispatch, VisionSkip
     from ecc_env.streams import VisualNoiseConfig, inject_visual_noise, procedural_stream
-    from executor.roofline import roofline_profile_for
+    from executor.wire_config import roofline_pair
     from traces.embedded import embedded_default_set
     from traces.traceset import TraceSet
 
     t_start = time.perf_counter()
-    edge, cloud = roofline_profile_for(args.model, "full", args.edge), roofline_profile_for(args.model, "full", "a100")
+    edge, cloud = roofline_pair(args.model, "full", args.edge, "a100", args.wire)
     full = embedded_default_set()
     split = full.split(0)
     fams = ("4g", "5g", "wifi6", "wifi7")
@@ -145,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
     rtts = [float(np.mean(t.rtt_ms)) for t in test] if all(getattr(t, "rtt_ms", None) is not None for t in test) \
         else []
-    print(f"settings: {args.model} full on {args.edge}+a100 (roofline, complete accounting: raw upload, action "
-          f"download and RTT charged); traces: {len(test)} embedded 4G/5G/WiFi traces ({args.traces}: "
+    print(f"settings: {args.model} full on {args.edge}+a100 (roofline, complete accounting: upload under wire "
+          f"{edge.notes['wire']['label']}, action download and RTT charged); traces: {len(test)} embedded 4G/5G/WiFi traces ({args.traces}: "
           f"{', '.join(t.name for t in test)}), RTT from the traces (mean {np.mean(rtts) if rtts else 0:.1f} ms); "
           f"queueing: the env's edge/server queues; {args.episodes} episodes x {args.episode_s:g} s; stand-ins: 4 "
           f"procedural pick-and-place streams for RAPID's tasks, {args.model} for its VLA; noise: flicker "

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trace = load_trace(args.trace).with_rtt(args.rtt_ms)
     model = build_model(args.family, args.preset, seed=0)
-    executor = ExecutorConfig(family=args.family, preset=args.preset)
+    executor = ExecutorConfig(family=args.family, preset=args.preset, wire="exact")  # profile_model prices raw/fp32
     print(f"trace {trace.name} + {args.rtt_ms:.0f} ms RTT, model {args.family}/{args.preset} (profile_model on this "
           f"CPU for edge and cloud{'' if args.no_calibrate else ', calibrated to the real executor'}), deadline "
           f"{args.deadline_ms:.0f} ms, seed {args.seed}, wire {executor.wire}")

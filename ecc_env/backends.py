@@ -171,8 +171,11 @@ class ExecutorConfig:
         must use one seed). The env's Profiles must describe this model (same number of cuts).
     server_url: ``ws://host:port`` of a running ``ecc serve`` with the same model, or None to start a local
         ``CloudServer`` on a background thread (loopback, OS-chosen port) and stop it on ``close()``.
-    wire: how frames and activations travel (``executor.wire_config``; "exact" keeps results exact); the env's
-        Profiles should be priced under the same configuration.
+    wire: how frames and activations travel (``executor.wire_config`` text: ``IMAGE,DTYPE``, ``default``, ``exact``
+        for bit-exact results); None (the default): the configuration the env's Profiles were priced under
+        (``wire_config.priced_wire``, resolved by ``for_profile`` when the env is built), so the executor sends the
+        payloads the simulator charges. A wire given that differs from the Profiles' is logged as a warning. An
+        ``ExecutorBackend`` built from cut rows alone (no Profile to ask) sends exact when it is None.
     emulate_edge / emulate_cloud: target Profiles for ``executor.emulation.HardwareEmulator`` on the edge model and
         (local server only) the cloud model; None = run at this machine's speed (the default).
     connect_timeout_s: bound on one (re)connection through the link.
@@ -187,7 +190,7 @@ class ExecutorConfig:
     preset: str = "tiny"
     seed: int = 0
     server_url: str | None = None
-    wire: str = "exact"
+    wire: str | None = None
     emulate_edge: Any = None
     emulate_cloud: Any = None
     connect_timeout_s: float = 5.0
@@ -211,6 +214,27 @@ class ExecutorConfig:
             )
         if self.emulate_cloud is not None and self.server_url is not None:
             raise ValueError("emulate_cloud applies to the local server only; pass --emulate to `ecc serve` instead")
+        if self.wire is not None:
+            from executor.wire_config import WireConfig
+
+            WireConfig.parse(self.wire)  # ValueError naming the bad part
+
+    def for_profile(self, profile: Any) -> ExecutorConfig:
+        """This config with ``wire`` resolved against the env's (edge) Profile: None becomes the configuration the
+        Profile was priced under (``wire_config.priced_wire``); a different wire given explicitly is kept and
+        logged as a warning naming both."""
+        from dataclasses import replace
+
+        from executor.wire_config import WireConfig, priced_wire
+
+        priced = priced_wire(profile)
+        if self.wire is None:
+            return replace(self, wire=priced.label)
+        given = WireConfig.parse(self.wire)
+        if given != priced:
+            log.warning("the executor sends under wire configuration %s but the env's Profiles were priced under %s: "
+                        "measured and simulated payloads differ", given.label, priced.label)
+        return self
 
 
 class _PositionedTrace:
@@ -367,7 +391,7 @@ class ExecutorBackend:
         self.shaped = ShapedLink(self.trace, self._target[0], self._target[1], cfg).start()
         client_cfg = ClientConfig(
             connect_timeout_s=self.config.connect_timeout_s,
-            wire=self.config.wire,
+            wire=self.config.wire if self.config.wire is not None else "exact",  # rows without a Profile: exact
             ping_interval_s=None,
             probe_interval_s=None,
         )

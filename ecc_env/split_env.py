@@ -293,7 +293,7 @@ class EdgeCloudSplitEnv(gym.Env):
             raise ValueError(f"executor settings were given but backend is {backend!r}; use backend='executor'")
         if backend == "executor":
             self.backend = ExecutorBackend(
-                self.rows, self.deadline, fallback_ms, executor or ExecutorConfig(),
+                self.rows, self.deadline, fallback_ms, (executor or ExecutorConfig()).for_profile(edge_profile),
                 edge_only_index=edge_only, fallback_holds=self.fallback_holds,
             )
         else:

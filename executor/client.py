@@ -59,8 +59,12 @@ class ClientConfig:
 
     connect_timeout_s: bound on one connection attempt (TCP + handshake + metadata + clock pings).
     wire: how camera frames and activations travel (``executor.wire_config.WireConfig`` or its text, e.g.
-    ``"jpeg:90,fp16"``). The library default is ``EXACT_WIRE`` (raw frames, fp32: bit-exact results); the commands a
-    user runs (``ecc edge``, ``ecc eval``, ``ecc train``) default to ``DEFAULT_WIRE``. Token ids, state and actions
+    ``"jpeg:90,fp16"``). The bare transport's default is ``EXACT_WIRE`` (raw frames, fp32) ON PURPOSE: a client knows
+    nothing of how its cuts were priced, and a lossy codec changes the actions, so a library caller gets the unsplit
+    forward's actions bit for bit unless it asks otherwise. Everything that prices a deployment defaults to
+    ``DEFAULT_WIRE`` (the commands, EvalConfig/TrainConfig, the env's Profiles) and hands its wire to the client:
+    ``ecc edge --wire``, and ``wire_config.priced_wire`` (the Profiles' wire) in the env's executor backend and the
+    closed loop through the runtime. ``tests/agents/test_wire_defaults.py`` pins this. Token ids, state and actions
     always travel exactly.
     auto_reconnect: keep reconnecting in the background (backoff reconnect_initial_s doubling to reconnect_max_s).
     bandwidth_history: how many per-call bandwidth samples to keep.

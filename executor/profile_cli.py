@@ -1,4 +1,8 @@
-"""`ecc profile`: measure a model preset on this machine (or predict it for a catalogue device) -> Profile JSON."""
+"""`ecc profile`: measure a model preset on this machine (or predict it for a catalogue device) -> Profile JSON.
+
+The bytes of every cut and the codec time are priced under the wire configuration (``--wire``, default
+``jpeg:90,fp16`` as every other command; ``exact`` for raw frames and fp32), recorded in the Profile's notes.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and compute dtype")
-    p.add_argument("--wire-dtype", default="float32", help="dtype of activations on the wire (bytes per cut)")
+    p.add_argument("--wire", default="default",
+                   help="frames and activations on the wire, pricing the cuts: IMAGE,DTYPE (e.g. jpeg:90,fp16 or "
+                        "raw,fp32), 'default' (jpeg:90,fp16) or 'exact' (raw,fp32); see executor.wire_config")
+    p.add_argument("--wire-dtype", default=None,
+                   help="activations on the wire (fp32, fp16, bf16, int8): replaces the dtype part of --wire")
     p.add_argument("--device", default="cpu", help="torch device to measure on: cpu or cuda[:i]")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
@@ -25,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
     p.add_argument("--calibrate", choices=("edge", "cloud"), default=None,
                    help="also measure the real executor's per-call and per-byte overheads on this machine (a local "
-                        "server and client, raw frames and --wire-dtype activations; executor.calibration) and store "
+                        "server and client sending under --wire; executor.calibration) and store "
                         "this side's in the Profile; a few seconds")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the Profile JSON here")
     return p
@@ -45,7 +53,8 @@ def print_profile(profile) -> None:
         blocks.add_row(str(i), name, f"{ms:.3f}", f"{pb / 1e6:.2f}")
     blocks.add_row("", "total", f"{profile.total_ms:.3f}", f"{sum(params) / 1e6:.2f}")
     console.print(blocks)
-    cuts = Table(title=f"bytes per cut (wire dtype {profile.wire_dtype})")
+    wire = (profile.notes.get("wire") or {}).get("label", f"activations {profile.wire_dtype}")
+    cuts = Table(title=f"bytes per cut (wire {wire})")
     for col in ("#", "k", "cut", "up bytes", "down bytes", "round trips"):
         cuts.add_column(col, justify="left" if col == "cut" else "right")
     for i, c in enumerate(profile.cuts):
@@ -70,13 +79,18 @@ def main(argv: Sequence[str] = ()) -> int:
               "prediction", file=sys.stderr)
         return 2
     from executor.models import build_model
+    from executor.wire_config import WireConfig, priced_profile
 
     try:
+        wire = WireConfig.parse(args.wire)
+        if args.wire_dtype is not None:
+            wire = WireConfig(wire.image, args.wire_dtype)
         if args.hardware is not None:
             from executor.roofline import roofline_profile_for
 
             profile = roofline_profile_for(args.model, args.preset, args.hardware, dtype=args.dtype,
-                                           wire_dtype=args.wire_dtype, efficiency=args.efficiency)
+                                           efficiency=args.efficiency)
+            model = build_model(args.model, args.preset, device="meta")
         else:
             import torch
 
@@ -84,14 +98,14 @@ def main(argv: Sequence[str] = ()) -> int:
 
             model = build_model(args.model, args.preset, device=args.device, dtype=getattr(torch, args.dtype))
             profile = profile_model(model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs,
-                                                          threads=args.threads, wire_dtype=args.wire_dtype))
-            if args.calibrate:
-                from executor.calibration import CalibrationConfig, measure_overheads
-                from executor.wire_config import WireConfig
+                                                          threads=args.threads))
+        profile = priced_profile(profile, model, wire)
+        if args.calibrate:  # overheads beyond the blocks and the codec of the wire the cuts are priced under
+            from executor.calibration import CalibrationConfig, measure_overheads
 
-                config = CalibrationConfig(wire=WireConfig("raw", args.wire_dtype))
-                edge, cloud = measure_overheads(model, profile, profile, config).apply(profile, profile)
-                profile = edge if args.calibrate == "edge" else cloud
+            config = CalibrationConfig(wire=wire)
+            edge, cloud = measure_overheads(model, profile, profile, config).apply(profile, profile)
+            profile = edge if args.calibrate == "edge" else cloud
     except ValueError as e:
         print(f"ecc profile: {e}", file=sys.stderr)
         return 2

@@ -386,27 +386,56 @@ def _perf() -> float:
 # ------------------------------------------------------------------------------------------------- Profiles
 
 
+def _check_describes(profiles: Sequence[Profile], model: SplitModel) -> None:
+    for p in profiles:
+        if (p.model_id, p.preset, p.block_names) != (model.family, model.preset, model.block_names):
+            raise ValueError(f"profile {p.model_id}/{p.preset} does not describe {model.family}/{model.preset}")
+
+
+def _priced(p: Profile, cuts: tuple[CutSpec, ...], wire: WireConfig, ms: tuple[float, ...], how: str) -> Profile:
+    notes = {"wire": wire.to_dict(), "image_encoding": wire.image, "codec_time": how}
+    return replace(p, cuts=cuts, wire_dtype=wire.activation_dtype, codec_ms=ms, notes={**p.notes, **notes})
+
+
+_CATALOGUE_CODEC = "catalogue codec model (executor.wire_config.codec_speed)"
+_MEASURED_CODEC = "measured on this CPU (half encode side, half decode side)"
+
+
 def priced_profiles(edge: Profile, cloud: Profile, model: SplitModel, wire: WireConfig | str | None, *,
                     measured_codec: bool = False) -> tuple[Profile, Profile]:
     """The (edge, cloud) Profile pair of ``model`` with its cuts priced under ``wire`` (``wire_cut_specs``) and the
     codec time charged per cut: the catalogue model for roofline Profiles of catalogue devices, this CPU's
     measurement otherwise (or with ``measured_codec``; half to each side). Notes record the wire configuration."""
     wire = WireConfig.parse(wire)
-    for p in (edge, cloud):
-        if (p.model_id, p.preset, p.block_names) != (model.family, model.preset, model.block_names):
-            raise ValueError(f"profile {p.model_id}/{p.preset} does not describe {model.family}/{model.preset}")
+    _check_describes((edge, cloud), model)
     cuts = tuple(wire_cut_specs(model, wire))
     hw_e, hw_c = edge.notes.get("hardware"), cloud.notes.get("hardware")
     if not measured_codec and edge.source == "roofline" and cloud.source == "roofline" and hw_e and hw_c:
         e_ms, c_ms = codec_ms(model, wire, hw_e, "edge"), codec_ms(model, wire, hw_c, "cloud")
-        how = "catalogue codec model (executor.wire_config.codec_speed)"
+        how = _CATALOGUE_CODEC
     else:
         both = measured_codec_ms(model, wire)
         e_ms = c_ms = tuple(t / 2 for t in both)
-        how = "measured on this CPU (half encode side, half decode side)"
-    notes = {"wire": wire.to_dict(), "image_encoding": wire.image, "codec_time": how}
-    return tuple(replace(p, cuts=cuts, wire_dtype=wire.activation_dtype, codec_ms=ms, notes={**p.notes, **notes})
-                 for p, ms in ((edge, e_ms), (cloud, c_ms)))  # type: ignore[return-value]
+        how = _MEASURED_CODEC
+    return _priced(edge, cuts, wire, e_ms, how), _priced(cloud, cuts, wire, c_ms, how)
+
+
+def priced_profile(profile: Profile, model: SplitModel, wire: WireConfig | str | None) -> Profile:
+    """One Profile (``ecc profile``'s output) priced under ``wire``: the cuts' bytes of ``wire_cut_specs`` and this
+    device's codec time, as ``priced_profiles`` prices a pair: a roofline Profile of a catalogue device by the
+    catalogue model in the role of its kind (an ``edge`` device encodes, any other decodes), a measured one by half of
+    this CPU's encode + decode time. A pair built from such files is re-priced under its run's wire configuration."""
+    wire = WireConfig.parse(wire)
+    _check_describes((profile,), model)
+    cuts = tuple(wire_cut_specs(model, wire))
+    hw = profile.notes.get("hardware")
+    if profile.source == "roofline" and hw:
+        from executor.catalog import hardware
+
+        role = "edge" if hardware(str(hw)).kind == "edge" else "cloud"
+        return _priced(profile, cuts, wire, codec_ms(model, wire, str(hw), role), f"{_CATALOGUE_CODEC}, {role} side")
+    half = tuple(t / 2 for t in measured_codec_ms(model, wire))
+    return _priced(profile, cuts, wire, half, _MEASURED_CODEC)
 
 
 def roofline_pair(family: str, preset: str, edge: str, cloud: str, wire: WireConfig | str | None = None, *,
@@ -427,8 +456,17 @@ def profile_wire(profile: Profile) -> WireConfig | None:
     return WireConfig.from_dict(w) if isinstance(w, Mapping) else None
 
 
+def priced_wire(profile: Profile) -> WireConfig:
+    """The wire configuration payloads must travel in to cost what ``profile`` charges: the one it was priced under,
+    or ``EXACT_WIRE`` for a Profile that records none (priced by the model's own ``cut_specs``: raw frames, its wire
+    dtype, fp32 by default). The rule by which a transport inside a priced setting (the env's executor backend, the
+    closed loop through the runtime) picks its wire configuration, so the simulator and the executor never charge
+    different payloads."""
+    return profile_wire(profile) or EXACT_WIRE
+
+
 __all__ = [
     "ACTIVATION_DTYPES", "DEFAULT_WIRE", "EXACT_WIRE", "CodecSpeed", "WireConfig", "codec_ms", "codec_speed",
-    "frames_meta", "measured_codec_ms", "message_bytes", "priced_profiles", "profile_wire", "roofline_pair",
+    "frames_meta", "measured_codec_ms", "message_bytes", "priced_profile", "priced_profiles", "priced_wire", "profile_wire", "roofline_pair",
     "wire_cut_specs", "wire_mismatch",
 ]

@@ -171,3 +171,11 @@ def test_train_with_hedge_trains_and_records_the_hedged_rule(tmp_path, toy):
     assert hedge_mismatch(meta, True) is None
     assert "trained with hedged execution, it runs without it" in hedge_mismatch(meta, False)
     assert hedge_mismatch({"env": {}}, False) is None  # artifacts from before the flag: trained without
+
+
+def test_train_config_takes_every_model_family() -> None:
+    from executor.models import FAMILIES
+
+    assert [TrainConfig(model=f).model for f in FAMILIES] == list(FAMILIES)  # smolvla trains too (bench_codecs)
+    with pytest.raises(ValueError, match=f"model must be one of {', '.join(FAMILIES)}"):
+        TrainConfig(model="rt2")

@@ -48,3 +48,35 @@ def test_profile_cli_roofline_writes_profile_and_rejects_unknown_names(tmp_path:
     bad_hw = subprocess.run([str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "tpu9"],
                             capture_output=True, text=True, timeout=120)
     assert bad_hw.returncode == 2 and "a100" in bad_hw.stderr.lower()
+
+
+def test_profile_cli_prices_cuts_under_the_default_wire(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ecc profile` writes cuts priced as every other command prices them: the default wire (jpeg:90 frames, fp16
+    activations, codec time of the device's role) unless --wire says otherwise; a bad --wire is exit 2."""
+    from executor import profile_cli
+    from executor.wire_config import DEFAULT_WIRE, EXACT_WIRE, WireConfig, codec_ms, profile_wire, wire_cut_specs
+
+    meta = build_model("openvla", "tiny", device="meta")
+    runs = {}
+    for name, hw, wire in (("orin", "orin", []), ("a100", "a100", []), ("exact", "orin", ["--wire", "exact"]),
+                           ("int8", "orin", ["--wire-dtype", "int8"])):
+        out = tmp_path / f"{name}.json"
+        assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--hardware", hw, *wire, "-o", str(out)]) == 0
+        runs[name] = Profile.load(out, expect_model="openvla", expect_preset="tiny")
+    orin, a100, exact = runs["orin"], runs["a100"], runs["exact"]
+    assert profile_wire(orin) == DEFAULT_WIRE and profile_wire(exact) == EXACT_WIRE
+    assert orin.cuts == tuple(wire_cut_specs(meta, DEFAULT_WIRE)) and exact.cuts == tuple(wire_cut_specs(meta, EXACT_WIRE))
+    assert orin.cuts[0].up_bytes < 0.5 * exact.cuts[0].up_bytes  # JPEG frames, not raw pixels
+    assert orin.codec_ms == codec_ms(meta, DEFAULT_WIRE, "orin", "edge") and orin.codec_ms[0] > 0
+    assert a100.codec_ms == codec_ms(meta, DEFAULT_WIRE, "a100", "cloud")  # a datacenter device decodes
+    assert not any(exact.codec_ms)
+    assert profile_wire(runs["int8"]) == WireConfig("jpeg:90", "int8")  # --wire-dtype replaces the dtype only
+    assert "wire jpeg:90,fp16" in capsys.readouterr().out
+    measured = tmp_path / "cpu.json"
+    assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1",
+                             "-o", str(measured)]) == 0
+    prof = Profile.load(measured, expect_model="openvla")
+    assert profile_wire(prof) == DEFAULT_WIRE and "measured on this CPU" in prof.notes["codec_time"]
+    assert prof.cuts == orin.cuts
+    assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--hardware", "orin", "--wire", "jpeg:90"]) == 2
+    assert "bad wire configuration" in capsys.readouterr().err
