@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="close a connection that sends no message for this long (default 300)")
     p.add_argument("--message-timeout-s", type=float, default=60.0,
                    help="a message must arrive in full within this long of its first byte (default 60)")
+    p.add_argument("--oversized-per-minute", type=int, default=10,
+                   help="oversized messages tolerated per client address and minute; beyond, that address's new "
+                        "connections are dropped at accept for the rest of the minute (default 10)")
     p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -187,6 +190,7 @@ def main(argv: Sequence[str] = ()) -> int:
             max_connections=args.max_connections,
             idle_timeout_s=args.idle_timeout_s,
             message_timeout_s=args.message_timeout_s,
+            oversized_per_minute=args.oversized_per_minute,
         )
         config.ssl_context()  # unreadable certificate files are an argument error, reported before the model loads
         if args.engine == "ray":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -32,7 +33,7 @@ from executor.protocol import (
     encode_payload,
     max_message_bytes_for,
 )
-from executor.server import CloudServer, ServerConfig, _LogBudget
+from executor.server import CloudServer, ServerConfig, _AddressStrikes, _LogBudget
 
 WAIT_S = 10.0
 FUZZ_MESSAGES = 2000
@@ -265,6 +266,64 @@ def test_connection_cap_evicts_the_idlest_and_refuses_when_none_is_idle(models):
         assert _close_code(socks[0], 2.0) == 1013
         assert server.connections_evicted >= 1 and server.connections_refused >= 1
         assert server.connections <= 3
+
+
+def test_repeated_oversized_messages_get_the_address_dropped_at_accept(models):
+    """After ``oversized_per_minute`` oversized messages from an address, its new connections are dropped as soon as
+    they are accepted (no handshake, no metadata); a connection already open keeps being served exactly; once the
+    strikes have expired the address connects again."""
+    edge, cloud = models
+    config = ServerConfig(port=0, oversized_per_minute=3, ping_interval_s=None)
+    obs = edge.make_observation(7)
+    with CloudServer(cloud, config) as server, EdgeClient(
+            edge, server.url, ClientConfig(connect_timeout_s=WAIT_S, probe_interval_s=None)) as healthy:
+        healthy.connect()
+        big = wire.MAGIC + b"\0" * server.max_message_bytes  # one byte over the limit
+        for _ in range(3):
+            with connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as ws:
+                ws.recv(timeout=WAIT_S)
+                with pytest.raises((ConnectionClosed, OSError)):  # close 1009, or the socket dropped mid-upload
+                    ws.send(big)
+                    ws.recv(timeout=WAIT_S)
+        assert server.oversized_refused == 0
+        with pytest.raises(ServerUnavailable):
+            _exact(edge, server.url)
+        assert server.oversized_refused >= 1
+        out = healthy.infer(obs, 3, deadline=time.perf_counter() + WAIT_S)
+        np.testing.assert_array_equal(out.actions, edge.forward(obs))
+        server._oversized.clear()  # what a minute does
+        _exact(edge, server.url)
+
+
+def test_address_strikes_expire_after_a_minute_and_forget_the_oldest_address():
+    now = [0.0]
+    strikes = _AddressStrikes(per_minute=2, max_addresses=3, clock=lambda: now[0])
+    strikes.add("a")
+    assert not strikes.exceeded("a")
+    strikes.add("a")
+    assert strikes.exceeded("a") and not strikes.exceeded("b")
+    now[0] = 30.0
+    assert strikes.exceeded("a")
+    now[0] = 60.5
+    assert not strikes.exceeded("a")
+    for host in "bcde":
+        strikes.add(host)
+        strikes.add(host)
+    assert not strikes.exceeded("b") and strikes.exceeded("c") and strikes.exceeded("e")  # a and b forgotten
+
+
+def test_library_log_lines_about_connections_are_budgeted(models, caplog):
+    """websockets logs "connection open"/"connection closed" at INFO for every connection: a flood of connections
+    must not grow the log beyond the budget."""
+    edge, cloud = models
+    with caplog.at_level(logging.INFO), CloudServer(cloud, ServerConfig(port=0, log_lines_per_minute=5)) as server:
+        for _ in range(20):
+            with connect(server.url, compression=None, open_timeout=WAIT_S) as ws:
+                ws.recv(timeout=WAIT_S)
+        _exact(edge, server.url)
+    library = [r for r in caplog.records if r.name.startswith(("websockets", "asyncio"))]
+    ours = [r for r in caplog.records if r.name == "executor.server"]
+    assert 1 <= len(library) <= 5 and len(ours) <= 5 + 2, ([r.getMessage() for r in library], len(ours))
 
 
 def test_failed_authentication_is_rate_limited(models):
