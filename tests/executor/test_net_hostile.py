@@ -11,6 +11,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 
 import numpy as np
@@ -293,6 +294,69 @@ def test_repeated_oversized_messages_get_the_address_dropped_at_accept(models):
         np.testing.assert_array_equal(out.actions, edge.forward(obs))
         server._oversized.clear()  # what a minute does
         _exact(edge, server.url)
+
+
+def test_decoding_runs_off_the_event_loop_under_the_in_flight_byte_budget(models, monkeypatch):
+    """A message whose decoding does not finish (a stand-in for a huge int8 payload) holds no other connection up:
+    it is decoded on the server's decode threads while another connection is answered; while it holds the in-flight
+    byte budget, a message that does not fit waits ``busy_timeout_s`` and is answered ``busy``; a message bigger
+    than the whole budget is answered ``busy`` at once; every connection stays open."""
+    edge, cloud = models
+    slow_msg = _valid_split(edge, request_id=77, cut=2)
+    _, infos = wire.read_header(slow_msg)
+    needed = len(slow_msg) + wire.decoded_nbytes(infos)
+    release = threading.Event()
+    decode_threads = []
+    real_decode = wire.decode
+
+    def decode(data, **kw):
+        message = real_decode(data, **kw)
+        if message.meta.get("request_id") == 77:
+            decode_threads.append(threading.current_thread().name)
+            release.wait(3 * WAIT_S)  # on the event loop this would freeze every connection
+        return message
+
+    monkeypatch.setattr(wire, "decode", decode)
+    ping = wire.encode({}, {"ecc": "ping", "t_client_s": 0.0})
+    config = ServerConfig(port=0, max_inflight_bytes=needed + 1024, busy_timeout_s=0.3)
+    try:
+        with CloudServer(cloud, config) as server, \
+                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as slow, \
+                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as other:
+            slow.recv(timeout=WAIT_S)
+            other.recv(timeout=WAIT_S)
+            slow.send(slow_msg)
+            while not decode_threads:
+                time.sleep(0.01)
+            other.send(ping)
+            assert real_decode(other.recv(timeout=WAIT_S)).meta["ecc"] == "pong"  # served meanwhile
+            other.send(_valid_split(edge, request_id=5, cut=2))  # does not fit beside request 77
+            busy = real_decode(other.recv(timeout=WAIT_S)).meta
+            assert (busy["ecc"], busy["code"], busy["request_id"]) == ("error", "busy", 5), busy
+            whole = wire.encode({"x": np.zeros(2 * needed, np.uint8)}, {"ecc": "ping", "request_id": 6})
+            assert len(whole) + wire.decoded_nbytes(wire.read_header(whole)[1]) > config.max_inflight_bytes
+            other.send(whole)  # more than the whole budget
+            busy = real_decode(other.recv(timeout=WAIT_S)).meta
+            assert (busy["ecc"], busy["code"], busy["request_id"]) == ("error", "busy", 6), busy
+            release.set()
+            reply = real_decode(slow.recv(timeout=WAIT_S)).meta
+            assert (reply["ecc"], reply["request_id"]) == ("reply", 77), reply
+            other.send(ping)
+            assert real_decode(other.recv(timeout=WAIT_S)).meta["ecc"] == "pong"
+    finally:
+        release.set()
+    assert decode_threads and all(n.startswith("ecc-decode") for n in decode_threads), decode_threads
+
+
+def test_ray_engine_serves_connections_with_the_same_handler():
+    """``ecc serve --engine ray`` runs ``RayCloudServer``: every limit above lives in code it inherits unchanged
+    (only where a compute job runs differs)."""
+    from executor.ray_serve import RayCloudServer
+
+    assert issubclass(RayCloudServer, CloudServer)
+    for name in ("serve", "_process_request", "_handle", "_next_message", "_answer", "_error_frame", "_handle_ours",
+                 "_handle_openpi", "_off_loop", "_evict_idlest", "_info_message"):
+        assert getattr(RayCloudServer, name) is getattr(CloudServer, name), name
 
 
 def test_address_strikes_expire_after_a_minute_and_forget_the_oldest_address():
