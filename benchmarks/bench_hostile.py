@@ -19,11 +19,12 @@ Three phases against one server subprocess with its default settings (``ecc serv
    it is decoded (close 1009, the socket dropped mid-upload, or, once the address is out of strikes
    (``--oversized-per-minute``), the connection dropped at accept); ``connect``, a control opening well-formed
    connections at the same rate; ``spin`` (``--control``), a control CPU-bound process with no network, which shows
-   what any extra busy process costs on this machine. Reported per condition: p50/p99 per round, the median over
+   what any extra busy process costs on this machine; ``light_spin``, a control busy 5 ms in every 50 ms (about
+   the attacker process's own CPU). Reported per condition: p50/p99 per round, the median over
    rounds of the p99 and of its ratio to clean's in the same round, the pooled p99, the server's CPU per call and
    the attacker process's own CPU.
 
-    python benchmarks/bench_hostile.py --phases oversize --control                 # the latency table of docs
+    python benchmarks/bench_hostile.py --phases oversize --rounds 9 --control      # run A of docs/security.md
     python benchmarks/bench_hostile.py --phases oversize --conditions oversize,connect \\
         --serve-arg=--oversized-per-minute=1000000                                 # without the per-address strikes
 """
@@ -230,10 +231,12 @@ big = b"ECCW" + b"\0" * limit  # one byte over the limit; its content never matt
 counts = {"attempts": 0, "refused": 0, "opened": 0, "closed_1009": 0, "dropped": 0, "answered": 0}
 t_next = time.monotonic()
 while True:  # ends when the parent terminates it (or closes stdout)
-    if kind == "spin":  # control: a CPU-bound process, no network at all
-        t_end = time.monotonic() + 0.05
+    if kind in ("spin", "light_spin"):  # controls: a CPU-bound process, no network at all
+        t_end = time.monotonic() + (0.05 if kind == "spin" else 0.005)
         while time.monotonic() < t_end:
             pass
+        if kind == "light_spin":
+            time.sleep(0.045)
         print(0, 0, 0, 0, 0, 0, flush=True)
         continue
     counts["attempts"] += 1
@@ -269,6 +272,7 @@ CONDITIONS = {
     "connect": "control: a process opening and closing well-formed connections (metadata read, no message) at the "
                "same rate",
     "spin": "control: a CPU-bound process, no network (what any extra busy process costs on this machine)",
+    "light_spin": "control: a process busy 5 ms in every 50 ms, no network (about the attacker's own CPU)",
 }
 
 

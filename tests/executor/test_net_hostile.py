@@ -423,6 +423,8 @@ def test_serve_cli_refuses_public_bind_without_key(capsys):
 
     assert main(["--model", "openvla", "--preset", "tiny", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "--insecure" in capsys.readouterr().err
+    assert main(["--model", "openvla", "--preset", "tiny", "--port", "0", "--oversized-per-minute", "0"]) == 2
+    assert "oversized_per_minute must be >= 1, got 0" in capsys.readouterr().err
 
 
 def _self_signed(tmp_path):
