@@ -17,7 +17,9 @@ Three phases against one server subprocess with its default settings (``ecc serv
    condition has ``--latency-calls`` calls: ``oversize``, an attacker process that keeps opening connections and
    sending a message one byte over the server's limit (``--attack-rate`` per second); each must be rejected before
    it is decoded (close 1009, the socket dropped mid-upload, or, once the address is out of strikes
-   (``--oversized-per-minute``), the connection dropped at accept); ``connect``, a control opening well-formed
+   (``--oversized-per-minute``), the connection dropped at accept); ``oversize_header``, the same attacker sending
+   only the frame header that announces such a message (the server's side of the attack without the attacker's own
+   4 MB upload on this machine); ``connect``, a control opening well-formed
    connections at the same rate; ``spin`` (``--control``), a control CPU-bound process with no network, which shows
    what any extra busy process costs on this machine; ``light_spin``, a control busy 5 ms in every 50 ms (about
    the attacker process's own CPU). Reported per condition: p50/p99 per round, the median over
@@ -224,10 +226,11 @@ def phase_lockout(server: ServerProcess, edge, idle: int) -> dict:
 
 
 ATTACKER = r"""
-import sys, time
+import struct, sys, time
 from websockets.sync.client import connect
 url, limit, rate, kind = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 big = b"ECCW" + b"\0" * limit  # one byte over the limit; its content never matters: it must not be decoded
+header = bytes([0x82, 0x80 | 127]) + struct.pack(">Q", limit + 1) + b"\0\0\0\0"  # announces it, sends nothing more
 counts = {"attempts": 0, "refused": 0, "opened": 0, "closed_1009": 0, "dropped": 0, "answered": 0}
 t_next = time.monotonic()
 while True:  # ends when the parent terminates it (or closes stdout)
@@ -250,8 +253,11 @@ while True:  # ends when the parent terminates it (or closes stdout)
             try:
                 ws.recv(timeout=10)
                 counts["opened"] += 1  # handshake done, metadata read
-                if kind == "oversize":
-                    ws.send(big)
+                if kind in ("oversize", "oversize_header"):
+                    if kind == "oversize":
+                        ws.send(big)
+                    else:
+                        ws.socket.sendall(header)
                     ws.recv(timeout=10)
                     counts["answered"] += 1  # a reply: the oversized message was accepted (must never happen)
             except Exception as e:
@@ -269,6 +275,8 @@ ATTACK_COUNTS = ("attempts", "refused", "opened", "closed_1009", "dropped", "ans
 CONDITIONS = {
     "oversize": "an attacker process opening a connection and sending a message one byte over the limit, --attack-rate "
                 "per second",
+    "oversize_header": "the attacker sending only the frame header of such a message (the server's side of the attack "
+                       "without the attacker's own upload)",
     "connect": "control: a process opening and closing well-formed connections (metadata read, no message) at the "
                "same rate",
     "spin": "control: a CPU-bound process, no network (what any extra busy process costs on this machine)",
