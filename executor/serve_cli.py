@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", type=float, default=0.0,
                    help="with --max-batch: longest wait for a batch to fill (default 0: batch what queued while the "
                         "model was busy; a lone robot never waits)")
+    p.add_argument("--oversized-per-minute", type=int, default=10,
+                   help="oversized messages tolerated per client address and minute; beyond, that address's new "
+                        "connections are dropped at accept for the rest of the minute (default 10)")
     p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
     p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -205,6 +208,7 @@ def main(argv: Sequence[str] = ()) -> int:
             message_timeout_s=args.message_timeout_s,
             max_batch=args.max_batch,
             batch_wait_ms=args.batch_wait_ms,
+            oversized_per_minute=args.oversized_per_minute,
         )
         config.ssl_context()  # unreadable certificate files are an argument error, reported before the model loads
         if args.engine == "ray":

@@ -141,6 +141,9 @@ class ServerConfig:
     message_timeout_s: a message must arrive in full within this long of its first byte (slowloris; 1008).
     open_timeout_s: a TCP connection must finish its websocket handshake within this long.
     auth_failures_per_minute: failed token checks tolerated per client address and minute; beyond, HTTP 429.
+    oversized_per_minute: oversized messages (close 1009) tolerated per client address and minute; beyond, new
+    connections from that address are dropped as soon as they are accepted (before the HTTP request is read) for
+    the rest of the minute, so a flood of oversized messages costs the server an accept instead of a handshake.
     decode_workers: threads that decode messages (off the event loop).
     max_inflight_bytes: server-wide budget of received plus decoded bytes of the messages being handled; a message
     that finds it full waits up to ``busy_timeout_s`` and is then answered ``busy``.
@@ -170,6 +173,7 @@ class ServerConfig:
     message_timeout_s: float = 60.0
     open_timeout_s: float = 10.0
     auth_failures_per_minute: int = 10
+    oversized_per_minute: int = 10
     decode_workers: int = 2
     max_inflight_bytes: int = 512 * 1024 * 1024
     busy_timeout_s: float = 5.0
@@ -198,8 +202,8 @@ class ServerConfig:
             raise ValueError("certfile and keyfile go together (TLS needs both)")
         if not (math.isfinite(self.batch_wait_ms) and self.batch_wait_ms >= 0):
             raise ValueError(f"batch_wait_ms must be finite and >= 0, got {self.batch_wait_ms}")
-        for name in ("max_connections", "auth_failures_per_minute", "decode_workers", "max_inflight_bytes",
-                     "log_lines_per_minute", "max_batch"):
+        for name in ("max_connections", "auth_failures_per_minute", "oversized_per_minute", "decode_workers",
+                     "max_inflight_bytes", "log_lines_per_minute", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s", "evict_idle_after_s"):
@@ -250,14 +254,15 @@ class _LogBudget:
 
 
 class _LogBudgetFilter(logging.Filter):
-    """Rate-limits records of a library logger (asyncio's accept errors, websockets' handshake failures)."""
+    """Rate-limits records of a library logger at INFO and above (asyncio's accept errors, websockets' handshake
+    failures and its "connection open"/"connection closed" line for every connection, an attacker's too)."""
 
     def __init__(self, budget: _LogBudget) -> None:
         super().__init__()
         self.budget = budget
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.WARNING or self.budget.allow()
+        return record.levelno < logging.INFO or self.budget.allow()
 
 
 class _ByteBudget:
@@ -295,17 +300,65 @@ class _ConnectionTimeout(Exception):
         self.code = code
 
 
-def _connection_class() -> type:
-    """websockets' ServerConnection that stops reading a connection once it has sent close 1009 (message too big):
-    the rest of an oversized message is dropped with the socket instead of being read just to be discarded."""
+class _AddressStrikes:
+    """Events per client address within the last minute (failed token checks, oversized messages); at most
+    ``max_addresses`` addresses are remembered (the oldest are forgotten)."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: int, max_addresses: int = 4096, clock: Any = time.monotonic) -> None:
+        self.per_minute, self.max_addresses, self.clock = per_minute, max_addresses, clock
+        self._times: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+
+    def exceeded(self, address: str) -> bool:
+        """Whether ``address`` has used up its events for the current minute."""
+        times = self._times.get(address)
+        if times is None:
+            return False
+        now = self.clock()
+        while times and now - times[0] > self.WINDOW_S:
+            times.popleft()
+        return len(times) >= self.per_minute
+
+    def add(self, address: str) -> None:
+        times = self._times.get(address)
+        if times is None:
+            times = self._times[address] = collections.deque(maxlen=self.per_minute)
+            while len(self._times) > self.max_addresses:
+                self._times.popitem(last=False)
+        times.append(self.clock())
+
+    def clear(self) -> None:
+        self._times.clear()
+
+
+def _peer_host(address: Any) -> str:
+    """The host part of a socket peer address (``(host, port[, ...])``), "?" when unknown."""
+    return str(address[0]) if isinstance(address, tuple) and address else "?"
+
+
+def _connection_class(server: CloudServer) -> type:
+    """websockets' ServerConnection that (1) stops reading a connection once it has sent close 1009 (message too
+    big): the rest of an oversized message is dropped with the socket instead of being read just to be discarded,
+    and the sender's address gets a strike; (2) drops a new connection from an address out of strikes as soon as it
+    is accepted, before any HTTP is parsed or answered."""
     from websockets.asyncio.server import ServerConnection
 
     class _DropOversized(ServerConnection):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if server._oversized.exceeded(_peer_host(transport.get_extra_info("peername"))):
+                server.oversized_refused += 1
+                transport.abort()  # the handshake then ends without a request, silently
+
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             sent = self.protocol.close_sent
             if sent is not None and sent.code == 1009 and not self.transport.is_closing():
                 self.transport.close()  # flushes the close frame, reads nothing more
+                peer = _peer_host(self.transport.get_extra_info("peername"))
+                server._oversized.add(peer)
+                server._log.log(logging.INFO, "closed the connection from %s: oversized message", peer)
 
     return _DropOversized
 
@@ -447,13 +500,16 @@ class CloudServer:
         self._ssl = self.config.ssl_context()
         self._log = _LogBudget(log, self.config.log_lines_per_minute)
         self._budget: _ByteBudget | None = None
-        self._auth_failures: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+        self._auth_failures = _AddressStrikes(self.config.auth_failures_per_minute)
+        self._oversized = _AddressStrikes(self.config.oversized_per_minute)
+        self._info_dict: dict[str, Any] | None = None
         self._active: dict[Any, float] = {}  # open connection -> loop time of its last complete message (or open)
         self._busy: set[Any] = set()  # connections with a message being handled
         self.connections_refused = 0
         self.connections_evicted = 0
         self.connections_timed_out = 0
         self.auth_refused = 0
+        self.oversized_refused = 0
         self._queue_length = 0
         self._queue_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -481,6 +537,16 @@ class CloudServer:
             emulation=self.emulator.describe() if self.emulator is not None else None,
             server_time_s=time.time(),
         )
+
+    def _info_message(self) -> dict[str, Any]:
+        """``info().to_dict()`` for a new connection (every connection gets one, an attacker's too): the static part
+        is built once; the clock and the emulator's counters are fresh."""
+        if self._info_dict is None:
+            self._info_dict = self.info().to_dict()
+        d = {**self._info_dict, "server_time_s": time.time()}
+        if self.emulator is not None:
+            d["emulation"] = self.emulator.describe()
+        return d
 
     @property
     def queue_length(self) -> int:
@@ -544,7 +610,7 @@ class CloudServer:
                 close_timeout=self.config.close_timeout_s,
                 open_timeout=self.config.open_timeout_s,
                 ssl=self._ssl,
-                create_connection=_connection_class(),
+                create_connection=_connection_class(self),
             ) as server:
                 self._server = server
                 self.port = next(iter(server.sockets)).getsockname()[1]
@@ -592,26 +658,17 @@ class CloudServer:
         key = self.config.api_key
         if key is None:
             return None
-        peer = str((connection.remote_address or ("?",))[0])
-        now = time.monotonic()
-        failures = self._auth_failures.get(peer)
-        if failures is not None:
-            while failures and now - failures[0] > 60.0:
-                failures.popleft()
-            if len(failures) >= self.config.auth_failures_per_minute:
-                self.auth_refused += 1
-                self._log.log(logging.WARNING, "refused %s: too many failed token attempts", peer)
-                return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
-                                          "too many failed token attempts; retry in a minute\n")
+        peer = _peer_host(connection.remote_address)
+        if self._auth_failures.exceeded(peer):
+            self.auth_refused += 1
+            self._log.log(logging.WARNING, "refused %s: too many failed token attempts", peer)
+            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
+                                      "too many failed token attempts; retry in a minute\n")
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() in ("api-key", "bearer") and hmac.compare_digest(token.strip().encode(), key.encode()):
             return None
-        if failures is None:
-            failures = self._auth_failures[peer] = collections.deque()
-            while len(self._auth_failures) > 4096:  # bounded: the oldest addresses are forgotten
-                self._auth_failures.popitem(last=False)
-        failures.append(now)
+        self._auth_failures.add(peer)
         self.auth_refused += 1
         self._log.log(logging.INFO, "refused a connection from %s: missing or wrong token", peer)
         return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong Authorization token\n")
@@ -689,7 +746,7 @@ class CloudServer:
                 self._busy.discard(ws)
 
         try:
-            await ws.send(msgpack_numpy.packb(self.info().to_dict()))
+            await ws.send(msgpack_numpy.packb(self._info_message()))
             while True:
                 if not in_flight:
                     self._busy.discard(ws)

@@ -174,7 +174,7 @@ def _crafted_pickle_zip(path, marker):
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch notes the crafted file's protocol
-def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path):
+def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path, caplog):
     path, env = copy
     marker = tmp_path / "pwned"
     legacy = _crafted_pickle_zip(path.with_suffix(".zip"), marker)
@@ -196,9 +196,11 @@ def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path):
     assert rc == 2
     assert not marker.exists()
     # the payload is real: with the user's explicit trust, SB3's loader runs it (and then fails on the rest)
-    with pytest.raises(PolicyLoadError, match="cannot be loaded by MaskablePPO"):
+    with caplog.at_level("WARNING", logger="agents.artifact"), \
+            pytest.raises(PolicyLoadError, match="cannot be loaded by MaskablePPO"):
         load_policy(legacy, trust_pickle=True)
     assert marker.exists()
+    assert "with pickle (--trust-pickle): it can run arbitrary code" in caplog.text  # trusted, never silently
 
 
 def test_migrate_keeps_predict_identical(trained, fresh):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import select
 import socket
 import struct
+import threading
 import time
 
 import numpy as np
@@ -32,7 +34,7 @@ from executor.protocol import (
     encode_payload,
     max_message_bytes_for,
 )
-from executor.server import CloudServer, ServerConfig, _LogBudget
+from executor.server import CloudServer, ServerConfig, _AddressStrikes, _LogBudget
 
 WAIT_S = 10.0
 FUZZ_MESSAGES = 2000
@@ -267,6 +269,127 @@ def test_connection_cap_evicts_the_idlest_and_refuses_when_none_is_idle(models):
         assert server.connections <= 3
 
 
+def test_repeated_oversized_messages_get_the_address_dropped_at_accept(models):
+    """After ``oversized_per_minute`` oversized messages from an address, its new connections are dropped as soon as
+    they are accepted (no handshake, no metadata); a connection already open keeps being served exactly; once the
+    strikes have expired the address connects again."""
+    edge, cloud = models
+    config = ServerConfig(port=0, oversized_per_minute=3, ping_interval_s=None)
+    obs = edge.make_observation(7)
+    with CloudServer(cloud, config) as server, EdgeClient(
+            edge, server.url, ClientConfig(connect_timeout_s=WAIT_S, probe_interval_s=None)) as healthy:
+        healthy.connect()
+        big = wire.MAGIC + b"\0" * server.max_message_bytes  # one byte over the limit
+        for _ in range(3):
+            with connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as ws:
+                ws.recv(timeout=WAIT_S)
+                with pytest.raises((ConnectionClosed, OSError)):  # close 1009, or the socket dropped mid-upload
+                    ws.send(big)
+                    ws.recv(timeout=WAIT_S)
+        assert server.oversized_refused == 0
+        with pytest.raises(ServerUnavailable):
+            _exact(edge, server.url)
+        assert server.oversized_refused >= 1
+        out = healthy.infer(obs, 3, deadline=time.perf_counter() + WAIT_S)
+        np.testing.assert_array_equal(out.actions, edge.forward(obs))
+        server._oversized.clear()  # what a minute does
+        _exact(edge, server.url)
+
+
+def test_decoding_runs_off_the_event_loop_under_the_in_flight_byte_budget(models, monkeypatch):
+    """A message whose decoding does not finish (a stand-in for a huge int8 payload) holds no other connection up:
+    it is decoded on the server's decode threads while another connection is answered; while it holds the in-flight
+    byte budget, a message that does not fit waits ``busy_timeout_s`` and is answered ``busy``; a message bigger
+    than the whole budget is answered ``busy`` at once; every connection stays open."""
+    edge, cloud = models
+    slow_msg = _valid_split(edge, request_id=77, cut=2)
+    _, infos = wire.read_header(slow_msg)
+    needed = len(slow_msg) + wire.decoded_nbytes(infos)
+    release = threading.Event()
+    decode_threads = []
+    real_decode = wire.decode
+
+    def decode(data, **kw):
+        message = real_decode(data, **kw)
+        if message.meta.get("request_id") == 77:
+            decode_threads.append(threading.current_thread().name)
+            release.wait(3 * WAIT_S)  # on the event loop this would freeze every connection
+        return message
+
+    monkeypatch.setattr(wire, "decode", decode)
+    ping = wire.encode({}, {"ecc": "ping", "t_client_s": 0.0})
+    config = ServerConfig(port=0, max_inflight_bytes=needed + 1024, busy_timeout_s=0.3)
+    try:
+        with CloudServer(cloud, config) as server, \
+                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as slow, \
+                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as other:
+            slow.recv(timeout=WAIT_S)
+            other.recv(timeout=WAIT_S)
+            slow.send(slow_msg)
+            while not decode_threads:
+                time.sleep(0.01)
+            other.send(ping)
+            assert real_decode(other.recv(timeout=WAIT_S)).meta["ecc"] == "pong"  # served meanwhile
+            other.send(_valid_split(edge, request_id=5, cut=2))  # does not fit beside request 77
+            busy = real_decode(other.recv(timeout=WAIT_S)).meta
+            assert (busy["ecc"], busy["code"], busy["request_id"]) == ("error", "busy", 5), busy
+            whole = wire.encode({"x": np.zeros(2 * needed, np.uint8)}, {"ecc": "ping", "request_id": 6})
+            assert len(whole) + wire.decoded_nbytes(wire.read_header(whole)[1]) > config.max_inflight_bytes
+            other.send(whole)  # more than the whole budget
+            busy = real_decode(other.recv(timeout=WAIT_S)).meta
+            assert (busy["ecc"], busy["code"], busy["request_id"]) == ("error", "busy", 6), busy
+            release.set()
+            reply = real_decode(slow.recv(timeout=WAIT_S)).meta
+            assert (reply["ecc"], reply["request_id"]) == ("reply", 77), reply
+            other.send(ping)
+            assert real_decode(other.recv(timeout=WAIT_S)).meta["ecc"] == "pong"
+    finally:
+        release.set()
+    assert decode_threads and all(n.startswith("ecc-decode") for n in decode_threads), decode_threads
+
+
+def test_ray_engine_serves_connections_with_the_same_handler():
+    """``ecc serve --engine ray`` runs ``RayCloudServer``: every limit above lives in code it inherits unchanged
+    (only where a compute job runs differs)."""
+    from executor.ray_serve import RayCloudServer
+
+    assert issubclass(RayCloudServer, CloudServer)
+    for name in ("serve", "_process_request", "_handle", "_next_message", "_answer", "_error_frame", "_handle_ours",
+                 "_handle_openpi", "_off_loop", "_evict_idlest", "_info_message"):
+        assert getattr(RayCloudServer, name) is getattr(CloudServer, name), name
+
+
+def test_address_strikes_expire_after_a_minute_and_forget_the_oldest_address():
+    now = [0.0]
+    strikes = _AddressStrikes(per_minute=2, max_addresses=3, clock=lambda: now[0])
+    strikes.add("a")
+    assert not strikes.exceeded("a")
+    strikes.add("a")
+    assert strikes.exceeded("a") and not strikes.exceeded("b")
+    now[0] = 30.0
+    assert strikes.exceeded("a")
+    now[0] = 60.5
+    assert not strikes.exceeded("a")
+    for host in "bcde":
+        strikes.add(host)
+        strikes.add(host)
+    assert not strikes.exceeded("b") and strikes.exceeded("c") and strikes.exceeded("e")  # a and b forgotten
+
+
+def test_library_log_lines_about_connections_are_budgeted(models, caplog):
+    """websockets logs "connection open"/"connection closed" at INFO for every connection: a flood of connections
+    must not grow the log beyond the budget."""
+    edge, cloud = models
+    with caplog.at_level(logging.INFO), CloudServer(cloud, ServerConfig(port=0, log_lines_per_minute=5)) as server:
+        for _ in range(20):
+            with connect(server.url, compression=None, open_timeout=WAIT_S) as ws:
+                ws.recv(timeout=WAIT_S)
+        _exact(edge, server.url)
+    library = [r for r in caplog.records if r.name.startswith(("websockets", "asyncio"))]
+    ours = [r for r in caplog.records if r.name == "executor.server"]
+    assert 1 <= len(library) <= 5 and len(ours) <= 5 + 2, ([r.getMessage() for r in library], len(ours))
+
+
 def test_failed_authentication_is_rate_limited(models):
     edge, cloud = models
     config = ServerConfig(port=0, api_key="s3cret", auth_failures_per_minute=3)
@@ -300,6 +423,8 @@ def test_serve_cli_refuses_public_bind_without_key(capsys):
 
     assert main(["--model", "openvla", "--preset", "tiny", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "--insecure" in capsys.readouterr().err
+    assert main(["--model", "openvla", "--preset", "tiny", "--port", "0", "--oversized-per-minute", "0"]) == 2
+    assert "oversized_per_minute must be >= 1, got 0" in capsys.readouterr().err
 
 
 def _self_signed(tmp_path):

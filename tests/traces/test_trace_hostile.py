@@ -4,6 +4,7 @@ load; a folder with one bad file still loads the rest; training whose --traces l
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -69,3 +70,34 @@ def test_profile_with_absurd_block_time_is_a_profile_error(tmp_path):
 
     with pytest.raises(ProfileError, match="at most 3.6e\\+06 ms"):
         Profile.load(tmp_path / "p.json")
+
+
+def test_cutmap_cli_with_absurd_profile_exits_2_naming_the_file(tmp_path, capsys):
+    from executor.cutmap_cli import main
+    from executor.roofline import roofline_profile_for
+
+    d = roofline_profile_for("smolvla", "tiny", "orin").to_dict()
+    d["block_ms"] = [1e308] * len(d["block_ms"])
+    (tmp_path / "edge.json").write_text(json.dumps(d))
+    cloud = tmp_path / "cloud.json"
+    cloud.write_text(json.dumps(roofline_profile_for("smolvla", "tiny", "a100").to_dict()))
+    argv = ["--model", "smolvla", "--preset", "tiny", "--edge-profile", str(tmp_path / "edge.json"),
+            "--cloud-profile", str(cloud)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ecc cutmap: ") and "edge.json: block_ms must be finite" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["huge_int.json", "far.mahimahi"])
+def test_edge_cli_with_a_bad_trace_exits_2_naming_the_file(tmp_path, capsys, name):
+    """``ecc edge --policy ... --trace BAD`` reports the trace's error (file:line) and exits 2 before connecting."""
+    from agents.edge_cli import main
+
+    text, pattern = BAD_FILES[name]
+    (tmp_path / name).write_text(text)
+    argv = ["--model", "openvla", "--preset", "tiny", "--policy", str(tmp_path / "policy.zip"), "--hardware",
+            "orin+a100", "--trace", str(tmp_path / name), "--steps", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ecc edge: ") and "Traceback" not in err
+    assert re.search(pattern, err), err
