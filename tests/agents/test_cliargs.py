@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import io
@@ -66,19 +67,28 @@ def _entries(help_text: str) -> dict[str, str]:
 
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """``{field: the comment ending its line}``, by tokenizing the class source (a '#' in a string is no comment)."""
+    """``{field: its help}``: the comment ending its line, else the docstring under it (tokenized: a '#' in a string
+    is no comment)."""
     out: dict[str, str] = {}
-    name, comment = None, None
+    name, comment, last = None, None, None  # last: the previous line's field when it had no comment
+    first = True  # the next token starts a logical line
     tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline)
     for tok in tokens:
+        if tok.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            continue
         if tok.type == tokenize.COMMENT:
             comment = tok.string.lstrip("#").strip()
         elif tok.type == tokenize.NEWLINE:
             if name and comment:
                 out[name] = comment
-            name, comment = None, None
-        elif tok.type == tokenize.NAME and name is None and tok.start[1] == 4:
+            last = name if name and not comment else None
+            name, comment, first = None, None, True
+            continue
+        elif first and tok.type == tokenize.STRING and tok.start[1] == 4 and last:
+            out[last] = " ".join(ast.literal_eval(tok.string).split())
+        elif tok.type == tokenize.NAME and name is None and first and tok.start[1] == 4:
             name = tok.string
+        first = False
     return out
 
 
@@ -120,7 +130,10 @@ def _verb_configs() -> list[tuple[str, type]]:
     from agents.evaluation import EvalConfig
     from agents.training import TrainConfig
 
-    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig)]
+    from executor.serve_cli import ServeArgs
+
+    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig),
+            ("serve", ServeArgs)]
 
 
 @pytest.mark.parametrize("verb, cls", _verb_configs())
@@ -136,7 +149,10 @@ def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls:
         entry = entries["--" + f.name.replace("_", "-")]
         assert comments.get(f.name), f"{cls.__name__}.{f.name} has no help comment"
         assert " ".join(comments[f.name].split()) in entry, entry
-        assert entry.count("default:") == 1 and entry.endswith(f"(default: {_default_label(f.default)})"), entry
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert "default:" not in entry and entry.endswith("(required)"), entry
+        else:
+            assert entry.count("default:") == 1 and entry.endswith(f"(default: {_default_label(f.default)})"), entry
 
 
 def test_ecc_train_options_beside_the_config(capsys: pytest.CaptureFixture[str],
