@@ -130,10 +130,25 @@ def _verb_configs() -> list[tuple[str, type]]:
     from agents.evaluation import EvalConfig
     from agents.training import TrainConfig
 
+    from executor.cutmap_cli import CutmapArgs
+    from executor.profile_cli import ProfileArgs
     from executor.serve_cli import ServeArgs
 
     return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig),
-            ("serve", ServeArgs)]
+            ("serve", ServeArgs), ("profile", ProfileArgs), ("cutmap", CutmapArgs)]
+
+
+def _expected_tail(cls: type, f: dataclasses.Field) -> str:
+    """How a field's help entry ends: its default, or that it is required or repeatable (tyro's append action)."""
+    import typing
+
+    import tyro
+
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        return "(required)"
+    if tyro.conf.UseAppendAction in getattr(typing.get_type_hints(cls, include_extras=True)[f.name], "__metadata__", ()):
+        return "(repeatable)"
+    return f"(default: {_default_label(f.default)})"
 
 
 @pytest.mark.parametrize("verb, cls", _verb_configs())
@@ -149,10 +164,8 @@ def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls:
         entry = entries["--" + f.name.replace("_", "-")]
         assert comments.get(f.name), f"{cls.__name__}.{f.name} has no help comment"
         assert " ".join(comments[f.name].split()) in entry, entry
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            assert "default:" not in entry and entry.endswith("(required)"), entry
-        else:
-            assert entry.count("default:") == 1 and entry.endswith(f"(default: {_default_label(f.default)})"), entry
+        tail = _expected_tail(cls, f)
+        assert entry.count("default:") == (tail.startswith("(default:")) and entry.endswith(tail), entry
 
 
 def test_ecc_train_options_beside_the_config(capsys: pytest.CaptureFixture[str],
