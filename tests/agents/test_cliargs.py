@@ -203,3 +203,22 @@ def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> Non
     err = capsys.readouterr().err
     assert "ecc train: exclude_families: 'nope' matches no trace family; families: embedded/" in err
     assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
+
+
+def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from agents.cli import main
+    from agents.policy_cli import MigrateArgs, ShowArgs, parse_args
+
+    assert parse_args(["migrate", "--trust-pickle", "runs/x"]) == MigrateArgs(Path("runs/x"), trust_pickle=True)
+    assert parse_args(["show", "runs/x"]) == ShowArgs(Path("runs/x"))
+    monkeypatch.setenv("COLUMNS", "400")
+    out = _help(capsys, lambda: main(["policy", "migrate", "--help"]))
+    assert "PATH policy.zip (or its run folder) (required)" in " ".join(out.split())
+    assert _entries(out)["--trust-pickle"] == ("--trust-pickle, --no-trust-pickle required: loading the old zip runs "
+                                               "its pickles (default: False)")
+    with pytest.raises(SystemExit) as e:
+        parse_args(["show"])
+    assert e.value.code == 2
