@@ -131,11 +131,13 @@ def _verb_configs() -> list[tuple[str, type]]:
     from agents.training import TrainConfig
 
     from executor.cutmap_cli import CutmapArgs
+    from executor.perf_cli import PerfArgs
     from executor.profile_cli import ProfileArgs
     from executor.serve_cli import ServeArgs
 
     return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig),
-            ("serve", ServeArgs), ("profile", ProfileArgs), ("cutmap", CutmapArgs)]
+            ("serve", ServeArgs), ("profile", ProfileArgs), ("cutmap", CutmapArgs),
+            ("perf", PerfArgs)]
 
 
 def _expected_tail(cls: type, f: dataclasses.Field) -> str:
@@ -191,7 +193,7 @@ def test_every_verb_help_exits_0_and_perf_keeps_its_whole_description(capsys: py
         out = _help(capsys, lambda v=verb: main([v, "--help"]))
         assert f"ecc {verb}" in out
         if verb == "perf":
-            assert "memory fit of a VLA on\ncatalogue hardware, networks and deployment modes" in out
+            assert "memory fit of a VLA on catalogue hardware, networks and deployment modes" in " ".join(out.split())
             assert out.count("ecc perf list") == 1
 
 
