@@ -10,6 +10,7 @@ import re
 import shlex
 import tokenize
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,8 +210,6 @@ def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> Non
 
 def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.CaptureFixture[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from pathlib import Path
-
     from agents.cli import main
     from agents.policy_cli import MigrateArgs, ShowArgs, parse_args
 
@@ -224,3 +223,34 @@ def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.Cap
     with pytest.raises(SystemExit) as e:
         parse_args(["show"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("command, cls", [("stats", "StatsArgs"), ("convert", "ConvertArgs"), ("plot", "PlotArgs")])
+def test_every_option_of_ecc_traces_has_its_help_and_its_default_once(command: str, cls: str,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import typing
+
+    from agents.cli import main
+    from traces import cli
+
+    config = getattr(cli, cls)
+    monkeypatch.setenv("COLUMNS", "400")
+    out = _help(capsys, lambda: main(["traces", command, "--help"]))
+    entries, flat, comments = _entries(out), " ".join(out.split()), _field_comments(config)
+    for f in dataclasses.fields(config):
+        assert comments.get(f.name), f"{cls}.{f.name} has no help comment"
+        if f.name in ("paths", "src", "dst"):  # positionals: METAVAR help
+            assert " ".join(comments[f.name].split()) in flat
+            continue
+        entry = entries["--from" if f.name == "src_format" else "--" + f.name.replace("_", "-")]
+        assert " ".join(comments[f.name].split()) in entry, entry
+        assert entry.count("default:") == (f.default is not dataclasses.MISSING), entry
+    hints = typing.get_type_hints(cli.ConvertArgs, include_extras=True)
+    from traces.readers import FORMATS
+    from traces.writers import WRITERS
+
+    assert typing.get_args(hints["to"]) == tuple(WRITERS)
+    assert typing.get_args(typing.get_args(hints["src_format"])[0]) == ("auto", *FORMATS)
+    args = cli.parse_args(["convert", "a", "b", "--to", "csv", "--from", "mahimahi"])
+    assert args == cli.ConvertArgs(Path("a"), Path("b"), to="csv", src_format="mahimahi")
