@@ -23,13 +23,19 @@ or a Profile pair that puts it below is an error (exit 2) naming what to pass in
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import tyro
+
+from agents.cliargs import parse_config
+from executor.edge_cli import EdgeArgs
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +44,37 @@ class DeadlineError(ValueError):
     """A deadline that no network step can meet on this link; the message says what to pass instead."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``executor.edge_cli``'s parser plus the observation-input and policy options (all in ``--help``)."""
-    from executor import edge_cli
+@dataclass(frozen=True)
+class EdgePolicyArgs:
+    """``executor.edge_cli``'s runtime options plus the observation-input and policy options (all in ``--help``)."""
 
-    p = edge_cli.build_parser()
-    p.description = __doc__
-    g = p.add_argument_group("observation input")
-    g.add_argument("--stream", type=Path, default=None,
-                   help="ObservationStream .npz (frames + joint state) to run on (default: the env's procedural "
-                        "generator)")
-    g.add_argument("--stream-seed", type=int, default=0, help="seed of the procedural stream (default 0)")
-    g = p.add_argument_group("policy options")
-    g.add_argument("--policy", type=Path, default=None, help="policy artifact written by `ecc train` (any of its "
-                   "files: policy.safetensors, policy.json, or the policy.zip name of earlier versions)")
-    g.add_argument("--trust-pickle", action="store_true",
-                   help="load a format-1 policy (a pickled SB3 zip, which can run code); prefer `ecc policy migrate`")
-    g.add_argument("--edge-profile", type=Path, default=None, help="edge Profile JSON the policy was trained on")
-    g.add_argument("--cloud-profile", type=Path, default=None, help="cloud Profile JSON the policy was trained on")
-    g.add_argument("--hardware", default=None, help="EDGE+CLOUD catalogue devices for roofline Profiles, e.g. orin+a100")
-    g.add_argument("--budget-ms", type=float, default=2.0, help="policy decision budget before the fallback (ms)")
-    g.add_argument("--strict", action="store_true",
-                   help="a policy that cannot be used (missing, corrupt, mismatched) is an error (exit 2) instead "
-                        "of a run decided by the heuristic")
-    g.add_argument("--no-break-even-deadline", dest="break_even_deadline", action="store_false",
-                   help="keep --deadline-ms as given instead of capping it at the edge-only time (as `ecc train` "
-                        "and `ecc eval` do by default)")
-    return p
+    runtime: Annotated[EdgeArgs, tyro.conf.OmitArgPrefixes]  # the runtime options (executor.edge_cli.EdgeArgs)
+    stream: Path | None = None
+    """ObservationStream .npz (frames + joint state) to run on (None: the env's procedural generator)"""
+    stream_seed: int = 0  # seed of the procedural stream
+    policy: Path | None = None
+    """policy artifact written by `ecc train` (any of its files: policy.safetensors, policy.json, or the policy.zip
+    name of earlier versions)"""
+    trust_pickle: bool = False
+    """load a format-1 policy (a pickled SB3 zip, which can run code); prefer `ecc policy migrate`"""
+    edge_profile: Path | None = None  # edge Profile JSON the policy was trained on
+    cloud_profile: Path | None = None  # cloud Profile JSON the policy was trained on
+    hardware: str | None = None  # EDGE+CLOUD catalogue devices for roofline Profiles, e.g. orin+a100
+    budget_ms: float = 2.0  # policy decision budget before the fallback (ms)
+    strict: bool = False
+    """a policy that cannot be used (missing, corrupt, mismatched) is an error (exit 2) instead of a run decided by
+    the heuristic"""
+    break_even_deadline: bool = True
+    """cap --deadline-ms at the edge-only time, as `ecc train` and `ecc eval` do (--no-break-even-deadline: keep
+    --deadline-ms as given)"""
 
 
-def _profiles(args: argparse.Namespace, family: str, preset: str, wire: str = "default") -> tuple[Any, Any]:
+def parse_args(argv: Sequence[str]) -> EdgePolicyArgs:
+    """The command line of ``ecc edge``."""
+    return parse_config(EdgePolicyArgs, argv, prog="ecc edge", description=__doc__)
+
+
+def _profiles(args: EdgePolicyArgs, family: str, preset: str, wire: str = "default") -> tuple[Any, Any]:
     from executor.profile import Profile
 
     if args.edge_profile is not None or args.cloud_profile is not None:
@@ -225,50 +232,52 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
     return guarded, RuntimeObservationAdapter(builder, dt_s=control.period_s, image_key="camera")
 
 
-def _stream(args: argparse.Namespace) -> Any:
+def _stream(args: EdgePolicyArgs) -> Any:
     from ecc_env.streams import ObservationStream, procedural_stream
 
     if args.stream is not None:
         return ObservationStream.load(args.stream)  # StreamFormatError (a ValueError) names the file and field
-    return procedural_stream(args.stream_seed, max(args.steps, 2))
+    return procedural_stream(args.stream_seed, max(args.runtime.steps, 2))
 
 
 def main(argv: Sequence[str] = ()) -> int:
     from executor import edge_cli
 
-    args = build_parser().parse_args(list(argv))
+    args = parse_args(argv)
+    runtime = args.runtime
     if args.policy is None and any(v is not None for v in (args.edge_profile, args.cloud_profile, args.hardware)):
         print("ecc edge: --edge-profile/--cloud-profile/--hardware only apply with --policy", file=sys.stderr)
         return 2
-    if args.policy is not None and (args.planner is not None or args.cut is not None or args.builder is not None):
+    if args.policy is not None and any(v is not None for v in (runtime.planner, runtime.cut, runtime.builder)):
         print("ecc edge: --policy replaces --planner, --builder and --cut", file=sys.stderr)
         return 2
     planner = builder = None
     try:
         stream = _stream(args)
-        if args.steps > stream.num_steps:
-            raise ValueError(f"--steps {args.steps} is longer than the stream ({stream.num_steps} steps in "
+        if runtime.steps > stream.num_steps:
+            raise ValueError(f"--steps {runtime.steps} is longer than the stream ({stream.num_steps} steps in "
                              f"{args.stream})")
         if args.policy is not None:
             from executor.control import ControlSpec, chunk_shortfall
 
-            control = ControlSpec(args.chunk_size, args.period_ms)
+            control = ControlSpec(runtime.chunk_size, runtime.period_ms)
             if abs(stream.dt_s * 1e3 - control.period_ms) > 1e-6:
                 log.warning("the stream was recorded every %.4g ms, the runtime runs every %.4g ms",
                             stream.dt_s * 1e3, control.period_ms)
-            edge, cloud = _profiles(args, args.model, args.preset, args.wire)
+            edge, cloud = _profiles(args, runtime.model, runtime.preset, runtime.wire)
             trace = None
-            if args.trace is not None:
+            if runtime.trace is not None:
                 from traces import load_trace
 
-                trace = load_trace(args.trace)
-            rtt = connect_rtt_ms(args.server) if args.server is not None else None
-            args.deadline_ms = deployment_deadline_ms(edge, cloud, args.deadline_ms,
-                                                      break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt)
+                trace = load_trace(runtime.trace)
+            rtt = connect_rtt_ms(runtime.server) if runtime.server is not None else None
+            deadline_ms = deployment_deadline_ms(edge, cloud, runtime.deadline_ms,
+                                                 break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt)
+            runtime = dataclasses.replace(runtime, deadline_ms=deadline_ms)
             planner, builder = wire_policy(args.policy, edge, cloud, period_ms=control.period_ms,
-                                           deadline_ms=args.deadline_ms, budget_ms=args.budget_ms, hedge=args.hedge,
+                                           deadline_ms=runtime.deadline_ms, budget_ms=args.budget_ms, hedge=runtime.hedge,
                                            chunk_size=control.chunk_size, trust_pickle=args.trust_pickle)
-            short = chunk_shortfall(control, args.model, args.preset)
+            short = chunk_shortfall(control, runtime.model, runtime.preset)
             if short:
                 print(f"ecc edge: {short}", file=sys.stderr)
             if planner.load_error:
@@ -294,7 +303,7 @@ def main(argv: Sequence[str] = ()) -> int:
         def preflight(model: Any) -> str | None:
             return edge_speed_mismatch(model, edge, frame(model, 0))
 
-    rc = edge_cli.run(args, planner=planner, builder=builder, frames=frame,
+    rc = edge_cli.run(runtime, planner=planner, builder=builder, frames=frame,
                       banner="guarded policy" if args.policy is not None else "", preflight=preflight)
     describe = getattr(planner, "describe_out_of_range", None)
     if callable(describe) and describe():

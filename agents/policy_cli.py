@@ -10,36 +10,55 @@ so that nobody does that by accident. The new artifact is written beside the old
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Union
+
+import tyro
+
+from agents.cliargs import parse_config
 
 
 def _artifact(arg: Path) -> Path:
     return arg / "policy.zip" if arg.is_dir() else arg
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc policy", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("migrate", help="rewrite a format-1 (pickled) artifact as safetensors + JSON")
-    m.add_argument("path", type=Path, help="policy.zip (or its run folder)")
-    m.add_argument("--trust-pickle", action="store_true", help="required: loading the old zip runs its pickles")
-    s = sub.add_parser("show", help="print an artifact's format version, model and network")
-    s.add_argument("path", type=Path, help="any file of the artifact (or its run folder)")
-    return p
+@dataclass(frozen=True)
+class MigrateArgs:
+    """Rewrite a format-1 (pickled) artifact as safetensors + JSON."""
+
+    path: tyro.conf.Positional[Path]  # policy.zip (or its run folder)
+    trust_pickle: bool = False  # required: loading the old zip runs its pickles
+
+
+@dataclass(frozen=True)
+class ShowArgs:
+    """Print an artifact's format version, model and network."""
+
+    path: tyro.conf.Positional[Path]  # any file of the artifact (or its run folder)
+
+
+PolicyArgs = Union[  # noqa: UP007 (tyro reads the subcommands from a typing.Union; a `|` of Annotated needs 3.10 too)
+    Annotated[MigrateArgs, tyro.conf.subcommand("migrate")],
+    Annotated[ShowArgs, tyro.conf.subcommand("show")],
+]
+
+
+def parse_args(argv: Sequence[str]) -> MigrateArgs | ShowArgs:
+    """The command line of ``ecc policy``: ``migrate`` or ``show``."""
+    return parse_config(PolicyArgs, argv, prog="ecc policy", description=__doc__)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     from agents.artifact import PolicyLoadError, migrate_policy, read_metadata
 
     path = _artifact(args.path)
     try:
-        if args.command == "migrate":
+        if isinstance(args, MigrateArgs):
             if not args.trust_pickle:
                 print("ecc policy migrate: loading a pickled policy runs code from it; pass --trust-pickle if you "
                       "trust its author", file=sys.stderr)

@@ -7,42 +7,47 @@ edge-only and cloud-only), and writes the plot (-o). Profiles come from the roof
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-COMPUTE_DTYPES = ("bfloat16", "float16", "float32", "int8")
+import tyro
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc cutmap", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family: openvla, pi0, smolvla, cogact")
-    p.add_argument("--preset", default="full", help="tiny | small | full (default: full)")
-    p.add_argument("--edge", default="orin", help="edge device from the hardware catalogue (default: orin)")
-    p.add_argument("--cloud", default="a100", help="cloud device from the hardware catalogue (default: a100)")
-    p.add_argument("--wire-dtype", default="fp16",
-                   help="activations on the wire: fp32, fp16, bf16, int8 (default fp16, executor.wire_config)")
-    p.add_argument("--image", default="jpeg:90",
-                   help="camera frames on the wire: raw, png, jpeg[:Q], resize:PX[+jpeg:Q] (default: jpeg:90)")
-    p.add_argument("--rtt-ms", type=float, action="append", default=None,
-                   help="round-trip time in ms (repeat for several maps; the plot uses the first; default 20)")
-    p.add_argument("--down-mbps", type=float, default=None,
-                   help="fixed downlink rate in Mbit/s (default: downlink = uplink)")
-    p.add_argument("--bw-min", type=float, default=0.5, help="lowest uplink bandwidth, Mbit/s (default 0.5)")
-    p.add_argument("--bw-max", type=float, default=10_000.0, help="highest uplink bandwidth, Mbit/s (default 10000)")
-    p.add_argument("--dtype", default="bfloat16", choices=COMPUTE_DTYPES, help="roofline compute dtype")
-    p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
-    p.add_argument("--edge-profile", type=Path, default=None, help="edge Profile JSON instead of the roofline")
-    p.add_argument("--cloud-profile", type=Path, default=None, help="cloud Profile JSON instead of the roofline")
-    p.add_argument("-o", "--output", type=Path, default=None, help="write the plot (PNG) here")
-    p.add_argument("--json", type=Path, default=None, help="write the intervals as JSON here")
-    return p
+from traces.cliargs import parse_config
 
 
-def _profiles(args: argparse.Namespace, wire: str):
+@dataclass(frozen=True)
+class CutmapArgs:
+    """The options of ``ecc cutmap``."""
+
+    model: str  # model family: openvla, pi0, smolvla, cogact
+    preset: str = "full"  # tiny | small | full
+    edge: str = "orin"  # edge device from the hardware catalogue
+    cloud: str = "a100"  # cloud device from the hardware catalogue
+    wire_dtype: str = "fp16"  # activations on the wire: fp32, fp16, bf16, int8 (executor.wire_config)
+    image: str = "jpeg:90"  # camera frames on the wire: raw, png, jpeg[:Q], resize:PX[+jpeg:Q]
+    rtt_ms: Annotated[tuple[float, ...], tyro.conf.UseAppendAction] = ()
+    """round-trip time in ms, one map each (repeat the flag: --rtt-ms 50 --rtt-ms 0; the plot uses the first; none: 20)"""
+    down_mbps: float | None = None  # fixed downlink rate in Mbit/s (None: downlink = uplink)
+    bw_min: float = 0.5  # lowest uplink bandwidth, Mbit/s
+    bw_max: float = 10_000.0  # highest uplink bandwidth, Mbit/s
+    dtype: Literal["bfloat16", "float16", "float32", "int8"] = "bfloat16"  # roofline compute dtype
+    efficiency: float = 1.0  # roofline efficiency factor in (0, 1]
+    edge_profile: Path | None = None  # edge Profile JSON instead of the roofline
+    cloud_profile: Path | None = None  # cloud Profile JSON instead of the roofline
+    output: Annotated[Path | None, tyro.conf.arg(aliases=("-o",))] = None  # write the plot (PNG) here
+    json: Path | None = None  # write the intervals as JSON here
+
+
+def parse_args(argv: Sequence[str]) -> CutmapArgs:
+    """The command line of ``ecc cutmap``."""
+    return parse_config(CutmapArgs, argv, prog="ecc cutmap", description=__doc__)
+
+
+def _profiles(args: CutmapArgs, wire: str):
     from executor.cutmap import roofline_profiles
     from executor.models import build_model
     from executor.profile import Profile
@@ -50,7 +55,7 @@ def _profiles(args: argparse.Namespace, wire: str):
 
     if (args.edge_profile is None) != (args.cloud_profile is None):
         raise ValueError("give both --edge-profile and --cloud-profile, or neither")
-    if args.edge_profile is None:
+    if args.edge_profile is None or args.cloud_profile is None:
         return roofline_profiles(args.model, args.preset, args.edge, args.cloud, dtype=args.dtype, wire_dtype=wire,
                                  image_encoding=args.image, efficiency=args.efficiency)
     edge = Profile.load(args.edge_profile, expect_model=args.model, expect_preset=args.preset)
@@ -97,7 +102,7 @@ def map_to_dict(cm) -> dict:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    args = build_parser().parse_args(list(argv))
+    args = parse_args(argv)
     from executor.wire_config import ACTIVATION_DTYPES
 
     wire = ACTIVATION_DTYPES.get(args.wire_dtype.lower())
@@ -105,7 +110,7 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"ecc cutmap: unknown --wire-dtype {args.wire_dtype!r}; valid: {', '.join(ACTIVATION_DTYPES)}",
               file=sys.stderr)
         return 2
-    rtts = args.rtt_ms or [20.0]
+    rtts = args.rtt_ms or (20.0,)
     from rich.console import Console
 
     from executor.camera import ImageEncoding, image_shape, measure_encoding, sample_frames

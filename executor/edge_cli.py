@@ -16,53 +16,53 @@ runtime's and the planner's reports (a GuardedPolicy's fallbacks by reason and o
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS
+from traces.cliargs import parse_config
 
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc edge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", default=None, help="ws://HOST:PORT of `ecc serve` (default: none, edge-only)")
-    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
-    p.add_argument("--preset", default="small", help="tiny | small (default: small); must match the server")
-    p.add_argument("--seed", type=int, default=0, help="weight seed; must match the server (default 0)")
-    p.add_argument("--cut", type=int, default=None, help="fixed cut index (default: edge-only)")
-    p.add_argument("--planner", default=None, help="module:factory returning a planner (called with the model)")
-    p.add_argument("--builder", default=None, help="module:factory returning an observation builder (called with the model)")
-    p.add_argument("--steps", type=int, default=20, help="observations to process (default 20)")
-    p.add_argument("--period-ms", type=float, default=DEFAULT_PERIOD_MS,
-                   help=f"control period in ms (default {DEFAULT_PERIOD_MS:g}, executor.control)")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
-                   help=f"actions executed per inference, at most the model's chunk (default {DEFAULT_CHUNK_SIZE}, "
-                        "executor.control; the env's chunk_size)")
-    p.add_argument("--deadline-ms", type=float, default=300.0, help="split deadline in ms (default 300)")
-    p.add_argument("--no-realtime", action="store_true", help="run steps back to back instead of every period")
-    p.add_argument("--hedge", action="store_true",
-                   help="hedged execution: on cuts with one request and one reply, run the cloud's blocks locally "
-                        "while the payload travels and use the first actions (executor.hedge)")
-    p.add_argument("--api-key", default=None, help="token for the server (default: $ECC_API_KEY)")
-    p.add_argument("--cafile", default=None, help="PEM CA that signed a wss:// server's certificate (default: system)")
-    p.add_argument("--wire", default="default",
-                   help="frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), 'default' "
-                        "(jpeg:90,fp16) or 'exact' (raw,fp32; bit-exact actions); see executor.wire_config")
-    p.add_argument("--trace", type=Path, default=None, help="bandwidth trace file to shape the link with")
-    p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times the edge emulates")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--out", type=Path, default=None, help="write one JSON line per step here")
-    return p
+@dataclass(frozen=True)
+class EdgeArgs:
+    """The runtime options of ``ecc edge`` (``python -m executor.edge_cli`` takes these alone)."""
+
+    model: str  # model family, e.g. openvla, pi0
+    server: str | None = None  # ws://HOST:PORT of `ecc serve` (None: edge-only)
+    preset: str = "small"  # tiny | small; must match the server
+    seed: int = 0  # weight seed; must match the server
+    cut: int | None = None  # fixed cut index (None: edge-only)
+    planner: str | None = None  # module:factory returning a planner (called with the model)
+    builder: str | None = None  # module:factory returning an observation builder (called with the model)
+    steps: int = 20  # observations to process
+    period_ms: float = DEFAULT_PERIOD_MS  # control period in ms (executor.control)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    """actions executed per inference, at most the model's chunk (executor.control; the env's chunk_size)"""
+    deadline_ms: float = 300.0  # split deadline in ms
+    realtime: bool = True  # run a step every period (--no-realtime: back to back)
+    hedge: bool = False
+    """hedged execution: on cuts with one request and one reply, run the cloud's blocks locally while the payload
+    travels and use the first actions (executor.hedge)"""
+    api_key: str | None = None  # token for the server (None: $ECC_API_KEY)
+    cafile: str | None = None  # PEM CA that signed a wss:// server's certificate (None: the system's)
+    wire: str = "default"
+    """frames and activations on the wire: IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), 'default' (jpeg:90,fp16) or
+    'exact' (raw,fp32; bit-exact actions); see executor.wire_config"""
+    trace: Path | None = None  # bandwidth trace file to shape the link with
+    emulate: Path | None = None  # Profile JSON whose per-block times the edge emulates
+    threads: int | None = None  # torch CPU threads (None: torch's setting)
+    out: Path | None = None  # write one JSON line per step here
 
 
 def _factory(spec: str, model: Any) -> Any:
@@ -103,13 +103,13 @@ def _record_dict(r: Any) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    return run(build_parser().parse_args(list(argv)))
+    return run(parse_config(EdgeArgs, argv, prog="ecc edge", description=__doc__))
 
 
-def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
+def run(args: EdgeArgs, *, planner: Any = None, builder: Any = None,
         frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "",
         preflight: Callable[[Any], str | None] | None = None) -> int:
-    """Run the edge runtime for parsed ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
+    """Run the edge runtime for ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
     env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
     ``frames(model, step)`` replaces the model's synthetic observations; ``preflight(model)`` (after hardware
     emulation is attached) returns a reason not to run (exit 2) or None."""
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, *, planner: Any = None, builder: Any = None,
         client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None, cafile=args.cafile,
                                      wire=args.wire)
         config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
-                               realtime=not args.no_realtime, hedge=args.hedge, chunk_size=args.chunk_size)
+                               realtime=args.realtime, hedge=args.hedge, chunk_size=args.chunk_size)
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
         if emulator is not None:

@@ -15,15 +15,19 @@ catalogue hardware, networks and deployment modes (roofline model, no GPU needed
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import tyro
 
 from executor import catalog
-from executor.perf.configs import ACTION_HEADS, ConfigError, model_names, resolve_model
+from executor.catalog import NetworkLink
+from executor.perf.configs import ActionHead, ConfigError, model_names, resolve_model
 from executor.perf.modes import (
     MODES,
     Payloads,
@@ -34,39 +38,49 @@ from executor.perf.modes import (
     evaluate_mode,
     resolve_mode,
 )
+from traces.cliargs import parse_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ecc perf", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="pi0", help=f"{', '.join(model_names())} or a Hugging Face config.json")
-    ap.add_argument("--mode", default="on-device", help=f"one of {', '.join(MODES)}")
-    ap.add_argument("--base", default=None, help="placement under --mode async/dual-system "
-                                                 "(default edge-server / on-device)")
-    ap.add_argument("--device", default="Jetson AGX Thor", help="the robot's computer (catalogue name or alias)")
-    ap.add_argument("--server", default="B100", help="edge server / cloud GPU")
-    ap.add_argument("--network", default="WiFi 7", help="robot <-> server link (catalogue name or alias)")
-    ap.add_argument("--wan", default=None, help="WAN hop for --mode cloud (default 'WAN hop, fast cloud')")
-    ap.add_argument("--up-mbps", type=float, default=None, help="custom link instead of --network: upload Mbit/s")
-    ap.add_argument("--down-mbps", type=float, default=None, help="custom link: download Mbit/s")
-    ap.add_argument("--latency-ms", type=float, default=None, help="custom link: one-way latency (ms)")
-    ap.add_argument("--steps", type=int, default=None, help="denoising steps")
-    ap.add_argument("--chunk", type=int, default=None, help="action chunk size")
-    ap.add_argument("--dof", type=int, default=None, help="action degrees of freedom")
-    ap.add_argument("--timesteps", type=int, default=None, help="past timesteps kept in the VLM context")
-    ap.add_argument("--action-head", choices=ACTION_HEADS, default=None,
-                    help="flow expert, autoregressive, or ar-parallel (all action tokens in one VLM pass)")
-    ap.add_argument("--accounting", choices=("complete", "paper"), default="complete",
-                    help="'paper' reproduces VLA-Perf's GenZ accounting (GiB units, second expert QKV)")
-    ap.add_argument("--attention", choices=("onchip", "materialised", "fused"), default=None,
-                    help="attention accounting (default onchip: scores stay on chip, as GenZ)")
-    ap.add_argument("--s2-cap-hz", type=float, default=5.0, help="dual-system: System-2 rate cap")
-    ap.add_argument("--jpeg-ratio", type=float, default=0.1, help="compressed / raw image bytes")
-    ap.add_argument("--dtype", default="bfloat16", help="compute dtype (bfloat16, float16, float32, int8)")
-    ap.add_argument("--cut", type=int, default=None, help="--mode cut: this cut index (default: fastest)")
-    ap.add_argument("--all-cuts", action="store_true", help="--mode cut: print every cut")
-    ap.add_argument("--json", action="store_true", help="print the result as JSON")
-    return ap
+@dataclass(frozen=True)
+class PerfArgs:
+    """The options of ``ecc perf`` (``ecc perf sweep`` and ``ecc perf list`` are its two sub-commands)."""
+
+    model: str = "pi0"  # a catalogue model (the list sub-command names them) or a Hugging Face config.json
+    mode: str = "on-device"  # deployment mode: on-device, edge-server, cloud, split, cut, async, dual-system
+    base: str | None = None  # placement under --mode async/dual-system (None: edge-server / on-device)
+    device: str = "Jetson AGX Thor"  # the robot's computer (catalogue name or alias)
+    server: str = "B100"  # edge server / cloud GPU
+    network: str = "WiFi 7"  # robot <-> server link (catalogue name or alias)
+    wan: str | None = None  # WAN hop for --mode cloud (None: 'WAN hop, fast cloud')
+    up_mbps: float | None = None  # custom link instead of --network: upload Mbit/s
+    down_mbps: float | None = None  # custom link: download Mbit/s
+    latency_ms: float | None = None  # custom link: one-way latency (ms)
+    steps: int | None = None  # denoising steps (None: the model's)
+    chunk: int | None = None  # action chunk size (None: the model's)
+    dof: int | None = None  # action degrees of freedom (None: the model's)
+    timesteps: int | None = None  # past timesteps kept in the VLM context (None: the model's)
+    action_head: ActionHead | None = None
+    """flow expert, autoregressive, or ar-parallel (all action tokens in one VLM pass) (None: the model's)"""
+    accounting: Literal["complete", "paper"] = "complete"
+    """'paper' reproduces VLA-Perf's GenZ accounting (GiB units, second expert QKV)"""
+    attention: Literal["onchip", "materialised", "fused"] | None = None
+    """attention accounting (None: onchip, scores stay on chip, as GenZ)"""
+    s2_cap_hz: float = 5.0  # dual-system: System-2 rate cap
+    jpeg_ratio: float = 0.1  # compressed / raw image bytes
+    dtype: str = "bfloat16"  # compute dtype (bfloat16, float16, float32, int8)
+    cut: int | None = None  # with --mode cut: this cut index (None: fastest)
+    all_cuts: bool = False  # with --mode cut: print every cut
+    json: bool = False  # print the result as JSON
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    """Run sweeps; write CSV, JSON and PNG."""
+
+    out: str  # output folder
+    names: tyro.conf.Positional[tuple[str, ...]] = ("all",)  # 'all' or the sweeps to run (names above)
+    model: str = "pi0"  # the model swept (a catalogue model or a Hugging Face config.json)
+    plots: bool = True  # a PNG beside each table (--no-plots: the tables only)
 
 
 def _fmt_ms(x: float) -> str:
@@ -99,20 +113,16 @@ def render(r: PerfResult) -> str:
 def _sweep_main(argv: Sequence[str]) -> int:
     from executor.perf import plots, sweeps
 
-    ap = argparse.ArgumentParser(prog="ecc perf sweep", description="run sweeps; write CSV, JSON and PNG")
-    ap.add_argument("names", nargs="+", help=f"'all' or any of {', '.join(sweeps.SWEEPS)}")
-    ap.add_argument("--model", default="pi0")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--no-plots", action="store_true")
-    args = ap.parse_args(list(argv))
-    names = list(sweeps.SWEEPS) if args.names == ["all"] else args.names
+    args = parse_config(SweepArgs, argv, prog="ecc perf sweep",
+                        description=f"Run sweeps ({', '.join(sweeps.SWEEPS)}); write CSV, JSON and PNG.")
+    names = list(sweeps.SWEEPS) if args.names == ("all",) else args.names
     cfg = resolve_model(args.model)
     for name in names:
         rows = sweeps.run_sweep(name, None if name == "scale" else cfg)
         stem = Path(args.out) / f"perf_{name.replace('-', '_')}"
         c, j = sweeps.write_table(rows, stem)
         print(f"{name}: {len(rows)} rows -> {c}, {j}")
-        if not args.no_plots:
+        if args.plots:
             print(f"  plot -> {plots.plot_sweep(rows, stem.with_suffix('.png'))}")
     return 0
 
@@ -133,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep_main(argv[1:])
         if argv and argv[0] == "list":
             return _list()
-        args = _parser().parse_args(argv)
+        args = parse_config(PerfArgs, argv, prog="ecc perf", description=__doc__)
         check_parameters(steps=args.steps, chunk=args.chunk, dof=args.dof, timesteps=args.timesteps)
         if resolve_mode(args.mode, args.base)[0] == "cut" and args.model not in model_names():
             return _family_cut(args)  # an executor family without an analytic config (e.g. smolvla)
@@ -143,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if changes:
             cfg = cfg.with_(**changes)
         custom = (args.up_mbps, args.down_mbps, args.latency_ms)
-        network = args.network
+        network: NetworkLink | str = args.network
         if any(v is not None for v in custom):
             if any(v is None for v in custom):
                 raise PerfInputError("a custom link needs --up-mbps, --down-mbps and --latency-ms together")
@@ -163,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _family_cut(args: argparse.Namespace) -> int:
+def _family_cut(args: PerfArgs) -> int:
     from executor.perf.cuts import evaluate_cut
 
     r = evaluate_cut(args.model, catalog.hardware(args.device), catalog.hardware(args.server),
@@ -174,7 +184,7 @@ def _family_cut(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cuts(cfg: object, args: argparse.Namespace) -> None:
+def _print_cuts(cfg: object, args: PerfArgs) -> None:
     from executor.perf.cuts import cut_rows
 
     rows, _, _ = cut_rows(cfg, catalog.hardware(args.device), catalog.hardware(args.server),  # type: ignore[arg-type]

@@ -6,37 +6,43 @@ The bytes of every cut and the codec time are priced under the wire configuratio
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-DTYPES = ("float32", "bfloat16", "float16")
+import tyro
+
+from traces.cliargs import parse_config
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc profile", description=__doc__)
-    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
-    p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and compute dtype")
-    p.add_argument("--wire", default="default",
-                   help="frames and activations on the wire, pricing the cuts: IMAGE,DTYPE (e.g. jpeg:90,fp16 or "
-                        "raw,fp32), 'default' (jpeg:90,fp16) or 'exact' (raw,fp32); see executor.wire_config")
-    p.add_argument("--wire-dtype", default=None,
-                   help="activations on the wire (fp32, fp16, bf16, int8): replaces the dtype part of --wire")
-    p.add_argument("--device", default="cpu", help="torch device to measure on: cpu or cuda[:i]")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
-    p.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
-    p.add_argument("--runs", type=int, default=5, help="measured runs; the per-block median is kept (default 5)")
-    p.add_argument("--hardware", default=None,
-                   help="predict with the roofline model for this catalogue device instead of measuring")
-    p.add_argument("--efficiency", type=float, default=1.0, help="roofline efficiency factor in (0, 1]")
-    p.add_argument("--calibrate", choices=("edge", "cloud"), default=None,
-                   help="also measure the real executor's per-call and per-byte overheads on this machine (a local "
-                        "server and client sending under --wire; executor.calibration) and store "
-                        "this side's in the Profile; a few seconds")
-    p.add_argument("-o", "--output", type=Path, default=None, help="write the Profile JSON here")
-    return p
+@dataclass(frozen=True)
+class ProfileArgs:
+    """The options of ``ecc profile``."""
+
+    model: str  # model family, e.g. openvla, pi0
+    preset: str = "small"  # tiny | small | full
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights and compute dtype
+    wire: str = "default"
+    """frames and activations on the wire, pricing the cuts: IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), 'default'
+    (jpeg:90,fp16) or 'exact' (raw,fp32); see executor.wire_config"""
+    wire_dtype: str | None = None  # activations on the wire (fp32, fp16, bf16, int8): replaces the dtype part of --wire
+    device: str = "cpu"  # torch device to measure on: cpu or cuda[:i]
+    threads: int | None = None  # torch CPU threads (None: torch's setting)
+    warmup: int = 2  # warm-up runs
+    runs: int = 5  # measured runs; the per-block median is kept
+    hardware: str | None = None  # predict with the roofline model for this catalogue device instead of measuring
+    efficiency: float = 1.0  # roofline efficiency factor in (0, 1]
+    calibrate: Literal["edge", "cloud"] | None = None
+    """also measure the real executor's per-call and per-byte overheads on this machine (a local server and client
+    sending under --wire; executor.calibration) and store this side's in the Profile; a few seconds"""
+    output: Annotated[Path | None, tyro.conf.arg(aliases=("-o",))] = None  # write the Profile JSON here
+
+
+def parse_args(argv: Sequence[str]) -> ProfileArgs:
+    """The command line of ``ecc profile``."""
+    return parse_config(ProfileArgs, argv, prog="ecc profile", description=__doc__)
 
 
 def print_profile(profile) -> None:
@@ -70,7 +76,7 @@ def print_profile(profile) -> None:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    args = build_parser().parse_args(list(argv))
+    args = parse_args(argv)
     if args.warmup < 0 or args.runs < 1:
         print(f"ecc profile: --warmup must be >= 0 and --runs >= 1 (got {args.warmup}, {args.runs})", file=sys.stderr)
         return 2

@@ -25,73 +25,71 @@ a lone request's in the last bits (docs/scale_out.md).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
 
 from executor.protocol import DEFAULT_PORT
+from traces.cliargs import parse_config
 
 log = logging.getLogger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model family, e.g. openvla, pi0")
-    p.add_argument("--preset", default="small", help="tiny | small (default: small)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port, 0 = any free port (default {DEFAULT_PORT})")
-    p.add_argument("--seed", type=int, default=0, help="weight seed; the edge must use the same (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
-    p.add_argument("--api-key", default=None, help="shared token clients must present (default: $ECC_API_KEY, else none)")
-    p.add_argument("--insecure", action="store_true",
-                   help="allow a non-loopback --host without --api-key (anyone who reaches the port uses the model)")
-    p.add_argument("--certfile", default=None, help="PEM certificate chain: serve TLS (wss://); needs --keyfile")
-    p.add_argument("--keyfile", default=None, help="PEM private key of --certfile")
-    p.add_argument("--max-message-mb", type=float, default=None,
-                   help="largest accepted message in MB (default: 4x the model's largest legitimate request, "
-                        "at least 4 MiB)")
-    p.add_argument("--max-connections", type=int, default=256, help="open connections served at once (default 256)")
-    p.add_argument("--idle-timeout-s", type=float, default=300.0,
-                   help="close a connection that sends no message for this long (default 300)")
-    p.add_argument("--message-timeout-s", type=float, default=60.0,
-                   help="a message must arrive in full within this long of its first byte (default 60)")
-    p.add_argument("--max-batch", type=int, default=1,
-                   help="batch up to this many concurrent requests at one cut into one forward (both engines; "
-                        "default 1: off)")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0,
-                   help="with --max-batch: longest wait for a batch to fill (default 0: batch what queued while the "
-                        "model was busy; a lone robot never waits)")
-    p.add_argument("--oversized-per-minute", type=int, default=10,
-                   help="oversized messages tolerated per client address and minute; beyond, that address's new "
-                        "connections are dropped at accept for the rest of the minute (default 10)")
-    p.add_argument("--reply-compression", default="none", help="codec for reply activations: none|fp16|bf16|int8")
-    p.add_argument("--emulate", type=Path, default=None, help="Profile JSON whose per-block times to emulate")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: one process (default); ray: replicas on Ray Serve")
-    p.add_argument("--replicas", type=int, default=1, help="model replicas with --engine ray (default 1)")
-    p.add_argument("--max-replicas", type=int, default=None,
-                   help="with --engine ray: autoscale on queue length up to this many replicas (default: off)")
-    p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs Ray reserves per replica (default 1)")
-    p.add_argument("--replica-gpus", type=float, default=0.0, help="GPUs Ray reserves per replica (default 0)")
-    p.add_argument("--ray-address", "--address", dest="address", default=None,
-                   help="Ray to use with --engine ray: 'local' starts a local instance; an address attaches to that "
-                        "cluster (default: $RAY_ADDRESS if set, else local)")
-    p.add_argument("--app-name", default=None,
-                   help="Serve application name with --engine ray (default: ecc-cloud-MODEL-PRESET-seedN-portP)")
-    p.add_argument("--deploy-timeout-s", type=float, default=120.0,
-                   help="with --engine ray: give up when the replicas do not run within this (default 120)")
-    p.add_argument("--request-timeout-s", type=float, default=30.0,
-                   help="with --engine ray: bound on one attempt at a replica, shortened to the client's deadline "
-                        "(default 30)")
-    p.add_argument("--max-attempts", type=int, default=2,
-                   help="with --engine ray: attempts per request on a dead or silent replica (default 2)")
-    return p
+@dataclass(frozen=True)
+class ServeArgs:
+    """The options of ``ecc serve``."""
+
+    model: str  # model family, e.g. openvla, pi0
+    preset: str = "small"  # tiny | small
+    host: str = "127.0.0.1"  # bind address (127.0.0.1: loopback only)
+    port: int = DEFAULT_PORT  # TCP port, 0 = any free port
+    seed: int = 0  # weight seed; the edge must use the same
+    device: str = "cpu"  # torch device (cpu, cuda, cuda:1 ...)
+    threads: int | None = None  # torch CPU threads (None: torch's setting)
+    api_key: str | None = None  # shared token clients must present (None: $ECC_API_KEY, else none)
+    insecure: bool = False  # allow a non-loopback --host without --api-key (anyone who reaches the port uses the model)
+    certfile: str | None = None  # PEM certificate chain: serve TLS (wss://); needs --keyfile
+    keyfile: str | None = None  # PEM private key of --certfile
+    max_message_mb: float | None = None
+    """largest accepted message in MB (None: 4x the model's largest legitimate request, at least 4 MiB)"""
+    max_connections: int = 256  # open connections served at once
+    idle_timeout_s: float = 300.0  # close a connection that sends no message for this long
+    message_timeout_s: float = 60.0  # a message must arrive in full within this long of its first byte
+    max_batch: int = 1  # batch up to this many concurrent requests at one cut into one forward (both engines; 1: off)
+    batch_wait_ms: float = 0.0
+    """with --max-batch: longest wait for a batch to fill (0: batch what queued while the model was busy; a lone robot
+    never waits)"""
+    oversized_per_minute: int = 10
+    """oversized messages tolerated per client address and minute; beyond, that address's new connections are
+    dropped at accept for the rest of the minute"""
+    reply_compression: str = "none"  # codec for reply activations: none|fp16|bf16|int8
+    emulate: Path | None = None  # Profile JSON whose per-block times to emulate
+    engine: Literal["local", "ray"] = "local"  # local: one process; ray: replicas on Ray Serve
+    replicas: int = 1  # model replicas with --engine ray
+    max_replicas: int | None = None  # with --engine ray: autoscale on queue length up to this many replicas (None: off)
+    replica_cpus: float = 1.0  # CPUs Ray reserves per replica
+    replica_gpus: float = 0.0  # GPUs Ray reserves per replica
+    ray_address: Annotated[str | None, tyro.conf.arg(aliases=("--address",))] = None
+    """Ray to use with --engine ray: 'local' starts a local instance; an address attaches to that cluster (None:
+    $RAY_ADDRESS if set, else local)"""
+    app_name: str | None = None  # Serve application name with --engine ray (None: ecc-cloud-MODEL-PRESET-seedN-portP)
+    deploy_timeout_s: float = 120.0  # with --engine ray: give up when the replicas do not run within this
+    request_timeout_s: float = 30.0
+    """with --engine ray: bound on one attempt at a replica, shortened to the client's deadline"""
+    max_attempts: int = 2  # with --engine ray: attempts per request on a dead or silent replica
+
+
+def parse_args(argv: Sequence[str]) -> ServeArgs:
+    """The command line of ``ecc serve``."""
+    return parse_config(ServeArgs, argv, prog="ecc serve", description=__doc__)
 
 
 def _raise_fd_limit(max_connections: int) -> None:
@@ -112,12 +110,12 @@ class _Terminated(Exception):
     """SIGTERM/SIGINT during start-up: unwind so that what was started is stopped (no orphaned Ray processes)."""
 
 
-def _serve_ray(args: argparse.Namespace, config: object) -> int:
+def _serve_ray(args: ServeArgs, config: object) -> int:
     from executor.ray_serve import DeployError, RayServeConfig, RayServing
 
     threads = args.threads or 1
     rc = RayServeConfig(replicas=args.replicas, max_replicas=args.max_replicas, num_cpus_per_replica=args.replica_cpus,
-                        num_gpus_per_replica=args.replica_gpus, torch_threads=threads, address=args.address,
+                        num_gpus_per_replica=args.replica_gpus, torch_threads=threads, address=args.ray_address,
                         object_store_memory_bytes=None, app_name=args.app_name,
                         deploy_timeout_s=args.deploy_timeout_s, request_timeout_s=args.request_timeout_s,
                         max_attempts=args.max_attempts)
@@ -165,7 +163,7 @@ def _serve_ray(args: argparse.Namespace, config: object) -> int:
 
 
 def main(argv: Sequence[str] = ()) -> int:
-    args = build_parser().parse_args(list(argv))
+    args = parse_args(argv)
     api_key = args.api_key if args.api_key is not None else os.environ.get("ECC_API_KEY") or None
     import torch
 

@@ -10,50 +10,89 @@ arguments. rich and matplotlib are imported only by the sub-command that needs t
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, Union
 
-from traces.readers import FORMATS, TraceFormatError, load_trace
+import tyro
+
+from traces.cliargs import parse_config
+from traces.readers import TraceFormatError, load_trace
 from traces.trace import OUTAGE_MBPS
 from traces.traceset import TraceSet
 
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ecc traces", description="Inspect, convert and plot bandwidth traces.")
-    sub = p.add_subparsers(dest="cmd", metavar="{stats,convert,plot}")
-    sub.required = True
+def _positive_bin_s(bin_s: float) -> None:
+    if not (bin_s > 0 and math.isfinite(bin_s)):
+        raise ValueError(f"--bin-s must be > 0, got {bin_s}")
 
-    s = sub.add_parser("stats", help="per-trace and per-set statistics table")
-    s.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="trace files and/or directories")
-    s.add_argument("--embedded", action="store_true", help="include the embedded default set")
-    s.add_argument("--pattern", default="*", help="file-name glob inside directories (default: *)")
-    s.add_argument("--no-recursive", action="store_true", help="do not descend into sub-directories")
-    s.add_argument("--bin-s", type=float, default=1.0, help="Mahimahi bin width in s (default: 1)")
-    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    s.add_argument("--summary-only", action="store_true", help="only the set summary and the failures")
 
-    c = sub.add_parser("convert", help="convert one trace to another format")
-    c.add_argument("src", type=Path, metavar="SRC")
-    c.add_argument("dst", type=Path, metavar="DST", help="output file (for mahimahi: DST.up and DST.down)")
-    c.add_argument("--to", required=True, choices=["mahimahi", "text", "csv", "json"], help="output format")
-    c.add_argument("--from", dest="src_format", default="auto", choices=["auto", *FORMATS], help="input format")
-    c.add_argument("--bin-s", type=float, default=1.0, help="Mahimahi bin width in s when reading (default: 1)")
+@dataclass(frozen=True)
+class StatsArgs:
+    """Per-trace and per-set statistics table."""
 
-    g = sub.add_parser("plot", help="plot bandwidth over time to a PNG")
-    g.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="trace files and/or directories")
-    g.add_argument("-o", "--output", required=True, type=Path, help="image file to write (.png)")
-    g.add_argument("--embedded", action="store_true", help="plot the embedded default set")
-    g.add_argument("--pattern", default="*", help="file-name glob inside directories (default: *)")
-    g.add_argument("--max-traces", type=int, default=6, help="plot at most this many traces (default: 6)")
-    g.add_argument("--bin-s", type=float, default=1.0, help="Mahimahi bin width in s (default: 1)")
-    return p
+    paths: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="PATH...")] = ()
+    """trace files and/or directories"""
+    embedded: bool = False  # include the embedded default set
+    pattern: str = "*"  # file-name glob inside directories
+    no_recursive: tyro.conf.FlagCreatePairsOff[bool] = False  # do not descend into sub-directories
+    bin_s: float = 1.0  # Mahimahi bin width in s
+    json: bool = False  # print JSON instead of a table
+    summary_only: bool = False  # only the set summary and the failures
+
+    def __post_init__(self) -> None:
+        _positive_bin_s(self.bin_s)
+
+
+@dataclass(frozen=True)
+class ConvertArgs:
+    """Convert one trace to another format."""
+
+    src: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SRC")]  # the trace file to read
+    dst: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="DST")]
+    """output file (for mahimahi: DST.up and DST.down)"""
+    to: Literal["mahimahi", "text", "csv", "json"]  # output format (traces.writers.WRITERS)
+    src_format: Annotated[Literal["auto", "mahimahi", "text", "csv", "csv_header", "json"], tyro.conf.arg(name="from")] = "auto"
+    """input format (traces.readers.FORMATS; auto: from the file)"""
+    bin_s: float = 1.0  # Mahimahi bin width in s when reading
+
+    def __post_init__(self) -> None:
+        _positive_bin_s(self.bin_s)
+
+
+@dataclass(frozen=True)
+class PlotArgs:
+    """Plot bandwidth over time to a PNG."""
+
+    output: Annotated[Path, tyro.conf.arg(aliases=("-o",))]  # image file to write (.png)
+    paths: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="PATH...")] = ()
+    """trace files and/or directories"""
+    embedded: bool = False  # plot the embedded default set
+    pattern: str = "*"  # file-name glob inside directories
+    max_traces: int = 6  # plot at most this many traces
+    bin_s: float = 1.0  # Mahimahi bin width in s
+
+    def __post_init__(self) -> None:
+        _positive_bin_s(self.bin_s)
+
+
+TracesArgs = Union[  # noqa: UP007 (tyro reads the sub-commands from a typing.Union)
+    Annotated[StatsArgs, tyro.conf.subcommand("stats")],
+    Annotated[ConvertArgs, tyro.conf.subcommand("convert")],
+    Annotated[PlotArgs, tyro.conf.subcommand("plot")],
+]
+
+
+def parse_args(argv: Sequence[str]) -> StatsArgs | ConvertArgs | PlotArgs:
+    """The command line of ``ecc traces``: ``stats``, ``convert`` or ``plot``."""
+    return parse_config(TracesArgs, argv, prog="ecc traces", description=__doc__)  # type: ignore[arg-type]
 
 
 def _err(msg: str) -> None:
@@ -103,7 +142,7 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def _stats(args: argparse.Namespace) -> int:
+def _stats(args: StatsArgs) -> int:
     if not args.paths and not args.embedded:
         _err("give at least one PATH or --embedded")
         return 2
@@ -177,7 +216,7 @@ def _stats(args: argparse.Namespace) -> int:
     return 1 if ts.errors else 0
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _convert(args: ConvertArgs) -> int:
     from traces.writers import WRITERS
 
     if not args.src.exists():
@@ -197,7 +236,7 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(args: argparse.Namespace) -> int:
+def _plot(args: PlotArgs) -> int:
     if not args.paths and not args.embedded:
         _err("give at least one PATH or --embedded")
         return 2
@@ -247,17 +286,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `ecc traces`; returns the exit code (argparse errors: 2)."""
-    parser = _parser()
+    """Entry point of `ecc traces`; returns the exit code (usage errors: 2)."""
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as e:  # argparse: --help (0) or a usage error (2), message already printed
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), message already printed
         return int(e.code or 0)
-    if getattr(args, "bin_s", 1.0) <= 0 or not math.isfinite(args.bin_s):
-        _err(f"--bin-s must be > 0, got {args.bin_s}")
-        return 2
-    return {"stats": _stats, "convert": _convert, "plot": _plot}[args.cmd](args)
-
+    if isinstance(args, StatsArgs):
+        return _stats(args)
+    return _convert(args) if isinstance(args, ConvertArgs) else _plot(args)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import io
@@ -9,6 +10,7 @@ import re
 import shlex
 import tokenize
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,17 +47,19 @@ def _entries(help_text: str) -> dict[str, str]:
     """``{--flag: 'flags and help on one line'}`` for every option of a help page (tyro's boxes stripped)."""
     entries: list[list[str]] = []  # [flags, flags and help]
     indent = 0
-    for raw in help_text[help_text.index("-h, --help"):].splitlines():  # the options, after the description
+    first = help_text.rfind("\n", 0, help_text.index("-h, --help")) + 1
+    for raw in help_text[first:].splitlines():  # the options, after the description
         line = raw.rstrip().removesuffix("│").rstrip()
         if line.lstrip().startswith("│"):
             line = line.lstrip()[1:]
         text = line.lstrip()
         if not text or text[0] in "╭╰─" or set(text) == {"-"}:
             continue
-        if text.startswith("-"):
+        lead = len(line) - len(text)
+        if text.startswith("-") and (not entries or lead <= indent):  # a flag, not a help line starting with --x
             entries.append([text.split("  ")[0], text])
-            indent = len(line) - len(text)
-        elif entries and len(line) - len(text) > indent:  # a wrapped help line, not a group header
+            indent = lead
+        elif entries and lead > indent:  # a wrapped help line, not a group header
             entries[-1][1] += " " + text
     out: dict[str, str] = {}
     for flags, entry in entries:
@@ -66,19 +70,28 @@ def _entries(help_text: str) -> dict[str, str]:
 
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """``{field: the comment ending its line}``, by tokenizing the class source (a '#' in a string is no comment)."""
+    """``{field: its help}``: the comment ending its line, else the docstring under it (tokenized: a '#' in a string
+    is no comment)."""
     out: dict[str, str] = {}
-    name, comment = None, None
+    name, comment, last = None, None, None  # last: the previous line's field when it had no comment
+    first = True  # the next token starts a logical line
     tokens = tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline)
     for tok in tokens:
+        if tok.type in (tokenize.NL, tokenize.INDENT, tokenize.DEDENT):
+            continue
         if tok.type == tokenize.COMMENT:
             comment = tok.string.lstrip("#").strip()
         elif tok.type == tokenize.NEWLINE:
             if name and comment:
                 out[name] = comment
-            name, comment = None, None
-        elif tok.type == tokenize.NAME and name is None and tok.start[1] == 4:
+            last = name if name and not comment else None
+            name, comment, first = None, None, True
+            continue
+        elif first and tok.type == tokenize.STRING and tok.start[1] == 4 and last:
+            out[last] = " ".join(ast.literal_eval(tok.string).split())
+        elif tok.type == tokenize.NAME and name is None and first and tok.start[1] == 4:
             name = tok.string
+        first = False
     return out
 
 
@@ -120,7 +133,29 @@ def _verb_configs() -> list[tuple[str, type]]:
     from agents.evaluation import EvalConfig
     from agents.training import TrainConfig
 
-    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig)]
+    from agents.edge_cli import EdgePolicyArgs
+    from executor.cutmap_cli import CutmapArgs
+    from executor.edge_cli import EdgeArgs
+    from executor.perf_cli import PerfArgs
+    from executor.profile_cli import ProfileArgs
+    from executor.serve_cli import ServeArgs
+
+    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig),
+            ("serve", ServeArgs), ("profile", ProfileArgs), ("cutmap", CutmapArgs),
+            ("perf", PerfArgs), ("edge", EdgeArgs), ("edge", EdgePolicyArgs)]
+
+
+def _expected_tail(cls: type, f: dataclasses.Field) -> str:
+    """How a field's help entry ends: its default, or that it is required or repeatable (tyro's append action)."""
+    import typing
+
+    import tyro
+
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        return "(required)"
+    if tyro.conf.UseAppendAction in getattr(typing.get_type_hints(cls, include_extras=True)[f.name], "__metadata__", ()):
+        return "(repeatable)"
+    return f"(default: {_default_label(f.default)})"
 
 
 @pytest.mark.parametrize("verb, cls", _verb_configs())
@@ -133,10 +168,13 @@ def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls:
     entries = _entries(_help(capsys, lambda: main([verb, "--help"])))
     comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
+        if f.name == "runtime":  # EdgePolicyArgs' nested EdgeArgs, whose flags are checked as a class of their own
+            continue
         entry = entries["--" + f.name.replace("_", "-")]
         assert comments.get(f.name), f"{cls.__name__}.{f.name} has no help comment"
         assert " ".join(comments[f.name].split()) in entry, entry
-        assert entry.count("default:") == 1 and entry.endswith(f"(default: {_default_label(f.default)})"), entry
+        tail = _expected_tail(cls, f)
+        assert entry.count("default:") == (tail.startswith("(default:")) and entry.endswith(tail), entry
 
 
 def test_ecc_train_options_beside_the_config(capsys: pytest.CaptureFixture[str],
@@ -162,7 +200,7 @@ def test_every_verb_help_exits_0_and_perf_keeps_its_whole_description(capsys: py
         out = _help(capsys, lambda v=verb: main([v, "--help"]))
         assert f"ecc {verb}" in out
         if verb == "perf":
-            assert "memory fit of a VLA on\ncatalogue hardware, networks and deployment modes" in out
+            assert "memory fit of a VLA on catalogue hardware, networks and deployment modes" in " ".join(out.split())
             assert out.count("ecc perf list") == 1
 
 
@@ -174,3 +212,51 @@ def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> Non
     err = capsys.readouterr().err
     assert "ecc train: exclude_families: 'nope' matches no trace family; families: embedded/" in err
     assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
+
+
+def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.cli import main
+    from agents.policy_cli import MigrateArgs, ShowArgs, parse_args
+
+    assert parse_args(["migrate", "--trust-pickle", "runs/x"]) == MigrateArgs(Path("runs/x"), trust_pickle=True)
+    assert parse_args(["show", "runs/x"]) == ShowArgs(Path("runs/x"))
+    monkeypatch.setenv("COLUMNS", "400")
+    out = _help(capsys, lambda: main(["policy", "migrate", "--help"]))
+    assert "PATH policy.zip (or its run folder) (required)" in " ".join(out.split())
+    assert _entries(out)["--trust-pickle"] == ("--trust-pickle, --no-trust-pickle required: loading the old zip runs "
+                                               "its pickles (default: False)")
+    with pytest.raises(SystemExit) as e:
+        parse_args(["show"])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("command, cls", [("stats", "StatsArgs"), ("convert", "ConvertArgs"), ("plot", "PlotArgs")])
+def test_every_option_of_ecc_traces_has_its_help_and_its_default_once(command: str, cls: str,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import typing
+
+    from agents.cli import main
+    from traces import cli
+
+    config = getattr(cli, cls)
+    monkeypatch.setenv("COLUMNS", "400")
+    out = _help(capsys, lambda: main(["traces", command, "--help"]))
+    entries, flat, comments = _entries(out), " ".join(out.split()), _field_comments(config)
+    for f in dataclasses.fields(config):
+        assert comments.get(f.name), f"{cls}.{f.name} has no help comment"
+        if f.name in ("paths", "src", "dst"):  # positionals: METAVAR help
+            assert " ".join(comments[f.name].split()) in flat
+            continue
+        entry = entries["--from" if f.name == "src_format" else "--" + f.name.replace("_", "-")]
+        assert " ".join(comments[f.name].split()) in entry, entry
+        assert entry.count("default:") == (f.default is not dataclasses.MISSING), entry
+    hints = typing.get_type_hints(cli.ConvertArgs, include_extras=True)
+    from traces.readers import FORMATS
+    from traces.writers import WRITERS
+
+    assert typing.get_args(hints["to"]) == tuple(WRITERS)
+    assert typing.get_args(typing.get_args(hints["src_format"])[0]) == ("auto", *FORMATS)
+    args = cli.parse_args(["convert", "a", "b", "--to", "csv", "--from", "mahimahi"])
+    assert args == cli.ConvertArgs(Path("a"), Path("b"), to="csv", src_format="mahimahi")

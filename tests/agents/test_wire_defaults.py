@@ -23,10 +23,9 @@ def test_commands_and_run_configs_default_to_the_default_wire() -> None:
 
     for cfg in (EvalConfig(), TrainConfig(), ClosedLoopEvalConfig()):
         assert WireConfig.parse(cfg.wire) == DEFAULT_WIRE, type(cfg).__name__
-    assert WireConfig.parse(edge_cli.build_parser().get_default("wire")) == DEFAULT_WIRE
-    assert WireConfig.parse(profile_cli.build_parser().get_default("wire")) == DEFAULT_WIRE
-    cut = cutmap_cli.build_parser()
-    assert WireConfig(cut.get_default("image"), cut.get_default("wire_dtype")) == DEFAULT_WIRE
+    assert WireConfig.parse(edge_cli.EdgeArgs.wire) == DEFAULT_WIRE
+    assert WireConfig.parse(profile_cli.ProfileArgs.wire) == DEFAULT_WIRE
+    assert WireConfig(cutmap_cli.CutmapArgs.image, cutmap_cli.CutmapArgs.wire_dtype) == DEFAULT_WIRE
     edge, cloud = default_profiles()
     assert priced_wire(edge) == priced_wire(cloud) == DEFAULT_WIRE
 
