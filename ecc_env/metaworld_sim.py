@@ -159,8 +159,6 @@ class MetaWorldSim:
         offscreen_viewer(self._env, shadows)
         self._spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._buf = np.empty(mujoco.mj_stateSize(self._u.model, self._spec))
-        self._obs_low = self._u.sawyer_observation_space.low
-        self._obs_high = self._u.sawyer_observation_space.high
         self.obs: np.ndarray = np.zeros(39)
         self.sim_steps = 0
         self.success_sim_step: int | None = None
@@ -216,8 +214,25 @@ class MetaWorldSim:
         return np.clip(np.asarray(self._policy.get_action(self.obs), dtype=np.float64), -1.0, 1.0)
 
     def _step_raw(self, action: np.ndarray) -> None:
-        for _ in range(self.sim_steps_per_control):
-            obs = self._u.step(action)[0]
+        """One control step in a copy, bit for bit what ``env.step`` does to the simulation and the observation,
+        without what only the live robot needs: the reward and success (``evaluate_state``: a third of a step's
+        cost) and the observations of the intermediate MetaWorld steps (only the last two feed the frame-stacked
+        observation the expert reads). ``mj_forward`` stays after every step: it rewrites the solver's warm start."""
+        u, mujoco = self._u, self._mujoco
+        n = self.sim_steps_per_control
+        ctrl = [action[-1], -action[-1]]
+        for i in range(n):
+            u.set_xyz_action(action[:3])
+            u.do_simulation(ctrl, n_frames=u.frame_skip)
+            u.curr_path_length += 1
+            for site in u._target_site_config:
+                u._set_pos_site(*site)
+            mujoco.mj_forward(u.model, u.data)
+            if i == n - 2:
+                u._prev_obs = u._get_curr_obs_combined_no_goal()
+        space = u.sawyer_observation_space  # read now: set_task rebuilds it (goal bounds)
+        obs = np.clip(u._get_obs(), a_max=space.high, a_min=space.low, dtype=np.float64)
+        u._last_stable_obs = obs
         self.obs = np.asarray(obs, dtype=np.float64)
 
     def step_control(self, action: np.ndarray) -> bool:
@@ -274,7 +289,8 @@ class MetaWorldSim:
 
     def _refresh_obs(self) -> None:
         obs = self._u._get_obs()
-        self.obs = np.clip(obs, self._obs_low, self._obs_high).astype(np.float64)
+        space = self._u.sawyer_observation_space  # read now: set_task rebuilds it (the goal's bounds)
+        self.obs = np.clip(obs, space.low, space.high).astype(np.float64)
 
     def displace_object(self, offset_xy: np.ndarray) -> np.ndarray:
         """Move the task's free object by ``offset_xy`` metres on the table (at rest); returns its new position."""
