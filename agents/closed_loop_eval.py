@@ -253,8 +253,12 @@ def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
 
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-                         on_episode: Callable[[EpisodeOutcome], None] | None = None) -> ClosedLoopReport:
-    """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``."""
+                         on_episode: Callable[[EpisodeOutcome], None] | None = None,
+                         sims: dict[str, Any] | None = None) -> ClosedLoopReport:
+    """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``.
+
+    ``sims``: simulators per task to use (built into it when missing, and left open: the caller closes them), so
+    that several evaluations (trace families, models) share the simulators' remembered steps and frames."""
     # planner names and construction are ecc eval's (one list of planners for both evaluations)
     from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import BandwidthPrior, PlannerContext
@@ -298,8 +302,12 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
             on_episode(o)
 
     for task in tasks:
-        sim = MetaWorldSim(task, image_hw=(cfg.image_px, cfg.image_px),
-                           sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+        sim = sims.get(task) if sims is not None else None
+        if sim is None:
+            sim = MetaWorldSim(task, image_hw=(cfg.image_px, cfg.image_px),
+                               sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+            if sims is not None:
+                sims[task] = sim
         try:
             for ev in split_list(cfg.events):
                 robot = ClosedLoopRobot(ClosedLoopConfig(task, events=event_cfgs[ev]), env_cfg.period_ms,
@@ -324,7 +332,8 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                     finally:
                         env.close()  # the executor backend's server and link
         finally:
-            sim.close()
+            if sims is None:
+                sim.close()
     wall = time.perf_counter() - t_start
     meta = {"config": {k: v for k, v in asdict(cfg).items()}, "seeds": seeds, "wall_s": wall,
             "period_ms": env_cfg.period_ms, "chunk_size": env_cfg.chunk_size,
