@@ -243,7 +243,7 @@ class ClosedLoopReport:
         return path
 
 
-def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
+def eval_profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
     """The Profile pair, priced under the run's wire configuration, as ``ecc eval`` prices it."""
     from agents.evaluation import EvalConfig, resolve_profiles
 
@@ -283,7 +283,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     from traces.rtt import apply_rtt, rtt_rule_label
 
     traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
-    edge, cloud = profiles if profiles is not None else _profiles(cfg)
+    edge, cloud = profiles if profiles is not None else eval_profiles(cfg)
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
     event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}

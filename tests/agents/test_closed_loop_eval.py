@@ -61,16 +61,16 @@ def test_config_rejects_bad_settings():
 
 
 def test_profiles_are_priced_under_the_wire_configuration_as_ecc_eval_prices_them():
-    from agents.closed_loop_eval import _profiles
+    from agents.closed_loop_eval import eval_profiles
     from agents.evaluation import EvalConfig, resolve_profiles
 
     for wire in ("default", "exact"):
-        edge, cloud = _profiles(ClosedLoopEvalConfig(model="pi0", wire=wire))
+        edge, cloud = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire=wire))
         want_edge, want_cloud = resolve_profiles(EvalConfig(model="pi0", wire=wire))
         assert edge.cuts == want_edge.cuts and cloud.block_ms == want_cloud.block_ms
         assert edge.notes.get("wire") == want_edge.notes.get("wire")
-    jpeg, _ = _profiles(ClosedLoopEvalConfig(model="pi0", wire="default"))
-    raw, _ = _profiles(ClosedLoopEvalConfig(model="pi0", wire="exact"))
+    jpeg, _ = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire="default"))
+    raw, _ = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire="exact"))
     assert jpeg.cuts[0].up_bytes < raw.cuts[0].up_bytes / 3  # cloud-only uploads JPEG frames, not raw ones
 
 
