@@ -188,8 +188,15 @@ class MetaWorldSim:
         return self._u.data
 
     def close(self) -> None:
-        """Release the renderer's GL context."""
+        """Release the renderer's GL context. The viewers are freed here rather than by ``env.close()``: gymnasium's
+        ``OffScreenViewer.close`` also calls ``glfw.terminate()``, after which every simulator built later in the
+        process rendered all-black frames (measured: a second task's frames summed to 0)."""
         self.clear_memo()
+        renderer = self._u.mujoco_renderer
+        for viewer in renderer._viewers.values():
+            viewer.free()
+        renderer._viewers = {}
+        renderer.viewer = None
         self._env.close()
 
     def clear_memo(self) -> None:

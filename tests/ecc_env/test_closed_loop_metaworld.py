@@ -102,6 +102,21 @@ def test_cheap_rollout_step_matches_metaworld_step_bit_for_bit(task):
     assert got.path_length == ref_final.path_length
 
 
+def test_a_simulator_built_after_another_was_closed_still_renders_the_scene():
+    first = MetaWorldSim("reach-v3", memo=False)
+    first.reset(0)
+    frame = first.render()
+    first.close()
+    second = MetaWorldSim("reach-v3", memo=False)  # gymnasium's viewer close left this one rendering black
+    try:
+        second.reset(0)
+        again = second.render()
+        assert again.sum() > 0
+        np.testing.assert_array_equal(again, frame)
+    finally:
+        second.close()
+
+
 @pytest.mark.slow  # heavy: six MetaWorld tasks rolled out by their experts, ~15 s
 @pytest.mark.parametrize("task", CLOSED_LOOP_TASKS)
 def test_zero_latency_expert_succeeds_on_every_task_used(task):
