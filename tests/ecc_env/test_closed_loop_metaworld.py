@@ -126,6 +126,16 @@ def test_zero_latency_expert_succeeds_on_every_task_used(task):
     assert ep.steps * 8 * 0.0125 >= ep.time_to_success_s  # the episode stops at the step that succeeded
 
 
+def test_expert_with_a_latency_is_the_floor_one_period_behind_the_ceiling():
+    r = robot("reach-v3")
+    ceiling = run_expert_episode(r, 0, 40)
+    floor = run_expert_episode(r, 0, 40, latency_s=0.001)  # each chunk drives the step after its observation
+    assert r.timeline.executed[0].holding and not r.timeline.executed[1].holding
+    assert floor.success and floor.time_to_success_s >= ceiling.time_to_success_s + 0.05
+    with pytest.raises(ValueError, match="latency_s"):
+        run_expert_episode(r, 0, 40, latency_s=-1.0)
+
+
 def test_latency_aware_vla_plans_from_the_committed_actions():
     r = robot(vla="aware")
     r.reset(0)
