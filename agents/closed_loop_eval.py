@@ -254,11 +254,12 @@ def eval_profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
                          on_episode: Callable[[EpisodeOutcome], None] | None = None,
-                         sims: dict[str, Any] | None = None) -> ClosedLoopReport:
+                         sims: dict[str, Any] | None = None, keep_timelines: bool = False) -> ClosedLoopReport:
     """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``.
 
     ``sims``: simulators per task to use (built into it when missing, and left open: the caller closes them), so
-    that several evaluations (trace families, models) share the simulators' remembered steps and frames."""
+    that several evaluations (trace families, models) share the simulators' remembered steps and frames.
+    ``keep_timelines``: every episode's timeline (default: the first seed's, for the plot)."""
     # planner names and construction are ecc eval's (one list of planners for both evaluations)
     from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import BandwidthPrior, PlannerContext
@@ -314,7 +315,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                                         env_cfg.chunk_size, env_cfg.features, sim)
                 horizon = int(round(cfg.episode_s * 1e3 / env_cfg.period_ms))
                 for s in seeds:
-                    o = run_expert(robot, s, horizon, keep_timeline=(s == seeds[0]))
+                    o = run_expert(robot, s, horizon, keep_timeline=keep_timelines or s == seeds[0])
                     record(o)
                 for vla in split_list(cfg.vlas):
                     cl = ClosedLoopConfig(task, vla=vla, entry=cfg.entry, events=event_cfgs[ev],
@@ -326,7 +327,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                         for label, name, arg in specs:
                             planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms, rtt_ms=cfg.rtt_ms)
                             for s in seeds:
-                                o = run_episode(env, planner, s, keep_timeline=(s == seeds[0]))
+                                o = run_episode(env, planner, s, keep_timeline=keep_timelines or s == seeds[0])
                                 o.planner = label
                                 record(o)
                     finally:

@@ -158,6 +158,9 @@ def target_table(checks: Sequence[TargetCheck]) -> str:
     def ok(b: bool) -> str:
         return "met" if b else "**missed**"
 
+    def ratio(x: float) -> str:
+        return f"{x:.2f}x" if math.isfinite(x) else "-"
+
     lines = ["| model | family | task | n | PPO success | expert | best other | success target | "
              "PPO tts s | / expert | / edge-only | tts <= 1.15x expert | tts <= 0.5x edge |",
              "|" + "---|" * 13]
@@ -165,5 +168,26 @@ def target_table(checks: Sequence[TargetCheck]) -> str:
         lines.append(
             f"| {k.model} | {k.family} | {k.task} | {k.episodes} | {k.ppo_success:.2f} | {k.expert_success:.2f} | "
             f"{k.best_other} {k.best_other_success:.2f} | {ok(k.success_ok)} | {k.ppo_tts_s:.2f} | "
-            f"{k.ratio_expert:.2f}x | {k.ratio_edge:.2f}x | {ok(k.tts_expert_ok)} | {ok(k.tts_edge_ok)} |")
+            f"{ratio(k.ratio_expert)} | {ratio(k.ratio_edge)} | {ok(k.tts_expert_ok)} | "
+            f"{ok(k.tts_edge_ok) if math.isfinite(k.edge_tts_s) else 'n/a: edge-only never succeeded'} |")
+    return "\n".join(lines)
+
+
+def noise_table(cells: Sequence[Cell], planners: Sequence[str] = ("ppo", "vision"), vla: str = "aware") -> str:
+    """Markdown: per (model, family, task) and planner, success and inferences per episode with events off and
+    under visual noise alone (the target: the same success, no extra inferences, for the deployable PPO)."""
+    lines = ["| model | family | task | planner | success off | success noise | inf/ep off | inf/ep noise | same success |",
+             "|" + "---|" * 9]
+    for c in cells:
+        rows = _rows(c)
+        tasks = sorted({t for (p, t, v, e) in rows if e == "noise"})
+        for task in tasks:
+            for p in planners:
+                off, noise = rows.get((p, task, vla, "off")), rows.get((p, task, vla, "noise"))
+                if off is None or noise is None:
+                    continue
+                same = noise["success_rate"] >= off["success_rate"] - 1e-12
+                lines.append(f"| {c.model} | {c.family} | {task} | {p} | {off['success_rate']:.2f} | "
+                             f"{noise['success_rate']:.2f} | {off['inferences_per_episode']:.1f} | "
+                             f"{noise['inferences_per_episode']:.1f} | {'met' if same else '**missed**'} |")
     return "\n".join(lines)

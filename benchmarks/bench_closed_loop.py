@@ -9,7 +9,7 @@ Prints a Markdown table (the docs/closed_loop.md format) and the wall time; writ
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_closed_loop.py --episodes 2 --out runs/closed_loop
 
 The closing-note grid: ``--models`` and ``--families`` run every (model, trace family) in one process, each into
-its own ``--out/<model>-<family>/closed_loop.json``; the simulators (and their remembered steps, frames and
+its own ``--out/<model>-<family>/<task>/closed_loop.json`` (partial results survive); the simulators (and their remembered steps, frames and
 rollouts) are shared, so the expert (the same for every model and family) and edge-only (the same on every family)
 cost little after their first run. ``{model}`` in ``--planners`` is replaced by each model (``ppo:runs/ppo-{model}``).
 ``--from-json a.json,b.json,...`` merges reports by (model, family) and prints the per-task tables and the target
@@ -116,17 +116,17 @@ def run_grid(args: argparse.Namespace) -> int:
     try:
         for model in models:
             profiles = None
-            for fam in families:
-                out = Path(args.out) / f"{model}-{family_label(fam).replace('/', '-')}" if args.out else ""
+            for fam, task in ((f, t) for f in families for t in args.tasks.split(",")):
+                out = Path(args.out) / f"{model}-{family_label(fam).replace('/', '-')}" / task if args.out else ""
                 cfg = ClosedLoopEvalConfig(
-                    planners=args.planners.replace("{model}", model), tasks=args.tasks, episodes=args.episodes,
+                    planners=args.planners.replace("{model}", model), tasks=task, episodes=args.episodes,
                     seed=args.seed, episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=fam,
                     model=model, hardware=args.hardware, entry=args.entry, backend=args.backend, preset=args.preset,
                     emulated_profiles=args.emulated_profiles, budget_ms=args.budget_ms, out=str(out))
                 profiles = profiles or eval_profiles(cfg)
                 t1 = time.perf_counter()
                 rep = run_closed_loop_eval(cfg, profiles=profiles, sims=sims)
-                print(f"{model} {family_label(fam)}: {len(rep.episodes)} episodes, wall "
+                print(f"{model} {family_label(fam)} {task}: {len(rep.episodes)} episodes, wall "
                       f"{time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
                 reports.append(rep)
     finally:
@@ -139,7 +139,7 @@ def run_grid(args: argparse.Namespace) -> int:
 
 def print_grid(reports) -> None:
     """Per task and event setting: success / median tts per planner and (model, family); then the target check."""
-    from agents.closed_loop_targets import cell_table, merge_reports, target_checks, target_table
+    from agents.closed_loop_targets import cell_table, merge_reports, noise_table, target_checks, target_table
 
     cells = merge_reports(reports)
     eps = [o for c in cells for o in c.episodes]
@@ -153,6 +153,9 @@ def print_grid(reports) -> None:
     if checks:
         print("\ntargets of the deployable PPO (events on, aware VLA)\n")
         print(target_table(checks))
+    if {"off", "noise"} <= {o.events for o in eps}:
+        print("\nvisual noise alone against events off\n")
+        print(noise_table(cells))
 
 
 def print_tables(report) -> None:

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from agents.closed_loop_eval import EXPERT, ClosedLoopReport, EpisodeOutcome, summarize
-from agents.closed_loop_targets import Targets, cell_table, family_label, merge_reports, target_checks, target_table
+from agents.closed_loop_targets import (
+    Targets,
+    cell_table,
+    family_label,
+    merge_reports,
+    noise_table,
+    target_checks,
+    target_table,
+)
 
 
 def ep(planner: str, seed: int, success: bool, tts: float | None, task: str = "reach-v3", events: str = "on"):
@@ -54,3 +62,12 @@ def test_target_check_numbers_and_verdicts():
     assert k.tts_expert_ok
     assert "| pi0 | wifi | reach-v3 | 4 | 1.00 | 1.00 | edge 1.00 | met | 1.20 | 1.20x | 0.50x | **missed** | met |" \
         in target_table([target_checks(merge_reports([report("pi0", "/t/wifi", eps)]))[0]])
+
+
+def test_noise_table_compares_success_under_noise_with_events_off():
+    eps = [ep("ppo", s, True, 1.0, events="off") for s in range(4)]
+    eps += [ep("ppo", s, s < 3, 1.0, events="noise") for s in range(4)]
+    eps += [ep("vision", s, True, 1.0, events=e) for s in range(4) for e in ("off", "noise")]
+    table = noise_table(merge_reports([report("pi0", "/t/wifi", eps)]))
+    assert "| pi0 | wifi | reach-v3 | ppo | 1.00 | 0.75 | 3.0 | 3.0 | **missed** |" in table
+    assert "| pi0 | wifi | reach-v3 | vision | 1.00 | 1.00 | 3.0 | 3.0 | met |" in table
