@@ -243,7 +243,7 @@ class ClosedLoopReport:
         return path
 
 
-def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
+def eval_profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
     """The Profile pair, priced under the run's wire configuration, as ``ecc eval`` prices it."""
     from agents.evaluation import EvalConfig, resolve_profiles
 
@@ -253,8 +253,13 @@ def _profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
 
 
 def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-                         on_episode: Callable[[EpisodeOutcome], None] | None = None) -> ClosedLoopReport:
-    """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``."""
+                         on_episode: Callable[[EpisodeOutcome], None] | None = None,
+                         sims: dict[str, Any] | None = None, keep_timelines: bool = False) -> ClosedLoopReport:
+    """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``.
+
+    ``sims``: simulators per task to use (built into it when missing, and left open: the caller closes them), so
+    that several evaluations (trace families, models) share the simulators' remembered steps and frames.
+    ``keep_timelines``: every episode's timeline (default: the first seed's, for the plot)."""
     # planner names and construction are ecc eval's (one list of planners for both evaluations)
     from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import BandwidthPrior, PlannerContext
@@ -279,7 +284,7 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     from traces.rtt import apply_rtt, rtt_rule_label
 
     traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
-    edge, cloud = profiles if profiles is not None else _profiles(cfg)
+    edge, cloud = profiles if profiles is not None else eval_profiles(cfg)
     env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
                         trace_split="all")
     event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}
@@ -298,15 +303,19 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
             on_episode(o)
 
     for task in tasks:
-        sim = MetaWorldSim(task, image_hw=(cfg.image_px, cfg.image_px),
-                           sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+        sim = sims.get(task) if sims is not None else None
+        if sim is None:
+            sim = MetaWorldSim(task, image_hw=(cfg.image_px, cfg.image_px),
+                               sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+            if sims is not None:
+                sims[task] = sim
         try:
             for ev in split_list(cfg.events):
                 robot = ClosedLoopRobot(ClosedLoopConfig(task, events=event_cfgs[ev]), env_cfg.period_ms,
                                         env_cfg.chunk_size, env_cfg.features, sim)
                 horizon = int(round(cfg.episode_s * 1e3 / env_cfg.period_ms))
                 for s in seeds:
-                    o = run_expert(robot, s, horizon, keep_timeline=(s == seeds[0]))
+                    o = run_expert(robot, s, horizon, keep_timeline=keep_timelines or s == seeds[0])
                     record(o)
                 for vla in split_list(cfg.vlas):
                     cl = ClosedLoopConfig(task, vla=vla, entry=cfg.entry, events=event_cfgs[ev],
@@ -318,13 +327,14 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
                         for label, name, arg in specs:
                             planner = build_planner(name, arg, ctx, env, budget_ms=cfg.budget_ms, rtt_ms=cfg.rtt_ms)
                             for s in seeds:
-                                o = run_episode(env, planner, s, keep_timeline=(s == seeds[0]))
+                                o = run_episode(env, planner, s, keep_timeline=keep_timelines or s == seeds[0])
                                 o.planner = label
                                 record(o)
                     finally:
                         env.close()  # the executor backend's server and link
         finally:
-            sim.close()
+            if sims is None:
+                sim.close()
     wall = time.perf_counter() - t_start
     meta = {"config": {k: v for k, v in asdict(cfg).items()}, "seeds": seeds, "wall_s": wall,
             "period_ms": env_cfg.period_ms, "chunk_size": env_cfg.chunk_size,

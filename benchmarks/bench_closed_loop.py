@@ -7,6 +7,13 @@ frames without shadows. Every planner runs the same seeds (MetaWorld scene + tra
 Prints a Markdown table (the docs/closed_loop.md format) and the wall time; writes JSON/CSV/plots to ``--out``.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_closed_loop.py --episodes 2 --out runs/closed_loop
+
+The closing-note grid: ``--models`` and ``--families`` run every (model, trace family) in one process, each into
+its own ``--out/<model>-<family>/<task>/closed_loop.json`` (partial results survive); the simulators (and their remembered steps, frames and
+rollouts) are shared, so the expert (the same for every model and family) and edge-only (the same on every family)
+cost little after their first run. ``{model}`` in ``--planners`` is replaced by each model (``ppo:runs/ppo-{model}``).
+``--from-json a.json,b.json,...`` merges reports by (model, family) and prints the per-task tables and the target
+check of the deployable PPO (``agents.closed_loop_targets``).
 """
 
 from __future__ import annotations
@@ -43,14 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--emulated-profiles", action="store_true",
                    help="the emulated pair's Profiles for the profile backend too (to compare with --backend executor)")
     p.add_argument("--out", default="")
-    p.add_argument("--from-json", default="", help="print the tables of a saved closed_loop.json (no run)")
+    p.add_argument("--models", default="", help="comma-separated models, one run each (default: --model)")
+    p.add_argument("--families", default="",
+                   help="comma-separated trace folders, one run (and one JSON) each (default: --traces as one set)")
+    p.add_argument("--budget-ms", type=float, default=d.budget_ms, help="PPO decision budget (inf: never replaced)")
+    p.add_argument("--seed", type=int, default=d.seed, help="first episode seed")
+    p.add_argument("--from-json", default="",
+                   help="comma-separated closed_loop.json files (globs allowed): print their tables (no run)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.from_json:
         from agents.closed_loop_eval import ClosedLoopReport
 
-        print_tables(ClosedLoopReport.from_json(args.from_json))
+        paths = expand_paths(args.from_json)
+        reports = [ClosedLoopReport.from_json(x) for x in paths]
+        if len(reports) == 1 and not args.models:
+            print_tables(reports[0])
+        else:
+            print_grid(reports)
         return 0
+    if args.models or args.families:
+        return run_grid(args)
     cfg = ClosedLoopEvalConfig(planners=args.planners, tasks=args.tasks, episodes=args.episodes,
                                episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=args.traces,
                                model=args.model, hardware=args.hardware, entry=args.entry, backend=args.backend,
@@ -68,6 +88,74 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall {wall:.0f} s ({len(report.episodes)} episodes)")
     print_tables(report)
     return 0
+
+
+def expand_paths(text: str) -> list[str]:
+    """Comma-separated paths, each possibly a glob; a pattern that matches nothing is an error naming it."""
+    import glob
+
+    out: list[str] = []
+    for item in [x.strip() for x in text.split(",") if x.strip()]:
+        hits = sorted(glob.glob(item)) if any(ch in item for ch in "*?[") else [item]
+        if not hits:
+            raise SystemExit(f"--from-json: no file matches {item!r}")
+        out += hits
+    return out
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    """Every (model, family) of --models x --families, one JSON each, the simulators shared (module docstring)."""
+    from agents.closed_loop_eval import ClosedLoopEvalConfig, eval_profiles, run_closed_loop_eval
+    from agents.closed_loop_targets import family_label
+
+    models = [m.strip() for m in (args.models or args.model).split(",") if m.strip()]
+    families = [f.strip() for f in (args.families or args.traces).split(",") if f.strip()]
+    sims: dict = {}
+    reports = []
+    t0 = time.perf_counter()
+    try:
+        for model in models:
+            profiles = None
+            for fam, task in ((f, t) for f in families for t in args.tasks.split(",")):
+                out = Path(args.out) / f"{model}-{family_label(fam).replace('/', '-')}" / task if args.out else ""
+                cfg = ClosedLoopEvalConfig(
+                    planners=args.planners.replace("{model}", model), tasks=task, episodes=args.episodes,
+                    seed=args.seed, episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=fam,
+                    model=model, hardware=args.hardware, entry=args.entry, backend=args.backend, preset=args.preset,
+                    emulated_profiles=args.emulated_profiles, budget_ms=args.budget_ms, out=str(out))
+                profiles = profiles or eval_profiles(cfg)
+                t1 = time.perf_counter()
+                rep = run_closed_loop_eval(cfg, profiles=profiles, sims=sims)
+                print(f"{model} {family_label(fam)} {task}: {len(rep.episodes)} episodes, wall "
+                      f"{time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
+                reports.append(rep)
+    finally:
+        for sim in sims.values():
+            sim.close()
+    print(f"wall {time.perf_counter() - t0:.0f} s ({sum(len(r.episodes) for r in reports)} episodes)")
+    print_grid(reports)
+    return 0
+
+
+def print_grid(reports) -> None:
+    """Per task and event setting: success / median tts per planner and (model, family); then the target check."""
+    from agents.closed_loop_targets import cell_table, merge_reports, noise_table, target_checks, target_table
+
+    cells = merge_reports(reports)
+    eps = [o for c in cells for o in c.episodes]
+    vlas = sorted({o.vla for o in eps} - {"-"}) or ["aware"]
+    for events in sorted({o.events for o in eps}, key=lambda e: ("on", "off", "noise").index(e)):
+        for vla in vlas:
+            for task in ["all"] + sorted({o.task for o in eps}):
+                print(f"\n{task}, events {events}, vla {vla}: success / median tts s (episodes)\n")
+                print(cell_table(cells, task, events, vla))
+    checks = target_checks(cells)
+    if checks:
+        print("\ntargets of the deployable PPO (events on, aware VLA)\n")
+        print(target_table(checks))
+    if {"off", "noise"} <= {o.events for o in eps}:
+        print("\nvisual noise alone against events off\n")
+        print(noise_table(cells))
 
 
 def print_tables(report) -> None:

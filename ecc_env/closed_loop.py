@@ -460,11 +460,16 @@ class ExpertEpisode:
     steps: int
 
 
-def run_expert_episode(robot: ClosedLoopRobot, seed: int, horizon_steps: int) -> ExpertEpisode:
-    """The ceiling: an inference on every control step with zero latency (each chunk drives its own step)."""
+def run_expert_episode(robot: ClosedLoopRobot, seed: int, horizon_steps: int,
+                       latency_s: float = 0.0) -> ExpertEpisode:
+    """The ceiling: an inference on every control step with zero latency (each chunk drives its own step).
+    ``latency_s`` > 0: every inference completes that long after its observation (the floor of any planner with
+    that latency: with a latency under one period each chunk drives the step after its observation)."""
+    if not (math.isfinite(latency_s) and latency_s >= 0):
+        raise ValueError(f"latency_s must be finite and >= 0, got {latency_s!r}")
     robot.reset(seed)
     for j in range(horizon_steps):
-        robot.infer(j, j * robot.period_s)
+        robot.infer(j, j * robot.period_s + latency_s)
         robot.advance_to(j + 1)
         if robot.succeeded:
             break

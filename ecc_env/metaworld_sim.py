@@ -20,6 +20,7 @@ as ``EnvConfig.period_ms = 100``). Episode ``seed`` s uses task ``s mod 50`` of 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -131,10 +132,17 @@ class MetaWorldSim:
     ``expert_rollout`` is the perfect VLA's engine: from a saved state it executes ``committed`` control actions
     and then lets the task's scripted expert choose ``n`` more (each held for one control step), and returns
     those ``n`` actions; the live simulation is restored afterwards.
+
+    ``memo`` (default on): control steps, frames and expert rollouts are remembered, keyed by the exact state
+    (scene, ``mjSTATE_INTEGRATION`` bytes, path length, frame-stacked observation, goal) and the action(s): planners
+    that drive the same scene through the same states (every planner before its first chunk arrives, edge-only on
+    every trace family, the expert for every model) pay for each transition once. A remembered step restores the
+    stored state and reports the joint state the real step left, so results are the same bit for bit (tested).
     """
 
     def __init__(self, task: str, *, image_hw: tuple[int, int] = (64, 64), camera: str = "corner",
-                 sim_steps_per_control: int = 8, shadows: bool = False, task_seed: int = 0) -> None:
+                 sim_steps_per_control: int = 8, shadows: bool = False, task_seed: int = 0,
+                 memo: bool = True) -> None:
         metaworld, mujoco, _ = _import_metaworld()
         check_task(task)
         if int(sim_steps_per_control) != sim_steps_per_control or sim_steps_per_control < 1:
@@ -159,12 +167,17 @@ class MetaWorldSim:
         offscreen_viewer(self._env, shadows)
         self._spec = mujoco.mjtState.mjSTATE_INTEGRATION
         self._buf = np.empty(mujoco.mj_stateSize(self._u.model, self._spec))
-        self._obs_low = self._u.sawyer_observation_space.low
-        self._obs_high = self._u.sawyer_observation_space.high
         self.obs: np.ndarray = np.zeros(39)
         self.sim_steps = 0
         self.success_sim_step: int | None = None
         self.events = TASK_EVENTS.get(task, ())
+        self.memo = bool(memo)
+        self._scene = -1
+        self._joints: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a remembered step's joint state
+        self._memo_steps: dict[bytes, tuple[SimState, int | None, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._memo_frames: dict[bytes, np.ndarray] = {}
+        self._memo_rollouts: dict[bytes, np.ndarray] = {}
+        self.memo_hits = {"step": 0, "frame": 0, "rollout": 0}
 
     @property
     def control_dt_s(self) -> float:
@@ -175,8 +188,33 @@ class MetaWorldSim:
         return self._u.data
 
     def close(self) -> None:
-        """Release the renderer's GL context."""
+        """Release the renderer's GL context. The viewers are freed here rather than by ``env.close()``: gymnasium's
+        ``OffScreenViewer.close`` also calls ``glfw.terminate()``, after which every simulator built later in the
+        process rendered all-black frames (measured: a second task's frames summed to 0)."""
+        self.clear_memo()
+        renderer = self._u.mujoco_renderer
+        for viewer in renderer._viewers.values():
+            viewer.free()
+        renderer._viewers = {}
+        renderer.viewer = None
         self._env.close()
+
+    def clear_memo(self) -> None:
+        """Forget the remembered steps, frames and rollouts (memory)."""
+        self._memo_steps.clear()
+        self._memo_frames.clear()
+        self._memo_rollouts.clear()
+
+    def _key(self, state: SimState, *extra: np.ndarray | int) -> bytes:
+        """A digest of everything a step, a frame or a rollout depends on: the scene (MetaWorld moves bodies in
+        the model per scene), the exact simulation state and the env fields beside it, and ``extra``."""
+        h = hashlib.blake2b(digest_size=20)
+        h.update(np.array([self._scene, state.path_length], dtype=np.int64).tobytes())
+        for a in (state.physics, state.prev_obs, state.obs, state.target_pos):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        for x in extra:
+            h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+        return h.digest()
 
     def reset(self, seed: int) -> np.ndarray:
         """Start the scene of episode ``seed`` (task ``seed mod 50``); returns the expert's state observation."""
@@ -186,6 +224,8 @@ class MetaWorldSim:
         u.set_task(self._tasks[int(seed) % len(self._tasks)])
         obs, _ = u.reset()
         self.obs = np.asarray(obs, dtype=np.float64)
+        self._scene = int(seed) % len(self._tasks)
+        self._joints = None
         self.sim_steps = 0
         self.success_sim_step = None
         return self.obs
@@ -200,6 +240,7 @@ class MetaWorldSim:
 
     def restore(self, state: SimState) -> None:
         u = self._u
+        self._joints = None
         self._mujoco.mj_setState(u.model, u.data, state.physics, self._spec)
         self._mujoco.mj_forward(u.model, u.data)
         # mj_forward rewrites the solver's warm start (last digits): set the state once more, bit for bit
@@ -216,8 +257,25 @@ class MetaWorldSim:
         return np.clip(np.asarray(self._policy.get_action(self.obs), dtype=np.float64), -1.0, 1.0)
 
     def _step_raw(self, action: np.ndarray) -> None:
-        for _ in range(self.sim_steps_per_control):
-            obs = self._u.step(action)[0]
+        """One control step in a copy, bit for bit what ``env.step`` does to the simulation and the observation,
+        without what only the live robot needs: the reward and success (``evaluate_state``: a third of a step's
+        cost) and the observations of the intermediate MetaWorld steps (only the last two feed the frame-stacked
+        observation the expert reads). ``mj_forward`` stays after every step: it rewrites the solver's warm start."""
+        u, mujoco = self._u, self._mujoco
+        n = self.sim_steps_per_control
+        ctrl = [action[-1], -action[-1]]
+        for i in range(n):
+            u.set_xyz_action(action[:3])
+            u.do_simulation(ctrl, n_frames=u.frame_skip)
+            u.curr_path_length += 1
+            for site in u._target_site_config:
+                u._set_pos_site(*site)
+            mujoco.mj_forward(u.model, u.data)
+            if i == n - 2:
+                u._prev_obs = u._get_curr_obs_combined_no_goal()
+        space = u.sawyer_observation_space  # read now: set_task rebuilds it (goal bounds)
+        obs = np.clip(u._get_obs(), a_max=space.high, a_min=space.low, dtype=np.float64)
+        u._last_stable_obs = obs
         self.obs = np.asarray(obs, dtype=np.float64)
 
     def step_control(self, action: np.ndarray) -> bool:
@@ -226,12 +284,25 @@ class MetaWorldSim:
         a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         if a.shape != (4,):
             raise ValueError(f"a MetaWorld action has 4 values (dx, dy, dz, gripper), got shape {a.shape}")
-        for _ in range(self.sim_steps_per_control):
-            obs, _, _, _, info = self._u.step(a)
-            self.sim_steps += 1
-            if self.success_sim_step is None and info.get("success", 0.0):
-                self.success_sim_step = self.sim_steps
-        self.obs = np.asarray(obs, dtype=np.float64)
+        key = self._key(self.snapshot(), a) if self.memo else b""
+        hit = self._memo_steps.get(key) if self.memo else None
+        if hit is not None:
+            after, first, joints = hit
+            self.restore(after)
+            self._joints = joints  # what the real step left (restoring recomputes the constraint forces)
+            self.memo_hits["step"] += 1
+        else:
+            first = None
+            for k in range(1, self.sim_steps_per_control + 1):
+                obs, _, _, _, info = self._u.step(a)
+                if first is None and info.get("success", 0.0):
+                    first = k
+            self.obs = np.asarray(obs, dtype=np.float64)
+            if self.memo:
+                self._memo_steps[key] = (self.snapshot(), first, joint_state(self._u.data))
+        if self.success_sim_step is None and first is not None:
+            self.success_sim_step = self.sim_steps + first
+        self.sim_steps += self.sim_steps_per_control
         return self.success_sim_step is not None
 
     @property
@@ -243,6 +314,14 @@ class MetaWorldSim:
         """From ``start``, execute the ``committed`` control actions, then return the expert's next ``n`` actions
         (rolled forward in the copy). The live simulation (and its success record) is left exactly as it was."""
         live = self.snapshot()
+        key = b""
+        if self.memo:
+            key = self._key(start, np.asarray(committed, dtype=np.float64).reshape(-1), n)
+            hit = self._memo_rollouts.get(key)
+            if hit is not None:
+                self.restore(live)  # what a rollout leaves behind: the live state, restored
+                self.memo_hits["rollout"] += 1
+                return hit.copy()
         steps, success = self.sim_steps, self.success_sim_step
         out = np.empty((n, 4))
         try:
@@ -256,13 +335,26 @@ class MetaWorldSim:
         finally:
             self.restore(live)
             self.sim_steps, self.success_sim_step = steps, success
+        if self.memo:
+            self._memo_rollouts[key] = out.copy()
         return out
 
     # ---- sensing
     def render(self) -> np.ndarray:
-        return render_frame(self._env)
+        """The camera frame of the current state (remembered per state with ``memo``)."""
+        if not self.memo:
+            return render_frame(self._env)
+        key = self._key(self.snapshot())
+        frame = self._memo_frames.get(key)
+        if frame is None:
+            frame = self._memo_frames[key] = render_frame(self._env)
+        else:
+            self.memo_hits["frame"] += 1
+        return frame.copy()
 
     def joints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._joints is not None:
+            return tuple(x.copy() for x in self._joints)  # type: ignore[return-value]
         return joint_state(self._u.data)
 
     # ---- scene events
@@ -274,7 +366,8 @@ class MetaWorldSim:
 
     def _refresh_obs(self) -> None:
         obs = self._u._get_obs()
-        self.obs = np.clip(obs, self._obs_low, self._obs_high).astype(np.float64)
+        space = self._u.sawyer_observation_space  # read now: set_task rebuilds it (the goal's bounds)
+        self.obs = np.clip(obs, space.low, space.high).astype(np.float64)
 
     def displace_object(self, offset_xy: np.ndarray) -> np.ndarray:
         """Move the task's free object by ``offset_xy`` metres on the table (at rest); returns its new position."""
@@ -282,6 +375,7 @@ class MetaWorldSim:
             raise ValueError(f"task {self.task} has no free object to displace (events: {self.events})")
         pos = self.object_pos()
         pos[:2] += np.asarray(offset_xy, dtype=np.float64)[:2]
+        self._joints = None
         self._u._set_obj_xyz(pos)
         self._refresh_obs()
         return pos
@@ -295,6 +389,7 @@ class MetaWorldSim:
         goal[:2] += np.asarray(offset_xy, dtype=np.float64)[:2]
         space = self._u.goal_space
         goal = np.clip(goal, space.low, space.high)
+        self._joints = None
         self._u._target_pos = goal
         self._refresh_obs()
         return goal

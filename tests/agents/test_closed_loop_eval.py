@@ -61,16 +61,16 @@ def test_config_rejects_bad_settings():
 
 
 def test_profiles_are_priced_under_the_wire_configuration_as_ecc_eval_prices_them():
-    from agents.closed_loop_eval import _profiles
+    from agents.closed_loop_eval import eval_profiles
     from agents.evaluation import EvalConfig, resolve_profiles
 
     for wire in ("default", "exact"):
-        edge, cloud = _profiles(ClosedLoopEvalConfig(model="pi0", wire=wire))
+        edge, cloud = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire=wire))
         want_edge, want_cloud = resolve_profiles(EvalConfig(model="pi0", wire=wire))
         assert edge.cuts == want_edge.cuts and cloud.block_ms == want_cloud.block_ms
         assert edge.notes.get("wire") == want_edge.notes.get("wire")
-    jpeg, _ = _profiles(ClosedLoopEvalConfig(model="pi0", wire="default"))
-    raw, _ = _profiles(ClosedLoopEvalConfig(model="pi0", wire="exact"))
+    jpeg, _ = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire="default"))
+    raw, _ = eval_profiles(ClosedLoopEvalConfig(model="pi0", wire="exact"))
     assert jpeg.cuts[0].up_bytes < raw.cuts[0].up_bytes / 3  # cloud-only uploads JPEG frames, not raw ones
 
 
@@ -122,6 +122,42 @@ def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
     with (tmp_path / "closed_loop.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3
     assert (tmp_path / "closed_loop_success.png").stat().st_size > 1000
+
+
+@pytest.mark.slow  # heavy: three closed-loop runs on the simulator, ~15 s
+def test_remembered_steps_frames_and_rollouts_change_no_result(toy):
+    """The simulators' memo (steps, frames, rollouts keyed by the exact state) against plain stepping, on a task
+    with a displaced object and moved goal, planners that skip, and a second run that finds everything remembered."""
+    pytest.importorskip("metaworld")
+    from dataclasses import asdict
+
+    from agents.closed_loop_eval import run_closed_loop_eval
+    from ecc_env.metaworld_sim import MetaWorldSim
+
+    cfg = ClosedLoopEvalConfig(planners="heuristic,edge,cloud", tasks="pick-place-v3", episodes=2, events="on",
+                               vlas="aware", episode_s=2.0)
+    profiles = toy.three_block_profiles()
+
+    def run(memo: bool, sims: dict) -> list[dict]:
+        if "pick-place-v3" not in sims:
+            sims["pick-place-v3"] = MetaWorldSim("pick-place-v3", memo=memo)
+        rep = run_closed_loop_eval(cfg, trace_set=toy.alternating_set(), profiles=profiles, sims=sims)
+        return [asdict(o) for o in rep.episodes]
+
+    plain: dict = {}
+    memo: dict = {}
+    try:
+        reference = run(False, plain)
+        assert run(True, memo) == reference  # every episode, timeline and latency identical
+        hits = dict(memo["pick-place-v3"].memo_hits)
+        assert hits["step"] > 0 and hits["frame"] > 0  # planners shared states (before their first chunk)
+        assert run(True, memo) == reference  # again, now from the remembered steps, frames and rollouts
+        after = memo["pick-place-v3"].memo_hits
+        assert after["rollout"] > hits["rollout"] and after["step"] > hits["step"]
+        assert plain["pick-place-v3"].memo_hits == {"step": 0, "frame": 0, "rollout": 0}
+    finally:
+        for s in (*plain.values(), *memo.values()):
+            s.close()
 
 
 def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):

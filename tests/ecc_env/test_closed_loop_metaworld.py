@@ -56,6 +56,67 @@ def test_expert_rollout_is_an_exact_copy_and_leaves_the_live_sim_alone():
         sim.step_control(plan[k])
 
 
+def reference_rollout(sim: MetaWorldSim, start, committed, n: int) -> np.ndarray:
+    """The rollout through MetaWorld's own ``env.step`` (reward, success, every observation): the reference the
+    copy's cheaper step must match bit for bit."""
+    live = sim.snapshot()
+    out = np.empty((n, 4))
+    sim.restore(start)
+
+    def control(a):
+        for _ in range(sim.sim_steps_per_control):
+            obs = sim._u.step(a)[0]
+        sim.obs = np.asarray(obs, dtype=np.float64)
+
+    for a in committed:
+        control(np.clip(np.asarray(a, dtype=np.float64), -1.0, 1.0))
+    for i in range(n):
+        out[i] = sim.expert_action()
+        if i + 1 < n:
+            control(out[i])
+    final = sim.snapshot()
+    sim.restore(live)
+    return out, final
+
+
+@pytest.mark.parametrize("task", CLOSED_LOOP_TASKS)
+def test_cheap_rollout_step_matches_metaworld_step_bit_for_bit(task):
+    sim = sim_for(task)
+    sim.reset(3)
+    for _ in range(3):
+        sim.step_control(sim.expert_action())
+    start = sim.snapshot()
+    committed = [sim.expert_action(), np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.3, -1.0, 0.2, -1.0])]
+    ref, ref_final = reference_rollout(sim, start, committed, 8)
+    np.testing.assert_array_equal(sim.expert_rollout(start, committed, 8), ref)
+    # the copy's end state too (physics, frame-stacked observation), not only the actions
+    sim.restore(start)
+    for a in committed:
+        sim._step_raw(np.clip(a, -1.0, 1.0))
+    for a in ref[:-1]:
+        sim._step_raw(a)
+    got = sim.snapshot()
+    np.testing.assert_array_equal(got.physics, ref_final.physics)
+    np.testing.assert_array_equal(got.obs, ref_final.obs)
+    np.testing.assert_array_equal(got.prev_obs, ref_final.prev_obs)
+    assert got.path_length == ref_final.path_length
+
+
+def test_a_simulator_built_after_another_was_closed_still_renders_the_scene():
+    first = MetaWorldSim("reach-v3", memo=False)
+    first.reset(0)
+    frame = first.render()
+    first.close()
+    second = MetaWorldSim("reach-v3", memo=False)  # gymnasium's viewer close left this one rendering black
+    try:
+        second.reset(0)
+        again = second.render()
+        assert again.sum() > 0
+        np.testing.assert_array_equal(again, frame)
+    finally:
+        second.close()
+
+
 @pytest.mark.slow  # heavy: six MetaWorld tasks rolled out by their experts, ~15 s
 @pytest.mark.parametrize("task", CLOSED_LOOP_TASKS)
 def test_zero_latency_expert_succeeds_on_every_task_used(task):
@@ -63,6 +124,16 @@ def test_zero_latency_expert_succeeds_on_every_task_used(task):
     assert ep.success, f"{task} seed {TEST_EPISODES[task]}: the expert ceiling failed"
     assert 0.2 < ep.time_to_success_s < 4.0
     assert ep.steps * 8 * 0.0125 >= ep.time_to_success_s  # the episode stops at the step that succeeded
+
+
+def test_expert_with_a_latency_is_the_floor_one_period_behind_the_ceiling():
+    r = robot("reach-v3")
+    ceiling = run_expert_episode(r, 0, 40)
+    floor = run_expert_episode(r, 0, 40, latency_s=0.001)  # each chunk drives the step after its observation
+    assert r.timeline.executed[0].holding and not r.timeline.executed[1].holding
+    assert floor.success and floor.time_to_success_s >= ceiling.time_to_success_s + 0.05
+    with pytest.raises(ValueError, match="latency_s"):
+        run_expert_episode(r, 0, 40, latency_s=-1.0)
 
 
 def test_latency_aware_vla_plans_from_the_committed_actions():
