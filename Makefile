@@ -24,10 +24,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(THREADS) $(BIN)/ecc demo
 
-# the default suite: pytest's addopts leave out the tests marked `slow`; pytest's exit code 5 (no test collected,
-# e.g. a PYTEST_ARGS selection that matches nothing) is not a failure
+# the default suite: pytest's addopts leave out the tests marked `slow`; it runs on PYTEST_WORKERS processes
+# (pytest-xdist; 0 = in this process), the slow and timing-sensitive suite below runs serially. pytest's exit code 5
+# (no test collected, e.g. a PYTEST_ARGS selection that matches nothing) is not a failure
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(THREADS) $(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(THREADS) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # only the slow and timing-sensitive tests
 test-slow: $(STAMP)
