@@ -71,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)
         print(f"train.py: {e}", file=sys.stderr)
         return 2
-    print(f"policy {res.policy_path}: best validation return {res.best_val_return:.2f} "
-          f"(heuristic {res.heuristic_val_return:.2f}), {res.timesteps} steps in {res.wall_s:.0f} s")
+    print(
+        f"policy {res.policy_path}: best validation return {res.best_val_return:.2f} "
+        f"(heuristic {res.heuristic_val_return:.2f}), {res.timesteps} steps in {res.wall_s:.0f} s"
+    )
     return 0
 
 

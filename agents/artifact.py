@@ -121,17 +121,23 @@ def describe_network(model: Any) -> dict[str, Any]:
     if act_name not in ACTIVATIONS:
         raise ValueError(f"activation {act_name!r} cannot be described; expected one of {ACTIVATIONS}")
     if kwargs:
-        raise ValueError(f"policy_kwargs {sorted(kwargs)} cannot be described in the artifact (net_arch and "
-                         "activation_fn only)")
+        raise ValueError(
+            f"policy_kwargs {sorted(kwargs)} cannot be described in the artifact (net_arch and activation_fn only)"
+        )
     obs = model.observation_space
     if type(obs).__name__ != "Box" or type(model.action_space).__name__ != "MultiDiscrete":
-        raise ValueError(f"spaces must be Box -> MultiDiscrete, got {type(obs).__name__} -> "
-                         f"{type(model.action_space).__name__}")
+        raise ValueError(
+            f"spaces must be Box -> MultiDiscrete, got {type(obs).__name__} -> {type(model.action_space).__name__}"
+        )
     return {
         "policy_class": POLICY_CLASS,
-        "observation_space": {"type": "Box", "shape": list(obs.shape), "dtype": str(obs.dtype),
-                              "low": np.asarray(obs.low, dtype=np.float64).ravel().tolist(),
-                              "high": np.asarray(obs.high, dtype=np.float64).ravel().tolist()},
+        "observation_space": {
+            "type": "Box",
+            "shape": list(obs.shape),
+            "dtype": str(obs.dtype),
+            "low": np.asarray(obs.low, dtype=np.float64).ravel().tolist(),
+            "high": np.asarray(obs.high, dtype=np.float64).ravel().tolist(),
+        },
         "action_space": {"type": "MultiDiscrete", "nvec": np.asarray(model.action_space.nvec).tolist()},
         "net_arch": net_arch,
         "activation": act_name,
@@ -141,8 +147,9 @@ def describe_network(model: Any) -> dict[str, Any]:
 def _net_arch(value: Any, where: str) -> Any:
     def layers(v: Any, name: str) -> list[int]:
         if not isinstance(v, list) or len(v) > 16 or not all(type(x) is int and 0 < x <= 65536 for x in v):
-            raise PolicyLoadError(f"{where}: network.{name} must be a list of at most 16 layer widths in 1..65536, "
-                                  f"got {_short(v)}")
+            raise PolicyLoadError(
+                f"{where}: network.{name} must be a list of at most 16 layer widths in 1..65536, got {_short(v)}"
+            )
         return list(v)
 
     if value is None:
@@ -165,8 +172,9 @@ def build_network(network: Any, where: str) -> Any:
     if not isinstance(network, dict):
         raise PolicyLoadError(f"{where}: field 'network' must be a mapping, got {type(network).__name__}")
     if network.get("policy_class") != POLICY_CLASS:
-        raise PolicyLoadError(f"{where}: network.policy_class must be {POLICY_CLASS!r}, "
-                              f"got {_short(network.get('policy_class'))}")
+        raise PolicyLoadError(
+            f"{where}: network.policy_class must be {POLICY_CLASS!r}, got {_short(network.get('policy_class'))}"
+        )
     act = network.get("activation")
     if act not in ACTIVATIONS:
         raise PolicyLoadError(f"{where}: network.activation must be one of {ACTIVATIONS}, got {_short(act)}")
@@ -174,19 +182,29 @@ def build_network(network: Any, where: str) -> Any:
     if not isinstance(obs, dict) or not isinstance(acts, dict):
         raise PolicyLoadError(f"{where}: network.observation_space and network.action_space must be mappings")
     shape, low, high = obs.get("shape"), obs.get("low"), obs.get("high")
-    if (not isinstance(shape, list) or len(shape) != 1 or type(shape[0]) is not int or not 0 < shape[0] <= 65536
-            or obs.get("dtype") != "float32"):
-        raise PolicyLoadError(f"{where}: network.observation_space must be a float32 vector box of 1..65536 "
-                              f"features, got shape {_short(shape)} dtype {_short(obs.get('dtype'))}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 1
+        or type(shape[0]) is not int
+        or not 0 < shape[0] <= 65536
+        or obs.get("dtype") != "float32"
+    ):
+        raise PolicyLoadError(
+            f"{where}: network.observation_space must be a float32 vector box of 1..65536 "
+            f"features, got shape {_short(shape)} dtype {_short(obs.get('dtype'))}"
+        )
     for name, bound in (("low", low), ("high", high)):
-        if (not isinstance(bound, list) or len(bound) != shape[0]
-                or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in bound)):
+        if (
+            not isinstance(bound, list)
+            or len(bound) != shape[0]
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in bound)
+        ):
             raise PolicyLoadError(f"{where}: network.observation_space.{name} must be {shape[0]} numbers")
     nvec = acts.get("nvec")
-    if (not isinstance(nvec, list) or not 0 < len(nvec) <= 16
-            or not all(type(n) is int and 1 < n <= 4096 for n in nvec)):
-        raise PolicyLoadError(f"{where}: network.action_space.nvec must be a list of ints in 2..4096, "
-                              f"got {_short(nvec)}")
+    if not isinstance(nvec, list) or not 0 < len(nvec) <= 16 or not all(type(n) is int and 1 < n <= 4096 for n in nvec):
+        raise PolicyLoadError(
+            f"{where}: network.action_space.nvec must be a list of ints in 2..4096, got {_short(nvec)}"
+        )
     net_arch = _net_arch(network.get("net_arch"), where)
     import torch
     from gymnasium import spaces
@@ -195,10 +213,12 @@ def build_network(network: Any, where: str) -> Any:
     kwargs: dict[str, Any] = {"activation_fn": getattr(torch.nn, act)}
     if net_arch is not None:
         kwargs["net_arch"] = net_arch
-    model = MaskablePPO("MlpPolicy", env=None, device="cpu", policy_kwargs=kwargs, n_steps=2, batch_size=2,
-                        _init_setup_model=False)
-    model.observation_space = spaces.Box(np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32),
-                                         dtype=np.float32)
+    model = MaskablePPO(
+        "MlpPolicy", env=None, device="cpu", policy_kwargs=kwargs, n_steps=2, batch_size=2, _init_setup_model=False
+    )
+    model.observation_space = spaces.Box(
+        np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32), dtype=np.float32
+    )
     model.action_space = spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64))
     model.n_envs = 1
     model._setup_model()
@@ -220,12 +240,15 @@ def _load_weights(model: Any, wpath: Path) -> None:
     own = model.policy.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
-        raise PolicyLoadError(f"{wpath}: weights do not fit the described network (missing {missing[:4]}, "
-                              f"unexpected {extra[:4]})")
+        raise PolicyLoadError(
+            f"{wpath}: weights do not fit the described network (missing {missing[:4]}, unexpected {extra[:4]})"
+        )
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(own[name].shape) or tensor.dtype != own[name].dtype:
-            raise PolicyLoadError(f"{wpath}: weight {name!r} is {tuple(tensor.shape)} {tensor.dtype}, the described "
-                                  f"network needs {tuple(own[name].shape)} {own[name].dtype}")
+            raise PolicyLoadError(
+                f"{wpath}: weight {name!r} is {tuple(tensor.shape)} {tensor.dtype}, the described "
+                f"network needs {tuple(own[name].shape)} {own[name].dtype}"
+            )
         if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
             raise PolicyLoadError(f"{wpath}: weight {name!r} holds non-finite values")
     model.policy.load_state_dict(state, strict=True)
@@ -265,8 +288,11 @@ def _versions() -> dict[str, str]:
     import stable_baselines3
     import torch
 
-    return {"stable_baselines3": stable_baselines3.__version__, "sb3_contrib": sb3_contrib.__version__,
-            "torch": torch.__version__}
+    return {
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "torch": torch.__version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -307,8 +333,9 @@ class LoadedPolicy:
     obs_high: np.ndarray
     path: Path
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
         return self.planner.predict(observation, state, episode_start, deterministic)
 
 
@@ -318,8 +345,10 @@ def hedge_mismatch(metadata: dict[str, Any], hedge: bool) -> str | None:
     trained = bool((metadata.get("env") or {}).get("hedge", False))
     if trained == bool(hedge):
         return None
-    return (f"the policy was trained {'with' if trained else 'without'} hedged execution, it runs "
-            f"{'with' if hedge else 'without'} it here (see --hedge)")
+    return (
+        f"the policy was trained {'with' if trained else 'without'} hedged execution, it runs "
+        f"{'with' if hedge else 'without'} it here (see --hedge)"
+    )
 
 
 def _spec_diff(found: dict[str, Any], want: dict[str, Any], prefix: str = "observation") -> str | None:
@@ -334,8 +363,9 @@ def _spec_diff(found: dict[str, Any], want: dict[str, Any], prefix: str = "obser
     return None
 
 
-def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, use_torch: bool = False,
-                trust_pickle: bool = False) -> LoadedPolicy:
+def load_policy(
+    path: str | Path, expect: PolicyExpectation | None = None, *, use_torch: bool = False, trust_pickle: bool = False
+) -> LoadedPolicy:
     """Load and check a policy artifact named by ``path`` (any of its files, or its run folder's stem); raises
     PolicyLoadError for a missing file, corrupt weights (or ones that do not match their recorded hash or the
     described network), another format version, a pickled format-1 zip without ``trust_pickle``, a policy with
@@ -351,23 +381,27 @@ def load_policy(path: str | Path, expect: PolicyExpectation | None = None, *, us
             raise PolicyLoadError(
                 f"{mpath}: a format-1 policy (a pickled Stable-Baselines3 zip) can run arbitrary code when loaded; "
                 "refused. If you trust its author, pass --trust-pickle, or convert it once with "
-                f"`ecc policy migrate --trust-pickle {zpath}`")
+                f"`ecc policy migrate --trust-pickle {zpath}`"
+            )
         model = _load_legacy(zpath, meta, mpath)
     elif version == FORMAT_VERSION:
         if not wpath.is_file():
             raise PolicyLoadError(f"policy weights not found: {wpath} (expected beside {mpath.name})")
         sha = meta.get("weights_sha256")
         if sha is not None and sha != _sha256(wpath):
-            raise PolicyLoadError(f"{wpath}: content does not match the sha256 recorded in {mpath.name} "
-                                  "(corrupt file)")
+            raise PolicyLoadError(f"{wpath}: content does not match the sha256 recorded in {mpath.name} (corrupt file)")
     else:
-        raise PolicyLoadError(f"{mpath}: format version {_short(version)}, this package reads {FORMAT_VERSION} "
-                              f"(and {LEGACY_PICKLE_VERSION} with --trust-pickle)")
+        raise PolicyLoadError(
+            f"{mpath}: format version {_short(version)}, this package reads {FORMAT_VERSION} "
+            f"(and {LEGACY_PICKLE_VERSION} with --trust-pickle)"
+        )
     privileged = meta.get("privileged")
     if privileged:
         fields = privileged.get("fields") if isinstance(privileged, dict) else privileged
-        raise PolicyLoadError(f"{mpath}: the policy observes privileged simulation-only fields {fields!r} "
-                              "(ecc_env.privileged) that no runtime can supply; it is a yardstick, not deployable")
+        raise PolicyLoadError(
+            f"{mpath}: the policy observes privileged simulation-only fields {fields!r} "
+            "(ecc_env.privileged) that no runtime can supply; it is a yardstick, not deployable"
+        )
     if expect is not None:
         _check(meta, expect, mpath)
     if version == FORMAT_VERSION:
@@ -399,8 +433,10 @@ def load_model(path: str | Path) -> Any:
     :func:`load_policy` (privileged yardstick policies included: for studies, never for deployment)."""
     meta, mpath = read_metadata(path)
     if meta.get("format_version") != FORMAT_VERSION:
-        raise PolicyLoadError(f"{mpath}: format version {_short(meta.get('format_version'))}, expected "
-                              f"{FORMAT_VERSION} (see `ecc policy migrate`)")
+        raise PolicyLoadError(
+            f"{mpath}: format version {_short(meta.get('format_version'))}, expected "
+            f"{FORMAT_VERSION} (see `ecc policy migrate`)"
+        )
     wpath = weights_path(path)
     if not wpath.is_file():
         raise PolicyLoadError(f"policy weights not found: {wpath}")
@@ -418,8 +454,10 @@ def _load_legacy(zpath: Path, meta: dict[str, Any], mpath: Path) -> Any:
     sha = meta.get("zip_sha256")
     if sha is not None and sha != _sha256(zpath):
         raise PolicyLoadError(f"{zpath}: content does not match the sha256 recorded in {mpath.name} (corrupt file)")
-    log.warning("loading %s with pickle (--trust-pickle): it can run arbitrary code; migrate it with "
-                "`ecc policy migrate`", zpath)
+    log.warning(
+        "loading %s with pickle (--trust-pickle): it can run arbitrary code; migrate it with `ecc policy migrate`",
+        zpath,
+    )
     try:
         from sb3_contrib import MaskablePPO
 
@@ -435,8 +473,10 @@ def migrate_policy(path: str | Path, out: str | Path | None = None) -> Path:
     path = Path(path)
     meta, mpath = read_metadata(path)
     if meta.get("format_version") != LEGACY_PICKLE_VERSION:
-        raise PolicyLoadError(f"{mpath}: format version {_short(meta.get('format_version'))} is not the pickled "
-                              f"format {LEGACY_PICKLE_VERSION}; nothing to migrate")
+        raise PolicyLoadError(
+            f"{mpath}: format version {_short(meta.get('format_version'))} is not the pickled "
+            f"format {LEGACY_PICKLE_VERSION}; nothing to migrate"
+        )
     model = _load_legacy(legacy_path(path), meta, mpath)
     target = Path(out) if out is not None else weights_path(path)
     try:
@@ -457,8 +497,9 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
         if diff:
             raise PolicyLoadError(f"{mpath}: observation spec mismatch: {diff}")
     if expect.model_id is not None and meta.get("model_id") != expect.model_id:
-        raise PolicyLoadError(f"{mpath}: model mismatch: policy is for {meta.get('model_id')!r}, "
-                              f"runtime runs {expect.model_id!r}")
+        raise PolicyLoadError(
+            f"{mpath}: model mismatch: policy is for {meta.get('model_id')!r}, runtime runs {expect.model_id!r}"
+        )
     if expect.wire is not None:  # before the profile ids: a wire mismatch changes them, this names it
         from executor.wire_config import WireConfig, wire_mismatch
 
@@ -468,10 +509,12 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
     profiles = meta.get("profiles") or {}
     for side, want in (("edge", expect.edge_profile_id), ("cloud", expect.cloud_profile_id)):
         if want is not None and profiles.get(side) != want:
-            raise PolicyLoadError(f"{mpath}: {side} profile mismatch: policy was trained on {profiles.get(side)!r}, "
-                                  f"runtime uses {want!r}")
+            raise PolicyLoadError(
+                f"{mpath}: {side} profile mismatch: policy was trained on {profiles.get(side)!r}, runtime uses {want!r}"
+            )
     if expect.num_cuts is not None:
         nvec = meta.get("action_space", {}).get("nvec")
         if nvec != [expect.num_cuts, 2]:
-            raise PolicyLoadError(f"{mpath}: action space mismatch: policy has {nvec}, runtime needs "
-                                  f"[{expect.num_cuts}, 2]")
+            raise PolicyLoadError(
+                f"{mpath}: action space mismatch: policy has {nvec}, runtime needs [{expect.num_cuts}, 2]"
+            )

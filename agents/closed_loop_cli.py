@@ -18,8 +18,9 @@ from agents.closed_loop_eval import ClosedLoopEvalConfig, run_closed_loop_eval, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(ClosedLoopEvalConfig, sys.argv[1:] if argv is None else argv, prog="ecc closedloop",
-                       description=__doc__)
+    cfg = parse_config(
+        ClosedLoopEvalConfig, sys.argv[1:] if argv is None else argv, prog="ecc closedloop", description=__doc__
+    )
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -42,16 +43,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ecc closedloop: {e}", file=sys.stderr)
         return 2
     head, body = table_rows(report.rows)
-    table = Table(title=f"closed loop: {report.meta['profiles']}, {report.meta['traces']}, "
-                        f"seeds {report.meta['seeds']} ({report.meta['wall_s']:.0f} s)")
+    table = Table(
+        title=f"closed loop: {report.meta['profiles']}, {report.meta['traces']}, "
+        f"seeds {report.meta['seeds']} ({report.meta['wall_s']:.0f} s)"
+    )
     for h in head:
         table.add_column(h)
     for row in body:
         table.add_row(*row)
     console.print(table)
     if cfg.out:
-        console.print(f"wrote {Path(cfg.out) / 'closed_loop.json'}, closed_loop.csv" + (" and plots" if cfg.plots
-                                                                                        else ""))
+        console.print(
+            f"wrote {Path(cfg.out) / 'closed_loop.json'}, closed_loop.csv" + (" and plots" if cfg.plots else "")
+        )
     return 0
 
 

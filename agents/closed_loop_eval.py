@@ -118,10 +118,21 @@ def robot_timeline(robot: Any, decisions: list[dict[str, Any]]) -> dict[str, Any
     steps = []
     for s, a in enumerate(robot.timeline.executed):
         d = a.delivery
-        steps.append({"step": s, "holding": a.holding, "index": a.index,
-                      "chunk_age_steps": (s - d.obs_step) if d is not None else None})
-    return {"period_s": robot.period_s, "steps": steps, "decisions": decisions,
-            "events": [asdict(e) for e in robot.events], "time_to_success_s": robot.time_to_success_s}
+        steps.append(
+            {
+                "step": s,
+                "holding": a.holding,
+                "index": a.index,
+                "chunk_age_steps": (s - d.obs_step) if d is not None else None,
+            }
+        )
+    return {
+        "period_s": robot.period_s,
+        "steps": steps,
+        "decisions": decisions,
+        "events": [asdict(e) for e in robot.events],
+        "time_to_success_s": robot.time_to_success_s,
+    }
 
 
 def run_episode(env: Any, planner: Any, seed: int, *, keep_timeline: bool = False) -> EpisodeOutcome:
@@ -143,16 +154,32 @@ def run_episode(env: Any, planner: Any, seed: int, *, keep_timeline: bool = Fals
         misses += bool(info["deadline_miss"])
         up += float(info["up_bytes"])
         if keep_timeline:
-            log_dec.append({"time_s": info["time_s"], "obs_index": info["obs_index"], "skip": info["skip"],
-                            "cut": info["cut"], "arrival_step": info["arrival_step"],
-                            "latency_ms": info["latency_ms"]})
+            log_dec.append(
+                {
+                    "time_s": info["time_s"],
+                    "obs_index": info["obs_index"],
+                    "skip": info["skip"],
+                    "cut": info["cut"],
+                    "arrival_step": info["arrival_step"],
+                    "latency_ms": info["latency_ms"],
+                }
+            )
         if term or trunc:
             break
     cl = env.closed_loop
     return EpisodeOutcome(
-        planner="", task=cl.task, vla=cl.vla, events=cl.events.label, seed=int(seed),
-        success=bool(info["success"]), time_to_success_s=info["time_to_success_s"], inferences=len(lat),
-        decisions=decisions, inference_latency_ms=lat, deadline_misses=misses, up_bytes=up,
+        planner="",
+        task=cl.task,
+        vla=cl.vla,
+        events=cl.events.label,
+        seed=int(seed),
+        success=bool(info["success"]),
+        time_to_success_s=info["time_to_success_s"],
+        inferences=len(lat),
+        decisions=decisions,
+        inference_latency_ms=lat,
+        deadline_misses=misses,
+        up_bytes=up,
         timeline=robot_timeline(env.robot, log_dec) if keep_timeline else None,
     )
 
@@ -164,9 +191,18 @@ def run_expert(robot: Any, seed: int, horizon_steps: int, *, keep_timeline: bool
     ep = run_expert_episode(robot, seed, horizon_steps)
     cl = robot.config
     return EpisodeOutcome(
-        planner=EXPERT, task=cl.task, vla="-", events=cl.events.label, seed=int(seed),
-        success=ep.success, time_to_success_s=ep.time_to_success_s, inferences=ep.steps, decisions=ep.steps,
-        inference_latency_ms=[0.0] * ep.steps, deadline_misses=0, up_bytes=0.0,
+        planner=EXPERT,
+        task=cl.task,
+        vla="-",
+        events=cl.events.label,
+        seed=int(seed),
+        success=ep.success,
+        time_to_success_s=ep.time_to_success_s,
+        inferences=ep.steps,
+        decisions=ep.steps,
+        inference_latency_ms=[0.0] * ep.steps,
+        deadline_misses=0,
+        up_bytes=0.0,
         timeline=robot_timeline(robot, []) if keep_timeline else None,
     )
 
@@ -184,16 +220,24 @@ def summarize(outcomes: Sequence[EpisodeOutcome], *, pool_tasks: bool = False) -
         lo, hi = wilson_interval(k, n)
         tts = [e.time_to_success_s for e in eps if e.success and e.time_to_success_s is not None]
         lat = [x for e in eps for x in e.inference_latency_ms]
-        rows.append({
-            "planner": planner, "task": task, "vla": vla, "events": events, "episodes": n,
-            "success_rate": k / n, "success_ci_low": lo, "success_ci_high": hi,
-            "median_tts_s": float(np.median(tts)) if tts else math.nan,
-            "p90_tts_s": float(np.percentile(tts, 90)) if tts else math.nan,
-            "mean_inference_latency_ms": float(np.mean(lat)) if lat else math.nan,
-            "inferences_per_episode": float(np.mean([e.inferences for e in eps])),
-            "deadline_misses_per_episode": float(np.mean([e.deadline_misses for e in eps])),
-            "up_bytes_per_episode": float(np.mean([e.up_bytes for e in eps])),
-        })
+        rows.append(
+            {
+                "planner": planner,
+                "task": task,
+                "vla": vla,
+                "events": events,
+                "episodes": n,
+                "success_rate": k / n,
+                "success_ci_low": lo,
+                "success_ci_high": hi,
+                "median_tts_s": float(np.median(tts)) if tts else math.nan,
+                "p90_tts_s": float(np.percentile(tts, 90)) if tts else math.nan,
+                "mean_inference_latency_ms": float(np.mean(lat)) if lat else math.nan,
+                "inferences_per_episode": float(np.mean([e.inferences for e in eps])),
+                "deadline_misses_per_episode": float(np.mean([e.deadline_misses for e in eps])),
+                "up_bytes_per_episode": float(np.mean([e.up_bytes for e in eps])),
+            }
+        )
     return rows
 
 
@@ -229,8 +273,13 @@ class ClosedLoopReport:
             return v
 
         path = Path(path)
-        body = {"format": "vla-ecc/closed-loop", "version": 1, "meta": clean(self.meta), "rows": clean(self.rows),
-                "episodes": clean([asdict(e) for e in self.episodes])}
+        body = {
+            "format": "vla-ecc/closed-loop",
+            "version": 1,
+            "meta": clean(self.meta),
+            "rows": clean(self.rows),
+            "episodes": clean([asdict(e) for e in self.episodes]),
+        }
         path.write_text(json.dumps(body, indent=1))
         return path
 
@@ -248,13 +297,27 @@ def eval_profiles(cfg: ClosedLoopEvalConfig) -> tuple[Any, Any]:
     from agents.evaluation import EvalConfig, resolve_profiles
 
     backend = "executor" if cfg.backend == "executor" or cfg.emulated_profiles else "profile"
-    return resolve_profiles(EvalConfig(model=cfg.model, preset=cfg.preset, hardware=cfg.hardware,
-                                       profiles=cfg.profiles, backend=backend, wire=cfg.wire))
+    return resolve_profiles(
+        EvalConfig(
+            model=cfg.model,
+            preset=cfg.preset,
+            hardware=cfg.hardware,
+            profiles=cfg.profiles,
+            backend=backend,
+            wire=cfg.wire,
+        )
+    )
 
 
-def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-                         on_episode: Callable[[EpisodeOutcome], None] | None = None,
-                         sims: dict[str, Any] | None = None, keep_timelines: bool = False) -> ClosedLoopReport:
+def run_closed_loop_eval(
+    cfg: ClosedLoopEvalConfig,
+    *,
+    trace_set: Any = None,
+    profiles: tuple[Any, Any] | None = None,
+    on_episode: Callable[[EpisodeOutcome], None] | None = None,
+    sims: dict[str, Any] | None = None,
+    keep_timelines: bool = False,
+) -> ClosedLoopReport:
     """Evaluate every planner (and the expert ceiling) on every task, VLA and event setting; writes ``cfg.out``.
 
     ``sims``: simulators per task to use (built into it when missing, and left open: the caller closes them), so
@@ -285,15 +348,20 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
 
     traces = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     edge, cloud = profiles if profiles is not None else eval_profiles(cfg)
-    env_cfg = EnvConfig(episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg),
-                        trace_split="all")
+    env_cfg = EnvConfig(
+        episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg), trace_split="all"
+    )
     event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}
     backend_kw: dict[str, Any] = {}
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig
 
-        backend_kw = {"backend": "executor", "executor": ExecutorConfig(
-            family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud, wire=cfg.wire)}
+        backend_kw = {
+            "backend": "executor",
+            "executor": ExecutorConfig(
+                family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud, wire=cfg.wire
+            ),
+        }
     outcomes: list[EpisodeOutcome] = []
     seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
@@ -305,23 +373,31 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
     for task in tasks:
         sim = sims.get(task) if sims is not None else None
         if sim is None:
-            sim = MetaWorldSim(task, image_hw=(cfg.image_px, cfg.image_px),
-                               sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+            sim = MetaWorldSim(
+                task,
+                image_hw=(cfg.image_px, cfg.image_px),
+                sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms),
+            )
             if sims is not None:
                 sims[task] = sim
         try:
             for ev in split_list(cfg.events):
-                robot = ClosedLoopRobot(ClosedLoopConfig(task, events=event_cfgs[ev]), env_cfg.period_ms,
-                                        env_cfg.chunk_size, env_cfg.features, sim)
+                robot = ClosedLoopRobot(
+                    ClosedLoopConfig(task, events=event_cfgs[ev]),
+                    env_cfg.period_ms,
+                    env_cfg.chunk_size,
+                    env_cfg.features,
+                    sim,
+                )
                 horizon = int(round(cfg.episode_s * 1e3 / env_cfg.period_ms))
                 for s in seeds:
                     o = run_expert(robot, s, horizon, keep_timeline=keep_timelines or s == seeds[0])
                     record(o)
                 for vla in split_list(cfg.vlas):
-                    cl = ClosedLoopConfig(task, vla=vla, entry=cfg.entry, events=event_cfgs[ev],
-                                          image_hw=(cfg.image_px, cfg.image_px))
-                    env = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=cl, config=env_cfg, sim=sim,
-                                             **backend_kw)
+                    cl = ClosedLoopConfig(
+                        task, vla=vla, entry=cfg.entry, events=event_cfgs[ev], image_hw=(cfg.image_px, cfg.image_px)
+                    )
+                    env = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=cl, config=env_cfg, sim=sim, **backend_kw)
                     try:
                         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(traces))
                         for label, name, arg in specs:
@@ -336,11 +412,19 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
             if sims is None:
                 sim.close()
     wall = time.perf_counter() - t_start
-    meta = {"config": {k: v for k, v in asdict(cfg).items()}, "seeds": seeds, "wall_s": wall,
-            "period_ms": env_cfg.period_ms, "chunk_size": env_cfg.chunk_size,
-            "profiles": f"{edge.model_id}/{edge.preset} {edge.device}+{cloud.device}", "backend": cfg.backend,
-            "traces": getattr(traces, "name", str(cfg.traces)), "events_on": asdict(EventConfig.on()),
-            "wire": edge.notes.get("wire"), "rtt_rule": rtt_rule_label(cfg.rtt_ms)}
+    meta = {
+        "config": {k: v for k, v in asdict(cfg).items()},
+        "seeds": seeds,
+        "wall_s": wall,
+        "period_ms": env_cfg.period_ms,
+        "chunk_size": env_cfg.chunk_size,
+        "profiles": f"{edge.model_id}/{edge.preset} {edge.device}+{cloud.device}",
+        "backend": cfg.backend,
+        "traces": getattr(traces, "name", str(cfg.traces)),
+        "events_on": asdict(EventConfig.on()),
+        "wire": edge.notes.get("wire"),
+        "rtt_rule": rtt_rule_label(cfg.rtt_ms),
+    }
     report = ClosedLoopReport(summarize(outcomes), outcomes, meta)
     if cfg.out:
         out = Path(cfg.out)
@@ -358,10 +442,17 @@ def run_closed_loop_eval(cfg: ClosedLoopEvalConfig, *, trace_set: Any = None, pr
 
 
 TABLE_COLUMNS = (
-    ("planner", "planner", "{}"), ("task", "task", "{}"), ("vla", "vla", "{}"), ("events", "events", "{}"),
-    ("success", "success_rate", "{:.2f}"), ("95% CI", None, ""), ("median tts s", "median_tts_s", "{:.2f}"),
-    ("p90 tts s", "p90_tts_s", "{:.2f}"), ("lat/inf ms", "mean_inference_latency_ms", "{:.0f}"),
-    ("inf/ep", "inferences_per_episode", "{:.1f}"), ("miss/ep", "deadline_misses_per_episode", "{:.1f}"),
+    ("planner", "planner", "{}"),
+    ("task", "task", "{}"),
+    ("vla", "vla", "{}"),
+    ("events", "events", "{}"),
+    ("success", "success_rate", "{:.2f}"),
+    ("95% CI", None, ""),
+    ("median tts s", "median_tts_s", "{:.2f}"),
+    ("p90 tts s", "p90_tts_s", "{:.2f}"),
+    ("lat/inf ms", "mean_inference_latency_ms", "{:.0f}"),
+    ("inf/ep", "inferences_per_episode", "{:.1f}"),
+    ("miss/ep", "deadline_misses_per_episode", "{:.1f}"),
     ("MB up/ep", "up_bytes_per_episode", "{:.2f}"),
 )
 

@@ -27,7 +27,8 @@ def plot_success_vs_time(rows: Sequence[dict[str, Any]], path: str | Path) -> Pa
         tts = [r["median_tts_s"] for r in rs if math.isfinite(r["median_tts_s"])]
         x = float(np.median(tts)) if tts else math.nan
         points.setdefault((round(x, 3), round(succ, 3), events), []).append(
-            planner if vla == "-" else f"{planner}/{vla}")
+            planner if vla == "-" else f"{planner}/{vla}"
+        )
     fig, ax = plt.subplots(figsize=(8, 5), dpi=DPI)
     xs = [x for x, _, _ in points if math.isfinite(x)]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
@@ -36,8 +37,9 @@ def plot_success_vs_time(rows: Sequence[dict[str, Any]], path: str | Path) -> Pa
     ax.set_ylim(-0.05, 1.05)
     placed: list[tuple[float, float]] = []  # label anchors in axes fractions
     for (x, y, events), names in sorted(points.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
-        ax.scatter([x], [y], marker="o" if events == "off" else "^", s=40,
-                   color="C0" if events == "off" else "C3", alpha=0.8)
+        ax.scatter(
+            [x], [y], marker="o" if events == "off" else "^", s=40, color="C0" if events == "off" else "C3", alpha=0.8
+        )
         if not math.isfinite(x):
             continue
         fx = (x - ax.get_xlim()[0]) / (ax.get_xlim()[1] - ax.get_xlim()[0]) + 0.02
@@ -45,8 +47,15 @@ def plot_success_vs_time(rows: Sequence[dict[str, Any]], path: str | Path) -> Pa
         while any(abs(fx - px) < 0.3 and abs(fy - py) < 0.045 for px, py in placed):
             fy -= 0.045
         placed.append((fx, fy))
-        ax.annotate(f"{', '.join(names)} ({events})", (x, y), xytext=(fx, fy), textcoords="axes fraction",
-                    fontsize=6, va="center", arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"})
+        ax.annotate(
+            f"{', '.join(names)} ({events})",
+            (x, y),
+            xytext=(fx, fy),
+            textcoords="axes fraction",
+            fontsize=6,
+            va="center",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "grey"},
+        )
     ax.set_xlabel("median time-to-success over tasks (s)")
     ax.set_ylabel("success rate (pooled over tasks)")
     ax.set_title("closed loop: success vs time-to-success (o: events off, ^: on)")
@@ -62,8 +71,9 @@ def plot_timeline(outcome: Any, path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=DPI)
     steps = tl["steps"]
     t = [s["step"] * dt for s in steps]
-    age = [s["chunk_age_steps"] * dt if s["chunk_age_steps"] is not None and not s["holding"] else math.nan
-           for s in steps]
+    age = [
+        s["chunk_age_steps"] * dt if s["chunk_age_steps"] is not None and not s["holding"] else math.nan for s in steps
+    ]
     ax.step(t, age, where="post", label="chunk age (s) of the executed action")
     hold = [s["step"] * dt for s in steps if s["holding"]]
     ax.scatter(hold, [0] * len(hold), marker="s", color="grey", s=12, label="holding")
@@ -78,7 +88,9 @@ def plot_timeline(outcome: Any, path: str | Path) -> Path:
     if tl["time_to_success_s"] is not None:
         ax.axvline(tl["time_to_success_s"], color="green", lw=1.5, label="success")
     ax.set_xlabel("time (s)")
-    ax.set_title(f"{outcome.planner} on {outcome.task} (vla {outcome.vla}, events {outcome.events}, "
-                 f"seed {outcome.seed})", fontsize=9)
+    ax.set_title(
+        f"{outcome.planner} on {outcome.task} (vla {outcome.vla}, events {outcome.events}, seed {outcome.seed})",
+        fontsize=9,
+    )
     ax.legend(fontsize=6, loc="upper right")
     return _save(fig, path)

@@ -58,8 +58,16 @@ class ServerProcess:
     to ``emulate`` (a cloud Profile). ``start()`` waits (bounded) for its ``serving ws://...`` line; ``stop()``
     terminates it (SIGTERM, then SIGKILL). Use as a context manager."""
 
-    def __init__(self, family: str, preset: str, *, seed: int = 0, emulate: Any = None, threads: int = 1,
-                 start_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        family: str,
+        preset: str,
+        *,
+        seed: int = 0,
+        emulate: Any = None,
+        threads: int = 1,
+        start_timeout_s: float = 120.0,
+    ) -> None:
         if start_timeout_s <= 0 or threads < 1:
             raise ValueError(f"need start_timeout_s > 0 and threads >= 1, got {start_timeout_s}, {threads}")
         self.family, self.preset, self.seed = family, preset, int(seed)
@@ -79,21 +87,40 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         if self.proc is not None:
             raise RuntimeError("server already started")
-        cmd = [sys.executable, "-m", "executor.serve_cli", "--model", self.family, "--preset", self.preset,
-               "--seed", str(self.seed), "--host", "127.0.0.1", "--port", "0", "--threads", str(self.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "executor.serve_cli",
+            "--model",
+            self.family,
+            "--preset",
+            self.preset,
+            "--seed",
+            str(self.seed),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--threads",
+            str(self.threads),
+        ]
         if self.emulate is not None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ecc-serve-")
             path = Path(self._tmp.name) / "cloud_profile.json"
             self.emulate.save(path)
             cmd += ["--emulate", str(path)]
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
-                                                        env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p
+        )
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         lines: queue.Queue[str] = queue.Queue()
         out = self.proc.stdout
-        threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True,  # type: ignore[union-attr]
-                         name="ecc-serve-stdout").start()
+        threading.Thread(
+            target=lambda: [lines.put(line) for line in out],
+            daemon=True,  # type: ignore[union-attr]
+            name="ecc-serve-stdout",
+        ).start()
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             try:
@@ -158,8 +185,9 @@ class _EpisodeStart:
         self.planner = planner
         self.first = True
 
-    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[Any, Any]:
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[Any, Any]:
         start, self.first = self.first, False
         return self.planner.predict(observation, state, np.array([start]), deterministic)
 
@@ -229,21 +257,44 @@ class LoopEpisode:
         from agents.closed_loop_eval import EpisodeOutcome
 
         lat = [s.t_s - s.obs_step * period_s + s.latency_ms / 1e3 for s in self.steps if s.arrival_step >= 0]
-        return EpisodeOutcome(planner=self.planner, task=self.task, vla=vla, events=events, seed=self.seed,
-                              success=self.success, time_to_success_s=self.time_to_success_s,
-                              inferences=self.inferences, decisions=len(self.steps),
-                              inference_latency_ms=[x * 1e3 for x in lat], deadline_misses=self.deadline_misses,
-                              up_bytes=float(self.up_bytes))
+        return EpisodeOutcome(
+            planner=self.planner,
+            task=self.task,
+            vla=vla,
+            events=events,
+            seed=self.seed,
+            success=self.success,
+            time_to_success_s=self.time_to_success_s,
+            inferences=self.inferences,
+            decisions=len(self.steps),
+            inference_latency_ms=[x * 1e3 for x in lat],
+            deadline_misses=self.deadline_misses,
+            up_bytes=float(self.up_bytes),
+        )
 
     def summary(self) -> dict[str, Any]:
         modes = Counter(s.mode for s in self.steps)
         reasons = Counter(s.fallback_reason for s in self.steps if s.fallback_reason)
-        return {"backend": self.backend, "planner": self.planner, "task": self.task, "seed": self.seed,
-                "success": self.success, "time_to_success_s": self.time_to_success_s, "steps": len(self.steps),
-                "inferences": self.inferences, "skips": self.skips, "refused_skips": self.refused_skips,
-                "deadline_misses": self.deadline_misses, "mean_inference_latency_ms": self.mean_inference_latency_ms,
-                "up_bytes": self.up_bytes, "link_bytes_up": self.link_bytes_up, "dropped": self.dropped,
-                "modes": dict(modes), "fallback_reasons": dict(reasons), "wall_s": self.wall_s}
+        return {
+            "backend": self.backend,
+            "planner": self.planner,
+            "task": self.task,
+            "seed": self.seed,
+            "success": self.success,
+            "time_to_success_s": self.time_to_success_s,
+            "steps": len(self.steps),
+            "inferences": self.inferences,
+            "skips": self.skips,
+            "refused_skips": self.refused_skips,
+            "deadline_misses": self.deadline_misses,
+            "mean_inference_latency_ms": self.mean_inference_latency_ms,
+            "up_bytes": self.up_bytes,
+            "link_bytes_up": self.link_bytes_up,
+            "dropped": self.dropped,
+            "modes": dict(modes),
+            "fallback_reasons": dict(reasons),
+            "wall_s": self.wall_s,
+        }
 
 
 # ------------------------------------------------------------------------------------------------ the runtime loop
@@ -267,8 +318,10 @@ class RuntimeLoopConfig:
 
     def __post_init__(self) -> None:
         if not self.connect_timeout_s > 0 or self.link_chunk_bytes < 1:
-            raise ValueError(f"need connect_timeout_s > 0 and link_chunk_bytes >= 1, got {self.connect_timeout_s}, "
-                             f"{self.link_chunk_bytes}")
+            raise ValueError(
+                f"need connect_timeout_s > 0 and link_chunk_bytes >= 1, got {self.connect_timeout_s}, "
+                f"{self.link_chunk_bytes}"
+            )
 
 
 def _resize_nearest(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -286,8 +339,9 @@ class RuntimeClosedLoop:
     (as a robot that reboots between tasks) and a fresh observation adapter. ``close()`` detaches the emulator.
     """
 
-    def __init__(self, env: Any, server_url: str, config: RuntimeLoopConfig = RuntimeLoopConfig(), *,
-                 edge_emulate: Any = None) -> None:
+    def __init__(
+        self, env: Any, server_url: str, config: RuntimeLoopConfig = RuntimeLoopConfig(), *, edge_emulate: Any = None
+    ) -> None:
         import torch
 
         from executor.models import build_model
@@ -303,8 +357,10 @@ class RuntimeClosedLoop:
         torch.set_num_threads(1)
         self.model = build_model(config.family, config.preset, seed=config.seed)
         if self.model.num_cuts != self.env.num_cuts:
-            raise ValueError(f"the env's Profiles have {self.env.num_cuts} cuts, {config.family}/{config.preset} has "
-                             f"{self.model.num_cuts}: use Profiles of this model")
+            raise ValueError(
+                f"the env's Profiles have {self.env.num_cuts} cuts, {config.family}/{config.preset} has "
+                f"{self.model.num_cuts}: use Profiles of this model"
+            )
         self.emulator = None
         if edge_emulate is not None:
             from executor.emulation import HardwareEmulator
@@ -334,8 +390,9 @@ class RuntimeClosedLoop:
         tmpl = self._template.get("images")
         if tmpl is not None and tmpl.ndim >= 3:
             h, w = tmpl.shape[-3], tmpl.shape[-2]
-            out["images"] = np.ascontiguousarray(np.broadcast_to(_resize_nearest(img, h, w), tmpl.shape),
-                                                 dtype=tmpl.dtype)
+            out["images"] = np.ascontiguousarray(
+                np.broadcast_to(_resize_nearest(img, h, w), tmpl.shape), dtype=tmpl.dtype
+            )
         st = self._template.get("state")
         if st is not None and st.ndim == 1:
             s = np.zeros_like(st)
@@ -352,8 +409,13 @@ class RuntimeClosedLoop:
 
         env = self.env
         deadline_s = min(float(env.deadline.deadline_ms) / 1e3, 60.0)
-        kw: dict[str, Any] = dict(control_period_s=env.period_s, deadline_s=deadline_s, realtime=False,
-                                  connect_timeout_s=self.config.connect_timeout_s, hedge=bool(env.deadline.hedge))
+        kw: dict[str, Any] = dict(
+            control_period_s=env.period_s,
+            deadline_s=deadline_s,
+            realtime=False,
+            connect_timeout_s=self.config.connect_timeout_s,
+            hedge=bool(env.deadline.hedge),
+        )
         names = {f.name for f in dataclasses.fields(RuntimeConfig)}
         if "chunk_size" in names:  # the runtime's own chunk length, where it has one: the env's
             kw["chunk_size"] = int(env.config.chunk_size)
@@ -365,9 +427,13 @@ class RuntimeClosedLoop:
 
         probe = self.env.config.probe
         on = probe.interval_s > 0
-        return ClientConfig(connect_timeout_s=self.config.connect_timeout_s, ping_interval_s=None,
-                            probe_interval_s=probe.interval_s if on else None, probe_bytes=probe.nbytes if on else 0,
-                            wire=priced_wire(self.env.edge_profile))  # send what the env's Profiles charge
+        return ClientConfig(
+            connect_timeout_s=self.config.connect_timeout_s,
+            ping_interval_s=None,
+            probe_interval_s=probe.interval_s if on else None,
+            probe_bytes=probe.nbytes if on else 0,
+            wire=priced_wire(self.env.edge_profile),
+        )  # send what the env's Profiles charge
 
     # -- one episode --------------------------------------------------------------------------------------------
     def run_episode(self, planner: Any, seed: int, *, name: str = "") -> LoopEpisode:
@@ -384,12 +450,19 @@ class RuntimeClosedLoop:
         cap = int(env.config.queue_capacity)
         trace = PositionedTrace(env.link)
         wait_s = min(float(env.deadline.deadline_ms) / 1e3, 60.0)
-        link = ShapedLink(trace, *self._target, LinkConfig(chunk_bytes=self.config.link_chunk_bytes,
-                                                           max_wait_s=wait_s)).start()
+        link = ShapedLink(
+            trace, *self._target, LinkConfig(chunk_bytes=self.config.link_chunk_bytes, max_wait_s=wait_s)
+        ).start()
         adapter = RuntimeObservationAdapter(env.builder, dt_s=period, image_key="camera")
-        runtime = EdgeRuntime(self.model, _EpisodeStart(planner), adapter, server_url=f"ws://127.0.0.1:{link.port}",
-                              client_config=self._client_config(), config=self._runtime_config(),
-                              emulator=self.emulator)
+        runtime = EdgeRuntime(
+            self.model,
+            _EpisodeStart(planner),
+            adapter,
+            server_url=f"ws://127.0.0.1:{link.port}",
+            client_config=self._client_config(),
+            config=self._runtime_config(),
+            emulator=self.emulator,
+        )
         ep = LoopEpisode("runtime", name or type(planner).__name__, env.closed_loop.task, int(seed), False, None)
         wall_start = time.perf_counter()
         try:
@@ -417,8 +490,19 @@ class RuntimeClosedLoop:
                 if rec.new_chunk:
                     arrival = robot.infer(i, completion).arrival_step
                 up = int(rec.timing.bytes_up) if rec.timing is not None else 0
-                ep.steps.append(LoopStep(i, t, rec.mode, bool(rec.skip_requested), int(rec.cut_used),
-                                         float(rec.latency_ms), arrival, up, rec.fallback_reason))
+                ep.steps.append(
+                    LoopStep(
+                        i,
+                        t,
+                        rec.mode,
+                        bool(rec.skip_requested),
+                        int(rec.cut_used),
+                        float(rec.latency_ms),
+                        arrival,
+                        up,
+                        rec.fallback_reason,
+                    )
+                )
                 i, t, waiting, dropped = next_observation(i, completion, period, n, cap)
                 ep.dropped += dropped
             if not robot.succeeded:
@@ -433,8 +517,9 @@ class RuntimeClosedLoop:
         return ep
 
 
-def next_observation(i: int, completion_s: float, period_s: float, n: int, capacity: int) -> tuple[int, float, int,
-                                                                                                    int]:
+def next_observation(
+    i: int, completion_s: float, period_s: float, n: int, capacity: int
+) -> tuple[int, float, int, int]:
     """The env's queue rule (``EdgeCloudSplitEnv.step``): after observation ``i`` finished at ``completion_s``, the
     next one to handle, when it is handled, how many frames then wait behind it, and how many were dropped."""
     j = i + 1
@@ -468,9 +553,19 @@ def run_sim_episode(env: Any, planner: Any, seed: int, *, name: str = "") -> Loo
         else:
             mode = "split" if e.rows[info["cut"]].uses_network else "local"
         reason = "deadline" if info["deadline_miss"] else None
-        ep.steps.append(LoopStep(int(info["obs_index"]), float(info["time_s"]), mode, bool(np.asarray(a).reshape(-1)[1]),
-                                 int(info["cut"]), float(info["service_ms"]),
-                                 int(info["arrival_step"]) if info["inferred"] else -1, int(info["up_bytes"]), reason))
+        ep.steps.append(
+            LoopStep(
+                int(info["obs_index"]),
+                float(info["time_s"]),
+                mode,
+                bool(np.asarray(a).reshape(-1)[1]),
+                int(info["cut"]),
+                float(info["service_ms"]),
+                int(info["arrival_step"]) if info["inferred"] else -1,
+                int(info["up_bytes"]),
+                reason,
+            )
+        )
         ep.dropped += int(info["dropped"])
         if term or trunc:
             break

@@ -86,7 +86,7 @@ def cell_table(cells: Sequence[Cell], task: str, events: str, vla: str = "aware"
     rows = [_rows(c, pool_tasks=pool) for c in cells]
     planners: list[str] = []
     for rs in rows:
-        for (p, t, v, e) in rs:
+        for p, t, v, e in rs:
             if t == task and e == events and v in (vla, "-") and p not in planners:
                 planners.append(p)
     planners.sort(key=lambda p: (p != EXPERT, p))
@@ -126,8 +126,9 @@ class TargetCheck:
         return self.ppo_tts_s / self.edge_tts_s if self.edge_tts_s > 0 else math.nan
 
 
-def target_checks(cells: Sequence[Cell], *, ppo: str = "ppo", events: str = "on", vla: str = "aware",
-                  targets: Targets = Targets()) -> list[TargetCheck]:
+def target_checks(
+    cells: Sequence[Cell], *, ppo: str = "ppo", events: str = "on", vla: str = "aware", targets: Targets = Targets()
+) -> list[TargetCheck]:
     """Per (model, family, task) that has the PPO, the expert and edge-only: the targets of the module docstring."""
     out = []
     for c in cells:
@@ -139,45 +140,65 @@ def target_checks(cells: Sequence[Cell], *, ppo: str = "ppo", events: str = "on"
             edge = rows.get(("edge", task, vla, events))
             if ex is None or edge is None:
                 continue
-            others = [(r["success_rate"], p) for (p, t, v, e), r in rows.items()
-                      if t == task and e == events and v == vla and p not in (ppo, EXPERT)]
+            others = [
+                (r["success_rate"], p)
+                for (p, t, v, e), r in rows.items()
+                if t == task and e == events and v == vla and p not in (ppo, EXPERT)
+            ]
             best_s, best_p = max(others) if others else (math.nan, "-")
             s, tts = me["success_rate"], me["median_tts_s"]
-            out.append(TargetCheck(
-                c.model, c.family, task, me["episodes"], s, ex["success_rate"], best_p, best_s, tts,
-                ex["median_tts_s"], edge["median_tts_s"],
-                success_ok=s >= ex["success_rate"] - targets.success_gap - 1e-12 and not s < best_s - 1e-12,
-                tts_expert_ok=tts <= targets.tts_vs_expert * ex["median_tts_s"] + 1e-12,
-                tts_edge_ok=tts <= targets.tts_vs_edge * edge["median_tts_s"] + 1e-12,
-            ))
+            out.append(
+                TargetCheck(
+                    c.model,
+                    c.family,
+                    task,
+                    me["episodes"],
+                    s,
+                    ex["success_rate"],
+                    best_p,
+                    best_s,
+                    tts,
+                    ex["median_tts_s"],
+                    edge["median_tts_s"],
+                    success_ok=s >= ex["success_rate"] - targets.success_gap - 1e-12 and not s < best_s - 1e-12,
+                    tts_expert_ok=tts <= targets.tts_vs_expert * ex["median_tts_s"] + 1e-12,
+                    tts_edge_ok=tts <= targets.tts_vs_edge * edge["median_tts_s"] + 1e-12,
+                )
+            )
     return out
 
 
 def target_table(checks: Sequence[TargetCheck]) -> str:
     """Markdown: one row per check, met/missed per target with the numbers."""
+
     def ok(b: bool) -> str:
         return "met" if b else "**missed**"
 
     def ratio(x: float) -> str:
         return f"{x:.2f}x" if math.isfinite(x) else "-"
 
-    lines = ["| model | family | task | n | PPO success | expert | best other | success target | "
-             "PPO tts s | / expert | / edge-only | tts <= 1.15x expert | tts <= 0.5x edge |",
-             "|" + "---|" * 13]
+    lines = [
+        "| model | family | task | n | PPO success | expert | best other | success target | "
+        "PPO tts s | / expert | / edge-only | tts <= 1.15x expert | tts <= 0.5x edge |",
+        "|" + "---|" * 13,
+    ]
     for k in checks:
         lines.append(
             f"| {k.model} | {k.family} | {k.task} | {k.episodes} | {k.ppo_success:.2f} | {k.expert_success:.2f} | "
             f"{k.best_other} {k.best_other_success:.2f} | {ok(k.success_ok)} | {k.ppo_tts_s:.2f} | "
             f"{ratio(k.ratio_expert)} | {ratio(k.ratio_edge)} | {ok(k.tts_expert_ok)} | "
-            f"{ok(k.tts_edge_ok) if math.isfinite(k.edge_tts_s) else 'n/a: edge-only never succeeded'} |")
+            f"{ok(k.tts_edge_ok) if math.isfinite(k.edge_tts_s) else 'n/a: edge-only never succeeded'} |"
+        )
     return "\n".join(lines)
 
 
 def noise_table(cells: Sequence[Cell], planners: Sequence[str] = ("ppo", "vision"), vla: str = "aware") -> str:
     """Markdown: per (model, family, task) and planner, success and inferences per episode with events off and
     under visual noise alone (the target: the same success, no extra inferences, for the deployable PPO)."""
-    lines = ["| model | family | task | planner | success off | success noise | inf/ep off | inf/ep noise | same success |",
-             "|" + "---|" * 9]
+    lines = [
+        "| model | family | task | planner | success off | success noise | inf/ep off | inf/ep noise | same success |",
+        "|" + "---|" * 9,
+    ]
     for c in cells:
         rows = _rows(c)
         tasks = sorted({t for (p, t, v, e) in rows if e == "noise"})
@@ -187,7 +208,9 @@ def noise_table(cells: Sequence[Cell], planners: Sequence[str] = ("ppo", "vision
                 if off is None or noise is None:
                     continue
                 same = noise["success_rate"] >= off["success_rate"] - 1e-12
-                lines.append(f"| {c.model} | {c.family} | {task} | {p} | {off['success_rate']:.2f} | "
-                             f"{noise['success_rate']:.2f} | {off['inferences_per_episode']:.1f} | "
-                             f"{noise['inferences_per_episode']:.1f} | {'met' if same else '**missed**'} |")
+                lines.append(
+                    f"| {c.model} | {c.family} | {task} | {p} | {off['success_rate']:.2f} | "
+                    f"{noise['success_rate']:.2f} | {off['inferences_per_episode']:.1f} | "
+                    f"{noise['inferences_per_episode']:.1f} | {'met' if same else '**missed**'} |"
+                )
     return "\n".join(lines)

@@ -22,13 +22,20 @@ def control_mismatch(metadata: dict[str, Any], *, chunk_size: int | None, period
     problems = []
     trained_chunk = env.get("chunk_size")
     if chunk_size is not None and trained_chunk is not None and int(trained_chunk) != int(chunk_size):
-        problems.append(f"chunk length mismatch: the policy was trained with chunks of {trained_chunk} actions, "
-                        f"this deployment executes {chunk_size} (pass --chunk-size {trained_chunk} or retrain with "
-                        f"--chunk-size {chunk_size})")
+        problems.append(
+            f"chunk length mismatch: the policy was trained with chunks of {trained_chunk} actions, "
+            f"this deployment executes {chunk_size} (pass --chunk-size {trained_chunk} or retrain with "
+            f"--chunk-size {chunk_size})"
+        )
     trained_period = env.get("period_ms")
-    if (period_ms is not None and trained_period is not None
-            and not math.isclose(float(trained_period), float(period_ms), rel_tol=1e-9, abs_tol=1e-9)):
-        problems.append(f"control period mismatch: the policy was trained at {float(trained_period):g} ms per step, "
-                        f"this deployment runs at {float(period_ms):g} ms (pass --period-ms {float(trained_period):g}"
-                        " or retrain)")
+    if (
+        period_ms is not None
+        and trained_period is not None
+        and not math.isclose(float(trained_period), float(period_ms), rel_tol=1e-9, abs_tol=1e-9)
+    ):
+        problems.append(
+            f"control period mismatch: the policy was trained at {float(trained_period):g} ms per step, "
+            f"this deployment runs at {float(period_ms):g} ms (pass --period-ms {float(trained_period):g}"
+            " or retrain)"
+        )
     return "; ".join(problems) or None

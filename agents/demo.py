@@ -92,47 +92,88 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
     traces = embedded_default_set()
 
     def progress() -> Progress:
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True)
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
 
     with _phase(console, "1. profiles (measure, emulate Orin + A100)", times):
-        edge, cloud = emulated_pair(cfg.family, cfg.preset, "orin", "a100", seed=cfg.seed, headroom=cfg.headroom,
-                                    wire=cfg.wire)
+        edge, cloud = emulated_pair(
+            cfg.family, cfg.preset, "orin", "a100", seed=cfg.seed, headroom=cfg.headroom, wire=cfg.wire
+        )
         edge.save(out / "profile_edge.json")
         cloud.save(out / "profile_cloud.json")
-        console.print(f"{edge.model_id}/{edge.preset}: {edge.num_blocks} blocks, {edge.num_cuts} cuts; edge-only "
-                      f"{edge.total_ms:.1f} ms on {edge.device}, cloud compute {cloud.total_ms:.1f} ms on {cloud.device}")
+        console.print(
+            f"{edge.model_id}/{edge.preset}: {edge.num_blocks} blocks, {edge.num_cuts} cuts; edge-only "
+            f"{edge.total_ms:.1f} ms on {edge.device}, cloud compute {cloud.total_ms:.1f} ms on {cloud.device}"
+        )
         console.print(f"[dim]{edge.notes['emulated']}[/dim]")
 
     with _phase(console, f"2. train PPO ({cfg.timesteps} steps, embedded train split)", times):
-        tcfg = quick(TrainConfig(model=cfg.family, preset=cfg.preset, seed=cfg.seed, run_dir=str(out), run_name="ppo",
-                                 wire=cfg.wire))
-        tcfg = replace(tcfg, total_timesteps=cfg.timesteps, episode_s=cfg.train_episode_s,
-                       eval_every_steps=max(cfg.timesteps // 8, 512), eval_episodes=4)
+        tcfg = quick(
+            TrainConfig(
+                model=cfg.family, preset=cfg.preset, seed=cfg.seed, run_dir=str(out), run_name="ppo", wire=cfg.wire
+            )
+        )
+        tcfg = replace(
+            tcfg,
+            total_timesteps=cfg.timesteps,
+            episode_s=cfg.train_episode_s,
+            eval_every_steps=max(cfg.timesteps // 8, 512),
+            eval_episodes=4,
+        )
         res = train(tcfg, trace_set=traces, profiles=(edge, cloud))
-        console.print(f"policy {res.policy_path} after {res.timesteps} steps: best validation return "
-                      f"{res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})")
+        console.print(
+            f"policy {res.policy_path} after {res.timesteps} steps: best validation return "
+            f"{res.best_val_return:.2f} (heuristic {res.heuristic_val_return:.2f})"
+        )
     policy = res.policy_path
 
-    common = dict(model=cfg.family, preset=cfg.preset, hardware="orin+a100", traces="embedded", split="test",
-                  seed=1000 + cfg.seed, wire=cfg.wire)
+    common = dict(
+        model=cfg.family,
+        preset=cfg.preset,
+        hardware="orin+a100",
+        traces="embedded",
+        split="test",
+        seed=1000 + cfg.seed,
+        wire=cfg.wire,
+    )
     with _phase(console, "3. evaluate on held-out embedded traces (profile backend)", times):
         names = f"ppo:{policy},heuristic,roboecc,rapid,vision,static,edge,cloud" + (",oracle" if cfg.oracle else "")
-        ecfg = EvalConfig(planners=names, episodes=cfg.episodes, episode_s=cfg.episode_s,
-                          out=str(out / "eval_profile"), **common)
+        ecfg = EvalConfig(
+            planners=names, episodes=cfg.episodes, episode_s=cfg.episode_s, out=str(out / "eval_profile"), **common
+        )
         with progress() as p:
             sim, sim_runs = run_eval(ecfg, progress=p, trace_set=traces, profiles=(edge, cloud))
-        print_report(sim, console, f"profile backend: {cfg.family}/{cfg.preset} on emulated orin+a100, "
-                                   f"{cfg.episodes} held-out episodes x {cfg.episode_s:g} s")
+        print_report(
+            sim,
+            console,
+            f"profile backend: {cfg.family}/{cfg.preset} on emulated orin+a100, "
+            f"{cfg.episodes} held-out episodes x {cfg.episode_s:g} s",
+        )
 
     with _phase(console, f"4. real split executor ({cfg.real_steps} steps per planner, shaped loopback link)", times):
-        rcfg = EvalConfig(planners=f"ppo:{policy},{cfg.real_planners}", backend="executor", episodes=1,
-                          episode_s=cfg.real_steps * 0.1, out=str(out / "eval_executor"), **common)
+        rcfg = EvalConfig(
+            planners=f"ppo:{policy},{cfg.real_planners}",
+            backend="executor",
+            episodes=1,
+            episode_s=cfg.real_steps * 0.1,
+            out=str(out / "eval_executor"),
+            **common,
+        )
         with progress() as p:
             real, real_runs = run_eval(rcfg, progress=p, trace_set=traces, profiles=(edge, cloud))
-        print_report(real, console, f"executor backend: real inference, emulated orin+a100, cloud server over a "
-                                    f"trace-shaped loopback link, 1 held-out episode x {cfg.real_steps} periods",
-                     explain=False)
+        print_report(
+            real,
+            console,
+            f"executor backend: real inference, emulated orin+a100, cloud server over a "
+            f"trace-shaped loopback link, 1 held-out episode x {cfg.real_steps} periods",
+            explain=False,
+        )
         console.print(_describe_backend(real.meta.get("backend", {})), highlight=False)
 
     cl = None
@@ -140,20 +181,35 @@ def run_demo(cfg: DemoConfig, console: Any) -> dict[str, Any]:
         with _phase(console, "4b. closed loop (MetaWorld robot, perfect VLA, same policy)", times):
             from agents.demo_closed_loop import DemoClosedLoopConfig, print_demo_closed_loop, run_demo_closed_loop
 
-            cl = run_demo_closed_loop(policy, (edge, cloud), traces, DemoClosedLoopConfig(
-                episodes=cfg.closed_loop_episodes), out=out / "closed_loop", seed=cfg.seed)
+            cl = run_demo_closed_loop(
+                policy,
+                (edge, cloud),
+                traces,
+                DemoClosedLoopConfig(episodes=cfg.closed_loop_episodes),
+                out=out / "closed_loop",
+                seed=cfg.seed,
+            )
             print_demo_closed_loop(cl, console)
 
     with _phase(console, "5. plots", times):
         learning_curve(res.run_dir, out / "learning_curve.png")
 
     times["total"] = time.perf_counter() - t_all
-    summary = {"out": str(out), "policy": str(policy), "phase_wall_s": times,
-               "profiles": {"edge": describe(edge), "cloud": describe(cloud)},
-               "train": {"timesteps": res.timesteps, "best_val_return": res.best_val_return,
-                         "heuristic_val_return": res.heuristic_val_return, "wall_s": res.wall_s},
-               "profile_backend": sim.rows, "executor_backend": real.rows,
-               "closed_loop": cl.rows if cl is not None else None}
+    summary = {
+        "out": str(out),
+        "policy": str(policy),
+        "phase_wall_s": times,
+        "profiles": {"edge": describe(edge), "cloud": describe(cloud)},
+        "train": {
+            "timesteps": res.timesteps,
+            "best_val_return": res.best_val_return,
+            "heuristic_val_return": res.heuristic_val_return,
+            "wall_s": res.wall_s,
+        },
+        "profile_backend": sim.rows,
+        "executor_backend": real.rows,
+        "closed_loop": cl.rows if cl is not None else None,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     console.rule("[bold]wall time per phase")
     for k, v in times.items():
@@ -169,19 +225,23 @@ def _describe_backend(desc: dict[str, Any]) -> str:
     """One readable line for the executor backend's description (model, server, emulated devices, overruns)."""
     parts = [f"executor backend: model {desc.get('model', '?')}, server {desc.get('server', '?')}"]
     for e in desc.get("emulation") or []:
-        parts.append(f"{e.get('device')} emulated at {e.get('target_total_ms', float('nan')):.1f} ms per inference "
-                     f"({e.get('calls', 0)} calls, {e.get('overruns', 0)} over the target)")
+        parts.append(
+            f"{e.get('device')} emulated at {e.get('target_total_ms', float('nan')):.1f} ms per inference "
+            f"({e.get('calls', 0)} calls, {e.get('overruns', 0)} over the target)"
+        )
     return "; ".join(parts)
 
 
 def _file_guide(out: Path) -> list[str]:
     """What the demo wrote, one line per file or group, relative to ``out``."""
-    guide = [("summary.json", "every number printed above"),
-             ("profile_edge.json, profile_cloud.json", "the emulated Orin and A100 Profiles"),
-             ("ppo/", "the training run: policy.safetensors + policy.json, config, learning curve data"),
-             ("learning_curve.png", "PPO's validation return during training"),
-             ("eval_profile/", "simulated evaluation: report.json, report.csv, steps.csv and plots"),
-             ("eval_executor/", "real-executor run: report.json, report.csv, steps.csv and plots")]
+    guide = [
+        ("summary.json", "every number printed above"),
+        ("profile_edge.json, profile_cloud.json", "the emulated Orin and A100 Profiles"),
+        ("ppo/", "the training run: policy.safetensors + policy.json, config, learning curve data"),
+        ("learning_curve.png", "PPO's validation return during training"),
+        ("eval_profile/", "simulated evaluation: report.json, report.csv, steps.csv and plots"),
+        ("eval_executor/", "real-executor run: report.json, report.csv, steps.csv and plots"),
+    ]
     lines = [f"{name:<40} {what}" for name, what in guide]
     for sub in ("eval_profile", "eval_executor"):
         pngs = sorted(p.name for p in (out / sub).glob("*.png"))

@@ -29,18 +29,31 @@ def metaworld_available() -> bool:
     return importlib.util.find_spec("metaworld") is not None
 
 
-def run_demo_closed_loop(policy: str | Path, profiles: tuple[Any, Any], trace_set: Any,
-                         cfg: DemoClosedLoopConfig = DemoClosedLoopConfig(), out: str | Path | None = None,
-                         seed: int = 0) -> Any:
+def run_demo_closed_loop(
+    policy: str | Path,
+    profiles: tuple[Any, Any],
+    trace_set: Any,
+    cfg: DemoClosedLoopConfig = DemoClosedLoopConfig(),
+    out: str | Path | None = None,
+    seed: int = 0,
+) -> Any:
     """Run the closed loop for ``policy`` (a run folder or policy file trained on ``profiles``) on ``trace_set``;
     returns the ``ClosedLoopReport`` (one row per planner, task and event setting), or None without MetaWorld."""
     if not metaworld_available():
         return None
     from agents.closed_loop_eval import ClosedLoopEvalConfig, run_closed_loop_eval
 
-    ecfg = ClosedLoopEvalConfig(planners=f"ppo:{policy},{cfg.planners}", tasks=cfg.tasks, episodes=cfg.episodes,
-                                seed=seed, events=cfg.events, vlas="aware", episode_s=cfg.episode_s,
-                                out=str(out) if out else "", plots=False)
+    ecfg = ClosedLoopEvalConfig(
+        planners=f"ppo:{policy},{cfg.planners}",
+        tasks=cfg.tasks,
+        episodes=cfg.episodes,
+        seed=seed,
+        events=cfg.events,
+        vlas="aware",
+        episode_s=cfg.episode_s,
+        out=str(out) if out else "",
+        plots=False,
+    )
     return run_closed_loop_eval(ecfg, trace_set=trace_set, profiles=profiles)
 
 

@@ -80,12 +80,16 @@ def _profiles(args: EdgePolicyArgs, family: str, preset: str, wire: str = "defau
     if args.edge_profile is not None or args.cloud_profile is not None:
         if args.edge_profile is None or args.cloud_profile is None:
             raise ValueError("--edge-profile and --cloud-profile go together")
-        return (Profile.load(args.edge_profile, expect_model=family, expect_preset=preset),
-                Profile.load(args.cloud_profile, expect_model=family, expect_preset=preset))
+        return (
+            Profile.load(args.edge_profile, expect_model=family, expect_preset=preset),
+            Profile.load(args.cloud_profile, expect_model=family, expect_preset=preset),
+        )
     if args.hardware is None or "+" not in args.hardware:
-        raise ValueError("--policy needs the Profiles it was trained on: --edge-profile/--cloud-profile (a demo run "
-                         "keeps them as profile_edge.json/profile_cloud.json), or --hardware EDGE+CLOUD (got "
-                         f"{args.hardware!r})")
+        raise ValueError(
+            "--policy needs the Profiles it was trained on: --edge-profile/--cloud-profile (a demo run "
+            "keeps them as profile_edge.json/profile_cloud.json), or --hardware EDGE+CLOUD (got "
+            f"{args.hardware!r})"
+        )
     from executor.wire_config import roofline_pair
 
     edge, cloud = args.hardware.split("+", 1)
@@ -147,8 +151,15 @@ def network_floor_ms(edge: Any, cloud: Any, trace: Any = None, rtt_ms: float | N
     return float(lat[k]), k
 
 
-def deployment_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_even: bool = True,
-                           trace: Any = None, rtt_ms: float | None = None) -> float:
+def deployment_deadline_ms(
+    edge: Any,
+    cloud: Any,
+    deadline_ms: float,
+    *,
+    break_even: bool = True,
+    trace: Any = None,
+    rtt_ms: float | None = None,
+) -> float:
     """The runtime's deadline: the env's (:func:`resolved_deadline_ms`), never below the fastest network step on the
     link (:func:`network_floor_ms`). Raises :class:`DeadlineError`, naming what to pass instead, when the deadline
     asked for or the Profiles' break-even cap (their edge-only time) is below that floor: every network step
@@ -160,18 +171,22 @@ def deployment_deadline_ms(edge: Any, cloud: Any, deadline_ms: float, *, break_e
     link = "this link" if trace is not None or rtt_ms is not None else "an ideal link"
     fastest = f"the fastest network step of {edge.model_id}/{edge.preset} (cut {cut}: {floor:.4g} ms on {link})"
     if deadline_ms < floor:
-        raise DeadlineError(f"--deadline-ms {deadline_ms:g} is below {fastest}: every network step would miss; pass "
-                            f"--deadline-ms {math.ceil(floor * 1000) / 1000:g} or more, or --cut {edge.num_blocks} "
-                            "(edge-only)")
+        raise DeadlineError(
+            f"--deadline-ms {deadline_ms:g} is below {fastest}: every network step would miss; pass "
+            f"--deadline-ms {math.ceil(floor * 1000) / 1000:g} or more, or --cut {edge.num_blocks} "
+            "(edge-only)"
+        )
     raise DeadlineError(
         f"the Profiles' edge-only time {resolved:.4g} ms ({edge.device}, source {edge.source}) caps the deadline "
         f"below {fastest}: every network step would miss. Pass Profiles of the hardware this runs on "
         "(--edge-profile/--cloud-profile, e.g. a demo run's profile_edge.json/profile_cloud.json with --emulate "
-        "profile_edge.json; see docs/deployment.md), or --no-break-even-deadline to keep --deadline-ms")
+        "profile_edge.json; see docs/deployment.md), or --no-break-even-deadline to keep --deadline-ms"
+    )
 
 
-def edge_speed_mismatch(model: Any, edge: Any, frame: Any, *, runs: int = 2, tolerance: float = 2.0,
-                        slack_ms: float = 1.0) -> str | None:
+def edge_speed_mismatch(
+    model: Any, edge: Any, frame: Any, *, runs: int = 2, tolerance: float = 2.0, slack_ms: float = 1.0
+) -> str | None:
     """Why the edge Profile does not describe the machine the runtime runs on, or None: the real edge-only time of
     ``model`` on ``frame`` (median of ``runs`` after one warm-up, hardware emulation included when attached) above
     ``tolerance`` x the Profile's edge-only time + ``slack_ms``. A policy trained on that Profile would see
@@ -191,15 +206,26 @@ def edge_speed_mismatch(model: Any, edge: Any, frame: Any, *, runs: int = 2, tol
     profiled = float(sum(edge.block_ms))
     if real <= tolerance * profiled + slack_ms:
         return None
-    return (f"this machine runs {edge.model_id}/{edge.preset} edge-only in {real:.3g} ms, the edge Profile "
-            f"({edge.device}, {edge.source}) says {profiled:.3g} ms: the policy would see latencies it was never "
-            "trained on. Pass Profiles this machine can run (a demo run's profile_edge.json/profile_cloud.json with "
-            "--emulate profile_edge.json, or `ecc profile` of this machine; see docs/deployment.md)")
+    return (
+        f"this machine runs {edge.model_id}/{edge.preset} edge-only in {real:.3g} ms, the edge Profile "
+        f"({edge.device}, {edge.source}) says {profiled:.3g} ms: the policy would see latencies it was never "
+        "trained on. Pass Profiles this machine can run (a demo run's profile_edge.json/profile_cloud.json with "
+        "--emulate profile_edge.json, or `ecc profile` of this machine; see docs/deployment.md)"
+    )
 
 
-def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, deadline_ms: float,
-                budget_ms: float = 2.0, hedge: bool = False, chunk_size: int | None = None,
-                trust_pickle: bool = False) -> tuple[Any, Any]:
+def wire_policy(
+    policy_path: Path,
+    edge: Any,
+    cloud: Any,
+    *,
+    period_ms: float,
+    deadline_ms: float,
+    budget_ms: float = 2.0,
+    hedge: bool = False,
+    chunk_size: int | None = None,
+    trust_pickle: bool = False,
+) -> tuple[Any, Any]:
     """(GuardedPolicy, observation adapter) for the edge runtime, both built from the Profile pair and the
     deployment's chunk length and period (``chunk_size`` None: ``executor.control.DEFAULT_CHUNK_SIZE``);
     ``deadline_ms`` is the deadline in force (see :func:`deployment_deadline_ms`), ``hedge`` whether the runtime
@@ -214,18 +240,30 @@ def wire_policy(policy_path: Path, edge: Any, cloud: Any, *, period_ms: float, d
     from executor.control import ControlSpec
 
     control = ControlSpec(period_ms=period_ms) if chunk_size is None else ControlSpec(chunk_size, period_ms)
-    ctx = PlannerContext.from_profiles(edge, cloud, period_ms=period_ms, deadline_ms=deadline_ms,
-                                       chunk_size=control.chunk_size)
+    ctx = PlannerContext.from_profiles(
+        edge, cloud, period_ms=period_ms, deadline_ms=deadline_ms, chunk_size=control.chunk_size
+    )
     builder = ObservationBuilder(ObservationConfig(num_cuts=edge.num_cuts, chunk_size=control.chunk_size))
-    expect = PolicyExpectation(observation=builder.spec(), model_id=f"{edge.model_id}/{edge.preset}",
-                               edge_profile_id=profile_id(edge), cloud_profile_id=profile_id(cloud),
-                               num_cuts=edge.num_cuts, chunk_size=control.chunk_size, period_ms=control.period_ms)
-    guarded = GuardedPolicy(policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms,
-                            trust_pickle=trust_pickle)
+    expect = PolicyExpectation(
+        observation=builder.spec(),
+        model_id=f"{edge.model_id}/{edge.preset}",
+        edge_profile_id=profile_id(edge),
+        cloud_profile_id=profile_id(cloud),
+        num_cuts=edge.num_cuts,
+        chunk_size=control.chunk_size,
+        period_ms=control.period_ms,
+    )
+    guarded = GuardedPolicy(
+        policy_path, HeuristicPlanner(ctx), expect=expect, budget_ms=budget_ms, trust_pickle=trust_pickle
+    )
     trained = (guarded.policy.metadata.get("env") or {}).get("deadline_ms") if guarded.policy is not None else None
     if trained is not None and abs(float(trained) - deadline_ms) > 1e-6:
-        log.warning("the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
-                    "(see --deadline-ms and --no-break-even-deadline)", float(trained), deadline_ms)
+        log.warning(
+            "the policy was trained with a %.4g ms deadline, the runtime abandons network steps at %.4g ms "
+            "(see --deadline-ms and --no-break-even-deadline)",
+            float(trained),
+            deadline_ms,
+        )
     mismatch = hedge_mismatch(guarded.policy.metadata, hedge) if guarded.policy is not None else None
     if mismatch:
         log.warning("%s", mismatch)
@@ -255,15 +293,19 @@ def main(argv: Sequence[str] = ()) -> int:
     try:
         stream = _stream(args)
         if runtime.steps > stream.num_steps:
-            raise ValueError(f"--steps {runtime.steps} is longer than the stream ({stream.num_steps} steps in "
-                             f"{args.stream})")
+            raise ValueError(
+                f"--steps {runtime.steps} is longer than the stream ({stream.num_steps} steps in {args.stream})"
+            )
         if args.policy is not None:
             from executor.control import ControlSpec, chunk_shortfall
 
             control = ControlSpec(runtime.chunk_size, runtime.period_ms)
             if abs(stream.dt_s * 1e3 - control.period_ms) > 1e-6:
-                log.warning("the stream was recorded every %.4g ms, the runtime runs every %.4g ms",
-                            stream.dt_s * 1e3, control.period_ms)
+                log.warning(
+                    "the stream was recorded every %.4g ms, the runtime runs every %.4g ms",
+                    stream.dt_s * 1e3,
+                    control.period_ms,
+                )
             edge, cloud = _profiles(args, runtime.model, runtime.preset, runtime.wire)
             trace = None
             if runtime.trace is not None:
@@ -271,12 +313,21 @@ def main(argv: Sequence[str] = ()) -> int:
 
                 trace = load_trace(runtime.trace)
             rtt = connect_rtt_ms(runtime.server) if runtime.server is not None else None
-            deadline_ms = deployment_deadline_ms(edge, cloud, runtime.deadline_ms,
-                                                 break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt)
+            deadline_ms = deployment_deadline_ms(
+                edge, cloud, runtime.deadline_ms, break_even=args.break_even_deadline, trace=trace, rtt_ms=rtt
+            )
             runtime = dataclasses.replace(runtime, deadline_ms=deadline_ms)
-            planner, builder = wire_policy(args.policy, edge, cloud, period_ms=control.period_ms,
-                                           deadline_ms=runtime.deadline_ms, budget_ms=args.budget_ms, hedge=runtime.hedge,
-                                           chunk_size=control.chunk_size, trust_pickle=args.trust_pickle)
+            planner, builder = wire_policy(
+                args.policy,
+                edge,
+                cloud,
+                period_ms=control.period_ms,
+                deadline_ms=runtime.deadline_ms,
+                budget_ms=args.budget_ms,
+                hedge=runtime.hedge,
+                chunk_size=control.chunk_size,
+                trust_pickle=args.trust_pickle,
+            )
             short = chunk_shortfall(control, runtime.model, runtime.preset)
             if short:
                 print(f"ecc edge: {short}", file=sys.stderr)
@@ -284,8 +335,10 @@ def main(argv: Sequence[str] = ()) -> int:
                 if args.strict:
                     print(f"ecc edge: policy not usable (--strict): {planner.load_error}", file=sys.stderr)
                     return 2
-                print(f"ecc edge: policy not loaded, the heuristic decides every step: {planner.load_error}",
-                      file=sys.stderr)
+                print(
+                    f"ecc edge: policy not loaded, the heuristic decides every step: {planner.load_error}",
+                    file=sys.stderr,
+                )
     except ValueError as e:  # ProfileError, StreamFormatError and DeadlineError are ValueErrors
         print(f"ecc edge: {e}", file=sys.stderr)
         return 2
@@ -300,11 +353,18 @@ def main(argv: Sequence[str] = ()) -> int:
 
     preflight = None
     if args.policy is not None:
+
         def preflight(model: Any) -> str | None:
             return edge_speed_mismatch(model, edge, frame(model, 0))
 
-    rc = edge_cli.run(runtime, planner=planner, builder=builder, frames=frame,
-                      banner="guarded policy" if args.policy is not None else "", preflight=preflight)
+    rc = edge_cli.run(
+        runtime,
+        planner=planner,
+        builder=builder,
+        frames=frame,
+        banner="guarded policy" if args.policy is not None else "",
+        preflight=preflight,
+    )
     describe = getattr(planner, "describe_out_of_range", None)
     if callable(describe) and describe():
         print("out-of-range fields (the heuristic took these steps):\n" + describe())

@@ -42,26 +42,55 @@ def component_ratios(edge_full: Profile, cloud_full: Profile) -> dict[str, float
     return {k: (e[k] / c[k] if c[k] > 0 else total) for k in e} | {"*": total}
 
 
-def scaled_pair(measured: Profile, ratios: dict[str, float], *, headroom: float = 1.5, edge_name: str = "orin",
-                cloud_name: str = "a100") -> tuple[Profile, Profile]:
+def scaled_pair(
+    measured: Profile,
+    ratios: dict[str, float],
+    *,
+    headroom: float = 1.5,
+    edge_name: str = "orin",
+    cloud_name: str = "a100",
+) -> tuple[Profile, Profile]:
     """(edge, cloud) Profiles of ``measured``'s model: cloud = measured * headroom, edge = cloud * ratio."""
     if not headroom >= 1.0:
-        raise ValueError(f"headroom must be >= 1 (the emulated cloud cannot be faster than this machine), got {headroom}")
+        raise ValueError(
+            f"headroom must be >= 1 (the emulated cloud cannot be faster than this machine), got {headroom}"
+        )
     cloud_ms = tuple(t * headroom for t in measured.block_ms)
     edge_ms = tuple(t * ratios.get(_component(b), ratios["*"]) for b, t in zip(measured.block_names, cloud_ms))
-    note = (f"time-scaled emulation: cloud = this machine's measured block time x {headroom:g}; edge = cloud x the "
-            f"{edge_name}/{cloud_name} roofline time ratio of the full model's component")
+    note = (
+        f"time-scaled emulation: cloud = this machine's measured block time x {headroom:g}; edge = cloud x the "
+        f"{edge_name}/{cloud_name} roofline time ratio of the full model's component"
+    )
     common = dict(source="measured", device_memory_bytes=0, peak_memory_bytes=0)
-    edge = replace(measured, device=f"{edge_name}~emulated", block_ms=edge_ms,
-                   notes={**measured.notes, "emulated": note, "ratios": ratios}, **common)
-    cloud = replace(measured, device=f"{cloud_name}~emulated", block_ms=cloud_ms,
-                    notes={**measured.notes, "emulated": note}, **common)
+    edge = replace(
+        measured,
+        device=f"{edge_name}~emulated",
+        block_ms=edge_ms,
+        notes={**measured.notes, "emulated": note, "ratios": ratios},
+        **common,
+    )
+    cloud = replace(
+        measured,
+        device=f"{cloud_name}~emulated",
+        block_ms=cloud_ms,
+        notes={**measured.notes, "emulated": note},
+        **common,
+    )
     return edge, cloud
 
 
-def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", cloud_hw: str = "a100", *,
-                  headroom: float = 1.5, seed: int = 0, measured: Profile | None = None,
-                  wire: Any = "default", calibrate: bool = True) -> tuple[Profile, Profile]:
+def emulated_pair(
+    family: str,
+    preset: str = "tiny",
+    edge_hw: str = "orin",
+    cloud_hw: str = "a100",
+    *,
+    headroom: float = 1.5,
+    seed: int = 0,
+    measured: Profile | None = None,
+    wire: Any = "default",
+    calibrate: bool = True,
+) -> tuple[Profile, Profile]:
     """Measure ``family/preset`` on this CPU (unless ``measured`` is given) and scale it to an edge/cloud pair with
     the ratios of the ``full`` model's roofline on ``edge_hw`` / ``cloud_hw``; its cuts priced under ``wire``
     (``executor.wire_config``: the payloads the client sends, with the codec time measured on this CPU), as every
@@ -75,10 +104,18 @@ def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", clou
         from executor.profiler import ProfilerConfig, profile_model
 
         measured = profile_model(build_model(family, preset, seed=seed), ProfilerConfig(warmup_runs=2, measured_runs=7))
-    ratios = component_ratios(roofline_profile_for(family, "full", edge_hw, check_memory=False),
-                              roofline_profile_for(family, "full", cloud_hw, check_memory=False))
-    log.info("emulated %s/%s pair: per-component %s/%s ratios %s", family, preset, edge_hw, cloud_hw,
-             {k: round(v, 2) for k, v in ratios.items()})
+    ratios = component_ratios(
+        roofline_profile_for(family, "full", edge_hw, check_memory=False),
+        roofline_profile_for(family, "full", cloud_hw, check_memory=False),
+    )
+    log.info(
+        "emulated %s/%s pair: per-component %s/%s ratios %s",
+        family,
+        preset,
+        edge_hw,
+        cloud_hw,
+        {k: round(v, 2) for k, v in ratios.items()},
+    )
     edge, cloud = scaled_pair(measured, ratios, headroom=headroom, edge_name=edge_hw, cloud_name=cloud_hw)
     edge, cloud = priced_profiles(edge, cloud, build_model(family, preset, device="meta"), wire, measured_codec=True)
     if not calibrate:
@@ -90,5 +127,9 @@ def emulated_pair(family: str, preset: str = "tiny", edge_hw: str = "orin", clou
 
 def describe(profile: Profile) -> dict[str, Any]:
     """Short description for reports."""
-    return {"model": f"{profile.model_id}/{profile.preset}", "device": profile.device,
-            "total_ms": round(profile.total_ms, 3), "emulated": profile.notes.get("emulated")}
+    return {
+        "model": f"{profile.model_id}/{profile.preset}",
+        "device": profile.device,
+        "total_ms": round(profile.total_ms, 3),
+        "emulated": profile.notes.get("emulated"),
+    }

@@ -34,9 +34,22 @@ from agents.evaluation import (
     run_eval,
 )
 
-__all__ = ["PLANNER_NAMES", "EvalConfig", "PlannerSpecError", "build_planner", "load_traces", "main",
-           "make_eval_env", "parse_planners", "policy_path", "print_report", "resolve_profiles", "run_eval",
-           "wide_console", "wire_rtt_line"]
+__all__ = [
+    "PLANNER_NAMES",
+    "EvalConfig",
+    "PlannerSpecError",
+    "build_planner",
+    "load_traces",
+    "main",
+    "make_eval_env",
+    "parse_planners",
+    "policy_path",
+    "print_report",
+    "resolve_profiles",
+    "run_eval",
+    "wide_console",
+    "wire_rtt_line",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,15 +70,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = wide_console()
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             report, _ = run_eval(cfg, progress=progress)
     except (PolicyLoadError, ValueError, FileNotFoundError) as e:
         print(f"ecc eval: {e}", file=sys.stderr)
         return 2
     print_report(report, console)
     if cfg.out:
-        console.print(f"wrote {Path(cfg.out) / 'report.json'}, report.csv, steps.csv" + (" and plots" if cfg.plots else ""))
+        console.print(
+            f"wrote {Path(cfg.out) / 'report.json'}, report.csv, steps.csv" + (" and plots" if cfg.plots else "")
+        )
     return 0
 
 
@@ -83,8 +104,7 @@ def wire_rtt_line(meta: dict[str, Any]) -> str:
     """The wire configuration and the RTT rule of a result, as printed with it."""
     wire = (meta.get("wire") or {}).get("label", "not recorded")
     rule = meta.get("rtt_rule") or {}
-    fams = ", ".join(f"{f} {v:g}" for f, v in
-                     (rule.get("mean_rtt_ms_by_family") or {}).items())
+    fams = ", ".join(f"{f} {v:g}" for f, v in (rule.get("mean_rtt_ms_by_family") or {}).items())
     return f"wire {wire}; {rule.get('label', 'RTT rule not recorded')}" + (f"; mean RTT ms: {fams}" if fams else "")
 
 
@@ -92,9 +112,11 @@ def print_report(report: Any, console: Any, title: str | None = None, *, explain
     """The comparison table, what its columns mean (``explain``) and the per-family means, as rich tables."""
     m = report.meta
     c = m.get("config", {})
-    title = title or (f"{c.get('model')}/{c.get('preset')} on {c.get('hardware')}, {c.get('backend')} backend, "
-                      f"{len(m.get('seeds', []))} episodes x {c.get('episode_s')} s, {m.get('traces', {}).get('set')}:"
-                      f"{c.get('split')}")
+    title = title or (
+        f"{c.get('model')}/{c.get('preset')} on {c.get('hardware')}, {c.get('backend')} backend, "
+        f"{len(m.get('seeds', []))} episodes x {c.get('episode_s')} s, {m.get('traces', {}).get('set')}:"
+        f"{c.get('split')}"
+    )
     console.print(report.rich_table(title))
     if explain:
         for line in report.column_notes():

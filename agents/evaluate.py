@@ -72,8 +72,9 @@ class EvalResult:
         }
 
 
-def evaluate(planner: Any, env: Any, seeds: Iterable[int], *, name: str | None = None,
-             deterministic: bool = True) -> EvalResult:
+def evaluate(
+    planner: Any, env: Any, seeds: Iterable[int], *, name: str | None = None, deterministic: bool = True
+) -> EvalResult:
     """Run ``planner`` for one episode per seed (``env.reset(seed=s)``) and record every step.
 
     A planner with ``plan_episode(env)`` (the Oracle) is given the env right after each reset. ``episode_start`` is
@@ -105,7 +106,9 @@ def evaluate(planner: Any, env: Any, seeds: Iterable[int], *, name: str | None =
             a = np.asarray(a).reshape(-1)
             obs, r, term, trunc, info = env.step(a)
             ret += r
-            rows.append((info["latency_ms"], r, info["cut"], info["skip"], info["deadline_miss"], info["deviation"], dt))
+            rows.append(
+                (info["latency_ms"], r, info["cut"], info["skip"], info["deadline_miss"], info["deviation"], dt)
+            )
             if term or trunc:
                 break
         arr = np.array(rows, dtype=np.float64)

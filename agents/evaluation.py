@@ -19,8 +19,18 @@ from executor.control import DEFAULT_CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 
-PLANNER_NAMES: tuple[str, ...] = ("ppo:PATH", "heuristic", "roboecc", "rapid", "vision", "vision-entropy", "static",
-                                  "edge", "cloud", "oracle")
+PLANNER_NAMES: tuple[str, ...] = (
+    "ppo:PATH",
+    "heuristic",
+    "roboecc",
+    "rapid",
+    "vision",
+    "vision-entropy",
+    "static",
+    "edge",
+    "cloud",
+    "oracle",
+)
 _SIMPLE = tuple(n for n in PLANNER_NAMES if ":" not in n)
 
 
@@ -69,8 +79,17 @@ def policy_path(arg: str) -> Path:
     return p / "policy.zip" if p.is_dir() else p
 
 
-def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam: int = 16,
-                  budget_ms: float = 2.0, trust_pickle: bool = False, rtt_ms: float = -1.0) -> Any:
+def build_planner(
+    name: str,
+    arg: str | None,
+    ctx: Any,
+    env: Any,
+    *,
+    oracle_beam: int = 16,
+    budget_ms: float = 2.0,
+    trust_pickle: bool = False,
+    rtt_ms: float = -1.0,
+) -> Any:
     """The planner object for one parsed spec. ``ppo`` raises ``agents.artifact.PolicyLoadError`` when the artifact
     does not match ``env``; its GuardedPolicy hands a decision that took over ``budget_ms`` to the heuristic."""
     from agents import heuristics as h
@@ -99,8 +118,14 @@ def build_planner(name: str, arg: str | None, ctx: Any, env: Any, *, oracle_beam
         from agents.vision_skip import EntropyVisionDispatch
 
         return EntropyVisionDispatch(ctx)
-    table = {"heuristic": h.HeuristicPlanner, "roboecc": h.RoboECCPlanner, "rapid": h.RapidSkip,
-             "static": h.StaticBestCut, "edge": h.EdgeOnly, "cloud": h.CloudOnly}
+    table = {
+        "heuristic": h.HeuristicPlanner,
+        "roboecc": h.RoboECCPlanner,
+        "rapid": h.RapidSkip,
+        "static": h.StaticBestCut,
+        "edge": h.EdgeOnly,
+        "cloud": h.CloudOnly,
+    }
     if name not in table:
         raise PlannerSpecError(f"unknown planner {name!r}; valid planners: {', '.join(PLANNER_NAMES)}")
     return table[name](ctx)
@@ -193,8 +218,16 @@ def resolve_profiles(cfg: EvalConfig) -> tuple[Any, Any]:
     return roofline_pair(cfg.model, cfg.preset, edge_hw, cloud_hw, cfg.wire)
 
 
-def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_step: Any = None,
-                  executor: Any = None, **overrides: Any) -> Any:
+def make_eval_env(
+    edge: Any,
+    cloud: Any,
+    trace_set: Any,
+    cfg: EvalConfig,
+    *,
+    on_step: Any = None,
+    executor: Any = None,
+    **overrides: Any,
+) -> Any:
     """A StepRecorder-wrapped EdgeCloudSplitEnv over ``trace_set`` (used as is) with the config's settings."""
     import gymnasium as gym
 
@@ -202,20 +235,34 @@ def make_eval_env(edge: Any, cloud: Any, trace_set: Any, cfg: EvalConfig, *, on_
     from agents.training import deadline_rule
     from ecc_env import ENV_ID
 
-    kw: dict[str, Any] = dict(edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all",
-                              episode_s=cfg.episode_s, chunk_size=cfg.chunk_size, deadline=deadline_rule(cfg),
-                              backend=cfg.backend)
+    kw: dict[str, Any] = dict(
+        edge_profile=edge,
+        cloud_profile=cloud,
+        trace_set=trace_set,
+        trace_split="all",
+        episode_s=cfg.episode_s,
+        chunk_size=cfg.chunk_size,
+        deadline=deadline_rule(cfg),
+        backend=cfg.backend,
+    )
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig
 
-        kw["executor"] = executor or ExecutorConfig(family=cfg.model, preset=cfg.preset, emulate_edge=edge,
-                                                    emulate_cloud=cloud, wire=cfg.wire)
+        kw["executor"] = executor or ExecutorConfig(
+            family=cfg.model, preset=cfg.preset, emulate_edge=edge, emulate_cloud=cloud, wire=cfg.wire
+        )
     kw.update(overrides)
     return StepRecorder(gym.make(ENV_ID, **kw), on_step)
 
 
-def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-             env_overrides: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
+def run_eval(
+    cfg: EvalConfig,
+    *,
+    progress: Any = None,
+    trace_set: Any = None,
+    profiles: tuple[Any, Any] | None = None,
+    env_overrides: dict[str, Any] | None = None,
+) -> tuple[Any, list[Any]]:
     """Evaluate the configured planners; returns ``(EvalReport, [PlannerRun])`` and writes ``cfg.out`` if set.
     ``progress`` is a rich Progress (optional); ``trace_set`` / ``profiles`` replace what the config names."""
     from agents.planner import BandwidthPrior, PlannerContext
@@ -248,9 +295,19 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
             task = progress.add_task("eval", total=len(specs) * cfg.episodes * steps_per_ep)
             env.on_step = lambda: progress.advance(task)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(prior_set))
-        planners = {lab: build_planner(n, a, ctx, env, oracle_beam=cfg.oracle_beam, budget_ms=cfg.budget_ms,
-                                       trust_pickle=cfg.trust_pickle, rtt_ms=cfg.rtt_ms)
-                    for lab, n, a in specs}
+        planners = {
+            lab: build_planner(
+                n,
+                a,
+                ctx,
+                env,
+                oracle_beam=cfg.oracle_beam,
+                budget_ms=cfg.budget_ms,
+                trust_pickle=cfg.trust_pickle,
+                rtt_ms=cfg.rtt_ms,
+            )
+            for lab, n, a in specs
+        }
         seeds = [cfg.seed + i for i in range(cfg.episodes)]
 
         def on_planner(name: str) -> None:
@@ -258,8 +315,9 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
                 progress.update(task, description=f"eval {name}")
 
         runs = run_planners(planners, env, seeds, on_planner=on_planner)
-        backend_desc = env.unwrapped.backend.describe() if hasattr(env.unwrapped.backend, "describe") else {
-            "backend": cfg.backend}
+        backend_desc = (
+            env.unwrapped.backend.describe() if hasattr(env.unwrapped.backend, "describe") else {"backend": cfg.backend}
+        )
     finally:
         env.close()
     if progress is not None and task is not None:
@@ -268,13 +326,19 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
 
     meta = {
         "config": asdict(cfg),
-        "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set),
-                   "names": list(eval_set.names)[:50]},
+        "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set), "names": list(eval_set.names)[:50]},
         "profiles": {"edge": profile_id(edge), "cloud": profile_id(cloud)},
-        "wire": edge.notes.get("wire"), "rtt_rule": {"rtt_ms": cfg.rtt_ms, "label": rtt_rule_label(cfg.rtt_ms),
-                                                     "mean_rtt_ms_by_family": rtt_summary(eval_set)},
-        "seeds": seeds, "steps_per_planner": [len(r.result.latency_ms) for r in runs], "backend": backend_desc,
-        "wall_s": time.perf_counter() - t0, "machine": _machine(),
+        "wire": edge.notes.get("wire"),
+        "rtt_rule": {
+            "rtt_ms": cfg.rtt_ms,
+            "label": rtt_rule_label(cfg.rtt_ms),
+            "mean_rtt_ms_by_family": rtt_summary(eval_set),
+        },
+        "seeds": seeds,
+        "steps_per_planner": [len(r.result.latency_ms) for r in runs],
+        "backend": backend_desc,
+        "wall_s": time.perf_counter() - t0,
+        "machine": _machine(),
     }
     report = build_report(runs, meta)
     if cfg.out:
@@ -286,8 +350,9 @@ def run_eval(cfg: EvalConfig, *, progress: Any = None, trace_set: Any = None, pr
         if cfg.plots:
             from agents.plots import eval_plots
 
-            eval_plots(runs, out, title=f"{cfg.model}/{cfg.preset} {cfg.hardware} ({cfg.backend})",
-                       edge_only_cut=edge_only_cut)
+            eval_plots(
+                runs, out, title=f"{cfg.model}/{cfg.preset} {cfg.hardware} ({cfg.backend})", edge_only_cut=edge_only_cut
+            )
     return report, runs
 
 

@@ -67,7 +67,7 @@ class GuardedPolicy:
         if isinstance(policy, LoadedPolicy):
             self.low = policy.obs_low - range_tolerance
             self.high = policy.obs_high + range_tolerance
-            names = ((policy.metadata.get("observation") or {}).get("fields") or [])
+            names = (policy.metadata.get("observation") or {}).get("fields") or []
         else:
             self.low = self.high = None
             names = []
@@ -130,10 +130,17 @@ class GuardedPolicy:
     def report(self) -> dict[str, Any]:
         """Decisions, fallbacks by reason, the load error and, per out-of-range field, its step count, the value
         farthest outside and the training range (observation units, 0-1)."""
-        return {"decisions": self.decisions, "fallbacks": {r: self.fallbacks.get(r, 0) for r in REASONS},
-                "load_error": self.load_error, "out_of_range_fields": {k: dict(v) for k, v in self.out_of_range.items()}}
+        return {
+            "decisions": self.decisions,
+            "fallbacks": {r: self.fallbacks.get(r, 0) for r in REASONS},
+            "load_error": self.load_error,
+            "out_of_range_fields": {k: dict(v) for k, v in self.out_of_range.items()},
+        }
 
     def describe_out_of_range(self) -> str:
         """One line per out-of-range field: ``name = value (trained lo..hi) on N steps``; empty when none."""
-        return "\n".join(f"{k} = {v['value']:.4g} (trained {v['train_range'][0]:.4g}..{v['train_range'][1]:.4g}) "
-                         f"on {v['steps']} step(s)" for k, v in sorted(self.out_of_range.items()))
+        return "\n".join(
+            f"{k} = {v['value']:.4g} (trained {v['train_range'][0]:.4g}..{v['train_range'][1]:.4g}) "
+            f"on {v['steps']} step(s)"
+            for k, v in sorted(self.out_of_range.items())
+        )

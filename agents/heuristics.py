@@ -232,8 +232,15 @@ class LSTMPredictor(BandwidthPredictor):
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"w.{k}": v.detach().cpu().numpy().astype(np.float32) for k, v in self.model.state_dict().items()}
         hidden = int(self.model.lstm.hidden_size)
-        info = json.dumps({"format_version": LSTM_FORMAT_VERSION, "window": self.window, "hidden": hidden,
-                           "scale_mbps": self.scale_mbps, **(meta or {})})
+        info = json.dumps(
+            {
+                "format_version": LSTM_FORMAT_VERSION,
+                "window": self.window,
+                "hidden": hidden,
+                "scale_mbps": self.scale_mbps,
+                **(meta or {}),
+            }
+        )
         np.savez(path, info=np.array(info), **arrays)
         return path
 
@@ -252,13 +259,15 @@ class LSTMPredictor(BandwidthPredictor):
         except (ValueError, KeyError, OSError, json.JSONDecodeError) as e:
             raise PredictorFileError(f"{path}: not an LSTM predictor file ({e})") from e
         if info.get("format_version") != LSTM_FORMAT_VERSION:
-            raise PredictorFileError(f"{path}: format_version {info.get('format_version')!r}, expected "
-                                     f"{LSTM_FORMAT_VERSION}")
+            raise PredictorFileError(
+                f"{path}: format_version {info.get('format_version')!r}, expected {LSTM_FORMAT_VERSION}"
+            )
         net = _lstm_module(int(info["hidden"]))
         state = net.state_dict()
         if set(arrays) != set(state) or any(tuple(arrays[k].shape) != tuple(state[k].shape) for k in state):
-            raise PredictorFileError(f"{path}: weights {sorted(arrays)} do not match an LSTM of hidden "
-                                     f"{info['hidden']}")
+            raise PredictorFileError(
+                f"{path}: weights {sorted(arrays)} do not match an LSTM of hidden {info['hidden']}"
+            )
         net.load_state_dict({k: torch.from_numpy(arrays[k]) for k in state})
         net.eval()
         return cls(net, window=int(info["window"]), scale_mbps=float(info["scale_mbps"]))
@@ -348,13 +357,15 @@ def make_predictor(kind: str | BandwidthPredictor, window: int = 5) -> Bandwidth
         return LSTMPredictor.load(path)
     kinds = {"last": BandwidthPredictor, "moving_average": MovingAverage, "harmonic": HarmonicMean}
     if kind not in kinds:
-        raise ValueError(f"unknown predictor {kind!r}; valid: {sorted(kinds)}, 'lstm', 'lstm:PATH' or an "
-                         "LSTMPredictor instance")
+        raise ValueError(
+            f"unknown predictor {kind!r}; valid: {sorted(kinds)}, 'lstm', 'lstm:PATH' or an LSTMPredictor instance"
+        )
     return kinds[kind](window)
 
 
-def one_step_errors(predictor: BandwidthPredictor, trace_set: Any, *, sample_interval_s: float = 0.1,
-                    horizon_s: float = 30.0) -> dict[str, float]:
+def one_step_errors(
+    predictor: BandwidthPredictor, trace_set: Any, *, sample_interval_s: float = 0.1, horizon_s: float = 30.0
+) -> dict[str, float]:
     """One-step-ahead prediction error of ``predictor`` on the uplink of every trace, sampled every
     ``sample_interval_s`` over the first ``horizon_s``: mean absolute error (Mbit/s), mean absolute percentage
     error (samples > 0.1 Mbit/s) and RMSE of log(1 + rate); also the median predict() time (ms)."""
@@ -379,9 +390,13 @@ def one_step_errors(predictor: BandwidthPredictor, trace_set: Any, *, sample_int
             log_err.append((math.log1p(y) - math.log1p(truth)) ** 2)
     if not abs_err:
         raise ValueError("no predictions: the trace set is empty or too short")
-    return {"mae_mbps": float(np.mean(abs_err)), "mape": float(np.mean(pct)) if pct else math.nan,
-            "log_rmse": float(np.sqrt(np.mean(log_err))), "predict_ms": 1e3 * float(np.median(t_pred)),
-            "samples": float(len(abs_err))}
+    return {
+        "mae_mbps": float(np.mean(abs_err)),
+        "mape": float(np.mean(pct)) if pct else math.nan,
+        "log_rmse": float(np.sqrt(np.mean(log_err))),
+        "predict_ms": 1e3 * float(np.median(t_pred)),
+        "samples": float(len(abs_err)),
+    }
 
 
 class _UplinkTracker:
@@ -450,8 +465,10 @@ class RoboECCConfig:
         if self.adjustment not in ROBOECC_ADJUSTMENTS:
             raise ValueError(f"RoboECCConfig.adjustment must be one of {ROBOECC_ADJUSTMENTS}, got {self.adjustment!r}")
         if not (self.low_delta_mbps <= 0 <= self.high_delta_mbps and self.pool_span >= 1):
-            raise ValueError(f"need low_delta_mbps <= 0 <= high_delta_mbps and pool_span >= 1, got "
-                             f"{self.low_delta_mbps!r}, {self.high_delta_mbps!r}, {self.pool_span!r}")
+            raise ValueError(
+                f"need low_delta_mbps <= 0 <= high_delta_mbps and pool_span >= 1, got "
+                f"{self.low_delta_mbps!r}, {self.high_delta_mbps!r}, {self.pool_span!r}"
+            )
 
 
 class RoboECCPlanner(_Base):
@@ -487,8 +504,10 @@ class RoboECCPlanner(_Base):
         p = self.ctx.prior
         span = self.config.pool_span
         rates = np.geomspace(max(p.up_mbps, 1e-3) / span, max(p.up_mbps, 1e-3) * span, 16)
-        cuts = {int(np.argmin(expected_cut_costs_ms(self.ctx, r, p.down_mbps * r / max(p.up_mbps, 1e-3), p.rtt_ms)))
-                for r in rates}
+        cuts = {
+            int(np.argmin(expected_cut_costs_ms(self.ctx, r, p.down_mbps * r / max(p.up_mbps, 1e-3), p.rtt_ms)))
+            for r in rates
+        }
         return tuple(sorted(cuts))
 
     def two_threshold_cut(self, predicted_mbps: float | None) -> int:

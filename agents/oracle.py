@@ -51,7 +51,11 @@ class _Node:
 
 
 def plan_episode(
-    env: Any, *, cut_candidates: int | None = 2, beam: int | None = 32, max_states: int = 2_000_000,
+    env: Any,
+    *,
+    cut_candidates: int | None = 2,
+    beam: int | None = 32,
+    max_states: int = 2_000_000,
     allow_skip: bool = True,
 ) -> OraclePlan:
     """Search the best action sequence from the env's current state (call right after ``reset``). The env is left
@@ -125,8 +129,9 @@ def _candidates(
     scored = []
     for k in allowed:
         timing, _ = e.backend.infer(k, e._t_dec)
-        scored.append((timing.service_ms + (miss_pen * period_ms if timing.deadline_miss else 0.0),
-                       bool(timing.deadline_miss), k))
+        scored.append(
+            (timing.service_ms + (miss_pen * period_ms if timing.deadline_miss else 0.0), bool(timing.deadline_miss), k)
+        )
     scored.sort()
     seen: set[tuple[float, bool]] = set()
     for cost, miss, k in scored:

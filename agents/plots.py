@@ -59,8 +59,9 @@ def latency_cdf(runs: Sequence[Any], path: str | Path, *, title: str = "") -> Pa
     return _save(fig, path)
 
 
-def episode_timeline(runs: Sequence[Any], path: str | Path, *, episode: int = 0, edge_only_cut: int | None = None,
-                     title: str = "") -> Path:
+def episode_timeline(
+    runs: Sequence[Any], path: str | Path, *, episode: int = 0, edge_only_cut: int | None = None, title: str = ""
+) -> Path:
     """One episode (the same for every planner): the trace's uplink bandwidth on top, then per planner its chosen
     cut over time (skipped steps as grey ticks at the bottom, deadline misses as red crosses) and the latency."""
     runs = [r for r in runs if len(r.steps) > episode]
@@ -68,8 +69,9 @@ def episode_timeline(runs: Sequence[Any], path: str | Path, *, episode: int = 0,
         raise ValueError(f"no planner run has an episode {episode}")
     plt = _plt()
     n = len(runs)
-    fig, axes = plt.subplots(n + 1, 1, figsize=(9, 1.6 * (n + 1) + 0.6), sharex=True,
-                             gridspec_kw={"height_ratios": [1.3] + [1.0] * n})
+    fig, axes = plt.subplots(
+        n + 1, 1, figsize=(9, 1.6 * (n + 1) + 0.6), sharex=True, gridspec_kw={"height_ratios": [1.3] + [1.0] * n}
+    )
     ref = max(runs, key=lambda r: r.steps[episode].time_s[-1] if len(r.steps[episode].time_s) else 0)
     st = ref.steps[episode]
     ax = axes[0]
@@ -97,11 +99,19 @@ def episode_timeline(runs: Sequence[Any], path: str | Path, *, episode: int = 0,
             ax.axhline(edge_only_cut, color="black", lw=0.5, ls=":")
         ax.set_ylim(-1.2, num_cuts - 0.4)
         ax.set_ylabel(f"{run.name}\ncut", fontsize=8)
-        ax.text(1.005, 0.5, f"{ep.latency_ms.mean():.0f} ms\nskip {ep.skip.mean():.0%}", transform=ax.transAxes,
-                fontsize=7, va="center")
+        ax.text(
+            1.005,
+            0.5,
+            f"{ep.latency_ms.mean():.0f} ms\nskip {ep.skip.mean():.0%}",
+            transform=ax.transAxes,
+            fontsize=7,
+            va="center",
+        )
         ax.grid(True, alpha=0.3)
-    axes[-1].set_xlabel("episode time (s)   (cut 0 = cloud-only; dotted: edge-only; grey ticks: skipped steps; "
-                        "red x: deadline miss, ran edge-only)")
+    axes[-1].set_xlabel(
+        "episode time (s)   (cut 0 = cloud-only; dotted: edge-only; grey ticks: skipped steps; "
+        "red x: deadline miss, ran edge-only)"
+    )
     return _save(fig, path)
 
 
@@ -111,8 +121,7 @@ def _readable_log_ticks(axis: Any, *, symlog: bool = False) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
 
     subs = [1.0, 2.0, 5.0]
-    locator = (SymmetricalLogLocator(base=10, linthresh=1.0, subs=subs) if symlog
-               else LogLocator(base=10, subs=subs))
+    locator = SymmetricalLogLocator(base=10, linthresh=1.0, subs=subs) if symlog else LogLocator(base=10, subs=subs)
     axis.set_major_locator(locator)
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
@@ -173,8 +182,14 @@ def learning_curve(run_dir: str | Path, path: str | Path, *, title: str = "") ->
     ax.grid(True, alpha=0.3)
     if "val_mean_latency_ms" in rows[0]:
         ax2 = ax.twinx()
-        ax2.plot(t, [r.get("val_mean_latency_ms", math.nan) for r in rows], "s:", color="tab:green", ms=4,
-                 label="PPO validation mean latency")
+        ax2.plot(
+            t,
+            [r.get("val_mean_latency_ms", math.nan) for r in rows],
+            "s:",
+            color="tab:green",
+            ms=4,
+            label="PPO validation mean latency",
+        )
         ax2.set_ylabel("mean step latency (ms)", color="tab:green")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
@@ -191,6 +206,7 @@ TIMELINE_FIRST = ("ppo", "heuristic", "oracle", "edge", "cloud")
 def timeline_selection(runs: Sequence[Any], max_panels: int = 7) -> list[Any]:
     """The runs drawn in the timeline: PPO, the heuristic, the Oracle, edge-only and cloud-only first, then the
     others up to ``max_panels``; in the given order."""
+
     def rank(run: Any) -> int:
         base = run.name.split(":", 1)[0]
         return TIMELINE_FIRST.index(base) if base in TIMELINE_FIRST else len(TIMELINE_FIRST)
@@ -199,8 +215,9 @@ def timeline_selection(runs: Sequence[Any], max_panels: int = 7) -> list[Any]:
     return [r for r in runs if id(r) in keep]
 
 
-def eval_plots(runs: Sequence[Any], out: str | Path, *, title: str = "", episode: int = 0,
-               edge_only_cut: int | None = None) -> list[Path]:
+def eval_plots(
+    runs: Sequence[Any], out: str | Path, *, title: str = "", episode: int = 0, edge_only_cut: int | None = None
+) -> list[Path]:
     """The three evaluation plots into ``out``: latency_cdf.png, timeline.png, family_latency.png."""
     from agents.report import family_means
 
@@ -208,6 +225,11 @@ def eval_plots(runs: Sequence[Any], out: str | Path, *, title: str = "", episode
     paths = [latency_cdf(runs, out / "latency_cdf.png", title=f"step latency CDF: {title}" if title else "")]
     timeline_runs = timeline_selection(runs)
     paths.append(episode_timeline(timeline_runs, out / "timeline.png", episode=episode, edge_only_cut=edge_only_cut))
-    paths.append(family_bars(family_means(runs), out / "family_latency.png",
-                             title=f"mean step latency per trace family: {title}" if title else ""))
+    paths.append(
+        family_bars(
+            family_means(runs),
+            out / "family_latency.png",
+            title=f"mean step latency per trace family: {title}" if title else "",
+        )
+    )
     return paths

@@ -34,8 +34,13 @@ def _extract_mlp(seq: Any) -> list[tuple[np.ndarray, np.ndarray, Any]]:
         if type(m).__name__ != "Linear":
             raise TypeError(f"unexpected module {type(m).__name__} in the policy network")
         act = _activation(mods[i + 1]) if i + 1 < len(mods) else None
-        layers.append((m.weight.detach().cpu().numpy().astype(np.float64).T,
-                       m.bias.detach().cpu().numpy().astype(np.float64), act))
+        layers.append(
+            (
+                m.weight.detach().cpu().numpy().astype(np.float64).T,
+                m.bias.detach().cpu().numpy().astype(np.float64),
+                act,
+            )
+        )
         i += 2 if act is not None else 1
     return layers
 
@@ -55,8 +60,9 @@ class PPOPlanner:
             raise ValueError(f"policy action space {nvec.tolist()} does not match {len(self.cut_fits)} cuts x skip")
         self.num_cuts = int(nvec[0])
         pol = model.policy
-        if type(pol.features_extractor).__name__ != "FlattenExtractor" or not getattr(pol, "share_features_extractor",
-                                                                                       True):
+        if type(pol.features_extractor).__name__ != "FlattenExtractor" or not getattr(
+            pol, "share_features_extractor", True
+        ):
             self.use_torch = True
             self._layers: list = []
         else:

@@ -60,8 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if isinstance(args, MigrateArgs):
             if not args.trust_pickle:
-                print("ecc policy migrate: loading a pickled policy runs code from it; pass --trust-pickle if you "
-                      "trust its author", file=sys.stderr)
+                print(
+                    "ecc policy migrate: loading a pickled policy runs code from it; pass --trust-pickle if you "
+                    "trust its author",
+                    file=sys.stderr,
+                )
                 return 2
             out = migrate_policy(path)
             print(f"wrote {out} and {out.with_suffix('.json')}")

@@ -73,8 +73,12 @@ def ensure_ray(rc: RayTrainConfig) -> Any:
     """Attach to or start Ray per ``executor.ray_cluster`` (``rc.address``); returns the ``RayConnection``."""
     from executor.ray_cluster import connect
 
-    return connect(rc.address, num_cpus=rc.num_cpus, object_store_memory_bytes=rc.object_store_memory_bytes,
-                   env_vars={"OMP_NUM_THREADS": "1"})
+    return connect(
+        rc.address,
+        num_cpus=rc.num_cpus,
+        object_store_memory_bytes=rc.object_store_memory_bytes,
+        env_vars={"OMP_NUM_THREADS": "1"},
+    )
 
 
 class EnvWorker:
@@ -215,11 +219,19 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         import ray
 
         if self.worker_restarts >= self.config.max_worker_restarts:
-            raise RayWorkerError(f"{what}: env worker {w} {why}; {self.worker_restarts} worker restart(s) already "
-                                 f"used (max_worker_restarts={self.config.max_worker_restarts})")
+            raise RayWorkerError(
+                f"{what}: env worker {w} {why}; {self.worker_restarts} worker restart(s) already "
+                f"used (max_worker_restarts={self.config.max_worker_restarts})"
+            )
         self.worker_restarts += 1
-        log.warning("%s: env worker %d %s; replacing it (restart %d of %d)", what, w, why, self.worker_restarts,
-                    self.config.max_worker_restarts)
+        log.warning(
+            "%s: env worker %d %s; replacing it (restart %d of %d)",
+            what,
+            w,
+            why,
+            self.worker_restarts,
+            self.config.max_worker_restarts,
+        )
         try:
             ray.kill(self._workers[w], no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
@@ -233,8 +245,10 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
         return out[0]
 
     def reset(self) -> Any:
-        refs = [w.reset.remote([self._seeds[i] for i in s], [self._options[i] for i in s])
-                for w, s in zip(self._workers, self._slices)]
+        refs = [
+            w.reset.remote([self._seeds[i] for i in s], [self._options[i] for i in s])
+            for w, s in zip(self._workers, self._slices)
+        ]
         out, lost = self._gather(refs, "reset")
         for w, why in lost:
             out[w] = self._replace(w, why, "reset")
@@ -246,7 +260,7 @@ class RayVecEnv(_make_vec_env_base()):  # type: ignore[misc]
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
-        self._pending = [w.step.remote(actions[s[0]:s[-1] + 1]) for w, s in zip(self._workers, self._slices)]
+        self._pending = [w.step.remote(actions[s[0] : s[-1] + 1]) for w, s in zip(self._workers, self._slices)]
 
     def step_wait(self) -> Any:
         if self._pending is None:

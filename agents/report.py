@@ -69,14 +69,14 @@ COLUMN_NOTES: dict[str, str] = {
     "x edge": "speed-up over edge-only: edge-only's mean latency / this planner's (higher is better)",
     "/oracle": "this planner's mean latency / the hindsight Oracle's (1.0 = as fast as the Oracle)",
     "return": "mean episode return of the env's reward (latency, deadline misses, action deviation, drops): "
-              "what PPO maximises, so a planner can trade a little latency for a better return",
+    "what PPO maximises, so a planner can trade a little latency for a better return",
     "skip": "fraction of steps that skipped inference and reused the current action chunk",
     "dev": "mean absolute difference between executed and reference actions (skipped steps deviate)",
     "dropped": "observations dropped because the edge queue was full (all episodes together)",
     "up B/step": "bytes sent edge -> cloud per step",
     "ctrl %": "the planner's own decision time as a share of the step latency, in %",
     "fallbacks": "steps the guard handed from the policy to the heuristic (too slow, out of range); "
-                 "- when the planner is not guarded",
+    "- when the planner is not guarded",
 }
 
 _SPLIT_FOLDERS = ("train", "test", "val")
@@ -212,8 +212,13 @@ def run_planners(
             raise RuntimeError(f"step recorder and evaluate() disagree for planner {name!r}")
         guard = planner.report() if hasattr(planner, "report") and hasattr(planner, "fallbacks") else None
         runs.append(PlannerRun(name, res, steps, guard, wall))
-        log.info("%s: mean latency %.1f ms over %d steps (%.1f s)", name, float(np.mean(res.latency_ms)),
-                 len(res.latency_ms), wall)
+        log.info(
+            "%s: mean latency %.1f ms over %d steps (%.1f s)",
+            name,
+            float(np.mean(res.latency_ms)),
+            len(res.latency_ms),
+            wall,
+        )
     return runs
 
 
@@ -290,8 +295,11 @@ class EvalReport:
     def to_json(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"meta": _finite_meta(self.meta), "rows": [{k: _nan_to_none(v) for k, v in r.items()} for r in self.rows],
-               "families": self.families}
+        doc = {
+            "meta": _finite_meta(self.meta),
+            "rows": [{k: _nan_to_none(v) for k, v in r.items()} for r in self.rows],
+            "families": self.families,
+        }
         path.write_text(json.dumps(doc, indent=2, default=_json_default, allow_nan=False))
         return path
 
@@ -304,8 +312,13 @@ class EvalReport:
             raise ValueError(f"{path}: not a readable report JSON ({e})") from e
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
             raise ValueError(f"{path}: report JSON must be an object with a 'rows' list")
-        rows = [{k: (math.nan if v is None and k != "fallbacks" and k != "fallbacks_by_reason" else v)
-                 for k, v in r.items()} for r in doc["rows"]]
+        rows = [
+            {
+                k: (math.nan if v is None and k != "fallbacks" and k != "fallbacks_by_reason" else v)
+                for k, v in r.items()
+            }
+            for r in doc["rows"]
+        ]
         return cls(rows, doc.get("meta", {}), doc.get("families", {}))
 
     def to_csv(self, path: str | Path) -> Path:
@@ -335,8 +348,11 @@ class EvalReport:
 
     def column_notes(self) -> list[str]:
         """One line per printed column: ``header: meaning``."""
-        return [f"{header}: {COLUMN_NOTES[header]}" for _, header, _ in COLUMNS if header in COLUMN_NOTES
-                and not header.startswith(("p95", "p99"))]
+        return [
+            f"{header}: {COLUMN_NOTES[header]}"
+            for _, header, _ in COLUMNS
+            if header in COLUMN_NOTES and not header.startswith(("p95", "p99"))
+        ]
 
     def family_table(self, title: str | None = None) -> Any:
         from rich.table import Table
@@ -370,8 +386,9 @@ def _json_default(o: Any) -> Any:
     return repr(o)
 
 
-def build_report(runs: Sequence[PlannerRun], meta: Mapping[str, Any] | None = None, *, edge: str = "edge",
-                 oracle: str = "oracle") -> EvalReport:
+def build_report(
+    runs: Sequence[PlannerRun], meta: Mapping[str, Any] | None = None, *, edge: str = "edge", oracle: str = "oracle"
+) -> EvalReport:
     """Rows for every run; ``edge`` / ``oracle`` name the runs the speedup and the ratio refer to."""
     by_name = {r.name: r for r in runs}
     edge_mean = float(np.mean(by_name[edge].result.latency_ms)) if edge in by_name else math.nan
@@ -387,12 +404,41 @@ def write_steps_csv(runs: Sequence[PlannerRun], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["planner", "seed", "trace", "step", "time_s", "up_mbps", "cut", "skip", "latency_ms",
-                    "deadline_miss", "deviation", "bytes_up", "decision_ms"])
+        w.writerow(
+            [
+                "planner",
+                "seed",
+                "trace",
+                "step",
+                "time_s",
+                "up_mbps",
+                "cut",
+                "skip",
+                "latency_ms",
+                "deadline_miss",
+                "deviation",
+                "bytes_up",
+                "decision_ms",
+            ]
+        )
         for run in runs:
             for ep, st in zip(run.result.episodes, run.steps):
                 for i in range(len(ep.latency_ms)):
-                    w.writerow([run.name, ep.seed, st.trace, i, f"{st.time_s[i]:.4f}", f"{st.up_mbps[i]:.3f}",
-                                int(ep.cut[i]), int(ep.skip[i]), f"{ep.latency_ms[i]:.4f}", int(ep.deadline_miss[i]),
-                                f"{ep.deviation[i]:.6f}", int(st.bytes_up[i]), f"{ep.decision_ms[i]:.5f}"])
+                    w.writerow(
+                        [
+                            run.name,
+                            ep.seed,
+                            st.trace,
+                            i,
+                            f"{st.time_s[i]:.4f}",
+                            f"{st.up_mbps[i]:.3f}",
+                            int(ep.cut[i]),
+                            int(ep.skip[i]),
+                            f"{ep.latency_ms[i]:.4f}",
+                            int(ep.deadline_miss[i]),
+                            f"{ep.deviation[i]:.6f}",
+                            int(st.bytes_up[i]),
+                            f"{ep.decision_ms[i]:.5f}",
+                        ]
+                    )
     return path

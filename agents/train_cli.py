@@ -49,8 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if engine.engine == "ray":
             from agents.ray_training import RayTrainConfig, train_on_ray
 
-            ray_config = RayTrainConfig(num_workers=engine.ray_workers, address=engine.ray_address,
-                                        max_worker_restarts=engine.max_worker_restarts)
+            ray_config = RayTrainConfig(
+                num_workers=engine.ray_workers,
+                address=engine.ray_address,
+                max_worker_restarts=engine.max_worker_restarts,
+            )
     except ValueError as e:
         print(f"ecc train: {e}", file=sys.stderr)
         return 2

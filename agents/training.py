@@ -105,14 +105,25 @@ class TrainConfig:
         WireConfig.parse(self.wire)
         check_rtt_ms(self.rtt_ms)
         if self.metaworld_seeds < 1 or self.metaworld_frames < 2:
-            raise ValueError(f"metaworld_seeds must be >= 1 and metaworld_frames >= 2, got {self.metaworld_seeds}, "
-                             f"{self.metaworld_frames}")
+            raise ValueError(
+                f"metaworld_seeds must be >= 1 and metaworld_frames >= 2, got {self.metaworld_seeds}, "
+                f"{self.metaworld_frames}"
+            )
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 
 
-QUICK = dict(total_timesteps=4_096, n_envs=2, n_steps=256, batch_size=128, eval_every_steps=2_048, eval_episodes=2,
-             episode_s=10.0, warm_start_steps=1_000, warm_start_epochs=2)
+QUICK = dict(
+    total_timesteps=4_096,
+    n_envs=2,
+    n_steps=256,
+    batch_size=128,
+    eval_every_steps=2_048,
+    eval_episodes=2,
+    episode_s=10.0,
+    warm_start_steps=1_000,
+    warm_start_epochs=2,
+)
 
 
 class _TraceSetView:
@@ -176,8 +187,11 @@ class FamilyBalancedTraceSet(_TraceSetView):
         w = np.array([len(m) for m in self.members], dtype=float) ** self.power
         self.weights: np.ndarray = w / w.sum()
         self.name = f"{base.name}|families^{power:g}"
-        log.info("family-balanced sampling over %d families: %s", len(self.families),
-                 ", ".join(f"{f} {len(m)} traces p={p:.3f}" for f, m, p in zip(self.families, self.members, self.weights)))
+        log.info(
+            "family-balanced sampling over %d families: %s",
+            len(self.families),
+            ", ".join(f"{f} {len(m)} traces p={p:.3f}" for f, m, p in zip(self.families, self.members, self.weights)),
+        )
 
     def sample_segment(self, rng: np.random.Generator, duration_s: float) -> Any:
         if not isinstance(rng, np.random.Generator):
@@ -198,8 +212,12 @@ def exclude_families(sets: list[Any], texts: tuple[str, ...]) -> list[Any]:
         if not text or not any(text in f for f in families):
             raise ValueError(f"exclude_families: {text!r} matches no trace family; families: {', '.join(families)}")
     out = [s.filter(lambda t: not any(text in family_of(t.name) for text in texts)) for s in sets]
-    log.info("left out %d of %d traces (families containing %s)", sum(map(len, sets)) - sum(map(len, out)),
-             sum(map(len, sets)), ", ".join(map(repr, texts)))
+    log.info(
+        "left out %d of %d traces (families containing %s)",
+        sum(map(len, sets)) - sum(map(len, out)),
+        sum(map(len, sets)),
+        ", ".join(map(repr, texts)),
+    )
     return out
 
 
@@ -215,8 +233,9 @@ def load_trace_sources(cfg: TrainConfig) -> list[Any]:
         given = TraceSet.load(list(cfg.traces))
         if len(given) == 0:  # never fall back to the embedded set silently
             first = f"; first: {given.errors[0][0]}: {given.errors[0][1]}" if given.errors else ""
-            raise ValueError(f"traces {', '.join(cfg.traces)} loaded no trace ({len(given.errors)} file(s) failed"
-                             f"{first})")
+            raise ValueError(
+                f"traces {', '.join(cfg.traces)} loaded no trace ({len(given.errors)} file(s) failed{first})"
+            )
         sets.append(given)
     from traces.rtt import apply_rtt
 
@@ -285,12 +304,22 @@ def training_streams(cfg: TrainConfig) -> list[Any] | None:
 
     env_cfg = EnvConfig()
     n = math.ceil(cfg.episode_s * 1e3 / env_cfg.period_ms) + 100  # as the env's own procedural streams
-    streams = [procedural_stream(env_cfg.stream_seed + i, n, env_cfg.procedural)
-               for i in range(env_cfg.procedural_streams)]
-    mw = closed_loop_streams(cfg.metaworld_tasks, cfg.metaworld_seeds, cfg.metaworld_frames, env_cfg.period_ms,
-                             image_hw=ClosedLoopConfig().image_hw)
-    log.info("training on %d procedural + %d MetaWorld closed-loop streams (%s)", len(streams), len(mw),
-             ", ".join(cfg.metaworld_tasks))
+    streams = [
+        procedural_stream(env_cfg.stream_seed + i, n, env_cfg.procedural) for i in range(env_cfg.procedural_streams)
+    ]
+    mw = closed_loop_streams(
+        cfg.metaworld_tasks,
+        cfg.metaworld_seeds,
+        cfg.metaworld_frames,
+        env_cfg.period_ms,
+        image_hw=ClosedLoopConfig().image_hw,
+    )
+    log.info(
+        "training on %d procedural + %d MetaWorld closed-loop streams (%s)",
+        len(streams),
+        len(mw),
+        ", ".join(cfg.metaworld_tasks),
+    )
     return streams + mw
 
 
@@ -301,8 +330,13 @@ def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **override
     from ecc_env import ENV_ID
 
     kw: dict[str, Any] = dict(
-        edge_profile=edge, cloud_profile=cloud, trace_set=trace_set, trace_split="all", episode_s=cfg.episode_s,
-        chunk_size=cfg.chunk_size, deadline=deadline_rule(cfg),
+        edge_profile=edge,
+        cloud_profile=cloud,
+        trace_set=trace_set,
+        trace_split="all",
+        episode_s=cfg.episode_s,
+        chunk_size=cfg.chunk_size,
+        deadline=deadline_rule(cfg),
     )
     kw.update(overrides)
     return gym.make(ENV_ID, **kw)
@@ -311,8 +345,9 @@ def make_env(edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, **override
 class _EnvFactory:
     """Picklable env constructor for SubprocVecEnv."""
 
-    def __init__(self, edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, overrides: dict[str, Any],
-                 privileged: Any = None) -> None:
+    def __init__(
+        self, edge: Any, cloud: Any, trace_set: Any, cfg: TrainConfig, overrides: dict[str, Any], privileged: Any = None
+    ) -> None:
         self.args = (edge, cloud, trace_set, cfg)
         self.overrides = overrides
         self.privileged = privileged
@@ -386,12 +421,21 @@ def _eval_callback(cfg: TrainConfig, val_env: Any, ctx: Any, run_dir: Path, obs_
         def evaluate(self) -> None:
             planner = PPOPlanner(self.model, ctx.cut_fits, ObsView(ctx.obs_config))
             s = evaluate(planner, val_env, seeds, name="ppo").summary()
-            row = {"timesteps": self.num_timesteps, "wall_s": time.perf_counter() - self.t0,
-                   "val_mean_return": s["mean_return"], "val_mean_latency_ms": s["mean_latency_ms"],
-                   "val_p95_latency_ms": s["p95_latency_ms"], "val_skip_rate": s["skip_rate"]}
+            row = {
+                "timesteps": self.num_timesteps,
+                "wall_s": time.perf_counter() - self.t0,
+                "val_mean_return": s["mean_return"],
+                "val_mean_latency_ms": s["mean_latency_ms"],
+                "val_p95_latency_ms": s["p95_latency_ms"],
+                "val_skip_rate": s["skip_rate"],
+            }
             self.curve.append(row)
-            log.info("step %d: validation return %.2f, mean latency %.1f ms", self.num_timesteps,
-                     s["mean_return"], s["mean_latency_ms"])
+            log.info(
+                "step %d: validation return %.2f, mean latency %.1f ms",
+                self.num_timesteps,
+                s["mean_return"],
+                s["mean_latency_ms"],
+            )
             if s["mean_return"] > self.best:
                 self.best = s["mean_return"]
                 self.model.save(str(run_dir / "best_model.zip"))
@@ -441,8 +485,12 @@ def env_overrides_for(cfg: TrainConfig, edge: Any, cloud: Any, given: dict[str, 
         from executor.cutmap import candidate_cuts
 
         overrides["allowed_cuts"] = candidate_cuts(edge, cloud)
-        log.info("PPO chooses among %d of %d cuts: %s", len(overrides["allowed_cuts"]), edge.num_cuts,
-                 overrides["allowed_cuts"])
+        log.info(
+            "PPO chooses among %d of %d cuts: %s",
+            len(overrides["allowed_cuts"]),
+            edge.num_cuts,
+            overrides["allowed_cuts"],
+        )
     return overrides
 
 
@@ -451,13 +499,24 @@ def start_run(cfg: TrainConfig, traces: TrainingTraces, overrides: dict[str, Any
     name = cfg.run_name or f"{cfg.model}-{cfg.edge}-{cfg.cloud}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg.run_dir).expanduser().resolve() / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(
-        {**asdict(cfg), "env_overrides": {k: (f"{len(v)} streams" if k == "streams" else repr(v))
-                                          for k, v in overrides.items()},
-         "train_traces": {"name": traces.train.name, "n": len(traces.train),
-                          "fingerprint": traces.train.fingerprint()},
-         "val_traces": {"name": traces.val.name, "n": len(traces.val)},
-         "privileged": privileged.describe() if privileged is not None else None}, indent=2))
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                **asdict(cfg),
+                "env_overrides": {
+                    k: (f"{len(v)} streams" if k == "streams" else repr(v)) for k, v in overrides.items()
+                },
+                "train_traces": {
+                    "name": traces.train.name,
+                    "n": len(traces.train),
+                    "fingerprint": traces.train.fingerprint(),
+                },
+                "val_traces": {"name": traces.val.name, "n": len(traces.val)},
+                "privileged": privileged.describe() if privileged is not None else None,
+            },
+            indent=2,
+        )
+    )
     return run_dir
 
 
@@ -472,8 +531,15 @@ class TrainingEnvs:
     ctx: Any
 
 
-def make_envs(cfg: TrainConfig, edge: Any, cloud: Any, traces: TrainingTraces, overrides: dict[str, Any],
-              privileged: Any = None, venv_factory: Any = None) -> TrainingEnvs:
+def make_envs(
+    cfg: TrainConfig,
+    edge: Any,
+    cloud: Any,
+    traces: TrainingTraces,
+    overrides: dict[str, Any],
+    privileged: Any = None,
+    venv_factory: Any = None,
+) -> TrainingEnvs:
     """``n_envs`` training envs on the rescaled (and family-balanced) training side, seeded by ``cfg.seed``, and
     one validation env; ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -483,8 +549,14 @@ def make_envs(cfg: TrainConfig, edge: Any, cloud: Any, traces: TrainingTraces, o
     def sampled(s: Any) -> Any:
         return s if cfg.family_power == 1.0 else FamilyBalancedTraceSet(s, cfg.family_power)
 
-    factory = _EnvFactory(edge, cloud, RescaledTraceSet(sampled(traces.train), cfg.rescale_min, cfg.rescale_max),
-                          cfg, overrides, privileged)
+    factory = _EnvFactory(
+        edge,
+        cloud,
+        RescaledTraceSet(sampled(traces.train), cfg.rescale_min, cfg.rescale_max),
+        cfg,
+        overrides,
+        privileged,
+    )
     vec_cls = SubprocVecEnv if cfg.vec_env == "subproc" else DummyVecEnv
     venv = (venv_factory or vec_cls)([factory] * cfg.n_envs)
     venv.seed(cfg.seed)
@@ -512,9 +584,19 @@ def make_model(cfg: TrainConfig, venv: Any, run_dir: Path) -> Any:
     from sb3_contrib import MaskablePPO
 
     return MaskablePPO(
-        "MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-        n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
-        policy_kwargs={"net_arch": list(cfg.net_arch)}, seed=cfg.seed, device="cpu", verbose=0,
+        "MlpPolicy",
+        venv,
+        learning_rate=cfg.learning_rate,
+        n_steps=cfg.n_steps,
+        batch_size=cfg.batch_size,
+        n_epochs=cfg.n_epochs,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        ent_coef=cfg.ent_coef,
+        policy_kwargs={"net_arch": list(cfg.net_arch)},
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
         tensorboard_log=str(run_dir / "tb") if cfg.tensorboard else None,
     )
 
@@ -524,10 +606,17 @@ def warm_start_from_heuristic(cfg: TrainConfig, model: Any, envs: TrainingEnvs, 
     from agents.heuristics import HeuristicPlanner
     from agents.warm_start import behaviour_clone, collect_demonstrations
 
-    demos = collect_demonstrations(HeuristicPlanner(envs.ctx), envs.factory(), cfg.warm_start_steps,
-                                   gamma=cfg.gamma, seed=cfg.seed + 1_000_000)
-    behaviour_clone(model, demos, epochs=cfg.warm_start_epochs, batch_size=cfg.batch_size,
-                    learning_rate=cfg.learning_rate, seed=cfg.seed)
+    demos = collect_demonstrations(
+        HeuristicPlanner(envs.ctx), envs.factory(), cfg.warm_start_steps, gamma=cfg.gamma, seed=cfg.seed + 1_000_000
+    )
+    behaviour_clone(
+        model,
+        demos,
+        epochs=cfg.warm_start_epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+    )
     callback.init_callback(model)
     callback.evaluate()  # the cloned policy at 0 PPO steps
 
@@ -551,8 +640,17 @@ def learn(cfg: TrainConfig, model: Any, callback: Any, venv: Any) -> str | None:
     return stopped_early
 
 
-def save_run(cfg: TrainConfig, run_dir: Path, edge: Any, cloud: Any, traces: TrainingTraces, envs: TrainingEnvs,
-             callback: Any, heuristic_return: float, privileged: Any = None) -> Path:
+def save_run(
+    cfg: TrainConfig,
+    run_dir: Path,
+    edge: Any,
+    cloud: Any,
+    traces: TrainingTraces,
+    envs: TrainingEnvs,
+    callback: Any,
+    heuristic_return: float,
+    privileged: Any = None,
+) -> Path:
     """The best model as a policy artifact (``policy.safetensors`` + ``policy.json``: observation, ranges, Profiles,
     env, traces, prior, config) and ``learning_curve.csv``; returns the artifact's path."""
     from sb3_contrib import MaskablePPO
@@ -569,12 +667,20 @@ def save_run(cfg: TrainConfig, run_dir: Path, edge: Any, cloud: Any, traces: Tra
         "cut_fits": e.cut_fits.tolist(),
         "edge_only_index": int(e.edge_only_index),
         "reward": asdict(e.config.reward),
-        "env": {"period_ms": e.config.period_ms, "deadline_ms": e.deadline.deadline_ms,
-                "hedge": e.deadline.hedge,
-                "chunk_size": e.config.chunk_size, "queue_capacity": e.config.queue_capacity,
-                "probe": asdict(e.config.probe)},
-        "traces": {"name": traces.train.name, "n_traces": len(traces.train),
-                   "fingerprint": traces.train.fingerprint(), "rescale": [cfg.rescale_min, cfg.rescale_max]},
+        "env": {
+            "period_ms": e.config.period_ms,
+            "deadline_ms": e.deadline.deadline_ms,
+            "hedge": e.deadline.hedge,
+            "chunk_size": e.config.chunk_size,
+            "queue_capacity": e.config.queue_capacity,
+            "probe": asdict(e.config.probe),
+        },
+        "traces": {
+            "name": traces.train.name,
+            "n_traces": len(traces.train),
+            "fingerprint": traces.train.fingerprint(),
+            "rescale": [cfg.rescale_min, cfg.rescale_max],
+        },
         "prior": asdict(envs.ctx.prior),
         "train_config": asdict(cfg),
         "best_val_return": callback.best,
@@ -592,9 +698,15 @@ def save_run(cfg: TrainConfig, run_dir: Path, edge: Any, cloud: Any, traces: Tra
     return Path(policy_path)
 
 
-def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] | None = None,
-          env_overrides: dict[str, Any] | None = None, venv_factory: Any = None,
-          privileged: Any = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    trace_set: Any = None,
+    profiles: tuple[Any, Any] | None = None,
+    env_overrides: dict[str, Any] | None = None,
+    venv_factory: Any = None,
+    privileged: Any = None,
+) -> TrainResult:
     """Train MaskablePPO per ``cfg``; returns where the run folder and the policy artifact are. ``trace_set``,
     ``profiles`` and ``env_overrides`` (EnvConfig fields) replace what the config names (tests, custom setups);
     ``venv_factory(env_fns) -> VecEnv`` replaces DummyVecEnv/SubprocVecEnv (e.g. Ray actors, agents.ray_training).
@@ -604,8 +716,10 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     import torch
 
     if privileged is not None and cfg.warm_start == "heuristic":
-        raise ValueError("warm_start='heuristic' cannot clone into a policy with privileged fields "
-                         "(the heuristic's demonstrations lack them); use warm_start='none'")
+        raise ValueError(
+            "warm_start='heuristic' cannot clone into a policy with privileged fields "
+            "(the heuristic's demonstrations lack them); use warm_start='none'"
+        )
     t_start = time.perf_counter()
     torch.set_num_threads(1)
     edge, cloud = profiles if profiles is not None else profiles_for(cfg)
@@ -622,14 +736,30 @@ def train(cfg: TrainConfig, *, trace_set: Any = None, profiles: tuple[Any, Any] 
     return finish(run_dir, policy_path, model, callback, heuristic_return, t_start, stopped_early)
 
 
-def finish(run_dir: Path, policy_path: Path, model: Any, callback: Any, heuristic_return: float, t_start: float,
-           stopped_early: str | None = None) -> TrainResult:
+def finish(
+    run_dir: Path,
+    policy_path: Path,
+    model: Any,
+    callback: Any,
+    heuristic_return: float,
+    t_start: float,
+    stopped_early: str | None = None,
+) -> TrainResult:
     """The run's TrainResult (wall time since ``t_start``), logged."""
     wall = time.perf_counter() - t_start
-    log.info("run %s: best validation return %.2f (heuristic %.2f) in %.0f s", run_dir, callback.best,
-             heuristic_return, wall)
-    return TrainResult(run_dir, policy_path, callback.best, heuristic_return, wall, int(model.num_timesteps),
-                       callback.curve, stopped_early)
+    log.info(
+        "run %s: best validation return %.2f (heuristic %.2f) in %.0f s", run_dir, callback.best, heuristic_return, wall
+    )
+    return TrainResult(
+        run_dir,
+        policy_path,
+        callback.best,
+        heuristic_return,
+        wall,
+        int(model.num_timesteps),
+        callback.curve,
+        stopped_early,
+    )
 
 
 def quick(cfg: TrainConfig) -> TrainConfig:

@@ -46,8 +46,9 @@ class VisionSkip(_Base):
 
     skips = True
 
-    def __init__(self, ctx: PlannerContext, config: VisionSkipConfig = VisionSkipConfig(),
-                 cut_planner: Any = None) -> None:
+    def __init__(
+        self, ctx: PlannerContext, config: VisionSkipConfig = VisionSkipConfig(), cut_planner: Any = None
+    ) -> None:
         super().__init__(ctx)
         self.config = config
         self.cut_planner = cut_planner if cut_planner is not None else StaticBestCut(ctx)
@@ -96,8 +97,9 @@ class EntropyVisionConfig:
         if not (0 < self.entropy_threshold <= 1):
             raise ValueError(f"entropy_threshold must be in (0, 1] bits, got {self.entropy_threshold!r}")
         if not (math.isfinite(self.mad_ref) and self.mad_ref > 0 and self.max_action_age_s > 0):
-            raise ValueError(f"mad_ref and max_action_age_s must be > 0, got {self.mad_ref!r}, "
-                             f"{self.max_action_age_s!r}")
+            raise ValueError(
+                f"mad_ref and max_action_age_s must be > 0, got {self.mad_ref!r}, {self.max_action_age_s!r}"
+            )
         if int(self.cooldown_steps) != self.cooldown_steps or self.cooldown_steps < 0:
             raise ValueError(f"cooldown_steps must be an integer >= 0, got {self.cooldown_steps!r}")
 

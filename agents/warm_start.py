@@ -77,13 +77,25 @@ def collect_demonstrations(planner: Any, env: Any, steps: int, *, gamma: float, 
         n += len(rewards)
         episodes += 1
     demos = Demonstrations(np.stack(obs_l), np.stack(act_l), np.stack(mask_l), np.concatenate(ret_l), episodes)
-    log.info("collected %d demonstration steps in %d episodes (mean return-to-go %.2f)", len(demos), episodes,
-             float(demos.returns.mean()))
+    log.info(
+        "collected %d demonstration steps in %d episodes (mean return-to-go %.2f)",
+        len(demos),
+        episodes,
+        float(demos.returns.mean()),
+    )
     return demos
 
 
-def behaviour_clone(model: Any, demos: Demonstrations, *, epochs: int, batch_size: int, learning_rate: float,
-                    seed: int, vf_coef: float = 0.5) -> dict[str, float]:
+def behaviour_clone(
+    model: Any,
+    demos: Demonstrations,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    vf_coef: float = 0.5,
+) -> dict[str, float]:
     """Fit ``model.policy`` (a MaskablePPO policy) to ``demos`` in place; returns the final losses and the
     accuracy of the deterministic policy on the demonstrations (the fraction of steps where it picks the
     planner's cut and skip)."""
@@ -106,7 +118,7 @@ def behaviour_clone(model: Any, demos: Demonstrations, *, epochs: int, batch_siz
     for _ in range(epochs):
         order = rng.permutation(n)
         for lo in range(0, n, batch_size):
-            idx = order[lo:lo + batch_size]
+            idx = order[lo : lo + batch_size]
             values, log_prob, _ = policy.evaluate_actions(obs[idx], actions[idx], action_masks=masks[idx])
             loss_pi = -log_prob.mean()
             loss_v = F.mse_loss(values.flatten(), returns[idx])
@@ -121,6 +133,12 @@ def behaviour_clone(model: Any, demos: Demonstrations, *, epochs: int, batch_siz
         dist = policy.get_distribution(obs, action_masks=masks)
         chosen = dist.get_actions(deterministic=True)
     accuracy = float((chosen == actions).all(dim=1).float().mean())
-    log.info("behaviour cloning: %d epochs over %d steps, nll %.3f, value mse %.2f, accuracy %.3f", epochs, n, nll,
-             vf, accuracy)
+    log.info(
+        "behaviour cloning: %d epochs over %d steps, nll %.3f, value mse %.2f, accuracy %.3f",
+        epochs,
+        n,
+        nll,
+        vf,
+        accuracy,
+    )
     return {"nll": nll, "value_mse": vf, "accuracy": accuracy}

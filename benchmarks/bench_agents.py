@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episode-s", type=float, default=30.0)
     p.add_argument("--beam", type=int, default=16, help="Oracle beam width")
     p.add_argument("--combos", nargs="*", default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor"])
-    p.add_argument("--hedge", action="store_true",
-                   help="hedged execution (DeadlineConfig.hedge) for every planner; policies trained with --hedge")
+    p.add_argument(
+        "--hedge",
+        action="store_true",
+        help="hedged execution (DeadlineConfig.hedge) for every planner; policies trained with --hedge",
+    )
     p.add_argument("--prefix", default="bench", help="run folders are <runs>/<prefix>-<model>-<edge> (default bench)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -73,28 +76,45 @@ def main(argv: list[str] | None = None) -> int:
         except PolicyLoadError as e:
             print(f"  (no PPO policy for {combo}: {e})")
             ppo = None
-        planners.update(heuristic=HeuristicPlanner(ctx), roboecc=RoboECCPlanner(ctx), static=StaticBestCut(ctx),
-                        edge=EdgeOnly(ctx), cloud=CloudOnly(ctx), oracle=Oracle(cut_candidates=2, beam=args.beam))
-        no_skip = {"ppo": NoSkip(ppo) if ppo else None, "heuristic": NoSkip(HeuristicPlanner(ctx)),
-                   "oracle": Oracle(cut_candidates=2, beam=args.beam, allow_skip=False)}
-        print(f"\n== {model} full, {edge_hw}+a100: {len(seeds)} episodes x {args.episode_s:g} s on the test split"
-              f"{', hedged execution' if args.hedge else ''}")
-        print(f"{'planner':<18}{'mean ms':>9}{'p95 ms':>9}{'return':>9}{'skip':>6}{'miss':>6}{'dev':>7}"
-              f"{'dec med ms':>11}{'dec p99 ms':>11}")
+        planners.update(
+            heuristic=HeuristicPlanner(ctx),
+            roboecc=RoboECCPlanner(ctx),
+            static=StaticBestCut(ctx),
+            edge=EdgeOnly(ctx),
+            cloud=CloudOnly(ctx),
+            oracle=Oracle(cut_candidates=2, beam=args.beam),
+        )
+        no_skip = {
+            "ppo": NoSkip(ppo) if ppo else None,
+            "heuristic": NoSkip(HeuristicPlanner(ctx)),
+            "oracle": Oracle(cut_candidates=2, beam=args.beam, allow_skip=False),
+        }
+        print(
+            f"\n== {model} full, {edge_hw}+a100: {len(seeds)} episodes x {args.episode_s:g} s on the test split"
+            f"{', hedged execution' if args.hedge else ''}"
+        )
+        print(
+            f"{'planner':<18}{'mean ms':>9}{'p95 ms':>9}{'return':>9}{'skip':>6}{'miss':>6}{'dev':>7}"
+            f"{'dec med ms':>11}{'dec p99 ms':>11}"
+        )
         rows = [(n, p) for n, p in planners.items()] + [(f"{n} (no skip)", p) for n, p in no_skip.items() if p]
         results = {}
         for name, planner in rows:
             t0 = time.perf_counter()
             s = evaluate(planner, env, seeds, name=name).summary()
             results[name] = s
-            print(f"{name:<18}{s['mean_latency_ms']:>9.1f}{s['p95_latency_ms']:>9.1f}{s['mean_return']:>9.1f}"
-                  f"{s['skip_rate']:>6.2f}{s['deadline_miss_rate']:>6.2f}{s['mean_deviation']:>7.3f}"
-                  f"{s['decision_median_ms']:>11.4f}{s['decision_p99_ms']:>11.4f}   ({time.perf_counter() - t0:.0f} s)")
+            print(
+                f"{name:<18}{s['mean_latency_ms']:>9.1f}{s['p95_latency_ms']:>9.1f}{s['mean_return']:>9.1f}"
+                f"{s['skip_rate']:>6.2f}{s['deadline_miss_rate']:>6.2f}{s['mean_deviation']:>7.3f}"
+                f"{s['decision_median_ms']:>11.4f}{s['decision_p99_ms']:>11.4f}   ({time.perf_counter() - t0:.0f} s)"
+            )
         if "ppo" in results:
             heur_best = min(results[n]["mean_latency_ms"] for n in ("heuristic", "roboecc", "static", "edge", "cloud"))
-            print(f"PPO / Oracle mean latency: {results['ppo']['mean_latency_ms'] / results['oracle']['mean_latency_ms']:.3f}"
-                  f"; PPO / best heuristic: {results['ppo']['mean_latency_ms'] / heur_best:.3f}"
-                  f"; returns PPO {results['ppo']['mean_return']:.1f}, Oracle {results['oracle']['mean_return']:.1f}")
+            print(
+                f"PPO / Oracle mean latency: {results['ppo']['mean_latency_ms'] / results['oracle']['mean_latency_ms']:.3f}"
+                f"; PPO / best heuristic: {results['ppo']['mean_latency_ms'] / heur_best:.3f}"
+                f"; returns PPO {results['ppo']['mean_return']:.1f}, Oracle {results['oracle']['mean_return']:.1f}"
+            )
         env.close()
     return 0
 

@@ -47,16 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entry", default=d.entry)
     p.add_argument("--backend", default=d.backend, help="profile | executor (real split executor, emulated pair)")
     p.add_argument("--preset", default=d.preset, help="model preset (tiny for --backend executor)")
-    p.add_argument("--emulated-profiles", action="store_true",
-                   help="the emulated pair's Profiles for the profile backend too (to compare with --backend executor)")
+    p.add_argument(
+        "--emulated-profiles",
+        action="store_true",
+        help="the emulated pair's Profiles for the profile backend too (to compare with --backend executor)",
+    )
     p.add_argument("--out", default="")
     p.add_argument("--models", default="", help="comma-separated models, one run each (default: --model)")
-    p.add_argument("--families", default="",
-                   help="comma-separated trace folders, one run (and one JSON) each (default: --traces as one set)")
+    p.add_argument(
+        "--families",
+        default="",
+        help="comma-separated trace folders, one run (and one JSON) each (default: --traces as one set)",
+    )
     p.add_argument("--budget-ms", type=float, default=d.budget_ms, help="PPO decision budget (inf: never replaced)")
     p.add_argument("--seed", type=int, default=d.seed, help="first episode seed")
-    p.add_argument("--from-json", default="",
-                   help="comma-separated closed_loop.json files (globs allowed): print their tables (no run)")
+    p.add_argument(
+        "--from-json",
+        default="",
+        help="comma-separated closed_loop.json files (globs allowed): print their tables (no run)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.from_json:
@@ -71,17 +80,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.models or args.families:
         return run_grid(args)
-    cfg = ClosedLoopEvalConfig(planners=args.planners, tasks=args.tasks, episodes=args.episodes,
-                               episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=args.traces,
-                               model=args.model, hardware=args.hardware, entry=args.entry, backend=args.backend,
-                               preset=args.preset, emulated_profiles=args.emulated_profiles, out=args.out)
+    cfg = ClosedLoopEvalConfig(
+        planners=args.planners,
+        tasks=args.tasks,
+        episodes=args.episodes,
+        episode_s=args.episode_s,
+        vlas=args.vlas,
+        events=args.events,
+        traces=args.traces,
+        model=args.model,
+        hardware=args.hardware,
+        entry=args.entry,
+        backend=args.backend,
+        preset=args.preset,
+        emulated_profiles=args.emulated_profiles,
+        out=args.out,
+    )
     t0 = time.perf_counter()
     done = [0]
 
     def tick(o) -> None:
         done[0] += 1
-        print(f"  {done[0]:4d} {o.planner:10s} {o.task:24s} {o.vla:5s} events {o.events}: "
-              f"{'success' if o.success else 'fail'} {o.time_to_success_s}", file=sys.stderr, flush=True)
+        print(
+            f"  {done[0]:4d} {o.planner:10s} {o.task:24s} {o.vla:5s} events {o.events}: "
+            f"{'success' if o.success else 'fail'} {o.time_to_success_s}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     report = run_closed_loop_eval(cfg, on_episode=tick)
     wall = time.perf_counter() - t0
@@ -119,15 +144,32 @@ def run_grid(args: argparse.Namespace) -> int:
             for fam, task in ((f, t) for f in families for t in args.tasks.split(",")):
                 out = Path(args.out) / f"{model}-{family_label(fam).replace('/', '-')}" / task if args.out else ""
                 cfg = ClosedLoopEvalConfig(
-                    planners=args.planners.replace("{model}", model), tasks=task, episodes=args.episodes,
-                    seed=args.seed, episode_s=args.episode_s, vlas=args.vlas, events=args.events, traces=fam,
-                    model=model, hardware=args.hardware, entry=args.entry, backend=args.backend, preset=args.preset,
-                    emulated_profiles=args.emulated_profiles, budget_ms=args.budget_ms, out=str(out))
+                    planners=args.planners.replace("{model}", model),
+                    tasks=task,
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    episode_s=args.episode_s,
+                    vlas=args.vlas,
+                    events=args.events,
+                    traces=fam,
+                    model=model,
+                    hardware=args.hardware,
+                    entry=args.entry,
+                    backend=args.backend,
+                    preset=args.preset,
+                    emulated_profiles=args.emulated_profiles,
+                    budget_ms=args.budget_ms,
+                    out=str(out),
+                )
                 profiles = profiles or eval_profiles(cfg)
                 t1 = time.perf_counter()
                 rep = run_closed_loop_eval(cfg, profiles=profiles, sims=sims)
-                print(f"{model} {family_label(fam)} {task}: {len(rep.episodes)} episodes, wall "
-                      f"{time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
+                print(
+                    f"{model} {family_label(fam)} {task}: {len(rep.episodes)} episodes, wall "
+                    f"{time.perf_counter() - t1:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 reports.append(rep)
     finally:
         for sim in sims.values():
@@ -163,9 +205,11 @@ def print_tables(report) -> None:
     from agents.closed_loop_eval import markdown_table, summarize
 
     m = report.meta
-    print(f"closed loop: {m.get('profiles')}, traces {m.get('traces')}, seeds {m.get('seeds')}, "
-          f"{m.get('period_ms', 0):.0f} ms control, chunks of {m.get('chunk_size')}, "
-          f"entry {m.get('config', {}).get('entry')}, backend {m.get('backend', 'profile')}\n")
+    print(
+        f"closed loop: {m.get('profiles')}, traces {m.get('traces')}, seeds {m.get('seeds')}, "
+        f"{m.get('period_ms', 0):.0f} ms control, chunks of {m.get('chunk_size')}, "
+        f"entry {m.get('config', {}).get('entry')}, backend {m.get('backend', 'profile')}\n"
+    )
     print(markdown_table(summarize(report.episodes, pool_tasks=True)))
     print()
     print(markdown_table(report.rows))

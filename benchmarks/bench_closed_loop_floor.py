@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     horizon = int(round(args.episode_s * 1e3 / env.period_ms))
     lats = [float(x) for x in split_list(args.latency_ms)]
     seeds = range(args.seed, args.seed + args.episodes)
-    print(f"events {args.events}, seeds {seeds.start}-{seeds.stop - 1}, {env.period_ms:.0f} ms control, chunks of "
-          f"{env.chunk_size}, latency-aware perfect VLA inferring every step\n")
+    print(
+        f"events {args.events}, seeds {seeds.start}-{seeds.stop - 1}, {env.period_ms:.0f} ms control, chunks of "
+        f"{env.chunk_size}, latency-aware perfect VLA inferring every step\n"
+    )
     head = ["task", "ceiling success", "ceiling median tts s"]
     for lat in lats:
         head += [f"{lat:g} ms success", f"{lat:g} ms median tts s", f"{lat:g} ms / ceiling"]

@@ -30,13 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traces", required=True)
     p.add_argument("--events", default="on")
     args = p.parse_args(argv)
-    cfg = ClosedLoopEvalConfig(planners=args.planners, tasks=args.task, episodes=args.episodes, seed=args.seed,
-                               events=args.events, vlas="aware", traces=args.traces, model=args.model,
-                               episode_s=5.0, budget_ms=float("inf"), plots=False)
+    cfg = ClosedLoopEvalConfig(
+        planners=args.planners,
+        tasks=args.task,
+        episodes=args.episodes,
+        seed=args.seed,
+        events=args.events,
+        vlas="aware",
+        traces=args.traces,
+        model=args.model,
+        episode_s=5.0,
+        budget_ms=float("inf"),
+        plots=False,
+    )
     rep = run_closed_loop_eval(cfg, profiles=eval_profiles(cfg), keep_timelines=True)
     print(f"{args.model}, {args.task}, events {args.events}, {args.traces}\n")
-    print("| planner | seed | success | tts s | inferences | event step | first post-event chunk arrives (step) "
-          "| react s |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| planner | seed | success | tts s | inferences | event step | first post-event chunk arrives (step) "
+        "| react s |\n|---|---|---|---|---|---|---|---|"
+    )
     summary: dict[str, list[tuple[bool, float]]] = {}
     for o in rep.episodes:
         tl = o.timeline or {}
@@ -49,16 +61,20 @@ def main(argv: list[str] | None = None) -> int:
                     break
         react = (arr - ev) * tl["period_s"] if arr is not None and ev is not None else float("nan")
         summary.setdefault(o.planner, []).append((o.success, react))
-        print(f"| {o.planner} | {o.seed} | {'yes' if o.success else 'no'} | "
-              f"{'-' if o.time_to_success_s is None else f'{o.time_to_success_s:.2f}'} | {o.inferences} | {ev} | "
-              f"{'-' if arr is None else arr} | {'-' if not np.isfinite(react) else f'{react:.1f}'} |")
+        print(
+            f"| {o.planner} | {o.seed} | {'yes' if o.success else 'no'} | "
+            f"{'-' if o.time_to_success_s is None else f'{o.time_to_success_s:.2f}'} | {o.inferences} | {ev} | "
+            f"{'-' if arr is None else arr} | {'-' if not np.isfinite(react) else f'{react:.1f}'} |"
+        )
     print("\n| planner | success | median react s (successes) | median react s (failures) |\n|---|---|---|---|")
     for planner, xs in summary.items():
         ok = [r for s, r in xs if s and np.isfinite(r)]
         bad = [r for s, r in xs if not s and np.isfinite(r)]
         nbad = sum(not s for s, _ in xs)
-        print(f"| {planner} | {sum(s for s, _ in xs)}/{len(xs)} | {np.median(ok) if ok else float('nan'):.2f} | "
-              f"{np.median(bad) if bad else float('nan'):.2f} ({nbad} failures, {nbad - len(bad)} never reacted) |")
+        print(
+            f"| {planner} | {sum(s for s, _ in xs)}/{len(xs)} | {np.median(ok) if ok else float('nan'):.2f} | "
+            f"{np.median(bad) if bad else float('nan'):.2f} ({nbad} failures, {nbad - len(bad)} never reacted) |"
+        )
     return 0
 
 

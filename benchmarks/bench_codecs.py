@@ -61,10 +61,16 @@ def frames_table(presets: list[str], seeds: int) -> str:
     lines = []
     models = {(f, p): build_model(f, p, seed=0) for f in MODELS for p in presets}
     head = "| frames | " + " | ".join(f"{f}/{p}" for f, p in models) + " | bytes (% raw) | PSNR dB | enc/dec ms |"
-    lines += [("Action error at cut 0 vs the raw run (openvla: share of action tokens that change; pi0, smolvla: "
-               "relative L2 error of the chunk), mean over seeds; bytes, PSNR and times for the largest preset's "
-               "frames (3 x 224 px for the full models: see the second table)."), "", head,
-              "|" + "---|" * (head.count("|") - 1)]
+    lines += [
+        (
+            "Action error at cut 0 vs the raw run (openvla: share of action tokens that change; pi0, smolvla: "
+            "relative L2 error of the chunk), mean over seeds; bytes, PSNR and times for the largest preset's "
+            "frames (3 x 224 px for the full models: see the second table)."
+        ),
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
     for spec in FRAME_CODECS:
         enc = ImageEncoding.parse(spec)
         errs = []
@@ -81,17 +87,34 @@ def frames_table(presets: list[str], seeds: int) -> str:
         big = max(models.values(), key=lambda m: image_shape(m).raw_bytes)
         sh = image_shape(big)
         st = measure_encoding(enc, sample_frames(sh.cameras, sh.image_px), repeats=5)
-        lines.append(f"| {spec} | " + " | ".join(errs) + f" | {st.encoded_bytes:,} ({st.ratio:.1%}) | "
-                     f"{st.psnr_db:.1f} | {st.encode_ms:.2f}/{st.decode_ms:.2f} |")
-    lines += ["", "Full-size frames (224 px, 3 cameras as pi0; bytes, PSNR, encode/decode ms on this CPU):", "",
-              "| frames | bytes | % of raw | PSNR dB | encode ms | decode ms |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {spec} | " + " | ".join(errs) + f" | {st.encoded_bytes:,} ({st.ratio:.1%}) | "
+            f"{st.psnr_db:.1f} | {st.encode_ms:.2f}/{st.decode_ms:.2f} |"
+        )
+    lines += [
+        "",
+        "Full-size frames (224 px, 3 cameras as pi0; bytes, PSNR, encode/decode ms on this CPU):",
+        "",
+        "| frames | bytes | % of raw | PSNR dB | encode ms | decode ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for spec in FRAME_CODECS:
         st = measure_encoding(spec, sample_frames(3, 224), repeats=5)
-        lines.append(f"| {spec} | {st.encoded_bytes:,} | {st.ratio:.1%} | {st.psnr_db:.1f} | {st.encode_ms:.2f} | "
-                     f"{st.decode_ms:.2f} |")
+        lines.append(
+            f"| {spec} | {st.encoded_bytes:,} | {st.ratio:.1%} | {st.psnr_db:.1f} | {st.encode_ms:.2f} | "
+            f"{st.decode_ms:.2f} |"
+        )
     head = "| activations | " + " | ".join(f"{f}/{p}" for f, p in models) + " |"
-    lines += ["", ("Action error vs the fp32 run, activations through the real wire codec, mean over every middle cut "
-                   "(1..N-1) and seeds:"), "", head, "|" + "---|" * (head.count("|") - 1)]
+    lines += [
+        "",
+        (
+            "Action error vs the fp32 run, activations through the real wire codec, mean over every middle cut "
+            "(1..N-1) and seeds:"
+        ),
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
     for dt in ACT_DTYPES:
         codec = {"float32": "none", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}[dt]
 
@@ -124,35 +147,57 @@ def _family_sets(traces: Path, rtt_ms: float) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def train_chunk1_ppo(model: str, wire: str, sets: dict[str, tuple[Any, Any]], steps: int, run_dir: Path,
-                     rtt_ms: float = -1.0) -> Path:
+def train_chunk1_ppo(
+    model: str, wire: str, sets: dict[str, tuple[Any, Any]], steps: int, run_dir: Path, rtt_ms: float = -1.0
+) -> Path:
     """PPO trained with chunk size 1 (skipping off) under ``wire`` on the train+val sides of every family's own
     split (never a test trace), family-balanced; returns the policy path."""
     from agents.training import TrainConfig, train
     from traces.traceset import TraceSet
 
-    pool = TraceSet([t for _, split in sets.values() for side in (split.train, split.val) for t in side],
-                    "families:train+val")
-    cfg = TrainConfig(model=model, preset="full", chunk_size=1, wire=wire, rtt_ms=rtt_ms, total_timesteps=steps,
-                      n_envs=2, eval_every_steps=max(steps // 4, 1), eval_episodes=4, run_dir=str(run_dir),
-                      run_name=f"{model}-{wire}-chunk1")
+    pool = TraceSet(
+        [t for _, split in sets.values() for side in (split.train, split.val) for t in side], "families:train+val"
+    )
+    cfg = TrainConfig(
+        model=model,
+        preset="full",
+        chunk_size=1,
+        wire=wire,
+        rtt_ms=rtt_ms,
+        total_timesteps=steps,
+        n_envs=2,
+        eval_every_steps=max(steps // 4, 1),
+        eval_episodes=4,
+        run_dir=str(run_dir),
+        run_name=f"{model}-{wire}-chunk1",
+    )
     t0 = time.perf_counter()
     result = train(cfg, trace_set=pool)
-    log.info("PPO %s %s chunk 1: %d steps in %.0f s (validation return %.2f, heuristic %.2f)", model, wire,
-             result.timesteps, time.perf_counter() - t0, result.best_val_return, result.heuristic_val_return)
+    log.info(
+        "PPO %s %s chunk 1: %d steps in %.0f s (validation return %.2f, heuristic %.2f)",
+        model,
+        wire,
+        result.timesteps,
+        time.perf_counter() - t0,
+        result.best_val_return,
+        result.heuristic_val_return,
+    )
     return result.policy_path
 
 
-def speedup_table(traces: Path, episodes: int, episode_s: float, rtt_ms: float = -1.0, ppo_steps: int = 0,
-                  run_dir: Path | None = None) -> str:
+def speedup_table(
+    traces: Path, episodes: int, episode_s: float, rtt_ms: float = -1.0, ppo_steps: int = 0, run_dir: Path | None = None
+) -> str:
     """The split alone against edge-only; with ``ppo_steps`` > 0 a PPO policy trained with chunk size 1 per model and
     wire (``train_chunk1_ppo``, into ``run_dir``) is evaluated beside RoboECC and StaticBestCut."""
     from agents.evaluation import EvalConfig, run_eval
 
     sets = _family_sets(traces, rtt_ms)
     ppo_head = " PPO ms | x |" if ppo_steps else ""
-    lines = ["| model | family | RTT ms | wire | edge-only ms | RoboECC ms | x | StaticBestCut ms | x |" + ppo_head,
-             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ppo_steps else "")]
+    lines = [
+        "| model | family | RTT ms | wire | edge-only ms | RoboECC ms | x | StaticBestCut ms | x |" + ppo_head,
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ppo_steps else ""),
+    ]
     rows: dict[tuple[str, str, str], str] = {}
     for model in MODELS:
         for wire in ("exact", "default"):
@@ -162,17 +207,28 @@ def speedup_table(traces: Path, episodes: int, episode_s: float, rtt_ms: float =
                 planners += f",ppo:{policy}"
             for fam, (ts, _) in sets.items():
                 rtts = sorted({float(t.rtt_at_ms(0.0)) for t in ts})
-                cfg = EvalConfig(planners=planners, model=model, preset="full", hardware="orin+a100",
-                                 episodes=episodes, episode_s=episode_s, chunk_size=1, wire=wire, plots=False,
-                                 rtt_ms=rtt_ms)
+                cfg = EvalConfig(
+                    planners=planners,
+                    model=model,
+                    preset="full",
+                    hardware="orin+a100",
+                    episodes=episodes,
+                    episode_s=episode_s,
+                    chunk_size=1,
+                    wire=wire,
+                    plots=False,
+                    rtt_ms=rtt_ms,
+                )
                 t0 = time.perf_counter()
                 _, runs = run_eval(cfg, trace_set=ts)
                 mean = {r.name: float(np.mean(r.result.latency_ms)) for r in runs}
                 e = mean["edge"]
                 label = "raw,fp32" if wire == "exact" else "jpeg:90,fp16"
-                row = (f"| {model} | {fam} | {'/'.join(f'{r:g}' for r in rtts)} | {label} | {e:.1f} | "
-                       f"{mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} | {mean['static']:.1f} | "
-                       f"{e / mean['static']:.2f} |")
+                row = (
+                    f"| {model} | {fam} | {'/'.join(f'{r:g}' for r in rtts)} | {label} | {e:.1f} | "
+                    f"{mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} | {mean['static']:.1f} | "
+                    f"{e / mean['static']:.2f} |"
+                )
                 if ppo_steps:
                     row += f" {mean['ppo']:.1f} | {e / mean['ppo']:.2f} |"
                 rows[(fam, model, wire)] = row
@@ -207,10 +263,13 @@ def target_needs_table(traces: Path, rtts: tuple[float, ...] = (0.0, 7.0, 20.0, 
     groups["Mahimahi"] = _uplink_samples(sets["mahimahi_cellular_us"][1].test)
     bw = np.geomspace(0.1, 10_000, 600)
     medians = ", ".join(f"{k} {np.median(v):.1f}" for k, v in groups.items())
-    lines = [f"Median uplink of the test traces (Mbit/s): {medians}.", "",
-             f"| wire | RTT ms | edge-only ms | best split at infinite bandwidth ms (x) | uplink for {TARGET_X}x "
-             f"| uplink for <= {period_ms:g} ms | share of time >= uplink for {TARGET_X}x: "
-             + ", ".join(groups) + " |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Median uplink of the test traces (Mbit/s): {medians}.",
+        "",
+        f"| wire | RTT ms | edge-only ms | best split at infinite bandwidth ms (x) | uplink for {TARGET_X}x "
+        f"| uplink for <= {period_ms:g} ms | share of time >= uplink for {TARGET_X}x: " + ", ".join(groups) + " |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for wire in ("exact", "default"):
         t = cut_table(*roofline_pair("openvla", "full", "orin", "a100", wire))
         label = "raw,fp32" if wire == "exact" else "jpeg:90,fp16"
@@ -225,14 +284,20 @@ def target_needs_table(traces: Path, rtts: tuple[float, ...] = (0.0, 7.0, 20.0, 
 
             b33, bp = need(edge / TARGET_X), need(period_ms)
             shares = ", ".join(f"{np.mean(v >= b33):.0%}" for v in groups.values())
-            lines.append(f"| {label} | {r:g} | {edge:.1f} | {floor:.1f} ({edge / floor:.1f}x) | {b33:.3g} Mbit/s | "
-                         f"{bp:.3g} Mbit/s | {shares} |")
+            lines.append(
+                f"| {label} | {r:g} | {edge:.1f} | {floor:.1f} ({edge / floor:.1f}x) | {b33:.3g} Mbit/s | "
+                f"{bp:.3g} Mbit/s | {shares} |"
+            )
     return "\n".join(lines)
 
 
-def target_sweep_table(traces: Path, episodes: int, episode_s: float,
-                       rtts: tuple[float, ...] = (-1.0, 0.0, 10.0, 20.0, 30.0, 50.0),
-                       factors: tuple[float, ...] = (2.0, 4.0)) -> str:
+def target_sweep_table(
+    traces: Path,
+    episodes: int,
+    episode_s: float,
+    rtts: tuple[float, ...] = (-1.0, 0.0, 10.0, 20.0, 30.0, 50.0),
+    factors: tuple[float, ...] = (2.0, 4.0),
+) -> str:
     """Measured (env, chunk size 1, default wire): openvla's split-alone speedup over edge-only on 4G and
     WiFi/cellular as a function of the RTT (every trace set to it; -1: the family rule) and, at the family RTT,
     of the bandwidth (every test trace rescaled by a factor)."""
@@ -240,22 +305,35 @@ def target_sweep_table(traces: Path, episodes: int, episode_s: float,
     from traces.traceset import TraceSet
 
     sets = _family_sets(traces, -1.0)
-    lines = ["| family | RTT ms | bandwidth | edge-only ms | RoboECC ms | x | StaticBestCut ms | x |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | RTT ms | bandwidth | edge-only ms | RoboECC ms | x | StaticBestCut ms | x |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for fam in FAMILIES[:2]:
         ts, _ = sets[fam]
         cases = [(r, 1.0) for r in rtts] + [(-1.0, f) for f in factors]
         for rtt_ms, factor in cases:
             run_set = ts if factor == 1.0 else TraceSet([t.rescaled(factor) for t in ts], f"{ts.name}*{factor:g}")
-            cfg = EvalConfig(planners="edge,roboecc,static", model="openvla", preset="full", hardware="orin+a100",
-                             episodes=episodes, episode_s=episode_s, chunk_size=1, wire="default", plots=False,
-                             rtt_ms=rtt_ms)
+            cfg = EvalConfig(
+                planners="edge,roboecc,static",
+                model="openvla",
+                preset="full",
+                hardware="orin+a100",
+                episodes=episodes,
+                episode_s=episode_s,
+                chunk_size=1,
+                wire="default",
+                plots=False,
+                rtt_ms=rtt_ms,
+            )
             _, runs = run_eval(cfg, trace_set=run_set)
             mean = {r.name: float(np.mean(r.result.latency_ms)) for r in runs}
             e = mean["edge"]
             rtt = "family" if rtt_ms < 0 else f"{rtt_ms:g}"
-            lines.append(f"| {fam} | {rtt} | x{factor:g} | {e:.1f} | {mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} "
-                         f"| {mean['static']:.1f} | {e / mean['static']:.2f} |")
+            lines.append(
+                f"| {fam} | {rtt} | x{factor:g} | {e:.1f} | {mean['roboecc']:.1f} | {e / mean['roboecc']:.2f} "
+                f"| {mean['static']:.1f} | {e / mean['static']:.2f} |"
+            )
             log.info("%s rtt %s x%g done", fam, rtt, factor)
     return "\n".join(lines)
 
@@ -267,8 +345,10 @@ def choice_table(rtt_ms: float, codecs: tuple[str, ...] = ("raw", "png", "jpeg:9
     from executor.wire_config import WireConfig, roofline_pair
 
     bw = np.geomspace(0.5, 10_000, 400)
-    lines = [f"| model | best codec by bandwidth (RTT {rtt_ms:g} ms) | max gain of choosing over jpeg:90 | at |",
-             "|---|---|---|---|"]
+    lines = [
+        f"| model | best codec by bandwidth (RTT {rtt_ms:g} ms) | max gain of choosing over jpeg:90 | at |",
+        "|---|---|---|---|",
+    ]
     for model in MODELS:
         lat = {}
         for c in codecs:
@@ -284,8 +364,10 @@ def choice_table(rtt_ms: float, codecs: tuple[str, ...] = ("raw", "png", "jpeg:9
                 start = i
         gain = lat["jpeg:90"] - stack.min(axis=0)
         j = int(np.argmax(gain))
-        lines.append(f"| {model} | {'; '.join(runs)} | {gain[j]:.3f} ms ({gain[j] / lat['jpeg:90'][j]:.2%}) | "
-                     f"{bw[j]:.3g} Mbit/s |")
+        lines.append(
+            f"| {model} | {'; '.join(runs)} | {gain[j]:.3f} ms ({gain[j] / lat['jpeg:90'][j]:.2%}) | "
+            f"{bw[j]:.3g} Mbit/s |"
+        )
     return "\n".join(lines)
 
 
@@ -300,8 +382,12 @@ def main() -> None:
     s.add_argument("--episodes", type=int, default=8)
     s.add_argument("--episode-s", type=float, default=30.0)
     s.add_argument("--rtt-ms", type=float, default=-1.0, help="RTT of every trace (default -1: the family rule)")
-    s.add_argument("--ppo-steps", type=int, default=0,
-                   help="train PPO with chunk size 1 for this many steps per model and wire and add its column (0: off)")
+    s.add_argument(
+        "--ppo-steps",
+        type=int,
+        default=0,
+        help="train PPO with chunk size 1 for this many steps per model and wire and add its column (0: off)",
+    )
     s.add_argument("--run-dir", type=Path, default=Path("runs/bench_codecs"), help="where the PPO runs go")
     t = sub.add_parser("target")
     t.add_argument("--traces", type=Path, default=ROOT.parent / "shared" / "traces")

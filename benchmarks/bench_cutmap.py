@@ -44,10 +44,14 @@ def main() -> None:
     console = Console(width=160)
     for model in MODELS:
         shape = image_shape(build_model(model, "full", device="meta"))
-        console.print(f"{model}/full camera frames: {shape.cameras} x {shape.image_px}px raw {shape.raw_bytes:,} B, "
-                      f"jpeg:90 {encoded_image_bytes('jpeg:90', shape.cameras, shape.image_px):,} B")
-    table = Table(title="bandwidth range where a split beats both edge-only and cloud-only (symmetric link, "
-                        "roofline, bf16 compute, cloud A100)")
+        console.print(
+            f"{model}/full camera frames: {shape.cameras} x {shape.image_px}px raw {shape.raw_bytes:,} B, "
+            f"jpeg:90 {encoded_image_bytes('jpeg:90', shape.cameras, shape.image_px):,} B"
+        )
+    table = Table(
+        title="bandwidth range where a split beats both edge-only and cloud-only (symmetric link, "
+        "roofline, bf16 compute, cloud A100)"
+    )
     for col in ("model", "edge", "wire", "images", *(f"RTT {r:g} ms" for r in args.rtt_ms)):
         table.add_column(col)
     for model in MODELS:
@@ -58,18 +62,25 @@ def main() -> None:
                     cells = []
                     for rtt in args.rtt_ms:
                         mids = cut_map(e, c, rtt_ms=rtt).middle_ranges()
-                        cells.append("none" if not mids else "; ".join(
-                            f"{_fmt(m.lo_mbps)}-{_fmt(m.hi_mbps)}bit/s {'/'.join(m.cuts)} (-{m.max_gain_ms:.1f} ms)"
-                            for m in mids))
+                        cells.append(
+                            "none"
+                            if not mids
+                            else "; ".join(
+                                f"{_fmt(m.lo_mbps)}-{_fmt(m.hi_mbps)}bit/s {'/'.join(m.cuts)} (-{m.max_gain_ms:.1f} ms)"
+                                for m in mids
+                            )
+                        )
                     table.add_row(model, edge, wire, image, *cells)
     console.print(table)
     if args.no_plots:
         return
     jobs = [(m, edge, "float32", "raw", 20.0, f"cutmap_{m}_{edge}_a100_raw.png") for m in MODELS for edge in EDGES]
-    jobs += [(m, edge, "int8", "jpeg:90", 20.0, f"cutmap_{m}_{edge}_a100_compressed.png")
-             for m in MODELS for edge in EDGES]
-    jobs += [("smolvla", edge, "int8", "raw", 1.0, f"cutmap_smolvla_{edge}_a100_int8_rawframes_rtt1.png")
-             for edge in EDGES]
+    jobs += [
+        (m, edge, "int8", "jpeg:90", 20.0, f"cutmap_{m}_{edge}_a100_compressed.png") for m in MODELS for edge in EDGES
+    ]
+    jobs += [
+        ("smolvla", edge, "int8", "raw", 1.0, f"cutmap_smolvla_{edge}_a100_int8_rawframes_rtt1.png") for edge in EDGES
+    ]
     for model, edge, wire, image, rtt, name in jobs:
         e, c = roofline_profiles(model, "full", edge, "a100", wire_dtype=wire, image_encoding=image)
         fig = plot_cut_map(cut_map(e, c, rtt_ms=rtt), DOCS / name)

@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timesteps", type=int, default=4096, help="PPO steps of the quick policy trained here")
     ap.add_argument("--steps", type=int, default=300, help="control steps of `ecc edge`")
     ap.add_argument("--headroom", type=float, default=2.5, help="emulated pair headroom (as the demo)")
-    ap.add_argument("--roofline-policy", type=Path, default=None,
-                    help="a policy trained on --hardware orin+a100 roofline Profiles (the README example)")
+    ap.add_argument(
+        "--roofline-policy",
+        type=Path,
+        default=None,
+        help="a policy trained on --hardware orin+a100 roofline Profiles (the README example)",
+    )
     ap.add_argument("--deadline-ms", type=float, default=300.0, help="deadline in training and in `ecc edge`")
     ap.add_argument("--chunk-size", type=int, default=8, help="chunk length in training and in `ecc edge`")
     ap.add_argument("--realtime", action="store_true", help="pace steps to the control period")
@@ -57,20 +61,49 @@ def main(argv: list[str] | None = None) -> int:
         cloud.save(cloud_path)
         policy = args.policy
         if policy is None:
-            cfg = replace(quick(TrainConfig(model=args.family, preset=args.preset, run_dir=str(work), run_name="ppo",
-                                            chunk_size=args.chunk_size, deadline_ms=args.deadline_ms)),
-                          total_timesteps=args.timesteps, episode_s=20.0, eval_every_steps=max(args.timesteps // 4, 512),
-                          eval_episodes=2)
+            cfg = replace(
+                quick(
+                    TrainConfig(
+                        model=args.family,
+                        preset=args.preset,
+                        run_dir=str(work),
+                        run_name="ppo",
+                        chunk_size=args.chunk_size,
+                        deadline_ms=args.deadline_ms,
+                    )
+                ),
+                total_timesteps=args.timesteps,
+                episode_s=20.0,
+                eval_every_steps=max(args.timesteps // 4, 512),
+                eval_episodes=2,
+            )
             policy = train(cfg, trace_set=embedded_default_set(), profiles=(edge, cloud)).policy_path
     results = {}
     import os
     import re
     import subprocess
 
-    server = subprocess.Popen([sys.executable, "-m", "executor.serve_cli", "--model", args.family, "--preset",
-                               args.preset, "--port", "0", "--threads", "1", "--emulate", str(cloud_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "executor.serve_cli",
+            "--model",
+            args.family,
+            "--preset",
+            args.preset,
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--emulate",
+            str(cloud_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     try:
         url = None
         for line in server.stdout:
@@ -80,13 +113,38 @@ def main(argv: list[str] | None = None) -> int:
                 break
         if url is None:
             raise RuntimeError("ecc serve did not start")
-        common = ["--server", url, "--model", args.family, "--preset", args.preset, "--steps", str(args.steps),
-                  "--deadline-ms", str(args.deadline_ms), "--chunk-size", str(args.chunk_size)]
+        common = [
+            "--server",
+            url,
+            "--model",
+            args.family,
+            "--preset",
+            args.preset,
+            "--steps",
+            str(args.steps),
+            "--deadline-ms",
+            str(args.deadline_ms),
+            "--chunk-size",
+            str(args.chunk_size),
+        ]
         if not args.realtime:
             common.append("--no-realtime")
         out = work / "emulated.jsonl"
-        rc = edge_main(["--policy", str(policy), "--edge-profile", str(edge_path), "--cloud-profile", str(cloud_path),
-                        "--emulate", str(edge_path), "--out", str(out), *common])
+        rc = edge_main(
+            [
+                "--policy",
+                str(policy),
+                "--edge-profile",
+                str(edge_path),
+                "--cloud-profile",
+                str(cloud_path),
+                "--emulate",
+                str(edge_path),
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
         summary = json.loads(out.with_suffix(".summary.json").read_text()) if rc == 0 else None
         results["emulated pair (docs/deployment.md)"] = {"rc": rc, "summary": summary}
         if args.roofline_policy is not None:
@@ -103,10 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         p = s["planner"]
         fb = sum(p["fallbacks"].values())
-        print(f"{name}: exit {r['rc']}, {p['decisions']} decisions, guard fallbacks {fb} "
-              f"({100.0 * fb / max(p['decisions'], 1):.2f}%) by reason {p['fallbacks']}; out-of-range fields "
-              f"{p['out_of_range_fields'] or 'none'}; runtime modes {s['runtime']['modes']}, fallbacks "
-              f"{s['runtime']['fallback_reasons'] or 'none'}")
+        print(
+            f"{name}: exit {r['rc']}, {p['decisions']} decisions, guard fallbacks {fb} "
+            f"({100.0 * fb / max(p['decisions'], 1):.2f}%) by reason {p['fallbacks']}; out-of-range fields "
+            f"{p['out_of_range_fields'] or 'none'}; runtime modes {s['runtime']['modes']}, fallbacks "
+            f"{s['runtime']['fallback_reasons'] or 'none'}"
+        )
     return 0
 
 

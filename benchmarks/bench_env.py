@@ -55,20 +55,27 @@ def main(argv: list[str] | None = None) -> int:
     env = EdgeCloudSplitEnv(edge, cloud, **kwargs)
     rng = np.random.default_rng(0)
     actions = np.stack([rng.integers(env.num_cuts, size=args.steps), rng.integers(2, size=args.steps)], axis=1)
-    print(f"profiles: {edge.model_id}/{edge.preset} on {edge.device} + {cloud.device}, {env.num_cuts} cuts; "
-          f"traces: {env.trace_set.name} ({len(env.trace_set)}); {args.steps} random-action steps x {args.runs}")
+    print(
+        f"profiles: {edge.model_id}/{edge.preset} on {edge.device} + {cloud.device}, {env.num_cuts} cuts; "
+        f"traces: {env.trace_set.name} ({len(env.trace_set)}); {args.steps} random-action steps x {args.runs}"
+    )
     for label, make in (
         ("EdgeCloudSplitEnv (bare)", lambda: EdgeCloudSplitEnv(edge, cloud, **kwargs)),
-        ("gymnasium.make (wrapped)", lambda: gym.make(ecc_env.ENV_ID, edge_profile=edge, cloud_profile=cloud,
-                                                      **kwargs)),
+        (
+            "gymnasium.make (wrapped)",
+            lambda: gym.make(ecc_env.ENV_ID, edge_profile=edge, cloud_profile=cloud, **kwargs),
+        ),
     ):
         e = make()
         rates, resets = [], 0
         for _ in range(args.runs):
             r, resets = run(e, actions)
             rates.append(r)
-        print(f"{label:<28} median {statistics.median(rates):>9,.0f} steps/s   runs: "
-              + ", ".join(f"{r:,.0f}" for r in rates) + f"   ({resets} resets per run)")
+        print(
+            f"{label:<28} median {statistics.median(rates):>9,.0f} steps/s   runs: "
+            + ", ".join(f"{r:,.0f}" for r in rates)
+            + f"   ({resets} resets per run)"
+        )
     return 0
 
 

@@ -66,16 +66,34 @@ def measure_one(family: str, preset: str, runs: int, threads: int) -> dict:
                 ts.append((time.perf_counter() - t0) * 1e3)
             split_ms.append(statistics.median(ts))
     cal = calibrate_cpu(threads)
-    cpu = Hardware("this-cpu", peak_tflops_bf16=2 * cal["fp32_flops"] / 1e12, memory_bytes=24 * 2**30,
-                   mem_bandwidth_gbps=cal["copy_bytes_per_s"] / 1e9, kind="edge")
-    roof = roofline_profile(model.block_specs(), model.cut_specs("float32"), cpu, "float32",
-                            model_id=family, preset=preset, check_memory=False)
+    cpu = Hardware(
+        "this-cpu",
+        peak_tflops_bf16=2 * cal["fp32_flops"] / 1e12,
+        memory_bytes=24 * 2**30,
+        mem_bandwidth_gbps=cal["copy_bytes_per_s"] / 1e9,
+        kind="edge",
+    )
+    roof = roofline_profile(
+        model.block_specs(),
+        model.cut_specs("float32"),
+        cpu,
+        "float32",
+        model_id=family,
+        preset=preset,
+        check_memory=False,
+    )
     bytes_by_dtype = {w: [c.up_bytes for c in model.cut_specs(w)] for w in ("float32", "float16", "int8")}
     return {
-        "family": family, "preset": preset, "profile": prof.to_dict(), "split_ms": split_ms,
-        "roofline_block_ms": list(roof.block_ms), "calibration": cal, "bytes_by_dtype": bytes_by_dtype,
+        "family": family,
+        "preset": preset,
+        "profile": prof.to_dict(),
+        "split_ms": split_ms,
+        "roofline_block_ms": list(roof.block_ms),
+        "calibration": cal,
+        "bytes_by_dtype": bytes_by_dtype,
         "params": int(sum(s.param_count for s in model.block_specs())),
-        "peak_rss_bytes": _peak_rss_bytes(), "down_bytes": [c.down_bytes for c in model.cut_specs("float32")],
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "down_bytes": [c.down_bytes for c in model.cut_specs("float32")],
         "names": [c.name for c in model.cut_specs("float32")],
         "round_trips": [c.round_trips for c in model.cut_specs("float32")],
     }
@@ -104,13 +122,23 @@ def report(r: dict) -> None:
         edge = range(0, cut["k"]) if cut["placement"] == "edge_then_cloud" else range(cut["k"], len(block_ms))
         cloud = [j for j in range(len(block_ms)) if j not in edge]
         pred = sum(block_ms[j] for j in edge) + sum(block_ms[j] for j in cloud)
-        c.add_row(str(i), r["names"][i], f"{r['bytes_by_dtype']['float32'][i]:,}",
-                  f"{r['bytes_by_dtype']['float16'][i]:,}", f"{r['bytes_by_dtype']['int8'][i]:,}",
-                  f"{r['down_bytes'][i]:,}", str(r["round_trips"][i]), f"{pred:.2f}", f"{r['split_ms'][i]:.2f}")
+        c.add_row(
+            str(i),
+            r["names"][i],
+            f"{r['bytes_by_dtype']['float32'][i]:,}",
+            f"{r['bytes_by_dtype']['float16'][i]:,}",
+            f"{r['bytes_by_dtype']['int8'][i]:,}",
+            f"{r['down_bytes'][i]:,}",
+            str(r["round_trips"][i]),
+            f"{pred:.2f}",
+            f"{r['split_ms'][i]:.2f}",
+        )
     con.print(c)
     cal = r["calibration"]
-    con.print(f"CPU calibration: {cal['fp32_flops'] / 1e9:.1f} GFLOP/s fp32 matmul, "
-              f"{cal['copy_bytes_per_s'] / 1e9:.1f} GB/s copy; peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+    con.print(
+        f"CPU calibration: {cal['fp32_flops'] / 1e9:.1f} GFLOP/s fp32 matmul, "
+        f"{cal['copy_bytes_per_s'] / 1e9:.1f} GB/s copy; peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB"
+    )
     ratio = statistics.median(m / max(sum(block_ms), 1e-9) for m in r["split_ms"])
     con.print(f"median measured split time / profile sum over all cuts: {ratio:.3f}")
 
@@ -128,8 +156,22 @@ def main() -> int:
         return 0
     for fam in args.families.split(","):
         for preset in args.presets.split(","):
-            out = subprocess.run([sys.executable, __file__, "--child", fam, preset, "--runs", str(args.runs),
-                                  "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    fam,
+                    preset,
+                    "--runs",
+                    str(args.runs),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             report(json.loads(out.stdout.strip().splitlines()[-1]))
     return 0
 

@@ -73,12 +73,20 @@ def fleet_run(edge, url: str, robots: int, cut: int, seconds: float) -> dict[str
         t.join(seconds + 60)
     wall = time.perf_counter() - t_start
     a = np.asarray(lat) if lat else np.asarray([float("nan")])
-    return {"robots": robots, "throughput_rps": len(lat) / wall, "p50_ms": float(np.percentile(a, 50)),
-            "p95_ms": float(np.percentile(a, 95)), "p99_ms": float(np.percentile(a, 99)), "errors": errors[0], "requests": len(lat)}
+    return {
+        "robots": robots,
+        "throughput_rps": len(lat) / wall,
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "errors": errors[0],
+        "requests": len(lat),
+    }
 
 
-def predicted(family: str, preset: str, hardware: str, cut: int, robots: list[int],
-              max_batch: int) -> list[dict[str, float]]:
+def predicted(
+    family: str, preset: str, hardware: str, cut: int, robots: list[int], max_batch: int
+) -> list[dict[str, float]]:
     """Closed-loop fleet on ``hardware`` by the roofline, batching off and on (see the module docstring)."""
     from executor.models import build_model
     from executor.roofline import batched_cloud_ms
@@ -89,8 +97,15 @@ def predicted(family: str, preset: str, hardware: str, cut: int, robots: list[in
     for n in robots:
         b = min(n, max_batch)
         tb = batched_cloud_ms(specs, hardware, b, cut)
-        rows.append({"robots": n, "off_throughput_rps": 1e3 / t1, "off_latency_ms": n * t1,
-                     "on_throughput_rps": b * 1e3 / tb, "on_latency_ms": -(-n // b) * tb})
+        rows.append(
+            {
+                "robots": n,
+                "off_throughput_rps": 1e3 / t1,
+                "off_latency_ms": n * t1,
+                "on_throughput_rps": b * 1e3 / tb,
+                "on_latency_ms": -(-n // b) * tb,
+            }
+        )
     return rows
 
 
@@ -113,8 +128,15 @@ def batched_forward(family: str, preset: str, cut: int, sizes: list[int], repeat
             batch_ms.append((t1 - t0) * 1e3 / b)
             alone_ms.append((t2 - t1) * 1e3 / b)
         one, batched = statistics.median(alone_ms[1:]), statistics.median(batch_ms[1:])
-        rows.append({"family": family, "batch": b, "alone_ms_per_request": one, "batched_ms_per_request": batched,
-                     "speedup": one / batched})
+        rows.append(
+            {
+                "family": family,
+                "batch": b,
+                "alone_ms_per_request": one,
+                "batched_ms_per_request": batched,
+                "speedup": one / batched,
+            }
+        )
     return rows
 
 
@@ -180,9 +202,14 @@ def recovery(serving, edge, cut: int, fault: str, deadline_ms: float, watch_s: f
     stop.set()
     t.join(30)
     after = lat[n_before:]
-    return {"fault": fault, "requests": len(after), "lost": lost[0],
-            "max_latency_ms": max(after) if after else float("nan"),
-            "median_latency_ms": statistics.median(after) if after else float("nan"), "recovered_s": recovered_s}
+    return {
+        "fault": fault,
+        "requests": len(after),
+        "lost": lost[0],
+        "max_latency_ms": max(after) if after else float("nan"),
+        "median_latency_ms": statistics.median(after) if after else float("nan"),
+        "recovered_s": recovered_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline-ms", type=float, default=2000.0, help="robot's budget per request in recovery runs")
     p.add_argument("--watch-s", type=float, default=60.0, help="bound on the wait for Serve's recovery")
     p.add_argument("--skip-recovery", action="store_true")
-    p.add_argument("--forward-families", default="", help="e.g. openvla,pi0,smolvla: also time the batched forward "
-                   "alone (no network) for these families")
+    p.add_argument(
+        "--forward-families",
+        default="",
+        help="e.g. openvla,pi0,smolvla: also time the batched forward alone (no network) for these families",
+    )
     p.add_argument("--forward-sizes", default="1,4,8,16")
     p.add_argument("--forward-repeats", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -219,15 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     edge = build_model(args.model, args.preset, seed=0)
     out: dict[str, object] = {"args": vars(args), "measured": {}, "predicted": [], "recovery": []}
-    print(f"# {args.model}/{args.preset} cut {args.cut}, {args.seconds:g} s per fleet size, this machine "
-          f"({os.cpu_count()} cores); batching on = --max-batch {args.max_batch} --batch-wait-ms {args.batch_wait_ms:g}")
-    print(f"{'engine':8} {'batch':>5} {'robots':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-          f"{'mean batch':>10}")
+    print(
+        f"# {args.model}/{args.preset} cut {args.cut}, {args.seconds:g} s per fleet size, this machine "
+        f"({os.cpu_count()} cores); batching on = --max-batch {args.max_batch} --batch-wait-ms {args.batch_wait_ms:g}"
+    )
+    print(
+        f"{'engine':8} {'batch':>5} {'robots':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
+        f"{'mean batch':>10}"
+    )
     recovered = args.skip_recovery
     for engine in engines:
         for setting in [b for b in args.batching.split(",") if b]:
-            config = ServerConfig(port=0, max_batch=args.max_batch if setting == "on" else 1,
-                                  batch_wait_ms=args.batch_wait_ms)
+            config = ServerConfig(
+                port=0, max_batch=args.max_batch if setting == "on" else 1, batch_wait_ms=args.batch_wait_ms
+            )
             rows = []
             if engine == "local":
                 with CloudServer(build_model(args.model, args.preset, seed=0), config) as server:
@@ -241,8 +276,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from executor.ray_serve import RayServeConfig, RayServing
 
-                rc = RayServeConfig(replicas=args.replicas, num_cpus_per_replica=args.ray_cpus / args.replicas,
-                                    num_cpus=args.ray_cpus, address="local", object_store_memory_bytes=100_000_000)
+                rc = RayServeConfig(
+                    replicas=args.replicas,
+                    num_cpus_per_replica=args.ray_cpus / args.replicas,
+                    num_cpus=args.ray_cpus,
+                    address="local",
+                    object_store_memory_bytes=100_000_000,
+                )
                 with RayServing(args.model, args.preset, config, rc, seed=0) as serving:
                     for n in robots:
                         rows.append(fleet_run(edge, serving.url, n, args.cut, args.seconds))
@@ -255,30 +295,41 @@ def main(argv: list[str] | None = None) -> int:
             out["measured"][f"{engine}-batching-{setting}"] = rows  # type: ignore[index]
     pred = predicted(args.model, args.predict_preset, args.hardware, args.cut, robots, args.max_batch)
     out["predicted"] = pred
-    print(f"\n# predicted: {args.model}/{args.predict_preset} cloud half at cut {args.cut} on {args.hardware} "
-          f"(roofline, bf16), closed loop of N robots, batching on = batches of up to {args.max_batch}")
+    print(
+        f"\n# predicted: {args.model}/{args.predict_preset} cloud half at cut {args.cut} on {args.hardware} "
+        f"(roofline, bf16), closed loop of N robots, batching on = batches of up to {args.max_batch}"
+    )
     print(f"{'robots':>6} {'off req/s':>10} {'off ms':>8} {'on req/s':>10} {'on ms':>8}")
     for r in pred:
-        print(f"{r['robots']:>6} {r['off_throughput_rps']:>10.1f} {r['off_latency_ms']:>8.1f} "
-              f"{r['on_throughput_rps']:>10.1f} {r['on_latency_ms']:>8.1f}")
+        print(
+            f"{r['robots']:>6} {r['off_throughput_rps']:>10.1f} {r['off_latency_ms']:>8.1f} "
+            f"{r['on_throughput_rps']:>10.1f} {r['on_latency_ms']:>8.1f}"
+        )
     forward_rows = []
     for family in [f for f in args.forward_families.split(",") if f]:
-        forward_rows += batched_forward(family, args.preset, args.cut,
-                                        [int(x) for x in args.forward_sizes.split(",")], args.forward_repeats)
+        forward_rows += batched_forward(
+            family, args.preset, args.cut, [int(x) for x in args.forward_sizes.split(",")], args.forward_repeats
+        )
     out["batched_forward"] = forward_rows
     if forward_rows:
-        print(f"\n# batched forward alone: {args.preset} cloud half at cut {args.cut}, this machine, ms per request "
-              f"(median of {args.forward_repeats}, interleaved)")
+        print(
+            f"\n# batched forward alone: {args.preset} cloud half at cut {args.cut}, this machine, ms per request "
+            f"(median of {args.forward_repeats}, interleaved)"
+        )
         print(f"{'family':8} {'batch':>5} {'alone':>8} {'batched':>8} {'speed-up':>8}")
         for r in forward_rows:
-            print(f"{r['family']:8} {r['batch']:>5} {r['alone_ms_per_request']:>8.2f} "
-                  f"{r['batched_ms_per_request']:>8.2f} {r['speedup']:>8.2f}")
+            print(
+                f"{r['family']:8} {r['batch']:>5} {r['alone_ms_per_request']:>8.2f} "
+                f"{r['batched_ms_per_request']:>8.2f} {r['speedup']:>8.2f}"
+            )
     if out["recovery"]:
         print(f"\n# recovery (ray x{args.replicas}, one robot, {args.deadline_ms:g} ms budget per request)")
         print(f"{'fault':8} {'requests':>8} {'lost':>5} {'median ms':>10} {'max ms':>8} {'recovered s':>11}")
         for r in out["recovery"]:  # type: ignore[union-attr]
-            print(f"{r['fault']:8} {r['requests']:>8} {r['lost']:>5} {r['median_latency_ms']:>10.1f} "
-                  f"{r['max_latency_ms']:>8.1f} {r['recovered_s']:>11.1f}")
+            print(
+                f"{r['fault']:8} {r['requests']:>8} {r['lost']:>5} {r['median_latency_ms']:>10.1f} "
+                f"{r['max_latency_ms']:>8.1f} {r['recovered_s']:>11.1f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
@@ -293,8 +344,11 @@ def _batch_counts(server) -> tuple[int, int]:
 
 def _print_row(engine: str, setting: str, r: dict[str, float]) -> None:
     mean = f"{r['mean_batch']:>10.1f}" if "mean_batch" in r else f"{'-':>10}"
-    print(f"{engine:8} {setting:>5} {r['robots']:>6} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} "
-          f"{r['p99_ms']:>8.1f} {r['errors']:>6} {mean}", flush=True)
+    print(
+        f"{engine:8} {setting:>5} {r['robots']:>6} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.1f} "
+        f"{r['p99_ms']:>8.1f} {r['errors']:>6} {mean}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -41,17 +41,25 @@ VARIANTS = ("probes", "now", "ahead", "hindsight", "all")
 def _privileged(variant: str, horizon_s: float, deviation_steps: int = 2):  # type: ignore[no-untyped-def]
     from ecc_env.privileged import PrivilegedConfig
 
-    return {"probes": None, "now": PrivilegedConfig(), "ahead": PrivilegedConfig(horizon_s=horizon_s),
-            "hindsight": PrivilegedConfig(now=False, held_deviation_steps=deviation_steps),
-            "all": PrivilegedConfig(horizon_s=horizon_s, held_deviation_steps=deviation_steps)}[variant]
+    return {
+        "probes": None,
+        "now": PrivilegedConfig(),
+        "ahead": PrivilegedConfig(horizon_s=horizon_s),
+        "hindsight": PrivilegedConfig(now=False, held_deviation_steps=deviation_steps),
+        "all": PrivilegedConfig(horizon_s=horizon_s, held_deviation_steps=deviation_steps),
+    }[variant]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=str(REPO / "runs"), help="parent folder of the foresight run folders")
     p.add_argument("--traces", default=str(REPO.parent / "shared" / "traces"))
-    p.add_argument("--combos", nargs="+", default=["pi0:orin:5G", "openvla:orin:mahimahi"],
-                   help="MODEL:EDGE:FAMILY (FAMILY: text contained in the trace family's folder path)")
+    p.add_argument(
+        "--combos",
+        nargs="+",
+        default=["pi0:orin:5G", "openvla:orin:mahimahi"],
+        help="MODEL:EDGE:FAMILY (FAMILY: text contained in the trace family's folder path)",
+    )
     p.add_argument("--timesteps", type=int, default=1_000_000, help="PPO steps per policy")
     p.add_argument("--net-arch", type=int, nargs="+", default=[64, 64], help="hidden layers of the PPO MLPs")
     p.add_argument("--seed", type=int, default=1)
@@ -93,12 +101,23 @@ def main(argv: list[str] | None = None) -> int:
             test = traces_of_family(split.test, family, "test")
         except ValueError as e:
             p.error(str(e))
-        cfg = TrainConfig(model=model, edge=edge_hw, traces=(args.traces,), total_timesteps=args.timesteps,
-                          seed=args.seed, run_dir=args.runs, hedge=args.hedge, net_arch=tuple(args.net_arch))
+        cfg = TrainConfig(
+            model=model,
+            edge=edge_hw,
+            traces=(args.traces,),
+            total_timesteps=args.timesteps,
+            seed=args.seed,
+            run_dir=args.runs,
+            hedge=args.hedge,
+            net_arch=tuple(args.net_arch),
+        )
         policies = {}
         tag = "-hedge" if args.hedge else ""
-        budget = "" if (args.timesteps, tuple(args.net_arch)) == (1_000_000, (64, 64)) else \
-            f"-{args.timesteps // 1000}k-{'x'.join(map(str, args.net_arch))}"
+        budget = (
+            ""
+            if (args.timesteps, tuple(args.net_arch)) == (1_000_000, (64, 64))
+            else f"-{args.timesteps // 1000}k-{'x'.join(map(str, args.net_arch))}"
+        )
         for variant in args.variants:
             name = f"foresight{tag}-{variant}-{model}-{edge_hw}-s{args.seed}{budget}"
             path = Path(args.runs) / name / "policy.safetensors"
@@ -112,26 +131,39 @@ def main(argv: list[str] | None = None) -> int:
         env = make_env(edge, cloud, test, cfg)
         ctx = PlannerContext.from_env(env, prior=BandwidthPrior.from_trace_set(split.train))
         e = env.unwrapped
-        rows = {"heuristic": evaluate(HeuristicPlanner(ctx), env, seeds, name="heuristic").summary(),
-                "oracle": evaluate(Oracle(cut_candidates=2, beam=args.beam), env, seeds, name="oracle").summary()}
+        rows = {
+            "heuristic": evaluate(HeuristicPlanner(ctx), env, seeds, name="heuristic").summary(),
+            "oracle": evaluate(Oracle(cut_candidates=2, beam=args.beam), env, seeds, name="oracle").summary(),
+        }
         for variant, m in policies.items():
             priv = _privileged(variant, args.horizon_s, args.deviation_steps)
             venv = env if priv is None else PrivilegedBandwidth(env, priv)
-            rows[variant] = evaluate(PPOPlanner(m, e.cut_fits, ObsView(e.builder.config)), venv, seeds,
-                                     name=variant).summary()
+            rows[variant] = evaluate(
+                PPOPlanner(m, e.cut_fits, ObsView(e.builder.config)), venv, seeds, name=variant
+            ).summary()
         oracle = rows["oracle"]["mean_latency_ms"]
-        print(f"\n{model} {edge_hw}+a100, {family} test traces ({len(test)}), {args.episodes} episodes x "
-              f"{cfg.episode_s:.0f} s, PPO {args.timesteps} steps seed {args.seed}, Oracle beam {args.beam}"
-              f"{', hedged' if args.hedge else ''}")
+        print(
+            f"\n{model} {edge_hw}+a100, {family} test traces ({len(test)}), {args.episodes} episodes x "
+            f"{cfg.episode_s:.0f} s, PPO {args.timesteps} steps seed {args.seed}, Oracle beam {args.beam}"
+            f"{', hedged' if args.hedge else ''}"
+        )
         print(f"{'planner':<22}{'mean ms':>9}{'/ Oracle':>10}{'p95 ms':>9}{'return':>10}{'misses':>8}{'skip':>7}")
-        labels = {"probes": "PPO (probes)", "now": "PPO +now", "ahead": f"PPO +now+ahead {args.horizon_s:g} s",
-                  "hindsight": f"PPO +deviation {args.deviation_steps} st", "all": "PPO +all",
-                  "heuristic": "heuristic", "oracle": "Oracle"}
+        labels = {
+            "probes": "PPO (probes)",
+            "now": "PPO +now",
+            "ahead": f"PPO +now+ahead {args.horizon_s:g} s",
+            "hindsight": f"PPO +deviation {args.deviation_steps} st",
+            "all": "PPO +all",
+            "heuristic": "heuristic",
+            "oracle": "Oracle",
+        }
         for key in ("heuristic", *args.variants, "oracle"):
             s = rows[key]
-            print(f"{labels[key]:<22}{s['mean_latency_ms']:>9.2f}{s['mean_latency_ms'] / oracle:>10.3f}"
-                  f"{s['p95_latency_ms']:>9.1f}{s['mean_return']:>10.2f}"
-                  f"{round(s['deadline_miss_rate'] * s['steps']):>8d}{s['skip_rate']:>7.2f}")
+            print(
+                f"{labels[key]:<22}{s['mean_latency_ms']:>9.2f}{s['mean_latency_ms'] / oracle:>10.3f}"
+                f"{s['p95_latency_ms']:>9.1f}{s['mean_return']:>10.2f}"
+                f"{round(s['deadline_miss_rate'] * s['steps']):>8d}{s['skip_rate']:>7.2f}"
+            )
         env.close()
     return 0
 

@@ -56,15 +56,26 @@ def _run(edge, frames, url: str, *, cut: int, deadline_s: float, period_s: float
     from executor.edge_cli import FixedCutPlanner
     from executor.runtime import EdgeRuntime, RuntimeConfig
 
-    config = RuntimeConfig(control_period_s=period_s, deadline_s=deadline_s, realtime=True, connect_timeout_s=10.0,
-                           hedge=hedge)
-    with EdgeRuntime(edge, FixedCutPlanner(cut), lambda ctx: np.zeros(4, np.float32), server_url=url,
-                     client_config=ClientConfig(connect_timeout_s=10.0), config=config) as runtime:
+    config = RuntimeConfig(
+        control_period_s=period_s, deadline_s=deadline_s, realtime=True, connect_timeout_s=10.0, hedge=hedge
+    )
+    with EdgeRuntime(
+        edge,
+        FixedCutPlanner(cut),
+        lambda ctx: np.zeros(4, np.float32),
+        server_url=url,
+        client_config=ClientConfig(connect_timeout_s=10.0),
+        config=config,
+    ) as runtime:
         records = runtime.run(frames)
         report = runtime.report()
     lat = np.array([r.latency_ms for r in records])
-    return {"mean": float(lat.mean()), "p95": float(np.percentile(lat, 95)), "modes": report["modes"],
-            "reasons": report["fallback_reasons"]}
+    return {
+        "mean": float(lat.mean()),
+        "p95": float(np.percentile(lat, 95)),
+        "modes": report["modes"],
+        "reasons": report["fallback_reasons"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,17 +101,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trace not found: {args.trace}", file=sys.stderr)
         return 2
     edge = build_model("openvla", "tiny", seed=0)
-    profile = Profile(model_id=edge.family, preset=edge.preset, device="emulated-edge", dtype="float32",
-                      source="roofline", block_names=edge.block_names,
-                      block_ms=(args.edge_block_ms,) * edge.num_blocks, cuts=tuple(edge.cut_specs()))
+    profile = Profile(
+        model_id=edge.family,
+        preset=edge.preset,
+        device="emulated-edge",
+        dtype="float32",
+        source="roofline",
+        block_names=edge.block_names,
+        block_ms=(args.edge_block_ms,) * edge.num_blocks,
+        cuts=tuple(edge.cut_specs()),
+    )
     HardwareEmulator(edge, profile).attach()
     frames = [edge.make_observation(seed=i) for i in range(args.steps)]
     t0 = time.perf_counter()
     for f in frames[:5]:
         edge.forward(f)
     edge_only_s = (time.perf_counter() - t0) / 5
-    print(f"cut {args.cut}; edge-only {edge_only_s * 1e3:.1f} ms (the deadline); {args.steps} steps every "
-          f"{args.period_ms:g} ms")
+    print(
+        f"cut {args.cut}; edge-only {edge_only_s * 1e3:.1f} ms (the deadline); {args.steps} steps every "
+        f"{args.period_ms:g} ms"
+    )
     results: dict[bool, list[dict]] = {False: [], True: []}
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -112,18 +132,23 @@ def main(argv: list[str] | None = None) -> int:
             for hedge in (False, True):
                 parent.send("link")
                 url = f"ws://127.0.0.1:{parent.recv()}"
-                r = _run(edge, frames, url, cut=args.cut, deadline_s=edge_only_s, period_s=args.period_ms / 1e3,
-                         hedge=hedge)
+                r = _run(
+                    edge, frames, url, cut=args.cut, deadline_s=edge_only_s, period_s=args.period_ms / 1e3, hedge=hedge
+                )
                 results[hedge].append(r)
-                print(f"  repeat {rep} {'hedged' if hedge else 'plain '}: mean {r['mean']:.1f} ms, p95 {r['p95']:.1f}"
-                      f" ms, modes {r['modes']}, fallbacks {r['reasons']}")
+                print(
+                    f"  repeat {rep} {'hedged' if hedge else 'plain '}: mean {r['mean']:.1f} ms, p95 {r['p95']:.1f}"
+                    f" ms, modes {r['modes']}, fallbacks {r['reasons']}"
+                )
     finally:
         parent.send("stop")
         proc.join(10)
     for hedge in (False, True):
         rs = results[hedge]
-        print(f"{'hedged' if hedge else 'plain '}: median over {len(rs)} repeats: mean "
-              f"{np.median([r['mean'] for r in rs]):.1f} ms, p95 {np.median([r['p95'] for r in rs]):.1f} ms")
+        print(
+            f"{'hedged' if hedge else 'plain '}: median over {len(rs)} repeats: mean "
+            f"{np.median([r['mean'] for r in rs]):.1f} ms, p95 {np.median([r['p95'] for r in rs]):.1f} ms"
+        )
     ratio = np.median([h["mean"] / p["mean"] for p, h in zip(results[False], results[True], strict=True)])
     print(f"hedged / plain mean latency (median of per-repeat ratios): {ratio:.3f}")
     return 0

@@ -75,9 +75,26 @@ class ServerProcess:
         self.log = log_path.open("wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "serve", "--model", model, "--preset", preset, "--port", "0",
-             "--threads", "1", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=str(ROOT))
+            [
+                sys.executable,
+                "-m",
+                "agents.cli",
+                "serve",
+                "--model",
+                model,
+                "--preset",
+                preset,
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            cwd=str(ROOT),
+        )
         deadline = time.monotonic() + 120
         line = b""
         while time.monotonic() < deadline:
@@ -115,8 +132,12 @@ class ServerProcess:
 def _raw_ws(port: int, timeout_s: float = 10.0) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(4096)
@@ -169,10 +190,20 @@ def phase_fuzz(server: ServerProcess, edge, n: int, seed: int) -> dict:
                     internal += 1
                 counts[kind] = counts.get(kind, 0) + 1
     wall = time.perf_counter() - t0
-    return {"messages": n, "sent": i, "replies": counts, "closes": {str(k): v for k, v in closes.items()},
-            "unhandled_1011": closes.get(1011, 0), "internal_errors": internal, "unanswered": unanswered,
-            "crashed": not server.alive, "rss_growth_mb": (server.rss() - rss0) / 1e6,
-            "log_growth_kb": (server.log_bytes() - log0) / 1e3, "max_reply_bytes": max_reply, "wall_s": wall}
+    return {
+        "messages": n,
+        "sent": i,
+        "replies": counts,
+        "closes": {str(k): v for k, v in closes.items()},
+        "unhandled_1011": closes.get(1011, 0),
+        "internal_errors": internal,
+        "unanswered": unanswered,
+        "crashed": not server.alive,
+        "rss_growth_mb": (server.rss() - rss0) / 1e6,
+        "log_growth_kb": (server.log_bytes() - log0) / 1e3,
+        "max_reply_bytes": max_reply,
+        "wall_s": wall,
+    }
 
 
 def _exact_call(edge, url: str, cut: int = 3) -> float:
@@ -221,8 +252,14 @@ def phase_lockout(server: ServerProcess, edge, idle: int) -> dict:
     th.join(2)
     for s in socks + [slow]:
         s.close()
-    return {"idle_opened": len(socks), "idle_refused": refused, "slowloris": True, "new_client_ok": ok,
-            "new_client_connect_and_infer_s": new_client_s, "server_alive": server.alive}
+    return {
+        "idle_opened": len(socks),
+        "idle_refused": refused,
+        "slowloris": True,
+        "new_client_ok": ok,
+        "new_client_connect_and_infer_s": new_client_s,
+        "server_alive": server.alive,
+    }
 
 
 ATTACKER = r"""
@@ -274,19 +311,22 @@ while True:  # ends when the parent terminates it (or closes stdout)
 ATTACK_COUNTS = ("attempts", "refused", "opened", "closed_1009", "dropped", "answered")
 CONDITIONS = {
     "oversize": "an attacker process opening a connection and sending a message one byte over the limit, --attack-rate "
-                "per second",
+    "per second",
     "oversize_header": "the attacker sending only the frame header of such a message (the server's side of the attack "
-                       "without the attacker's own upload)",
+    "without the attacker's own upload)",
     "connect": "control: a process opening and closing well-formed connections (metadata read, no message) at the "
-               "same rate",
+    "same rate",
     "spin": "control: a CPU-bound process, no network (what any extra busy process costs on this machine)",
     "light_spin": "control: a process busy 5 ms in every 50 ms, no network (about the attacker's own CPU)",
 }
 
 
 def _start_attacker(url: str, limit: int, rate: float, kind: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", ATTACKER, url, str(limit), str(rate), kind], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ATTACKER, url, str(limit), str(rate), kind],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     proc.stdout.readline()  # the first attempt is over: the attack is on
     return proc
 
@@ -302,8 +342,16 @@ def _stop_attacker(proc: subprocess.Popen) -> tuple[dict[str, int], float]:
     return dict(zip(ATTACK_COUNTS, values, strict=True)), cpu
 
 
-def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int, rate: float, rounds: int,
-                   kinds: tuple[str, ...] = ("oversize",)) -> dict:
+def phase_oversize(
+    server: ServerProcess,
+    edge,
+    calls: int,
+    cut: int,
+    block: int,
+    rate: float,
+    rounds: int,
+    kinds: tuple[str, ...] = ("oversize",),
+) -> dict:
     """A well-formed client's latency under each condition of ``kinds`` and without (clean), interleaved: each of
     ``rounds`` rounds runs blocks of ``block`` calls cycling clean, kinds[0], kinds[1], ... until every condition
     has ``calls`` calls in that round, so every condition sees the same drift of the machine's load. Per round and
@@ -346,20 +394,34 @@ def phase_oversize(server: ServerProcess, edge, calls: int, cut: int, block: int
                             attacker_cpu[cond] += a_cpu - a0
                             for k, v in counts.items():
                                 attack[cond][k] += v
-    per_round = [{c: {"p50_ms": float(np.percentile(lat[c][r], 50)), "p99_ms": float(np.percentile(lat[c][r], 99))}
-                  for c in conditions} for r in range(rounds)]
+    per_round = [
+        {
+            c: {"p50_ms": float(np.percentile(lat[c][r], 50)), "p99_ms": float(np.percentile(lat[c][r], 99))}
+            for c in conditions
+        }
+        for r in range(rounds)
+    ]
     for row in per_round:
         for c in kinds:
             row[c]["p99_ratio"] = row[c]["p99_ms"] / row["clean"]["p99_ms"]
-    out: dict = {"limit_bytes": limit, "attack_rate_per_s": rate, "rounds": rounds,
-                 "calls_per_condition_per_round": len(lat["clean"][0]), "per_round": per_round,
-                 "server_alive": server.alive}
+    out: dict = {
+        "limit_bytes": limit,
+        "attack_rate_per_s": rate,
+        "rounds": rounds,
+        "calls_per_condition_per_round": len(lat["clean"][0]),
+        "per_round": per_round,
+        "server_alive": server.alive,
+    }
     for c in conditions:
         pooled = [x for rnd in lat[c] for x in rnd]
-        d = {"median_p50_ms": float(np.median([row[c]["p50_ms"] for row in per_round])),
-             "median_p99_ms": float(np.median([row[c]["p99_ms"] for row in per_round])),
-             "pooled_p50_ms": float(np.percentile(pooled, 50)), "pooled_p99_ms": float(np.percentile(pooled, 99)),
-             "server_cpu_ms_per_call": 1e3 * cpu[c] / len(pooled), "server_cpu_share": cpu[c] / wall[c]}
+        d = {
+            "median_p50_ms": float(np.median([row[c]["p50_ms"] for row in per_round])),
+            "median_p99_ms": float(np.median([row[c]["p99_ms"] for row in per_round])),
+            "pooled_p50_ms": float(np.percentile(pooled, 50)),
+            "pooled_p99_ms": float(np.percentile(pooled, 99)),
+            "server_cpu_ms_per_call": 1e3 * cpu[c] / len(pooled),
+            "server_cpu_share": cpu[c] / wall[c],
+        }
         if c != "clean":
             d["median_p99_ratio"] = float(np.median([row[c]["p99_ratio"] for row in per_round]))
             d["pooled_p99_ratio"] = d["pooled_p99_ms"] / out["clean"]["pooled_p99_ms"]
@@ -383,13 +445,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="rounds of the oversize phase (medians are over these)")
     p.add_argument("--block", type=int, default=20, help="calls per block (conditions take turns block by block)")
     p.add_argument("--cut", type=int, default=3)
-    p.add_argument("--attack-rate", type=float, default=20.0,
-                   help="attacker connections per second (0: back to back)")
+    p.add_argument("--attack-rate", type=float, default=20.0, help="attacker connections per second (0: back to back)")
     p.add_argument("--control", action="store_true", help="add the 'spin' condition (a CPU-bound process)")
-    p.add_argument("--conditions", default="oversize",
-                   help=f"comma-separated conditions of the oversize phase beside clean, of {sorted(CONDITIONS)}")
-    p.add_argument("--serve-arg", action="append", default=[],
-                   help="extra argument for ecc serve, e.g. --serve-arg=--oversized-per-minute=1000000 (repeatable)")
+    p.add_argument(
+        "--conditions",
+        default="oversize",
+        help=f"comma-separated conditions of the oversize phase beside clean, of {sorted(CONDITIONS)}",
+    )
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="extra argument for ecc serve, e.g. --serve-arg=--oversized-per-minute=1000000 (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -419,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         if "lockout" in phases:
             results["lockout"] = phase_lockout(server, edge, args.idle)
         if "oversize" in phases:
-            results["oversize"] = phase_oversize(server, edge, args.latency_calls, args.cut, args.block,
-                                               args.attack_rate, args.rounds, kinds)
+            results["oversize"] = phase_oversize(
+                server, edge, args.latency_calls, args.cut, args.block, args.attack_rate, args.rounds, kinds
+            )
         results["server_rss_mb"] = {"start": rss_start / 1e6, "end": server.rss() / 1e6}
         results["server_log_kb"] = server.log_bytes() / 1e3
     finally:
@@ -432,26 +501,34 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if "fuzz" in results:
         f = results["fuzz"]
-        print(f"fuzz: {f['sent']} messages, {f['unhandled_1011']} 1011 closes, {f['internal_errors']} internal "
-              f"errors, crashed={f['crashed']}, RSS +{f['rss_growth_mb']:.1f} MB, log +{f['log_growth_kb']:.0f} kB")
+        print(
+            f"fuzz: {f['sent']} messages, {f['unhandled_1011']} 1011 closes, {f['internal_errors']} internal "
+            f"errors, crashed={f['crashed']}, RSS +{f['rss_growth_mb']:.1f} MB, log +{f['log_growth_kb']:.0f} kB"
+        )
     if "lockout" in results:
         lo = results["lockout"]
-        print(f"lockout: {lo['idle_opened']} idle + slowloris; new client ok={lo['new_client_ok']} in "
-              f"{lo['new_client_connect_and_infer_s']:.2f} s")
+        print(
+            f"lockout: {lo['idle_opened']} idle + slowloris; new client ok={lo['new_client_ok']} in "
+            f"{lo['new_client_connect_and_infer_s']:.2f} s"
+        )
     if "oversize" in results:
         ov = results["oversize"]
         c = ov["clean"]
-        print(f"oversize ({ov['rounds']} rounds x {ov['calls_per_condition_per_round']} calls per condition): clean "
-              f"p50 {c['median_p50_ms']:.1f} ms, p99 {c['median_p99_ms']:.1f} ms (medians over rounds); server CPU "
-              f"{c['server_cpu_ms_per_call']:.1f} ms per call")
+        print(
+            f"oversize ({ov['rounds']} rounds x {ov['calls_per_condition_per_round']} calls per condition): clean "
+            f"p50 {c['median_p50_ms']:.1f} ms, p99 {c['median_p99_ms']:.1f} ms (medians over rounds); server CPU "
+            f"{c['server_cpu_ms_per_call']:.1f} ms per call"
+        )
         for k in kinds:
             d = ov[k]
             per_round = ", ".join(f"{row[k]['p99_ratio']:.2f}" for row in ov["per_round"])
-            print(f"  {k}: p50 {d['median_p50_ms']:.1f} ms, p99 {d['median_p99_ms']:.1f} ms, p99 ratio median "
-                  f"x{d['median_p99_ratio']:.2f} (per round: {per_round}), pooled "
-                  f"x{d['pooled_p99_ratio']:.2f}; server CPU {d['server_cpu_ms_per_call']:.1f} ms per call, "
-                  f"{d['server_cpu_ms_per_attempt']:.2f} ms per attempt; "
-                  f"attacker CPU {100 * d['attacker_cpu_share']:.0f}% of a core; attempts {d['attempts']}")
+            print(
+                f"  {k}: p50 {d['median_p50_ms']:.1f} ms, p99 {d['median_p99_ms']:.1f} ms, p99 ratio median "
+                f"x{d['median_p99_ratio']:.2f} (per round: {per_round}), pooled "
+                f"x{d['pooled_p99_ratio']:.2f}; server CPU {d['server_cpu_ms_per_call']:.1f} ms per call, "
+                f"{d['server_cpu_ms_per_attempt']:.2f} ms per attempt; "
+                f"attacker CPU {100 * d['attacker_cpu_share']:.0f}% of a core; attempts {d['attempts']}"
+            )
     return 0
 
 

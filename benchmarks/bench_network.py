@@ -62,15 +62,21 @@ def bench_overhead(reps: int) -> None:
             arr = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
             enc, rtt = [], []
             for i in range(reps):
-                header = {TYPE_KEY: "split", "request_id": 10_000 + i, "cut": 1,
-                          "payload": {"kind": "activations", "cut": 1, "step": 0, "activations": ["junk"], "meta": {}}}
+                header = {
+                    TYPE_KEY: "split",
+                    "request_id": 10_000 + i,
+                    "cut": 1,
+                    "payload": {"kind": "activations", "cut": 1, "step": 0, "activations": ["junk"], "meta": {}},
+                }
                 t0 = time.perf_counter()
                 data = wire.encode({"junk": arr}, header)
                 t1 = time.perf_counter()
                 ws = client.connection.require_ws()
                 import asyncio
 
-                ex = asyncio.run_coroutine_threadsafe(client.connection.exchange(ws, data, 10_000 + i), client.connection.loop).result(30)
+                ex = asyncio.run_coroutine_threadsafe(
+                    client.connection.exchange(ws, data, 10_000 + i), client.connection.loop
+                ).result(30)
                 reply = wire.decode(ex.reply)
                 t2 = time.perf_counter()
                 assert reply.meta[TYPE_KEY] == ERROR  # decoded fully, refused before compute
@@ -161,7 +167,9 @@ def bench_throughput(duration_s: float) -> None:
         obs = edge.make_observation(0)
         with CloudServer(cloud, ServerConfig(port=0)) as server:
             print(f"  {family}/{preset}")
-            print(f"  {'clients':>8} {'req/s':>8} {'median latency ms':>18} {'median queue ms':>16} {'max queue len':>14}")
+            print(
+                f"  {'clients':>8} {'req/s':>8} {'median latency ms':>18} {'median queue ms':>16} {'max queue len':>14}"
+            )
             for n in (1, 4, 8):
                 lat: list[float] = []
                 qms: list[float] = []
@@ -188,16 +196,32 @@ def bench_throughput(duration_s: float) -> None:
                 for t in threads:
                     t.join()
                 elapsed = time.perf_counter() - t0
-                print(f"  {n:>8} {count[0] / elapsed:>8.1f} {statistics.median(lat):>18.2f} "
-                      f"{statistics.median(qms):>16.2f} {max(qlen):>14}")
+                print(
+                    f"  {n:>8} {count[0] / elapsed:>8.1f} {statistics.median(lat):>18.2f} "
+                    f"{statistics.median(qms):>16.2f} {max(qlen):>14}"
+                )
 
 
 # -------------------------------------------------------------------------------------------- 4. failover
 def _server_process(port: int = 0) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "executor.serve_cli", "--model", "openvla", "--preset", "tiny", "--port", str(port),
-         "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "executor.serve_cli",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert proc.stdout is not None
@@ -227,9 +251,14 @@ def bench_failover(reps: int) -> None:
     detect, total = [], []
     for _ in range(reps):
         proc, port = _server_process()
-        runtime = EdgeRuntime(edge, _Fixed(2), lambda ctx: np.zeros(1), server_url=f"ws://127.0.0.1:{port}",
-                              client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.5),
-                              config=RuntimeConfig(deadline_s=1.0, realtime=False, connect_timeout_s=30))
+        runtime = EdgeRuntime(
+            edge,
+            _Fixed(2),
+            lambda ctx: np.zeros(1),
+            server_url=f"ws://127.0.0.1:{port}",
+            client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.5),
+            config=RuntimeConfig(deadline_s=1.0, realtime=False, connect_timeout_s=30),
+        )
         runtime.start()
         for _ in range(5):
             assert runtime.step(obs).mode == "split"
@@ -244,9 +273,13 @@ def bench_failover(reps: int) -> None:
         total.append((t_action - t_kill) * 1e3)
         detect.append(rec.latency_ms)
         runtime.close()
-    print(f"  kill -> fallback action ready: median {statistics.median(total):.1f} ms over {reps} runs "
-          f"(all: {', '.join(f'{x:.1f}' for x in total)})")
-    print(f"  latency of that fallback step (observation -> edge-only actions): median {statistics.median(detect):.1f} ms")
+    print(
+        f"  kill -> fallback action ready: median {statistics.median(total):.1f} ms over {reps} runs "
+        f"(all: {', '.join(f'{x:.1f}' for x in total)})"
+    )
+    print(
+        f"  latency of that fallback step (observation -> edge-only actions): median {statistics.median(detect):.1f} ms"
+    )
     print("  at 10 Hz a real loop adds up to one control period before the next observation is taken.")
 
 

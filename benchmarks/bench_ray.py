@@ -56,12 +56,19 @@ def bench_serving(args: argparse.Namespace) -> None:
         measure("single process", local.url)
     finally:
         local.stop()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False,
-             configure_logging=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=200_000_000,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+    )
     try:
         for replicas in (1, 2):
-            rc = RayServeConfig(replicas=replicas, num_cpus_per_replica=min(1.0, os.cpu_count() / 2),
-                                app_name=f"bench-{replicas}")
+            rc = RayServeConfig(
+                replicas=replicas, num_cpus_per_replica=min(1.0, os.cpu_count() / 2), app_name=f"bench-{replicas}"
+            )
             with RayServing(args.model, args.preset, ServerConfig(port=0), rc, seed=0) as serving:
                 measure(f"ray {replicas} replica(s)", serving.url)
     finally:
@@ -69,8 +76,10 @@ def bench_serving(args: argparse.Namespace) -> None:
 
         serve.shutdown()
         ray.shutdown()
-    print(f"\nserving {args.model}/{args.preset} at cut {args.cut}, {args.seconds:g} s per point, median of "
-          f"{args.repeats}; {os.cpu_count()} CPU cores")
+    print(
+        f"\nserving {args.model}/{args.preset} at cut {args.cut}, {args.seconds:g} s per point, median of "
+        f"{args.repeats}; {os.cpu_count()} CPU cores"
+    )
     print("| engine | clients | throughput (req/s) | p95 latency (ms) | errors |\n|---|---|---|---|---|")
     for label, n, rps, p95, err in rows:
         print(f"| {label} | {n} | {rps:.1f} | {p95:.1f} | {err} |")
@@ -96,17 +105,26 @@ def bench_envs(args: argparse.Namespace) -> None:
         t0, n = time.perf_counter(), 0
         while time.perf_counter() - t0 < args.seconds:
             masks = np.stack(venv.env_method("action_masks"))
-            actions = np.array([[rng.choice(np.flatnonzero(p)) for p in np.split(m, np.cumsum(nvec)[:-1])]
-                                for m in masks])
+            actions = np.array(
+                [[rng.choice(np.flatnonzero(p)) for p in np.split(m, np.cumsum(nvec)[:-1])] for m in masks]
+            )
             venv.step(actions)
             n += venv.num_envs
         rate = n / (time.perf_counter() - t0)
         venv.close()
         return rate
 
-    rows = [("DummyVecEnv (this process)", statistics.median(steps_per_s(DummyVecEnv(fns)) for _ in range(args.repeats)))]
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=100_000_000, log_to_driver=False,
-             configure_logging=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    rows = [
+        ("DummyVecEnv (this process)", statistics.median(steps_per_s(DummyVecEnv(fns)) for _ in range(args.repeats)))
+    ]
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=100_000_000,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+    )
     try:
         for w in (1, 2):
             rc = RayTrainConfig(num_workers=w, num_cpus_per_worker=1.0)
@@ -114,8 +132,10 @@ def bench_envs(args: argparse.Namespace) -> None:
             rows.append((f"RayVecEnv, {w} worker(s)", rate))
     finally:
         ray.shutdown()
-    print(f"\nenv steps/s, {args.n_envs} envs ({cfg.model}/full profile backend), {args.seconds:g} s per point, median of "
-          f"{args.repeats}; {os.cpu_count()} CPU cores")
+    print(
+        f"\nenv steps/s, {args.n_envs} envs ({cfg.model}/full profile backend), {args.seconds:g} s per point, median of "
+        f"{args.repeats}; {os.cpu_count()} CPU cores"
+    )
     print("| vec env | env steps/s |\n|---|---|")
     for label, rate in rows:
         print(f"| {label} | {rate:.0f} |")

@@ -38,7 +38,7 @@ def family(name: str) -> tuple[str, str] | None:
     """(family, source) of a trace name, or None for traces outside WiFi / 4G / 5G."""
     low = name.lower()
     if low.startswith("traces/"):
-        low = low[len("traces/"):]
+        low = low[len("traces/") :]
     if low.startswith("embedded/"):
         cls = low.split("/")[1]
         fam = {"wifi6": "WiFi", "wifi7": "WiFi", "4g": "4G", "5g": "5G"}.get(cls)
@@ -66,15 +66,21 @@ def paper_section(combos: list[str], up_mbps: float, one_way_ms: float) -> None:
     from agents.heuristics import RoboECCPaperChain
     from executor.roofline import roofline_profile_for
 
-    print(f"## RoboECC in its own accounting (its code's cost model), uplink {up_mbps:g} Mbit/s, fixed latency "
-          f"{one_way_ms:g} ms; speedup over edge-only; published: Orin+A100 3.16-3.28x, Thor+A100 2.10-2.23x")
+    print(
+        f"## RoboECC in its own accounting (its code's cost model), uplink {up_mbps:g} Mbit/s, fixed latency "
+        f"{one_way_ms:g} ms; speedup over edge-only; published: Orin+A100 3.16-3.28x, Thor+A100 2.10-2.23x"
+    )
     fracs = (0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
-    print(f"{'model':<8}{'edge':<6}{'edge ms':>8}" + "".join(f"{'<=' + format(f, '.0%'):>12}" for f in fracs)
-          + f"{'published':>12}{'err (100%)':>11}")
+    print(
+        f"{'model':<8}{'edge':<6}{'edge ms':>8}"
+        + "".join(f"{'<=' + format(f, '.0%'):>12}" for f in fracs)
+        + f"{'published':>12}{'err (100%)':>11}"
+    )
     for combo in combos:
         model, hw = combo.split(":")
-        chain = RoboECCPaperChain.from_profiles(roofline_profile_for(model, "full", hw),
-                                                roofline_profile_for(model, "full", "a100"))
+        chain = RoboECCPaperChain.from_profiles(
+            roofline_profile_for(model, "full", hw), roofline_profile_for(model, "full", "a100")
+        )
         total = float(chain.param_bytes.sum())
         cells = []
         for f in fracs:
@@ -83,10 +89,15 @@ def paper_section(combos: list[str], up_mbps: float, one_way_ms: float) -> None:
         lo, hi = PUBLISHED[hw]
         x_all = chain.edge_only_ms / chain.best(up_mbps, one_way_ms)[1]
         err = 0.0 if lo <= x_all <= hi else (x_all / (hi if x_all > hi else lo) - 1)
-        print(f"{model:<8}{hw:<6}{chain.edge_only_ms:8.1f}" + "".join(f"{c:>12}" for c in cells)
-              + f"{f'{lo}-{hi}x':>12}{err * 100:>10.0f}%")
-    print("cells: speedup x @ chosen cut (blocks on the cloud) with the cloud-load budget at that share of the "
-          "parameters; RoboECC's profiles and budget are not published, so no single budget is implied\n")
+        print(
+            f"{model:<8}{hw:<6}{chain.edge_only_ms:8.1f}"
+            + "".join(f"{c:>12}" for c in cells)
+            + f"{f'{lo}-{hi}x':>12}{err * 100:>10.0f}%"
+        )
+    print(
+        "cells: speedup x @ chosen cut (blocks on the cloud) with the cloud-load budget at that share of the "
+        "parameters; RoboECC's profiles and budget are not published, so no single budget is implied\n"
+    )
     _ = np
 
 
@@ -102,13 +113,18 @@ def paper_sensitivity(model: str, up_mbps: float, share: float = 0.99) -> None:
     from executor.roofline import roofline_profile_for
 
     cloud = roofline_profile_for(model, "full", "a100")
-    print(f"## sensitivity ({model}, RoboECC's accounting, uplink {up_mbps:g} Mbit/s, cloud-load budget {share:.0%} "
-          f"of the parameters): speedup over edge-only by edge efficiency (rows) and fixed latency (columns); "
-          f"* = inside the published range")
+    print(
+        f"## sensitivity ({model}, RoboECC's accounting, uplink {up_mbps:g} Mbit/s, cloud-load budget {share:.0%} "
+        f"of the parameters): speedup over edge-only by edge efficiency (rows) and fixed latency (columns); "
+        f"* = inside the published range"
+    )
     for hw in ("orin", "thor"):
         lo, hi = PUBLISHED[hw]
-        print(f"{hw + '+a100':<11}{'edge ms':>8}" + "".join(f"{f'{lat:g} ms':>10}" for lat in SENS_LATENCY_MS)
-              + f"   published {lo}-{hi}x")
+        print(
+            f"{hw + '+a100':<11}{'edge ms':>8}"
+            + "".join(f"{f'{lat:g} ms':>10}" for lat in SENS_LATENCY_MS)
+            + f"   published {lo}-{hi}x"
+        )
         for eff in SENS_EFFICIENCY:
             chain = RoboECCPaperChain.from_profiles(roofline_profile_for(model, "full", hw, efficiency=eff), cloud)
             budget = share * float(chain.param_bytes.sum())
@@ -118,8 +134,10 @@ def paper_sensitivity(model: str, up_mbps: float, share: float = 0.99) -> None:
                 x = chain.edge_only_ms / ms
                 cells.append(f"{x:.2f}x@{k}" + ("*" if lo <= round(x, 2) <= hi else " "))  # published: 2 decimals
             print(f"  eff {eff:<5g}{chain.edge_only_ms:>8.1f}" + "".join(f"{c:>10}" for c in cells))
-    print("(@k: blocks on the cloud; the chosen cut at this budget runs the VLM on the cloud and the DiT on the edge, "
-          "and sends the 8 KiB cognition feature)\n")
+    print(
+        "(@k: blocks on the cloud; the chosen cut at this budget runs the VLM on the cloud and the DiT on the edge, "
+        "and sends the 8 KiB cognition feature)\n"
+    )
 
 
 def predictor_section(train_set, test_set) -> dict:
@@ -128,11 +146,16 @@ def predictor_section(train_set, test_set) -> dict:
 
     print("## bandwidth predictors: one-step-ahead error on the uplink of the test traces (0.1 s samples)")
     rows = {}
-    for name, pred in (("lstm (stored)", make_predictor("lstm")), ("harmonic (5)", HarmonicMean(5)),
-                       ("last sample", BandwidthPredictor(1))):
+    for name, pred in (
+        ("lstm (stored)", make_predictor("lstm")),
+        ("harmonic (5)", HarmonicMean(5)),
+        ("last sample", BandwidthPredictor(1)),
+    ):
         rows[name] = e = one_step_errors(pred, test_set)
-        print(f"  {name:<15} MAE {e['mae_mbps']:7.2f} Mbit/s  MAPE {e['mape'] * 100:6.1f}%  log-RMSE "
-              f"{e['log_rmse']:.3f}  predict {e['predict_ms']:.3f} ms  ({int(e['samples'])} samples)")
+        print(
+            f"  {name:<15} MAE {e['mae_mbps']:7.2f} Mbit/s  MAPE {e['mape'] * 100:6.1f}%  log-RMSE "
+            f"{e['log_rmse']:.3f}  predict {e['predict_ms']:.3f} ms  ({int(e['samples'])} samples)"
+        )
     print()
     return rows
 
@@ -143,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--episode-s", type=float, default=30.0)
     p.add_argument("--beam", type=int, default=8, help="Oracle beam width")
-    p.add_argument("--combos", nargs="*", default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor", "cogact:orin",
-                                                   "cogact:thor"])
+    p.add_argument(
+        "--combos",
+        nargs="*",
+        default=["openvla:orin", "openvla:thor", "pi0:orin", "pi0:thor", "cogact:orin", "cogact:thor"],
+    )
     p.add_argument("--paper-up-mbps", type=float, default=100.0, help="uplink of the paper-accounting section")
     p.add_argument("--paper-latency-ms", type=float, default=10.0, help="fixed latency of the paper section")
     p.add_argument("--paper-only", action="store_true", help="print the paper-accounting section and stop")
@@ -177,10 +203,14 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         emb = embedded_default_set().split(0)
-        train_lstm_predictor(emb.train, seed=0).save(DEFAULT_LSTM_PATH, meta={
-            "trained_on": "embedded default set, split(0).train", "seed": 0, "sequences": 2048, "epochs": 30})
-        print(f"LSTM retrained on {len(emb.train)} embedded training traces in {time.perf_counter() - t0:.1f} s "
-              f"-> {DEFAULT_LSTM_PATH}\n")
+        train_lstm_predictor(emb.train, seed=0).save(
+            DEFAULT_LSTM_PATH,
+            meta={"trained_on": "embedded default set, split(0).train", "seed": 0, "sequences": 2048, "epochs": 30},
+        )
+        print(
+            f"LSTM retrained on {len(emb.train)} embedded training traces in {time.perf_counter() - t0:.1f} s "
+            f"-> {DEFAULT_LSTM_PATH}\n"
+        )
     shared = TraceSet.load(args.traces)
     full = TraceSet([*embedded_default_set(), *shared], "embedded+shared")
     split = full.split(0)
@@ -191,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         key = family(t.name)
         if key is not None:
             if not (isinstance(t.rtt_ms, float) and t.rtt_ms == 0.0) and not (
-                    not isinstance(t.rtt_ms, float) and not t.rtt_ms.any()):
+                not isinstance(t.rtt_ms, float) and not t.rtt_ms.any()
+            ):
                 groups.setdefault(key, []).append(t)
             else:  # a rate-only recording: give it its family's RTT explicitly
                 groups.setdefault(key, []).append(replace(t, rtt_ms=FAMILY_RTT_MS[key[0]]))
@@ -199,18 +230,26 @@ def main(argv: list[str] | None = None) -> int:
     predictor_section(split.train, TraceSet.from_traces([t for ts in groups.values() for t in ts], "test"))
     print("## closed loop, complete accounting (the env)")
     print("settings: test traces per family: " + ", ".join(f"{f}/{s} {len(groups[(f, s)])}" for f, s in order))
-    print(f"RTT: the embedded traces' own; rate-only shared recordings get {FAMILY_RTT_MS} ms (explicit); "
-          f"edge-only includes the env's queueing (its 'inference' column is the bare edge time)")
-    print("predictors: RoboECC = harmonic mean of 5 samples; 'lstm' = the stored LSTM; adjustments: 're-opt' "
-          "(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); models: OpenVLA, pi0 and CogACT "
-          "(its published CogACT-Base shapes, random weights, roofline-priced)")
-    print(f"{args.episodes} episodes x {args.episode_s:g} s per family, same seeds for every planner; prior from the "
-          f"train split ({prior.up_mbps:.1f} Mbit/s up, {prior.rtt_ms:.0f} ms RTT)\n")
+    print(
+        f"RTT: the embedded traces' own; rate-only shared recordings get {FAMILY_RTT_MS} ms (explicit); "
+        f"edge-only includes the env's queueing (its 'inference' column is the bare edge time)"
+    )
+    print(
+        "predictors: RoboECC = harmonic mean of 5 samples; 'lstm' = the stored LSTM; adjustments: 're-opt' "
+        "(argmin + hysteresis), '2-thr' (RoboECC's two thresholds, +-5 Mbit/s); models: OpenVLA, pi0 and CogACT "
+        "(its published CogACT-Base shapes, random weights, roofline-priced)"
+    )
+    print(
+        f"{args.episodes} episodes x {args.episode_s:g} s per family, same seeds for every planner; prior from the "
+        f"train split ({prior.up_mbps:.1f} Mbit/s up, {prior.rtt_ms:.0f} ms RTT)\n"
+    )
     seeds = list(range(2000, 2000 + args.episodes))
     cfg = EvalConfig(episode_s=args.episode_s)
-    header = (f"{'model':<8}{'devices':<11}{'family':<15}{'n':>3}{'edge ms':>9}{'infer':>7}{'RoboECC ms':>11}"
-              f"{'cloud x':>9}{'static x':>9}{'RoboECC x':>10}{'+lstm x':>8}{'2-thr x':>8}{'2-thr+lstm':>11}"
-              f"{'oracle x':>9}{'RoboECC/oracle':>15}{'adj %':>7}")
+    header = (
+        f"{'model':<8}{'devices':<11}{'family':<15}{'n':>3}{'edge ms':>9}{'infer':>7}{'RoboECC ms':>11}"
+        f"{'cloud x':>9}{'static x':>9}{'RoboECC x':>10}{'+lstm x':>8}{'2-thr x':>8}{'2-thr+lstm':>11}"
+        f"{'oracle x':>9}{'RoboECC/oracle':>15}{'adj %':>7}"
+    )
     print(header)
     print("-" * len(header))
     for combo in args.combos:
@@ -221,24 +260,34 @@ def main(argv: list[str] | None = None) -> int:
             env = make_eval_env(edge, cloud, ts, cfg)
             ctx = PlannerContext.from_env(env, prior=prior)
             two = RoboECCConfig(adjustment="two_threshold")
-            planners = {"edge": EdgeOnly(ctx), "cloud": CloudOnly(ctx), "static": StaticBestCut(ctx),
-                        "roboecc": RoboECCPlanner(ctx), "roboecc_lstm": RoboECCPlanner(ctx, "lstm"),
-                        "two": RoboECCPlanner(ctx, "harmonic", two), "two_lstm": RoboECCPlanner(ctx, "lstm", two),
-                        "oracle": Oracle(cut_candidates=2, beam=args.beam, allow_skip=False)}
+            planners = {
+                "edge": EdgeOnly(ctx),
+                "cloud": CloudOnly(ctx),
+                "static": StaticBestCut(ctx),
+                "roboecc": RoboECCPlanner(ctx),
+                "roboecc_lstm": RoboECCPlanner(ctx, "lstm"),
+                "two": RoboECCPlanner(ctx, "harmonic", two),
+                "two_lstm": RoboECCPlanner(ctx, "lstm", two),
+                "oracle": Oracle(cut_candidates=2, beam=args.beam, allow_skip=False),
+            }
             report = build_report(run_planners(planners, env, seeds))
             env.close()
             r = {row["planner"]: row for row in report.rows}
-            print(f"{model:<8}{hw + '+a100':<11}{fam + ' (' + src + ')':<15}{len(ts):>3}"
-                  f"{r['edge']['mean_latency_ms']:>9.1f}{ctx.edge_only_ms:>7.1f}"
-                  f"{r['roboecc']['mean_latency_ms']:>11.1f}"
-                  f"{r['cloud']['speedup_vs_edge']:>9.2f}{r['static']['speedup_vs_edge']:>9.2f}"
-                  f"{r['roboecc']['speedup_vs_edge']:>10.2f}{r['roboecc_lstm']['speedup_vs_edge']:>8.2f}"
-                  f"{r['two']['speedup_vs_edge']:>8.2f}{r['two_lstm']['speedup_vs_edge']:>11.2f}"
-                  f"{r['oracle']['speedup_vs_edge']:>9.2f}{r['roboecc']['ratio_to_oracle']:>15.3f}"
-                  f"{r['two_lstm']['overhead_pct']:>7.2f}")
-    print("\nspeedup x = edge-only mean step latency (with queueing) / planner mean step latency; adj % = the "
-          "two-threshold LSTM planner's decision time (prediction + adjustment, this CPU) / total step latency "
-          f"(RoboECC reports 2.55-2.62%); wall {time.perf_counter() - t_start:.0f} s")
+            print(
+                f"{model:<8}{hw + '+a100':<11}{fam + ' (' + src + ')':<15}{len(ts):>3}"
+                f"{r['edge']['mean_latency_ms']:>9.1f}{ctx.edge_only_ms:>7.1f}"
+                f"{r['roboecc']['mean_latency_ms']:>11.1f}"
+                f"{r['cloud']['speedup_vs_edge']:>9.2f}{r['static']['speedup_vs_edge']:>9.2f}"
+                f"{r['roboecc']['speedup_vs_edge']:>10.2f}{r['roboecc_lstm']['speedup_vs_edge']:>8.2f}"
+                f"{r['two']['speedup_vs_edge']:>8.2f}{r['two_lstm']['speedup_vs_edge']:>11.2f}"
+                f"{r['oracle']['speedup_vs_edge']:>9.2f}{r['roboecc']['ratio_to_oracle']:>15.3f}"
+                f"{r['two_lstm']['overhead_pct']:>7.2f}"
+            )
+    print(
+        "\nspeedup x = edge-only mean step latency (with queueing) / planner mean step latency; adj % = the "
+        "two-threshold LSTM planner's decision time (prediction + adjustment, this CPU) / total step latency "
+        f"(RoboECC reports 2.55-2.62%); wall {time.perf_counter() - t_start:.0f} s"
+    )
     return 0
 
 

@@ -55,18 +55,47 @@ def vla_perf_pi0_specs() -> list[BlockSpec]:
     p = ComputePass
     specs = [BlockSpec("vision.embed", "patch_embed", (p(768, 768),), in_dim=14 * 14 * 3, hidden=1152)]
     specs += [
-        BlockSpec(f"vision.layer{i}", "transformer_layer", (p(768, 256),), hidden=1152, mlp=4304, heads=16,
-                  kv_heads=16, head_dim=72)
+        BlockSpec(
+            f"vision.layer{i}",
+            "transformer_layer",
+            (p(768, 256),),
+            hidden=1152,
+            mlp=4304,
+            heads=16,
+            kv_heads=16,
+            head_dim=72,
+        )
         for i in range(27)
     ]
     specs.append(BlockSpec("vision.proj", "linear", (p(768, 768),), in_dim=1152, out_dim=2048))
     specs += [
-        BlockSpec(f"vlm.layer{i}", "transformer_layer", (p(800, 800),), hidden=2048, mlp=16384, heads=8,
-                  kv_heads=1, head_dim=256, gated_mlp=True)
+        BlockSpec(
+            f"vlm.layer{i}",
+            "transformer_layer",
+            (p(800, 800),),
+            hidden=2048,
+            mlp=16384,
+            heads=8,
+            kv_heads=1,
+            head_dim=256,
+            gated_mlp=True,
+        )
         for i in range(18)
     ]
-    specs.append(BlockSpec("expert", "expert", (p(50, 850, "parallel_decode", 10),), hidden=1024, mlp=4096, heads=8,
-                           kv_heads=1, head_dim=256, gated_mlp=True, layers=18))
+    specs.append(
+        BlockSpec(
+            "expert",
+            "expert",
+            (p(50, 850, "parallel_decode", 10),),
+            hidden=1024,
+            mlp=4096,
+            heads=8,
+            kv_heads=1,
+            head_dim=256,
+            gated_mlp=True,
+            layers=18,
+        )
+    )
     return specs
 
 
@@ -79,10 +108,13 @@ def model_specs(family: str) -> list[BlockSpec] | str:
         return f"unavailable ({type(e).__name__}: {e})"
 
 
-def roofline_table(title: str, specs: list[BlockSpec], *, attention: str = roofline.DEFAULT_ATTENTION,
-                   published: bool = False) -> None:
-    print(f"\n## {title}  (bf16, efficiency 1.0, attention accounting {attention!r}; complete accounting: "
-          "GB/s decimal, one expert QKV)")
+def roofline_table(
+    title: str, specs: list[BlockSpec], *, attention: str = roofline.DEFAULT_ATTENTION, published: bool = False
+) -> None:
+    print(
+        f"\n## {title}  (bf16, efficiency 1.0, attention accounting {attention!r}; complete accounting: "
+        "GB/s decimal, one expert QKV)"
+    )
     head = f"{'device':22s} " + " ".join(f"{c:>16s}" for c in COMPONENTS) + f" {'total ms':>9s} {'GB':>6s} fits"
     if published:
         head += "   | VLA-Perf vis/vlm/act/e2e ms (bounds)  e2e ratio"
@@ -109,7 +141,9 @@ def roofline_table(title: str, specs: list[BlockSpec], *, attention: str = roofl
 
 def wire_throughput(repeats: int = 15) -> None:
     print("\n## wire format: encode + decode of one float32 tensor (median of", repeats, "runs, this CPU)")
-    print(f"{'size':>6s} {'codec':>10s} {'wire MB':>8s} {'encode MB/s':>12s} {'decode MB/s':>12s} {'enc+dec MB/s':>13s}")
+    print(
+        f"{'size':>6s} {'codec':>10s} {'wire MB':>8s} {'encode MB/s':>12s} {'decode MB/s':>12s} {'enc+dec MB/s':>13s}"
+    )
     rng = np.random.default_rng(0)
     for mb in (1, 10):
         x = rng.standard_normal(mb * 1_000_000 // 4).astype(np.float32)
@@ -131,8 +165,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-wire", action="store_true", help="skip the wire throughput section")
     args = ap.parse_args()
-    print("settings: on-device only (no network, no RTT, no queueing); ideal efficiency; complete accounting (GB/s "
-          "decimal, one expert QKV; bench_perf.py prints VLA-Perf's own accounting beside it)")
+    print(
+        "settings: on-device only (no network, no RTT, no queueing); ideal efficiency; complete accounting (GB/s "
+        "decimal, one expert QKV; bench_perf.py prints VLA-Perf's own accounting beside it)"
+    )
     ref = vla_perf_pi0_specs()
     roofline_table("pi0, VLA-Perf configuration (hand-built specs)", ref, published=True)
     roofline_table("pi0, VLA-Perf configuration (hand-built specs)", ref, attention="materialised", published=True)
@@ -141,8 +177,9 @@ def main() -> None:
         if isinstance(specs, str):
             print(f"\n## {family} full (executor.models): {specs}")
             continue
-        roofline_table(f"{family} full (executor.models block specs, {len(specs)} blocks)", specs,
-                       published=family == "pi0")
+        roofline_table(
+            f"{family} full (executor.models block specs, {len(specs)} blocks)", specs, published=family == "pi0"
+        )
     if not args.no_wire:
         wire_throughput()
 

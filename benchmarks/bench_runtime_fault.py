@@ -22,9 +22,25 @@ import numpy as np
 
 
 def _server(port: int = 0) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "executor.serve_cli", "--model", "openvla", "--preset", "tiny",
-                             "--port", str(port), "--threads", "1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "executor.serve_cli",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     for line in proc.stdout:
         m = re.match(r"serving ws://127\.0\.0\.1:(\d+)", line)
         if m:
@@ -48,8 +64,13 @@ def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
     edge = build_model("openvla", "tiny", seed=0)
     frames = [edge.make_observation(seed=s % 4) for s in range(args.steps)]
     proc, port = _server()
-    cfg = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3, realtime=True,
-                        connect_timeout_s=10.0, breaker=breaker)
+    cfg = RuntimeConfig(
+        control_period_s=args.period_ms / 1e3,
+        deadline_s=args.deadline_ms / 1e3,
+        realtime=True,
+        connect_timeout_s=10.0,
+        breaker=breaker,
+    )
 
     def inject() -> None:
         time.sleep(args.fault_at)
@@ -61,9 +82,14 @@ def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
             proc.kill()
 
     try:
-        with EdgeRuntime(edge, Fixed(args.cut), lambda ctx: np.zeros(1, np.float32), server_url=f"ws://127.0.0.1:{port}",
-                         client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2),
-                         config=cfg) as rt:
+        with EdgeRuntime(
+            edge,
+            Fixed(args.cut),
+            lambda ctx: np.zeros(1, np.float32),
+            server_url=f"ws://127.0.0.1:{port}",
+            client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2),
+            config=cfg,
+        ) as rt:
             threading.Thread(target=inject, daemon=True).start()
             t0 = time.perf_counter()
             records = rt.run(frames)
@@ -75,11 +101,15 @@ def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
         proc.wait(10)
     acted = [r for r in records if r.mode != "dropped"]
     period = args.period_ms
-    return {"worst_step_ms": max(r.latency_ms for r in acted), "max_late_periods": max(r.late_ms for r in acted) / period,
-            "behind_at_end_periods": max(0.0, wall * 1e3 - len(frames) * period) / period,
-            "misses": sum(r.fallback_reason == "deadline" for r in acted),
-            "dropped": len(records) - len(acted), "late_steps": sum(r.late_ms > 0 for r in acted),
-            "modes": dict(__import__("collections").Counter(r.mode for r in records))}
+    return {
+        "worst_step_ms": max(r.latency_ms for r in acted),
+        "max_late_periods": max(r.late_ms for r in acted) / period,
+        "behind_at_end_periods": max(0.0, wall * 1e3 - len(frames) * period) / period,
+        "misses": sum(r.fallback_reason == "deadline" for r in acted),
+        "dropped": len(records) - len(acted),
+        "late_steps": sum(r.late_ms > 0 for r in acted),
+        "modes": dict(__import__("collections").Counter(r.mode for r in records)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    print(f"period {args.period_ms:g} ms, deadline {args.deadline_ms:g} ms, {args.steps} frames, fault at "
-          f"{args.fault_at:g} s (freeze until {args.resume_at:g} s)")
-    print("| fault | breaker | worst step ms | most late (periods) | behind at end (periods) | misses | dropped | modes |")
+    print(
+        f"period {args.period_ms:g} ms, deadline {args.deadline_ms:g} ms, {args.steps} frames, fault at "
+        f"{args.fault_at:g} s (freeze until {args.resume_at:g} s)"
+    )
+    print(
+        "| fault | breaker | worst step ms | most late (periods) | behind at end (periods) | misses | dropped | modes |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for fault in ("freeze", "kill"):
         for breaker in (False, True):
             r = run(fault, breaker, args)
-            print(f"| {fault} | {'on' if breaker else 'off'} | {r['worst_step_ms']:.0f} | {r['max_late_periods']:.2f} | "
-                  f"{r['behind_at_end_periods']:.2f} | {r['misses']} | {r['dropped']} | {r['modes']} |", flush=True)
+            print(
+                f"| {fault} | {'on' if breaker else 'off'} | {r['worst_step_ms']:.0f} | {r['max_late_periods']:.2f} | "
+                f"{r['behind_at_end_periods']:.2f} | {r['misses']} | {r['dropped']} | {r['modes']} |",
+                flush=True,
+            )
     return 0
 
 

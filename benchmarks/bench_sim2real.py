@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trace", type=Path,
-                    default=REPO.parent / "shared" / "traces" / "mahimahi_cellular_us" / "ATT-LTE-driving.up")
+    ap.add_argument(
+        "--trace", type=Path, default=REPO.parent / "shared" / "traces" / "mahimahi_cellular_us" / "ATT-LTE-driving.up"
+    )
     ap.add_argument("--rtt-ms", type=float, default=40.0, help="RTT added to the trace (ms)")
     ap.add_argument("--steps", type=int, default=240, help="env steps (>= 200)")
     ap.add_argument("--seed", type=int, default=0)
@@ -39,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline-ms", type=float, default=300.0)
     ap.add_argument("--repeats", type=int, default=1, help="whole measurements; medians over them are printed")
     ap.add_argument("--calibration-runs", type=int, default=7, help="calls per cut in the calibration")
-    ap.add_argument("--no-calibrate", action="store_true",
-                    help="price with the uncalibrated Profiles only (the latency model before issue 21 item 6)")
+    ap.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="price with the uncalibrated Profiles only (the latency model before issue 21 item 6)",
+    )
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -63,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     trace = load_trace(args.trace).with_rtt(args.rtt_ms)
     model = build_model(args.family, args.preset, seed=0)
     executor = ExecutorConfig(family=args.family, preset=args.preset, wire="exact")  # profile_model prices raw/fp32
-    print(f"trace {trace.name} + {args.rtt_ms:.0f} ms RTT, model {args.family}/{args.preset} (profile_model on this "
-          f"CPU for edge and cloud{'' if args.no_calibrate else ', calibrated to the real executor'}), deadline "
-          f"{args.deadline_ms:.0f} ms, seed {args.seed}, wire {executor.wire}")
+    print(
+        f"trace {trace.name} + {args.rtt_ms:.0f} ms RTT, model {args.family}/{args.preset} (profile_model on this "
+        f"CPU for edge and cloud{'' if args.no_calibrate else ', calibrated to the real executor'}), deadline "
+        f"{args.deadline_ms:.0f} ms, seed {args.seed}, wire {executor.wire}"
+    )
     print("gap = |profile - executor| / executor of the step's service time")
     summaries: list[dict[str, float]] = []
     per_cut: dict[int, list[tuple[float, ...]]] = {}
@@ -74,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         edge = cloud = profile
         overheads = None
         if not args.no_calibrate:
-            overheads = measure_overheads(model, profile, profile,
-                                          CalibrationConfig(runs=args.calibration_runs, one_way_ms=10.0,
-                                                            wire=executor.wire))
+            overheads = measure_overheads(
+                model,
+                profile,
+                profile,
+                CalibrationConfig(runs=args.calibration_runs, one_way_ms=10.0, wire=executor.wire),
+            )
             edge, cloud = overheads.apply(profile, profile)
         n = profile.num_blocks
         single = [c.k for c in profile.cuts[:n] if c.round_trips == 0]
@@ -87,9 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         episode_s = args.steps * 0.1 * 2.0  # room for the steps even when slow steps drop observations
         t0 = time.perf_counter()
         report = sim_to_real(
-            edge, cloud, TraceSet.from_traces([trace], trace.name), actions=actions, seed=args.seed,
-            trace_split="all", episode_s=episode_s, deadline=DeadlineConfig(args.deadline_ms, break_even=False),
-            executor=executor, baseline=None if overheads is None else (profile, profile),
+            edge,
+            cloud,
+            TraceSet.from_traces([trace], trace.name),
+            actions=actions,
+            seed=args.seed,
+            trace_split="all",
+            episode_s=episode_s,
+            deadline=DeadlineConfig(args.deadline_ms, break_even=False),
+            executor=executor,
+            baseline=None if overheads is None else (profile, profile),
         )
         wall = time.perf_counter() - t0
         base = report.profile_baseline_ms
@@ -98,32 +114,52 @@ def main(argv: list[str] | None = None) -> int:
         if base is not None:
             s["bias_baseline_median"] = float(np.median((base - report.executor_ms) / report.executor_ms))
         summaries.append(s)
-        print(f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {int(s['inference_steps'])}, "
-              f"wall {wall:.1f} s, executor misses {int(s['executor_misses'])}, profile misses (paired) "
-              f"{int(s['profile_misses'])}")
+        print(
+            f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {int(s['inference_steps'])}, "
+            f"wall {wall:.1f} s, executor misses {int(s['executor_misses'])}, profile misses (paired) "
+            f"{int(s['profile_misses'])}"
+        )
         if overheads is not None:
-            print(f"  calibrated overheads (ms per cut): edge {[round(x, 2) for x in overheads.edge_ms]}, cloud "
-                  f"{[round(x, 2) for x in overheads.cloud_ms]}; {overheads.ms_per_mb:.3f} ms/MB each side")
-        print(f"  paired  (profile priced at the executor step's start): median {s['gap_paired_median']:.3f}  "
-              f"p90 {s['gap_paired_p90']:.3f}  (signed median {s['bias_paired_median']:+.3f})")
+            print(
+                f"  calibrated overheads (ms per cut): edge {[round(x, 2) for x in overheads.edge_ms]}, cloud "
+                f"{[round(x, 2) for x in overheads.cloud_ms]}; {overheads.ms_per_mb:.3f} ms/MB each side"
+            )
+        print(
+            f"  paired  (profile priced at the executor step's start): median {s['gap_paired_median']:.3f}  "
+            f"p90 {s['gap_paired_p90']:.3f}  (signed median {s['bias_paired_median']:+.3f})"
+        )
         if "gap_baseline_median" in s:
-            print(f"  paired, uncalibrated Profiles (same executor steps):  median {s['gap_baseline_median']:.3f}  "
-                  f"p90 {s['gap_baseline_p90']:.3f}  (signed median {s['bias_baseline_median']:+.3f})")
-        print(f"  episode (profile env's own run of the same actions):   median {s['gap_episode_median']:.3f}  "
-              f"p90 {s['gap_episode_p90']:.3f}")
+            print(
+                f"  paired, uncalibrated Profiles (same executor steps):  median {s['gap_baseline_median']:.3f}  "
+                f"p90 {s['gap_baseline_p90']:.3f}  (signed median {s['bias_baseline_median']:+.3f})"
+            )
+        print(
+            f"  episode (profile env's own run of the same actions):   median {s['gap_episode_median']:.3f}  "
+            f"p90 {s['gap_episode_p90']:.3f}"
+        )
         for k in np.unique(report.cut):
             m = report.cut == k
-            row = (float(m.sum()), float(np.median(report.executor_ms[m])),
-                   float(np.median(report.profile_paired_ms[m])), float(np.median(report.gap_paired[m])),
-                   float(np.median(base[m])) if base is not None else float("nan"),
-                   float(np.median(report.gap_baseline[m])) if report.gap_baseline is not None else float("nan"))
+            row = (
+                float(m.sum()),
+                float(np.median(report.executor_ms[m])),
+                float(np.median(report.profile_paired_ms[m])),
+                float(np.median(report.gap_paired[m])),
+                float(np.median(base[m])) if base is not None else float("nan"),
+                float(np.median(report.gap_baseline[m])) if report.gap_baseline is not None else float("nan"),
+            )
             per_cut.setdefault(int(k), []).append(row)
     med = {key: float(np.median([s[key] for s in summaries])) for key in summaries[0]}
     print(f"median over {args.repeats} run(s):")
-    print(f"  paired gap: median {med['gap_paired_median']:.3f}  p90 {med['gap_paired_p90']:.3f}  signed median "
-          f"{med['bias_paired_median']:+.3f}"
-          + (f"   uncalibrated: median {med['gap_baseline_median']:.3f}  p90 {med['gap_baseline_p90']:.3f}  signed "
-             f"median {med['bias_baseline_median']:+.3f}" if "gap_baseline_median" in med else ""))
+    print(
+        f"  paired gap: median {med['gap_paired_median']:.3f}  p90 {med['gap_paired_p90']:.3f}  signed median "
+        f"{med['bias_paired_median']:+.3f}"
+        + (
+            f"   uncalibrated: median {med['gap_baseline_median']:.3f}  p90 {med['gap_baseline_p90']:.3f}  signed "
+            f"median {med['bias_baseline_median']:+.3f}"
+            if "gap_baseline_median" in med
+            else ""
+        )
+    )
     print(f"  episode gap: median {med['gap_episode_median']:.3f}  p90 {med['gap_episode_p90']:.3f}")
     print("per cut (paired, medians over runs): cut  n  exec_ms  profile_ms  gap  uncalibrated_ms  uncalibrated_gap")
     for k, rows in sorted(per_cut.items()):

@@ -79,8 +79,10 @@ def priced_server_load(load: ServerLoadConfig, cloud: Profile, per_request_ms: f
     try:
         ratios = batch_cost_ratios(cloud.model_id, cloud.preset, hardware, load.max_batch)
     except ValueError as e:
-        raise ValueError(f"cannot price batches of {load.max_batch} for {cloud.model_id}/{cloud.preset} on "
-                         f"{hardware!r} with the roofline ({e}); give ServerLoadConfig.batch_ms") from e
+        raise ValueError(
+            f"cannot price batches of {load.max_batch} for {cloud.model_id}/{cloud.preset} on "
+            f"{hardware!r} with the roofline ({e}); give ServerLoadConfig.batch_ms"
+        ) from e
     return replace(load, batch_ms=tuple(per_request_ms * r for r in ratios))
 
 
@@ -232,8 +234,12 @@ class ExecutorConfig:
             return replace(self, wire=priced.label)
         given = WireConfig.parse(self.wire)
         if given != priced:
-            log.warning("the executor sends under wire configuration %s but the env's Profiles were priced under %s: "
-                        "measured and simulated payloads differ", given.label, priced.label)
+            log.warning(
+                "the executor sends under wire configuration %s but the env's Profiles were priced under %s: "
+                "measured and simulated payloads differ",
+                given.label,
+                priced.label,
+            )
         return self
 
 
@@ -249,8 +255,7 @@ class _PositionedTrace:
         self.shift_s = 0.0
         self.shaping = False
 
-    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *,
-                        max_wait_s: float = 60.0) -> float:
+    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = 60.0) -> float:
         if not self.shaping:
             return 0.0
         return self.trace.transfer_time_s(nbytes, start_s + self.shift_s, direction, max_wait_s=max_wait_s)
@@ -464,7 +469,9 @@ class ExecutorBackend:
         self.trace.shift_s = start_s - self.shaped.trace_time_s()
         self.trace.shaping = True
         try:
-            result = self.client.infer(obs, cut_index, deadline=self._deadline_from_now(self.deadline.deadline_ms / 1e3))
+            result = self.client.infer(
+                obs, cut_index, deadline=self._deadline_from_now(self.deadline.deadline_ms / 1e3)
+            )
         except (TransportTimeout, ServerUnavailable, RemoteError, ProtocolError) as e:
             self.trace.shaping = False
             return self._missed(row, start_s, e), 0
@@ -506,5 +513,6 @@ class ExecutorBackend:
         self.reconnects += 1
         measured = row._replace(edge_ms=self._edge_ms.get(row.index, row.edge_ms))
         return self._price(measured, _MeasuredLink([], [], 0.0, missed=True), start_s)
+
 
 BACKENDS = ("profile", "executor")

@@ -106,11 +106,14 @@ class ChunkTimeline:
         if a.ndim != 2 or a.shape[1] != self.action_dim or a.shape[0] < 1:
             raise ValueError(f"a chunk is (n >= 1, {self.action_dim}) actions, got shape {a.shape}")
         if arrival_step < len(self.executed):
-            raise ValueError(f"chunk arrives at step {arrival_step}, but steps up to {len(self.executed) - 1} "
-                             "are already executed")
+            raise ValueError(
+                f"chunk arrives at step {arrival_step}, but steps up to {len(self.executed) - 1} are already executed"
+            )
         if not obs_step <= arrival_step or start_step > arrival_step:
-            raise ValueError(f"need start_step ({start_step}) <= arrival_step ({arrival_step}) and obs_step "
-                             f"({obs_step}) <= arrival_step")
+            raise ValueError(
+                f"need start_step ({start_step}) <= arrival_step ({arrival_step}) and obs_step "
+                f"({obs_step}) <= arrival_step"
+            )
         entry = arrival_step - start_step if self.entry == "aligned" else 0
         d = Delivery(a, int(start_step), int(obs_step), int(arrival_step), int(entry))
         self.deliveries.append(d)
@@ -142,7 +145,7 @@ class ChunkTimeline:
             prev = self._rule(s, prev)
             if s >= start:
                 out.append(prev)
-        return self.executed[start:min(stop, len(self.executed))] + out
+        return self.executed[start : min(stop, len(self.executed))] + out
 
     def commit(self) -> StepAction:
         """Fix and return the action of the next step (``len(executed)``)."""
@@ -191,8 +194,11 @@ class EventConfig:
         """The evaluation's events: object displaced at 0.1 s, goal moved at 0.3 s, mild flicker/noise/shake.
         (MetaWorld's experts finish pick-place in ~0.7 s; displaced at 0.2 s, during the descent, even the
         zero-latency expert failed pick-place on 4 of 5 seeds, at 0.1 s it recovered on 5 of 5.)"""
-        return cls(displace_at_s=0.1, goal_at_s=0.3,
-                   noise=VisualNoiseConfig(flicker_gain=0.1, flicker_prob=0.3, sensor_sigma=3.0, shake_px=1))
+        return cls(
+            displace_at_s=0.1,
+            goal_at_s=0.3,
+            noise=VisualNoiseConfig(flicker_gain=0.1, flicker_prob=0.3, sensor_sigma=3.0, shake_px=1),
+        )
 
     @classmethod
     def noise_only(cls) -> EventConfig:
@@ -254,20 +260,33 @@ class ClosedLoopRobot:
     """The world side of the closed loop: the simulator, the timing rule, the perfect VLA, the events, and the
     per-step sensing the observation builder needs (frame change, joint scores, the expert's action, a phase)."""
 
-    def __init__(self, config: ClosedLoopConfig, period_ms: float, chunk_size: int,
-                 features: FeatureConfig = FeatureConfig(), sim: MetaWorldSim | None = None) -> None:
+    def __init__(
+        self,
+        config: ClosedLoopConfig,
+        period_ms: float,
+        chunk_size: int,
+        features: FeatureConfig = FeatureConfig(),
+        sim: MetaWorldSim | None = None,
+    ) -> None:
         self.config = config
         self.period_s = period_ms * 1e-3
         self.chunk_size = int(chunk_size)
         self.features = features
         spc = sim_steps_per_control(period_ms)
         if sim is not None and (sim.sim_steps_per_control != spc or sim.task != config.task):
-            raise ValueError(f"sim runs {sim.task} at {sim.sim_steps_per_control} steps per control, the config "
-                             f"needs {config.task} at {spc}")
+            raise ValueError(
+                f"sim runs {sim.task} at {sim.sim_steps_per_control} steps per control, the config "
+                f"needs {config.task} at {spc}"
+            )
         self._owns_sim = sim is None
         if sim is None:
-            sim = MetaWorldSim(config.task, image_hw=config.image_hw, camera=config.camera,
-                               sim_steps_per_control=spc, task_seed=config.task_seed)
+            sim = MetaWorldSim(
+                config.task,
+                image_hw=config.image_hw,
+                camera=config.camera,
+                sim_steps_per_control=spc,
+                task_seed=config.task_seed,
+            )
         self.sim = sim
         self._hist = history_len(features)
         self.seed = -1
@@ -320,7 +339,7 @@ class ClosedLoopRobot:
         _, qd, tau = self.sim.joints()
         self._vel.append(qd)
         self._tau.append(tau)
-        self._vel, self._tau = self._vel[-self._hist:], self._tau[-self._hist:]
+        self._vel, self._tau = self._vel[-self._hist :], self._tau[-self._hist :]
         kin = kinematic_scores(np.array(self._vel), np.array(self._tau), self.period_s, self.features)[-1]
         self.visual.append(vis)
         self.cum_mad.append(self.cum_mad[-1] + vis[0])
@@ -387,9 +406,17 @@ class ClosedLoopSplitEnv(EdgeCloudSplitEnv):
     ``arrival_step``, ``up_bytes`` (uploaded by this step's inference), ``robot_step``.
     """
 
-    def __init__(self, edge_profile: Any = None, cloud_profile: Any = None, trace_set: Any = None, *,
-                 closed_loop: ClosedLoopConfig | None = None, config: EnvConfig | None = None,
-                 sim: MetaWorldSim | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        edge_profile: Any = None,
+        cloud_profile: Any = None,
+        trace_set: Any = None,
+        *,
+        closed_loop: ClosedLoopConfig | None = None,
+        config: EnvConfig | None = None,
+        sim: MetaWorldSim | None = None,
+        **kwargs: Any,
+    ) -> None:
         cl = closed_loop or ClosedLoopConfig()
         super().__init__(edge_profile, cloud_profile, trace_set, streams=(), config=config, **kwargs)
         self.closed_loop = cl
@@ -410,12 +437,21 @@ class ClosedLoopSplitEnv(EdgeCloudSplitEnv):
         r = self.robot
         r.reset(int(seed))
         self._n = self.max_obs
-        self._vis, self._kin, self._ref, self._phase, self._cum_mad = (r.visual, r.kinematic, r.expert, r.phase,
-                                                                        r.cum_mad)
+        self._vis, self._kin, self._ref, self._phase, self._cum_mad = (
+            r.visual,
+            r.kinematic,
+            r.expert,
+            r.phase,
+            r.cum_mad,
+        )
         self.stream = None
         self._offset = 0
-        return {"stream": f"metaworld-{self.closed_loop.task}-s{seed}", "offset": 0, "sim_seed": int(seed),
-                "task": self.closed_loop.task}
+        return {
+            "stream": f"metaworld-{self.closed_loop.task}-s{seed}",
+            "offset": 0,
+            "sim_seed": int(seed),
+            "task": self.closed_loop.task,
+        }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         self._episode_seed = seed
@@ -460,8 +496,7 @@ class ExpertEpisode:
     steps: int
 
 
-def run_expert_episode(robot: ClosedLoopRobot, seed: int, horizon_steps: int,
-                       latency_s: float = 0.0) -> ExpertEpisode:
+def run_expert_episode(robot: ClosedLoopRobot, seed: int, horizon_steps: int, latency_s: float = 0.0) -> ExpertEpisode:
     """The ceiling: an inference on every control step with zero latency (each chunk drives its own step).
     ``latency_s`` > 0: every inference completes that long after its observation (the floor of any planner with
     that latency: with a latency under one period each chunk drives the step after its observation)."""

@@ -48,11 +48,11 @@ Direction = Literal["up", "down"]
 class Link(Protocol):
     """What the latency model needs from a bandwidth trace (``traces.BandwidthTrace`` satisfies it)."""
 
-    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = 60.0) -> float:
-        ...
+    def transfer_time_s(
+        self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = 60.0
+    ) -> float: ...
 
-    def one_way_delay_ms(self, t_s: float) -> float:
-        ...
+    def one_way_delay_ms(self, t_s: float) -> float: ...
 
 
 class CutRow(NamedTuple):
@@ -223,8 +223,20 @@ def step_timing(
     if not missed:
         service = (t - start_s) * 1e3
         return StepTiming(
-            row.edge_ms, up_ms, server_queue_ms, row.cloud_ms, down_ms, 0.0, service, False, False, delay_ms,
-            up_done, up_mbps, down_done, down_mbps,
+            row.edge_ms,
+            up_ms,
+            server_queue_ms,
+            row.cloud_ms,
+            down_ms,
+            0.0,
+            service,
+            False,
+            False,
+            delay_ms,
+            up_done,
+            up_mbps,
+            down_done,
+            down_mbps,
         )
     # Deadline missed: abandon the network step, finish on the edge.
     wait = deadline.deadline_ms

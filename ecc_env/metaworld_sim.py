@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 # The closed-loop task set: reach, push, pick-place, drawer, button, and a contact-rich peg insertion. Each
 # scripted expert succeeds on seeds 0-4 at 10 Hz control (one action held for 8 MetaWorld steps).
 CLOSED_LOOP_TASKS: tuple[str, ...] = (
-    "reach-v3", "push-v3", "pick-place-v3", "drawer-open-v3", "button-press-topdown-v3", "peg-insert-side-v3",
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "drawer-open-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
 )
 # Scene events that make sense per task: "object" (the free object at qpos[9:12] is displaced), "goal" (the goal
 # the expert reads from its observation, and that success is measured against, moves). Other tasks: visual noise only.
@@ -60,8 +65,9 @@ def _import_metaworld() -> tuple[Any, Any, Any]:
         raise ImportError("the MetaWorld robot needs `pip install metaworld` (the vla-ecc[sim] extra)") from e
     # MetaWorld's scripted experts warn on every action that their gains exceed the action range (the env clips
     # it): noise about MetaWorld's own code, not about ours
-    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning,
-                            module=r"metaworld\.")
+    warnings.filterwarnings(
+        "ignore", message=r"Constant\(s\) may be too high", category=UserWarning, module=r"metaworld\."
+    )
     return metaworld, mujoco, ENV_POLICY_MAP
 
 
@@ -110,8 +116,16 @@ def make_metaworld_env(task: str, seed: int, image_hw: tuple[int, int], camera: 
     _import_metaworld()
     check_task(task)
     h, w = image_hw
-    return gym.make("Meta-World/MT1", env_name=task, seed=seed, render_mode="rgb_array", camera_name=camera,
-                    width=w, height=h, disable_env_checker=True)
+    return gym.make(
+        "Meta-World/MT1",
+        env_name=task,
+        seed=seed,
+        render_mode="rgb_array",
+        camera_name=camera,
+        width=w,
+        height=h,
+        disable_env_checker=True,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,9 +154,17 @@ class MetaWorldSim:
     stored state and reports the joint state the real step left, so results are the same bit for bit (tested).
     """
 
-    def __init__(self, task: str, *, image_hw: tuple[int, int] = (64, 64), camera: str = "corner",
-                 sim_steps_per_control: int = 8, shadows: bool = False, task_seed: int = 0,
-                 memo: bool = True) -> None:
+    def __init__(
+        self,
+        task: str,
+        *,
+        image_hw: tuple[int, int] = (64, 64),
+        camera: str = "corner",
+        sim_steps_per_control: int = 8,
+        shadows: bool = False,
+        task_seed: int = 0,
+        memo: bool = True,
+    ) -> None:
         metaworld, mujoco, _ = _import_metaworld()
         check_task(task)
         if int(sim_steps_per_control) != sim_steps_per_control or sim_steps_per_control < 1:
@@ -235,8 +257,14 @@ class MetaWorldSim:
         u = self._u
         self._mujoco.mj_getState(u.model, u.data, self._buf, self._spec)
         last = u._last_stable_obs
-        return SimState(self._buf.copy(), int(u.curr_path_length), np.array(u._prev_obs), self.obs.copy(),
-                        None if last is None else np.array(last), np.array(u._target_pos))
+        return SimState(
+            self._buf.copy(),
+            int(u.curr_path_length),
+            np.array(u._prev_obs),
+            self.obs.copy(),
+            None if last is None else np.array(last),
+            np.array(u._target_pos),
+        )
 
     def restore(self, state: SimState) -> None:
         u = self._u

@@ -119,11 +119,20 @@ def record_closed_loop_stream(config: MetaWorldConfig, sim: Any = None) -> Obser
     finally:
         robot.close()
     return ObservationStream(
-        frames=frames, joint_pos=q, joint_vel=qd, joint_torque=tau, ref_actions=actions,
-        phases=np.array(robot.phase[:n], dtype=np.int64), dt_s=robot.period_s,
+        frames=frames,
+        joint_pos=q,
+        joint_vel=qd,
+        joint_torque=tau,
+        ref_actions=actions,
+        phases=np.array(robot.phase[:n], dtype=np.int64),
+        dt_s=robot.period_s,
         name=f"metaworld-{config.task}-s{config.seed}-events-{config.closed_loop_events}",
-        meta={"generator": "metaworld-closed-loop", **asdict(config), "events": events,
-              "success_frame": int(np.argmax(success)) if success.any() else -1},
+        meta={
+            "generator": "metaworld-closed-loop",
+            **asdict(config),
+            "events": events,
+            "success_frame": int(np.argmax(success)) if success.any() else -1,
+        },
     )
 
 
@@ -167,13 +176,17 @@ def record_metaworld_stream(config: MetaWorldConfig = MetaWorldConfig()) -> Obse
         phases=_label_phases(actions[:, 3], success),
         dt_s=dt,
         name=f"metaworld-{config.task}-s{config.seed}",
-        meta={"generator": "metaworld", **asdict(config), "success_frame": int(np.argmax(success)) if success.any()
-              else -1},
+        meta={
+            "generator": "metaworld",
+            **asdict(config),
+            "success_frame": int(np.argmax(success)) if success.any() else -1,
+        },
     )
 
 
-def metaworld_stream(config: MetaWorldConfig = MetaWorldConfig(), cache_dir: str | Path | None = None,
-                     sim: Any = None) -> ObservationStream:
+def metaworld_stream(
+    config: MetaWorldConfig = MetaWorldConfig(), cache_dir: str | Path | None = None, sim: Any = None
+) -> ObservationStream:
     """The stream for ``config`` from the cache, recording (and caching) it on first use (``sim``: a
     ``MetaWorldSim`` to reuse for a closed-loop recording)."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -194,9 +207,15 @@ def metaworld_stream(config: MetaWorldConfig = MetaWorldConfig(), cache_dir: str
     return stream
 
 
-def closed_loop_streams(tasks: tuple[str, ...] | list[str], seeds: int, num_frames: int, period_ms: float,
-                        image_hw: tuple[int, int] = (64, 64), events: tuple[str, ...] = ("off", "on"),
-                        cache_dir: str | Path | None = None) -> list[ObservationStream]:
+def closed_loop_streams(
+    tasks: tuple[str, ...] | list[str],
+    seeds: int,
+    num_frames: int,
+    period_ms: float,
+    image_hw: tuple[int, int] = (64, 64),
+    events: tuple[str, ...] = ("off", "on"),
+    cache_dir: str | Path | None = None,
+) -> list[ObservationStream]:
     """Closed-loop-like training streams: every task x scene seed ``0 .. seeds-1`` x event setting, ``num_frames``
     control steps of ``period_ms`` each (a whole number of 12.5 ms MetaWorld steps: the env's period), cached.
     One simulator per task is built only when a stream is missing from the cache."""
@@ -206,9 +225,18 @@ def closed_loop_streams(tasks: tuple[str, ...] | list[str], seeds: int, num_fram
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out: list[ObservationStream] = []
     for task in tasks:
-        configs = [MetaWorldConfig(task=task, seed=s, num_frames=num_frames, sim_steps_per_frame=spf,
-                                   image_hw=tuple(image_hw), closed_loop_events=ev)
-                   for s in range(seeds) for ev in events]
+        configs = [
+            MetaWorldConfig(
+                task=task,
+                seed=s,
+                num_frames=num_frames,
+                sim_steps_per_frame=spf,
+                image_hw=tuple(image_hw),
+                closed_loop_events=ev,
+            )
+            for s in range(seeds)
+            for ev in events
+        ]
         sim = None
         try:
             for c in configs:

@@ -43,19 +43,26 @@ class PrivilegedConfig:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.horizon_s) and self.horizon_s >= 0):
             raise ValueError(f"horizon_s must be finite and >= 0, got {self.horizon_s!r}")
-        if isinstance(self.held_deviation_steps, bool) or not isinstance(self.held_deviation_steps, int) \
-                or self.held_deviation_steps < 0:
+        if (
+            isinstance(self.held_deviation_steps, bool)
+            or not isinstance(self.held_deviation_steps, int)
+            or self.held_deviation_steps < 0
+        ):
             raise ValueError(f"held_deviation_steps must be an int >= 0, got {self.held_deviation_steps!r}")
         if not (math.isfinite(self.deviation_scale) and self.deviation_scale > 0):
             raise ValueError(f"deviation_scale must be finite and > 0, got {self.deviation_scale!r}")
         if not self.now and self.horizon_s == 0 and self.held_deviation_steps == 0:
-            raise ValueError("PrivilegedConfig selects no field: set now=True, horizon_s > 0 or "
-                             "held_deviation_steps > 0")
+            raise ValueError(
+                "PrivilegedConfig selects no field: set now=True, horizon_s > 0 or held_deviation_steps > 0"
+            )
 
     @property
     def field_names(self) -> tuple[str, ...]:
-        return ((("true_uplink_now",) if self.now else ()) + (("true_uplink_ahead",) if self.horizon_s > 0 else ())
-                + tuple(f"held_deviation_{j}" for j in range(self.held_deviation_steps)))
+        return (
+            (("true_uplink_now",) if self.now else ())
+            + (("true_uplink_ahead",) if self.horizon_s > 0 else ())
+            + tuple(f"held_deviation_{j}" for j in range(self.held_deviation_steps))
+        )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"fields": list(self.field_names), "horizon_s": self.horizon_s}
@@ -80,7 +87,8 @@ class PrivilegedBandwidth(gym.ObservationWrapper):
         self._builder = e.builder  # the regular bandwidth fields' scale: ``builder.bandwidth_feature``
         n = len(config.field_names)
         self.observation_space = gym.spaces.Box(
-            np.concatenate([base.low, np.zeros(n, base.dtype)]), np.concatenate([base.high, np.ones(n, base.dtype)]),
+            np.concatenate([base.low, np.zeros(n, base.dtype)]),
+            np.concatenate([base.high, np.ones(n, base.dtype)]),
             dtype=base.dtype,
         )
 

@@ -44,8 +44,9 @@ def load_default_profiles() -> tuple[Profile, Profile]:
         edge = Profile.from_dict(doc["edge"], expect_model=DEFAULT_FAMILY, expect_preset=DEFAULT_PRESET)
         cloud = Profile.from_dict(doc["cloud"], expect_model=DEFAULT_FAMILY, expect_preset=DEFAULT_PRESET)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ProfileError) as e:
-        raise ProfileError(f"ecc_env package data {DATA_FILE}: {e}; regenerate with "
-                           "`python -m ecc_env.profile_data`") from e
+        raise ProfileError(
+            f"ecc_env package data {DATA_FILE}: {e}; regenerate with `python -m ecc_env.profile_data`"
+        ) from e
     return edge, cloud
 
 

@@ -122,9 +122,7 @@ class RuntimeObservationAdapter:
             action_age = now - self._obs_wall[chunk_step]
         else:
             action_age = ctx.newest_action_age_s
-        prev_cut, prev_skip = (
-            ctx.previous_action if ctx.previous_action is not None else (ctx.edge_only_cut, 0)
-        )
+        prev_cut, prev_skip = ctx.previous_action if ctx.previous_action is not None else (ctx.edge_only_cut, 0)
         obs = self.builder.build_from_raw(
             prev_frame=prev,
             frame=image,

@@ -96,7 +96,8 @@ class EnvConfig:
         if self.edge_memory_bytes is not None and self.edge_memory_bytes < 0:
             raise ValueError(f"edge_memory_bytes must be >= 0 or None, got {self.edge_memory_bytes!r}")
         if self.allowed_cuts is not None and (
-                len(self.allowed_cuts) == 0 or any(int(k) != k or k < 0 for k in self.allowed_cuts)):
+            len(self.allowed_cuts) == 0 or any(int(k) != k or k < 0 for k in self.allowed_cuts)
+        ):
             raise ValueError(f"allowed_cuts must be a non-empty tuple of cut indices >= 0, got {self.allowed_cuts!r}")
         if self.trace_split not in ("train", "val", "test", "all"):
             raise ValueError(f"trace_split must be 'train', 'val', 'test' or 'all', got {self.trace_split!r}")
@@ -293,8 +294,12 @@ class EdgeCloudSplitEnv(gym.Env):
             raise ValueError(f"executor settings were given but backend is {backend!r}; use backend='executor'")
         if backend == "executor":
             self.backend = ExecutorBackend(
-                self.rows, self.deadline, fallback_ms, (executor or ExecutorConfig()).for_profile(edge_profile),
-                edge_only_index=edge_only, fallback_holds=self.fallback_holds,
+                self.rows,
+                self.deadline,
+                fallback_ms,
+                (executor or ExecutorConfig()).for_profile(edge_profile),
+                edge_only_index=edge_only,
+                fallback_holds=self.fallback_holds,
             )
         else:
             self.backend = ProfileBackend(self.rows, self.deadline, fallback_ms, cfg.server_load, cloud_profile)
@@ -343,8 +348,12 @@ class EdgeCloudSplitEnv(gym.Env):
             if not isinstance(s, ObservationStream):
                 raise TypeError(f"streams must hold ObservationStream objects, got {type(s).__name__}")
             if abs(s.dt_s - self.period_s) > 1e-9:
-                log.warning("stream %s was recorded at %.3f s per step, the env's period is %.3f s",
-                            s.name, s.dt_s, self.period_s)
+                log.warning(
+                    "stream %s was recorded at %.3f s per step, the env's period is %.3f s",
+                    s.name,
+                    s.dt_s,
+                    self.period_s,
+                )
         return tuple(StreamData.from_stream(s, cfg.features) for s in streams)
 
     def close(self) -> None:
@@ -487,8 +496,23 @@ class EdgeCloudSplitEnv(gym.Env):
         ).copy()
 
     _STATE = (
-        "_idx", "_t_dec", "_dropped_total", "_actions_left", "_held", "_chunk_arrival", "_chunk_idx", "_bw", "_bw_t",
-        "_down_mbps", "_rtt_ms", "_server_q", "_prev", "_waiting", "_next_probe_s", "_probes", "_breaker_s",
+        "_idx",
+        "_t_dec",
+        "_dropped_total",
+        "_actions_left",
+        "_held",
+        "_chunk_arrival",
+        "_chunk_idx",
+        "_bw",
+        "_bw_t",
+        "_down_mbps",
+        "_rtt_ms",
+        "_server_q",
+        "_prev",
+        "_waiting",
+        "_next_probe_s",
+        "_probes",
+        "_breaker_s",
         "_busy",
     )
 

@@ -89,13 +89,15 @@ class Overheads:
     def apply(self, edge: Profile, cloud: Profile) -> tuple[Profile, Profile]:
         """The (edge, cloud) pair carrying these overheads (the number of cuts must match)."""
         if not (len(self.edge_ms) == edge.num_cuts == cloud.num_cuts == len(self.cloud_ms)):
-            raise ValueError(f"overheads for {len(self.edge_ms)} cuts do not fit Profiles with {edge.num_cuts} / "
-                             f"{cloud.num_cuts} cuts")
+            raise ValueError(
+                f"overheads for {len(self.edge_ms)} cuts do not fit Profiles with {edge.num_cuts} / "
+                f"{cloud.num_cuts} cuts"
+            )
         note = {"overheads": f"calibrated on the real executor (executor.calibration, wire {self.wire or '?'})"}
-        return (replace(edge, overhead_ms=self.edge_ms, overhead_ms_per_mb=self.ms_per_mb,
-                        notes={**edge.notes, **note}),
-                replace(cloud, overhead_ms=self.cloud_ms, overhead_ms_per_mb=self.ms_per_mb,
-                        notes={**cloud.notes, **note}))
+        return (
+            replace(edge, overhead_ms=self.edge_ms, overhead_ms_per_mb=self.ms_per_mb, notes={**edge.notes, **note}),
+            replace(cloud, overhead_ms=self.cloud_ms, overhead_ms_per_mb=self.ms_per_mb, notes={**cloud.notes, **note}),
+        )
 
 
 def serialisation_ms_per_mb(nbytes: int = PER_MB_PROBE_BYTES, repeats: int = 5) -> float:
@@ -115,8 +117,9 @@ def _codec(profile: Profile) -> np.ndarray:
     return np.asarray(profile.codec_ms, dtype=np.float64) if profile.codec_ms else np.zeros(profile.num_cuts)
 
 
-def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
-                      config: CalibrationConfig = CalibrationConfig()) -> Overheads:
+def measure_overheads(
+    model: SplitModel, edge: Profile, cloud: Profile, config: CalibrationConfig = CalibrationConfig()
+) -> Overheads:
     """Run every cut of ``model`` on the real executor (this machine, see the module docstring) and return the
     overheads beyond its blocks and the (edge, cloud) Profiles' codec times. Takes a few seconds for a ``tiny``
     model; imports torch and the networking stack."""
@@ -128,8 +131,9 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
     from executor.wire_config import WireConfig
 
     if edge.num_cuts != model.num_cuts or cloud.num_cuts != model.num_cuts:
-        raise ValueError(f"Profiles have {edge.num_cuts} / {cloud.num_cuts} cuts, "
-                         f"{model.family}/{model.preset} has {model.num_cuts}")
+        raise ValueError(
+            f"Profiles have {edge.num_cuts} / {cloud.num_cuts} cuts, {model.family}/{model.preset} has {model.num_cuts}"
+        )
     wire = WireConfig.parse(config.wire)
     net = np.array([c.uses_network for c in edge.cuts], dtype=bool)
     per_mb = serialisation_ms_per_mb()
@@ -163,8 +167,9 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
             for i in range(model.num_cuts):  # cuts interleaved, so a burst of load spreads over all of them
                 edge_timer.reset()
                 cloud_timer.reset()
-                result = client.infer(observations[run % len(observations)], i,
-                                      deadline=time.perf_counter() + config.call_timeout_s)
+                result = client.infer(
+                    observations[run % len(observations)], i, deadline=time.perf_counter() + config.call_timeout_s
+                )
                 if run < config.warmup_runs:
                     continue
                 t = result.timing
@@ -181,16 +186,27 @@ def measure_overheads(model: SplitModel, edge: Profile, cloud: Profile,
         cloud_timer.remove()
     edge_ms = np.median(np.array(edge_side), axis=1) - _codec(edge) - np.where(net, byte_ms, 0.0)
     cloud_ms = np.where(net, np.median(np.array(cloud_side), axis=1) - _codec(cloud) - byte_ms - link_ms, 0.0)
-    out = Overheads(edge_ms=tuple(float(max(x, 0.0)) for x in edge_ms),
-                    cloud_ms=tuple(float(max(x, 0.0)) for x in cloud_ms), ms_per_mb=per_mb / 2, wire=wire.label)
-    log.info("calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB",
-             model.family, model.preset, wire.label, [round(x, 2) for x in out.edge_ms],
-             [round(x, 2) for x in out.cloud_ms], out.ms_per_mb)
+    out = Overheads(
+        edge_ms=tuple(float(max(x, 0.0)) for x in edge_ms),
+        cloud_ms=tuple(float(max(x, 0.0)) for x in cloud_ms),
+        ms_per_mb=per_mb / 2,
+        wire=wire.label,
+    )
+    log.info(
+        "calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB",
+        model.family,
+        model.preset,
+        wire.label,
+        [round(x, 2) for x in out.edge_ms],
+        [round(x, 2) for x in out.cloud_ms],
+        out.ms_per_mb,
+    )
     return out
 
 
-def calibrated(model: SplitModel, edge: Profile, cloud: Profile,
-               config: CalibrationConfig = CalibrationConfig()) -> tuple[Profile, Profile]:
+def calibrated(
+    model: SplitModel, edge: Profile, cloud: Profile, config: CalibrationConfig = CalibrationConfig()
+) -> tuple[Profile, Profile]:
     """``(edge, cloud)`` carrying the overheads of ``model`` measured on the real executor of this machine."""
     return measure_overheads(model, edge, cloud, config).apply(edge, cloud)
 

@@ -57,11 +57,15 @@ class ImageEncoding:
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
             raise ValueError(f"unknown image codec {self.codec!r}; valid: {', '.join(CODECS)}")
-        if isinstance(self.quality, bool) or not isinstance(self.quality, (int, np.integer)) \
-                or not 1 <= self.quality <= 95:
+        if (
+            isinstance(self.quality, bool)
+            or not isinstance(self.quality, (int, np.integer))
+            or not 1 <= self.quality <= 95
+        ):
             raise ValueError(f"JPEG quality must be an int in 1..95, got {self.quality!r}")
-        if self.resize_px is not None and (isinstance(self.resize_px, bool) or not isinstance(self.resize_px, int)
-                                           or self.resize_px < 1):
+        if self.resize_px is not None and (
+            isinstance(self.resize_px, bool) or not isinstance(self.resize_px, int) or self.resize_px < 1
+        ):
             raise ValueError(f"resize_px must be a positive int or None, got {self.resize_px!r}")
 
     @classmethod
@@ -82,8 +86,10 @@ class ImageEncoding:
         for part in parts:
             m = re.fullmatch(r"(raw|png|jpeg|jpg|resize)(?::(\d+))?", part)
             if m is None:
-                raise ValueError(f"bad image encoding {spec!r} (part {part!r}); expected raw, png, jpeg[:Q] or "
-                                 "resize:PX, joined by '+'")
+                raise ValueError(
+                    f"bad image encoding {spec!r} (part {part!r}); expected raw, png, jpeg[:Q] or "
+                    "resize:PX, joined by '+'"
+                )
             name, arg = m.group(1), m.group(2)
             if name == "resize":
                 if arg is None or resize is not None:
@@ -252,7 +258,7 @@ def sample_frames(cameras: int, image_px: int, seed: int = 0) -> np.ndarray:
     for i in range(cameras):
         side = int(rng.integers(int(0.6 * min(h, w)), min(h, w) + 1))
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = photo[y: y + side, x: x + side]
+        crop = photo[y : y + side, x : x + side]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         out[i] = _resize(np.ascontiguousarray(crop), image_px)
@@ -279,9 +285,15 @@ def measure_encoding(encoding: str | ImageEncoding, images: np.ndarray, *, repea
     diff = np.abs(decoded.astype(np.int16) - images.astype(np.int16))
     mse = float(np.mean(diff.astype(np.float64) ** 2))
     return EncodingStats(
-        encoding=enc.label, cameras=images.shape[0], image_px=images.shape[1], raw_bytes=int(images.nbytes),
-        encoded_bytes=encoded.nbytes, encode_ms=float(np.median(enc_ms)), decode_ms=float(np.median(dec_ms)),
-        max_abs_error=int(diff.max()), mean_abs_error=float(diff.mean()),
+        encoding=enc.label,
+        cameras=images.shape[0],
+        image_px=images.shape[1],
+        raw_bytes=int(images.nbytes),
+        encoded_bytes=encoded.nbytes,
+        encode_ms=float(np.median(enc_ms)),
+        decode_ms=float(np.median(dec_ms)),
+        max_abs_error=int(diff.max()),
+        mean_abs_error=float(diff.mean()),
         psnr_db=float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse)),
     )
 
@@ -341,8 +353,14 @@ def image_crossings(model: SplitModel) -> tuple[bool, ...]:
     return tuple(out)
 
 
-def apply_image_encoding(cuts: Sequence[CutSpec], crossings: Sequence[bool], shape: ImageShape,
-                         encoding: str | ImageEncoding | None, *, seed: int = 0) -> list[CutSpec]:
+def apply_image_encoding(
+    cuts: Sequence[CutSpec],
+    crossings: Sequence[bool],
+    shape: ImageShape,
+    encoding: str | ImageEncoding | None,
+    *,
+    seed: int = 0,
+) -> list[CutSpec]:
     """Cuts whose upload carries the frames pay the encoded frame bytes instead of the raw ones."""
     enc = ImageEncoding.parse(encoding)
     if len(cuts) != len(crossings):
@@ -352,15 +370,18 @@ def apply_image_encoding(cuts: Sequence[CutSpec], crossings: Sequence[bool], sha
     for cut, carries in zip(cuts, crossings):
         if carries:
             if cut.up_bytes < shape.raw_bytes:
-                raise ValueError(f"cut {cut.name or cut.k} uploads {cut.up_bytes} bytes, fewer than the raw frames "
-                                 f"({shape.raw_bytes}): cuts and image shape do not match")
+                raise ValueError(
+                    f"cut {cut.name or cut.k} uploads {cut.up_bytes} bytes, fewer than the raw frames "
+                    f"({shape.raw_bytes}): cuts and image shape do not match"
+                )
             cut = replace(cut, up_bytes=cut.up_bytes + delta)
         out.append(cut)
     return out
 
 
-def encoded_cut_specs(model: SplitModel, wire_dtype: str = "float32",
-                      image_encoding: str | ImageEncoding | None = None) -> list[CutSpec]:
+def encoded_cut_specs(
+    model: SplitModel, wire_dtype: str = "float32", image_encoding: str | ImageEncoding | None = None
+) -> list[CutSpec]:
     """``model.cut_specs(wire_dtype)`` with the camera frames priced in ``image_encoding`` (default raw)."""
     cuts = model.cut_specs(wire_dtype)
     if ImageEncoding.parse(image_encoding) == ImageEncoding():
@@ -368,12 +389,12 @@ def encoded_cut_specs(model: SplitModel, wire_dtype: str = "float32",
     return apply_image_encoding(cuts, image_crossings(model), image_shape(model), image_encoding)
 
 
-def profile_with_image_encoding(profile: Profile, model: SplitModel,
-                                image_encoding: str | ImageEncoding | None) -> Profile:
+def profile_with_image_encoding(
+    profile: Profile, model: SplitModel, image_encoding: str | ImageEncoding | None
+) -> Profile:
     """A Profile of ``model`` whose cut costs use ``image_encoding`` for the camera frames (notes record it)."""
     if (profile.model_id, profile.preset, profile.block_names) != (model.family, model.preset, model.block_names):
-        raise ValueError(f"profile {profile.model_id}/{profile.preset} does not describe {model.family}/"
-                         f"{model.preset}")
+        raise ValueError(f"profile {profile.model_id}/{profile.preset} does not describe {model.family}/{model.preset}")
     if profile.notes.get("image_encoding", "raw") != "raw":
         raise ValueError(f"profile already priced with image encoding {profile.notes['image_encoding']!r}")
     enc = ImageEncoding.parse(image_encoding)
@@ -382,7 +403,18 @@ def profile_with_image_encoding(profile: Profile, model: SplitModel,
 
 
 __all__ = [
-    "CODECS", "EncodedImages", "EncodingStats", "ImageCodecError", "ImageEncoding", "ImageShape",
-    "apply_image_encoding", "encoded_cut_specs", "encoded_image_bytes", "image_crossings", "image_shape",
-    "measure_encoding", "profile_with_image_encoding", "sample_frames",
+    "CODECS",
+    "EncodedImages",
+    "EncodingStats",
+    "ImageCodecError",
+    "ImageEncoding",
+    "ImageShape",
+    "apply_image_encoding",
+    "encoded_cut_specs",
+    "encoded_image_bytes",
+    "image_crossings",
+    "image_shape",
+    "measure_encoding",
+    "profile_with_image_encoding",
+    "sample_frames",
 ]

@@ -60,10 +60,24 @@ class NetworkLink:
 
 
 HARDWARE: tuple[Hardware, ...] = (
-    Hardware("Jetson AGX Orin 64GB", 67.0, 64 * GB, 204.8, "edge", ("orin", "agx orin", "jetson orin", "orin agx"),
-             note="fp16 dense (no separate bf16 figure)"),
-    Hardware("Jetson Orin NX 16GB", 25.0, 16 * GB, 102.4, "edge", ("orin nx", "orinnx", "jetson orin nx"),
-             note="fp16 dense (no separate bf16 figure)"),
+    Hardware(
+        "Jetson AGX Orin 64GB",
+        67.0,
+        64 * GB,
+        204.8,
+        "edge",
+        ("orin", "agx orin", "jetson orin", "orin agx"),
+        note="fp16 dense (no separate bf16 figure)",
+    ),
+    Hardware(
+        "Jetson Orin NX 16GB",
+        25.0,
+        16 * GB,
+        102.4,
+        "edge",
+        ("orin nx", "orinnx", "jetson orin nx"),
+        note="fp16 dense (no separate bf16 figure)",
+    ),
     Hardware("Jetson AGX Thor", 400.0, 128 * GB, 270.0, "edge", ("thor", "jetson thor", "agx thor")),
     Hardware("RTX 4090", 165.0, 24 * GB, 1008.0, "desktop", ("4090", "rtx4090", "geforce rtx 4090")),
     Hardware("A100-80GB", 312.0, 80 * GB, 2039.0, "datacenter", ("a100", "a100 80gb", "a100-sxm")),

@@ -126,7 +126,6 @@ class SplitResult:
     hedged: bool = False  # the local continuation of a hedged call won (``networked`` is then False)
 
 
-
 class EdgeClient:
     """Connection to one cloud server for the edge half of ``model`` (its own model instance).
 
@@ -220,8 +219,9 @@ class EdgeClient:
         t0, t1, _ = self.connection.wait(future, time.perf_counter() + timeout_s)
         return (t1 - t0) * 1e3
 
-    def infer(self, obs: dict[str, np.ndarray], cut: int, *, deadline: float | None = None,
-              hedge: bool = False) -> SplitResult:
+    def infer(
+        self, obs: dict[str, np.ndarray], cut: int, *, deadline: float | None = None, hedge: bool = False
+    ) -> SplitResult:
         """One inference at ``cut``; see the class docstring for the errors.
 
         ``hedge``: on a hedgeable cut (``executor.hedge``), run the cloud's blocks locally while the payload travels
@@ -262,8 +262,9 @@ class EdgeClient:
                 first_send_perf, first_bytes = time.perf_counter(), len(data)
             future = conn.submit(conn.exchange(ws, data, request_id))
             if hedged:
-                local = self.hedger.race(future, deadline, lambda: self.probe.record_miss(
-                    first_bytes, time.perf_counter() - first_send_perf))
+                local = self.hedger.race(
+                    future, deadline, lambda: self.probe.record_miss(first_bytes, time.perf_counter() - first_send_perf)
+                )
                 if local is not None:
                     acc.edge_s = time.perf_counter() - t_start - acc.encode_s
                     return SplitResult(local, cut, False, acc.timing(t_start), request_id, hedged=True)

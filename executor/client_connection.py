@@ -69,8 +69,14 @@ class Connection:
     (t_client_s -> pong future) belong to the loop thread.
     """
 
-    def __init__(self, url: str, config: ClientConfig, check_info: Callable[[ServerInfo], None],
-                 on_handshake: Hook, on_open: Hook) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: ClientConfig,
+        check_info: Callable[[ServerInfo], None],
+        on_handshake: Hook,
+        on_open: Hook,
+    ) -> None:
         if not url.startswith(("ws://", "wss://")):
             raise ValueError(f"url must start with ws:// or wss://, got {url!r}")
         self.url = url
@@ -197,8 +203,11 @@ class Connection:
                         pong.set_result((meta, recv_wall))
                     continue
                 rid = meta.get("request_id")
-                targets = (list(self.pending.values()) if rid == -1 and kind == ERROR
-                           else [self.pending.get(rid) if isinstance(rid, int) else None])
+                targets = (
+                    list(self.pending.values())
+                    if rid == -1 and kind == ERROR
+                    else [self.pending.get(rid) if isinstance(rid, int) else None]
+                )
                 for target in targets:
                     if target is not None and not target.done():
                         target.set_result((raw, recv_wall, recv_perf))

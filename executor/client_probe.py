@@ -74,10 +74,17 @@ class LinkProbe:
         """Record a sample that measured the uplink only (a bandwidth probe or a missed call): other rates NaN."""
         nan = float("nan")
         rtt = self.base_rtt_ms
-        self.bandwidth.append(BandwidthSample(
-            uplink_done_s=done_s, uplink_mbps=mbps, downlink_mbps=nan, effective_mbps=nan,
-            rtt_ms=rtt if rtt is not None else nan, bytes_up=nbytes, bytes_down=0,
-        ))
+        self.bandwidth.append(
+            BandwidthSample(
+                uplink_done_s=done_s,
+                uplink_mbps=mbps,
+                downlink_mbps=nan,
+                effective_mbps=nan,
+                rtt_ms=rtt if rtt is not None else nan,
+                bytes_up=nbytes,
+                bytes_down=0,
+            )
+        )
 
     def record_miss(self, nbytes: int, waited_s: float) -> None:
         """A call missed its deadline: record the env's upper-bound uplink sample (``missed_upload_mbps``)."""

@@ -57,6 +57,8 @@ def chunk_shortfall(spec: ControlSpec, family: str, preset: str) -> str | None:
     n = model_chunk_length(family, preset)
     if n >= spec.chunk_size:
         return None
-    return (f"{family}/{preset} returns {n} action(s) per inference but the chunk length is {spec.chunk_size}: the "
-            f"runtime can skip at most {n - 1} step(s) after an inference where the env allowed "
-            f"{spec.chunk_size - 1} (train with --chunk-size {n} to match, or use a model with an action chunk)")
+    return (
+        f"{family}/{preset} returns {n} action(s) per inference but the chunk length is {spec.chunk_size}: the "
+        f"runtime can skip at most {n - 1} step(s) after an inference where the env allowed "
+        f"{spec.chunk_size - 1} (train with --chunk-size {n} to match, or use a model with an action chunk)"
+    )

@@ -45,8 +45,13 @@ class CutTable:
 
 def cut_wire_bytes(profile: Profile) -> np.ndarray:
     """Bytes one inference moves across each cut, both directions and every round trip (0 for edge-only)."""
-    return np.array([c.up_bytes + c.down_bytes + c.round_trips * (c.round_trip_up_bytes + c.round_trip_down_bytes)
-                     for c in profile.cuts], dtype=np.float64)
+    return np.array(
+        [
+            c.up_bytes + c.down_bytes + c.round_trips * (c.round_trip_up_bytes + c.round_trip_down_bytes)
+            for c in profile.cuts
+        ],
+        dtype=np.float64,
+    )
 
 
 def executor_overhead_ms(profile: Profile, *, edge_side: bool) -> np.ndarray:

@@ -140,9 +140,11 @@ class CutMap:
         return tuple(out)
 
     def describe(self) -> str:
-        return (f"{self.model_id}/{self.preset} edge={self.edge_device} cloud={self.cloud_device} "
-                f"wire={self.wire_dtype} images={self.image_encoding} RTT={self.rtt_ms:g} ms "
-                f"down={'up' if self.down_mbps is None else f'{self.down_mbps:g} Mbit/s'}")
+        return (
+            f"{self.model_id}/{self.preset} edge={self.edge_device} cloud={self.cloud_device} "
+            f"wire={self.wire_dtype} images={self.image_encoding} RTT={self.rtt_ms:g} ms "
+            f"down={'up' if self.down_mbps is None else f'{self.down_mbps:g} Mbit/s'}"
+        )
 
 
 def _check_bandwidth(value: Any, what: str) -> float:
@@ -154,8 +156,9 @@ def _check_bandwidth(value: Any, what: str) -> float:
     return v
 
 
-def lower_envelope(intercept: Sequence[float] | np.ndarray, slope: Sequence[float] | np.ndarray, x_lo: float,
-                   x_hi: float) -> list[tuple[int, float, float]]:
+def lower_envelope(
+    intercept: Sequence[float] | np.ndarray, slope: Sequence[float] | np.ndarray, x_lo: float, x_hi: float
+) -> list[tuple[int, float, float]]:
     """Exact lower envelope of lines ``intercept[i] + slope[i] * x`` on [x_lo, x_hi].
 
     Returns (line index, x_start, x_end) segments covering the range in increasing x. Ties are broken towards the
@@ -213,17 +216,28 @@ def _kinds(edge: Profile) -> tuple[CutKind, ...]:
     return tuple(out)
 
 
-def cut_map(edge: Profile, cloud: Profile, *, rtt_ms: float = 20.0, down_mbps: float | None = None,
-            bw_min_mbps: float = DEFAULT_BW_RANGE_MBPS[0], bw_max_mbps: float = DEFAULT_BW_RANGE_MBPS[1],
-            image_encoding: str | None = None) -> CutMap:
+def cut_map(
+    edge: Profile,
+    cloud: Profile,
+    *,
+    rtt_ms: float = 20.0,
+    down_mbps: float | None = None,
+    bw_min_mbps: float = DEFAULT_BW_RANGE_MBPS[0],
+    bw_max_mbps: float = DEFAULT_BW_RANGE_MBPS[1],
+    image_encoding: str | None = None,
+) -> CutMap:
     """The cut map of a Profile pair (same model, same cuts) over [bw_min_mbps, bw_max_mbps] at ``rtt_ms``.
 
     ``down_mbps``: fixed downlink rate, or None for a symmetric link (downlink = uplink).
     ``image_encoding``: label recorded in the map (the Profiles' cuts must already price it; default: the
     Profiles' ``notes["image_encoding"]`` or "raw").
     """
-    if isinstance(rtt_ms, bool) or not isinstance(rtt_ms, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(rtt_ms) or rtt_ms < 0:
+    if (
+        isinstance(rtt_ms, bool)
+        or not isinstance(rtt_ms, (int, float, np.integer, np.floating))
+        or not math.isfinite(rtt_ms)
+        or rtt_ms < 0
+    ):
         raise ValueError(f"rtt_ms must be a finite number >= 0, got {rtt_ms!r}")
     lo = _check_bandwidth(bw_min_mbps, "bw_min_mbps")
     hi = _check_bandwidth(bw_max_mbps, "bw_max_mbps")
@@ -249,16 +263,40 @@ def cut_map(edge: Profile, cloud: Profile, *, rtt_ms: float = 20.0, down_mbps: f
     intervals = []
     for i, x0, x1 in reversed(segments):  # increasing bandwidth
         b_lo, b_hi = (lo if x1 == 1 / lo else 1 / x1), (hi if x0 == 1 / hi else 1 / x0)
-        intervals.append(Interval(i, table.names[i], kinds[i], b_lo, b_hi, float(a[i] + s[i] * x1),
-                                  float(a[i] + s[i] * x0)))
+        intervals.append(
+            Interval(i, table.names[i], kinds[i], b_lo, b_hi, float(a[i] + s[i] * x1), float(a[i] + s[i] * x0))
+        )
     label = image_encoding or edge.notes.get("image_encoding", "raw")
-    return CutMap(edge.model_id, edge.preset, edge.device, cloud.device, edge.wire_dtype, str(label), float(rtt_ms),
-                  down, lo, hi, table, kinds, a, s, tuple(intervals))
+    return CutMap(
+        edge.model_id,
+        edge.preset,
+        edge.device,
+        cloud.device,
+        edge.wire_dtype,
+        str(label),
+        float(rtt_ms),
+        down,
+        lo,
+        hi,
+        table,
+        kinds,
+        a,
+        s,
+        tuple(intervals),
+    )
 
 
-def roofline_profiles(family: str, preset: str, edge: str, cloud: str, *, dtype: str = "bfloat16",
-                      wire_dtype: str = "float32", image_encoding: str | None = "raw",
-                      efficiency: float = 1.0) -> tuple[Profile, Profile]:
+def roofline_profiles(
+    family: str,
+    preset: str,
+    edge: str,
+    cloud: str,
+    *,
+    dtype: str = "bfloat16",
+    wire_dtype: str = "float32",
+    image_encoding: str | None = "raw",
+    efficiency: float = 1.0,
+) -> tuple[Profile, Profile]:
     """Roofline (edge, cloud) Profiles of a model preset priced under the wire configuration (``image_encoding``,
     ``wire_dtype``): ``executor.wire_config.roofline_pair`` (message framing and codec time included). Raises
     ValueError for unknown names, InfeasibleError if it does not fit."""
@@ -268,13 +306,32 @@ def roofline_profiles(family: str, preset: str, edge: str, cloud: str, *, dtype:
     return roofline_pair(family, preset, edge, cloud, wire, dtype=dtype, efficiency=efficiency)
 
 
-def roofline_cut_map(family: str, preset: str, edge: str, cloud: str, *, dtype: str = "bfloat16",
-                     wire_dtype: str = "float32", image_encoding: str | None = "raw", rtt_ms: float = 20.0,
-                     down_mbps: float | None = None, bw_min_mbps: float = DEFAULT_BW_RANGE_MBPS[0],
-                     bw_max_mbps: float = DEFAULT_BW_RANGE_MBPS[1], efficiency: float = 1.0) -> CutMap:
+def roofline_cut_map(
+    family: str,
+    preset: str,
+    edge: str,
+    cloud: str,
+    *,
+    dtype: str = "bfloat16",
+    wire_dtype: str = "float32",
+    image_encoding: str | None = "raw",
+    rtt_ms: float = 20.0,
+    down_mbps: float | None = None,
+    bw_min_mbps: float = DEFAULT_BW_RANGE_MBPS[0],
+    bw_max_mbps: float = DEFAULT_BW_RANGE_MBPS[1],
+    efficiency: float = 1.0,
+) -> CutMap:
     """``cut_map`` of roofline Profiles for a catalogue device pair (see ``roofline_profiles``)."""
-    e, c = roofline_profiles(family, preset, edge, cloud, dtype=dtype, wire_dtype=wire_dtype,
-                             image_encoding=image_encoding, efficiency=efficiency)
+    e, c = roofline_profiles(
+        family,
+        preset,
+        edge,
+        cloud,
+        dtype=dtype,
+        wire_dtype=wire_dtype,
+        image_encoding=image_encoding,
+        efficiency=efficiency,
+    )
     return cut_map(e, c, rtt_ms=rtt_ms, down_mbps=down_mbps, bw_min_mbps=bw_min_mbps, bw_max_mbps=bw_max_mbps)
 
 
@@ -319,28 +376,57 @@ def plot_cut_map(cm: CutMap, path: str | Path | None = None, *, points: int = 40
     ax.plot(bw, env, color="#f2c200", lw=7, alpha=0.6, zorder=2, solid_capstyle="round", label="optimal (envelope)")
     splits = [i for i, k in enumerate(cm.kinds) if k in ("split", "reverse_split")]
     if splits:
-        ax.plot(bw, lat[:, splits].min(axis=1), color="darkgreen", lw=1.2, ls="--", zorder=4,
-                label="best split at each bandwidth")
+        ax.plot(
+            bw,
+            lat[:, splits].min(axis=1),
+            color="darkgreen",
+            lw=1.2,
+            ls="--",
+            zorder=4,
+            label="best split at each bandwidth",
+        )
     top = min(float(lat[:, [i_cloud, i_edge]].max()), 4 * float(env.max()))
     bottom = 0.8 * float(env.min())
     for iv in cm.intervals:
         ax.axvspan(iv.lo_mbps, iv.hi_mbps, color=colours[iv.cut_index], alpha=0.08, lw=0, zorder=0)
         if iv.lo_mbps > cm.bw_min_mbps:
             ax.axvline(iv.lo_mbps, color="0.3", lw=0.8, ls=":", zorder=1)
-            ax.text(iv.lo_mbps, 0.02, f" {iv.lo_mbps:.3g}", transform=ax.get_xaxis_transform(), rotation=90,
-                    ha="right", va="bottom", fontsize=7, color="0.25")
+            ax.text(
+                iv.lo_mbps,
+                0.02,
+                f" {iv.lo_mbps:.3g}",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="0.25",
+            )
         if iv.hi_mbps / iv.lo_mbps > 1.15:
-            ax.text(math.sqrt(iv.lo_mbps * iv.hi_mbps), 0.97, f"#{iv.cut_index}", transform=ax.get_xaxis_transform(),
-                    ha="center", va="top", fontsize=8, color=colours[iv.cut_index])
+            ax.text(
+                math.sqrt(iv.lo_mbps * iv.hi_mbps),
+                0.97,
+                f"#{iv.cut_index}",
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=8,
+                color=colours[iv.cut_index],
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(cm.bw_min_mbps, cm.bw_max_mbps)
     ax.set_ylim(bottom, max(top, 1.5 * bottom))
-    ax.set_xlabel("uplink bandwidth (Mbit/s)" + (" (downlink = uplink)" if cm.down_mbps is None
-                                                  else f" (downlink {cm.down_mbps:g} Mbit/s)"))
+    ax.set_xlabel(
+        "uplink bandwidth (Mbit/s)"
+        + (" (downlink = uplink)" if cm.down_mbps is None else f" (downlink {cm.down_mbps:g} Mbit/s)")
+    )
     ax.set_ylabel("latency per inference (ms)")
-    ax.set_title(f"{cm.model_id}/{cm.preset}: {cm.edge_device} + {cm.cloud_device}, wire {cm.wire_dtype}, "
-                 f"images {cm.image_encoding}, RTT {cm.rtt_ms:g} ms", fontsize=10)
+    ax.set_title(
+        f"{cm.model_id}/{cm.preset}: {cm.edge_device} + {cm.cloud_device}, wire {cm.wire_dtype}, "
+        f"images {cm.image_encoding}, RTT {cm.rtt_ms:g} ms",
+        fontsize=10,
+    )
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.03, 0.0), framealpha=0.85)
     if path is not None:
@@ -352,13 +438,26 @@ def plot_cut_map(cm: CutMap, path: str | Path | None = None, *, points: int = 40
 
 
 __all__ = [
-    "DEFAULT_BW_RANGE_MBPS", "CutMap", "Interval", "MiddleRange", "cut_map", "lower_envelope", "plot_cut_map",
-    "roofline_cut_map", "roofline_profiles",
+    "DEFAULT_BW_RANGE_MBPS",
+    "CutMap",
+    "Interval",
+    "MiddleRange",
+    "cut_map",
+    "lower_envelope",
+    "plot_cut_map",
+    "roofline_cut_map",
+    "roofline_profiles",
 ]
 
 
-def candidate_cuts(edge: Profile, cloud: Profile, *, rtt_ms_values: Sequence[float] = (0.0, 10.0, 40.0, 100.0, 300.0),
-                   bw_min_mbps: float = 0.1, bw_max_mbps: float = 100_000.0) -> tuple[int, ...]:
+def candidate_cuts(
+    edge: Profile,
+    cloud: Profile,
+    *,
+    rtt_ms_values: Sequence[float] = (0.0, 10.0, 40.0, 100.0, 300.0),
+    bw_min_mbps: float = 0.1,
+    bw_max_mbps: float = 100_000.0,
+) -> tuple[int, ...]:
     """Cut indices that are optimal somewhere on [bw_min_mbps, bw_max_mbps] at one of ``rtt_ms_values`` (symmetric
     link), plus edge-only and cloud-only: the only cuts a controller ever needs to choose among for this pair."""
     if not rtt_ms_values:

@@ -56,12 +56,21 @@ def _profiles(args: CutmapArgs, wire: str):
     if (args.edge_profile is None) != (args.cloud_profile is None):
         raise ValueError("give both --edge-profile and --cloud-profile, or neither")
     if args.edge_profile is None or args.cloud_profile is None:
-        return roofline_profiles(args.model, args.preset, args.edge, args.cloud, dtype=args.dtype, wire_dtype=wire,
-                                 image_encoding=args.image, efficiency=args.efficiency)
+        return roofline_profiles(
+            args.model,
+            args.preset,
+            args.edge,
+            args.cloud,
+            dtype=args.dtype,
+            wire_dtype=wire,
+            image_encoding=args.image,
+            efficiency=args.efficiency,
+        )
     edge = Profile.load(args.edge_profile, expect_model=args.model, expect_preset=args.preset)
     cloud = Profile.load(args.cloud_profile, expect_model=args.model, expect_preset=args.preset)
-    return priced_profiles(edge, cloud, build_model(args.model, args.preset, device="meta"),
-                           WireConfig(args.image, wire))
+    return priced_profiles(
+        edge, cloud, build_model(args.model, args.preset, device="meta"), WireConfig(args.image, wire)
+    )
 
 
 def _fmt_bw(mbps: float) -> str:
@@ -76,28 +85,54 @@ def print_map(cm, console) -> None:
     for col in ("uplink from", "to", "cut #", "optimal cut", "kind", "ms at lo -> hi"):
         t.add_column(col, justify="right" if col not in ("optimal cut", "kind") else "left")
     for iv in cm.intervals:
-        t.add_row(_fmt_bw(iv.lo_mbps), _fmt_bw(iv.hi_mbps), str(iv.cut_index), iv.name, iv.kind,
-                  f"{iv.latency_at_lo_ms:.2f} -> {iv.latency_at_hi_ms:.2f}")
+        t.add_row(
+            _fmt_bw(iv.lo_mbps),
+            _fmt_bw(iv.hi_mbps),
+            str(iv.cut_index),
+            iv.name,
+            iv.kind,
+            f"{iv.latency_at_lo_ms:.2f} -> {iv.latency_at_hi_ms:.2f}",
+        )
     console.print(t)
     mids = cm.middle_ranges()
     if not mids:
         console.print("no bandwidth in range where a split beats both edge-only and cloud-only")
     for m in mids:
-        console.print(f"split optimal from {_fmt_bw(m.lo_mbps)} to {_fmt_bw(m.hi_mbps)} ({', '.join(m.cuts)}); "
-                      f"best gain over min(edge-only, cloud-only): {m.max_gain_ms:.2f} ms at "
-                      f"{_fmt_bw(m.best_gain_at_mbps)}")
+        console.print(
+            f"split optimal from {_fmt_bw(m.lo_mbps)} to {_fmt_bw(m.hi_mbps)} ({', '.join(m.cuts)}); "
+            f"best gain over min(edge-only, cloud-only): {m.max_gain_ms:.2f} ms at "
+            f"{_fmt_bw(m.best_gain_at_mbps)}"
+        )
 
 
 def map_to_dict(cm) -> dict:
     return {
-        "model": cm.model_id, "preset": cm.preset, "edge": cm.edge_device, "cloud": cm.cloud_device,
-        "wire_dtype": cm.wire_dtype, "image_encoding": cm.image_encoding, "rtt_ms": cm.rtt_ms,
-        "down_mbps": cm.down_mbps, "bw_min_mbps": cm.bw_min_mbps, "bw_max_mbps": cm.bw_max_mbps,
-        "intervals": [{"cut_index": iv.cut_index, "name": iv.name, "kind": iv.kind, "lo_mbps": iv.lo_mbps,
-                       "hi_mbps": iv.hi_mbps, "latency_at_lo_ms": iv.latency_at_lo_ms,
-                       "latency_at_hi_ms": iv.latency_at_hi_ms} for iv in cm.intervals],
-        "middle_ranges": [{"lo_mbps": m.lo_mbps, "hi_mbps": m.hi_mbps, "cuts": list(m.cuts),
-                           "max_gain_ms": m.max_gain_ms} for m in cm.middle_ranges()],
+        "model": cm.model_id,
+        "preset": cm.preset,
+        "edge": cm.edge_device,
+        "cloud": cm.cloud_device,
+        "wire_dtype": cm.wire_dtype,
+        "image_encoding": cm.image_encoding,
+        "rtt_ms": cm.rtt_ms,
+        "down_mbps": cm.down_mbps,
+        "bw_min_mbps": cm.bw_min_mbps,
+        "bw_max_mbps": cm.bw_max_mbps,
+        "intervals": [
+            {
+                "cut_index": iv.cut_index,
+                "name": iv.name,
+                "kind": iv.kind,
+                "lo_mbps": iv.lo_mbps,
+                "hi_mbps": iv.hi_mbps,
+                "latency_at_lo_ms": iv.latency_at_lo_ms,
+                "latency_at_hi_ms": iv.latency_at_hi_ms,
+            }
+            for iv in cm.intervals
+        ],
+        "middle_ranges": [
+            {"lo_mbps": m.lo_mbps, "hi_mbps": m.hi_mbps, "cuts": list(m.cuts), "max_gain_ms": m.max_gain_ms}
+            for m in cm.middle_ranges()
+        ],
     }
 
 
@@ -107,8 +142,10 @@ def main(argv: Sequence[str] = ()) -> int:
 
     wire = ACTIVATION_DTYPES.get(args.wire_dtype.lower())
     if wire is None:
-        print(f"ecc cutmap: unknown --wire-dtype {args.wire_dtype!r}; valid: {', '.join(ACTIVATION_DTYPES)}",
-              file=sys.stderr)
+        print(
+            f"ecc cutmap: unknown --wire-dtype {args.wire_dtype!r}; valid: {', '.join(ACTIVATION_DTYPES)}",
+            file=sys.stderr,
+        )
         return 2
     rtts = args.rtt_ms or (20.0,)
     from rich.console import Console
@@ -122,8 +159,10 @@ def main(argv: Sequence[str] = ()) -> int:
     try:
         enc = ImageEncoding.parse(args.image)
         edge, cloud = _profiles(args, wire)
-        maps = [cut_map(edge, cloud, rtt_ms=r, down_mbps=args.down_mbps, bw_min_mbps=args.bw_min,
-                        bw_max_mbps=args.bw_max) for r in rtts]
+        maps = [
+            cut_map(edge, cloud, rtt_ms=r, down_mbps=args.down_mbps, bw_min_mbps=args.bw_min, bw_max_mbps=args.bw_max)
+            for r in rtts
+        ]
     except InfeasibleError as e:
         print(f"ecc cutmap: model does not fit: {e}", file=sys.stderr)
         return 2
@@ -132,11 +171,13 @@ def main(argv: Sequence[str] = ()) -> int:
         return 2
     shape = image_shape(build_model(args.model, args.preset, device="meta"))
     stats = measure_encoding(enc, sample_frames(shape.cameras, shape.image_px), repeats=3)
-    console.print(f"camera frames: {shape.cameras} x {shape.image_px}x{shape.image_px} px, {enc.label}: "
-                  f"{stats.encoded_bytes:,} bytes ({stats.ratio:.1%} of raw {stats.raw_bytes:,}); on this CPU "
-                  f"encode {stats.encode_ms:.1f} ms, decode {stats.decode_ms:.1f} ms (the map charges "
-                  f"{edge.codec_ms[0]:.2f} ms on the edge, {cloud.codec_ms[0]:.2f} ms on the cloud at cut 0); "
-                  f"PSNR {stats.psnr_db:.1f} dB")
+    console.print(
+        f"camera frames: {shape.cameras} x {shape.image_px}x{shape.image_px} px, {enc.label}: "
+        f"{stats.encoded_bytes:,} bytes ({stats.ratio:.1%} of raw {stats.raw_bytes:,}); on this CPU "
+        f"encode {stats.encode_ms:.1f} ms, decode {stats.decode_ms:.1f} ms (the map charges "
+        f"{edge.codec_ms[0]:.2f} ms on the edge, {cloud.codec_ms[0]:.2f} ms on the cloud at cut 0); "
+        f"PSNR {stats.psnr_db:.1f} dB"
+    )
     for cm in maps:
         print_map(cm, console)
     if args.json is not None:

@@ -95,9 +95,16 @@ _HINTS = {
 
 def _record_dict(r: Any) -> dict[str, Any]:
     return {
-        "step": r.step, "mode": r.mode, "cut_requested": r.cut_requested, "cut_used": r.cut_used,
-        "skip": r.skip_requested, "latency_ms": round(r.latency_ms, 3), "decision_ms": round(r.decision_ms, 3),
-        "late_ms": round(r.late_ms, 3), "fallback_reason": r.fallback_reason, "error": r.error,
+        "step": r.step,
+        "mode": r.mode,
+        "cut_requested": r.cut_requested,
+        "cut_used": r.cut_used,
+        "skip": r.skip_requested,
+        "latency_ms": round(r.latency_ms, 3),
+        "decision_ms": round(r.decision_ms, 3),
+        "late_ms": round(r.late_ms, 3),
+        "fallback_reason": r.fallback_reason,
+        "error": r.error,
         "timing": r.timing.to_dict() if r.timing is not None else None,
     }
 
@@ -106,9 +113,15 @@ def main(argv: Sequence[str] = ()) -> int:
     return run(parse_config(EdgeArgs, argv, prog="ecc edge", description=__doc__))
 
 
-def run(args: EdgeArgs, *, planner: Any = None, builder: Any = None,
-        frames: Callable[[Any, int], dict[str, Any]] | None = None, banner: str = "",
-        preflight: Callable[[Any], str | None] | None = None) -> int:
+def run(
+    args: EdgeArgs,
+    *,
+    planner: Any = None,
+    builder: Any = None,
+    frames: Callable[[Any, int], dict[str, Any]] | None = None,
+    banner: str = "",
+    preflight: Callable[[Any], str | None] | None = None,
+) -> int:
     """Run the edge runtime for ``args``. ``planner`` / ``builder`` objects (e.g. a GuardedPolicy and the
     env's observation adapter, wired by ``agents.edge_cli``) replace ``--planner`` / ``--builder`` / ``--cut``;
     ``frames(model, step)`` replaces the model's synthetic observations; ``preflight(model)`` (after hardware
@@ -138,14 +151,16 @@ def run(args: EdgeArgs, *, planner: Any = None, builder: Any = None,
                 raise ValueError(f"--cut {cut} out of range 0..{model.num_cuts - 1}")
             planner = FixedCutPlanner(cut)
         if builder is None:
-            builder = (_factory(args.builder, model) if args.builder is not None
-                       else (lambda ctx: np.zeros(1, np.float32)))
+            builder = (
+                _factory(args.builder, model) if args.builder is not None else (lambda ctx: np.zeros(1, np.float32))
+            )
         if args.emulate is not None:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
-                                                            expect_preset=args.preset)).attach()
+            emulator = HardwareEmulator(
+                model, Profile.load(args.emulate, expect_model=args.model, expect_preset=args.preset)
+            ).attach()
         if preflight is not None:
             problem = preflight(model)
             if problem:
@@ -160,10 +175,16 @@ def run(args: EdgeArgs, *, planner: Any = None, builder: Any = None,
             target = urlparse(url)
             link = ShapedLink(load_trace(args.trace), target.hostname or "127.0.0.1", target.port or 80).start()
             url = f"{target.scheme}://127.0.0.1:{link.port}"  # wss: the certificate must name 127.0.0.1
-        client_config = ClientConfig(api_key=args.api_key or os.environ.get("ECC_API_KEY") or None, cafile=args.cafile,
-                                     wire=args.wire)
-        config = RuntimeConfig(control_period_s=args.period_ms / 1e3, deadline_s=args.deadline_ms / 1e3,
-                               realtime=args.realtime, hedge=args.hedge, chunk_size=args.chunk_size)
+        client_config = ClientConfig(
+            api_key=args.api_key or os.environ.get("ECC_API_KEY") or None, cafile=args.cafile, wire=args.wire
+        )
+        config = RuntimeConfig(
+            control_period_s=args.period_ms / 1e3,
+            deadline_s=args.deadline_ms / 1e3,
+            realtime=args.realtime,
+            hedge=args.hedge,
+            chunk_size=args.chunk_size,
+        )
     except ValueError as e:
         print(f"ecc edge: {e}", file=sys.stderr)
         if emulator is not None:
@@ -173,8 +194,9 @@ def run(args: EdgeArgs, *, planner: Any = None, builder: Any = None,
         return 2
     make_frame = frames if frames is not None else (lambda m, i: m.make_observation(seed=i))
     frame_iter = (make_frame(model, i) for i in range(args.steps))
-    runtime = EdgeRuntime(model, planner, builder, server_url=url, client_config=client_config, config=config,
-                          emulator=emulator)
+    runtime = EdgeRuntime(
+        model, planner, builder, server_url=url, client_config=client_config, config=config, emulator=emulator
+    )
     try:
         with runtime:
             records = runtime.run(frame_iter)

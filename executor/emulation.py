@@ -79,7 +79,9 @@ class HardwareEmulator:
         if calls_per_inference is None:
             calls_per_inference = count_block_calls(model, model.make_observation(seed=0))
         if len(calls_per_inference) != profile.num_blocks or min(calls_per_inference) < 0:
-            raise ValueError(f"calls_per_inference must hold {profile.num_blocks} counts >= 0, got {calls_per_inference}")
+            raise ValueError(
+                f"calls_per_inference must hold {profile.num_blocks} counts >= 0, got {calls_per_inference}"
+            )
         self.calls_per_inference = tuple(int(c) for c in calls_per_inference)
         self.target_s = tuple(
             (ms / 1e3) / c if c > 0 else 0.0 for ms, c in zip(profile.block_ms, self.calls_per_inference, strict=True)

@@ -43,8 +43,14 @@ def encode_frames(payload: Any, wire: WireConfig) -> Any:
     for i, data in enumerate(encoded.frames):
         tensors[frame_tensor(i)] = np.frombuffer(data, dtype=np.uint8)
     meta = {**payload.meta, **frames_meta(wire, arr.shape)}
-    return Payload(kind=payload.kind, cut=payload.cut, tensors=tensors, step=payload.step,
-                   activations=payload.activations, meta=meta)
+    return Payload(
+        kind=payload.kind,
+        cut=payload.cut,
+        tensors=tensors,
+        step=payload.step,
+        activations=payload.activations,
+        meta=meta,
+    )
 
 
 def decode_frames(tensors: dict[str, Any], payload_meta: dict[str, Any]) -> dict[str, Any]:
@@ -60,10 +66,17 @@ def decode_frames(tensors: dict[str, Any], payload_meta: dict[str, Any]) -> dict
     except (ValueError, TypeError) as e:
         raise ImageCodecError(f"frames: {e}") from e
     shape = spec["shape"]
-    if (not isinstance(shape, list) or len(shape) != 4 or any(type(s) is not int for s in shape) or shape[3] != 3
-            or not 1 <= shape[0] <= MAX_CAMERAS or not all(1 <= s <= MAX_FRAME_PX for s in shape[1:3])):
-        raise ImageCodecError(f"frames: shape must be [cameras<={MAX_CAMERAS}, H, W, 3] with H, W <= {MAX_FRAME_PX}, "
-                              f"got {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 4
+        or any(type(s) is not int for s in shape)
+        or shape[3] != 3
+        or not 1 <= shape[0] <= MAX_CAMERAS
+        or not all(1 <= s <= MAX_FRAME_PX for s in shape[1:3])
+    ):
+        raise ImageCodecError(
+            f"frames: shape must be [cameras<={MAX_CAMERAS}, H, W, 3] with H, W <= {MAX_FRAME_PX}, got {shape!r}"
+        )
     names = [frame_tensor(i) for i in range(shape[0])]
     if IMAGE_TENSOR in tensors or any(n not in tensors for n in names):
         raise ImageCodecError(f"frames: expected tensors {names} (and no raw {IMAGE_TENSOR!r}), got {sorted(tensors)}")

@@ -74,8 +74,10 @@ class LocalContinuation:
         try:
             reply = self.model.cloud_session(self.cut).on_request(self.payload)
             if getattr(reply, "kind", None) != "actions":
-                raise RuntimeError(f"cut {self.cut}: the local continuation ended with a {reply.kind!r} payload, "
-                                   "expected actions (not a hedgeable cut)")
+                raise RuntimeError(
+                    f"cut {self.cut}: the local continuation ended with a {reply.kind!r} payload, "
+                    "expected actions (not a hedgeable cut)"
+                )
             self.future.set_result(np.asarray(reply.tensors["actions"].detach().cpu().numpy()))
         except HedgeCancelled as e:
             self.future.set_exception(e)
@@ -124,11 +126,13 @@ class Hedger:
         if cont is not None:
             cont.cancel()
             if not cont.join(timeout_s):
-                log.warning("a cancelled local continuation at cut %d is still running after %.0f s", cont.cut,
-                            timeout_s)
+                log.warning(
+                    "a cancelled local continuation at cut %d is still running after %.0f s", cont.cut, timeout_s
+                )
 
-    def race(self, future: concurrent.futures.Future, deadline: float | None,
-             on_miss: Callable[[], None]) -> np.ndarray | None:
+    def race(
+        self, future: concurrent.futures.Future, deadline: float | None, on_miss: Callable[[], None]
+    ) -> np.ndarray | None:
         """Wait for the network reply or the local continuation, whichever is first. Returns the local actions when
         they won (or the deadline passed first: the network is abandoned, ``on_miss()`` records it, the local
         actions are awaited); None when the reply is in (or the network failed, or the local run did): the caller

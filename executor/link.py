@@ -40,11 +40,11 @@ Direction = Literal["up", "down"]
 class TraceLike(Protocol):
     """What the relay needs from a ``traces.BandwidthTrace``."""
 
-    def transfer_time_s(self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = ...) -> float:
-        ...
+    def transfer_time_s(
+        self, nbytes: int, start_s: float, direction: Direction, *, max_wait_s: float = ...
+    ) -> float: ...
 
-    def one_way_delay_ms(self, t_s: float) -> float:
-        ...
+    def one_way_delay_ms(self, t_s: float) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -195,9 +195,7 @@ class ShapedLink:
     ``start()`` / ``stop()``. ``bytes_up`` / ``bytes_down`` count what crossed the link.
     """
 
-    def __init__(
-        self, trace: TraceLike, target_host: str, target_port: int, config: LinkConfig | None = None
-    ) -> None:
+    def __init__(self, trace: TraceLike, target_host: str, target_port: int, config: LinkConfig | None = None) -> None:
         if not 0 < int(target_port) < 65536:
             raise ValueError(f"target_port must be in 1..65535, got {target_port}")
         self.trace = trace

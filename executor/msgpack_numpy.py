@@ -55,7 +55,9 @@ def _checked_dtype(spec: Any) -> np.dtype:
     except (TypeError, ValueError) as e:
         raise WireFormatError(f"unknown array dtype {spec!r}") from e
     if dtype.kind not in ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise WireFormatError(f"array dtype {spec!r} (kind {dtype.kind!r}) is not allowed; expected bool/int/uint/float/S/U")
+        raise WireFormatError(
+            f"array dtype {spec!r} (kind {dtype.kind!r}) is not allowed; expected bool/int/uint/float/S/U"
+        )
     if dtype.itemsize == 0 or dtype.itemsize > MAX_ITEMSIZE:
         raise WireFormatError(f"array dtype {spec!r} has itemsize {dtype.itemsize}, expected 1..{MAX_ITEMSIZE}")
     return dtype
@@ -73,8 +75,10 @@ def unpack_array(obj: dict) -> Any:
         dtype = _checked_dtype(_get(obj, "dtype"))
         shape = _get(obj, "shape")
         data = _get(obj, "data")
-        if not isinstance(shape, list | tuple) or len(shape) > MAX_NDIM or any(
-            type(s) is not int or s < 0 for s in shape
+        if (
+            not isinstance(shape, list | tuple)
+            or len(shape) > MAX_NDIM
+            or any(type(s) is not int or s < 0 for s in shape)
         ):
             raise WireFormatError(f"array shape must be at most {MAX_NDIM} non-negative ints, got {shape!r}")
         if not isinstance(data, bytes | bytearray | memoryview):

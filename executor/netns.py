@@ -109,8 +109,23 @@ class KernelShapedLink:
             _run(["ip", "netns", "add", ns_e])
             self._created = True
             _run(["ip", "netns", "add", ns_c])
-            _run(["ip", "link", "add", self.edge_dev, "netns", ns_e, "type", "veth", "peer", "name", self.cloud_dev,
-                  "netns", ns_c])
+            _run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    self.edge_dev,
+                    "netns",
+                    ns_e,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    self.cloud_dev,
+                    "netns",
+                    ns_c,
+                ]
+            )
             for ns, dev, ip in ((ns_e, self.edge_dev, self.edge_ip), (ns_c, self.cloud_dev, self.cloud_ip)):
                 _run(["ip", "-n", ns, "addr", "add", f"{ip}/30", "dev", dev])
                 _run(["ip", "-n", ns, "link", "set", dev, "up"])
@@ -153,8 +168,27 @@ class KernelShapedLink:
         rate_kbit = _rate_kbit(mbps)
         bytes_per_ms = rate_kbit * 1000 / 8 / 1000
         burst = max(3028, int(bytes_per_ms * self.config.burst_ms))
-        _run(["ip", "netns", "exec", ns, "tc", "qdisc", verb, "dev", dev, "root", "tbf", "rate", f"{rate_kbit}kbit",
-              "burst", str(burst), "latency", f"{int(self.config.queue_ms)}ms"])
+        _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "tc",
+                "qdisc",
+                verb,
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                "rate",
+                f"{rate_kbit}kbit",
+                "burst",
+                str(burst),
+                "latency",
+                f"{int(self.config.queue_ms)}ms",
+            ]
+        )
 
     def _apply(self, add: bool = False) -> None:
         up, down = self.current_rates_mbps()

@@ -21,11 +21,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tyro
 
 from executor import catalog
+
+if TYPE_CHECKING:
+    from executor.perf.configs import VLAConfig
 from executor.catalog import NetworkLink
 from executor.perf.configs import ActionHead, ConfigError, model_names, resolve_model
 from executor.perf.modes import (
@@ -89,8 +92,16 @@ def _fmt_ms(x: float) -> str:
 
 def render(r: PerfResult) -> str:
     """Human-readable breakdown of one result."""
-    where = ", ".join(x for x in (f"device {r.device}" if r.device else "", f"server {r.server}" if r.server else "",
-                                  f"network {r.network}" if r.network else "", f"wan {r.wan}" if r.wan else "") if x)
+    where = ", ".join(
+        x
+        for x in (
+            f"device {r.device}" if r.device else "",
+            f"server {r.server}" if r.server else "",
+            f"network {r.network}" if r.network else "",
+            f"wan {r.wan}" if r.wan else "",
+        )
+        if x
+    )
     head = f"{r.model} | {r.placement} ({r.execution}){' cut ' + r.cut if r.cut else ''} | {where}"
     lines = [head, "-" * len(head)]
     if not r.feasible:
@@ -101,10 +112,14 @@ def render(r: PerfResult) -> str:
         lines.append(f"{p.name:16s} {p.where[:22]:22s} {p.time_ms:9.2f}  {p.bound}")
     lines.append(f"{'latency':16s} {'':22s} {r.latency_ms:9.2f}")
     if r.execution == "dual-system":
-        lines.append(f"System 2 (VLM) {r.s2_ms:.2f} ms capped at {r.s2_cap_hz:g} Hz; System 1 step {r.latency_ms:.2f} ms")
+        lines.append(
+            f"System 2 (VLM) {r.s2_ms:.2f} ms capped at {r.s2_cap_hz:g} Hz; System 1 step {r.latency_ms:.2f} ms"
+        )
     link = "-" if math.isinf(r.link_hz) else f"{r.link_hz:.1f}"
-    lines.append(f"frequency: sync {r.sync_hz:.1f} Hz | async {r.async_hz:.1f} Hz (compute {r.compute_hz:.1f}, "
-                 f"link {link}) | control ({r.execution}) {r.control_hz:.1f} Hz")
+    lines.append(
+        f"frequency: sync {r.sync_hz:.1f} Hz | async {r.async_hz:.1f} Hz (compute {r.compute_hz:.1f}, "
+        f"link {link}) | control ({r.execution}) {r.control_hz:.1f} Hz"
+    )
     for m in r.memory:
         lines.append(f"memory {m.hardware}: {m.required_bytes / 1e9:.2f} / {m.capacity_bytes / 1e9:.0f} GB")
     return "\n".join(lines)
@@ -113,8 +128,12 @@ def render(r: PerfResult) -> str:
 def _sweep_main(argv: Sequence[str]) -> int:
     from executor.perf import plots, sweeps
 
-    args = parse_config(SweepArgs, argv, prog="ecc perf sweep",
-                        description=f"Run sweeps ({', '.join(sweeps.SWEEPS)}); write CSV, JSON and PNG.")
+    args = parse_config(
+        SweepArgs,
+        argv,
+        prog="ecc perf sweep",
+        description=f"Run sweeps ({', '.join(sweeps.SWEEPS)}); write CSV, JSON and PNG.",
+    )
     names = list(sweeps.SWEEPS) if args.names == ("all",) else args.names
     cfg = resolve_model(args.model)
     for name in names:
@@ -148,8 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if resolve_mode(args.mode, args.base)[0] == "cut" and args.model not in model_names():
             return _family_cut(args)  # an executor family without an analytic config (e.g. smolvla)
         cfg = resolve_model(args.model)
-        changes = {k: v for k, v in (("denoising_steps", args.steps), ("chunk", args.chunk), ("dof", args.dof),
-                                     ("timesteps", args.timesteps), ("action_head", args.action_head)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (
+                ("denoising_steps", args.steps),
+                ("chunk", args.chunk),
+                ("dof", args.dof),
+                ("timesteps", args.timesteps),
+                ("action_head", args.action_head),
+            )
+            if v is not None
+        }
         if changes:
             cfg = cfg.with_(**changes)
         custom = (args.up_mbps, args.down_mbps, args.latency_ms)
@@ -158,9 +186,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if any(v is None for v in custom):
                 raise PerfInputError("a custom link needs --up-mbps, --down-mbps and --latency-ms together")
             network = custom_link(*custom)  # type: ignore[arg-type]
-        r = evaluate_mode(cfg, args.mode, base=args.base, device=args.device, server=args.server, network=network,
-                          wan=args.wan, payloads=Payloads(jpeg_ratio=args.jpeg_ratio), s2_cap_hz=args.s2_cap_hz,
-                          dtype=args.dtype, cut=args.cut, accounting=args.accounting, attention=args.attention)
+        r = evaluate_mode(
+            cfg,
+            args.mode,
+            base=args.base,
+            device=args.device,
+            server=args.server,
+            network=network,
+            wan=args.wan,
+            payloads=Payloads(jpeg_ratio=args.jpeg_ratio),
+            s2_cap_hz=args.s2_cap_hz,
+            dtype=args.dtype,
+            cut=args.cut,
+            accounting=args.accounting,
+            attention=args.attention,
+        )
         if args.json:
             print(json.dumps(r.to_dict(), indent=1))
         else:
@@ -176,25 +216,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _family_cut(args: PerfArgs) -> int:
     from executor.perf.cuts import evaluate_cut
 
-    r = evaluate_cut(args.model, catalog.hardware(args.device), catalog.hardware(args.server),
-                     catalog.network(args.network), dtype=args.dtype, cut=args.cut)
+    r = evaluate_cut(
+        args.model,
+        catalog.hardware(args.device),
+        catalog.hardware(args.server),
+        catalog.network(args.network),
+        dtype=args.dtype,
+        cut=args.cut,
+    )
     print(json.dumps(r.to_dict(), indent=1) if args.json else render(r))
     if args.all_cuts and not args.json:
         _print_cuts(args.model, args)
     return 0
 
 
-def _print_cuts(cfg: object, args: PerfArgs) -> None:
+def _print_cuts(cfg: VLAConfig | str, args: PerfArgs) -> None:
     from executor.perf.cuts import cut_rows
 
-    rows, _, _ = cut_rows(cfg, catalog.hardware(args.device), catalog.hardware(args.server),  # type: ignore[arg-type]
-                          catalog.network(args.network), dtype=args.dtype)
-    print(f"\n{'cut':>4s} {'name':34s} {'edge ms':>9s} {'cloud ms':>9s} {'net ms':>9s} {'total ms':>9s} {'up KB':>9s} "
-          f"{'down KB':>9s}")
+    rows, _, _ = cut_rows(
+        cfg,
+        catalog.hardware(args.device),
+        catalog.hardware(args.server),
+        catalog.network(args.network),
+        dtype=args.dtype,
+    )
+    print(
+        f"\n{'cut':>4s} {'name':34s} {'edge ms':>9s} {'cloud ms':>9s} {'net ms':>9s} {'total ms':>9s} {'up KB':>9s} "
+        f"{'down KB':>9s}"
+    )
     for c in rows:
         total = _fmt_ms(c.latency_ms) if c.feasible else "infeas."
-        print(f"{c.index:4d} {c.name[:34]:34s} {c.edge_ms:9.2f} {c.cloud_ms:9.2f} {c.network_ms:9.2f} {total:>9s} "
-              f"{c.up_bytes / 1e3:9.1f} {c.down_bytes / 1e3:9.1f}")
+        print(
+            f"{c.index:4d} {c.name[:34]:34s} {c.edge_ms:9.2f} {c.cloud_ms:9.2f} {c.network_ms:9.2f} {total:>9s} "
+            f"{c.up_bytes / 1e3:9.1f} {c.down_bytes / 1e3:9.1f}"
+        )
 
 
 if __name__ == "__main__":

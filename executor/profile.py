@@ -95,8 +95,10 @@ class Profile:
         if len(self.block_ms) != n:
             raise ProfileError(f"block_ms has {len(self.block_ms)} entries, expected {n} (one per block)")
         if any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.block_ms):
-            raise ProfileError(f"block_ms must be finite, >= 0 and at most {MAX_BLOCK_MS:g} ms (an hour per block), "
-                               f"got {self.block_ms}")
+            raise ProfileError(
+                f"block_ms must be finite, >= 0 and at most {MAX_BLOCK_MS:g} ms (an hour per block), "
+                f"got {self.block_ms}"
+            )
         if self.block_param_bytes and len(self.block_param_bytes) != n:
             raise ProfileError(f"block_param_bytes has {len(self.block_param_bytes)} entries, expected {n}")
         if len(self.cuts) < n + 1:
@@ -104,16 +106,22 @@ class Profile:
         for i, cut in enumerate(self.cuts[: n + 1]):
             if cut.k != i or cut.placement != "edge_then_cloud":
                 raise ProfileError(f"cuts[{i}] must be the forward cut k={i}, got k={cut.k} {cut.placement}")
-        if self.codec_ms and (len(self.codec_ms) != len(self.cuts)
-                              or any((not math.isfinite(t)) or t < 0 for t in self.codec_ms)):
+        if self.codec_ms and (
+            len(self.codec_ms) != len(self.cuts) or any((not math.isfinite(t)) or t < 0 for t in self.codec_ms)
+        ):
             raise ProfileError(f"codec_ms needs one finite value >= 0 per cut ({len(self.cuts)}), got {self.codec_ms}")
-        if self.overhead_ms and (len(self.overhead_ms) != len(self.cuts)
-                                 or any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.overhead_ms)):
-            raise ProfileError(f"overhead_ms needs one finite value in [0, {MAX_BLOCK_MS:g}] per cut ({len(self.cuts)}), "
-                               f"got {self.overhead_ms}")
+        if self.overhead_ms and (
+            len(self.overhead_ms) != len(self.cuts)
+            or any((not math.isfinite(t)) or t < 0 or t > MAX_BLOCK_MS for t in self.overhead_ms)
+        ):
+            raise ProfileError(
+                f"overhead_ms needs one finite value in [0, {MAX_BLOCK_MS:g}] per cut ({len(self.cuts)}), "
+                f"got {self.overhead_ms}"
+            )
         if not (math.isfinite(self.overhead_ms_per_mb) and 0 <= self.overhead_ms_per_mb <= MAX_BLOCK_MS):
-            raise ProfileError(f"overhead_ms_per_mb must be finite and in [0, {MAX_BLOCK_MS:g}], "
-                               f"got {self.overhead_ms_per_mb!r}")
+            raise ProfileError(
+                f"overhead_ms_per_mb must be finite and in [0, {MAX_BLOCK_MS:g}], got {self.overhead_ms_per_mb!r}"
+            )
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -182,9 +190,7 @@ class Profile:
         return path
 
     @classmethod
-    def load(
-        cls, path: str | Path, *, expect_model: str | None = None, expect_preset: str | None = None
-    ) -> Profile:
+    def load(cls, path: str | Path, *, expect_model: str | None = None, expect_preset: str | None = None) -> Profile:
         path = Path(path)
         if not path.is_file():
             raise ProfileError(f"profile file not found: {path}")

@@ -64,15 +64,19 @@ def print_profile(profile) -> None:
     for col in ("#", "k", "cut", "up bytes", "down bytes", "round trips"):
         cuts.add_column(col, justify="left" if col == "cut" else "right")
     for i, c in enumerate(profile.cuts):
-        cuts.add_row(str(i), str(c.k), c.name or c.placement, f"{c.up_bytes:,}", f"{c.down_bytes:,}",
-                     str(c.round_trips))
+        cuts.add_row(
+            str(i), str(c.k), c.name or c.placement, f"{c.up_bytes:,}", f"{c.down_bytes:,}", str(c.round_trips)
+        )
     console.print(cuts)
     if profile.peak_memory_bytes:
         kind = profile.notes.get("peak_memory_kind", "weights + KV cache, predicted")
         console.print(f"peak memory: {profile.peak_memory_bytes / 2**20:.1f} MiB ({kind})")
     if profile.overhead_ms:
-        console.print("executor overheads per cut (ms): " + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
-                      + f"; {profile.overhead_ms_per_mb:.3f} ms/MB")
+        console.print(
+            "executor overheads per cut (ms): "
+            + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
+            + f"; {profile.overhead_ms_per_mb:.3f} ms/MB"
+        )
 
 
 def main(argv: Sequence[str] = ()) -> int:
@@ -81,8 +85,10 @@ def main(argv: Sequence[str] = ()) -> int:
         print(f"ecc profile: --warmup must be >= 0 and --runs >= 1 (got {args.warmup}, {args.runs})", file=sys.stderr)
         return 2
     if args.calibrate and args.hardware is not None:
-        print("ecc profile: --calibrate measures this machine's executor; it does not apply to a --hardware "
-              "prediction", file=sys.stderr)
+        print(
+            "ecc profile: --calibrate measures this machine's executor; it does not apply to a --hardware prediction",
+            file=sys.stderr,
+        )
         return 2
     from executor.models import build_model
     from executor.wire_config import WireConfig, priced_profile
@@ -94,8 +100,9 @@ def main(argv: Sequence[str] = ()) -> int:
         if args.hardware is not None:
             from executor.roofline import roofline_profile_for
 
-            profile = roofline_profile_for(args.model, args.preset, args.hardware, dtype=args.dtype,
-                                           efficiency=args.efficiency)
+            profile = roofline_profile_for(
+                args.model, args.preset, args.hardware, dtype=args.dtype, efficiency=args.efficiency
+            )
             model = build_model(args.model, args.preset, device="meta")
         else:
             import torch
@@ -103,8 +110,9 @@ def main(argv: Sequence[str] = ()) -> int:
             from executor.profiler import ProfilerConfig, profile_model
 
             model = build_model(args.model, args.preset, device=args.device, dtype=getattr(torch, args.dtype))
-            profile = profile_model(model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs,
-                                                          threads=args.threads))
+            profile = profile_model(
+                model, ProfilerConfig(warmup_runs=args.warmup, measured_runs=args.runs, threads=args.threads)
+            )
         profile = priced_profile(profile, model, wire)
         if args.calibrate:  # overheads beyond the blocks and the codec of the wire the cuts are priced under
             from executor.calibration import CalibrationConfig, measure_overheads

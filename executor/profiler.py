@@ -117,8 +117,10 @@ def profile_model(model: SplitModel, config: ProfilerConfig = ProfilerConfig()) 
         torch.set_num_threads(config.threads)
     dev = torch.device(model.device)
     if dev.type == "meta":
-        raise ValueError(f"{model.family}/{model.preset} is built on the meta device and cannot be run; "
-                         "use the roofline model (executor.roofline) for it")
+        raise ValueError(
+            f"{model.family}/{model.preset} is built on the meta device and cannot be run; "
+            "use the roofline model (executor.roofline) for it"
+        )
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
@@ -166,6 +168,12 @@ def profile_model(model: SplitModel, config: ProfilerConfig = ProfilerConfig()) 
             "peak_memory_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
         },
     )
-    log.info("profiled %s/%s on %s: %.2f ms forward, %.2f ms in blocks", model.family, model.preset,
-             profile.device, forward_ms, profile.total_ms)
+    log.info(
+        "profiled %s/%s on %s: %.2f ms forward, %.2f ms in blocks",
+        model.family,
+        model.preset,
+        profile.device,
+        forward_ms,
+        profile.total_ms,
+    )
     return profile

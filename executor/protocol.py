@@ -164,10 +164,10 @@ _TIMING_FIELDS = {
 class CallTiming:
     """Breakdown of one inference as the edge saw it (all ms). Sums over the round trips of a decode exchange.
 
-    uplink_ms / downlink_ms come from the server's receive/send clock corrected by the offset estimated at connect
-    (ping exchange), so they include each direction's serialisation and one-way delay; ``network_ms`` (round trip
-    minus server residence) needs no clock agreement. ``effective_mbps`` = bytes both ways / network time (RoboECC's
-bytes / (round trip - remote time)); ``uplink_mbps`` / ``downlink_mbps`` = each direction's bytes / its time.
+        uplink_ms / downlink_ms come from the server's receive/send clock corrected by the offset estimated at connect
+        (ping exchange), so they include each direction's serialisation and one-way delay; ``network_ms`` (round trip
+        minus server residence) needs no clock agreement. ``effective_mbps`` = bytes both ways / network time (RoboECC's
+    bytes / (round trip - remote time)); ``uplink_mbps`` / ``downlink_mbps`` = each direction's bytes / its time.
     """
 
     edge_ms: float = 0.0
@@ -242,7 +242,13 @@ def payload_header(meta: dict[str, Any]) -> dict[str, Any]:
     h = meta.get("payload")
     if not isinstance(h, dict):
         raise ProtocolError(f"message has no payload header map, got {type(h).__name__}")
-    kind, cut, step, acts, pmeta = h.get("kind"), h.get("cut"), h.get("step", 0), h.get("activations", []), h.get("meta", {})
+    kind, cut, step, acts, pmeta = (
+        h.get("kind"),
+        h.get("cut"),
+        h.get("step", 0),
+        h.get("activations", []),
+        h.get("meta", {}),
+    )
     if not isinstance(kind, str) or type(cut) is not int or type(step) is not int:
         raise ProtocolError(f"payload header needs kind (str), cut (int), step (int); got {kind!r}, {cut!r}, {step!r}")
     if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts) or not isinstance(pmeta, dict):

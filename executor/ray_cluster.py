@@ -61,11 +61,20 @@ def resolve_address(address: str | None) -> str:
     return env if env else LOCAL
 
 
-def init_kwargs(address: str, *, num_cpus: int | None = None, object_store_memory_bytes: int | None = None,
-                env_vars: dict[str, str] | None = None) -> dict[str, Any]:
+def init_kwargs(
+    address: str,
+    *,
+    num_cpus: int | None = None,
+    object_store_memory_bytes: int | None = None,
+    env_vars: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The ``ray.init`` keyword arguments for ``address`` (already resolved): resources only for a local instance."""
-    kw: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
-                          "configure_logging": False}
+    kw: dict[str, Any] = {
+        "address": address,
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     if env_vars:
         kw["runtime_env"] = {"env_vars": dict(env_vars)}
     if address == LOCAL:
@@ -76,24 +85,32 @@ def init_kwargs(address: str, *, num_cpus: int | None = None, object_store_memor
     return kw
 
 
-def connect(address: str | None = None, *, num_cpus: int | None = None, object_store_memory_bytes: int | None = None,
-            env_vars: dict[str, str] | None = None, loopback: bool = True) -> RayConnection:
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    object_store_memory_bytes: int | None = None,
+    env_vars: dict[str, str] | None = None,
+    loopback: bool = True,
+) -> RayConnection:
     """Attach to a cluster or start a local instance (see the module docstring); returns what to release."""
     import ray
 
     if ray.is_initialized():
         return RayConnection(started=False, attached=False, address="(already connected)")
     resolved = resolve_address(address)
-    kw = init_kwargs(resolved, num_cpus=num_cpus, object_store_memory_bytes=object_store_memory_bytes,
-                     env_vars=env_vars)
+    kw = init_kwargs(
+        resolved, num_cpus=num_cpus, object_store_memory_bytes=object_store_memory_bytes, env_vars=env_vars
+    )
     if resolved != LOCAL:
-        log.info("attaching to the Ray cluster at %s%s", resolved,
-                 " (from $RAY_ADDRESS)" if address is None else "")
+        log.info("attaching to the Ray cluster at %s%s", resolved, " (from $RAY_ADDRESS)" if address is None else "")
         try:
             ray.init(**kw)
         except ConnectionError as e:
-            raise ConnectionError(f"cannot attach to the Ray cluster at {resolved!r}: {e} (use --ray-address local "
-                                  "to start a local instance instead)") from e
+            raise ConnectionError(
+                f"cannot attach to the Ray cluster at {resolved!r}: {e} (use --ray-address local "
+                "to start a local instance instead)"
+            ) from e
         return RayConnection(started=False, attached=True, address=resolved)
     if not loopback:
         ray.init(**kw)

@@ -125,8 +125,9 @@ class RayServeConfig:
         if self.max_replicas is not None and self.max_replicas < self.replicas:
             raise ValueError(f"max_replicas must be >= replicas ({self.replicas}), got {self.max_replicas}")
         if self.num_cpus_per_replica < 0 or self.num_gpus_per_replica < 0:
-            raise ValueError(f"replica resources must be >= 0, got cpus={self.num_cpus_per_replica} "
-                             f"gpus={self.num_gpus_per_replica}")
+            raise ValueError(
+                f"replica resources must be >= 0, got cpus={self.num_cpus_per_replica} gpus={self.num_gpus_per_replica}"
+            )
         if self.torch_threads < 1 or self.max_ongoing_requests < 1 or self.max_attempts < 1:
             raise ValueError(f"torch_threads, max_ongoing_requests and max_attempts must be >= 1: {self}")
         if not self.request_timeout_s > 0:
@@ -187,8 +188,16 @@ def loads(data: bytes, model: Any = None) -> Any:
 class CloudReplica:
     """One Serve replica: one model instance; runs the server's compute jobs one at a time (a batch is one job)."""
 
-    def __init__(self, family: str, preset: str, seed: int = 0, device: str = "cpu", torch_threads: int = 1,
-                 max_batch: int = 1, batch_wait_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        family: str,
+        preset: str,
+        seed: int = 0,
+        device: str = "cpu",
+        torch_threads: int = 1,
+        max_batch: int = 1,
+        batch_wait_ms: float = 0.0,
+    ) -> None:
         import torch
         from ray import serve
 
@@ -204,8 +213,15 @@ class CloudReplica:
             return await asyncio.get_running_loop().run_in_executor(None, self._run_batch, blobs)
 
         self._batched = serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=batch_wait_ms / 1e3)(first_steps)
-        log.info("replica pid %d ready: %s/%s seed %d on %s (batches up to %d)", os.getpid(), family, preset, seed,
-                 device, max_batch)
+        log.info(
+            "replica pid %d ready: %s/%s seed %d on %s (batches up to %d)",
+            os.getpid(),
+            family,
+            preset,
+            seed,
+            device,
+            max_batch,
+        )
 
     async def run_first(self, blob: bytes) -> bytes:
         """The first step of an exchange (job ``cloud_step`` with no session), batched by ``@serve.batch`` with the
@@ -266,8 +282,13 @@ class CloudReplica:
         """pid, Ray actor id, jobs run, the model's id and the batches run (tests and monitoring)."""
         import ray
 
-        return {"pid": os.getpid(), "actor_id": ray.get_runtime_context().get_actor_id(), "jobs_run": self.jobs_run,
-                "model": f"{self.model.family}/{self.model.preset}", "batches": list(self.batches)}
+        return {
+            "pid": os.getpid(),
+            "actor_id": ray.get_runtime_context().get_actor_id(),
+            "jobs_run": self.jobs_run,
+            "model": f"{self.model.family}/{self.model.preset}",
+            "batches": list(self.batches),
+        }
 
 
 def _retryable_errors() -> tuple[type[BaseException], ...]:
@@ -330,14 +351,26 @@ class RayCloudServer(CloudServer):
                 response.cancel()
                 last = ReplicaTimeout(f"no answer within {timeout_s:.3f} s")
                 self.timeouts += 1
-                log.warning("%s attempt %d/%d: no answer within %.3f s; %s", name, attempt, rc.max_attempts,
-                            timeout_s, "retrying" if attempt < rc.max_attempts else "giving up")
+                log.warning(
+                    "%s attempt %d/%d: no answer within %.3f s; %s",
+                    name,
+                    attempt,
+                    rc.max_attempts,
+                    timeout_s,
+                    "retrying" if attempt < rc.max_attempts else "giving up",
+                )
                 continue
             except self._retryable as e:
                 last = e
                 self.failovers += 1
-                log.warning("%s attempt %d/%d failed on a replica (%s); %s", name, attempt, rc.max_attempts,
-                            type(e).__name__, "retrying" if attempt < rc.max_attempts else "giving up")
+                log.warning(
+                    "%s attempt %d/%d failed on a replica (%s); %s",
+                    name,
+                    attempt,
+                    rc.max_attempts,
+                    type(e).__name__,
+                    "retrying" if attempt < rc.max_attempts else "giving up",
+                )
                 continue
             ok, value, _wait_s, compute_s = loads(data)
             if not ok:
@@ -345,11 +378,14 @@ class RayCloudServer(CloudServer):
             return value, max(0.0, time.perf_counter() - submitted - compute_s), compute_s
         waited = time.perf_counter() - submitted
         if last is None or isinstance(last, ReplicaTimeout):
-            raise ReplicaTimeout(f"no replica answered {name} in {waited:.3f} s ({rc.max_attempts} attempt(s); "
-                                 f"attempt timeout {rc.request_timeout_s} s"
-                                 + (f", client budget {budget_s * 1e3:.0f} ms)" if budget_s is not None else ")"))
-        raise ReplicaUnavailable(f"{name} failed on {rc.max_attempts} replica attempt(s): "
-                                 f"{type(last).__name__}: {last}") from last
+            raise ReplicaTimeout(
+                f"no replica answered {name} in {waited:.3f} s ({rc.max_attempts} attempt(s); "
+                f"attempt timeout {rc.request_timeout_s} s"
+                + (f", client budget {budget_s * 1e3:.0f} ms)" if budget_s is not None else ")")
+            )
+        raise ReplicaUnavailable(
+            f"{name} failed on {rc.max_attempts} replica attempt(s): {type(last).__name__}: {last}"
+        ) from last
 
 
 async def _awaited(response: Any) -> Any:
@@ -361,8 +397,13 @@ def ensure_ray(rc: RayServeConfig) -> Any:
     """Attach to or start Ray per ``executor.ray_cluster`` (``rc.address``); returns the ``RayConnection`` to release."""
     from executor.ray_cluster import connect
 
-    return connect(rc.address, num_cpus=rc.num_cpus, object_store_memory_bytes=rc.object_store_memory_bytes,
-                   env_vars={"OMP_NUM_THREADS": str(rc.torch_threads)}, loopback=rc.loopback)
+    return connect(
+        rc.address,
+        num_cpus=rc.num_cpus,
+        object_store_memory_bytes=rc.object_store_memory_bytes,
+        env_vars={"OMP_NUM_THREADS": str(rc.torch_threads)},
+        loopback=rc.loopback,
+    )
 
 
 def application_names() -> set[str]:
@@ -384,13 +425,24 @@ def _resources_note(rc: RayServeConfig) -> str:
         total = ray.cluster_resources()
     except Exception:  # noqa: BLE001 - only for the message
         return ""
-    return (f"; each replica asks for {rc.num_cpus_per_replica:g} CPU and {rc.num_gpus_per_replica:g} GPU, the cluster "
-            f"has {free.get('CPU', 0):g} of {total.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} of "
-            f"{total.get('GPU', 0):g} GPUs free (lower --replicas or --replica-cpus, or add nodes)")
+    return (
+        f"; each replica asks for {rc.num_cpus_per_replica:g} CPU and {rc.num_gpus_per_replica:g} GPU, the cluster "
+        f"has {free.get('CPU', 0):g} of {total.get('CPU', 0):g} CPUs and {free.get('GPU', 0):g} of "
+        f"{total.get('GPU', 0):g} GPUs free (lower --replicas or --replica-cpus, or add nodes)"
+    )
 
 
-def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: RayServeConfig | None = None,
-           app_name: str | None = None, max_batch: int = 1, batch_wait_ms: float = 0.0) -> Any:
+def deploy(
+    family: str,
+    preset: str,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    rc: RayServeConfig | None = None,
+    app_name: str | None = None,
+    max_batch: int = 1,
+    batch_wait_ms: float = 0.0,
+) -> Any:
     """Deploy ``CloudReplica`` as Serve application ``app_name`` (HTTP proxy off: the ingress is ours) and wait up to
     ``rc.deploy_timeout_s`` for it to run; returns the DeploymentHandle. ``max_batch``/``batch_wait_ms``: the
     replicas' batching of first steps (``ServerConfig``'s). Raises ``DeployError`` when an application
@@ -401,28 +453,38 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
     rc = rc or RayServeConfig()
     name = app_name or rc.app_name or default_app_name(family, preset, seed, 0)
     if name in application_names():
-        raise DeployError(f"a Serve application named {name!r} already runs on this Ray cluster and was not "
-                          "deployed by this server; refusing to replace it (choose another --app-name, or stop the "
-                          "server that runs it)")
+        raise DeployError(
+            f"a Serve application named {name!r} already runs on this Ray cluster and was not "
+            "deployed by this server; refusing to replace it (choose another --app-name, or stop the "
+            "server that runs it)"
+        )
     serve.start(proxy_location="Disabled")
     options: dict[str, Any] = {
         "name": "CloudReplica",
-        "ray_actor_options": {"num_cpus": rc.num_cpus_per_replica, "num_gpus": rc.num_gpus_per_replica,
-                              "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}}},
+        "ray_actor_options": {
+            "num_cpus": rc.num_cpus_per_replica,
+            "num_gpus": rc.num_gpus_per_replica,
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(rc.torch_threads)}},
+        },
         "max_ongoing_requests": max(rc.max_ongoing_requests, max_batch),
         "health_check_period_s": 2.0,
         "health_check_timeout_s": 10.0,
     }
     if rc.max_replicas is not None and rc.max_replicas > rc.replicas:
-        options["autoscaling_config"] = {"min_replicas": rc.replicas, "initial_replicas": rc.replicas,
-                                         "max_replicas": rc.max_replicas,
-                                         "target_ongoing_requests": rc.target_ongoing_requests}
+        options["autoscaling_config"] = {
+            "min_replicas": rc.replicas,
+            "initial_replicas": rc.replicas,
+            "max_replicas": rc.max_replicas,
+            "target_ongoing_requests": rc.target_ongoing_requests,
+        }
     else:
         options["num_replicas"] = rc.replicas
-    app = serve.deployment(CloudReplica, **options).bind(family, preset, seed, device, rc.torch_threads, max_batch,
-                                                         batch_wait_ms)
-    handle = serve.run_many([RunTarget(target=app, name=name, route_prefix=None)],
-                            wait_for_applications_running=False)[0]
+    app = serve.deployment(CloudReplica, **options).bind(
+        family, preset, seed, device, rc.torch_threads, max_batch, batch_wait_ms
+    )
+    handle = serve.run_many([RunTarget(target=app, name=name, route_prefix=None)], wait_for_applications_running=False)[
+        0
+    ]
     t_end = time.monotonic() + rc.deploy_timeout_s
     status, message = "", ""
     while time.monotonic() < t_end:
@@ -438,8 +500,10 @@ def deploy(family: str, preset: str, *, seed: int = 0, device: str = "cpu", rc: 
     _delete_quietly(name)
     if status.endswith("DEPLOY_FAILED"):
         raise DeployError(f"Serve application {name!r} failed to deploy: {message}")
-    raise DeployError(f"the {rc.replicas} replica(s) of {name!r} did not start within {rc.deploy_timeout_s:g} s "
-                      f"(status {status or 'unknown'}){note}")
+    raise DeployError(
+        f"the {rc.replicas} replica(s) of {name!r} did not start within {rc.deploy_timeout_s:g} s "
+        f"(status {status or 'unknown'}){note}"
+    )
 
 
 def _delete_quietly(name: str) -> None:
@@ -459,8 +523,16 @@ class RayServing:
     of Ray as ``executor.ray_cluster`` says (a local instance started here is shut down; a cluster is left running).
     """
 
-    def __init__(self, family: str, preset: str, config: ServerConfig | None = None,
-                 ray_config: RayServeConfig | None = None, *, seed: int = 0, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        family: str,
+        preset: str,
+        config: ServerConfig | None = None,
+        ray_config: RayServeConfig | None = None,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
         self.family, self.preset, self.seed, self.device = family, preset, seed, device
         self.config = config or ServerConfig()
         self.ray_config = ray_config or RayServeConfig()
@@ -482,9 +554,16 @@ class RayServing:
         meta_model = build_model(self.family, self.preset, seed=self.seed, on_meta=True)  # validates the names
         try:
             self.connect()
-            handle = deploy(self.family, self.preset, seed=self.seed, device=self.device, rc=self.ray_config,
-                            app_name=self.app_name, max_batch=self.config.max_batch,
-                            batch_wait_ms=self.config.batch_wait_ms)
+            handle = deploy(
+                self.family,
+                self.preset,
+                seed=self.seed,
+                device=self.device,
+                rc=self.ray_config,
+                app_name=self.app_name,
+                max_batch=self.config.max_batch,
+                batch_wait_ms=self.config.batch_wait_ms,
+            )
             self._deployed = True
             self.server = RayCloudServer(meta_model, self.config, handle, self.ray_config).start(timeout_s)
         except BaseException:

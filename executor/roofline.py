@@ -108,7 +108,7 @@ class _BoundMixin:
 
     @property
     def bound(self) -> Bound:
-        """"compute" when compute-bound operators take most of the time, else "memory"."""
+        """ "compute" when compute-bound operators take most of the time, else "memory"."""
         return "compute" if self.compute_ms > self.memory_ms else "memory"
 
     @property
@@ -247,20 +247,32 @@ def genz_parallel_decode_ops(spec: BlockSpec, p: ComputePass, b: int) -> list[Op
     ops = [_weights_only("qkv_proj", t, h, qkv, b)]
     if prefix:
         f = 2.0 * t * prefix * q_dim
-        ops += [OpCost("attn_scores_prefix", f, float(b * prefix * kv_dim)),
-                OpCost("attn_values_prefix", f, float(b * prefix * kv_dim))]
+        ops += [
+            OpCost("attn_scores_prefix", f, float(b * prefix * kv_dim)),
+            OpCost("attn_values_prefix", f, float(b * prefix * kv_dim)),
+        ]
     if t > 1:
         f = 2.0 * t * t * q_dim
-        ops += [_weights_only("qkv_proj_self", t, h, qkv, b), OpCost("attn_scores_self", f, float(b * t * kv_dim)),
-                OpCost("attn_values_self", f, float(b * t * kv_dim))]
+        ops += [
+            _weights_only("qkv_proj_self", t, h, qkv, b),
+            OpCost("attn_scores_self", f, float(b * t * kv_dim)),
+            OpCost("attn_values_self", f, float(b * t * kv_dim)),
+        ]
     ops.append(_weights_only("o_proj", t, q_dim, h, b))
     up = 2 * m if spec.gated_mlp else m
     ops += [_linear("mlp_up", t, h, up, b), _linear("mlp_down", t, m, h, b)]
     return ops
 
 
-def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attention: bool = False, *,
-                          attention: str | None = None, genz_parallel_decode: bool = False) -> list[OpCost]:
+def transformer_layer_ops(
+    spec: BlockSpec,
+    p: ComputePass,
+    b: int,
+    fused_attention: bool = False,
+    *,
+    attention: str | None = None,
+    genz_parallel_decode: bool = False,
+) -> list[OpCost]:
     """Operators of one transformer layer for one pass (``p.tokens`` queries over ``p.context_tokens`` keys)."""
     _require(spec, "hidden", "mlp", "heads", "head_dim")
     mode = resolve_attention(attention, fused_attention)
@@ -289,8 +301,15 @@ def transformer_layer_ops(spec: BlockSpec, p: ComputePass, b: int, fused_attenti
     return ops
 
 
-def pass_ops(spec: BlockSpec, p: ComputePass, dtype_bytes: int, fused_attention: bool = False, *,
-             attention: str | None = None, genz_parallel_decode: bool = False) -> list[OpCost]:
+def pass_ops(
+    spec: BlockSpec,
+    p: ComputePass,
+    dtype_bytes: int,
+    fused_attention: bool = False,
+    *,
+    attention: str | None = None,
+    genz_parallel_decode: bool = False,
+) -> list[OpCost]:
     """Operators of one pass of any block kind."""
     b = dtype_bytes
     attention = resolve_attention(attention, fused_attention)
@@ -395,8 +414,18 @@ def block_cost(
                 mem += tm
         r = p.repeat
         passes.append(
-            PassCost(p.phase, p.tokens, p.context_tokens, r, flops * r, byts * r, (comp + mem) * r, comp * r, mem * r,
-                     tuple(ops))
+            PassCost(
+                p.phase,
+                p.tokens,
+                p.context_tokens,
+                r,
+                flops * r,
+                byts * r,
+                (comp + mem) * r,
+                comp * r,
+                mem * r,
+                tuple(ops),
+            )
         )
     params = spec.param_count or _weight_elements(spec)
     return BlockCost(
@@ -430,8 +459,15 @@ def estimate(
     hw = lookup_hardware(hardware)
     attention = resolve_attention(attention, fused_attention)
     blocks = tuple(
-        block_cost(s, hw, dtype, efficiency=efficiency, granularity=granularity, attention=attention,
-                   genz_parallel_decode=genz_parallel_decode)
+        block_cost(
+            s,
+            hw,
+            dtype,
+            efficiency=efficiency,
+            granularity=granularity,
+            attention=attention,
+            genz_parallel_decode=genz_parallel_decode,
+        )
         for s in specs
     )
     weights = sum(b.weight_bytes for b in blocks)
@@ -610,13 +646,16 @@ def batched_cloud_ms(
     per-request share is this divided by ``batch``."""
     if not 0 <= cut <= len(specs):
         raise ValueError(f"cut must be in 0..{len(specs)}, got {cut}")
-    return sum(batched_block_ms(s, hardware, batch, dtype, efficiency=efficiency, fused_attention=fused_attention)
-               for s in specs[cut:])
+    return sum(
+        batched_block_ms(s, hardware, batch, dtype, efficiency=efficiency, fused_attention=fused_attention)
+        for s in specs[cut:]
+    )
 
 
 @functools.lru_cache(maxsize=32)
-def batch_cost_ratios(family: str, preset: str, hardware: str, max_batch: int, cut: int = 0,
-                      dtype: str = "bfloat16") -> tuple[float, ...]:
+def batch_cost_ratios(
+    family: str, preset: str, hardware: str, max_batch: int, cut: int = 0, dtype: str = "bfloat16"
+) -> tuple[float, ...]:
     """``batched_cloud_ms`` of a batch of b = 1 .. ``max_batch`` requests at ``cut`` over that of one request (the
     first ratio is 1.0): how much longer a batching server needs for b robots than for one. Builds the model on the
     meta device (imports torch/transformers; cached)."""
@@ -632,8 +671,25 @@ def batch_cost_ratios(family: str, preset: str, hardware: str, max_batch: int, c
 
 
 __all__ = [
-    "ATTENTIONS", "DEFAULT_ATTENTION", "resolve_attention", "DTYPES", "genz_parallel_decode_ops",
-    "PROTOCOL_OVERHEAD", "BlockCost", "GroupCost", "InfeasibleError", "OpCost", "PassCost",
-    "RooflineResult", "block_cost", "breakdown", "estimate", "kv_cache_bytes", "pass_ops", "roofline_profile",
-    "roofline_profile_for", "transfer_ms", "transformer_layer_ops",
+    "ATTENTIONS",
+    "DEFAULT_ATTENTION",
+    "resolve_attention",
+    "DTYPES",
+    "genz_parallel_decode_ops",
+    "PROTOCOL_OVERHEAD",
+    "BlockCost",
+    "GroupCost",
+    "InfeasibleError",
+    "OpCost",
+    "PassCost",
+    "RooflineResult",
+    "block_cost",
+    "breakdown",
+    "estimate",
+    "kv_cache_bytes",
+    "pass_ops",
+    "roofline_profile",
+    "roofline_profile_for",
+    "transfer_ms",
+    "transformer_layer_ops",
 ]

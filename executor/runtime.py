@@ -317,8 +317,19 @@ class EdgeRuntime:
         return records
 
     def _dropped(self, late_ms: float) -> StepRecord:
-        record = StepRecord(self._step, -1, False, "dropped", -1, None, False, 0.0, 0.0, late_ms,
-                            error="dropped: a newer frame arrived while a step ran")
+        record = StepRecord(
+            self._step,
+            -1,
+            False,
+            "dropped",
+            -1,
+            None,
+            False,
+            0.0,
+            0.0,
+            late_ms,
+            error="dropped: a newer frame arrived while a step ran",
+        )
         self.metrics.add(record)
         self._step += 1
         return record
@@ -328,8 +339,11 @@ class EdgeRuntime:
         if self._breaker_wall is None:
             return False
         client = self.client
-        if client is not None and client.connected and any(s.uplink_done_s > self._breaker_wall
-                                                           for s in tuple(client.bandwidth)):
+        if (
+            client is not None
+            and client.connected
+            and any(s.uplink_done_s > self._breaker_wall for s in tuple(client.bandwidth))
+        ):
             self._breaker_wall = None  # the link answered after the failure
             return False
         if time.perf_counter() - self._breaker_perf >= self.config.breaker_retry_s:
@@ -379,8 +393,18 @@ class EdgeRuntime:
         if skip and self._chunk is not None and self._chunk_index < len(self._chunk):
             applied = self._chunk[self._chunk_index]
             self._chunk_index += 1
-            record = StepRecord(self._step, cut, True, "skipped", -1, applied, False,
-                                (time.perf_counter() - t_obs) * 1e3, decision_ms, late_s * 1e3)
+            record = StepRecord(
+                self._step,
+                cut,
+                True,
+                "skipped",
+                -1,
+                applied,
+                False,
+                (time.perf_counter() - t_obs) * 1e3,
+                decision_ms,
+                late_s * 1e3,
+            )
             return self._finish(record, frame, cut, skip)
 
         mode: StepMode
@@ -453,8 +477,11 @@ class EdgeRuntime:
         if self.config.breaker and tried:
             if record.fallback_reason in _BREAKER_REASONS:
                 if self._breaker_wall is None:
-                    log.info("step %d: network step failed (%s); edge-only until the link answers",
-                             record.step, record.fallback_reason)
+                    log.info(
+                        "step %d: network step failed (%s); edge-only until the link answers",
+                        record.step,
+                        record.fallback_reason,
+                    )
                 self._breaker_wall, self._breaker_perf = time.time(), time.perf_counter()
             elif record.mode == "split":
                 self._breaker_wall = None

@@ -100,8 +100,9 @@ def _raise_fd_limit(max_connections: int) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = 4 * max_connections + 256
         if soft != resource.RLIM_INFINITY and soft < want:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard),
-                                                        hard))
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard)
+            )
     except (ImportError, ValueError, OSError) as e:  # not on this platform, or not allowed
         log.info("open-file limit left as it is: %s", e)
 
@@ -114,11 +115,19 @@ def _serve_ray(args: ServeArgs, config: object) -> int:
     from executor.ray_serve import DeployError, RayServeConfig, RayServing
 
     threads = args.threads or 1
-    rc = RayServeConfig(replicas=args.replicas, max_replicas=args.max_replicas, num_cpus_per_replica=args.replica_cpus,
-                        num_gpus_per_replica=args.replica_gpus, torch_threads=threads, address=args.ray_address,
-                        object_store_memory_bytes=None, app_name=args.app_name,
-                        deploy_timeout_s=args.deploy_timeout_s, request_timeout_s=args.request_timeout_s,
-                        max_attempts=args.max_attempts)
+    rc = RayServeConfig(
+        replicas=args.replicas,
+        max_replicas=args.max_replicas,
+        num_cpus_per_replica=args.replica_cpus,
+        num_gpus_per_replica=args.replica_gpus,
+        torch_threads=threads,
+        address=args.ray_address,
+        object_store_memory_bytes=None,
+        app_name=args.app_name,
+        deploy_timeout_s=args.deploy_timeout_s,
+        request_timeout_s=args.request_timeout_s,
+        max_attempts=args.max_attempts,
+    )
     serving = RayServing(args.model, args.preset, config, rc, seed=args.seed, device=args.device)  # type: ignore[arg-type]
     stop = threading.Event()
     starting = [True]
@@ -150,8 +159,7 @@ def _serve_ray(args: ServeArgs, config: object) -> int:
     except OSError as e:
         print(f"ecc serve: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1
-    print(f"serving {serving.url} ({args.replicas} Ray Serve replica(s), application {serving.app_name})",
-          flush=True)
+    print(f"serving {serving.url} ({args.replicas} Ray Serve replica(s), application {serving.app_name})", flush=True)
     try:
         while not stop.wait(0.5):
             pass
@@ -176,8 +184,11 @@ def main(argv: Sequence[str] = ()) -> int:
             return 2
         torch.set_num_threads(args.threads)
     if args.emulate is not None and args.max_batch > 1:
-        print("ecc serve: --emulate pads every block to one request's Profile time, so a batch would cost what one "
-              "request does; use --emulate or --max-batch, not both", file=sys.stderr)
+        print(
+            "ecc serve: --emulate pads every block to one request's Profile time, so a batch would cost what one "
+            "request does; use --emulate or --max-batch, not both",
+            file=sys.stderr,
+        )
         return 2
     if args.engine == "ray":
         if args.emulate is not None:
@@ -218,14 +229,16 @@ def main(argv: Sequence[str] = ()) -> int:
             from executor.emulation import HardwareEmulator
             from executor.profile import Profile
 
-            emulator = HardwareEmulator(model, Profile.load(args.emulate, expect_model=args.model,
-                                                            expect_preset=args.preset)).attach()
+            emulator = HardwareEmulator(
+                model, Profile.load(args.emulate, expect_model=args.model, expect_preset=args.preset)
+            ).attach()
     except ValueError as e:
         print(f"ecc serve: {e}", file=sys.stderr)
         return 2
     if args.insecure and api_key is None:
-        log.warning("serving on %s without --api-key (--insecure): anyone who can reach it can use the model",
-                    args.host)
+        log.warning(
+            "serving on %s without --api-key (--insecure): anyone who can reach it can use the model", args.host
+        )
     _raise_fd_limit(config.max_connections)
     server = CloudServer(model, config, emulator=emulator)
     try:

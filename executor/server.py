@@ -196,14 +196,23 @@ class ServerConfig:
         if self.reply_compression not in wire.COMPRESSIONS:
             raise ValueError(f"reply_compression must be one of {wire.COMPRESSIONS}, got {self.reply_compression!r}")
         if not is_loopback(self.host) and self.api_key is None and not self.insecure:
-            raise ValueError(f"binding {self.host} (not loopback) needs an API key (--api-key or ECC_API_KEY); "
-                             "--insecure serves anyone who can reach the port")
+            raise ValueError(
+                f"binding {self.host} (not loopback) needs an API key (--api-key or ECC_API_KEY); "
+                "--insecure serves anyone who can reach the port"
+            )
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("certfile and keyfile go together (TLS needs both)")
         if not (math.isfinite(self.batch_wait_ms) and self.batch_wait_ms >= 0):
             raise ValueError(f"batch_wait_ms must be finite and >= 0, got {self.batch_wait_ms}")
-        for name in ("max_connections", "auth_failures_per_minute", "oversized_per_minute", "decode_workers",
-                     "max_inflight_bytes", "log_lines_per_minute", "max_batch"):
+        for name in (
+            "max_connections",
+            "auth_failures_per_minute",
+            "oversized_per_minute",
+            "decode_workers",
+            "max_inflight_bytes",
+            "log_lines_per_minute",
+            "max_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("idle_timeout_s", "message_timeout_s", "open_timeout_s", "busy_timeout_s", "evict_idle_after_s"):
@@ -279,8 +288,7 @@ class _ByteBudget:
             raise _BadRequest(E_BUSY, f"the message needs {nbytes} bytes, more than the server's whole budget")
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + nbytes <= self.capacity),
-                                       timeout_s)
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.used + nbytes <= self.capacity), timeout_s)
             except TimeoutError as e:
                 raise _BadRequest(E_BUSY, "the server is busy decoding other messages; retry later") from e
             self.used += nbytes
@@ -494,8 +502,9 @@ class CloudServer:
         self.num_cuts = len(self.cut_names)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecc-cloud-compute")
         self._decoder = ThreadPoolExecutor(max_workers=self.config.decode_workers, thread_name_prefix="ecc-decode")
-        self.max_message_bytes = (self.config.max_message_bytes if self.config.max_message_bytes is not None
-                                  else max_message_bytes_for(model))
+        self.max_message_bytes = (
+            self.config.max_message_bytes if self.config.max_message_bytes is not None else max_message_bytes_for(model)
+        )
         self._wire_limits = wire_limits(self.max_message_bytes)
         self._ssl = self.config.ssl_context()
         self._log = _LogBudget(log, self.config.log_lines_per_minute)
@@ -614,8 +623,13 @@ class CloudServer:
             ) as server:
                 self._server = server
                 self.port = next(iter(server.sockets)).getsockname()[1]
-                log.info("serving %s/%s on %s (max message %d bytes)", self.model.family, self.model.preset, self.url,
-                         self.max_message_bytes)
+                log.info(
+                    "serving %s/%s on %s (max message %d bytes)",
+                    self.model.family,
+                    self.model.preset,
+                    self.url,
+                    self.max_message_bytes,
+                )
                 self._ready.set()
                 await self._stop_event.wait()
                 server.close(close_connections=True)
@@ -652,8 +666,12 @@ class CloudServer:
             return connection.respond(http.HTTPStatus.OK, "OK\n")
         if self.connections >= self.config.max_connections and not self._evict_idlest():
             self.connections_refused += 1
-            self._log.log(logging.WARNING, "refused a connection: %d connections open (max_connections), none "
-                          "idle for %g s", self.connections, self.config.evict_idle_after_s)
+            self._log.log(
+                logging.WARNING,
+                "refused a connection: %d connections open (max_connections), none idle for %g s",
+                self.connections,
+                self.config.evict_idle_after_s,
+            )
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; retry later\n")
         key = self.config.api_key
         if key is None:
@@ -662,8 +680,9 @@ class CloudServer:
         if self._auth_failures.exceeded(peer):
             self.auth_refused += 1
             self._log.log(logging.WARNING, "refused %s: too many failed token attempts", peer)
-            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS,
-                                      "too many failed token attempts; retry in a minute\n")
+            return connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS, "too many failed token attempts; retry in a minute\n"
+            )
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() in ("api-key", "bearer") and hmac.compare_digest(token.strip().encode(), key.encode()):
@@ -691,8 +710,12 @@ class CloudServer:
             return False
         del self._active[victim]
         self.connections_evicted += 1
-        self._log.log(logging.INFO, "closing the connection from %s, idle %.1f s, to admit a new one",
-                      victim.remote_address, now - t)
+        self._log.log(
+            logging.INFO,
+            "closing the connection from %s, idle %.1f s, to admit a new one",
+            victim.remote_address,
+            now - t,
+        )
         asyncio.ensure_future(victim.close(1013, "evicted: idle while the server was full"))
         return True
 
@@ -780,8 +803,9 @@ class CloudServer:
             sessions.clear()
             self._log.log(logging.INFO, "connection from %s closed", peer)
 
-    async def _answer(self, ws: Any, data: Any, sessions: dict[int, Any], errors: list[int], recv_time: float,
-                      recv_perf: float) -> None:
+    async def _answer(
+        self, ws: Any, data: Any, sessions: dict[int, Any], errors: list[int], recv_time: float, recv_perf: float
+    ) -> None:
         """Answer one message: a reply, or an error reply for any failure (never a 1011 close). Bad messages count
         toward ``max_errors_per_connection`` (then the connection is closed, 1008); the server's own failures
         (``_ServerFault``, or an unexpected exception, logged as internal) never do."""
@@ -803,12 +827,23 @@ class CloudServer:
             except Exception as e:  # noqa: BLE001 - every failure on one message is answered, never a 1011 close
                 fault = isinstance(e, _ServerFault) or not isinstance(e, _BadRequest)
                 if not isinstance(e, _BadRequest):
-                    self._log.log(logging.ERROR, "internal error on a message from %s: %s: %s", peer,
-                                  type(e).__name__, safe_error_text(str(e)))
+                    self._log.log(
+                        logging.ERROR,
+                        "internal error on a message from %s: %s: %s",
+                        peer,
+                        type(e).__name__,
+                        safe_error_text(str(e)),
+                    )
                     e = _BadRequest(E_INTERNAL, f"the server failed on this message ({type(e).__name__})")
                 self.errors_sent += 1
-                self._log.log(logging.INFO, "%s from %s: [%s] %s", "server failure" if fault else "bad request",
-                              peer, e.code, safe_error_text(str(e)))
+                self._log.log(
+                    logging.INFO,
+                    "%s from %s: [%s] %s",
+                    "server failure" if fault else "bad request",
+                    peer,
+                    e.code,
+                    safe_error_text(str(e)),
+                )
                 await ws.send(self._error_frame(data, e.code, str(e)))
                 if not fault:
                     errors[0] += 1
@@ -931,8 +966,11 @@ class CloudServer:
         if kind == SPLIT:
             cut = meta.get("cut")
             if type(cut) is not int or not 0 <= cut < self.num_cuts:
-                raise _BadRequest(E_BAD_REQUEST, f"cut must be an int in 0..{self.num_cuts - 1}, got "
-                                  f"{cut if type(cut) is int and abs(cut) < 10**6 else 'a ' + type(cut).__name__}")
+                raise _BadRequest(
+                    E_BAD_REQUEST,
+                    f"cut must be an int in 0..{self.num_cuts - 1}, got "
+                    f"{cut if type(cut) is int and abs(cut) < 10**6 else 'a ' + type(cut).__name__}",
+                )
             # one exchange in flight per connection: a new inference ends every earlier one (bounded memory)
             sessions.clear()
             session = None
@@ -942,8 +980,10 @@ class CloudServer:
             session = sessions[request_id]
             cut = -1
         else:
-            raise _BadRequest(E_BAD_MESSAGE, f"unknown message type (a {type(kind).__name__}); expected one of "
-                              "split/continue/cancel/ping")
+            raise _BadRequest(
+                E_BAD_MESSAGE,
+                f"unknown message type (a {type(kind).__name__}); expected one of split/continue/cancel/ping",
+            )
         try:
             header = payload_header(meta)
         except ProtocolError as e:
@@ -965,8 +1005,9 @@ class CloudServer:
         except Exception as e:  # noqa: BLE001 - any model failure on a hostile payload is answered, not fatal
             sessions.pop(request_id, None)
             code = E_BAD_REQUEST if isinstance(e, ValueError | TypeError) else E_COMPUTE
-            self._log.log(logging.INFO, "request %d failed: %s: %s", request_id, type(e).__name__,
-                          safe_error_text(str(e)))
+            self._log.log(
+                logging.INFO, "request %d failed: %s: %s", request_id, type(e).__name__, safe_error_text(str(e))
+            )
             raise _BadRequest(code, f"{type(e).__name__}: {e}") from e
         final = getattr(result, "kind", None) == "actions"
         if final:
@@ -1144,4 +1185,3 @@ def _tokens_from_text(text: Any, ref: np.ndarray, model: Any) -> np.ndarray:
     n = min(ids.size, out.size)
     out[:n] = ids[:n]
     return out.reshape(ref.shape)
-

@@ -198,7 +198,9 @@ def _to_numpy(name: str, value: Any) -> tuple[np.ndarray, str]:
             return t.view(torch.int16).numpy().view("<u2"), "bfloat16"
         dname = str(t.dtype).removeprefix("torch.")
         if dname not in WIRE_DTYPES:
-            raise WireFormatError(f"tensor {name!r}: torch dtype {t.dtype} is not allowed; expected {sorted(WIRE_DTYPES)}")
+            raise WireFormatError(
+                f"tensor {name!r}: torch dtype {t.dtype} is not allowed; expected {sorted(WIRE_DTYPES)}"
+            )
         return np.asarray(t.numpy(), dtype=WIRE_DTYPES[dname], order="C"), dname
     raise TypeError(f"tensor {name!r}: expected numpy array or torch.Tensor, got {type(value).__name__}")
 
@@ -294,7 +296,9 @@ def _split_payload(payload: Any, meta: Mapping[str, Any] | None) -> tuple[Mappin
     if tensors is None:
         tensors = getattr(payload, "arrays", None)
     if not isinstance(tensors, Mapping):
-        raise TypeError(f"payload must be a mapping name -> array (or have a .tensors mapping), got {type(payload).__name__}")
+        raise TypeError(
+            f"payload must be a mapping name -> array (or have a .tensors mapping), got {type(payload).__name__}"
+        )
     own_meta = getattr(payload, "meta", None)
     if own_meta is None:
         own_meta = getattr(payload, "metadata", None)
@@ -350,7 +354,12 @@ def encode(
         codec, data, scales = _compress(name, bits, dtype, codec)
         offset, nbytes = add(data)
         entry: dict[str, Any] = {
-            "name": name, "dtype": dtype, "shape": list(bits.shape), "codec": codec, "offset": offset, "nbytes": nbytes,
+            "name": name,
+            "dtype": dtype,
+            "shape": list(bits.shape),
+            "codec": codec,
+            "offset": offset,
+            "nbytes": nbytes,
         }
         if scales is not None:
             entry["scale_offset"], entry["scale_nbytes"] = add(scales)
@@ -515,7 +524,9 @@ def _as_buffer(data: bytes | bytearray | memoryview) -> memoryview:
     return mv
 
 
-def read_header(data: bytes | bytearray | memoryview, *, limits: WireLimits = DEFAULT_LIMITS) -> tuple[dict[str, Any], tuple[TensorInfo, ...]]:
+def read_header(
+    data: bytes | bytearray | memoryview, *, limits: WireLimits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], tuple[TensorInfo, ...]]:
     """Validate a message and return (meta, tensor infos) without decoding any array."""
     meta, infos, _, _ = _parse_header(_as_buffer(data), limits)
     return meta, tuple(infos)
@@ -552,9 +563,7 @@ def _decode_one(buf: memoryview, base: int, info: TensorInfo) -> np.ndarray:
     return np.asarray(q.astype(calc) * scales.astype(calc)).astype(out_dtype, copy=False)
 
 
-def decode(
-    data: bytes | bytearray | memoryview, *, limits: WireLimits = DEFAULT_LIMITS, copy: bool = False
-) -> Message:
+def decode(data: bytes | bytearray | memoryview, *, limits: WireLimits = DEFAULT_LIMITS, copy: bool = False) -> Message:
     """Decode a message into numpy arrays (original dtypes; bfloat16 -> float32 with identical values).
 
     Uncompressed arrays are read-only views into ``data`` unless ``copy=True``. Raises WireFormatError.
@@ -613,8 +622,9 @@ def encode_payload(payload: Any, *, compression: str = "none", limits: WireLimit
     return encode(payload.tensors, {"payload": payload.header()}, compression=codecs, limits=limits)
 
 
-def decode_payload(data: bytes | bytearray | memoryview, *, device: Any = None,
-                   limits: WireLimits = DEFAULT_LIMITS) -> Any:
+def decode_payload(
+    data: bytes | bytearray | memoryview, *, device: Any = None, limits: WireLimits = DEFAULT_LIMITS
+) -> Any:
     """Decode a message made by :func:`encode_payload` back into a ``Payload``.
 
     Tensors are numpy arrays (``device=None``) or torch tensors on ``device`` (bfloat16 restored).

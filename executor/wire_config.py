@@ -37,16 +37,32 @@ from executor.profile import CutSpec, Profile
 if TYPE_CHECKING:  # pragma: no cover
     from executor.models.base import SplitModel, TensorSpec
 
-ACTIVATION_DTYPES: dict[str, str] = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-                                     "bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8"}
+ACTIVATION_DTYPES: dict[str, str] = {
+    "fp32": "float32",
+    "float32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "int8": "int8",
+}
 #: activation dtype -> ``executor.wire`` codec applied to the payload's activations
 WIRE_CODEC: dict[str, str] = {"float32": "none", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}
 _SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8"}
 _WIRE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 _CODEC_ITEMSIZE = {"fp16": 2, "bf16": 2, "int8": 1}
 _FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
-_NATIVE_ITEMSIZE = {"uint8": 1, "int8": 1, "int32": 4, "int64": 8, "float16": 2, "bfloat16": 2, "float32": 4,
-                    "float64": 8, "bool": 1}
+_NATIVE_ITEMSIZE = {
+    "uint8": 1,
+    "int8": 1,
+    "int32": 4,
+    "int64": 8,
+    "float16": 2,
+    "bfloat16": 2,
+    "float32": 4,
+    "float64": 8,
+    "bool": 1,
+}
 FRAMES_META_KEY = "frames"  # payload meta entry that describes encoded camera frames
 
 
@@ -63,8 +79,9 @@ class WireConfig:
         object.__setattr__(self, "image", ImageEncoding.parse(self.image).label)
         dt = ACTIVATION_DTYPES.get(str(self.activation_dtype).lower())
         if dt is None:
-            raise ValueError(f"unknown activation dtype {self.activation_dtype!r}; valid: "
-                             f"{', '.join(ACTIVATION_DTYPES)}")
+            raise ValueError(
+                f"unknown activation dtype {self.activation_dtype!r}; valid: {', '.join(ACTIVATION_DTYPES)}"
+            )
         object.__setattr__(self, "activation_dtype", dt)
 
     @classmethod
@@ -85,8 +102,10 @@ class WireConfig:
             return EXACT_WIRE
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != 2:
-            raise ValueError(f"bad wire configuration {spec!r}; expected IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), "
-                             "'default' or 'exact'")
+            raise ValueError(
+                f"bad wire configuration {spec!r}; expected IMAGE,DTYPE (e.g. jpeg:90,fp16 or raw,fp32), "
+                "'default' or 'exact'"
+            )
         return cls(parts[0], parts[1])
 
     @property
@@ -138,8 +157,10 @@ def wire_mismatch(recorded: Mapping[str, Any] | None, current: WireConfig) -> st
     except (ValueError, TypeError) as e:
         return f"the policy records an unreadable wire configuration {recorded!r}: {e}"
     if theirs != current:
-        return (f"the policy was trained with wire configuration {theirs.label} and runs under {current.label}: "
-                "its cut decisions were learned for other payload sizes")
+        return (
+            f"the policy was trained with wire configuration {theirs.label} and runs under {current.label}: "
+            "its cut decisions were learned for other payload sizes"
+        )
     return None
 
 
@@ -150,10 +171,17 @@ def _pad16(n: int) -> int:
     return n + (-n) % 16
 
 
-def _entry(name: str, dtype: str, shape: Sequence[int], codec: str, nbytes: int, offset: int,
-           scale_nbytes: int = 0) -> tuple[dict[str, Any], int]:
-    e: dict[str, Any] = {"name": name, "dtype": dtype, "shape": list(shape), "codec": codec, "offset": offset,
-                         "nbytes": nbytes}
+def _entry(
+    name: str, dtype: str, shape: Sequence[int], codec: str, nbytes: int, offset: int, scale_nbytes: int = 0
+) -> tuple[dict[str, Any], int]:
+    e: dict[str, Any] = {
+        "name": name,
+        "dtype": dtype,
+        "shape": list(shape),
+        "codec": codec,
+        "offset": offset,
+        "nbytes": nbytes,
+    }
     offset = _pad16(offset + nbytes)
     if scale_nbytes:
         e["scale_offset"], e["scale_nbytes"] = offset, scale_nbytes
@@ -161,9 +189,15 @@ def _entry(name: str, dtype: str, shape: Sequence[int], codec: str, nbytes: int,
     return e, offset
 
 
-def message_bytes(specs: Sequence[TensorSpec], wire: WireConfig, envelope: Mapping[str, Any],
-                  payload_meta: Mapping[str, Any], frame_bytes: Sequence[int] = (), kind: str = "activations",
-                  step: int = 0) -> int:
+def message_bytes(
+    specs: Sequence[TensorSpec],
+    wire: WireConfig,
+    envelope: Mapping[str, Any],
+    payload_meta: Mapping[str, Any],
+    frame_bytes: Sequence[int] = (),
+    kind: str = "activations",
+    step: int = 0,
+) -> int:
     """Bytes of one ``executor.wire`` message carrying ``specs`` under ``wire`` (prefix, msgpack header, alignment,
     data): what ``executor.protocol.encode_payload`` produces for such a payload, up to the few bytes by which the
     envelope's numbers differ. ``frame_bytes``: sizes of the encoded camera frames when the images travel encoded."""
@@ -180,27 +214,38 @@ def message_bytes(specs: Sequence[TensorSpec], wire: WireConfig, envelope: Mappi
         codec = wire.compression if s.activation else "none"
         if s.activation:
             activations.append(s.name)
-        if codec != "none" and (s.dtype not in _FLOATS or (codec in ("fp16", "bf16")
-                                                           and _NATIVE_ITEMSIZE[s.dtype] <= 2)):
+        if codec != "none" and (
+            s.dtype not in _FLOATS or (codec in ("fp16", "bf16") and _NATIVE_ITEMSIZE[s.dtype] <= 2)
+        ):
             codec = "none"  # as executor.wire: integers never compressed, a 16-bit float not re-encoded
         if codec == "none":
             e, offset = _entry(s.name, s.dtype, s.shape, "none", n * _NATIVE_ITEMSIZE[s.dtype], offset)
         else:
-            e, offset = _entry(s.name, s.dtype, s.shape, codec, n * _CODEC_ITEMSIZE[codec], offset,
-                               4 if codec == "int8" else 0)
+            e, offset = _entry(
+                s.name, s.dtype, s.shape, codec, n * _CODEC_ITEMSIZE[codec], offset, 4 if codec == "int8" else 0
+            )
         entries.append(e)
     meta = dict(envelope)
-    meta["payload"] = {"kind": kind, "cut": 0, "step": step, "activations": activations,
-                       "meta": dict(payload_meta)}
+    meta["payload"] = {"kind": kind, "cut": 0, "step": step, "activations": activations, "meta": dict(payload_meta)}
     header = msgpack.packb({"meta": meta, "tensors": entries, "data_bytes": offset}, use_bin_type=True)
     return _pad16(10 + len(header)) + offset
 
 
 # codec names: 4 characters; budget_ms: the time left to the request's deadline, sent with every deadline (a float)
 _REQUEST = {"ecc": "split", "request_id": 1, "cut": 0, "budget_ms": 0.5, "reply_compression": "none"}
-_REPLY = {"ecc": "reply", "request_id": 1, "final": True,
-          "timing": {"queue_ms": 0.01, "compute_ms": 1.5, "residence_ms": 1.6, "queue_length": 0,
-                     "recv_time_s": 1.7e9 + 0.1, "send_time_s": 1.7e9 + 0.2}}
+_REPLY = {
+    "ecc": "reply",
+    "request_id": 1,
+    "final": True,
+    "timing": {
+        "queue_ms": 0.01,
+        "compute_ms": 1.5,
+        "residence_ms": 1.6,
+        "queue_length": 0,
+        "recv_time_s": 1.7e9 + 0.1,
+        "send_time_s": 1.7e9 + 0.2,
+    },
+}
 
 
 def frames_meta(wire: WireConfig, shape: Sequence[int]) -> dict[str, Any]:
@@ -243,14 +288,16 @@ def wire_cut_specs(model: SplitModel, wire: WireConfig | str | None = None) -> l
         up_kind = "observation" if placement == "cloud_then_edge" or k == 0 else "activations"
         down_kind = "kv_cache" if placement == "cloud_then_edge" else "actions"
         up = message_bytes(up_specs, wire, _REQUEST, fmeta if frames else {}, frames, up_kind)
-        down = message_bytes(down_specs, wire, _REPLY, {}, kind=down_kind, step=cut.round_trips + 1 if
-                             cut.round_trips else 0)
+        down = message_bytes(
+            down_specs, wire, _REPLY, {}, kind=down_kind, step=cut.round_trips + 1 if cut.round_trips else 0
+        )
         rt_up_b = rt_down_b = 0
         if cut.round_trips:
             rt_up_b = message_bytes(rt_up, wire, {**_REQUEST, "ecc": "continue"}, {}, kind="decode", step=1)
             rt_down_b = message_bytes(rt_down, wire, {**_REPLY, "final": False}, {}, kind="token", step=1)
-        out.append(replace(cut, up_bytes=up, down_bytes=down, round_trip_up_bytes=rt_up_b,
-                           round_trip_down_bytes=rt_down_b))
+        out.append(
+            replace(cut, up_bytes=up, down_bytes=down, round_trip_up_bytes=rt_up_b, round_trip_down_bytes=rt_down_b)
+        )
     return out
 
 
@@ -295,8 +342,12 @@ def codec_speed(device: str) -> CodecSpeed:
 def _frame_ms(enc: ImageEncoding, pixels: float, speed: CodecSpeed, side: str) -> float:
     if enc.codec == "raw":
         return 0.0
-    rate = {("jpeg", "edge"): speed.jpeg_encode_mpx_s, ("jpeg", "cloud"): speed.jpeg_decode_mpx_s,
-            ("png", "edge"): speed.png_encode_mpx_s, ("png", "cloud"): speed.png_decode_mpx_s}[(enc.codec, side)]
+    rate = {
+        ("jpeg", "edge"): speed.jpeg_encode_mpx_s,
+        ("jpeg", "cloud"): speed.jpeg_decode_mpx_s,
+        ("png", "edge"): speed.png_encode_mpx_s,
+        ("png", "cloud"): speed.png_decode_mpx_s,
+    }[(enc.codec, side)]
     return pixels / 1e6 / rate * 1e3
 
 
@@ -401,8 +452,9 @@ _CATALOGUE_CODEC = "catalogue codec model (executor.wire_config.codec_speed)"
 _MEASURED_CODEC = "measured on this CPU (half encode side, half decode side)"
 
 
-def priced_profiles(edge: Profile, cloud: Profile, model: SplitModel, wire: WireConfig | str | None, *,
-                    measured_codec: bool = False) -> tuple[Profile, Profile]:
+def priced_profiles(
+    edge: Profile, cloud: Profile, model: SplitModel, wire: WireConfig | str | None, *, measured_codec: bool = False
+) -> tuple[Profile, Profile]:
     """The (edge, cloud) Profile pair of ``model`` with its cuts priced under ``wire`` (``wire_cut_specs``) and the
     codec time charged per cut: the catalogue model for roofline Profiles of catalogue devices, this CPU's
     measurement otherwise (or with ``measured_codec``; half to each side). Notes record the wire configuration."""
@@ -438,8 +490,16 @@ def priced_profile(profile: Profile, model: SplitModel, wire: WireConfig | str |
     return _priced(profile, cuts, wire, half, _MEASURED_CODEC)
 
 
-def roofline_pair(family: str, preset: str, edge: str, cloud: str, wire: WireConfig | str | None = None, *,
-                  check_memory: bool = True, **kw: Any) -> tuple[Profile, Profile]:
+def roofline_pair(
+    family: str,
+    preset: str,
+    edge: str,
+    cloud: str,
+    wire: WireConfig | str | None = None,
+    *,
+    check_memory: bool = True,
+    **kw: Any,
+) -> tuple[Profile, Profile]:
     """Roofline (edge, cloud) Profiles of a catalogue device pair priced under ``wire`` (default DEFAULT_WIRE)."""
     from executor.models import build_model
     from executor.roofline import roofline_profile_for
@@ -466,7 +526,21 @@ def priced_wire(profile: Profile) -> WireConfig:
 
 
 __all__ = [
-    "ACTIVATION_DTYPES", "DEFAULT_WIRE", "EXACT_WIRE", "CodecSpeed", "WireConfig", "codec_ms", "codec_speed",
-    "frames_meta", "measured_codec_ms", "message_bytes", "priced_profile", "priced_profiles", "priced_wire", "profile_wire", "roofline_pair",
-    "wire_cut_specs", "wire_mismatch",
+    "ACTIVATION_DTYPES",
+    "DEFAULT_WIRE",
+    "EXACT_WIRE",
+    "CodecSpeed",
+    "WireConfig",
+    "codec_ms",
+    "codec_speed",
+    "frames_meta",
+    "measured_codec_ms",
+    "message_bytes",
+    "priced_profile",
+    "priced_profiles",
+    "priced_wire",
+    "profile_wire",
+    "roofline_pair",
+    "wire_cut_specs",
+    "wire_mismatch",
 ]

@@ -36,11 +36,17 @@ def test_packages_import_only_downwards() -> None:
     root = REPO_ROOT
     bad = []
     for level, package in enumerate(order):
-        above = set(order[level + 1:])
+        above = set(order[level + 1 :])
         for path in sorted((root / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-                bad += [f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names
-                        if n.split(".")[0] in above]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                bad += [
+                    f"{path.relative_to(root)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in above
+                ]
     assert bad == []

@@ -18,14 +18,36 @@ import pytest
 from agents.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--total-timesteps", "256", "--n-envs", "1", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "1",
-        "--eval-every-steps", "128", "--eval-episodes", "1", "--episode-s", "2", "--no-candidate-cuts"]
+TINY = [
+    "--total-timesteps",
+    "256",
+    "--n-envs",
+    "1",
+    "--n-steps",
+    "64",
+    "--batch-size",
+    "64",
+    "--n-epochs",
+    "1",
+    "--eval-every-steps",
+    "128",
+    "--eval-episodes",
+    "1",
+    "--episode-s",
+    "2",
+    "--no-candidate-cuts",
+]
 
 
 def test_help_lists_every_setting() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT, env={"COLUMNS": "300", "PATH": "/usr/bin:/bin",
-                                                    "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0, out.stderr
     for f in dataclasses.fields(TrainConfig):
         assert re.search(f"--{f.name.replace('_', '-')}[ ,]", out.stdout), f.name
@@ -39,15 +61,30 @@ def test_tiny_run_equals_the_library_run(tmp_path: Path, capsys) -> None:
     assert "best validation return" in capsys.readouterr().out
     from agents.training import train
 
-    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=64, batch_size=64, n_epochs=1, eval_every_steps=128,
-                      eval_episodes=1, episode_s=2.0, candidate_cuts=False, run_dir=str(tmp_path), run_name="lib")
+    cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        eval_every_steps=128,
+        eval_episodes=1,
+        episode_s=2.0,
+        candidate_cuts=False,
+        run_dir=str(tmp_path),
+        run_name="lib",
+    )
     lib = train(cfg)
     a, b = tmp_path / "recipe", tmp_path / "lib"
-    assert {p.name for p in a.iterdir()} == {p.name for p in lib.run_dir.iterdir()} >= {
-        "config.json", "learning_curve.csv", "policy.json", "policy.safetensors"}
+    assert (
+        {p.name for p in a.iterdir()}
+        == {p.name for p in lib.run_dir.iterdir()}
+        >= {"config.json", "learning_curve.csv", "policy.json", "policy.safetensors"}
+    )
     curve = [{k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader((a / "learning_curve.csv").open())]
-    assert curve == [{k: v for k, v in r.items() if k != "wall_s"}
-                     for r in csv.DictReader((b / "learning_curve.csv").open())]
+    assert curve == [
+        {k: v for k, v in r.items() if k != "wall_s"} for r in csv.DictReader((b / "learning_curve.csv").open())
+    ]
     assert len(curve) == 3  # at 128, 256 steps and the final model
     meta_a, meta_b = (json.loads((d / "policy.json").read_text()) for d in (a, b))
     for key in ("best_val_return", "obs_range", "cut_fits", "env", "traces"):

@@ -59,7 +59,9 @@ class ConvertArgs:
     dst: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="DST")]
     """output file (for mahimahi: DST.up and DST.down)"""
     to: Literal["mahimahi", "text", "csv", "json"]  # output format (traces.writers.WRITERS)
-    src_format: Annotated[Literal["auto", "mahimahi", "text", "csv", "csv_header", "json"], tyro.conf.arg(name="from")] = "auto"
+    src_format: Annotated[
+        Literal["auto", "mahimahi", "text", "csv", "csv_header", "json"], tyro.conf.arg(name="from")
+    ] = "auto"
     """input format (traces.readers.FORMATS; auto: from the file)"""
     bin_s: float = 1.0  # Mahimahi bin width in s when reading
 
@@ -152,9 +154,9 @@ def _stats(args: StatsArgs) -> int:
     summary = ts.stats()
     if args.json:
         out = {
-            "traces": [] if args.summary_only else [
-                {"name": t.name, "source": t.source, "symmetric": t.symmetric, **t.stats().as_dict()} for t in ts
-            ],
+            "traces": []
+            if args.summary_only
+            else [{"name": t.name, "source": t.source, "symmetric": t.symmetric, **t.stats().as_dict()} for t in ts],
             "summary": summary.as_dict(),
             "fingerprint": ts.fingerprint(),
             "errors": [{"path": str(p), "reason": r} for p, r in ts.errors],
@@ -184,7 +186,9 @@ def _stats(args: StatsArgs) -> int:
                 t.name,
                 f"{s.duration_s:,.0f}",
                 *up,
-                _fmt(s.mean_down_mbps), _fmt(s.p10_down_mbps), _fmt(s.p90_down_mbps),
+                _fmt(s.mean_down_mbps),
+                _fmt(s.p10_down_mbps),
+                _fmt(s.p90_down_mbps),
                 f"{100 * s.outage_fraction:.1f}%",
             )
         console.print(table)
@@ -259,8 +263,13 @@ def _plot(args: PlotArgs) -> int:
     fig, axes = plt.subplots(len(shown), 1, figsize=(10, 2.2 * len(shown)), squeeze=False, sharex=False)
     for ax, t in zip(axes[:, 0], shown):
         x = np.append(t.times_s, t.duration_s)
-        ax.step(x, np.append(t.down_mbps, t.down_mbps[-1]), where="post", lw=0.8,
-                label="down = up" if t.symmetric else "down")
+        ax.step(
+            x,
+            np.append(t.down_mbps, t.down_mbps[-1]),
+            where="post",
+            lw=0.8,
+            label="down = up" if t.symmetric else "down",
+        )
         if not t.symmetric:
             ax.step(x, np.append(t.up_mbps, t.up_mbps[-1]), where="post", lw=0.8, label="up")
         ax.set_title(t.name, fontsize=8, loc="left")
@@ -294,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(args, StatsArgs):
         return _stats(args)
     return _convert(args) if isinstance(args, ConvertArgs) else _plot(args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

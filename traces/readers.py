@@ -100,7 +100,9 @@ def _last_interval(path: Path, text: str) -> float | None:
     try:
         v = float(m.group(1))
     except ValueError as e:
-        raise TraceFormatError(path, f"bad last_interval_s comment value {m.group(1)!r}", text[: m.start()].count("\n") + 1) from e
+        raise TraceFormatError(
+            path, f"bad last_interval_s comment value {m.group(1)!r}", text[: m.start()].count("\n") + 1
+        ) from e
     if not (math.isfinite(v) and v > 0):
         raise TraceFormatError(path, f"last_interval_s comment must be > 0, got {v}", text[: m.start()].count("\n") + 1)
     return v
@@ -149,7 +151,9 @@ def _finish(
 ) -> BandwidthTrace:
     """Validate values (naming lines), merge equal timestamps, shift to t = 0 and build the trace."""
     rtt_arr = rtt_ms if isinstance(rtt_ms, np.ndarray) else None
-    for what, arr in (("time", times_s), ("rate", up), ("rate", down)) + ((("rtt", rtt_arr),) if rtt_arr is not None else ()):
+    for what, arr in (("time", times_s), ("rate", up), ("rate", down)) + (
+        (("rtt", rtt_arr),) if rtt_arr is not None else ()
+    ):
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -159,15 +163,14 @@ def _finish(
         if neg.any():
             i = int(np.flatnonzero(neg)[0])
             raise TraceFormatError(path, f"negative value {arr[i]}", line_nos[i])
-    _check_plausible(path, times_s, up, down, rtt_arr if rtt_arr is not None else np.asarray([rtt_ms]), line_nos,
-                     last_interval_s)
+    _check_plausible(
+        path, times_s, up, down, rtt_arr if rtt_arr is not None else np.asarray([rtt_ms]), line_nos, last_interval_s
+    )
     d = np.diff(times_s)
     back = d < 0
     if back.any():
         i = int(np.flatnonzero(back)[0]) + 1
-        raise TraceFormatError(
-            path, f"timestamps go backwards: {times_s[i]:g} after {times_s[i - 1]:g}", line_nos[i]
-        )
+        raise TraceFormatError(path, f"timestamps go backwards: {times_s[i]:g} after {times_s[i - 1]:g}", line_nos[i])
     dup = d == 0
     if dup.any():
         keep = np.concatenate(([True], ~dup))
@@ -205,10 +208,18 @@ def _finish(
         raise TraceFormatError(path, str(e)) from e
 
 
-def _check_plausible(path: Path, times_s: np.ndarray, up: np.ndarray, down: np.ndarray, rtt_ms: np.ndarray,
-                     line_nos: Sequence[int], last_interval_s: float | None = None) -> None:
+def _check_plausible(
+    path: Path,
+    times_s: np.ndarray,
+    up: np.ndarray,
+    down: np.ndarray,
+    rtt_ms: np.ndarray,
+    line_nos: Sequence[int],
+    last_interval_s: float | None = None,
+) -> None:
     """Reject values no network trace holds (``MAX_RATE_MBPS``, ``MAX_TIMESTAMP_S``, ``MAX_DURATION_S``,
     ``MAX_RTT_MS``), naming the line: a wrong unit, a corrupt file or a hostile one."""
+
     def line(i: int) -> int | None:
         return line_nos[i] if 0 <= i < len(line_nos) else None
 
@@ -216,22 +227,32 @@ def _check_plausible(path: Path, times_s: np.ndarray, up: np.ndarray, down: np.n
         over = arr > MAX_RATE_MBPS
         if over.any():
             i = int(np.flatnonzero(over)[0])
-            raise TraceFormatError(path, f"rate {arr[i]:g} Mbit/s is above {MAX_RATE_MBPS:g} Mbit/s (100 Gbit/s): "
-                                         "not a network rate (wrong unit?)", line(i))
+            raise TraceFormatError(
+                path,
+                f"rate {arr[i]:g} Mbit/s is above {MAX_RATE_MBPS:g} Mbit/s (100 Gbit/s): "
+                "not a network rate (wrong unit?)",
+                line(i),
+            )
     far = np.abs(times_s) > MAX_TIMESTAMP_S
     if far.any():
         i = int(np.flatnonzero(far)[0])
-        raise TraceFormatError(path, f"timestamp {times_s[i]:g} s is beyond a year ({MAX_TIMESTAMP_S:g} s); "
-                                     "timestamps are seconds from the trace's start (wrong unit?)", line(i))
+        raise TraceFormatError(
+            path,
+            f"timestamp {times_s[i]:g} s is beyond a year ({MAX_TIMESTAMP_S:g} s); "
+            "timestamps are seconds from the trace's start (wrong unit?)",
+            line(i),
+        )
     span = float(times_s[-1] - times_s[0]) + (last_interval_s or 0.0) if len(times_s) else 0.0
     if span > MAX_DURATION_S:
-        raise TraceFormatError(path, f"the trace spans {span:g} s, more than a day ({MAX_DURATION_S:g} s)",
-                               line(len(times_s) - 1))
+        raise TraceFormatError(
+            path, f"the trace spans {span:g} s, more than a day ({MAX_DURATION_S:g} s)", line(len(times_s) - 1)
+        )
     slow = rtt_ms > MAX_RTT_MS
     if slow.any():
         i = int(np.flatnonzero(slow)[0])
-        raise TraceFormatError(path, f"RTT {rtt_ms[i]:g} ms is above {MAX_RTT_MS:g} ms", line(i) if rtt_ms.size > 1
-                               else None)
+        raise TraceFormatError(
+            path, f"RTT {rtt_ms[i]:g} ms is above {MAX_RTT_MS:g} ms", line(i) if rtt_ms.size > 1 else None
+        )
 
 
 # -- format detection ---------------------------------------------------------------------------------------------
@@ -296,8 +317,9 @@ def _mahimahi_ms(path: Path) -> np.ndarray:
             if not re.fullmatch(r"\d+", s):
                 raise TraceFormatError(path, f"expected a non-negative integer ms timestamp, got {s[:60]!r}", no)
             if len(s) > 15 or int(s) > MAX_TIMESTAMP_S * 1e3:
-                raise TraceFormatError(path, f"timestamp {s[:30]} ms is beyond a year ({MAX_TIMESTAMP_S * 1e3:g} ms)",
-                                       no)
+                raise TraceFormatError(
+                    path, f"timestamp {s[:30]} ms is beyond a year ({MAX_TIMESTAMP_S * 1e3:g} ms)", no
+                )
         raise TraceFormatError(path, "empty file (no samples)")
     back = np.diff(ms) < 0
     if back.any():
@@ -446,7 +468,14 @@ def _text_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
     if three:
         return _finish(path, arr[:, 0], arr[:, 1], arr[:, 2], nos, symmetric=False, name=name, last_interval_s=last)
     return _finish(
-        path, arr[:, 0], arr[:, 1], arr[:, 1], nos, symmetric=True, name=name, last_interval_s=last,
+        path,
+        arr[:, 0],
+        arr[:, 1],
+        arr[:, 1],
+        nos,
+        symmetric=True,
+        name=name,
+        last_interval_s=last,
         notes=("one recorded direction (time_s Mbps text) serves both up and down",),
     )
 
@@ -468,7 +497,13 @@ def _csv_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
     arr = _parse_rows(path, lines, _csv_split, 2)
     mbps = arr[:, 1] * BITS_PER_BYTE / MBIT
     return _finish(
-        path, arr[:, 0], mbps, mbps, [no for no, _ in lines], symmetric=True, name=name,
+        path,
+        arr[:, 0],
+        mbps,
+        mbps,
+        [no for no, _ in lines],
+        symmetric=True,
+        name=name,
         last_interval_s=_last_interval(path, text),
         notes=("one recorded direction (time_s,bytes_per_s CSV) serves both up and down",),
     )
@@ -479,10 +514,32 @@ def _tokens(col: str) -> list[str]:
     return [p.lower() for p in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", col)]
 
 
-_TIME_UNITS = {"s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
-               "millis": 1e-3, "milliseconds": 1e-3, "us": 1e-6, "usec": 1e-6, "microseconds": 1e-6}
-_RATE_UNITS = {"gbps": 1e3, "gbit": 1e3, "gbits": 1e3, "mbps": 1.0, "mbit": 1.0, "mbits": 1.0,
-               "kbps": 1e-3, "kbit": 1e-3, "kbits": 1e-3, "bps": 1e-6}
+_TIME_UNITS = {
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "millis": 1e-3,
+    "milliseconds": 1e-3,
+    "us": 1e-6,
+    "usec": 1e-6,
+    "microseconds": 1e-6,
+}
+_RATE_UNITS = {
+    "gbps": 1e3,
+    "gbit": 1e3,
+    "gbits": 1e3,
+    "mbps": 1.0,
+    "mbit": 1.0,
+    "mbits": 1.0,
+    "kbps": 1e-3,
+    "kbit": 1e-3,
+    "kbits": 1e-3,
+    "bps": 1e-6,
+}
 _BYTE_PREFIX = {"bytes": 1.0, "byte": 1.0, "b": 1.0, "kbytes": 1e3, "kb": 1e3, "mbytes": 1e6, "mb": 1e6}
 
 
@@ -540,7 +597,9 @@ def _delay_kind(col: str) -> tuple[str, float] | None:
     return kind, scale
 
 
-def _columns_from_names(path: Path, names: list[str], line: int | None) -> tuple[int, float, dict[str, tuple[int, float]], tuple[int, str, float] | None]:
+def _columns_from_names(
+    path: Path, names: list[str], line: int | None
+) -> tuple[int, float, dict[str, tuple[int, float]], tuple[int, str, float] | None]:
     """Locate (time column, its scale to s, {direction: (col, scale to Mbit/s)}, delay column)."""
     t_col = None
     t_scale = 1.0
@@ -550,7 +609,9 @@ def _columns_from_names(path: Path, names: list[str], line: int | None) -> tuple
         ts = _time_scale(col)
         if ts is not None and t_col is None:
             if math.isnan(ts):
-                raise TraceFormatError(path, f"time column {col!r} has no unit (name it e.g. time_s or timestamp_ms)", line)
+                raise TraceFormatError(
+                    path, f"time column {col!r} has no unit (name it e.g. time_s or timestamp_ms)", line
+                )
             t_col, t_scale = i, ts
             continue
         dk = _delay_kind(col)
@@ -561,7 +622,9 @@ def _columns_from_names(path: Path, names: list[str], line: int | None) -> tuple
         if rs is not None:
             d = _direction_of(col)
             if d in rates:
-                raise TraceFormatError(path, f"two throughput columns for direction {d!r}: {names[rates[d][0]]!r}, {col!r}", line)
+                raise TraceFormatError(
+                    path, f"two throughput columns for direction {d!r}: {names[rates[d][0]]!r}, {col!r}", line
+                )
             rates[d] = (i, rs)
     if t_col is None:
         raise TraceFormatError(path, f"no time column in header {names} (expected e.g. time_s, timestamp_ms)", line)
@@ -604,7 +667,15 @@ def _assemble(
         if kind != "rtt":
             notes += ("one-way delay column doubled into RTT",)
     return _finish(
-        path, t * t_scale, up, down, nos, rtt_ms=rtt, symmetric=symmetric, name=name, notes=notes,
+        path,
+        t * t_scale,
+        up,
+        down,
+        nos,
+        rtt_ms=rtt,
+        symmetric=symmetric,
+        name=name,
+        notes=notes,
         last_interval_s=last_interval_s,
     )
 
@@ -660,11 +731,22 @@ def _json_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
         raise TraceFormatError(path, f"invalid JSON: {type(e).__name__}: {str(e)[:120]}") from e
     if not isinstance(obj, dict):
         raise TraceFormatError(path, f"JSON must be an object of arrays, got {type(obj).__name__}")
-    aliases = {"timestamps": "timestamps_s", "timestamp": "timestamp_s", "time": "time_s", "times": "times_s",
-               "bandwidth": "bandwidth_mbps", "throughput": "throughput_mbps", "delay": "delay_ms", "rtt": "rtt_ms",
-               "up": "up_mbps", "down": "down_mbps"}
+    aliases = {
+        "timestamps": "timestamps_s",
+        "timestamp": "timestamp_s",
+        "time": "time_s",
+        "times": "times_s",
+        "bandwidth": "bandwidth_mbps",
+        "throughput": "throughput_mbps",
+        "delay": "delay_ms",
+        "rtt": "rtt_ms",
+        "up": "up_mbps",
+        "down": "down_mbps",
+    }
     last = obj.pop("last_interval_s", None)
-    if last is not None and not (isinstance(last, (int, float)) and not isinstance(last, bool) and math.isfinite(last) and last > 0):
+    if last is not None and not (
+        isinstance(last, (int, float)) and not isinstance(last, bool) and math.isfinite(last) and last > 0
+    ):
         raise TraceFormatError(path, f"last_interval_s must be a number > 0, got {last!r}")
     obj.pop("name", None)
     keys = list(obj.keys())
@@ -679,12 +761,16 @@ def _json_from(path: Path, text: str, name: str | None) -> BandwidthTrace:
             arrays[i] = np.array(val, dtype=np.float64)
         except OverflowError as e:
             bad = next((j for j, v in enumerate(val) if isinstance(v, int) and abs(v) > 1e300), 0)
-            raise TraceFormatError(path, f"key {keys[i]!r}: element [{bad}] is an integer too large for a float "
-                                         f"({val[bad].bit_length()} bits)", bad + 1) from e
+            raise TraceFormatError(
+                path,
+                f"key {keys[i]!r}: element [{bad}] is an integer too large for a float ({val[bad].bit_length()} bits)",
+                bad + 1,
+            ) from e
         except (TypeError, ValueError) as e:
             bad = next((j for j, v in enumerate(val) if not isinstance(v, (int, float)) or isinstance(v, bool)), 0)
-            raise TraceFormatError(path, f"key {keys[i]!r}: non-numeric element [{bad}] = {str(val[bad])[:60]!r}",
-                                   bad + 1) from e
+            raise TraceFormatError(
+                path, f"key {keys[i]!r}: non-numeric element [{bad}] = {str(val[bad])[:60]!r}", bad + 1
+            ) from e
         if arrays[i].ndim != 1:
             raise TraceFormatError(path, f"key {keys[i]!r} must be a flat array")
     n = len(arrays[t_col])
@@ -716,7 +802,9 @@ _FROM_TEXT: dict[str, Callable[[Path, str, str | None], BandwidthTrace]] = {
 }
 
 
-def load_trace(path: str | Path, *, format: str = "auto", bin_s: float = 1.0, name: str | None = None) -> BandwidthTrace:
+def load_trace(
+    path: str | Path, *, format: str = "auto", bin_s: float = 1.0, name: str | None = None
+) -> BandwidthTrace:
     """Read one trace file (auto-detecting its format). A Mahimahi ``.up``/``.down`` file is joined with its partner."""
     path = Path(path)
     if format != "auto" and format not in FORMATS:

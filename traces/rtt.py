@@ -123,8 +123,10 @@ def rtt_mismatch(metadata: dict[str, Any], rtt_ms: float) -> str | None:
         return f"the policy records an unreadable RTT rule {rule!r}"
     if trained == float(rtt_ms):
         return None
-    return (f"the policy was trained under {rtt_rule_label(trained)}, it is evaluated under {rtt_rule_label(rtt_ms)} "
-            "(see --rtt-ms)")
+    return (
+        f"the policy was trained under {rtt_rule_label(trained)}, it is evaluated under {rtt_rule_label(rtt_ms)} "
+        "(see --rtt-ms)"
+    )
 
 
 def rtt_summary(trace_set: Any) -> dict[str, float]:
@@ -135,5 +137,14 @@ def rtt_summary(trace_set: Any) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(groups.items())}
 
 
-__all__ = ["FAMILY_RTT", "FAMILY_RULE", "FamilyRtt", "apply_rtt", "check_rtt_ms", "family_rtt", "rtt_mismatch",
-           "rtt_rule_label", "rtt_summary"]
+__all__ = [
+    "FAMILY_RTT",
+    "FAMILY_RULE",
+    "FamilyRtt",
+    "apply_rtt",
+    "check_rtt_ms",
+    "family_rtt",
+    "rtt_mismatch",
+    "rtt_rule_label",
+    "rtt_summary",
+]

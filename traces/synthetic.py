@@ -47,8 +47,28 @@ class LinkClass:
 LINK_CLASSES: dict[str, LinkClass] = {
     c.name: c
     for c in (
-        LinkClass("ethernet", 1000.0, 1000.0, 0.1, cv=0.02, dwell_s=60.0, outages_per_min=0.0, mean_outage_s=0.0, level_spread=0.0),
-        LinkClass("ethernet10g", 10000.0, 10000.0, 0.05, cv=0.02, dwell_s=60.0, outages_per_min=0.0, mean_outage_s=0.0, level_spread=0.0),
+        LinkClass(
+            "ethernet",
+            1000.0,
+            1000.0,
+            0.1,
+            cv=0.02,
+            dwell_s=60.0,
+            outages_per_min=0.0,
+            mean_outage_s=0.0,
+            level_spread=0.0,
+        ),
+        LinkClass(
+            "ethernet10g",
+            10000.0,
+            10000.0,
+            0.05,
+            cv=0.02,
+            dwell_s=60.0,
+            outages_per_min=0.0,
+            mean_outage_s=0.0,
+            level_spread=0.0,
+        ),
         LinkClass("wifi6", 560.0, 800.0, 3.5, cv=0.25, dwell_s=8.0, outages_per_min=0.2, mean_outage_s=1.0),
         LinkClass("wifi7", 2100.0, 3000.0, 2.5, cv=0.25, dwell_s=8.0, outages_per_min=0.2, mean_outage_s=1.0),
         LinkClass("4g", 19.0, 75.0, 25.0, cv=0.35, dwell_s=6.0, outages_per_min=0.5, mean_outage_s=2.0),

@@ -196,9 +196,7 @@ def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> fl
     return float(values[order[min(idx, len(values) - 1)]])
 
 
-def summarize(
-    durations: np.ndarray, up: np.ndarray, down: np.ndarray, rtt: np.ndarray, n_samples: int
-) -> TraceStats:
+def summarize(durations: np.ndarray, up: np.ndarray, down: np.ndarray, rtt: np.ndarray, n_samples: int) -> TraceStats:
     """TraceStats from per-sample durations, rates and RTTs (used for a trace and for a whole set)."""
     total = float(durations.sum())
     w = durations / total if total > 0 else np.full(len(durations), 1.0 / max(len(durations), 1))
@@ -281,7 +279,9 @@ class BandwidthTrace:
             try:
                 rtt = float(self.rtt_ms)  # type: ignore[arg-type]
             except (TypeError, ValueError) as e:
-                raise ValueError(f"trace {self.name!r}: rtt_ms must be a number or an array, got {self.rtt_ms!r}") from e
+                raise ValueError(
+                    f"trace {self.name!r}: rtt_ms must be a number or an array, got {self.rtt_ms!r}"
+                ) from e
             if not math.isfinite(rtt) or rtt < 0:
                 raise ValueError(f"trace {self.name!r}: rtt_ms = {rtt} must be finite and >= 0")
         last = self.last_interval_s
@@ -302,8 +302,17 @@ class BandwidthTrace:
         """Pickle through the constructor: re-validated, read-only arrays, no cached integrators."""
         return (
             _rebuild,
-            (self.times_s, self.up_mbps, self.down_mbps, self.rtt_ms, self.name, self.source,
-             self.last_interval_s, self.symmetric, self.notes),
+            (
+                self.times_s,
+                self.up_mbps,
+                self.down_mbps,
+                self.rtt_ms,
+                self.name,
+                self.source,
+                self.last_interval_s,
+                self.symmetric,
+                self.notes,
+            ),
         )
 
     # -- basic properties ------------------------------------------------------------------------------------
@@ -507,11 +516,11 @@ class BandwidthTrace:
                     raise ValueError(f"trace {self.name!r}: {d} mean is 0; cannot map it to {tgt} Mbit/s")
                 f = tgt / mean
             new[d] = rates * f
-        note = f"rescaled {direction} by " + (f"factor {factor}" if factor is not None else f"target mean {target_mean_mbps} Mbit/s")
-        symmetric = self.symmetric and direction == "both"
-        return replace(
-            self, up_mbps=new["up"], down_mbps=new["down"], symmetric=symmetric, notes=self.notes + (note,)
+        note = f"rescaled {direction} by " + (
+            f"factor {factor}" if factor is not None else f"target mean {target_mean_mbps} Mbit/s"
         )
+        symmetric = self.symmetric and direction == "both"
+        return replace(self, up_mbps=new["up"], down_mbps=new["down"], symmetric=symmetric, notes=self.notes + (note,))
 
     def with_rtt(self, rtt_ms: float | np.ndarray) -> BandwidthTrace:
         """A copy with a different RTT (constant or per sample)."""

@@ -133,7 +133,9 @@ class TraceSet:
                 matched += 1
                 jobs.append((f, f"{root.resolve().name}/{rel.as_posix()}"))
             if matched == 0:
-                raise TraceFormatError(root, f"no trace files matching {pattern!r}" + (" (recursive)" if recursive else ""))
+                raise TraceFormatError(
+                    root, f"no trace files matching {pattern!r}" + (" (recursive)" if recursive else "")
+                )
         # Mahimahi pairs: X.up + X.down in one folder -> one job on X.down (the reader finds the partner)
         by_path = {f.resolve(): n for f, n in jobs}
         final: list[tuple[Path, str]] = []
@@ -215,14 +217,19 @@ class TraceSet:
             rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(folder.encode())]))
             pools["train" if side == "train" else "free"].extend(members[i] for i in rng.permutation(len(members)))
         f_val_of_train = f_val / (f_train + f_val) if f_train + f_val > 0 else 0.0
-        for pool_name, pool, fr in (("free", pools["free"], (f_val, f_test)), ("train", pools["train"], (f_val_of_train, 0.0))):
+        for pool_name, pool, fr in (
+            ("free", pools["free"], (f_val, f_test)),
+            ("train", pools["train"], (f_val_of_train, 0.0)),
+        ):
             n = len(pool)
             if n == 0:
                 continue
             n_val = min(int(math.floor(n * fr[0] + 0.5)), n)
             n_test = min(int(math.floor(n * fr[1] + 0.5)), n - n_val)
             labels = _spread({"val": n_val, "test": n_test, "train": n - n_val - n_test})
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(pool_name.encode())]))
+            rng = np.random.default_rng(
+                np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(pool_name.encode())])
+            )
             shift = int(rng.integers(n))
             for i, t in enumerate(pool):
                 out[labels[(i + shift) % n]].append(t)

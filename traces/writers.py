@@ -23,8 +23,12 @@ def _fmt(x: float) -> str:
 
 def _warn_rtt(trace: BandwidthTrace, fmt: str) -> None:
     if np.any(trace.rtt_array_ms() != 0):
-        log.warning("%s: the %s format has no RTT; the trace's RTT (mean %.3g ms) is not written",
-                    trace.name, fmt, trace.stats().mean_rtt_ms)
+        log.warning(
+            "%s: the %s format has no RTT; the trace's RTT (mean %.3g ms) is not written",
+            trace.name,
+            fmt,
+            trace.stats().mean_rtt_ms,
+        )
 
 
 def write_text(trace: BandwidthTrace, path: str | Path) -> Path:
@@ -37,7 +41,9 @@ def write_text(trace: BandwidthTrace, path: str | Path) -> Path:
     if trace.symmetric or np.array_equal(trace.up_mbps, trace.down_mbps):
         lines = [f"{_fmt(a)}\t{_fmt(b)}" for a, b in zip(t, trace.down_mbps)]
     else:
-        lines = [TEXT3_HEADER] + [f"{_fmt(a)}\t{_fmt(u)}\t{_fmt(d)}" for a, u, d in zip(t, trace.up_mbps, trace.down_mbps)]
+        lines = [TEXT3_HEADER] + [
+            f"{_fmt(a)}\t{_fmt(u)}\t{_fmt(d)}" for a, u, d in zip(t, trace.up_mbps, trace.down_mbps)
+        ]
     lines.append(f"# last_interval_s {_fmt(trace.last_interval_s)}")  # type: ignore[arg-type]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -107,8 +113,15 @@ def mahimahi_timestamps(trace: BandwidthTrace, direction: Direction) -> np.ndarr
         j = int(np.flatnonzero(counts)[-1])
         counts[j] -= 1
         counts[-1] += 1
-        log.warning("%s %s: no packet completes in the last ms; moved one packet from %d ms to %d ms so the "
-                    "file keeps its %d ms period", trace.name, direction, j + 1, period_ms, period_ms)
+        log.warning(
+            "%s %s: no packet completes in the last ms; moved one packet from %d ms to %d ms so the "
+            "file keeps its %d ms period",
+            trace.name,
+            direction,
+            j + 1,
+            period_ms,
+            period_ms,
+        )
     return np.repeat(np.arange(1, period_ms + 1), counts)
 
 

@@ -28,9 +28,21 @@ FAMILIES: tuple[str, ...] = tuple(PRESETS)
 _DTYPES = ("float32", "bfloat16", "float16")
 
 __all__ = [
-    "FAMILIES", "PAYLOAD_KINDS", "WIRE_DTYPE_BYTES", "CloudSession", "EdgeSession", "Message",
-    "ModelNotRunnableError", "Payload", "PayloadError", "SplitModel", "SplitTrace", "TensorSpec", "build_model",
-    "presets_for", "run_split",
+    "FAMILIES",
+    "PAYLOAD_KINDS",
+    "WIRE_DTYPE_BYTES",
+    "CloudSession",
+    "EdgeSession",
+    "Message",
+    "ModelNotRunnableError",
+    "Payload",
+    "PayloadError",
+    "SplitModel",
+    "SplitTrace",
+    "TensorSpec",
+    "build_model",
+    "presets_for",
+    "run_split",
 ]
 
 
@@ -41,8 +53,15 @@ def presets_for(family: str) -> tuple[str, ...]:
     return tuple(PRESETS[family])
 
 
-def build_model(family: str, preset: str = "tiny", *, device: Any = "cpu", dtype: Any = None, seed: int = 0,
-                on_meta: bool | None = None) -> SplitModel:
+def build_model(
+    family: str,
+    preset: str = "tiny",
+    *,
+    device: Any = "cpu",
+    dtype: Any = None,
+    seed: int = 0,
+    on_meta: bool | None = None,
+) -> SplitModel:
     """Build a split model with random weights from its preset config (never downloads).
 
     ``dtype``: torch dtype or its name (default float32). ``on_meta``: build on the meta device (shapes only);

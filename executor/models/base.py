@@ -26,8 +26,17 @@ log = logging.getLogger(__name__)
 
 PAYLOAD_KINDS = ("observation", "activations", "decode", "token", "kv_cache", "actions")
 WIRE_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
-_NATIVE_BYTES = {"uint8": 1, "int8": 1, "int32": 4, "int64": 8, "float16": 2, "bfloat16": 2, "float32": 4,
-                 "float64": 8, "bool": 1}
+_NATIVE_BYTES = {
+    "uint8": 1,
+    "int8": 1,
+    "int32": 4,
+    "int64": 8,
+    "float16": 2,
+    "bfloat16": 2,
+    "float32": 4,
+    "float64": 8,
+    "bool": 1,
+}
 MAX_MESSAGES = 10_000  # guard in run_split: a protocol bug never loops forever
 
 Actions = np.ndarray
@@ -71,8 +80,13 @@ class Payload:
 
     def header(self) -> dict[str, Any]:
         """The JSON-able part (everything but the tensors)."""
-        return {"kind": self.kind, "cut": self.cut, "step": self.step, "activations": list(self.activations),
-                "meta": dict(self.meta)}
+        return {
+            "kind": self.kind,
+            "cut": self.cut,
+            "step": self.step,
+            "activations": list(self.activations),
+            "meta": dict(self.meta),
+        }
 
 
 def _nbytes(t: Any) -> int:
@@ -215,20 +229,29 @@ class SplitModel(ABC):
                 cuts.append(CutSpec(k=n, name="edge_only"))
                 continue
             rt, rt_up, rt_down = self._round_trip_specs(k)
-            cuts.append(CutSpec(
-                k=k, placement="edge_then_cloud",
-                up_bytes=specs_nbytes(self._payload_specs(k), wire_dtype),
-                down_bytes=actions,
-                round_trips=rt,
-                round_trip_up_bytes=specs_nbytes(rt_up, wire_dtype),
-                round_trip_down_bytes=specs_nbytes(rt_down, wire_dtype),
-                name="cloud_only" if k == 0 else f"after:{self.block_names[k - 1]}",
-            ))
+            cuts.append(
+                CutSpec(
+                    k=k,
+                    placement="edge_then_cloud",
+                    up_bytes=specs_nbytes(self._payload_specs(k), wire_dtype),
+                    down_bytes=actions,
+                    round_trips=rt,
+                    round_trip_up_bytes=specs_nbytes(rt_up, wire_dtype),
+                    round_trip_down_bytes=specs_nbytes(rt_down, wire_dtype),
+                    name="cloud_only" if k == 0 else f"after:{self.block_names[k - 1]}",
+                )
+            )
         for k in self._reverse_cuts():
             up, down = self._reverse_specs(k)
-            cuts.append(CutSpec(k=k, placement="cloud_then_edge", up_bytes=specs_nbytes(up, wire_dtype),
-                                down_bytes=specs_nbytes(down, wire_dtype),
-                                name=f"cloud:[0,{k})|edge:[{k},{n})"))
+            cuts.append(
+                CutSpec(
+                    k=k,
+                    placement="cloud_then_edge",
+                    up_bytes=specs_nbytes(up, wire_dtype),
+                    down_bytes=specs_nbytes(down, wire_dtype),
+                    name=f"cloud:[0,{k})|edge:[{k},{n})",
+                )
+            )
         return cuts
 
     def _reverse_cuts(self) -> tuple[int, ...]:
@@ -257,8 +280,10 @@ class SplitModel(ABC):
         extra = len(self._reverse_cuts())
         if not 0 <= cut_index <= n + extra:
             rev = f" and {n + 1}..{n + extra} (cloud_then_edge)" if extra else ""
-            raise ValueError(f"cut index {cut_index} out of range for {self.family}/{self.preset}: valid 0..{n} "
-                             f"(edge_then_cloud){rev}")
+            raise ValueError(
+                f"cut index {cut_index} out of range for {self.family}/{self.preset}: valid 0..{n} "
+                f"(edge_then_cloud){rev}"
+            )
 
     # ---- execution ------------------------------------------------------------------------------------------------
     def _require_runnable(self) -> None:
@@ -266,7 +291,8 @@ class SplitModel(ABC):
             raise ModelNotRunnableError(
                 f"{self.family}/{self.preset} is built on the meta device (shapes, parameter counts and payload "
                 "sizes only) and cannot run; use preset 'tiny' or 'small', or build with on_meta=False on a machine "
-                "with enough memory")
+                "with enough memory"
+            )
 
     @abstractmethod
     def make_observation(self, seed: int) -> dict[str, np.ndarray]:
@@ -312,8 +338,13 @@ class SplitModel(ABC):
                     out[i] = (sess, reply)
                 ready = []
             except Exception as e:  # noqa: BLE001 - fall back to one at a time, below
-                log.info("batched forward of %d requests at cut %d failed (%s: %s); running them one by one",
-                         len(ready), cut_index, type(e).__name__, e)
+                log.info(
+                    "batched forward of %d requests at cut %d failed (%s: %s); running them one by one",
+                    len(ready),
+                    cut_index,
+                    type(e).__name__,
+                    e,
+                )
         for i, _, _ in ready:
             try:
                 sess = self.cloud_session(cut_index)
@@ -355,11 +386,13 @@ class SplitModel(ABC):
             shape = tuple(a.shape)
             dtype = str(a.dtype).removeprefix("torch.")
             if shape != s.shape or dtype != s.dtype:
-                raise ValueError(f"observation[{s.name!r}] has shape {shape} dtype {dtype}, expected {s.shape} "
-                                 f"{s.dtype}")
+                raise ValueError(
+                    f"observation[{s.name!r}] has shape {shape} dtype {dtype}, expected {s.shape} {s.dtype}"
+                )
 
-    def _receive(self, payload: Payload, cut_index: int, kinds: tuple[str, ...],
-                 specs: list[TensorSpec]) -> dict[str, torch.Tensor]:
+    def _receive(
+        self, payload: Payload, cut_index: int, kinds: tuple[str, ...], specs: list[TensorSpec]
+    ) -> dict[str, torch.Tensor]:
         """Check a received payload against the expected tensors and move them to this model's device/dtype."""
 
         if not isinstance(payload, Payload):
@@ -391,8 +424,12 @@ class SplitModel(ABC):
         return out
 
 
-def run_split(model: SplitModel, obs: Mapping[str, np.ndarray], cut_index: int,
-              transport: Callable[[Payload], Payload] = lambda p: p) -> tuple[Actions, SplitTrace]:
+def run_split(
+    model: SplitModel,
+    obs: Mapping[str, np.ndarray],
+    cut_index: int,
+    transport: Callable[[Payload], Payload] = lambda p: p,
+) -> tuple[Actions, SplitTrace]:
     """Drive the edge and cloud sessions of one cut in-process; ``transport`` is applied to every message."""
     edge = model.edge_session(cut_index)
     cloud: CloudSession | None = None

@@ -49,11 +49,16 @@ TIME_FREQ_DIM = 256  # DiT's sinusoidal timestep embedding width (frequency_embe
 def ddim_schedule(diffusion_steps: int, ddim_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(timesteps, alpha_bar at each) of DDIM's evenly strided subsequence of a squaredcos_cap_v2 schedule (improved
     DDPM's ``betas_for_alpha_bar``, beta <= 0.999), latest first; CogACT samples 10 of 100 steps."""
+
     def alpha_bar(t: float) -> float:
         return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
 
-    betas = np.array([min(1 - alpha_bar((i + 1) / diffusion_steps) / alpha_bar(i / diffusion_steps), 0.999)
-                      for i in range(diffusion_steps)])
+    betas = np.array(
+        [
+            min(1 - alpha_bar((i + 1) / diffusion_steps) / alpha_bar(i / diffusion_steps), 0.999)
+            for i in range(diffusion_steps)
+        ]
+    )
     cumprod = np.cumprod(1.0 - betas)
     ts = np.arange(0, diffusion_steps, diffusion_steps // ddim_steps)[:ddim_steps][::-1]
     return ts.astype(np.int64), cumprod[ts]
@@ -87,15 +92,19 @@ class ActionDiT(nn.Module):
         from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 
         d = c.dit_hidden
-        cfg = SiglipVisionConfig(hidden_size=d, intermediate_size=c.dit_mlp_ratio * d,
-                                 num_attention_heads=c.dit_heads, num_hidden_layers=c.dit_layers)
+        cfg = SiglipVisionConfig(
+            hidden_size=d,
+            intermediate_size=c.dit_mlp_ratio * d,
+            num_attention_heads=c.dit_heads,
+            num_hidden_layers=c.dit_layers,
+        )
         cfg._attn_implementation = "sdpa"
         self.c = c
         self.x_embedder = nn.Linear(c.action_dim, d)
         self.t_embedder = nn.Sequential(nn.Linear(TIME_FREQ_DIM, d), nn.SiLU(), nn.Linear(d, d))
         self.z_embedder = nn.Linear(c.cognition_dim, d)
         self.null_cognition = nn.Parameter(torch.randn(1, 1, c.cognition_dim))  # CFG's unconditional input
-        self.positional_embedding = nn.Parameter(d ** -0.5 * torch.randn(c.chunk + 1, d))
+        self.positional_embedding = nn.Parameter(d**-0.5 * torch.randn(c.chunk + 1, d))
         self.blocks = nn.ModuleList(SiglipEncoderLayer(cfg) for _ in range(c.dit_layers))
         self.norm_final = nn.LayerNorm(d, eps=1e-6, elementwise_affine=False)
         self.final = nn.Linear(d, c.action_dim)
@@ -148,8 +157,9 @@ class CogACTSplitModel(FlowSplitModel):
     _expert_inputs = ("noise",)
     _stacked = ("prompt_ids", "noise", "actions")  # images, vision/VLM activations, cognition: a leading request axis
 
-    def __init__(self, preset: str, config: CogACTPreset, *, device: Any, dtype: torch.dtype, seed: int,
-                 on_meta: bool) -> None:
+    def __init__(
+        self, preset: str, config: CogACTPreset, *, device: Any, dtype: torch.dtype, seed: int, on_meta: bool
+    ) -> None:
         super().__init__(preset, config, torch.device("meta") if on_meta else torch.device(device), dtype)
         c = config
         root = build_modules(lambda: _build_cogact(c), seed=seed, on_meta=on_meta)
@@ -162,8 +172,11 @@ class CogACTSplitModel(FlowSplitModel):
             mod.to(self.device)
         names = tuple(x[0] for x in chain)  # tuples, as every family's (Profiles compare block names)
         kinds = tuple((x[2], x[3]) for x in chain)
-        self._install_chain((names, tuple(x[1] for x in chain), kinds), llm.model.rotary_emb,  # type: ignore[arg-type]
-                            "projector")
+        self._install_chain(
+            (names, tuple(x[1] for x in chain), kinds),
+            llm.model.rotary_emb,  # type: ignore[arg-type]
+            "projector",
+        )
         idx = index_vision_chain(self, list(names), list(kinds))
         self._i_embed = idx["embed"]
         self._i_cognition = idx["cognition"]
@@ -180,10 +193,12 @@ class CogACTSplitModel(FlowSplitModel):
     def _observation_specs(self) -> list[TensorSpec]:
         c = self.config
         v = c.vlm
-        return [TensorSpec("images", (1, v.image_px, v.image_px, 3), "uint8"),
-                TensorSpec("prompt_ids", (v.prompt_tokens,), "int64"),
-                TensorSpec("state", (v.state_dim,), "float32"),  # uniform interface; CogACT does not read it
-                TensorSpec("noise", (c.chunk, c.action_dim), "float32")]
+        return [
+            TensorSpec("images", (1, v.image_px, v.image_px, 3), "uint8"),
+            TensorSpec("prompt_ids", (v.prompt_tokens,), "int64"),
+            TensorSpec("state", (v.state_dim,), "float32"),  # uniform interface; CogACT does not read it
+            TensorSpec("noise", (c.chunk, c.action_dim), "float32"),
+        ]
 
     def _cognition_spec(self) -> TensorSpec:
         return TensorSpec("cognition", (1, 1, self.config.cognition_dim), self._act_dtype, True)
@@ -215,22 +230,54 @@ class CogACTSplitModel(FlowSplitModel):
             if vision is not None:
                 specs.append(vision)
             elif kind == "embed":
-                specs.append(BlockSpec(name, "embedding", (ComputePass(v.prompt_tokens, v.prompt_tokens),),
-                                       hidden=v.llm_hidden, in_dim=v.vocab_size, out_dim=v.llm_hidden, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "embedding",
+                        (ComputePass(v.prompt_tokens, v.prompt_tokens),),
+                        hidden=v.llm_hidden,
+                        in_dim=v.vocab_size,
+                        out_dim=v.llm_hidden,
+                        param_count=n,
+                    )
+                )
             elif kind == "layer":
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(seq, seq),), hidden=v.llm_hidden,
-                                       mlp=v.llm_mlp, heads=v.llm_heads, kv_heads=v.llm_kv_heads,
-                                       head_dim=v.llm_hidden // v.llm_heads, gated_mlp=True, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "transformer_layer",
+                        (ComputePass(seq, seq),),
+                        hidden=v.llm_hidden,
+                        mlp=v.llm_mlp,
+                        heads=v.llm_heads,
+                        kv_heads=v.llm_kv_heads,
+                        head_dim=v.llm_hidden // v.llm_heads,
+                        gated_mlp=True,
+                        param_count=n,
+                    )
+                )
             elif kind == "cognition":
                 specs.append(BlockSpec(name, "norm", (ComputePass(1, 1),), hidden=v.llm_hidden, param_count=n))
             else:  # dit: ddim_steps passes of cfg_batch x (1 + chunk) tokens, each sample attending to its own
                 tok = c.chunk + 1
                 d = c.dit_hidden
-                specs.append(BlockSpec(
-                    name, "expert", (ComputePass(c.cfg_batch * tok, tok, repeat=c.ddim_steps),), hidden=d,
-                    mlp=c.dit_mlp_ratio * d, heads=c.dit_heads, kv_heads=c.dit_heads, head_dim=d // c.dit_heads,
-                    in_dim=c.action_dim, out_dim=c.action_dim, layers=c.dit_layers, param_count=n,
-                    extra={"action_tokens": float(c.chunk), "cfg_batch": float(c.cfg_batch)}))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "expert",
+                        (ComputePass(c.cfg_batch * tok, tok, repeat=c.ddim_steps),),
+                        hidden=d,
+                        mlp=c.dit_mlp_ratio * d,
+                        heads=c.dit_heads,
+                        kv_heads=c.dit_heads,
+                        head_dim=d // c.dit_heads,
+                        in_dim=c.action_dim,
+                        out_dim=c.action_dim,
+                        layers=c.dit_layers,
+                        param_count=n,
+                        extra={"action_tokens": float(c.chunk), "cfg_batch": float(c.cfg_batch)},
+                    )
+                )
         return specs
 
     # ---- observation / execution ----------------------------------------------------------------------------

@@ -40,9 +40,15 @@ class PostNormProjector(nn.Module):
         return feats.reshape(feats.shape[0] // self.cameras, self.cameras * feats.shape[1], feats.shape[2])
 
 
-def chain_layout(vision_embed: nn.Module, vision_layers: Any, mid_name: str, mid: nn.Module,
-                 prefix_embed: nn.Module, vlm_layers: Any, expert: nn.Module
-                 ) -> tuple[tuple[str, ...], tuple[nn.Module, ...], tuple[tuple[str, int], ...]]:
+def chain_layout(
+    vision_embed: nn.Module,
+    vision_layers: Any,
+    mid_name: str,
+    mid: nn.Module,
+    prefix_embed: nn.Module,
+    vlm_layers: Any,
+    expert: nn.Module,
+) -> tuple[tuple[str, ...], tuple[nn.Module, ...], tuple[tuple[str, int], ...]]:
     """(block names, block modules, (kind, layer index) per block) of a flow-expert chain."""
     names: list[str] = ["vision.embed"]
     mods: list[nn.Module] = [vision_embed]
@@ -70,13 +76,28 @@ def vision_block_spec(c: Any, name: str, kind: str, param_count: int) -> BlockSp
     vis = ComputePass(tokens=c.cameras * np_, context_tokens=np_)
     if kind == "vision_embed":
         in_dim = 3 * c.patch_px * c.patch_px
-        return BlockSpec(name, "patch_embed", (vis,), hidden=c.vision_hidden, in_dim=in_dim,
-                         out_dim=c.vision_hidden, param_count=param_count,
-                         extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden})
+        return BlockSpec(
+            name,
+            "patch_embed",
+            (vis,),
+            hidden=c.vision_hidden,
+            in_dim=in_dim,
+            out_dim=c.vision_hidden,
+            param_count=param_count,
+            extra={"flops_per_token": 2.0 * in_dim * c.vision_hidden},
+        )
     if kind == "vision_layer":
-        return BlockSpec(name, "transformer_layer", (vis,), hidden=c.vision_hidden, mlp=c.vision_mlp,
-                         heads=c.vision_heads, kv_heads=c.vision_heads,
-                         head_dim=c.vision_hidden // c.vision_heads, param_count=param_count)
+        return BlockSpec(
+            name,
+            "transformer_layer",
+            (vis,),
+            hidden=c.vision_hidden,
+            mlp=c.vision_mlp,
+            heads=c.vision_heads,
+            kv_heads=c.vision_heads,
+            head_dim=c.vision_hidden // c.vision_heads,
+            param_count=param_count,
+        )
     raise ValueError(f"not a vision block kind: {kind!r}")
 
 
@@ -91,8 +112,13 @@ def pop_kv(state: dict[str, torch.Tensor], layers: int) -> list[tuple[torch.Tens
     return [(state.pop(f"kv.{j}.key"), state.pop(f"kv.{j}.value")) for j in range(layers)]
 
 
-def euler_denoise(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, cache: Any,
-                  num_steps: int, device: Any) -> torch.Tensor:
+def euler_denoise(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    cache: Any,
+    num_steps: int,
+    device: Any,
+) -> torch.Tensor:
     """Euler loop from t=1 to t=0 in ``num_steps`` steps over a batch ``x`` (B, chunk, dim); the cache is cropped back
     to the prefix after each step."""
     prefix_len = cache.get_seq_length()
@@ -117,8 +143,9 @@ class FlowSplitModel(SplitModel):
     _prompt_id_high_offset = 0  # prompt ids drawn from [1, vocab_size - offset)
     _stacked = ("prompt_ids", "state", "noise", "actions")  # the rest carry a leading (request or camera) axis
 
-    def _install_chain(self, layout: tuple[list[str], list[nn.Module], list[str]], rotary: nn.Module,
-                       mid_name: str) -> None:
+    def _install_chain(
+        self, layout: tuple[list[str], list[nn.Module], list[str]], rotary: nn.Module, mid_name: str
+    ) -> None:
         """Adopt a ``chain_layout`` result: the blocks, the VLM's rotary embedding and the chain indices (``_i_mid``
         the projector/connector ``mid_name``, ``_i_prefix`` vlm.embed, ``_i_vlm0`` its first layer, ``_i_expert``)."""
         names, mods, kinds = layout
@@ -130,8 +157,14 @@ class FlowSplitModel(SplitModel):
         self._i_prefix = names.index("vlm.embed")
         self._i_vlm0 = self._i_prefix + 1
         self._i_expert = len(names) - 1
-        log.info("built %s/%s on %s: %d blocks, %.3fM params", self.family, self.preset, self.device,
-                 self.num_blocks, self.num_parameters() / 1e6)
+        log.info(
+            "built %s/%s on %s: %d blocks, %.3fM params",
+            self.family,
+            self.preset,
+            self.device,
+            self.num_blocks,
+            self.num_parameters() / 1e6,
+        )
 
     def _vlm_layout(self) -> tuple[int, int, int, int]:
         """(VLM layers run, VLM hidden width, KV heads, head dim)."""
@@ -140,10 +173,12 @@ class FlowSplitModel(SplitModel):
     # ---- shapes ----------------------------------------------------------------------------------------------
     def _observation_specs(self) -> list[TensorSpec]:
         c = self.config
-        return [TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
-                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
-                TensorSpec("state", (c.state_dim,), "float32"),
-                TensorSpec("noise", (c.chunk, c.max_action_dim), "float32")]
+        return [
+            TensorSpec("images", (c.cameras, c.image_px, c.image_px, 3), "uint8"),
+            TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
+            TensorSpec("state", (c.state_dim,), "float32"),
+            TensorSpec("noise", (c.chunk, c.max_action_dim), "float32"),
+        ]
 
     def _kv_specs(self, layers: range) -> list[TensorSpec]:
         _n, _h, kv_heads, head_dim = self._vlm_layout()
@@ -188,8 +223,9 @@ class FlowSplitModel(SplitModel):
         rng = np.random.default_rng(seed)
         return {
             "images": rng.integers(0, 256, size=(c.cameras, c.image_px, c.image_px, 3), dtype=np.uint8),
-            "prompt_ids": rng.integers(1, c.vocab_size - self._prompt_id_high_offset,
-                                       size=c.prompt_tokens).astype(np.int64),
+            "prompt_ids": rng.integers(1, c.vocab_size - self._prompt_id_high_offset, size=c.prompt_tokens).astype(
+                np.int64
+            ),
             "state": rng.standard_normal(c.state_dim).astype(np.float32),
             "noise": rng.standard_normal((c.chunk, c.max_action_dim)).astype(np.float32),
         }

@@ -51,8 +51,10 @@ class FusedProjector(nn.Module):
     def __init__(self, vision_dim: int, llm_dim: int) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(vision_dim, 4 * vision_dim), nn.GELU(),
-            nn.Linear(4 * vision_dim, llm_dim), nn.GELU(),
+            nn.Linear(vision_dim, 4 * vision_dim),
+            nn.GELU(),
+            nn.Linear(4 * vision_dim, llm_dim),
+            nn.GELU(),
             nn.Linear(llm_dim, llm_dim),
         )
 
@@ -100,8 +102,12 @@ def _build_root(c: OpenVLAPreset) -> nn.ModuleDict:
     root = nn.ModuleDict()
     if c.dino_layers:
         dcfg = Dinov2WithRegistersConfig(
-            hidden_size=c.dino_hidden, num_hidden_layers=c.dino_layers, num_attention_heads=c.dino_heads,
-            mlp_ratio=c.dino_mlp_ratio, image_size=c.image_px, patch_size=c.patch_px,
+            hidden_size=c.dino_hidden,
+            num_hidden_layers=c.dino_layers,
+            num_attention_heads=c.dino_heads,
+            mlp_ratio=c.dino_mlp_ratio,
+            image_size=c.image_px,
+            patch_size=c.patch_px,
             num_register_tokens=c.dino_registers,
         )
         dcfg._attn_implementation = "sdpa"
@@ -109,8 +115,13 @@ def _build_root(c: OpenVLAPreset) -> nn.ModuleDict:
         dino.layernorm = nn.Identity()  # Prismatic reads the un-normalised penultimate layer
         root["dino"] = dino
     scfg = SiglipVisionConfig(
-        hidden_size=c.siglip_hidden, intermediate_size=c.siglip_mlp, num_hidden_layers=c.siglip_layers,
-        num_attention_heads=c.siglip_heads, image_size=c.image_px, patch_size=c.patch_px, vision_use_head=False,
+        hidden_size=c.siglip_hidden,
+        intermediate_size=c.siglip_mlp,
+        num_hidden_layers=c.siglip_layers,
+        num_attention_heads=c.siglip_heads,
+        image_size=c.image_px,
+        patch_size=c.patch_px,
+        vision_use_head=False,
     )
     scfg._attn_implementation = "sdpa"
     siglip = SiglipVisionModel(scfg)
@@ -118,9 +129,15 @@ def _build_root(c: OpenVLAPreset) -> nn.ModuleDict:
     root["siglip"] = siglip
     root["projector"] = FusedProjector(c.vision_dim, c.llm_hidden)
     lcfg = LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.llm_hidden, intermediate_size=c.llm_mlp,
-        num_hidden_layers=c.llm_layers, num_attention_heads=c.llm_heads, num_key_value_heads=c.llm_kv_heads,
-        max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        vocab_size=c.vocab_size,
+        hidden_size=c.llm_hidden,
+        intermediate_size=c.llm_mlp,
+        num_hidden_layers=c.llm_layers,
+        num_attention_heads=c.llm_heads,
+        num_key_value_heads=c.llm_kv_heads,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
     )
     lcfg._attn_implementation = "sdpa"
     root["llm"] = LlamaForCausalLM(lcfg)
@@ -133,8 +150,9 @@ class OpenVLASplitModel(SplitModel):
     family = "openvla"
     _stacked = ("prompt_ids", "state")  # the rest carry a leading request axis
 
-    def __init__(self, preset: str, config: OpenVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
-                 on_meta: bool) -> None:
+    def __init__(
+        self, preset: str, config: OpenVLAPreset, *, device: Any, dtype: torch.dtype, seed: int, on_meta: bool
+    ) -> None:
         super().__init__(preset, config, torch.device("meta") if on_meta else torch.device(device), dtype)
         c = config
         root = build_modules(lambda: _build_root(c), seed=seed, on_meta=on_meta)
@@ -167,15 +185,22 @@ class OpenVLASplitModel(SplitModel):
         bins = np.linspace(-1.0, 1.0, c.action_bins)
         self._bin_centers = ((bins[:-1] + bins[1:]) / 2.0).astype(np.float32)
         self._action_base = c.tokenizer_vocab - c.action_bins
-        log.info("built openvla/%s on %s: %d blocks, %.3fM params", preset, self.device, self.num_blocks,
-                 self.num_parameters() / 1e6)
+        log.info(
+            "built openvla/%s on %s: %d blocks, %.3fM params",
+            preset,
+            self.device,
+            self.num_blocks,
+            self.num_parameters() / 1e6,
+        )
 
     # ---- shapes ----------------------------------------------------------------------------------------------
     def _observation_specs(self) -> list[TensorSpec]:
         c = self.config
-        return [TensorSpec("images", (1, c.image_px, c.image_px, 3), "uint8"),
-                TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
-                TensorSpec("state", (c.state_dim,), "float32")]
+        return [
+            TensorSpec("images", (1, c.image_px, c.image_px, 3), "uint8"),
+            TensorSpec("prompt_ids", (c.prompt_tokens,), "int64"),
+            TensorSpec("state", (c.state_dim,), "float32"),
+        ]
 
     def _payload_specs(self, k: int) -> list[TensorSpec]:
         c, a = self.config, self._act_dtype
@@ -202,8 +227,9 @@ class OpenVLASplitModel(SplitModel):
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
         seq = c.prefix_tokens
-        decode = tuple(ComputePass(tokens=1, context_tokens=seq + s, phase="decode")
-                       for s in range(1, NUM_ACTION_TOKENS))
+        decode = tuple(
+            ComputePass(tokens=1, context_tokens=seq + s, phase="decode") for s in range(1, NUM_ACTION_TOKENS)
+        )
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
@@ -212,19 +238,45 @@ class OpenVLASplitModel(SplitModel):
                 specs.append(vision)
             elif kind == "embed":
                 t = c.prompt_tokens
-                specs.append(BlockSpec(name, "embedding", (ComputePass(t, t),) + tuple(
-                    ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
-                    hidden=c.llm_hidden, in_dim=c.vocab_size, out_dim=c.llm_hidden, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "embedding",
+                        (ComputePass(t, t),) + tuple(ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
+                        hidden=c.llm_hidden,
+                        in_dim=c.vocab_size,
+                        out_dim=c.llm_hidden,
+                        param_count=n,
+                    )
+                )
             elif kind == "layer":
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(seq, seq),) + decode,
-                                       hidden=c.llm_hidden, mlp=c.llm_mlp, heads=c.llm_heads,
-                                       kv_heads=c.llm_kv_heads, head_dim=c.llm_hidden // c.llm_heads,
-                                       gated_mlp=True, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "transformer_layer",
+                        (ComputePass(seq, seq),) + decode,
+                        hidden=c.llm_hidden,
+                        mlp=c.llm_mlp,
+                        heads=c.llm_heads,
+                        kv_heads=c.llm_kv_heads,
+                        head_dim=c.llm_hidden // c.llm_heads,
+                        gated_mlp=True,
+                        param_count=n,
+                    )
+                )
             else:  # head: norm + lm_head on the last position of the prefill and of each decode step
-                specs.append(BlockSpec(name, "linear", (ComputePass(1, 1),) + tuple(
-                    ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
-                    hidden=c.llm_hidden, in_dim=c.llm_hidden, out_dim=c.vocab_size, param_count=n,
-                    extra={"flops_per_token": 2.0 * c.llm_hidden * c.vocab_size}))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "linear",
+                        (ComputePass(1, 1),) + tuple(ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
+                        hidden=c.llm_hidden,
+                        in_dim=c.llm_hidden,
+                        out_dim=c.vocab_size,
+                        param_count=n,
+                        extra={"flops_per_token": 2.0 * c.llm_hidden * c.vocab_size},
+                    )
+                )
         return specs
 
     # ---- observation / actions ------------------------------------------------------------------------------
@@ -267,7 +319,7 @@ class OpenVLASplitModel(SplitModel):
             runners = runner.split(len(sessions)) if k > self._i_embed else [runner] * len(sessions)
         for i, (sess, r) in enumerate(zip(sessions, runners)):
             sess.runner = r
-            sess.tokens = [t[i:i + 1] for t in tokens]
+            sess.tokens = [t[i : i + 1] for t in tokens]
         return [sess.reply() for sess in sessions]
 
     def edge_session(self, cut_index: int) -> _EdgeSession:
@@ -334,34 +386,67 @@ def vision_block_spec(c: OpenVLAPreset, name: str, kind: str, n: int) -> BlockSp
     if kind in ("dino_embed", "siglip_embed"):
         hidden = c.dino_hidden if kind == "dino_embed" else c.siglip_hidden
         in_dim = 3 * c.patch_px * c.patch_px
-        return BlockSpec(name, "patch_embed", (ComputePass(p, p),), hidden=hidden, in_dim=in_dim, out_dim=hidden,
-                         param_count=n, extra={"flops_per_token": 2.0 * in_dim * hidden})
+        return BlockSpec(
+            name,
+            "patch_embed",
+            (ComputePass(p, p),),
+            hidden=hidden,
+            in_dim=in_dim,
+            out_dim=hidden,
+            param_count=n,
+            extra={"flops_per_token": 2.0 * in_dim * hidden},
+        )
     if kind == "dino_layer":
         t = 1 + c.dino_registers + p
-        return BlockSpec(name, "transformer_layer", (ComputePass(t, t),), hidden=c.dino_hidden,
-                         mlp=c.dino_mlp_ratio * c.dino_hidden, heads=c.dino_heads, kv_heads=c.dino_heads,
-                         head_dim=c.dino_hidden // c.dino_heads, param_count=n)
+        return BlockSpec(
+            name,
+            "transformer_layer",
+            (ComputePass(t, t),),
+            hidden=c.dino_hidden,
+            mlp=c.dino_mlp_ratio * c.dino_hidden,
+            heads=c.dino_heads,
+            kv_heads=c.dino_heads,
+            head_dim=c.dino_hidden // c.dino_heads,
+            param_count=n,
+        )
     if kind == "siglip_layer":
-        return BlockSpec(name, "transformer_layer", (ComputePass(p, p),), hidden=c.siglip_hidden, mlp=c.siglip_mlp,
-                         heads=c.siglip_heads, kv_heads=c.siglip_heads, head_dim=c.siglip_hidden // c.siglip_heads,
-                         param_count=n)
+        return BlockSpec(
+            name,
+            "transformer_layer",
+            (ComputePass(p, p),),
+            hidden=c.siglip_hidden,
+            mlp=c.siglip_mlp,
+            heads=c.siglip_heads,
+            kv_heads=c.siglip_heads,
+            head_dim=c.siglip_hidden // c.siglip_heads,
+            param_count=n,
+        )
     if kind == "projector":
         v, h = c.vision_dim, c.llm_hidden
-        return BlockSpec(name, "linear", (ComputePass(p, p),), hidden=h, in_dim=v, mlp=4 * v, out_dim=h,
-                         param_count=n, extra={"flops_per_token": 2.0 * (v * 4 * v + 4 * v * h + h * h),
-                                               "linears": 3.0})
+        return BlockSpec(
+            name,
+            "linear",
+            (ComputePass(p, p),),
+            hidden=h,
+            in_dim=v,
+            mlp=4 * v,
+            out_dim=h,
+            param_count=n,
+            extra={"flops_per_token": 2.0 * (v * 4 * v + 4 * v * h + h * h), "linears": 3.0},
+        )
     return None
 
 
-def run_vision_block(m: Any, c: OpenVLAPreset, i: int, kind: str, mod: nn.Module,
-                     state: dict[str, torch.Tensor]) -> bool:
+def run_vision_block(
+    m: Any, c: OpenVLAPreset, i: int, kind: str, mod: nn.Module, state: dict[str, torch.Tensor]
+) -> bool:
     """Run block ``i`` on ``state`` if it is a vision block (True), else leave ``state`` alone (False)."""
     if kind == "dino_embed":
         state["dino_hidden"] = mod(state["images"])
     elif kind == "dino_layer":
         h = mod(state.pop("dino_hidden"))
         if i == m._i_dino_last:  # keep the patch tokens (drop CLS and registers), as Prismatic does
-            state["dino_features"] = h[:, 1 + c.dino_registers:].contiguous()
+            state["dino_features"] = h[:, 1 + c.dino_registers :].contiguous()
         else:
             state["dino_hidden"] = h
     elif kind == "siglip_embed":
@@ -400,7 +485,7 @@ class _Runner:
             r.prefix_len = self.prefix_len
             for j, layer in enumerate(self.cache.layers):
                 if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                    r.cache.update(layer.keys[i:i + 1].clone(), layer.values[i:i + 1].clone(), j)
+                    r.cache.update(layer.keys[i : i + 1].clone(), layer.values[i : i + 1].clone(), j)
             out.append(r)
         return out
 
@@ -441,14 +526,15 @@ class _Runner:
                             raise PayloadError("decode step before the prefill on this side")
                         pos = torch.tensor([[self.prefix_len + step - 1]], device=h.device)
                     pe = m._rotary(h, pos)
-                h = mod(h, attention_mask=None, position_ids=pos, cache=self.cache, use_cache=True,
-                        position_embeddings=pe)
+                h = mod(
+                    h, attention_mask=None, position_ids=pos, cache=self.cache, use_cache=True, position_embeddings=pe
+                )
                 # llm.head reads the last position only: nothing more crosses a cut just before it
                 state["hidden"] = h[:, -1:].contiguous() if i == m._i_head - 1 else h
             else:  # head: greedy argmax over the action-bin tokens
                 logits = mod(state.pop("hidden")[:, -1:])
                 base = m._action_base
-                idx = logits[..., base:base + c.action_bins].argmax(dim=-1)
+                idx = logits[..., base : base + c.action_bins].argmax(dim=-1)
                 state["token_id"] = (idx + base).to(torch.int64)
         return state
 
@@ -521,8 +607,9 @@ class _CloudSession:
         if not self.tokens:
             return m._cloud_first_steps([self], [self.accept(payload)])[0]
         if payload.kind != "decode" or payload.step != len(self.tokens):
-            raise PayloadError(f"expected a decode payload for step {len(self.tokens)}, got "
-                               f"{payload.kind!r} step {payload.step}")
+            raise PayloadError(
+                f"expected a decode payload for step {len(self.tokens)}, got {payload.kind!r} step {payload.step}"
+            )
         hidden = m._receive(payload, k, ("decode",), m._decode_specs())["hidden"]
         with torch.inference_mode():
             self.tokens.append(self.runner.decode(None, hidden, payload.step)["token_id"])

@@ -37,25 +37,40 @@ def pi0_config(c: Pi0Preset) -> Any:
     return PI0Config(
         vlm_config={
             "text_config": {
-                "model_type": "gemma", "hidden_size": c.vlm_hidden, "num_hidden_layers": c.vlm_layers,
-                "intermediate_size": c.vlm_mlp, "num_attention_heads": c.vlm_heads,
-                "num_key_value_heads": c.vlm_kv_heads, "head_dim": c.vlm_head_dim, "vocab_size": c.vocab_size,
+                "model_type": "gemma",
+                "hidden_size": c.vlm_hidden,
+                "num_hidden_layers": c.vlm_layers,
+                "intermediate_size": c.vlm_mlp,
+                "num_attention_heads": c.vlm_heads,
+                "num_key_value_heads": c.vlm_kv_heads,
+                "head_dim": c.vlm_head_dim,
+                "vocab_size": c.vocab_size,
             },
             "vision_config": {
-                "model_type": "siglip_vision_model", "hidden_size": c.vision_hidden,
-                "intermediate_size": c.vision_mlp, "num_hidden_layers": c.vision_layers,
-                "num_attention_heads": c.vision_heads, "patch_size": c.patch_px, "image_size": c.image_px,
+                "model_type": "siglip_vision_model",
+                "hidden_size": c.vision_hidden,
+                "intermediate_size": c.vision_mlp,
+                "num_hidden_layers": c.vision_layers,
+                "num_attention_heads": c.vision_heads,
+                "patch_size": c.patch_px,
+                "image_size": c.image_px,
                 "vision_use_head": False,
             },
             "projection_dim": c.vlm_hidden,
             "image_token_id": c.vocab_size,
         },
         dit_config={
-            "model_type": "gemma", "hidden_size": c.expert_hidden, "num_hidden_layers": c.expert_layers,
-            "intermediate_size": c.expert_mlp, "num_attention_heads": c.expert_heads,
-            "num_key_value_heads": c.vlm_kv_heads, "head_dim": c.vlm_head_dim,
+            "model_type": "gemma",
+            "hidden_size": c.expert_hidden,
+            "num_hidden_layers": c.expert_layers,
+            "intermediate_size": c.expert_mlp,
+            "num_attention_heads": c.expert_heads,
+            "num_key_value_heads": c.vlm_kv_heads,
+            "head_dim": c.vlm_head_dim,
         },
-        chunk_size=c.chunk, max_state_dim=c.max_state_dim, max_action_dim=c.max_action_dim,
+        chunk_size=c.chunk,
+        max_state_dim=c.max_state_dim,
+        max_action_dim=c.max_action_dim,
         num_inference_steps=c.num_steps,
     )
 
@@ -81,8 +96,7 @@ class Pi0PrefixEmbed(nn.Module):
     def forward(self, prompt_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
         """prompt_ids (B, T), image_features (B, n_img, h) -> prefix embeddings (B, n_img + T, h)."""
         batch, n_img = image_features.shape[:2]
-        placeholders = torch.full((batch, n_img), self.image_token_id, dtype=prompt_ids.dtype,
-                                  device=prompt_ids.device)
+        placeholders = torch.full((batch, n_img), self.image_token_id, dtype=prompt_ids.dtype, device=prompt_ids.device)
         input_ids = torch.cat([placeholders, prompt_ids], dim=1)
         special = input_ids == self.image_token_id
         embeds = self.embed_tokens(input_ids.masked_fill(special, 0))
@@ -114,8 +128,9 @@ class Pi0SplitModel(FlowSplitModel):
 
     family = "pi0"
 
-    def __init__(self, preset: str, config: Pi0Preset, *, device: Any, dtype: torch.dtype, seed: int,
-                 on_meta: bool) -> None:
+    def __init__(
+        self, preset: str, config: Pi0Preset, *, device: Any, dtype: torch.dtype, seed: int, on_meta: bool
+    ) -> None:
         super().__init__(preset, config, torch.device("meta") if on_meta else torch.device(device), dtype)
         c = config
         pi0 = build_modules(lambda: _build_pi0(c), seed=seed, on_meta=on_meta)
@@ -125,9 +140,14 @@ class Pi0SplitModel(FlowSplitModel):
         lm = vlm.language_model
         self.text_config = lm.config
         layout = chain_layout(
-            ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), vision.encoder.layers,
-            "projector", PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector, c.cameras),
-            Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size), lm.layers, Pi0ExpertStep(self.pi0))
+            ImageEmbed(vision.embeddings, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            vision.encoder.layers,
+            "projector",
+            PostNormProjector(vision.post_layernorm, vlm.multi_modal_projector, c.cameras),
+            Pi0PrefixEmbed(lm.embed_tokens, c.vocab_size),
+            lm.layers,
+            Pi0ExpertStep(self.pi0),
+        )
         for m in layout[1]:
             m.to(self.device)
         self._install_chain(layout, lm.rotary_emb, "projector")
@@ -151,31 +171,75 @@ class Pi0SplitModel(FlowSplitModel):
             if kind in ("vision_embed", "vision_layer"):
                 specs.append(vision_block_spec(c, name, kind, n))
             elif kind == "projector":
-                specs.append(BlockSpec(name, "linear", (vis,), hidden=c.vlm_hidden, in_dim=c.vision_hidden,
-                                       out_dim=c.vlm_hidden, param_count=n,
-                                       extra={"flops_per_token": 2.0 * c.vision_hidden * c.vlm_hidden}))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "linear",
+                        (vis,),
+                        hidden=c.vlm_hidden,
+                        in_dim=c.vision_hidden,
+                        out_dim=c.vlm_hidden,
+                        param_count=n,
+                        extra={"flops_per_token": 2.0 * c.vision_hidden * c.vlm_hidden},
+                    )
+                )
             elif kind == "prefix_embed":
-                specs.append(BlockSpec(name, "embedding", (ComputePass(c.prompt_tokens, c.prompt_tokens),),
-                                       hidden=c.vlm_hidden, in_dim=c.vocab_size, out_dim=c.vlm_hidden,
-                                       param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "embedding",
+                        (ComputePass(c.prompt_tokens, c.prompt_tokens),),
+                        hidden=c.vlm_hidden,
+                        in_dim=c.vocab_size,
+                        out_dim=c.vlm_hidden,
+                        param_count=n,
+                    )
+                )
             elif kind == "vlm_layer":
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(seq, seq),), hidden=c.vlm_hidden,
-                                       mlp=c.vlm_mlp, heads=c.vlm_heads, kv_heads=c.vlm_kv_heads,
-                                       head_dim=c.vlm_head_dim, gated_mlp=True, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "transformer_layer",
+                        (ComputePass(seq, seq),),
+                        hidden=c.vlm_hidden,
+                        mlp=c.vlm_mlp,
+                        heads=c.vlm_heads,
+                        kv_heads=c.vlm_kv_heads,
+                        head_dim=c.vlm_head_dim,
+                        gated_mlp=True,
+                        param_count=n,
+                    )
+                )
             else:
                 suffix = c.chunk + 1  # state token + chunk action tokens
                 h = c.expert_hidden
-                io_flops = 2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk \
+                io_flops = (
+                    2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
                     + 2.0 * c.max_state_dim * h
-                specs.append(BlockSpec(
-                    name, "expert",
-                    (ComputePass(suffix, seq + suffix, "parallel_decode", repeat=c.num_steps),),
-                    hidden=h, mlp=c.expert_mlp, heads=c.expert_heads, kv_heads=c.vlm_kv_heads,
-                    head_dim=c.vlm_head_dim, gated_mlp=True, in_dim=c.max_action_dim, out_dim=c.max_action_dim,
-                    layers=c.expert_layers, param_count=n,
-                    extra={"io_flops_per_step": io_flops, "prefix_tokens": float(seq),
-                           "action_tokens": float(c.chunk), "state_tokens": 1.0},
-                ))
+                )
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "expert",
+                        (ComputePass(suffix, seq + suffix, "parallel_decode", repeat=c.num_steps),),
+                        hidden=h,
+                        mlp=c.expert_mlp,
+                        heads=c.expert_heads,
+                        kv_heads=c.vlm_kv_heads,
+                        head_dim=c.vlm_head_dim,
+                        gated_mlp=True,
+                        in_dim=c.max_action_dim,
+                        out_dim=c.max_action_dim,
+                        layers=c.expert_layers,
+                        param_count=n,
+                        extra={
+                            "io_flops_per_step": io_flops,
+                            "prefix_tokens": float(seq),
+                            "action_tokens": float(c.chunk),
+                            "state_tokens": 1.0,
+                        },
+                    )
+                )
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------
@@ -188,9 +252,14 @@ class Pi0SplitModel(FlowSplitModel):
 
         seq = h.shape[1]
         pos = torch.arange(seq, device=h.device)[None] + 1
-        mask = create_causal_mask(config=self.text_config, inputs_embeds=h, attention_mask=None, cache=None,
-                                  position_ids=pos,
-                                  block_sequence_ids=torch.zeros(h.shape[0], seq, dtype=torch.long, device=h.device))
+        mask = create_causal_mask(
+            config=self.text_config,
+            inputs_embeds=h,
+            attention_mask=None,
+            cache=None,
+            position_ids=pos,
+            block_sequence_ids=torch.zeros(h.shape[0], seq, dtype=torch.long, device=h.device),
+        )
         return {"attention_mask": mask, "position_ids": pos, "position_embeddings": self._rotary(h, pos)}
 
     def _denoise(self, expert: nn.Module, kv: list, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -52,14 +52,25 @@ def smolvlm_config(c: SmolVLAPreset) -> Any:
 
     cfg = SmolVLMConfig(
         vision_config={
-            "hidden_size": c.vision_hidden, "intermediate_size": c.vision_mlp, "num_hidden_layers": c.vision_layers,
-            "num_attention_heads": c.vision_heads, "image_size": c.image_px, "patch_size": c.patch_px,
+            "hidden_size": c.vision_hidden,
+            "intermediate_size": c.vision_mlp,
+            "num_hidden_layers": c.vision_layers,
+            "num_attention_heads": c.vision_heads,
+            "image_size": c.image_px,
+            "patch_size": c.patch_px,
         },
         text_config={
-            "model_type": "llama", "hidden_size": c.lm_hidden, "intermediate_size": c.lm_mlp,
-            "num_hidden_layers": c.lm_layers_used, "num_attention_heads": c.lm_heads,
-            "num_key_value_heads": c.lm_kv_heads, "head_dim": c.lm_head_dim, "vocab_size": c.vocab_size,
-            "rms_norm_eps": 1e-5, "rope_theta": c.rope_theta, "max_position_embeddings": 8192,
+            "model_type": "llama",
+            "hidden_size": c.lm_hidden,
+            "intermediate_size": c.lm_mlp,
+            "num_hidden_layers": c.lm_layers_used,
+            "num_attention_heads": c.lm_heads,
+            "num_key_value_heads": c.lm_kv_heads,
+            "head_dim": c.lm_head_dim,
+            "vocab_size": c.vocab_size,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": c.rope_theta,
+            "max_position_embeddings": 8192,
             "tie_word_embeddings": False,
         },
         scale_factor=c.scale_factor,
@@ -76,10 +87,20 @@ def expert_config(c: SmolVLAPreset) -> Any:
     from transformers import LlamaConfig
 
     cfg = LlamaConfig(
-        vocab_size=2, hidden_size=c.expert_hidden, intermediate_size=c.expert_mlp,
-        num_hidden_layers=c.expert_layers, num_attention_heads=c.lm_heads, num_key_value_heads=c.lm_kv_heads,
-        head_dim=c.lm_head_dim, rms_norm_eps=1e-5, rope_theta=c.rope_theta, max_position_embeddings=8192,
-        tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        vocab_size=2,
+        hidden_size=c.expert_hidden,
+        intermediate_size=c.expert_mlp,
+        num_hidden_layers=c.expert_layers,
+        num_attention_heads=c.lm_heads,
+        num_key_value_heads=c.lm_kv_heads,
+        head_dim=c.lm_head_dim,
+        rms_norm_eps=1e-5,
+        rope_theta=c.rope_theta,
+        max_position_embeddings=8192,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
     )
     cfg._attn_implementation = "sdpa"
     return cfg
@@ -144,14 +165,14 @@ class SmolVLAExpertStep(nn.Module):
         self.norm = lm.norm
         self.action_out_proj = nn.Linear(h, c.max_action_dim)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cache: Any, position_embeddings: Any,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, cache: Any, position_embeddings: Any, mask: torch.Tensor
+    ) -> torch.Tensor:
         a = self.action_in_proj(x_t)
         te = sinusoidal_time_embedding(t, a.shape[-1]).to(a.dtype)[:, None].expand_as(a)
         h = self.action_time_mlp_out(nn.functional.silu(self.action_time_mlp_in(torch.cat([a, te], dim=-1))))
         for layer in self.layers:
-            h = layer(h, attention_mask=mask, cache=cache, use_cache=True,
-                      position_embeddings=position_embeddings)
+            h = layer(h, attention_mask=mask, cache=cache, use_cache=True, position_embeddings=position_embeddings)
         return self.action_out_proj(self.norm(h))
 
 
@@ -173,8 +194,9 @@ class SmolVLASplitModel(FlowSplitModel):
     _expert_inputs = ("noise",)
     _prompt_id_high_offset = 1  # the last id is the image token
 
-    def __init__(self, preset: str, config: SmolVLAPreset, *, device: Any, dtype: torch.dtype, seed: int,
-                 on_meta: bool) -> None:
+    def __init__(
+        self, preset: str, config: SmolVLAPreset, *, device: Any, dtype: torch.dtype, seed: int, on_meta: bool
+    ) -> None:
         super().__init__(preset, config, torch.device("meta") if on_meta else torch.device(device), dtype)
         c = config
         root = build_modules(lambda: _build(c), seed=seed, on_meta=on_meta)
@@ -184,9 +206,14 @@ class SmolVLASplitModel(FlowSplitModel):
         text = vlm.text_model
         self.text_config = text.config
         layout = chain_layout(
-            SmolVLAImageEmbed(vision.embeddings, c.patch_px), vision.encoder.layers,
-            "connector", PostNormProjector(vision.post_layernorm, vlm.connector, c.cameras), self.root["state_prefix"],
-            text.layers, self.root["expert"])
+            SmolVLAImageEmbed(vision.embeddings, c.patch_px),
+            vision.encoder.layers,
+            "connector",
+            PostNormProjector(vision.post_layernorm, vlm.connector, c.cameras),
+            self.root["state_prefix"],
+            text.layers,
+            self.root["expert"],
+        )
         self._install_chain(layout, text.rotary_emb, "connector")
 
     def unused_parameters(self) -> int:
@@ -208,28 +235,70 @@ class SmolVLASplitModel(FlowSplitModel):
                 specs.append(vision_block_spec(c, name, kind, n))
             elif kind == "connector":  # pixel shuffle (a reshape) + one linear over the shuffled tokens
                 in_dim = c.vision_hidden * c.scale_factor**2
-                specs.append(BlockSpec(name, "linear", (ComputePass(c.image_tokens, c.tokens_per_image),),
-                                       hidden=c.lm_hidden, in_dim=in_dim, out_dim=c.lm_hidden, param_count=n,
-                                       extra={"flops_per_token": 2.0 * in_dim * c.lm_hidden}))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "linear",
+                        (ComputePass(c.image_tokens, c.tokens_per_image),),
+                        hidden=c.lm_hidden,
+                        in_dim=in_dim,
+                        out_dim=c.lm_hidden,
+                        param_count=n,
+                        extra={"flops_per_token": 2.0 * in_dim * c.lm_hidden},
+                    )
+                )
             elif kind == "prefix_embed":  # token look-up (the state projection is ~max_state_dim x hidden FLOPs)
-                specs.append(BlockSpec(name, "embedding", (ComputePass(c.prompt_tokens + 1, c.prompt_tokens + 1),),
-                                       hidden=c.lm_hidden, in_dim=c.vocab_size, out_dim=c.lm_hidden, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "embedding",
+                        (ComputePass(c.prompt_tokens + 1, c.prompt_tokens + 1),),
+                        hidden=c.lm_hidden,
+                        in_dim=c.vocab_size,
+                        out_dim=c.lm_hidden,
+                        param_count=n,
+                    )
+                )
             elif kind == "vlm_layer":
-                specs.append(BlockSpec(name, "transformer_layer", (ComputePass(seq, seq),), hidden=c.lm_hidden,
-                                       mlp=c.lm_mlp, heads=c.lm_heads, kv_heads=c.lm_kv_heads,
-                                       head_dim=c.lm_head_dim, gated_mlp=True, param_count=n))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "transformer_layer",
+                        (ComputePass(seq, seq),),
+                        hidden=c.lm_hidden,
+                        mlp=c.lm_mlp,
+                        heads=c.lm_heads,
+                        kv_heads=c.lm_kv_heads,
+                        head_dim=c.lm_head_dim,
+                        gated_mlp=True,
+                        param_count=n,
+                    )
+                )
             else:
                 h = c.expert_hidden
                 io_flops = 2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
-                specs.append(BlockSpec(
-                    name, "expert",
-                    (ComputePass(c.chunk, seq + c.chunk, "parallel_decode", repeat=c.num_steps),),
-                    hidden=h, mlp=c.expert_mlp, heads=c.lm_heads, kv_heads=c.lm_kv_heads, head_dim=c.lm_head_dim,
-                    gated_mlp=True, in_dim=c.max_action_dim, out_dim=c.max_action_dim, layers=c.expert_layers,
-                    param_count=n,
-                    extra={"io_flops_per_step": io_flops, "prefix_tokens": float(seq),
-                           "action_tokens": float(c.chunk)},
-                ))
+                specs.append(
+                    BlockSpec(
+                        name,
+                        "expert",
+                        (ComputePass(c.chunk, seq + c.chunk, "parallel_decode", repeat=c.num_steps),),
+                        hidden=h,
+                        mlp=c.expert_mlp,
+                        heads=c.lm_heads,
+                        kv_heads=c.lm_kv_heads,
+                        head_dim=c.lm_head_dim,
+                        gated_mlp=True,
+                        in_dim=c.max_action_dim,
+                        out_dim=c.max_action_dim,
+                        layers=c.expert_layers,
+                        param_count=n,
+                        extra={
+                            "io_flops_per_step": io_flops,
+                            "prefix_tokens": float(seq),
+                            "action_tokens": float(c.chunk),
+                        },
+                    )
+                )
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------

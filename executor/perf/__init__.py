@@ -24,7 +24,21 @@ from executor.perf.modes import (
 )
 
 __all__ = [
-    "ConfigError", "LMConfig", "MODES", "Payloads", "PerfInputError", "PerfResult", "VLAConfig",
-    "VLA_PERF_NETWORK_PAYLOADS", "VisionConfig", "block_specs", "custom_link", "evaluate", "evaluate_mode",
-    "get_config", "load_hf_config", "model_names", "resolve_model",
+    "ConfigError",
+    "LMConfig",
+    "MODES",
+    "Payloads",
+    "PerfInputError",
+    "PerfResult",
+    "VLAConfig",
+    "VLA_PERF_NETWORK_PAYLOADS",
+    "VisionConfig",
+    "block_specs",
+    "custom_link",
+    "evaluate",
+    "evaluate_mode",
+    "get_config",
+    "load_hf_config",
+    "model_names",
+    "resolve_model",
 ]

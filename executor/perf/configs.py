@@ -46,8 +46,9 @@ class ConfigError(ValueError):
 def _positive(owner: str, **values: int) -> None:
     bad = {k: v for k, v in values.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0}
     if bad:
-        raise ConfigError(f"{owner}: these fields must be positive integers: "
-                          + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
+        raise ConfigError(
+            f"{owner}: these fields must be positive integers: " + ", ".join(f"{k}={v!r}" for k, v in bad.items())
+        )
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,19 @@ class VisionConfig:
     name: str = "vision"
 
     def __post_init__(self) -> None:
-        _positive(f"vision tower {self.name!r}", layers=self.layers, hidden=self.hidden, mlp=self.mlp,
-                  heads=self.heads, patch_px=self.patch_px, image_px=self.image_px)
+        _positive(
+            f"vision tower {self.name!r}",
+            layers=self.layers,
+            hidden=self.hidden,
+            mlp=self.mlp,
+            heads=self.heads,
+            patch_px=self.patch_px,
+            image_px=self.image_px,
+        )
         if self.image_px % self.patch_px:
-            raise ConfigError(f"vision tower {self.name!r}: image_px={self.image_px} is not a multiple of "
-                              f"patch_px={self.patch_px}")
+            raise ConfigError(
+                f"vision tower {self.name!r}: image_px={self.image_px} is not a multiple of patch_px={self.patch_px}"
+            )
         if self.hidden % self.heads:
             raise ConfigError(f"vision tower {self.name!r}: hidden={self.hidden} not divisible by heads={self.heads}")
 
@@ -96,13 +105,21 @@ class LMConfig:
     name: str = "llm"
 
     def __post_init__(self) -> None:
-        _positive(f"language model {self.name!r}", layers=self.layers, hidden=self.hidden, mlp=self.mlp,
-                  heads=self.heads, kv_heads=self.kv_heads, head_dim=self.head_dim)
+        _positive(
+            f"language model {self.name!r}",
+            layers=self.layers,
+            hidden=self.hidden,
+            mlp=self.mlp,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+        )
         if self.vocab_size < 0:
             raise ConfigError(f"language model {self.name!r}: vocab_size must be >= 0, got {self.vocab_size}")
         if self.heads % self.kv_heads:
-            raise ConfigError(f"language model {self.name!r}: heads={self.heads} not a multiple of "
-                              f"kv_heads={self.kv_heads}")
+            raise ConfigError(
+                f"language model {self.name!r}: heads={self.heads} not a multiple of kv_heads={self.kv_heads}"
+            )
 
     @property
     def layer_params(self) -> int:
@@ -120,8 +137,16 @@ class LMConfig:
 
 def derived_expert(llm: LMConfig) -> LMConfig:
     """VLA-Perf's action expert for a VLM: same depth and attention shape, hidden / 2, MLP / 4 (no vocabulary)."""
-    return LMConfig(layers=llm.layers, hidden=llm.hidden // 2, mlp=llm.mlp // 4, heads=llm.heads,
-                    kv_heads=llm.kv_heads, head_dim=llm.head_dim, vocab_size=0, name=f"{llm.name}-expert")
+    return LMConfig(
+        layers=llm.layers,
+        hidden=llm.hidden // 2,
+        mlp=llm.mlp // 4,
+        heads=llm.heads,
+        kv_heads=llm.kv_heads,
+        head_dim=llm.head_dim,
+        vocab_size=0,
+        name=f"{llm.name}-expert",
+    )
 
 
 @dataclass(frozen=True)
@@ -148,12 +173,21 @@ class VLAConfig:
     def __post_init__(self) -> None:
         if self.action_head not in ACTION_HEADS:
             raise ConfigError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
-        _positive(f"model {self.name!r}", cameras=self.cameras, prompt_tokens=self.prompt_tokens, chunk=self.chunk,
-                  denoising_steps=self.denoising_steps, dof=self.dof, timesteps=self.timesteps,
-                  action_bins=self.action_bins)
+        _positive(
+            f"model {self.name!r}",
+            cameras=self.cameras,
+            prompt_tokens=self.prompt_tokens,
+            chunk=self.chunk,
+            denoising_steps=self.denoising_steps,
+            dof=self.dof,
+            timesteps=self.timesteps,
+            action_bins=self.action_bins,
+        )
         if self.state_tokens < 0 or self.projector_mlp < 0:
-            raise ConfigError(f"model {self.name!r}: state_tokens and projector_mlp must be >= 0, got "
-                              f"{self.state_tokens}, {self.projector_mlp}")
+            raise ConfigError(
+                f"model {self.name!r}: state_tokens and projector_mlp must be >= 0, got "
+                f"{self.state_tokens}, {self.projector_mlp}"
+            )
         if not self.vision:
             raise ConfigError(f"model {self.name!r} has no vision tower")
         if self.action_head == "flow" and self.expert is None:
@@ -189,10 +223,16 @@ class VLAConfig:
     def params(self) -> dict[str, int]:
         """Parameter count per component (vision incl. projector, llm incl. embedding table, action)."""
         v_out = sum(t.hidden for t in self.vision)
-        proj = (v_out * self.projector_mlp + self.projector_mlp * self.llm.hidden if self.projector_mlp
-                else v_out * self.llm.hidden)
-        action = (self.expert.layers * self.expert.layer_params if self.action_head == "flow" and self.expert
-                  else self.llm.hidden * self.action_bins)
+        proj = (
+            v_out * self.projector_mlp + self.projector_mlp * self.llm.hidden
+            if self.projector_mlp
+            else v_out * self.llm.hidden
+        )
+        action = (
+            self.expert.layers * self.expert.layer_params
+            if self.action_head == "flow" and self.expert
+            else self.llm.hidden * self.action_bins
+        )
         return {"vision": sum(t.params for t in self.vision) + proj, "llm": self.llm.params, "action": action}
 
     def kv_cache_bytes(self, dtype_bytes: int = 2) -> int:
@@ -230,19 +270,45 @@ def block_specs(cfg: VLAConfig) -> list[BlockSpec]:
         tok = t.patches + t.extra_tokens
         vis = p(cams * tok, tok)
         pre = t.name
-        specs.append(BlockSpec(f"vision.{pre}.embed", "patch_embed", (p(cams * t.patches, t.patches),),
-                               hidden=t.hidden, in_dim=3 * t.patch_px**2, out_dim=t.hidden,
-                               param_count=3 * t.patch_px**2 * t.hidden))
-        specs += [BlockSpec(f"vision.{pre}.layer{i}", "transformer_layer", (vis,), hidden=t.hidden, mlp=t.mlp,
-                            heads=t.heads, kv_heads=t.heads, head_dim=t.hidden // t.heads)
-                  for i in range(t.layers)]
+        specs.append(
+            BlockSpec(
+                f"vision.{pre}.embed",
+                "patch_embed",
+                (p(cams * t.patches, t.patches),),
+                hidden=t.hidden,
+                in_dim=3 * t.patch_px**2,
+                out_dim=t.hidden,
+                param_count=3 * t.patch_px**2 * t.hidden,
+            )
+        )
+        specs += [
+            BlockSpec(
+                f"vision.{pre}.layer{i}",
+                "transformer_layer",
+                (vis,),
+                hidden=t.hidden,
+                mlp=t.mlp,
+                heads=t.heads,
+                kv_heads=t.heads,
+                head_dim=t.hidden // t.heads,
+            )
+            for i in range(t.layers)
+        ]
     v_out = sum(t.hidden for t in cfg.vision)
     img = cfg.image_tokens
-    specs.append(BlockSpec("vision.proj", "linear", (p(img, img),), in_dim=v_out, out_dim=cfg.llm.hidden,
-                           mlp=cfg.projector_mlp))
+    specs.append(
+        BlockSpec("vision.proj", "linear", (p(img, img),), in_dim=v_out, out_dim=cfg.llm.hidden, mlp=cfg.projector_mlp)
+    )
     lm = cfg.llm
-    specs.append(BlockSpec("llm.embed", "embedding", (p(cfg.prompt_tokens, cfg.prompt_tokens),), hidden=lm.hidden,
-                           param_count=lm.vocab_size * lm.hidden))
+    specs.append(
+        BlockSpec(
+            "llm.embed",
+            "embedding",
+            (p(cfg.prompt_tokens, cfg.prompt_tokens),),
+            hidden=lm.hidden,
+            param_count=lm.vocab_size * lm.hidden,
+        )
+    )
     ctx = cfg.context_tokens
     passes: tuple[ComputePass, ...] = (p(cfg.prefill_tokens, ctx),)
     head_passes: tuple[ComputePass, ...] = ()
@@ -256,18 +322,42 @@ def block_specs(cfg: VLAConfig) -> list[BlockSpec]:
         n = cfg.action_tokens
         passes = passes + (p(n, ctx + n, "parallel_decode"),)
         head_passes = (p(n, n, "parallel_decode"),)
-    specs += [BlockSpec(f"llm.layer{i}", "transformer_layer", passes, hidden=lm.hidden, mlp=lm.mlp, heads=lm.heads,
-                        kv_heads=lm.kv_heads, head_dim=lm.head_dim, gated_mlp=True, param_count=lm.layer_params)
-              for i in range(lm.layers)]
+    specs += [
+        BlockSpec(
+            f"llm.layer{i}",
+            "transformer_layer",
+            passes,
+            hidden=lm.hidden,
+            mlp=lm.mlp,
+            heads=lm.heads,
+            kv_heads=lm.kv_heads,
+            head_dim=lm.head_dim,
+            gated_mlp=True,
+            param_count=lm.layer_params,
+        )
+        for i in range(lm.layers)
+    ]
     if cfg.action_head in _TOKEN_HEADS:
         specs.append(BlockSpec("llm.action_head", "linear", head_passes, in_dim=lm.hidden, out_dim=cfg.action_bins))
     else:
         e = cfg.expert
         assert e is not None  # guaranteed by VLAConfig.__post_init__
         tok = cfg.action_tokens
-        specs.append(BlockSpec("expert", "expert", (p(tok, ctx + tok, "parallel_decode", cfg.denoising_steps),),
-                               hidden=e.hidden, mlp=e.mlp, heads=e.heads, kv_heads=e.kv_heads, head_dim=e.head_dim,
-                               gated_mlp=True, layers=e.layers, param_count=e.layers * e.layer_params))
+        specs.append(
+            BlockSpec(
+                "expert",
+                "expert",
+                (p(tok, ctx + tok, "parallel_decode", cfg.denoising_steps),),
+                hidden=e.hidden,
+                mlp=e.mlp,
+                heads=e.heads,
+                kv_heads=e.kv_heads,
+                head_dim=e.head_dim,
+                gated_mlp=True,
+                layers=e.layers,
+                param_count=e.layers * e.layer_params,
+            )
+        )
     return specs
 
 
@@ -288,8 +378,9 @@ def component_of(block_name: str) -> str:
     head = block_name.split(".", 1)[0].lower()
     if head in ("expert", "action", "dit", "action_expert", "suffix"):
         return "action"
-    if head in ("llm", "vlm", "lm", "language", "text", "gemma", "prefix_embed", "embed", "head") or \
-            head.startswith(("llm", "vlm", "prefix")):
+    if head in ("llm", "vlm", "lm", "language", "text", "gemma", "prefix_embed", "embed", "head") or head.startswith(
+        ("llm", "vlm", "prefix")
+    ):
         return "llm"
     return "vision"
 
@@ -308,15 +399,19 @@ def phase_label(component: str, phase: str) -> str:
 SIGLIP_SO400M = VisionConfig(layers=27, hidden=1152, mlp=4304, heads=16, patch_px=14, image_px=224, name="siglip")
 # SigLIP2 giant (opt), run at 256 tokens per camera like pi0 (VLA-Perf's model-scaling setup)
 SIGLIP_GIANT = VisionConfig(layers=40, hidden=1536, mlp=6144, heads=16, patch_px=16, image_px=256, name="siglip_g")
-GEMMA_2B = LMConfig(layers=18, hidden=2048, mlp=16384, heads=8, kv_heads=1, head_dim=256, vocab_size=257152,
-                    name="gemma_2b")
+GEMMA_2B = LMConfig(
+    layers=18, hidden=2048, mlp=16384, heads=8, kv_heads=1, head_dim=256, vocab_size=257152, name="gemma_2b"
+)
 GEMMA_300M = LMConfig(layers=18, hidden=1024, mlp=4096, heads=8, kv_heads=1, head_dim=256, name="gemma_300m")
-LLAMA2_7B = LMConfig(layers=32, hidden=4096, mlp=11008, heads=32, kv_heads=32, head_dim=128, vocab_size=32000,
-                     name="llama2_7b")
-LLAMA2_13B = LMConfig(layers=40, hidden=5120, mlp=13824, heads=40, kv_heads=40, head_dim=128, vocab_size=32000,
-                      name="llama2_13b")
-LLAMA2_70B = LMConfig(layers=80, hidden=8192, mlp=28672, heads=64, kv_heads=8, head_dim=128, vocab_size=32000,
-                      name="llama2_70b")
+LLAMA2_7B = LMConfig(
+    layers=32, hidden=4096, mlp=11008, heads=32, kv_heads=32, head_dim=128, vocab_size=32000, name="llama2_7b"
+)
+LLAMA2_13B = LMConfig(
+    layers=40, hidden=5120, mlp=13824, heads=40, kv_heads=40, head_dim=128, vocab_size=32000, name="llama2_13b"
+)
+LLAMA2_70B = LMConfig(
+    layers=80, hidden=8192, mlp=28672, heads=64, kv_heads=8, head_dim=128, vocab_size=32000, name="llama2_70b"
+)
 
 
 def pi0_config() -> VLAConfig:
@@ -327,15 +422,46 @@ def pi0_config() -> VLAConfig:
         c = PI0_PRESETS["full"]
     except (ImportError, KeyError):  # pragma: no cover - presets are part of the package
         return _pi0_literal()
-    vision = VisionConfig(layers=c.vision_layers, hidden=c.vision_hidden, mlp=c.vision_mlp, heads=c.vision_heads,
-                          patch_px=c.patch_px, image_px=c.image_px, name="siglip")
-    vlm = LMConfig(layers=c.vlm_layers, hidden=c.vlm_hidden, mlp=c.vlm_mlp, heads=c.vlm_heads,
-                   kv_heads=c.vlm_kv_heads, head_dim=c.vlm_head_dim, vocab_size=c.vocab_size, name="gemma_2b")
-    expert = LMConfig(layers=c.expert_layers, hidden=c.expert_hidden, mlp=c.expert_mlp, heads=c.expert_heads,
-                      kv_heads=c.vlm_kv_heads, head_dim=c.vlm_head_dim, name="gemma_300m")
-    return VLAConfig(name="pi0", vision=(vision,), llm=vlm, expert=expert, cameras=c.cameras,
-                     prompt_tokens=c.prompt_tokens, chunk=c.chunk, denoising_steps=c.num_steps, dof=c.action_dim,
-                     note="pi0: SigLIP-So400m + Gemma-2B + 300M action expert (executor full preset)")
+    vision = VisionConfig(
+        layers=c.vision_layers,
+        hidden=c.vision_hidden,
+        mlp=c.vision_mlp,
+        heads=c.vision_heads,
+        patch_px=c.patch_px,
+        image_px=c.image_px,
+        name="siglip",
+    )
+    vlm = LMConfig(
+        layers=c.vlm_layers,
+        hidden=c.vlm_hidden,
+        mlp=c.vlm_mlp,
+        heads=c.vlm_heads,
+        kv_heads=c.vlm_kv_heads,
+        head_dim=c.vlm_head_dim,
+        vocab_size=c.vocab_size,
+        name="gemma_2b",
+    )
+    expert = LMConfig(
+        layers=c.expert_layers,
+        hidden=c.expert_hidden,
+        mlp=c.expert_mlp,
+        heads=c.expert_heads,
+        kv_heads=c.vlm_kv_heads,
+        head_dim=c.vlm_head_dim,
+        name="gemma_300m",
+    )
+    return VLAConfig(
+        name="pi0",
+        vision=(vision,),
+        llm=vlm,
+        expert=expert,
+        cameras=c.cameras,
+        prompt_tokens=c.prompt_tokens,
+        chunk=c.chunk,
+        denoising_steps=c.num_steps,
+        dof=c.action_dim,
+        note="pi0: SigLIP-So400m + Gemma-2B + 300M action expert (executor full preset)",
+    )
 
 
 def _pi0_literal() -> VLAConfig:
@@ -349,12 +475,25 @@ def _scaled(name: str, llm: LMConfig, note: str) -> VLAConfig:
 def openvla_config() -> VLAConfig:
     """OpenVLA-7B as an analytic config: DINOv2-L + SigLIP towers fused per patch, 3-layer MLP projector (modelled
     as 2 layers), Llama-2-7B decoding 7 action tokens (one 7-DoF action)."""
-    dino = VisionConfig(layers=23, hidden=1024, mlp=4096, heads=16, patch_px=14, image_px=224, extra_tokens=5,
-                        name="dino")
+    dino = VisionConfig(
+        layers=23, hidden=1024, mlp=4096, heads=16, patch_px=14, image_px=224, extra_tokens=5, name="dino"
+    )
     siglip = VisionConfig(layers=26, hidden=1152, mlp=4304, heads=16, patch_px=14, image_px=224, name="siglip")
-    return VLAConfig(name="openvla", vision=(dino, siglip), llm=replace(LLAMA2_7B, vocab_size=32064), expert=None,
-                     action_head="autoregressive", cameras=1, prompt_tokens=20, state_tokens=0, chunk=1, dof=7,
-                     projector_mlp=4 * 2176, action_bins=32064, note="OpenVLA-7B: DINOv2-L + SigLIP, Llama-2-7B, 7 action tokens")
+    return VLAConfig(
+        name="openvla",
+        vision=(dino, siglip),
+        llm=replace(LLAMA2_7B, vocab_size=32064),
+        expert=None,
+        action_head="autoregressive",
+        cameras=1,
+        prompt_tokens=20,
+        state_tokens=0,
+        chunk=1,
+        dof=7,
+        projector_mlp=4 * 2176,
+        action_bins=32064,
+        note="OpenVLA-7B: DINOv2-L + SigLIP, Llama-2-7B, 7 action tokens",
+    )
 
 
 MODEL_BUILDERS = {
@@ -376,16 +515,23 @@ def get_config(name: str) -> VLAConfig:
     for key, build in MODEL_BUILDERS.items():
         if key.lower() == str(name).lower():
             return build()
-    raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(model_names())} "
-                      "(or a path to a Hugging Face config.json)")
+    raise ConfigError(
+        f"unknown model {name!r}; valid models: {', '.join(model_names())} (or a path to a Hugging Face config.json)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ HF config.json
 
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = ("llama", "gemma", "siglip_vision_model", "siglip", "paligemma", "pi0")
 _LM_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads")
-_VISION_FIELDS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads", "patch_size",
-                  "image_size")
+_VISION_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "intermediate_size",
+    "num_attention_heads",
+    "patch_size",
+    "image_size",
+)
 
 
 def _missing(d: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
@@ -414,17 +560,30 @@ def lm_from_hf(d: dict[str, Any], where: str = "config") -> LMConfig:
     h, heads = _int(d, "hidden_size", where), _int(d, "num_attention_heads", where)
     kv = d.get("num_key_value_heads") or heads
     head_dim = d.get("head_dim") or (h // heads if heads else 0)
-    return LMConfig(layers=_int(d, "num_hidden_layers", where), hidden=h, mlp=_int(d, "intermediate_size", where),
-                    heads=heads, kv_heads=int(kv), head_dim=int(head_dim), vocab_size=int(d.get("vocab_size") or 0),
-                    name=str(d.get("model_type", "llm")))
+    return LMConfig(
+        layers=_int(d, "num_hidden_layers", where),
+        hidden=h,
+        mlp=_int(d, "intermediate_size", where),
+        heads=heads,
+        kv_heads=int(kv),
+        head_dim=int(head_dim),
+        vocab_size=int(d.get("vocab_size") or 0),
+        name=str(d.get("model_type", "llm")),
+    )
 
 
 def vision_from_hf(d: dict[str, Any], where: str = "vision_config") -> VisionConfig:
     """VisionConfig from a SigLIP vision ``config.json`` dict."""
     _need(d, _VISION_FIELDS, where)
-    return VisionConfig(layers=_int(d, "num_hidden_layers", where), hidden=_int(d, "hidden_size", where),
-                        mlp=_int(d, "intermediate_size", where), heads=_int(d, "num_attention_heads", where),
-                        patch_px=_int(d, "patch_size", where), image_px=_int(d, "image_size", where), name="siglip")
+    return VisionConfig(
+        layers=_int(d, "num_hidden_layers", where),
+        hidden=_int(d, "hidden_size", where),
+        mlp=_int(d, "intermediate_size", where),
+        heads=_int(d, "num_attention_heads", where),
+        patch_px=_int(d, "patch_size", where),
+        image_px=_int(d, "image_size", where),
+        name="siglip",
+    )
 
 
 def config_from_hf(d: dict[str, Any], name: str = "hf") -> VLAConfig:
@@ -443,17 +602,30 @@ def config_from_hf(d: dict[str, Any], name: str = "hf") -> VLAConfig:
         lm = lm_from_hf(d, f"{name} ({mt})")
         return replace(base, name=name, llm=lm, expert=derived_expert(lm), note=f"{mt} VLM from {name}")
     if mt == "siglip_vision_model":
-        return replace(base, name=name, vision=(vision_from_hf(d, f"{name} (siglip_vision_model)"),),
-                       note=f"pi0 with the SigLIP tower of {name}")
+        return replace(
+            base,
+            name=name,
+            vision=(vision_from_hf(d, f"{name} (siglip_vision_model)"),),
+            note=f"pi0 with the SigLIP tower of {name}",
+        )
     if mt == "siglip":
-        return replace(base, name=name, vision=(vision_from_hf(_need(d, ("vision_config",), name)["vision_config"],
-                                                               f"{name}.vision_config"),),
-                       note=f"pi0 with the SigLIP tower of {name}")
+        return replace(
+            base,
+            name=name,
+            vision=(vision_from_hf(_need(d, ("vision_config",), name)["vision_config"], f"{name}.vision_config"),),
+            note=f"pi0 with the SigLIP tower of {name}",
+        )
     if mt == "paligemma":
         _need(d, ("vision_config", "text_config"), f"{name} (paligemma)")
         lm = lm_from_hf(d["text_config"], f"{name}.text_config")
-        return replace(base, name=name, vision=(vision_from_hf(d["vision_config"], f"{name}.vision_config"),),
-                       llm=lm, expert=derived_expert(lm), note=f"PaliGemma VLM from {name}")
+        return replace(
+            base,
+            name=name,
+            vision=(vision_from_hf(d["vision_config"], f"{name}.vision_config"),),
+            llm=lm,
+            expert=derived_expert(lm),
+            note=f"PaliGemma VLM from {name}",
+        )
     if mt == "pi0":
         _need(d, ("vlm_config", "dit_config"), f"{name} (pi0)")
         vlm = _need(d["vlm_config"], ("vision_config", "text_config"), f"{name}.vlm_config")
@@ -464,13 +636,21 @@ def config_from_hf(d: dict[str, Any], name: str = "hf") -> VLAConfig:
             changes["chunk"] = int(d["chunk_size"])
         if d.get("num_inference_steps") is not None:
             changes["denoising_steps"] = int(d["num_inference_steps"])
-        return replace(base, name=name, vision=(vision_from_hf(vlm["vision_config"],
-                                                               f"{name}.vlm_config.vision_config"),),
-                       llm=lm, expert=replace(ex, vocab_size=0), note=f"pi0 from {name}", **changes)
+        return replace(
+            base,
+            name=name,
+            vision=(vision_from_hf(vlm["vision_config"], f"{name}.vlm_config.vision_config"),),
+            llm=lm,
+            expert=replace(ex, vocab_size=0),
+            note=f"pi0 from {name}",
+            **changes,
+        )
     miss = _missing(d, _LM_FIELDS)
     lacks = f"; as a language model it lacks {', '.join(miss)}" if miss else ""
-    raise ConfigError(f"{name}: model_type {mt!r} is not a supported architecture (supported: "
-                      f"{', '.join(SUPPORTED_MODEL_TYPES)}){lacks}")
+    raise ConfigError(
+        f"{name}: model_type {mt!r} is not a supported architecture (supported: "
+        f"{', '.join(SUPPORTED_MODEL_TYPES)}){lacks}"
+    )
 
 
 def load_hf_config(path: str | Path) -> VLAConfig:
@@ -493,8 +673,26 @@ def resolve_model(name_or_path: str) -> VLAConfig:
 
 
 __all__ = [
-    "ACTION_HEADS", "COMPONENTS", "ConfigError", "LMConfig", "MODEL_BUILDERS", "SCALED_FAMILY",
-    "SUPPORTED_MODEL_TYPES", "VLAConfig", "VisionConfig", "block_specs", "component_of", "config_from_hf",
-    "derived_expert", "get_config", "load_hf_config", "lm_from_hf", "model_names", "openvla_config", "phase_label",
-    "pi0_config", "resolve_model", "vision_from_hf",
+    "ACTION_HEADS",
+    "COMPONENTS",
+    "ConfigError",
+    "LMConfig",
+    "MODEL_BUILDERS",
+    "SCALED_FAMILY",
+    "SUPPORTED_MODEL_TYPES",
+    "VLAConfig",
+    "VisionConfig",
+    "block_specs",
+    "component_of",
+    "config_from_hf",
+    "derived_expert",
+    "get_config",
+    "load_hf_config",
+    "lm_from_hf",
+    "model_names",
+    "openvla_config",
+    "phase_label",
+    "pi0_config",
+    "resolve_model",
+    "vision_from_hf",
 ]

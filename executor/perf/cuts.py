@@ -57,8 +57,9 @@ def _family_model(cfg: VLAConfig | str) -> Any:
 
     family = cfg if isinstance(cfg, str) else cfg.name
     if family not in FAMILIES:
-        raise ConfigError(f"cut mode needs a model of the executor (families: {', '.join(FAMILIES)}); "
-                          f"{family!r} is not one of them")
+        raise ConfigError(
+            f"cut mode needs a model of the executor (families: {', '.join(FAMILIES)}); {family!r} is not one of them"
+        )
     return build_model(family, "full", device="meta")
 
 
@@ -76,10 +77,12 @@ def cut_rows(
     model = _family_model(cfg)
     specs, cuts = model.block_specs(), model.cut_specs(wire_dtype=wire_dtype)
     family = model.family if hasattr(model, "family") else str(cfg)
-    edge = roofline.roofline_profile(specs, cuts, device, dtype, model_id=family, preset="full",
-                                     wire_dtype=wire_dtype, check_memory=False)
-    cloud = roofline.roofline_profile(specs, cuts, server, dtype, model_id=family, preset="full",
-                                      wire_dtype=wire_dtype, check_memory=False)
+    edge = roofline.roofline_profile(
+        specs, cuts, device, dtype, model_id=family, preset="full", wire_dtype=wire_dtype, check_memory=False
+    )
+    cloud = roofline.roofline_profile(
+        specs, cuts, server, dtype, model_id=family, preset="full", wire_dtype=wire_dtype, check_memory=False
+    )
     table = cut_table(edge, cloud)
     f = 1.0 + protocol_overhead
     lat = table.latency_ms(link.up_mbps / f, link.down_mbps / f, link.one_way_ms)
@@ -89,9 +92,23 @@ def cut_rows(
         e_w = int(table.edge_param_bytes[i])
         c_w = int(total_params - e_w)
         net = float(lat[i] - table.edge_ms[i] - table.cloud_ms[i])
-        rows.append(CutRow(i, table.names[i], c.placement, float(table.edge_ms[i]), float(table.cloud_ms[i]), net,
-                           int(c.up_bytes), int(c.down_bytes), int(c.round_trips), e_w, c_w,
-                           e_w <= device.memory_bytes, c_w <= server.memory_bytes))
+        rows.append(
+            CutRow(
+                i,
+                table.names[i],
+                c.placement,
+                float(table.edge_ms[i]),
+                float(table.cloud_ms[i]),
+                net,
+                int(c.up_bytes),
+                int(c.down_bytes),
+                int(c.round_trips),
+                e_w,
+                c_w,
+                e_w <= device.memory_bytes,
+                c_w <= server.memory_bytes,
+            )
+        )
     return rows, model, table
 
 
@@ -138,22 +155,41 @@ def evaluate_cut(
     if chosen.up_bytes or chosen.down_bytes or chosen.round_trips:
         up = roofline.transfer_ms(chosen.up_bytes, link, "up", protocol_overhead=payload_overhead)
         down = chosen.network_ms - up
-        net_parts = (Part("up:payload", link.name, up, "network", 0.0, chosen.up_bytes),
-                     Part("down:payload", link.name, down, "network", 0.0, chosen.down_bytes))
+        net_parts = (
+            Part("up:payload", link.name, up, "network", 0.0, chosen.up_bytes),
+            Part("down:payload", link.name, down, "network", 0.0, chosen.down_bytes),
+        )
         ser_ms = chosen.network_ms - 2 * link.one_way_ms * (1 + chosen.round_trips)
-    order = (*e_parts, *net_parts, *c_parts) if prof_cut.placement == "edge_then_cloud" else \
-        (*net_parts[:1], *c_parts, *net_parts[1:], *e_parts)
-    memory = tuple(m for m, idx in ((MemoryFit(device.name, chosen.edge_weight_bytes, 0, device.memory_bytes),
-                                     edge_idx), (MemoryFit(server.name, chosen.cloud_weight_bytes, 0,
-                                                           server.memory_bytes), cloud_idx)) if len(idx))
+    order = (
+        (*e_parts, *net_parts, *c_parts)
+        if prof_cut.placement == "edge_then_cloud"
+        else (*net_parts[:1], *c_parts, *net_parts[1:], *e_parts)
+    )
+    memory = tuple(
+        m
+        for m, idx in (
+            (MemoryFit(device.name, chosen.edge_weight_bytes, 0, device.memory_bytes), edge_idx),
+            (MemoryFit(server.name, chosen.cloud_weight_bytes, 0, server.memory_bytes), cloud_idx),
+        )
+        if len(idx)
+    )
     bad = [m for m in memory if not m.fits]
     busy = [t for t in (e_ms, c_ms) if t > 0]
     return PerfResult(
-        model=model.family if hasattr(model, "family") else str(cfg), placement="cut", execution=execution,
-        device=device.name if len(edge_idx) else "", server=server.name if cloud_idx else "",
-        network=link.name if net_parts else "", wan="", parts=tuple(order), memory=memory, feasible=not bad,
-        reason="; ".join(m.describe() for m in bad), compute_hz=1e3 / max(busy),
-        link_hz=1e3 / ser_ms if ser_ms > 0 else math.inf, cut=f"{chosen.index}:{chosen.name}",
+        model=model.family if hasattr(model, "family") else str(cfg),
+        placement="cut",
+        execution=execution,
+        device=device.name if len(edge_idx) else "",
+        server=server.name if cloud_idx else "",
+        network=link.name if net_parts else "",
+        wan="",
+        parts=tuple(order),
+        memory=memory,
+        feasible=not bad,
+        reason="; ".join(m.describe() for m in bad),
+        compute_hz=1e3 / max(busy),
+        link_hz=1e3 / ser_ms if ser_ms > 0 else math.inf,
+        cut=f"{chosen.index}:{chosen.name}",
         extra={"num_cuts": len(rows), "cut_latency_ms": chosen.latency_ms},
     )
 

@@ -56,9 +56,19 @@ ACCOUNTINGS: tuple[str, ...] = ("complete", "paper")
 EXECUTIONS: tuple[str, ...] = ("sync", "async", "dual-system")
 #: CLI mode names -> (placement, execution); "async" and "dual-system" take their placement from ``base``.
 MODES: tuple[str, ...] = ("on-device", "edge-server", "cloud", "split", "cut", "async", "dual-system")
-_MODE_ALIASES = {"device": "on-device", "local": "on-device", "ondevice": "on-device", "server": "edge-server",
-                 "edge": "edge-server", "edgeserver": "edge-server", "device-server": "split",
-                 "deviceserver": "split", "dual": "dual-system", "s1s2": "dual-system", "cuts": "cut"}
+_MODE_ALIASES = {
+    "device": "on-device",
+    "local": "on-device",
+    "ondevice": "on-device",
+    "server": "edge-server",
+    "edge": "edge-server",
+    "edgeserver": "edge-server",
+    "device-server": "split",
+    "deviceserver": "split",
+    "dual": "dual-system",
+    "s1s2": "dual-system",
+    "cuts": "cut",
+}
 LABELS: tuple[str, ...] = ("vision", "llm_prefill", "decode", "action")
 
 
@@ -126,8 +136,10 @@ class Payloads:
             if v is not None and v < 0:
                 raise PerfInputError(f"{k} must be >= 0, got {v}")
         if self.action_value_bytes <= 0 or self.protocol_overhead < 0:
-            raise PerfInputError(f"action_value_bytes must be > 0 and protocol_overhead >= 0, got "
-                                 f"{self.action_value_bytes}, {self.protocol_overhead}")
+            raise PerfInputError(
+                f"action_value_bytes must be > 0 and protocol_overhead >= 0, got "
+                f"{self.action_value_bytes}, {self.protocol_overhead}"
+            )
 
     def image(self, cfg: VLAConfig) -> int:
         return self.image_bytes if self.image_bytes is not None else int(cfg.observation_bytes() * self.jpeg_ratio)
@@ -174,8 +186,10 @@ class MemoryFit:
         return self.required_bytes <= self.capacity_bytes
 
     def describe(self) -> str:
-        return (f"{self.hardware} needs {self.required_bytes / 1e9:.2f} GB (weights {self.weight_bytes / 1e9:.2f} + "
-                f"KV cache {self.kv_cache_bytes / 1e9:.2f}), has {self.capacity_bytes / 1e9:.0f} GB")
+        return (
+            f"{self.hardware} needs {self.required_bytes / 1e9:.2f} GB (weights {self.weight_bytes / 1e9:.2f} + "
+            f"KV cache {self.kv_cache_bytes / 1e9:.2f}), has {self.capacity_bytes / 1e9:.0f} GB"
+        )
 
 
 @dataclass(frozen=True)
@@ -243,7 +257,7 @@ class PerfResult:
         return sum(p.time_ms for p in self.parts if p.name == label or p.name.startswith(label + ":"))
 
     def bound_of(self, label: str) -> str:
-        """"compute"/"memory" of a compute label (the bound that takes most of its time), "" if absent."""
+        """ "compute"/"memory" of a compute label (the bound that takes most of its time), "" if absent."""
         ps = [p for p in self.parts if p.name == label]
         if not ps:
             return ""
@@ -253,19 +267,38 @@ class PerfResult:
 
     def row(self) -> dict[str, Any]:
         """Flat dict for CSV/JSON (infeasible: numbers are None)."""
+
         def num(x: float) -> float | None:
             return None if (x is None or (isinstance(x, float) and math.isnan(x))) else round(float(x), 6)
 
-        r: dict[str, Any] = {"model": self.model, "placement": self.placement, "execution": self.execution,
-                             "device": self.device, "server": self.server, "network": self.network, "wan": self.wan,
-                             "cut": self.cut, "feasible": self.feasible, "reason": self.reason}
+        r: dict[str, Any] = {
+            "model": self.model,
+            "placement": self.placement,
+            "execution": self.execution,
+            "device": self.device,
+            "server": self.server,
+            "network": self.network,
+            "wan": self.wan,
+            "cut": self.cut,
+            "feasible": self.feasible,
+            "reason": self.reason,
+        }
         for lab in LABELS:
             r[f"{lab}_ms"] = num(self.component_ms(lab)) if any(p.name == lab for p in self.parts) else None
             r[f"{lab}_bound"] = self.bound_of(lab) or None
-        r.update({"network_ms": num(self.network_ms), "latency_ms": num(self.latency_ms),
-                  "sync_hz": num(self.sync_hz), "async_hz": num(self.async_hz), "control_hz": num(self.control_hz),
-                  "compute_hz": num(self.compute_hz), "link_hz": None if math.isinf(self.link_hz) else
-                  num(self.link_hz), "s2_ms": num(self.s2_ms), "s2_cap_hz": num(self.s2_cap_hz)})
+        r.update(
+            {
+                "network_ms": num(self.network_ms),
+                "latency_ms": num(self.latency_ms),
+                "sync_hz": num(self.sync_hz),
+                "async_hz": num(self.async_hz),
+                "control_hz": num(self.control_hz),
+                "compute_hz": num(self.compute_hz),
+                "link_hz": None if math.isinf(self.link_hz) else num(self.link_hz),
+                "s2_ms": num(self.s2_ms),
+                "s2_cap_hz": num(self.s2_cap_hz),
+            }
+        )
         for m in self.memory:
             r[f"memory_gb[{m.hardware}]"] = round(m.required_bytes / 1e9, 3)
         r.update(self.extra)
@@ -283,16 +316,16 @@ GIB_PER_GB = 2**30 / 1e9  # GenZ's Unit reads bandwidth and memory sizes in bina
 
 def paper_hardware(hw: Hardware) -> Hardware:
     """``hw`` as GenZ (VLA-Perf's engine) sees it: bandwidth and capacity in GiB instead of GB."""
-    return replace(hw, mem_bandwidth_gbps=hw.mem_bandwidth_gbps * GIB_PER_GB,
-                   memory_bytes=int(hw.memory_bytes * GIB_PER_GB))
+    return replace(
+        hw, mem_bandwidth_gbps=hw.mem_bandwidth_gbps * GIB_PER_GB, memory_bytes=int(hw.memory_bytes * GIB_PER_GB)
+    )
 
 
 def dual_system_hz(s1_ms: float, s2_ms: float, s2_cap_hz: float) -> float:
     """VLA-Perf's dual-system control rate, floored at the synchronous rate 1 / (S1 + S2):
     max(1 / (S1 + S2), (1 - cap x S2) / S1), times in ms, rates in Hz."""
     if s1_ms <= 0 or s2_ms < 0 or s2_cap_hz <= 0:
-        raise PerfInputError(f"dual-system needs S1 > 0, S2 >= 0 and a positive cap, got {s1_ms}, {s2_ms}, "
-                             f"{s2_cap_hz}")
+        raise PerfInputError(f"dual-system needs S1 > 0, S2 >= 0 and a positive cap, got {s1_ms}, {s2_ms}, {s2_cap_hz}")
     sync = 1e3 / (s1_ms + s2_ms)
     return max(sync, (1.0 - s2_cap_hz * s2_ms / 1e3) / (s1_ms / 1e3))
 
@@ -319,8 +352,15 @@ class _Side:
     total_ms: float
 
 
-def _side(specs: Sequence[BlockSpec], hw: Hardware, dtype: str, extra_kv_bytes: int = 0, *,
-          attention: str | None = None, genz_parallel_decode: bool = False) -> _Side:
+def _side(
+    specs: Sequence[BlockSpec],
+    hw: Hardware,
+    dtype: str,
+    extra_kv_bytes: int = 0,
+    *,
+    attention: str | None = None,
+    genz_parallel_decode: bool = False,
+) -> _Side:
     """Roofline breakdown of some blocks on one processor, with its memory fit."""
     nbytes = roofline.DTYPES[dtype][0]
     if not specs:
@@ -380,16 +420,25 @@ def evaluate(
         if not (isinstance(s2_cap_hz, (int, float)) and math.isfinite(s2_cap_hz) and s2_cap_hz > 0):
             raise PerfInputError(f"s2_cap_hz must be a positive finite rate, got {s2_cap_hz!r}")
         if placement in ("split", "cut"):
-            raise PerfInputError(f"dual-system runs on one processor (on-device, edge-server or cloud), "
-                                 f"not {placement!r}")
+            raise PerfInputError(
+                f"dual-system runs on one processor (on-device, edge-server or cloud), not {placement!r}"
+            )
     dev, srv = _hw(device), _hw(server)
     if placement == "cut":
         from executor.perf.cuts import evaluate_cut  # lazy: builds the executor model (torch)
 
         if accounting != "complete":
             raise PerfInputError("the cut placement prices the executor's model in complete accounting only")
-        return evaluate_cut(cfg, dev, srv, _net(network or "WiFi 7"), dtype=dtype, cut=cut, execution=execution,
-                            payload_overhead=payloads.protocol_overhead)
+        return evaluate_cut(
+            cfg,
+            dev,
+            srv,
+            _net(network or "WiFi 7"),
+            dtype=dtype,
+            cut=cut,
+            execution=execution,
+            payload_overhead=payloads.protocol_overhead,
+        )
     if accounting == "paper":
         dev, srv = paper_hardware(dev), paper_hardware(srv)
     specs = block_specs(cfg)
@@ -422,8 +471,9 @@ def evaluate(
     up_parts: list[Any] = []
     down_parts: list[Any] = []
     link_hz = math.inf
-    down_name, down_bytes = ("down:kv_cache", kv_down) if placement == "split" else \
-        ("down:actions", payloads.actions(cfg))
+    down_name, down_bytes = (
+        ("down:kv_cache", kv_down) if placement == "split" else ("down:actions", payloads.actions(cfg))
+    )
     for hop in hops:
         up, up_ser = _transfer("up:image", payloads.image(cfg), hop, "up", payloads.protocol_overhead)
         down, down_ser = _transfer(down_name, down_bytes, hop, "down", payloads.protocol_overhead)
@@ -447,20 +497,36 @@ def evaluate(
     if execution == "dual-system":
         s2_ms = sum(p.time_ms for p in parts if p.name == "llm_prefill")
         if s2_cap_hz * s2_ms >= 1e3:
-            log.info("System 2 takes %.2f ms and cannot run at %s Hz: the synchronous rate applies", s2_ms,
-                     s2_cap_hz)
+            log.info("System 2 takes %.2f ms and cannot run at %s Hz: the synchronous rate applies", s2_ms, s2_cap_hz)
     feasible = not reason
     if not feasible:
         log.info("%s %s on %s/%s infeasible: %s", cfg.name, placement, dev.name, srv.name, reason)
     return PerfResult(
-        model=cfg.name, placement=placement, execution=execution,
-        device=dev.name if local else "", server=srv.name if remote else "",
-        network=hops[0].name if hops else "", wan=hops[1].name if len(hops) > 1 else "",
-        parts=tuple(parts), memory=memory, feasible=feasible, reason=reason, compute_hz=compute_hz, link_hz=link_hz,
-        s2_cap_hz=float(s2_cap_hz) if execution == "dual-system" else math.nan, s2_ms=s2_ms,
-        extra={"image_bytes": payloads.image(cfg), "down_bytes": int(down_bytes) if hops else 0,
-               "chunk": cfg.chunk, "denoising_steps": cfg.denoising_steps, "timesteps": cfg.timesteps,
-               "action_head": cfg.action_head, "accounting": accounting, "attention": attention},
+        model=cfg.name,
+        placement=placement,
+        execution=execution,
+        device=dev.name if local else "",
+        server=srv.name if remote else "",
+        network=hops[0].name if hops else "",
+        wan=hops[1].name if len(hops) > 1 else "",
+        parts=tuple(parts),
+        memory=memory,
+        feasible=feasible,
+        reason=reason,
+        compute_hz=compute_hz,
+        link_hz=link_hz,
+        s2_cap_hz=float(s2_cap_hz) if execution == "dual-system" else math.nan,
+        s2_ms=s2_ms,
+        extra={
+            "image_bytes": payloads.image(cfg),
+            "down_bytes": int(down_bytes) if hops else 0,
+            "chunk": cfg.chunk,
+            "denoising_steps": cfg.denoising_steps,
+            "timesteps": cfg.timesteps,
+            "action_head": cfg.action_head,
+            "accounting": accounting,
+            "attention": attention,
+        },
     )
 
 
@@ -483,10 +549,27 @@ def check_parameters(**values: Any) -> None:
 
 
 __all__ = [
-    "ACCOUNTINGS", "EXECUTIONS", "LABELS", "dual_system_hz", "GIB_PER_GB", "paper_hardware",
-    "MODES", "MemoryFit", "PLACEMENTS", "Part", "Payloads", "PerfInputError", "PerfResult",
-    "VLA_PERF_NETWORK_PAYLOADS", "check_parameters", "custom_link", "evaluate", "evaluate_mode", "mode_names",
-    "persistent_kv_bytes", "resolve_mode",
+    "ACCOUNTINGS",
+    "EXECUTIONS",
+    "LABELS",
+    "dual_system_hz",
+    "GIB_PER_GB",
+    "paper_hardware",
+    "MODES",
+    "MemoryFit",
+    "PLACEMENTS",
+    "Part",
+    "Payloads",
+    "PerfInputError",
+    "PerfResult",
+    "VLA_PERF_NETWORK_PAYLOADS",
+    "check_parameters",
+    "custom_link",
+    "evaluate",
+    "evaluate_mode",
+    "mode_names",
+    "persistent_kv_bytes",
+    "resolve_mode",
 ]
 
 _ = ConfigError  # re-exported for callers catching both

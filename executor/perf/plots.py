@@ -62,8 +62,11 @@ def plot_sweep(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
             ax.set_xlabel("action chunk size")
         else:
             _lines(ax, rows, "x", "device")
-            ax.set_xlabel({"steps": "denoising steps", "chunk": "action chunk size",
-                           "context": "timesteps in context"}.get(str(kind), str(kind)))
+            ax.set_xlabel(
+                {"steps": "denoising steps", "chunk": "action chunk size", "context": "timesteps in context"}.get(
+                    str(kind), str(kind)
+                )
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylabel("latency per inference (ms)")
@@ -71,8 +74,9 @@ def plot_sweep(rows: Sequence[Row], path: str | Path, title: str = "") -> Path:
         ax.legend(fontsize=8)
     if not title:
         models = ", ".join(dict.fromkeys(str(r["model"]) for r in rows))
-        servers = ", ".join(x for x in dict.fromkeys(str(r.get("server") or "") for r in rows
-                                                     if r["placement"] != "on-device") if x)
+        servers = ", ".join(
+            x for x in dict.fromkeys(str(r.get("server") or "") for r in rows if r["placement"] != "on-device") if x
+        )
         title = f"ecc perf sweep '{kind}': {models}" + (f" (server {servers})" if servers else "") + ", bf16"
     ax.set_title(title + _infeasible_note(rows), fontsize=9)
     fig.tight_layout()
@@ -94,8 +98,14 @@ def _stacked(ax: Any, rows: Sequence[Row], group: str | None) -> None:
             ax.bar(range(len(rows)), vals, bottom=bottom, label=comp)
             bottom = [b + v for b, v in zip(bottom, vals)]
     for i, r in enumerate(rows):
-        ax.text(i, bottom[i] if r.get("feasible") else floor, f"{r['control_hz']:.1f} Hz" if r.get("feasible")
-                else "infeasible\n(memory)", ha="center", va="bottom", fontsize=7)
+        ax.text(
+            i,
+            bottom[i] if r.get("feasible") else floor,
+            f"{r['control_hz']:.1f} Hz" if r.get("feasible") else "infeasible\n(memory)",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=30, ha="right")
     ax.set_ylim(bottom=floor, top=max(bottom + [1.0]) * 1.15)  # room for the Hz labels
     ax.set_ylabel("latency (ms)")
@@ -106,15 +116,23 @@ def _bars_networks(ax: Any, rows: Sequence[Row]) -> None:
     """Control frequency per network: edge-server sync / async and device-server split; on-device as a line."""
     base = next((r for r in rows if r["placement"] == "on-device"), None)
     nets = list(dict.fromkeys(r["x"] for r in rows if r["placement"] != "on-device"))
-    series = [("edge-server", "sync", "server sync"), ("edge-server", "async", "server async"),
-              ("cloud", "sync", "server sync"), ("cloud", "async", "server async"), ("split", "sync", "split")]
+    series = [
+        ("edge-server", "sync", "server sync"),
+        ("edge-server", "async", "server async"),
+        ("cloud", "sync", "server sync"),
+        ("cloud", "async", "server async"),
+        ("split", "sync", "split"),
+    ]
     names = ["server sync", "server async", "split"]
     width = 0.27
     for j, name in enumerate(names):
         vals = []
         for n in nets:
-            hit = [r for r in rows if r["x"] == n and any(r["placement"] == p and r["execution"] == e and s == name
-                                                          for p, e, s in series)]
+            hit = [
+                r
+                for r in rows
+                if r["x"] == n and any(r["placement"] == p and r["execution"] == e and s == name for p, e, s in series)
+            ]
             vals.append(hit[0]["control_hz"] if hit and hit[0].get("feasible") else 0.0)
         ax.bar([i + (j - 1) * width for i in range(len(nets))], vals, width, label=name)
     if base and base.get("feasible"):

@@ -40,26 +40,50 @@ def sweep_devices(cfg: VLAConfig, devices: Iterable[str] | None = None) -> list[
     return [_tag(evaluate(cfg, "on-device", device=d).row(), sweep="devices", x=d) for d in names]
 
 
-def sweep_networks(cfg: VLAConfig, *, device: str = "Jetson AGX Thor", server: str = "B100",
-                   networks: Iterable[str] = LOCAL_NETWORKS, payloads: Payloads = Payloads()) -> list[Row]:
+def sweep_networks(
+    cfg: VLAConfig,
+    *,
+    device: str = "Jetson AGX Thor",
+    server: str = "B100",
+    networks: Iterable[str] = LOCAL_NETWORKS,
+    payloads: Payloads = Payloads(),
+) -> list[Row]:
     """On-device baseline, then per network: edge-server (sync and async) and device-server split; then cloud pairs."""
     rows = [_tag(evaluate(cfg, "on-device", device=device).row(), sweep="networks", x="on-device")]
     for net in networks:
         for ex in ("sync", "async"):
-            rows.append(_tag(evaluate(cfg, "edge-server", execution=ex, server=server, network=net,
-                                      payloads=payloads).row(), sweep="networks", x=net))
+            rows.append(
+                _tag(
+                    evaluate(cfg, "edge-server", execution=ex, server=server, network=net, payloads=payloads).row(),
+                    sweep="networks",
+                    x=net,
+                )
+            )
         if cfg.action_head == "flow":
-            rows.append(_tag(evaluate(cfg, "split", device=device, server=server, network=net,
-                                      payloads=payloads).row(), sweep="networks", x=net))
+            rows.append(
+                _tag(
+                    evaluate(cfg, "split", device=device, server=server, network=net, payloads=payloads).row(),
+                    sweep="networks",
+                    x=net,
+                )
+            )
     for local, wan in CLOUD_PAIRS:
         for ex in ("sync", "async"):
-            rows.append(_tag(evaluate(cfg, "cloud", execution=ex, server=server, network=local, wan=wan,
-                                      payloads=payloads).row(), sweep="networks", x=f"{local} + {wan}"))
+            rows.append(
+                _tag(
+                    evaluate(
+                        cfg, "cloud", execution=ex, server=server, network=local, wan=wan, payloads=payloads
+                    ).row(),
+                    sweep="networks",
+                    x=f"{local} + {wan}",
+                )
+            )
     return rows
 
 
-def _vary(cfg: VLAConfig, sweep: str, field: str, values: Sequence[int], devices: Iterable[str],
-          **fixed: Any) -> list[Row]:
+def _vary(
+    cfg: VLAConfig, sweep: str, field: str, values: Sequence[int], devices: Iterable[str], **fixed: Any
+) -> list[Row]:
     for v in values:
         check_parameters(**{field: v})
     rows = []
@@ -80,8 +104,9 @@ def sweep_chunk(cfg: VLAConfig, chunks: Sequence[int] = CHUNKS, devices: Iterabl
     return _vary(cfg, "chunk", "chunk", chunks, devices)
 
 
-def sweep_context(cfg: VLAConfig, timesteps: Sequence[int] = TIMESTEPS,
-                  devices: Iterable[str] = DEFAULT_DEVICES) -> list[Row]:
+def sweep_context(
+    cfg: VLAConfig, timesteps: Sequence[int] = TIMESTEPS, devices: Iterable[str] = DEFAULT_DEVICES
+) -> list[Row]:
     """On-device latency and memory against the number of past timesteps in the VLM context."""
     return _vary(cfg, "context", "timesteps", timesteps, devices)
 
@@ -98,8 +123,9 @@ def sweep_scale(models: Sequence[str] = SCALED_FAMILY, devices: Iterable[str] = 
     return rows
 
 
-def sweep_action_head(cfg: VLAConfig, chunks: Sequence[int] = AR_CHUNKS,
-                      devices: Iterable[str] = DEFAULT_DEVICES) -> list[Row]:
+def sweep_action_head(
+    cfg: VLAConfig, chunks: Sequence[int] = AR_CHUNKS, devices: Iterable[str] = DEFAULT_DEVICES
+) -> list[Row]:
     """Flow-matching expert versus autoregressive decoding by the VLM, against the chunk size."""
     rows = []
     for head in ("flow", "autoregressive", "ar-parallel"):
@@ -108,8 +134,13 @@ def sweep_action_head(cfg: VLAConfig, chunks: Sequence[int] = AR_CHUNKS,
 
 
 SWEEPS: dict[str, Callable[..., list[Row]]] = {
-    "devices": sweep_devices, "networks": sweep_networks, "steps": sweep_steps, "chunk": sweep_chunk,
-    "context": sweep_context, "scale": sweep_scale, "action-head": sweep_action_head,
+    "devices": sweep_devices,
+    "networks": sweep_networks,
+    "steps": sweep_steps,
+    "chunk": sweep_chunk,
+    "context": sweep_context,
+    "scale": sweep_scale,
+    "action-head": sweep_action_head,
 }
 
 
@@ -140,7 +171,21 @@ def write_table(rows: Sequence[Row], stem: str | Path) -> tuple[Path, Path]:
 
 
 __all__ = [
-    "AR_CHUNKS", "CHUNKS", "CLOUD_PAIRS", "DEFAULT_DEVICES", "LOCAL_NETWORKS", "STEPS", "SWEEPS", "TIMESTEPS",
-    "run_sweep", "sweep_action_head", "sweep_chunk", "sweep_context", "sweep_devices", "sweep_networks",
-    "sweep_scale", "sweep_steps", "write_table",
+    "AR_CHUNKS",
+    "CHUNKS",
+    "CLOUD_PAIRS",
+    "DEFAULT_DEVICES",
+    "LOCAL_NETWORKS",
+    "STEPS",
+    "SWEEPS",
+    "TIMESTEPS",
+    "run_sweep",
+    "sweep_action_head",
+    "sweep_chunk",
+    "sweep_context",
+    "sweep_devices",
+    "sweep_networks",
+    "sweep_scale",
+    "sweep_steps",
+    "write_table",
 ]

@@ -15,14 +15,24 @@ from traces.traceset import TraceSet
 MB = 1_000_000
 
 
-def two_cut_profiles(edge_ms: float = 50.0, cloud_ms: float = 5.0, up_bytes: int = 125_000,
-                     down_bytes: int = 100) -> tuple[Profile, Profile]:
+def two_cut_profiles(
+    edge_ms: float = 50.0, cloud_ms: float = 5.0, up_bytes: int = 125_000, down_bytes: int = 100
+) -> tuple[Profile, Profile]:
     """One block: cut 0 uploads ``up_bytes`` (cloud-only), cut 1 is edge-only."""
     cuts = (CutSpec(k=0, up_bytes=up_bytes, down_bytes=down_bytes, name="cloud_only"), CutSpec(k=1, name="edge_only"))
-    common = dict(model_id="toy", preset="one", dtype="float32", source="measured", block_names=("all",), cuts=cuts,
-                  block_param_bytes=(100 * MB,))
-    return (Profile(device="edge", block_ms=(edge_ms,), **common),
-            Profile(device="cloud", block_ms=(cloud_ms,), **common))
+    common = dict(
+        model_id="toy",
+        preset="one",
+        dtype="float32",
+        source="measured",
+        block_names=("all",),
+        cuts=cuts,
+        block_param_bytes=(100 * MB,),
+    )
+    return (
+        Profile(device="edge", block_ms=(edge_ms,), **common),
+        Profile(device="cloud", block_ms=(cloud_ms,), **common),
+    )
 
 
 def three_block_profiles() -> tuple[Profile, Profile]:
@@ -30,18 +40,41 @@ def three_block_profiles() -> tuple[Profile, Profile]:
     cuts = (
         CutSpec(k=0, up_bytes=100_000, down_bytes=56, name="k0"),
         CutSpec(k=1, up_bytes=50_000, down_bytes=56, name="k1"),
-        CutSpec(k=2, up_bytes=20_000, down_bytes=56, round_trips=2, round_trip_up_bytes=1_000,
-                round_trip_down_bytes=10, name="k2"),
+        CutSpec(
+            k=2,
+            up_bytes=20_000,
+            down_bytes=56,
+            round_trips=2,
+            round_trip_up_bytes=1_000,
+            round_trip_down_bytes=10,
+            name="k2",
+        ),
         CutSpec(k=3, name="k3"),
     )
-    common = dict(model_id="toy", preset="tiny", dtype="float32", source="measured", block_names=("a", "b", "c"),
-                  cuts=cuts, block_param_bytes=(100 * MB, 200 * MB, 300 * MB))
-    return (Profile(device="edge", block_ms=(20.0, 30.0, 40.0), **common),
-            Profile(device="cloud", block_ms=(1.0, 2.0, 3.0), **common))
+    common = dict(
+        model_id="toy",
+        preset="tiny",
+        dtype="float32",
+        source="measured",
+        block_names=("a", "b", "c"),
+        cuts=cuts,
+        block_param_bytes=(100 * MB, 200 * MB, 300 * MB),
+    )
+    return (
+        Profile(device="edge", block_ms=(20.0, 30.0, 40.0), **common),
+        Profile(device="cloud", block_ms=(1.0, 2.0, 3.0), **common),
+    )
 
 
-def alternating_set(high_mbps: float = 100.0, low_mbps: float = 2.0, block_s: float = 4.0, blocks: int = 40,
-                    seed: int = 0, rtt_ms: float = 20.0, n: int = 3) -> TraceSet:
+def alternating_set(
+    high_mbps: float = 100.0,
+    low_mbps: float = 2.0,
+    block_s: float = 4.0,
+    blocks: int = 40,
+    seed: int = 0,
+    rtt_ms: float = 20.0,
+    n: int = 3,
+) -> TraceSet:
     """Traces switching between a fast and a slow uplink in blocks of random length around ``block_s``."""
     traces = []
     for i in range(n):

@@ -25,8 +25,17 @@ from agents.training import TrainConfig, train
 def trained(tmp_path_factory, toy):
     Toy = toy
     run_dir = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(total_timesteps=512, n_envs=1, n_steps=256, batch_size=64, eval_every_steps=256,
-                      eval_episodes=1, episode_s=2.0, run_dir=str(run_dir), run_name="tiny")
+    cfg = TrainConfig(
+        total_timesteps=512,
+        n_envs=1,
+        n_steps=256,
+        batch_size=64,
+        eval_every_steps=256,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(run_dir),
+        run_name="tiny",
+    )
     profiles = Toy.three_block_profiles()
     res = train(cfg, trace_set=Toy.alternating_set(), profiles=profiles)
     env = Toy.make_env(profiles, Toy.alternating_set(), episode_s=2.0)
@@ -56,8 +65,15 @@ def fresh(trained, tmp_path):
     from sb3_contrib import MaskablePPO
 
     res, env = trained
-    model = MaskablePPO("MlpPolicy", env, seed=3, device="cpu", n_steps=64, batch_size=32,
-                        policy_kwargs={"net_arch": [32, 16], "activation_fn": torch.nn.ReLU})
+    model = MaskablePPO(
+        "MlpPolicy",
+        env,
+        seed=3,
+        device="cpu",
+        n_steps=64,
+        batch_size=32,
+        policy_kwargs={"net_arch": [32, 16], "activation_fn": torch.nn.ReLU},
+    )
     meta = json.loads(meta_path(res.policy_path).read_text())
     for k in ("network", "weights_sha256", "format_version", "action_space"):
         meta.pop(k)
@@ -133,13 +149,16 @@ def test_refuses_weights_that_do_not_fit_the_network(copy):
         load_policy(path)
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("activation", "os.system", "network.activation must be one of"),
-    ("policy_class", "builtins.eval", "network.policy_class"),
-    ("net_arch", "64,64", "network.net_arch must be a list"),
-    ("net_arch", [2**40], "network.net_arch must be a list"),
-    ("observation_space", [1, 2], "must be mappings"),
-])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("activation", "os.system", "network.activation must be one of"),
+        ("policy_class", "builtins.eval", "network.policy_class"),
+        ("net_arch", "64,64", "network.net_arch must be a list"),
+        ("net_arch", [2**40], "network.net_arch must be a list"),
+        ("observation_space", [1, 2], "must be mappings"),
+    ],
+)
 def test_refuses_bad_network_description(copy, field, value, match):
     path, _ = copy
     _edit_meta(path, lambda m: m["network"].update({field: value}))
@@ -166,8 +185,17 @@ def _crafted_pickle_zip(path, marker):
             return (open, (str(marker), "w"))
 
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("data", json.dumps({"policy_class": {":type:": "<class>", ":serialized:":
-                                                        base64.b64encode(pickle.dumps(Payload())).decode()}}))
+        z.writestr(
+            "data",
+            json.dumps(
+                {
+                    "policy_class": {
+                        ":type:": "<class>",
+                        ":serialized:": base64.b64encode(pickle.dumps(Payload())).decode(),
+                    }
+                }
+            ),
+        )
         z.writestr("policy.pth", pickle.dumps(Payload()))
         z.writestr("pytorch_variables.pth", pickle.dumps(Payload()))
     return path
@@ -196,8 +224,10 @@ def test_crafted_pickle_policy_is_refused_and_never_runs(copy, tmp_path, caplog)
     assert rc == 2
     assert not marker.exists()
     # the payload is real: with the user's explicit trust, SB3's loader runs it (and then fails on the rest)
-    with caplog.at_level("WARNING", logger="agents.artifact"), \
-            pytest.raises(PolicyLoadError, match="cannot be loaded by MaskablePPO"):
+    with (
+        caplog.at_level("WARNING", logger="agents.artifact"),
+        pytest.raises(PolicyLoadError, match="cannot be loaded by MaskablePPO"),
+    ):
         load_policy(legacy, trust_pickle=True)
     assert marker.exists()
     assert "with pickle (--trust-pickle): it can run arbitrary code" in caplog.text  # trusted, never silently

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from agents.heuristics import (
-    CloudOnly, EdgeOnly, HarmonicMean, HeuristicPlanner, MovingAverage, RapidConfig, RapidSkip, RoboECCConfig,
-    RoboECCPlanner, StaticBestCut, expected_cut_costs_ms, train_lstm_predictor,
+    CloudOnly,
+    EdgeOnly,
+    HarmonicMean,
+    HeuristicPlanner,
+    MovingAverage,
+    RapidConfig,
+    RapidSkip,
+    RoboECCConfig,
+    RoboECCPlanner,
+    StaticBestCut,
+    expected_cut_costs_ms,
+    train_lstm_predictor,
 )
 from agents.planner import BandwidthPrior, ObsView, PlannerContext
 from ecc_env.observation import ObservationBuilder, ObservationConfig
@@ -20,13 +30,36 @@ def ctx_for(toy, prior=BandwidthPrior(100.0, 100.0, 20.0), **kw) -> PlannerConte
     return PlannerContext.from_profiles(edge, cloud, prior=prior, **kw)
 
 
-def obs(ctx: PlannerContext, *, up=(), ages=(), rtt=20.0, down=200.0, actions_left=0, visual=(0, 0, 0),
-        kin=(0, 0, 0), action_age_s=None) -> np.ndarray:
+def obs(
+    ctx: PlannerContext,
+    *,
+    up=(),
+    ages=(),
+    rtt=20.0,
+    down=200.0,
+    actions_left=0,
+    visual=(0, 0, 0),
+    kin=(0, 0, 0),
+    action_age_s=None,
+) -> np.ndarray:
     b = ObservationBuilder(ctx.obs_config)
-    return b.build(uplink_mbps=list(up), uplink_age_s=list(ages), downlink_mbps=down, rtt_ms=rtt, edge_queue=0,
-                   server_queue=0, action_age_s=action_age_s, actions_left=actions_left, visual=visual,
-                   visual_since_action=0.0, kinematic=kin, prev_cut=0, prev_skip=False, prev_deadline_miss=False,
-                   prev_latency_ms=0.0)
+    return b.build(
+        uplink_mbps=list(up),
+        uplink_age_s=list(ages),
+        downlink_mbps=down,
+        rtt_ms=rtt,
+        edge_queue=0,
+        server_queue=0,
+        action_age_s=action_age_s,
+        actions_left=actions_left,
+        visual=visual,
+        visual_since_action=0.0,
+        kinematic=kin,
+        prev_cut=0,
+        prev_skip=False,
+        prev_deadline_miss=False,
+        prev_latency_ms=0.0,
+    )
 
 
 def test_two_cut_costs_hand_computed(toy):
@@ -53,8 +86,9 @@ def test_roboecc_argmin_at_two_bandwidths(toy):
 
 def test_roboecc_hysteresis_holds_cut_for_small_change(toy):
     ctx = ctx_for(toy)
-    p = RoboECCPlanner(ctx, predictor="last", config=RoboECCConfig(hysteresis_frac=0.1, hysteresis_ms=5.0,
-                                                                   change_threshold=0.15))
+    p = RoboECCPlanner(
+        ctx, predictor="last", config=RoboECCConfig(hysteresis_frac=0.1, hysteresis_ms=5.0, change_threshold=0.15)
+    )
     assert p.choose_cut(100.0, 200.0, 20.0) == 0
     # 90 Mbit/s: a 10 % change, below the change threshold: kept without re-evaluation
     assert p.choose_cut(90.0, 200.0, 20.0) == 0
@@ -120,8 +154,19 @@ def test_cloud_only_respects_memory(toy):
 def test_obs_view_roundtrip(toy):
     ctx = ctx_for(toy)
     view = ObsView(ctx.obs_config)
-    f = view.decode(obs(ctx, up=[42.0, 7.0], ages=[0.3, 1.2], rtt=35.0, down=80.0, actions_left=5,
-                        visual=(0.05, 0.2, 0.1), kin=(1.5, 0.4, 0.9), action_age_s=0.4))
+    f = view.decode(
+        obs(
+            ctx,
+            up=[42.0, 7.0],
+            ages=[0.3, 1.2],
+            rtt=35.0,
+            down=80.0,
+            actions_left=5,
+            visual=(0.05, 0.2, 0.1),
+            kin=(1.5, 0.4, 0.9),
+            action_age_s=0.4,
+        )
+    )
     assert f["uplink_mbps"] == pytest.approx(42.0, rel=1e-4)
     assert f["uplink_age_s"] == pytest.approx(0.3, rel=1e-4)
     assert view.uplink(obs(ctx, up=[42.0, 7.0], ages=[0.3, 1.2]))[0][1] == pytest.approx(7.0, rel=1e-4)
@@ -136,8 +181,15 @@ def test_obs_view_roundtrip(toy):
 
 
 def _fields(**kw) -> dict:
-    base = {"joint_speed": 1.0, "accel_anomaly": 0.0, "torque_change": 0.0, "visual_changed": 0.0,
-            "visual_structural": 0.0, "actions_left": 5, "action_age_s": 0.1}
+    base = {
+        "joint_speed": 1.0,
+        "accel_anomaly": 0.0,
+        "torque_change": 0.0,
+        "visual_changed": 0.0,
+        "visual_structural": 0.0,
+        "actions_left": 5,
+        "action_age_s": 0.1,
+    }
     base.update(kw)
     return base
 
@@ -154,8 +206,17 @@ def test_rapid_importance_hand_computed(toy):
 
 def test_rapid_thresholds_cooldown_preemption(toy):
     ctx = ctx_for(toy)  # chunk_size 8: since_infer = 7 - actions_left
-    r = RapidSkip(ctx, RapidConfig(low_threshold=0.3, high_threshold=0.7, cooldown_steps=2, visual_weight=0.0,
-                                   speed_ref_rad_s=1.0, max_action_age_s=0.6))
+    r = RapidSkip(
+        ctx,
+        RapidConfig(
+            low_threshold=0.3,
+            high_threshold=0.7,
+            cooldown_steps=2,
+            visual_weight=0.0,
+            speed_ref_rad_s=1.0,
+            max_action_age_s=0.6,
+        ),
+    )
     low = dict(accel_anomaly=0.1, torque_change=0.1)  # s = 0.1
     mid = dict(accel_anomaly=0.5, torque_change=0.5)  # s = 0.5
     high = dict(accel_anomaly=0.9, torque_change=0.9)  # s = 0.9
@@ -273,10 +334,12 @@ def test_roboecc_paper_chain_hand_computed():
 
     # 3 blocks; edge 10/20/30 ms, cloud 1/2/3 ms, params 100/200/300 B, outputs 1000/2000/3000 B
     cuts = [CutSpec(k=k, up_bytes=b, down_bytes=8) for k, b in ((0, 50_000), (1, 1000), (2, 2000), (3, 0))]
-    edge = SimpleNamespace(block_names=("a", "b", "c"), block_ms=(10.0, 20.0, 30.0), block_param_bytes=(100, 200, 300),
-                           cuts=cuts)
-    cloud = SimpleNamespace(block_names=("a", "b", "c"), block_ms=(1.0, 2.0, 3.0), block_param_bytes=(100, 200, 300),
-                            cuts=cuts)
+    edge = SimpleNamespace(
+        block_names=("a", "b", "c"), block_ms=(10.0, 20.0, 30.0), block_param_bytes=(100, 200, 300), cuts=cuts
+    )
+    cloud = SimpleNamespace(
+        block_names=("a", "b", "c"), block_ms=(1.0, 2.0, 3.0), block_param_bytes=(100, 200, 300), cuts=cuts
+    )
     ch = RoboECCPaperChain.from_profiles(edge, cloud)
     # 8 Mbit/s = 1 B/us: 1000 B take 1 ms; fixed latency 5 ms on internal cuts only
     c = ch.costs_ms(8.0, 5.0)
@@ -292,8 +355,11 @@ def test_roboecc_paper_chain_hand_computed():
 def test_roboecc_two_threshold_adjustment(toy):
     # toy: cut 0 uploads 125 kB (cloud-only), cut 1 edge-only (0 B); at the 100 Mbit/s prior cut 0 wins
     ctx = ctx_for(toy)
-    r = RoboECCPlanner(ctx, predictor="last", config=RoboECCConfig(adjustment="two_threshold", low_delta_mbps=-5.0,
-                                                                     high_delta_mbps=5.0))
+    r = RoboECCPlanner(
+        ctx,
+        predictor="last",
+        config=RoboECCConfig(adjustment="two_threshold", low_delta_mbps=-5.0, high_delta_mbps=5.0),
+    )
     assert set(r.pool) == {0, 1}  # both cuts are optimal somewhere in [12.5, 800] Mbit/s
     a, _ = r.predict(obs(ctx, up=[100.0], ages=[0.1]), episode_start=np.array([True]))
     assert a.tolist() == [0, 0]

@@ -25,10 +25,23 @@ HIGH_MBPS, LOW_MBPS, EDGE_MS = 100.0, 12.0, 80.0
 def test_ppo_beats_edge_only_and_cloud_only(tmp_path, toy):
     profiles = toy.two_cut_profiles(edge_ms=EDGE_MS, cloud_ms=5.0)  # chunk_size 1 below: no skipping
     traces = toy.alternating_set(high_mbps=HIGH_MBPS, low_mbps=LOW_MBPS, block_s=4.0, n=6, seed=1)
-    cfg = TrainConfig(total_timesteps=60_000, n_envs=4, n_steps=256, batch_size=256, eval_every_steps=10_000,
-                      eval_episodes=4, episode_s=20.0, chunk_size=1, rescale_min=0.8, rescale_max=1.25,
-                      run_dir=str(tmp_path), run_name="learn", gamma=0.9, ent_coef=0.03,
-                      learning_rate=1e-3)
+    cfg = TrainConfig(
+        total_timesteps=60_000,
+        n_envs=4,
+        n_steps=256,
+        batch_size=256,
+        eval_every_steps=10_000,
+        eval_episodes=4,
+        episode_s=20.0,
+        chunk_size=1,
+        rescale_min=0.8,
+        rescale_max=1.25,
+        run_dir=str(tmp_path),
+        run_name="learn",
+        gamma=0.9,
+        ent_coef=0.03,
+        learning_rate=1e-3,
+    )
     res = train(cfg, trace_set=traces, profiles=profiles)
     test_set = toy.alternating_set(high_mbps=HIGH_MBPS, low_mbps=LOW_MBPS, block_s=4.0, n=4, seed=99)
     env = toy.make_env(profiles, test_set, episode_s=20.0, chunk_size=1)
@@ -40,9 +53,13 @@ def test_ppo_beats_edge_only_and_cloud_only(tmp_path, toy):
     cloud = evaluate(CloudOnly(ctx), env, seeds).summary()
     oracle = evaluate(Oracle(cut_candidates=None, beam=32), env, seeds).summary()
     best_fixed = max(edge["mean_return"], cloud["mean_return"])
-    report = {"ppo": ppo["mean_return"], "edge": edge["mean_return"], "cloud": cloud["mean_return"],
-              "oracle": oracle["mean_return"],
-              "ppo_cloud_frac": float(np.mean(np.concatenate([e.cut for e in ppo_res.episodes]) == 0))}
+    report = {
+        "ppo": ppo["mean_return"],
+        "edge": edge["mean_return"],
+        "cloud": cloud["mean_return"],
+        "oracle": oracle["mean_return"],
+        "ppo_cloud_frac": float(np.mean(np.concatenate([e.cut for e in ppo_res.episodes]) == 0)),
+    }
     # the family is one where neither fixed placement is optimal: the hindsight plan beats both by >= 20 %
     assert oracle["mean_return"] > best_fixed + 0.20 * abs(best_fixed), report
     # PPO: at least 10 % better return than the better fixed placement, lower mean latency than both, and at

@@ -24,8 +24,13 @@ class RandomPlanner:
 
 @pytest.fixture
 def env(toy):
-    e = toy.make_env(toy.three_block_profiles(), toy.alternating_set(high_mbps=60.0, low_mbps=1.5, block_s=1.0),
-                     episode_s=1.0, chunk_size=3, queue_capacity=2)
+    e = toy.make_env(
+        toy.three_block_profiles(),
+        toy.alternating_set(high_mbps=60.0, low_mbps=1.5, block_s=1.0),
+        episode_s=1.0,
+        chunk_size=3,
+        queue_capacity=2,
+    )
     yield e
     e.close()
 
@@ -33,8 +38,12 @@ def env(toy):
 def test_exact_oracle_never_worse_than_any_planner(env):
     ctx = PlannerContext.from_env(env)
     planners = {
-        "edge": EdgeOnly(ctx), "cloud": CloudOnly(ctx), "static": StaticBestCut(ctx),
-        "roboecc": RoboECCPlanner(ctx), "rapid": RapidSkip(ctx), "heuristic": HeuristicPlanner(ctx),
+        "edge": EdgeOnly(ctx),
+        "cloud": CloudOnly(ctx),
+        "static": StaticBestCut(ctx),
+        "roboecc": RoboECCPlanner(ctx),
+        "rapid": RapidSkip(ctx),
+        "heuristic": HeuristicPlanner(ctx),
         **{f"random{i}": RandomPlanner(ctx.num_cuts, i) for i in range(4)},
     }
     seeds = range(4)

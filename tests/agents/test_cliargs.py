@@ -25,8 +25,7 @@ class _Cfg:
     colour: str = "#ff0000"  # line colour, a '#' inside the default
     fast: bool = False  # go fast
     layers: tuple[int, ...] = (64, 64)  # hidden layers
-    tasks: str = ("reach-v3,push-v3,"
-                  "pick-place-v3")
+    tasks: str = "reach-v3,push-v3,pick-place-v3"
     """MetaWorld tasks, a default over two lines"""
 
     def __post_init__(self) -> None:
@@ -103,24 +102,43 @@ def _default_label(value: Any) -> str:
 
 def test_flags_types_defaults_and_help(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_config(_Cfg, [], prog="t") == _Cfg()
-    got = parse_config(_Cfg, ["--steps", "3", "--rate-mbps", "0.5", "--fast", "--layers", "8", "16",
-                              "--colour", "#00ff00", "--tasks", "a,b"], prog="t")
+    got = parse_config(
+        _Cfg,
+        [
+            "--steps",
+            "3",
+            "--rate-mbps",
+            "0.5",
+            "--fast",
+            "--layers",
+            "8",
+            "16",
+            "--colour",
+            "#00ff00",
+            "--tasks",
+            "a,b",
+        ],
+        prog="t",
+    )
     assert got == _Cfg(steps=3, rate_mbps=0.5, colour="#00ff00", fast=True, layers=(8, 16), tasks="a,b")
     assert parse_config(_Cfg, ["--fast", "--no-fast"], prog="t").fast is False
     monkeypatch.setenv("COLUMNS", "400")
     entries = _entries(_help(capsys, lambda: parse_config(_Cfg, ["--help"], prog="t")))
     assert entries["--rate-mbps"] == "--rate-mbps FLOAT link rate (default: 2.5)"
     assert entries["--colour"] == "--colour STR line colour, a '#' inside the default (default: '#ff0000')"
-    assert entries["--tasks"] == ("--tasks STR MetaWorld tasks, a default over two lines "
-                                  "(default: reach-v3,push-v3,pick-place-v3)")
+    assert entries["--tasks"] == (
+        "--tasks STR MetaWorld tasks, a default over two lines (default: reach-v3,push-v3,pick-place-v3)"
+    )
     assert entries["--fast"] == entries["--no-fast"] == "--fast, --no-fast go fast (default: False)"
     assert entries["--layers"].endswith("hidden layers (default: 64 64)")
 
 
-@pytest.mark.parametrize("argv, message", [(["--steps", "many"], "many"), (["--steps", "-1"], "steps must be >= 0"),
-                                           (["--nope"], "--nope")])
-def test_bad_values_are_usage_errors_that_name_the_problem(argv: list[str], message: str,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, message", [(["--steps", "many"], "many"), (["--steps", "-1"], "steps must be >= 0"), (["--nope"], "--nope")]
+)
+def test_bad_values_are_usage_errors_that_name_the_problem(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as e:
         parse_config(_Cfg, argv, prog="t")
     assert e.value.code == 2
@@ -140,9 +158,18 @@ def _verb_configs() -> list[tuple[str, type]]:
     from executor.profile_cli import ProfileArgs
     from executor.serve_cli import ServeArgs
 
-    return [("train", TrainConfig), ("eval", EvalConfig), ("demo", DemoConfig), ("closedloop", ClosedLoopEvalConfig),
-            ("serve", ServeArgs), ("profile", ProfileArgs), ("cutmap", CutmapArgs),
-            ("perf", PerfArgs), ("edge", EdgeArgs), ("edge", EdgePolicyArgs)]
+    return [
+        ("train", TrainConfig),
+        ("eval", EvalConfig),
+        ("demo", DemoConfig),
+        ("closedloop", ClosedLoopEvalConfig),
+        ("serve", ServeArgs),
+        ("profile", ProfileArgs),
+        ("cutmap", CutmapArgs),
+        ("perf", PerfArgs),
+        ("edge", EdgeArgs),
+        ("edge", EdgePolicyArgs),
+    ]
 
 
 def _expected_tail(cls: type, f: dataclasses.Field) -> str:
@@ -153,15 +180,17 @@ def _expected_tail(cls: type, f: dataclasses.Field) -> str:
 
     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
         return "(required)"
-    if tyro.conf.UseAppendAction in getattr(typing.get_type_hints(cls, include_extras=True)[f.name], "__metadata__", ()):
+    if tyro.conf.UseAppendAction in getattr(
+        typing.get_type_hints(cls, include_extras=True)[f.name], "__metadata__", ()
+    ):
         return "(repeatable)"
     return f"(default: {_default_label(f.default)})"
 
 
 @pytest.mark.parametrize("verb, cls", _verb_configs())
-def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls: type,
-                                                                  capsys: pytest.CaptureFixture[str],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_field_of_a_verb_has_its_help_and_its_default_once(
+    verb: str, cls: type, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agents.cli import main
 
     monkeypatch.setenv("COLUMNS", "400")
@@ -177,15 +206,17 @@ def test_every_field_of_a_verb_has_its_help_and_its_default_once(verb: str, cls:
         assert entry.count("default:") == (tail.startswith("(default:")) and entry.endswith(tail), entry
 
 
-def test_ecc_train_options_beside_the_config(capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ecc_train_options_beside_the_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agents.train_cli import config_from_args, parse_args
     from agents.training import TrainConfig, quick
 
     monkeypatch.setenv("COLUMNS", "400")
     entries = _entries(_help(capsys, lambda: parse_args(["--help"])))
-    assert entries["--engine"] == ("--engine {local,ray} local: envs in this process; ray: envs on Ray actors "
-                                   "(vla-ecc[ray]) (default: local)")
+    assert entries["--engine"] == (
+        "--engine {local,ray} local: envs in this process; ray: envs on Ray actors (vla-ecc[ray]) (default: local)"
+    )
     assert entries["--ray-address"] == entries["--address"] and entries["--address"].endswith("(default: None)")
     assert config_from_args(["--quick", "--seed", "3"]) == quick(TrainConfig(seed=3))
     args = parse_args(["--engine", "ray", "--address", "auto", "--net-arch", "8", "8"])
@@ -214,8 +245,9 @@ def test_ecc_train_names_an_unknown_family_to_leave_out(tmp_path, capsys) -> Non
     assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
 
 
-def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ecc_policy_subcommands_take_the_path_as_a_positional(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agents.cli import main
     from agents.policy_cli import MigrateArgs, ShowArgs, parse_args
 
@@ -224,17 +256,18 @@ def test_ecc_policy_subcommands_take_the_path_as_a_positional(capsys: pytest.Cap
     monkeypatch.setenv("COLUMNS", "400")
     out = _help(capsys, lambda: main(["policy", "migrate", "--help"]))
     assert "PATH policy.zip (or its run folder) (required)" in " ".join(out.split())
-    assert _entries(out)["--trust-pickle"] == ("--trust-pickle, --no-trust-pickle required: loading the old zip runs "
-                                               "its pickles (default: False)")
+    assert _entries(out)["--trust-pickle"] == (
+        "--trust-pickle, --no-trust-pickle required: loading the old zip runs its pickles (default: False)"
+    )
     with pytest.raises(SystemExit) as e:
         parse_args(["show"])
     assert e.value.code == 2
 
 
 @pytest.mark.parametrize("command, cls", [("stats", "StatsArgs"), ("convert", "ConvertArgs"), ("plot", "PlotArgs")])
-def test_every_option_of_ecc_traces_has_its_help_and_its_default_once(command: str, cls: str,
-                                                                      capsys: pytest.CaptureFixture[str],
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_option_of_ecc_traces_has_its_help_and_its_default_once(
+    command: str, cls: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typing
 
     from agents.cli import main

@@ -33,8 +33,14 @@ def outcome(planner, success, tts, lat=(100.0,), misses=0, up=0.0):
 
 
 def test_summarize_pools_episodes_per_planner():
-    rows = summarize([outcome("a", True, 1.0, (100.0, 200.0), 1, 2e6), outcome("a", True, 2.0, (300.0,)),
-                      outcome("a", False, None, (), 3), outcome("b", False, None)])
+    rows = summarize(
+        [
+            outcome("a", True, 1.0, (100.0, 200.0), 1, 2e6),
+            outcome("a", True, 2.0, (300.0,)),
+            outcome("a", False, None, (), 3),
+            outcome("b", False, None),
+        ]
+    )
     a, b = rows
     assert (a["planner"], a["episodes"], a["success_rate"]) == ("a", 3, pytest.approx(2 / 3))
     assert a["median_tts_s"] == pytest.approx(1.5) and a["p90_tts_s"] == pytest.approx(1.9)
@@ -97,11 +103,22 @@ def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
 
     make_profiles = toy.three_block_profiles
 
-    cfg = ClosedLoopEvalConfig(planners="edge,cloud", tasks="reach-v3", episodes=1, events="off", vlas="aware",
-                               episode_s=3.0, out=str(tmp_path), plots=True)
+    cfg = ClosedLoopEvalConfig(
+        planners="edge,cloud",
+        tasks="reach-v3",
+        episodes=1,
+        events="off",
+        vlas="aware",
+        episode_s=3.0,
+        out=str(tmp_path),
+        plots=True,
+    )
     with pytest.raises(ValueError, match="oracle"):
-        run_closed_loop_eval(ClosedLoopEvalConfig(planners="oracle", tasks="reach-v3"), trace_set=constant_set(),
-                             profiles=make_profiles())
+        run_closed_loop_eval(
+            ClosedLoopEvalConfig(planners="oracle", tasks="reach-v3"),
+            trace_set=constant_set(),
+            profiles=make_profiles(),
+        )
     report = run_closed_loop_eval(cfg, trace_set=constant_set(), profiles=make_profiles())
     by = {r["planner"]: r for r in report.rows}
     assert set(by) == {EXPERT, "edge", "cloud"}
@@ -115,7 +132,8 @@ def test_small_run_on_the_simulator_writes_the_report(tmp_path, toy):
 
     again = ClosedLoopReport.from_json(tmp_path / "closed_loop.json")
     assert [(r["planner"], r["success_rate"], r["median_tts_s"]) for r in again.rows] == [
-        (r["planner"], r["success_rate"], r["median_tts_s"]) for r in report.rows]
+        (r["planner"], r["success_rate"], r["median_tts_s"]) for r in report.rows
+    ]
     (tmp_path / "bad.json").write_text('{"format": "something-else"}')
     with pytest.raises(ValueError, match="closed-loop"):
         ClosedLoopReport.from_json(tmp_path / "bad.json")
@@ -134,8 +152,9 @@ def test_remembered_steps_frames_and_rollouts_change_no_result(toy):
     from agents.closed_loop_eval import run_closed_loop_eval
     from ecc_env.metaworld_sim import MetaWorldSim
 
-    cfg = ClosedLoopEvalConfig(planners="heuristic,edge,cloud", tasks="pick-place-v3", episodes=2, events="on",
-                               vlas="aware", episode_s=2.0)
+    cfg = ClosedLoopEvalConfig(
+        planners="heuristic,edge,cloud", tasks="pick-place-v3", episodes=2, events="on", vlas="aware", episode_s=2.0
+    )
     profiles = toy.three_block_profiles()
 
     def run(memo: bool, sims: dict) -> list[dict]:
@@ -167,11 +186,27 @@ def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):
 
     profiles = toy.three_block_profiles()
     traces = toy.alternating_set()
-    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256,
-                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="tiny")
+    cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=128,
+        batch_size=64,
+        eval_every_steps=256,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path),
+        run_name="tiny",
+    )
     res = train(cfg, trace_set=traces, profiles=profiles)
-    ev = ClosedLoopEvalConfig(planners=f"ppo:{res.run_dir}", tasks="reach-v3", episodes=1, events="off",
-                              vlas="aware", episode_s=3.0, budget_ms=float("inf"))
+    ev = ClosedLoopEvalConfig(
+        planners=f"ppo:{res.run_dir}",
+        tasks="reach-v3",
+        episodes=1,
+        events="off",
+        vlas="aware",
+        episode_s=3.0,
+        budget_ms=float("inf"),
+    )
     report = run_closed_loop_eval(ev, trace_set=traces, profiles=profiles)
     (ppo,) = [o for o in report.episodes if o.planner != EXPERT]
     assert ppo.decisions >= 1 and ppo.inferences >= 1  # the first decision cannot skip (no chunk yet)
@@ -185,8 +220,16 @@ def test_closed_loop_through_the_real_split_executor(tmp_path):
     pytest.importorskip("metaworld")
     from agents.closed_loop_eval import run_closed_loop_eval
 
-    cfg = ClosedLoopEvalConfig(planners="edge,cloud", tasks="reach-v3", episodes=1, events="off", vlas="aware",
-                               episode_s=3.0, backend="executor", preset="tiny")
+    cfg = ClosedLoopEvalConfig(
+        planners="edge,cloud",
+        tasks="reach-v3",
+        episodes=1,
+        events="off",
+        vlas="aware",
+        episode_s=3.0,
+        backend="executor",
+        preset="tiny",
+    )
     report = run_closed_loop_eval(cfg, trace_set=constant_set())
     assert report.meta["backend"] == "executor"
     by = {r["planner"]: r for r in report.rows}

@@ -47,18 +47,32 @@ def pair():
     from executor.models import build_model
 
     m = build_model("openvla", "tiny", seed=0)
-    common = dict(model_id=m.family, preset=m.preset, dtype="float32", source="measured", block_names=m.block_names,
-                  cuts=tuple(m.cut_specs()))
-    return (Profile(device="edge~emulated", block_ms=(EDGE_BLOCK_MS,) * m.num_blocks, **common),
-            Profile(device="cloud~emulated", block_ms=(CLOUD_BLOCK_MS,) * m.num_blocks, **common))
+    common = dict(
+        model_id=m.family,
+        preset=m.preset,
+        dtype="float32",
+        source="measured",
+        block_names=m.block_names,
+        cuts=tuple(m.cut_specs()),
+    )
+    return (
+        Profile(device="edge~emulated", block_ms=(EDGE_BLOCK_MS,) * m.num_blocks, **common),
+        Profile(device="cloud~emulated", block_ms=(CLOUD_BLOCK_MS,) * m.num_blocks, **common),
+    )
 
 
 @pytest.fixture(scope="module")
 def loop(pair):
     edge, cloud = pair
     traces = TraceSet.from_traces([synthetic.constant(20.0, 20.0, rtt_ms=RTT_MS, duration_s=600.0)], "const")
-    env = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=ClosedLoopConfig("reach-v3"),
-                             config=closed_loop_env_config(episode_s=4.0), trace_split="all")
+    env = ClosedLoopSplitEnv(
+        edge,
+        cloud,
+        traces,
+        closed_loop=ClosedLoopConfig("reach-v3"),
+        config=closed_loop_env_config(episode_s=4.0),
+        trace_split="all",
+    )
     server = ServerProcess("openvla", "tiny", emulate=cloud)
     try:
         server.start()
@@ -87,9 +101,11 @@ def test_edge_only_runtime_loop_reaches_success_with_chunks_arriving_when_measur
     deliveries = robot.timeline.deliveries
     assert ep.inferences == len(ep.steps) == len(deliveries)
     for s, d in zip(ep.steps, deliveries, strict=True):
-        assert (d.obs_step, d.arrival_step) == (s.obs_step, s.arrival_step) == (s.obs_step, _arrival(s.t_s,
-                                                                                                      s.latency_ms,
-                                                                                                      s.obs_step))
+        assert (
+            (d.obs_step, d.arrival_step)
+            == (s.obs_step, s.arrival_step)
+            == (s.obs_step, _arrival(s.t_s, s.latency_ms, s.obs_step))
+        )
         assert d.arrival_step >= d.obs_step + 2  # >= 165 ms after its observation
     first = deliveries[0].arrival_step
     assert all(a.holding for a in robot.timeline.executed[:first])  # nothing moved before the first chunk arrived

@@ -18,9 +18,20 @@ from agents.closed_loop_targets import (
 
 
 def ep(planner: str, seed: int, success: bool, tts: float | None, task: str = "reach-v3", events: str = "on"):
-    return EpisodeOutcome(planner=planner, task=task, vla="-" if planner == EXPERT else "aware", events=events,
-                          seed=seed, success=success, time_to_success_s=tts if success else None, inferences=3,
-                          decisions=5, inference_latency_ms=[90.0] * 3, deadline_misses=0, up_bytes=0.0)
+    return EpisodeOutcome(
+        planner=planner,
+        task=task,
+        vla="-" if planner == EXPERT else "aware",
+        events=events,
+        seed=seed,
+        success=success,
+        time_to_success_s=tts if success else None,
+        inferences=3,
+        decisions=5,
+        inference_latency_ms=[90.0] * 3,
+        deadline_misses=0,
+        up_bytes=0.0,
+    )
 
 
 def report(model: str, traces: str, episodes: list[EpisodeOutcome]) -> ClosedLoopReport:
@@ -38,7 +49,9 @@ def test_reports_merge_by_model_and_family_and_refuse_an_episode_twice():
     c = report("openvla", "/t/lumos5g_mmwave/4G", [ep("ppo", 0, False, None)])
     cells = merge_reports([a, b, c])
     assert [(x.model, x.family, len(x.episodes)) for x in cells] == [
-        ("pi0", "lumos5g_mmwave/4G", 3), ("openvla", "lumos5g_mmwave/4G", 1)]
+        ("pi0", "lumos5g_mmwave/4G", 3),
+        ("openvla", "lumos5g_mmwave/4G", 1),
+    ]
     table = cell_table(cells, "reach-v3", "on")
     assert "| ppo | 1.00 / 0.60 (1) | 0.00 / - (1) |" in table
     assert table.splitlines()[2].startswith(f"| {EXPERT} |")  # the ceiling first
@@ -60,8 +73,10 @@ def test_target_check_numbers_and_verdicts():
     assert k.success_ok and not k.tts_expert_ok and k.tts_edge_ok  # 1.2x > 1.15x
     (k,) = target_checks(merge_reports([report("pi0", "/t/wifi", eps)]), targets=Targets(tts_vs_expert=1.25))
     assert k.tts_expert_ok
-    assert "| pi0 | wifi | reach-v3 | 4 | 1.00 | 1.00 | edge 1.00 | met | 1.20 | 1.20x | 0.50x | **missed** | met |" \
+    assert (
+        "| pi0 | wifi | reach-v3 | 4 | 1.00 | 1.00 | edge 1.00 | met | 1.20 | 1.20x | 0.50x | **missed** | met |"
         in target_table([target_checks(merge_reports([report("pi0", "/t/wifi", eps)]))[0]])
+    )
 
 
 def test_noise_table_compares_success_under_noise_with_events_off():

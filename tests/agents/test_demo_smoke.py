@@ -18,8 +18,25 @@ from agents.demo import DemoConfig, main  # noqa: E402
 @pytest.mark.slow  # heavy and timing: every demo phase incl. the real executor in real time, ~15 s
 def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = main(["--out", str(out), "--timesteps", "512", "--episodes", "1", "--episode-s", "2", "--real-steps", "20",
-               "--train-episode-s", "2", "--no-oracle", "--closed-loop-episodes", "0"])
+    rc = main(
+        [
+            "--out",
+            str(out),
+            "--timesteps",
+            "512",
+            "--episodes",
+            "1",
+            "--episode-s",
+            "2",
+            "--real-steps",
+            "20",
+            "--train-episode-s",
+            "2",
+            "--no-oracle",
+            "--closed-loop-episodes",
+            "0",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
@@ -40,8 +57,13 @@ def test_demo_tiny_budget_runs_every_phase(tmp_path, capsys):
         assert any(k.startswith(phase) for k in summary["phase_wall_s"])
         assert phase in printed
     assert (out / "ppo" / "policy.safetensors").is_file()
-    for png in ("learning_curve.png", "eval_profile/latency_cdf.png", "eval_profile/timeline.png",
-                "eval_executor/latency_cdf.png", "eval_executor/timeline.png"):
+    for png in (
+        "learning_curve.png",
+        "eval_profile/latency_cdf.png",
+        "eval_profile/timeline.png",
+        "eval_executor/latency_cdf.png",
+        "eval_executor/timeline.png",
+    ):
         img = mpimg.imread(out / png)
         assert img.ndim == 3 and img.shape[0] > 200
     for d in ("eval_profile", "eval_executor"):

@@ -19,8 +19,17 @@ from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS, ControlSpec,
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, toy):
-    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256,
-                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path_factory.mktemp("runs")), run_name="d")
+    cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=128,
+        batch_size=64,
+        eval_every_steps=256,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path_factory.mktemp("runs")),
+        run_name="d",
+    )
     profiles = toy.three_block_profiles()
     res = train(cfg, trace_set=toy.alternating_set(), profiles=profiles)
     env = toy.make_env(profiles, toy.alternating_set(), episode_s=2.0)
@@ -106,8 +115,11 @@ def test_deadline_never_drops_below_the_fastest_network_step(tmp_path):
     assert floor > 30.0 and 0 <= cut < edge.num_blocks  # at least the round trip
     capped = resolved_deadline_ms(edge, cloud, 300.0)
     assert capped < 0.1  # the tiny model's roofline edge-only time: the README example's 0.013 ms
-    with pytest.raises(DeadlineError, match=r"edge-only time .* caps the deadline below the fastest network step.*"
-                                            r"--edge-profile/--cloud-profile.*--no-break-even-deadline"):
+    with pytest.raises(
+        DeadlineError,
+        match=r"edge-only time .* caps the deadline below the fastest network step.*"
+        r"--edge-profile/--cloud-profile.*--no-break-even-deadline",
+    ):
         deployment_deadline_ms(edge, cloud, 300.0, trace=trace)  # the README example's silent 0.013 ms
     assert deployment_deadline_ms(edge, cloud, 300.0, break_even=False, trace=trace) == 300.0
     with pytest.raises(DeadlineError, match=r"--deadline-ms 10 is below .*pass --deadline-ms \d"):
@@ -141,15 +153,43 @@ def test_ecc_edge_help_lists_every_option(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--policy", "--edge-profile", "--cloud-profile", "--hardware", "--budget-ms", "--strict",
-                "--no-break-even-deadline", "--stream", "--stream-seed", "--chunk-size", "--period-ms", "--cut",
-                "--server", "--trace", "--emulate"):
+    for opt in (
+        "--policy",
+        "--edge-profile",
+        "--cloud-profile",
+        "--hardware",
+        "--budget-ms",
+        "--strict",
+        "--no-break-even-deadline",
+        "--stream",
+        "--stream-seed",
+        "--chunk-size",
+        "--period-ms",
+        "--cut",
+        "--server",
+        "--trace",
+        "--emulate",
+    ):
         assert opt in out, opt
 
 
 def test_strict_turns_an_unusable_policy_into_an_error(tmp_path, capsys):
-    rc = main(["--policy", str(tmp_path / "missing.zip"), "--hardware", "orin+a100", "--model", "openvla",
-               "--preset", "tiny", "--steps", "3", "--no-realtime", "--strict"])
+    rc = main(
+        [
+            "--policy",
+            str(tmp_path / "missing.zip"),
+            "--hardware",
+            "orin+a100",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--steps",
+            "3",
+            "--no-realtime",
+            "--strict",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "policy not usable (--strict)" in err and "not found" in err
 
@@ -174,8 +214,14 @@ def test_runtime_executes_the_deployments_chunk_length():
             return np.array([model.num_blocks, 1]), state
 
     frames = [model.make_observation(seed=0)] * 6
-    for chunk, want in ((2, ["local", "skipped"] * 3), (8, ["local", "skipped", "skipped", "skipped"] + ["local",
-                                                                                                        "skipped"])):
-        rt = EdgeRuntime(model, AlwaysSkip(), lambda ctx: np.zeros(1, np.float32),
-                         config=RuntimeConfig(realtime=False, chunk_size=chunk))
+    for chunk, want in (
+        (2, ["local", "skipped"] * 3),
+        (8, ["local", "skipped", "skipped", "skipped"] + ["local", "skipped"]),
+    ):
+        rt = EdgeRuntime(
+            model,
+            AlwaysSkip(),
+            lambda ctx: np.zeros(1, np.float32),
+            config=RuntimeConfig(realtime=False, chunk_size=chunk),
+        )
         assert [r.mode for r in rt.run(frames)] == want, chunk

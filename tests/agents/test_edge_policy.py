@@ -19,8 +19,9 @@ ECC = str(Path(sys.executable).parent / "ecc")
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    cfg = quick(TrainConfig(model="openvla", preset="tiny", edge="orin", cloud="a100", run_dir=str(runs),
-                            run_name="tiny"))
+    cfg = quick(
+        TrainConfig(model="openvla", preset="tiny", edge="orin", cloud="a100", run_dir=str(runs), run_name="tiny")
+    )
     return train(cfg).policy_path
 
 
@@ -29,8 +30,9 @@ def test_policy_loads_for_its_profiles_and_is_refused_for_others(tiny_policy: Pa
     ok, adapter = wire_policy(tiny_policy, orin, a100, period_ms=100.0, deadline_ms=300.0)
     assert ok.policy is not None and ok.load_error is None
     assert adapter.builder.size == ok.policy.obs_low.shape[0]
-    other, _ = wire_policy(tiny_policy, roofline_pair("openvla", "tiny", "thor", "a100")[0], a100,
-                           period_ms=100.0, deadline_ms=300.0)
+    other, _ = wire_policy(
+        tiny_policy, roofline_pair("openvla", "tiny", "thor", "a100")[0], a100, period_ms=100.0, deadline_ms=300.0
+    )
     assert other.policy is None and "edge profile mismatch" in other.load_error
 
 
@@ -60,9 +62,28 @@ def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path, tmp_path: Path)
     edge_p, cloud_p = tmp_path / "edge.json", tmp_path / "cloud.json"
     slow.save(edge_p)
     prof.save(cloud_p)
-    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--edge-profile", str(edge_p), "--cloud-profile",
-                          str(cloud_p), "--model", "openvla", "--preset", "tiny", "--steps", "12", "--no-realtime"],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            ECC,
+            "edge",
+            "--policy",
+            str(tiny_policy),
+            "--edge-profile",
+            str(edge_p),
+            "--cloud-profile",
+            str(cloud_p),
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--steps",
+            "12",
+            "--no-realtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr
     assert "'decisions': 12" in out.stdout.replace("\n", "")
     assert "policy not loaded" in out.stderr and "edge profile mismatch" in out.stderr  # trained on roofline Profiles
@@ -73,9 +94,26 @@ def test_ecc_edge_with_policy_runs_every_step(tiny_policy: Path, tmp_path: Path)
 def test_ecc_edge_refuses_profiles_this_machine_cannot_run(tiny_policy: Path) -> None:
     """The README's `--hardware orin+a100 --preset tiny`: the roofline Orin runs the tiny model in microseconds, this
     CPU in milliseconds, so the policy would see latencies it never saw: exit 2 with what to pass instead."""
-    out = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--model", "openvla",
-                          "--preset", "tiny", "--steps", "12", "--no-realtime"],
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [
+            ECC,
+            "edge",
+            "--policy",
+            str(tiny_policy),
+            "--hardware",
+            "orin+a100",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--steps",
+            "12",
+            "--no-realtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 2, out.stdout
     assert "edge-only in" in out.stderr and "--emulate profile_edge.json" in out.stderr
 
@@ -89,8 +127,9 @@ def test_runtime_deadline_is_the_envs_deadline() -> None:
     for model, edge_hw in (("pi0", "orin"), ("openvla", "orin"), ("openvla", "thor")):
         edge, cloud = roofline_pair(model, "full", edge_hw, "a100")
         for break_even in (True, False):
-            env = gym.make(ENV_ID, edge_profile=edge, cloud_profile=cloud,
-                           deadline=DeadlineConfig(300.0, break_even=break_even))
+            env = gym.make(
+                ENV_ID, edge_profile=edge, cloud_profile=cloud, deadline=DeadlineConfig(300.0, break_even=break_even)
+            )
             want = env.unwrapped.deadline.deadline_ms
             assert resolved_deadline_ms(edge, cloud, 300.0, break_even=break_even) == want
             edge_only = env.unwrapped.rows[env.unwrapped.edge_only_index].edge_ms
@@ -99,14 +138,39 @@ def test_runtime_deadline_is_the_envs_deadline() -> None:
 
 
 def test_ecc_edge_policy_argument_errors(tiny_policy: Path) -> None:
-    no_profiles = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--model", "openvla", "--preset", "tiny"],
-                                 capture_output=True, text=True, timeout=120)
+    no_profiles = subprocess.run(
+        [ECC, "edge", "--policy", str(tiny_policy), "--model", "openvla", "--preset", "tiny"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert no_profiles.returncode == 2 and "--hardware EDGE+CLOUD" in no_profiles.stderr
-    both = subprocess.run([ECC, "edge", "--policy", str(tiny_policy), "--hardware", "orin+a100", "--cut", "3",
-                           "--model", "openvla", "--preset", "tiny"], capture_output=True, text=True, timeout=120)
+    both = subprocess.run(
+        [
+            ECC,
+            "edge",
+            "--policy",
+            str(tiny_policy),
+            "--hardware",
+            "orin+a100",
+            "--cut",
+            "3",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert both.returncode == 2 and "replaces --planner" in both.stderr
-    stray = subprocess.run([ECC, "edge", "--hardware", "orin+a100", "--model", "openvla", "--preset", "tiny"],
-                           capture_output=True, text=True, timeout=120)
+    stray = subprocess.run(
+        [ECC, "edge", "--hardware", "orin+a100", "--model", "openvla", "--preset", "tiny"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert stray.returncode == 2 and "only apply with --policy" in stray.stderr
 
 
@@ -119,8 +183,28 @@ def test_ecc_eval_applies_the_decision_budget(tiny_policy: Path, tmp_path: Path,
     from agents.eval_cli import main
 
     out = tmp_path / "eval"
-    assert main(["--planners", f"ppo:{tiny_policy}", "--model", "openvla", "--preset", "tiny", "--episodes", "1",
-                 "--episode-s", "2", "--budget-ms", budget_ms, "--out", str(out), "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "--planners",
+                f"ppo:{tiny_policy}",
+                "--model",
+                "openvla",
+                "--preset",
+                "tiny",
+                "--episodes",
+                "1",
+                "--episode-s",
+                "2",
+                "--budget-ms",
+                budget_ms,
+                "--out",
+                str(out),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     row = json.loads((out / "report.json").read_text())["rows"][0]
     over = row["fallbacks_by_reason"]["over_budget"]
     assert row["fallbacks"] == over

@@ -42,8 +42,13 @@ def const_runs(toy):
 def test_table_equals_hand_computed_latencies(const_runs):
     # cloud-only: upload 125 kB at 100 Mbit/s = 10 ms + 10 ms one-way delay, 5 ms cloud, 100 B down at 8 Mbit/s
     # = 0.1 ms + 10 ms delay -> 35.1 ms; edge-only: 50 ms. Both finish within the 100 ms period: no queueing.
-    cloud_ms = UP_BYTES * 8 / (UP_MBPS * 1e6) * 1e3 + RTT_MS / 2 + CLOUD_MS + DOWN_BYTES * 8 / (DOWN_MBPS * 1e6) * 1e3 \
+    cloud_ms = (
+        UP_BYTES * 8 / (UP_MBPS * 1e6) * 1e3
         + RTT_MS / 2
+        + CLOUD_MS
+        + DOWN_BYTES * 8 / (DOWN_MBPS * 1e6) * 1e3
+        + RTT_MS / 2
+    )
     assert cloud_ms == pytest.approx(35.1)
     report = build_report(const_runs, oracle="cloud")  # the cloud-only run stands in as the reference lower bound
     edge, cloud = report.row("edge"), report.row("cloud")
@@ -108,16 +113,33 @@ def test_unknown_planner_is_refused_with_the_valid_list(capsys):
         parse_planners("edge,edge")
     with pytest.raises(PlannerSpecError, match="unknown planner 'edge:x'"):
         parse_planners("edge:x")
-    assert parse_planners("ppo:runs/a/policy.zip, cloud") == [("ppo", "ppo", "runs/a/policy.zip"),
-                                                              ("cloud", "cloud", None)]
+    assert parse_planners("ppo:runs/a/policy.zip, cloud") == [
+        ("ppo", "ppo", "runs/a/policy.zip"),
+        ("cloud", "cloud", None),
+    ]
     assert [p[0] for p in parse_planners("ppo:runs/a,ppo:runs/b")] == ["ppo:a", "ppo:b"]
     with pytest.raises(ValueError, match="split"):
         EvalConfig(split="holdout")
 
 
 def test_missing_policy_exits_2(capsys, tmp_path):
-    assert main(["--planners", f"ppo:{tmp_path}/nope.zip,edge", "--episodes", "1", "--episode-s", "1",
-                 "--model", "openvla", "--preset", "tiny"]) == 2
+    assert (
+        main(
+            [
+                "--planners",
+                f"ppo:{tmp_path}/nope.zip,edge",
+                "--episodes",
+                "1",
+                "--episode-s",
+                "1",
+                "--model",
+                "openvla",
+                "--preset",
+                "tiny",
+            ]
+        )
+        == 2
+    )
     assert "policy file not found" in capsys.readouterr().err
 
 
@@ -150,8 +172,9 @@ def test_vision_skip_rule(toy):
 
 def test_scaled_pair_keeps_component_ratios():
     cuts = tuple(CutSpec(k=k, up_bytes=10 * (3 - k)) for k in range(4))
-    common = dict(model_id="m", preset="full", dtype="bf16", source="roofline", block_names=("vis.a", "vis.b", "lm.c"),
-                  cuts=cuts)
+    common = dict(
+        model_id="m", preset="full", dtype="bf16", source="roofline", block_names=("vis.a", "vis.b", "lm.c"), cuts=cuts
+    )
     edge_full = Profile(device="orin", block_ms=(4.0, 6.0, 90.0), **common)
     cloud_full = Profile(device="a100", block_ms=(1.0, 1.0, 10.0), **common)
     ratios = component_ratios(edge_full, cloud_full)
@@ -171,31 +194,47 @@ def test_family_filter_evaluates_only_that_family(toy):
     cloud-only planner's latency tells which one ran; a family that matches nothing is refused, listing the families."""
     from agents.eval_cli import run_eval
 
-    fast = [synthetic.constant(UP_MBPS, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/fast/t{i}")
-            for i in range(3)]
-    slow = [synthetic.constant(UP_MBPS / 10, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/slow/t{i}")
-            for i in range(3)]
+    fast = [
+        synthetic.constant(UP_MBPS, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/fast/t{i}") for i in range(3)
+    ]
+    slow = [
+        synthetic.constant(UP_MBPS / 10, DOWN_MBPS, rtt_ms=RTT_MS, duration_s=600.0, name=f"lab/slow/t{i}")
+        for i in range(3)
+    ]
     traces = TraceSet.from_traces(fast + slow, "lab")
     profiles = toy.two_cut_profiles(EDGE_MS, CLOUD_MS, UP_BYTES, DOWN_BYTES)
     means = {}
     for family in ("lab/fast", "slow"):
-        cfg = EvalConfig(planners="cloud", split="all", family=family, episodes=2, episode_s=2.0, chunk_size=1,
-                         deadline_ms=5_000.0, break_even_deadline=False)
+        cfg = EvalConfig(
+            planners="cloud",
+            split="all",
+            family=family,
+            episodes=2,
+            episode_s=2.0,
+            chunk_size=1,
+            deadline_ms=5_000.0,
+            break_even_deadline=False,
+        )
         report, runs = run_eval(cfg, trace_set=traces, profiles=profiles)
         assert {st.family for st in runs[0].steps} == {family if "/" in family else "lab/slow"}
         means[family] = report.rows[0]["mean_latency_ms"]
     assert means["slow"] > 5 * means["lab/fast"]  # 125 kB at 10 vs 100 Mbit/s
     with pytest.raises(ValueError, match="matches 'wifi'.*lab/fast, lab/slow"):
-        run_eval(EvalConfig(planners="cloud", split="all", family="wifi", episodes=1, episode_s=1.0),
-                 trace_set=traces, profiles=profiles)
+        run_eval(
+            EvalConfig(planners="cloud", split="all", family="wifi", episodes=1, episode_s=1.0),
+            trace_set=traces,
+            profiles=profiles,
+        )
 
 
 def test_vision_entropy_planner_by_name(toy):
     from agents.eval_cli import build_planner
     from agents.vision_skip import EntropyVisionDispatch
 
-    assert parse_planners("vision-entropy,rapid") == [("vision-entropy", "vision-entropy", None),
-                                                      ("rapid", "rapid", None)]
+    assert parse_planners("vision-entropy,rapid") == [
+        ("vision-entropy", "vision-entropy", None),
+        ("rapid", "rapid", None),
+    ]
     env = _const_env(toy)
     planner = build_planner("vision-entropy", None, PlannerContext.from_env(env), env)
     env.close()

@@ -12,10 +12,23 @@ from ecc_env.observation import ObservationBuilder, ObservationConfig
 
 
 def _build(b: ObservationBuilder, **kw):
-    args = dict(uplink_mbps=[42.0, 0.0], uplink_age_s=[0.25, 4.0], downlink_mbps=80.0, rtt_ms=55.0, edge_queue=2,
-                server_queue=5, action_age_s=0.6, actions_left=5, visual=(0.03, 0.1, 0.2), visual_since_action=0.3,
-                kinematic=(1.5, 0.25, 0.5), prev_cut=7, prev_skip=True, prev_deadline_miss=False,
-                prev_latency_ms=321.0)
+    args = dict(
+        uplink_mbps=[42.0, 0.0],
+        uplink_age_s=[0.25, 4.0],
+        downlink_mbps=80.0,
+        rtt_ms=55.0,
+        edge_queue=2,
+        server_queue=5,
+        action_age_s=0.6,
+        actions_left=5,
+        visual=(0.03, 0.1, 0.2),
+        visual_since_action=0.3,
+        kinematic=(1.5, 0.25, 0.5),
+        prev_cut=7,
+        prev_skip=True,
+        prev_deadline_miss=False,
+        prev_latency_ms=321.0,
+    )
     args.update(kw)
     return b.build(**args)
 
@@ -47,8 +60,7 @@ def test_obsview_is_the_builders_decoder_for_any_history(history):
 def test_missing_values_one_convention():
     cfg = ObservationConfig(num_cuts=5)
     b = ObservationBuilder(cfg)
-    o = _build(b, uplink_mbps=[], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, action_age_s=None,
-               actions_left=0)
+    o = _build(b, uplink_mbps=[], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, action_age_s=None, actions_left=0)
     for d in (b.decode(o), ObsView(cfg).decode(o)):
         assert np.all(np.isnan(d["uplink_mbps"])) and np.all(np.isnan(d["uplink_age_s"]))
         assert math.isnan(d["downlink_mbps"]) and math.isnan(d["rtt_ms"])

@@ -30,8 +30,9 @@ def _png_shape(path):
 def runs(toy):
     env = StepRecorder(toy.make_env(toy.three_block_profiles(), toy.alternating_set(n=3), episode_s=4.0))
     ctx = PlannerContext.from_env(env)
-    out = run_planners({"edge": EdgeOnly(ctx), "cloud": CloudOnly(ctx), "heuristic": HeuristicPlanner(ctx)}, env,
-                       [0, 1, 2])
+    out = run_planners(
+        {"edge": EdgeOnly(ctx), "cloud": CloudOnly(ctx), "heuristic": HeuristicPlanner(ctx)}, env, [0, 1, 2]
+    )
     env.close()
     return out
 
@@ -64,8 +65,10 @@ def test_family_bars_use_a_log_axis_with_several_labelled_ticks(tmp_path, monkey
     saved = {}
     monkeypatch.setattr(plots, "_save", lambda fig, path: saved.setdefault("fig", fig) and path)
     # a 389 ms edge-only bar beside 12-20 ms planners: on a linear axis the small bars would be flat
-    plots.family_bars({"4g": {"ppo": 12.0, "heuristic": 14.0, "edge": 389.0},
-                       "5g": {"ppo": 15.0, "heuristic": 20.0, "edge": 389.0}}, tmp_path / "f.png")
+    plots.family_bars(
+        {"4g": {"ppo": 12.0, "heuristic": 14.0, "edge": 389.0}, "5g": {"ppo": 15.0, "heuristic": 20.0, "edge": 389.0}},
+        tmp_path / "f.png",
+    )
     ax = saved["fig"].axes[0]
     assert ax.get_yscale() == "log"
     lo, hi = ax.get_ylim()
@@ -90,8 +93,22 @@ def test_learning_curve_plot(tmp_path):
 
 def test_ecc_eval_writes_report_and_plots(tmp_path, capsys):
     out = tmp_path / "ev"
-    rc = main(["--planners", "edge,cloud,heuristic", "--model", "openvla", "--preset", "tiny", "--episodes", "2",
-               "--episode-s", "2", "--out", str(out)])
+    rc = main(
+        [
+            "--planners",
+            "edge,cloud,heuristic",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--episodes",
+            "2",
+            "--episode-s",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     doc = json.loads((out / "report.json").read_text())

@@ -39,7 +39,10 @@ def test_config_validation():
     assert PrivilegedConfig(now=False, horizon_s=0.5).field_names == ("true_uplink_ahead",)
     assert PrivilegedConfig(now=False, held_deviation_steps=2).field_names == ("held_deviation_0", "held_deviation_1")
     assert PrivilegedConfig(now=False, held_deviation_steps=1).describe() == {
-        "fields": ["held_deviation_0"], "horizon_s": 0.0, "deviation_scale": 0.25}  # what load_policy names
+        "fields": ["held_deviation_0"],
+        "horizon_s": 0.0,
+        "deviation_scale": 0.25,
+    }  # what load_policy names
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="held_deviation_steps"):
             PrivilegedConfig(held_deviation_steps=bad)
@@ -51,8 +54,9 @@ def test_config_validation():
 def test_fields_are_the_true_rates_after_an_unchanged_observation(toy):
     profiles = toy.three_block_profiles()
     plain = toy.make_env(profiles, _levels(), episode_s=3.0)
-    wrapped = PrivilegedBandwidth(toy.make_env(profiles, _levels(), episode_s=3.0),
-                                  PrivilegedConfig(now=True, horizon_s=0.5))
+    wrapped = PrivilegedBandwidth(
+        toy.make_env(profiles, _levels(), episode_s=3.0), PrivilegedConfig(now=True, horizon_s=0.5)
+    )
     assert wrapped.observation_space.shape == (plain.observation_space.shape[0] + 2,)
     o_plain, _ = plain.reset(seed=3)
     o_wrap, _ = wrapped.reset(seed=3)
@@ -83,8 +87,10 @@ def test_fields_are_the_true_rates_after_an_unchanged_observation(toy):
 
 def test_outage_ahead_reads_zero(toy):
     trace = synthetic.step([50.0, 0.0, 50.0, 50.0], 1.0, rtt_ms=20.0, name="out/out-0")
-    env = PrivilegedBandwidth(toy.make_env(toy.three_block_profiles(), TraceSet.from_traces([trace], "out"),
-                                           episode_s=3.0), PrivilegedConfig(now=True, horizon_s=2.5))
+    env = PrivilegedBandwidth(
+        toy.make_env(toy.three_block_profiles(), TraceSet.from_traces([trace], "out"), episode_s=3.0),
+        PrivilegedConfig(now=True, horizon_s=2.5),
+    )
     obs, _ = env.reset(seed=0)
     assert _decode(obs[-1]) == 0.0  # any window of 2.5 s of this 4 s trace touches the outage
     assert _decode(obs[-2]) == pytest.approx(env.unwrapped.link.bandwidth_mbps(env.unwrapped._t_dec, "up"))
@@ -94,8 +100,10 @@ def test_held_deviation_is_what_skipping_costs_now_and_next(toy):
     """held_deviation_0 is the deviation the env charges for skipping this step (its info['deviation']), and
     held_deviation_1 the one it charges for skipping the next; 1 while nothing is held."""
     scale = 0.5
-    env = PrivilegedBandwidth(toy.make_env(toy.three_block_profiles(), _levels(), episode_s=6.0),
-                              PrivilegedConfig(now=False, held_deviation_steps=2, deviation_scale=scale))
+    env = PrivilegedBandwidth(
+        toy.make_env(toy.three_block_profiles(), _levels(), episode_s=6.0),
+        PrivilegedConfig(now=False, held_deviation_steps=2, deviation_scale=scale),
+    )
     assert env.observation_space.shape[0] == 33 + 2
     obs, _ = env.reset(seed=1)
     np.testing.assert_array_equal(obs[-2:], [1.0, 1.0])  # no actions held before the first inference
@@ -125,10 +133,23 @@ def test_wraps_only_the_split_env():
 
 
 def test_trained_policy_is_recorded_and_refused_by_load_policy(tmp_path, toy):
-    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=128,
-                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="priv")
-    res = train(cfg, trace_set=toy.alternating_set(), profiles=toy.three_block_profiles(),
-                privileged=PrivilegedConfig(horizon_s=0.5))
+    cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=128,
+        batch_size=64,
+        eval_every_steps=128,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path),
+        run_name="priv",
+    )
+    res = train(
+        cfg,
+        trace_set=toy.alternating_set(),
+        profiles=toy.three_block_profiles(),
+        privileged=PrivilegedConfig(horizon_s=0.5),
+    )
     meta = json.loads(meta_path(res.policy_path).read_text())
     assert meta["privileged"] == {"fields": ["true_uplink_now", "true_uplink_ahead"], "horizon_s": 0.5}
     assert len(meta["obs_range"]["low"]) == 35  # 33 regular fields + 2 privileged
@@ -136,5 +157,9 @@ def test_trained_policy_is_recorded_and_refused_by_load_policy(tmp_path, toy):
     with pytest.raises(PolicyLoadError, match="privileged.*true_uplink_now"):
         load_policy(res.policy_path)
     with pytest.raises(ValueError, match="warm_start"):
-        train(TrainConfig(warm_start="heuristic", run_dir=str(tmp_path)), trace_set=toy.alternating_set(),
-              profiles=toy.three_block_profiles(), privileged=PrivilegedConfig())
+        train(
+            TrainConfig(warm_start="heuristic", run_dir=str(tmp_path)),
+            trace_set=toy.alternating_set(),
+            profiles=toy.three_block_profiles(),
+            privileged=PrivilegedConfig(),
+        )

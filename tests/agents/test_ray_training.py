@@ -25,8 +25,9 @@ N_ENVS = 4
 def ray_local():
     from executor.ray_cluster import connect
 
-    connection = connect("local", num_cpus=2, object_store_memory_bytes=100_000_000,
-                         env_vars={"OMP_NUM_THREADS": "1"})  # what `ecc train --engine ray` starts
+    connection = connect(
+        "local", num_cpus=2, object_store_memory_bytes=100_000_000, env_vars={"OMP_NUM_THREADS": "1"}
+    )  # what `ecc train --engine ray` starts
     assert connection.started and not connection.attached
     yield connection
     connection.release()
@@ -64,8 +65,9 @@ def _rollout(venv, n_steps: int, seed: int):
     out = [obs]
     for _ in range(n_steps):
         masks = np.stack(venv.env_method("action_masks"))
-        actions = np.array([[rng.choice(np.flatnonzero(part)) for part in np.split(m, np.cumsum(nvec)[:-1])]
-                            for m in masks])
+        actions = np.array(
+            [[rng.choice(np.flatnonzero(part)) for part in np.split(m, np.cumsum(nvec)[:-1])] for m in masks]
+        )
         obs, rewards, dones, infos = venv.step(actions)
         out.append((obs, rewards, dones, [sorted(i) for i in infos]))
     return out
@@ -100,8 +102,16 @@ def test_maskable_ppo_on_ray_learns_the_same_weights_as_on_dummy(ray_local, env_
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     def learn(venv):
-        model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=2, seed=7, device="cpu",
-                            policy_kwargs={"net_arch": [16]})
+        model = MaskablePPO(
+            "MlpPolicy",
+            venv,
+            n_steps=64,
+            batch_size=64,
+            n_epochs=2,
+            seed=7,
+            device="cpu",
+            policy_kwargs={"net_arch": [16]},
+        )
         model.learn(2 * 64 * N_ENVS)
         params = [p.detach().clone() for p in model.policy.parameters()]
         venv.close()
@@ -151,8 +161,9 @@ def test_a_dead_worker_is_replaced_with_its_envs_reseeded_and_stepping_goes_on(r
 
 
 def test_a_dead_worker_without_restarts_left_raises_instead_of_hanging(ray_local, env_fns):
-    venv = RayVecEnv(env_fns, RayTrainConfig(num_workers=2, num_cpus_per_worker=0.5, step_timeout_s=20,
-                                             max_worker_restarts=0))
+    venv = RayVecEnv(
+        env_fns, RayTrainConfig(num_workers=2, num_cpus_per_worker=0.5, step_timeout_s=20, max_worker_restarts=0)
+    )
     try:
         venv.reset()
         ray.kill(venv._workers[1], no_restart=True)
@@ -179,8 +190,14 @@ class _KillingVecEnv(RayVecEnv):
 
 
 def _tiny_train_cfg(tmp_path, name):
-    return replace(quick(TrainConfig(model="pi0", preset="tiny", run_dir=str(tmp_path), run_name=name, n_envs=2)),
-                   total_timesteps=512, n_steps=128, batch_size=128, eval_every_steps=256, episode_s=5.0)
+    return replace(
+        quick(TrainConfig(model="pi0", preset="tiny", run_dir=str(tmp_path), run_name=name, n_envs=2)),
+        total_timesteps=512,
+        n_steps=128,
+        batch_size=128,
+        eval_every_steps=256,
+        episode_s=5.0,
+    )
 
 
 def test_training_survives_a_worker_death(ray_local, tmp_path):
@@ -203,8 +220,9 @@ def test_training_that_cannot_replace_a_worker_stops_with_the_best_policy_so_far
     from agents.artifact import load_policy
 
     def factory(fns):
-        return _KillingVecEnv(fns, RayTrainConfig(num_workers=2, num_cpus_per_worker=0.5, step_timeout_s=20,
-                                                  max_worker_restarts=0))
+        return _KillingVecEnv(
+            fns, RayTrainConfig(num_workers=2, num_cpus_per_worker=0.5, step_timeout_s=20, max_worker_restarts=0)
+        )
 
     cfg = _tiny_train_cfg(tmp_path, "stops")
     res = train(cfg, venv_factory=factory)

@@ -55,7 +55,7 @@ def test_demonstrations_are_whole_episodes_with_discounted_returns(setting):
         obs, r, term, trunc, _ = env.step(a)
         rewards.append(r)
         done = term or trunc
-    expected = np.array([sum(gamma ** k * r for k, r in enumerate(rewards[i:])) for i in range(len(rewards))])
+    expected = np.array([sum(gamma**k * r for k, r in enumerate(rewards[i:])) for i in range(len(rewards))])
     np.testing.assert_allclose(demos.returns[: len(rewards)], expected, rtol=1e-4, atol=1e-4)
     assert set(demos.actions[:, 0]) == {0, ctx.edge_only_index}  # both branches of the planner were demonstrated
 
@@ -73,8 +73,10 @@ def test_cloned_policy_reproduces_the_planner_on_new_episodes(setting):
     cloned = PPOPlanner(model, env.unwrapped.cut_fits, ObsView(ctx.obs_config))
     held_out = collect_demonstrations(ProbeWhenStale(ctx), env, 500, gamma=0.95, seed=1_000)
     agree = [np.array_equal(cloned.predict(o)[0], a) for o, a in zip(held_out.obs, held_out.actions)]
-    before = [np.array_equal(untrained_a, a) for untrained_a, a in
-              zip((untrained.predict(o)[0] for o in held_out.obs), held_out.actions)]
+    before = [
+        np.array_equal(untrained_a, a)
+        for untrained_a, a in zip((untrained.predict(o)[0] for o in held_out.obs), held_out.actions)
+    ]
     assert np.mean(agree) >= 0.95 and np.mean(agree) > np.mean(before) + 0.2, (np.mean(agree), np.mean(before))
 
 

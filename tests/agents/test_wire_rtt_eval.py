@@ -23,9 +23,20 @@ def _flat_set() -> TraceSet:
 
 
 def _cloud_latency(rtt_ms: float, wire: str = "default") -> tuple[float, object]:
-    cfg = EvalConfig(planners="cloud", model="pi0", preset="full", split="all", episodes=1, episode_s=3.0,
-                     chunk_size=1, rtt_ms=rtt_ms, wire=wire, deadline_ms=5_000.0, break_even_deadline=False,
-                     plots=False)
+    cfg = EvalConfig(
+        planners="cloud",
+        model="pi0",
+        preset="full",
+        split="all",
+        episodes=1,
+        episode_s=3.0,
+        chunk_size=1,
+        rtt_ms=rtt_ms,
+        wire=wire,
+        deadline_ms=5_000.0,
+        break_even_deadline=False,
+        plots=False,
+    )
     report, runs = run_eval(cfg, trace_set=_flat_set())
     return float(np.median(runs[0].result.latency_ms)), report
 
@@ -67,8 +78,18 @@ def test_policy_wire_mismatch_refused_rtt_mismatch_warned(tmp_path, toy, caplog)
     Toy = toy
     e, c = Toy.three_block_profiles()
     priced = tuple(replace(p, notes={**p.notes, "wire": DEFAULT_WIRE.to_dict()}) for p in (e, c))
-    cfg = TrainConfig(total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256,
-                      eval_episodes=1, episode_s=2.0, run_dir=str(tmp_path), run_name="w", rtt_ms=30.0)
+    cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=128,
+        batch_size=64,
+        eval_every_steps=256,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path),
+        run_name="w",
+        rtt_ms=30.0,
+    )
     res = train(cfg, trace_set=Toy.alternating_set(), profiles=priced)
     meta = json.loads(meta_path(res.policy_path).read_text())
     assert meta["wire"]["label"] == "jpeg:90,fp16" and meta["rtt_rule"]["rtt_ms"] == 30.0

@@ -27,12 +27,20 @@ CUTS = (
 
 def make_profiles(edge_ms=EDGE_MS, cloud_ms=CLOUD_MS, memory_bytes=0, cuts=CUTS) -> tuple[Profile, Profile]:
     specs = tuple(
-        CutSpec(k=k, up_bytes=u, down_bytes=d, round_trips=r, round_trip_up_bytes=ru, round_trip_down_bytes=rd,
-                name=f"k{k}")
+        CutSpec(
+            k=k, up_bytes=u, down_bytes=d, round_trips=r, round_trip_up_bytes=ru, round_trip_down_bytes=rd, name=f"k{k}"
+        )
         for k, (u, d, r, ru, rd) in enumerate(cuts)
     )
-    common = dict(model_id="toy", preset="tiny", dtype="float32", source="measured",
-                  block_names=("a", "b", "c"), cuts=specs, block_param_bytes=PARAMS)
+    common = dict(
+        model_id="toy",
+        preset="tiny",
+        dtype="float32",
+        source="measured",
+        block_names=("a", "b", "c"),
+        cuts=specs,
+        block_param_bytes=PARAMS,
+    )
     edge = Profile(device="edge", block_ms=tuple(edge_ms), device_memory_bytes=memory_bytes, **common)
     cloud = Profile(device="cloud", block_ms=tuple(cloud_ms), **common)
     return edge, cloud

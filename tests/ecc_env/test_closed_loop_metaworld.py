@@ -183,9 +183,14 @@ def test_visual_noise_changes_the_frames_but_not_the_task():
 
 @pytest.fixture
 def toy_env(toy):
-    env = ClosedLoopSplitEnv(*toy.make_profiles(), toy.constant_set(), closed_loop=ClosedLoopConfig("pick-place-v3"),
-                             config=closed_loop_env_config(episode_s=4.0), trace_split="all",
-                             sim=sim_for("pick-place-v3"))
+    env = ClosedLoopSplitEnv(
+        *toy.make_profiles(),
+        toy.constant_set(),
+        closed_loop=ClosedLoopConfig("pick-place-v3"),
+        config=closed_loop_env_config(episode_s=4.0),
+        trace_split="all",
+        sim=sim_for("pick-place-v3"),
+    )
     yield env
     env.close()
 

@@ -15,8 +15,13 @@ SHORT = DeadlineConfig(100.0, break_even=False)  # the toy's cut 0 needs ~126 ms
 
 
 def run(toy, cut: int, steps: int, **kw) -> list[dict]:
-    args = dict(trace_set=toy.constant_set(), streams=[toy.known_stream(num_steps=60)], trace_split="all",
-                episode_s=5.0, deadline=SHORT)
+    args = dict(
+        trace_set=toy.constant_set(),
+        streams=[toy.known_stream(num_steps=60)],
+        trace_split="all",
+        episode_s=5.0,
+        deadline=SHORT,
+    )
     args.update(kw)
     env = EdgeCloudSplitEnv(*toy.make_profiles(), **args)
     env.reset(seed=0)
@@ -67,9 +72,16 @@ def test_queue_capacity_one_is_the_runtimes_frame_dropping(toy):
     """The runtime drops every frame that arrived while a step ran except the newest, which it handles next; the env
     does exactly that with ``queue_capacity=1`` (its default, 3, serves the oldest of up to 3 waiting frames)."""
     outage = TraceSet.from_traces([synthetic.step([10.0] + [0.0] * 100, 1.0, rtt_ms=40.0)], "outage")
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=outage, streams=[toy.known_stream()],
-                            trace_split="all", episode_s=2.0, segment_margin_s=0.0,
-                            deadline=DeadlineConfig(300.0, break_even=False), queue_capacity=1)
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=outage,
+        streams=[toy.known_stream()],
+        trace_split="all",
+        episode_s=2.0,
+        segment_margin_s=0.0,
+        deadline=DeadlineConfig(300.0, break_even=False),
+        queue_capacity=1,
+    )
     env.reset(seed=0)
     info = env.step(np.array([0, 0]))[4]  # 300 ms deadline + 60 ms edge-only: frames 1, 2, 3 arrived meanwhile
     assert info["deadline_miss"] and info["dropped"] == 2

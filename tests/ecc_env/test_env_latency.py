@@ -41,8 +41,13 @@ def test_hand_computed_latency_every_cut(rows, const_trace):
         # cut 1: block a on the edge, 50 kB up, blocks b, c on the cloud
         1: 10 + ms(50_000, UP) + one_way + (2 + 3) + ms(56, DOWN) + one_way,
         # cut 2: blocks a, b on the edge, 20 kB up, block c, then 2 extra round trips (10 B down, 1 kB up each)
-        2: (10 + 20) + ms(20_000, UP) + one_way + 3
-        + 2 * (ms(10, DOWN) + one_way + ms(1_000, UP) + one_way) + ms(56, DOWN) + one_way,
+        2: (10 + 20)
+        + ms(20_000, UP)
+        + one_way
+        + 3
+        + 2 * (ms(10, DOWN) + one_way + ms(1_000, UP) + one_way)
+        + ms(56, DOWN)
+        + one_way,
         # edge-only: no network
         3: 10 + 20 + 30,
     }
@@ -65,8 +70,10 @@ def test_constant_trace_agrees_with_executor_cut_table(toy, const_trace):
     """On a constant trace without queue or deadline, the model equals executor.costs' closed form."""
     edge, cloud = toy.make_profiles()
     closed = cut_table(edge, cloud).latency_ms(UP, DOWN, RTT / 2)
-    got = [step_timing(r, const_trace, 3.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms
-           for r in cut_rows(edge, cloud)]
+    got = [
+        step_timing(r, const_trace, 3.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms
+        for r in cut_rows(edge, cloud)
+    ]
     np.testing.assert_allclose(got, closed, rtol=1e-12)
 
 
@@ -79,8 +86,9 @@ def test_deadline_miss_costs_deadline_plus_edge_time(rows, const_trace):
     assert (t.deadline_wait_ms, t.edge_ms) == (150.0, 60.0)
     assert t.uplink_ms == t.cloud_ms == t.downlink_ms == 0.0
     # the runtime may keep the two edge blocks it already ran (30 ms) and only run block c (30 ms) after the deadline
-    r = step_timing(rows[2], const_trace, 0.0, deadline=DeadlineConfig(150.0, resume_edge_prefix=True),
-                    fallback_ms=60.0)
+    r = step_timing(
+        rows[2], const_trace, 0.0, deadline=DeadlineConfig(150.0, resume_edge_prefix=True), fallback_ms=60.0
+    )
     assert r.service_ms == pytest.approx(150.0 + (60.0 - 30.0))
     # a step that makes it by the deadline is untouched
     ok = step_timing(rows[2], const_trace, 0.0, deadline=DeadlineConfig(full_2 + 1e-6), fallback_ms=60.0)
@@ -176,8 +184,15 @@ def test_env_abandons_a_network_step_at_the_edge_only_time(toy):
     from ecc_env.split_env import EdgeCloudSplitEnv
 
     def first_cloud_step(**kw):
-        env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
-                                streams=[toy.known_stream()], trace_split="all", episode_s=1.0, chunk_size=1, **kw)
+        env = EdgeCloudSplitEnv(
+            *toy.make_profiles(),
+            trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
+            streams=[toy.known_stream()],
+            trace_split="all",
+            episode_s=1.0,
+            chunk_size=1,
+            **kw,
+        )
         env.reset(seed=0)
         return env, env.step(np.array([0, 0]))[4]
 
@@ -217,7 +232,9 @@ def test_hedged_miss_costs_the_edge_only_time(rows, const_trace):
     fast = synthetic.constant(1000.0, 1000.0, rtt_ms=2.0, duration_s=600.0)
     won = step_timing(row, fast, 0.0, deadline=DeadlineConfig(300.0, hedge=True), fallback_ms=60.0)
     assert not won.deadline_miss
-    assert won.service_ms == pytest.approx(step_timing(row, fast, 0.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms)
+    assert won.service_ms == pytest.approx(
+        step_timing(row, fast, 0.0, deadline=NO_DEADLINE, fallback_ms=60.0).service_ms
+    )
     assert won.service_ms < 60.0
 
 
@@ -238,9 +255,15 @@ def test_env_hedges_a_slow_cloud_step(toy):
     the edge-only time (60 ms), not the deadline plus edge-only (120 ms)."""
     from ecc_env.split_env import EdgeCloudSplitEnv
 
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
-                            streams=[toy.known_stream()], trace_split="all", episode_s=1.0, chunk_size=1,
-                            deadline=DeadlineConfig(300.0, hedge=True))
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=toy.constant_set(up=UP, down=DOWN, rtt=RTT),
+        streams=[toy.known_stream()],
+        trace_split="all",
+        episode_s=1.0,
+        chunk_size=1,
+        deadline=DeadlineConfig(300.0, hedge=True),
+    )
     env.reset(seed=0)
     assert env.deadline.hedge
     info = env.step(np.array([0, 0]))[4]

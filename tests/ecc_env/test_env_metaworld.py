@@ -26,8 +26,9 @@ def test_record_cache_and_use_in_env(tmp_path, toy):
     again = metaworld_stream(cfg, cache_dir=tmp_path)  # loaded from the cache
     np.testing.assert_array_equal(again.frames, s.frames)
     np.testing.assert_array_equal(again.ref_actions, s.ref_actions)
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=toy.constant_set(), trace_split="all", streams=[s],
-                            episode_s=2.0)
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(), trace_set=toy.constant_set(), trace_split="all", streams=[s], episode_s=2.0
+    )
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([1, 0]))
     assert info["latency_ms"] > 0
@@ -37,8 +38,18 @@ def test_phase_labels_from_gripper_and_success():
     grip = np.array([-1, -1, -1, 1, 1, 1, 1, -1, -1, -1], dtype=float)
     success = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
     names = [PHASES[i] for i in _label_phases(grip, success)]
-    assert names == ["approach", "approach", "grasp", "grasp", "transport", "transport", "place", "place",
-                     "approach", "idle"]
+    assert names == [
+        "approach",
+        "approach",
+        "grasp",
+        "grasp",
+        "transport",
+        "transport",
+        "place",
+        "place",
+        "approach",
+        "idle",
+    ]
 
 
 def test_unknown_task_is_refused():

@@ -11,14 +11,20 @@ from ecc_env.latency import DeadlineConfig
 from ecc_env.split_env import EdgeCloudSplitEnv
 
 EDGE_OVERHEAD_MS = (1.25, 2.5, 3.75, 5.0)  # per cut k = 0..3 (k = 3 is edge-only)
-CLOUD_OVERHEAD_MS = (0.5, 1.0, 1.5, 7.0)   # the edge-only value must not be charged: the cloud takes no part
+CLOUD_OVERHEAD_MS = (0.5, 1.0, 1.5, 7.0)  # the edge-only value must not be charged: the cloud takes no part
 PER_MB = (0.2, 0.3)  # edge, cloud
 
 
 def first_step_info(toy, profiles, cut: int) -> dict:
-    env = EdgeCloudSplitEnv(*profiles, trace_set=toy.constant_set(), streams=[toy.known_stream()],
-                            trace_split="all", episode_s=1.0, chunk_size=1,
-                            deadline=DeadlineConfig(10_000.0, break_even=False))
+    env = EdgeCloudSplitEnv(
+        *profiles,
+        trace_set=toy.constant_set(),
+        streams=[toy.known_stream()],
+        trace_split="all",
+        episode_s=1.0,
+        chunk_size=1,
+        deadline=DeadlineConfig(10_000.0, break_even=False),
+    )
     env.reset(seed=0)
     return env.step(np.array([cut, 0]))[4]
 
@@ -26,8 +32,10 @@ def first_step_info(toy, profiles, cut: int) -> dict:
 @pytest.mark.parametrize("cut", [0, 1, 2, 3])
 def test_a_known_overhead_changes_the_step_latency_by_exactly_that(toy, cut):
     edge, cloud = toy.make_profiles()
-    calibrated = (replace(edge, overhead_ms=EDGE_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[0]),
-                  replace(cloud, overhead_ms=CLOUD_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[1]))
+    calibrated = (
+        replace(edge, overhead_ms=EDGE_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[0]),
+        replace(cloud, overhead_ms=CLOUD_OVERHEAD_MS, overhead_ms_per_mb=PER_MB[1]),
+    )
     before = first_step_info(toy, (edge, cloud), cut)
     after = first_step_info(toy, calibrated, cut)
     u, d, r, ru, rd = toy.CUTS[cut]
@@ -58,5 +66,6 @@ def test_the_runtime_decision_path_prices_the_same_overheads(toy):
     rows = cut_rows(e, c)
     np.testing.assert_allclose(ctx.table.edge_ms, [r.edge_ms for r in rows])
     np.testing.assert_allclose(ctx.table.cloud_ms, [r.cloud_ms for r in rows])
-    assert ctx.table.cloud_ms[0] == pytest.approx(bare.table.cloud_ms[0] + CLOUD_OVERHEAD_MS[0]
-                                                  + PER_MB[1] * (100_000 + 56) / 1e6)
+    assert ctx.table.cloud_ms[0] == pytest.approx(
+        bare.table.cloud_ms[0] + CLOUD_OVERHEAD_MS[0] + PER_MB[1] * (100_000 + 56) / 1e6
+    )

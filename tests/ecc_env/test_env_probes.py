@@ -22,9 +22,15 @@ PLAIN_300MS = DeadlineConfig(300.0, break_even=False)  # and this deadline (the 
 def _env(toy, trace_set=None, **kw):
     kw.setdefault("probe", ONE_PER_SECOND)
     kw.setdefault("deadline", PLAIN_300MS)
-    return EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=trace_set or toy.constant_set(up=UP, rtt=RTT),
-                             streams=[toy.known_stream(num_steps=40)], trace_split="all", episode_s=4.0,
-                             chunk_size=1, **kw)
+    return EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=trace_set or toy.constant_set(up=UP, rtt=RTT),
+        streams=[toy.known_stream(num_steps=40)],
+        trace_split="all",
+        episode_s=4.0,
+        chunk_size=1,
+        **kw,
+    )
 
 
 def _edge_steps(env, n):
@@ -107,8 +113,9 @@ def test_default_probes_keep_the_newest_sample_a_quarter_second_old(toy):
     probe_s = 8_192 * 8 / (UP * 1e6)  # 6.55 ms at 10 Mbit/s
     n = int(np.isfinite(d["uplink_mbps"]).sum())
     assert n == 5  # and the connect probe, measured at t = 0
-    np.testing.assert_allclose(d["uplink_age_s"][:5], [now - (t + probe_s) for t in (1.0, 0.75, 0.5, 0.25)] + [now],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        d["uplink_age_s"][:5], [now - (t + probe_s) for t in (1.0, 0.75, 0.5, 0.25)] + [now], atol=1e-4
+    )
     assert d["uplink_age_s"][0] <= cfg.interval_s
 
 
@@ -127,8 +134,11 @@ def test_no_probe_is_sent_while_a_network_inference_is_in_flight(toy):
     assert not info["deadline_miss"] and t1 - t0 > 3 * interval
     _edge_steps(env, 1)  # the observation queued at 1.1 s, taken at 1.126 s; then the one at 1.2 s
     now = env._t_dec
-    sent = sorted(round(x - probe_s, 6) for x in env._bw_t
-                  if abs((x - probe_s) / interval - round((x - probe_s) / interval)) < 1e-6)
+    sent = sorted(
+        round(x - probe_s, 6)
+        for x in env._bw_t
+        if abs((x - probe_s) / interval - round((x - probe_s) / interval)) < 1e-6
+    )
     due = [round(k * interval, 6) for k in range(1, int(now / interval) + 1) if k * interval + probe_s <= now]
     # the probe due exactly at the step's start is sent or not depending on float rounding of the probe clock
     sent = [t for t in sent if t != pytest.approx(t0)]

@@ -48,16 +48,30 @@ def test_load_refuses_bad_files(tmp_path):
     np.savez(tmp_path / "old.npz", schema_version=99, frames=s.frames)
     with pytest.raises(StreamFormatError, match="schema version 99"):
         ObservationStream.load(tmp_path / "old.npz")
-    np.savez(tmp_path / "short.npz", schema_version=1, frames=s.frames, joint_pos=s.joint_pos[:5],
-             joint_vel=s.joint_vel, joint_torque=s.joint_torque, ref_actions=s.ref_actions, phases=s.phases)
+    np.savez(
+        tmp_path / "short.npz",
+        schema_version=1,
+        frames=s.frames,
+        joint_pos=s.joint_pos[:5],
+        joint_vel=s.joint_vel,
+        joint_torque=s.joint_torque,
+        ref_actions=s.ref_actions,
+        phases=s.phases,
+    )
     with pytest.raises(StreamFormatError, match="short.npz.*joint_pos"):
         ObservationStream.load(tmp_path / "short.npz")
 
 
 def test_stream_validation_names_the_field():
     s = procedural_stream(0, 10)
-    base = dict(frames=s.frames, joint_pos=s.joint_pos, joint_vel=s.joint_vel, joint_torque=s.joint_torque,
-                ref_actions=s.ref_actions, phases=s.phases)
+    base = dict(
+        frames=s.frames,
+        joint_pos=s.joint_pos,
+        joint_vel=s.joint_vel,
+        joint_torque=s.joint_torque,
+        ref_actions=s.ref_actions,
+        phases=s.phases,
+    )
     with pytest.raises(StreamFormatError, match="frames must be uint8"):
         ObservationStream(**{**base, "frames": s.frames.astype(np.float32)})
     with pytest.raises(StreamFormatError, match="joint_torque"):
@@ -153,9 +167,21 @@ def test_builder_table_and_scales():
     assert b.size == 2 * 3 + 17 == b.space.shape[0]
     assert b.space.dtype == np.float32 and float(b.space.low.min()) == 0.0 and float(b.space.high.max()) == 1.0
     o = b.build(
-        uplink_mbps=[100.0, 20_000.0], uplink_age_s=[0.5, 50.0], downlink_mbps=None, rtt_ms=40.0, edge_queue=2,
-        server_queue=40, action_age_s=0.3, actions_left=6, visual=(0.05, 0.2, 0.3), visual_since_action=0.4,
-        kinematic=(2.0, 0.5, 0.75), prev_cut=2, prev_skip=True, prev_deadline_miss=False, prev_latency_ms=99.0,
+        uplink_mbps=[100.0, 20_000.0],
+        uplink_age_s=[0.5, 50.0],
+        downlink_mbps=None,
+        rtt_ms=40.0,
+        edge_queue=2,
+        server_queue=40,
+        action_age_s=0.3,
+        actions_left=6,
+        visual=(0.05, 0.2, 0.3),
+        visual_since_action=0.4,
+        kinematic=(2.0, 0.5, 0.75),
+        prev_cut=2,
+        prev_skip=True,
+        prev_deadline_miss=False,
+        prev_latency_ms=99.0,
     )
     i = b.index
     assert o[i["uplink_mbps[0]"]] == pytest.approx(math.log1p(100) / math.log1p(10_000))
@@ -170,17 +196,43 @@ def test_builder_table_and_scales():
     assert o[i["prev_latency"]] == pytest.approx(math.log1p(99) / math.log1p(10_000))
     assert b.space.contains(o)
     nan = b.build(
-        uplink_mbps=[float("nan")], uplink_age_s=[1.0], downlink_mbps=float("inf"), rtt_ms=None, edge_queue=0,
-        server_queue=0, action_age_s=None, actions_left=0, visual=(0, 0, 0), visual_since_action=0.0,
-        kinematic=(0, 0, 0), prev_cut=0, prev_skip=False, prev_deadline_miss=False, prev_latency_ms=0.0,
+        uplink_mbps=[float("nan")],
+        uplink_age_s=[1.0],
+        downlink_mbps=float("inf"),
+        rtt_ms=None,
+        edge_queue=0,
+        server_queue=0,
+        action_age_s=None,
+        actions_left=0,
+        visual=(0, 0, 0),
+        visual_since_action=0.0,
+        kinematic=(0, 0, 0),
+        prev_cut=0,
+        prev_skip=False,
+        prev_deadline_miss=False,
+        prev_latency_ms=0.0,
     )
     assert b.space.contains(nan) and nan[i["uplink_mbps[0]"]] == 0.0 and nan[i["uplink_age[0]"]] == 1.0
     spec = b.spec()
     assert spec["fields"] == list(b.field_names) and spec["scales"]["bandwidth_history"] == 3
     with pytest.raises(ValueError, match="uplink_age_s"):
-        b.build(uplink_mbps=[1.0], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, edge_queue=0, server_queue=0,
-                action_age_s=None, actions_left=0, visual=(0, 0, 0), visual_since_action=0.0, kinematic=(0, 0, 0),
-                prev_cut=0, prev_skip=False, prev_deadline_miss=False, prev_latency_ms=0.0)
+        b.build(
+            uplink_mbps=[1.0],
+            uplink_age_s=[],
+            downlink_mbps=None,
+            rtt_ms=None,
+            edge_queue=0,
+            server_queue=0,
+            action_age_s=None,
+            actions_left=0,
+            visual=(0, 0, 0),
+            visual_since_action=0.0,
+            kinematic=(0, 0, 0),
+            prev_cut=0,
+            prev_skip=False,
+            prev_deadline_miss=False,
+            prev_latency_ms=0.0,
+        )
     with pytest.raises(ValueError, match="max_age_s"):
         ObservationConfig(max_age_s=0)
 
@@ -194,9 +246,21 @@ def test_uplink_estimate():
 def test_decode_inverts_the_scales():
     b = ObservationBuilder(ObservationConfig(bandwidth_history=4, num_cuts=11, queue_capacity=3, chunk_size=8))
     o = b.build(
-        uplink_mbps=[42.0, 3.5], uplink_age_s=[0.25, 4.0], downlink_mbps=80.0, rtt_ms=55.0, edge_queue=2,
-        server_queue=5, action_age_s=0.6, actions_left=5, visual=(0.03, 0.1, 0.2), visual_since_action=0.3,
-        kinematic=(1.5, 0.25, 0.5), prev_cut=7, prev_skip=False, prev_deadline_miss=True, prev_latency_ms=321.0,
+        uplink_mbps=[42.0, 3.5],
+        uplink_age_s=[0.25, 4.0],
+        downlink_mbps=80.0,
+        rtt_ms=55.0,
+        edge_queue=2,
+        server_queue=5,
+        action_age_s=0.6,
+        actions_left=5,
+        visual=(0.03, 0.1, 0.2),
+        visual_since_action=0.3,
+        kinematic=(1.5, 0.25, 0.5),
+        prev_cut=7,
+        prev_skip=False,
+        prev_deadline_miss=True,
+        prev_latency_ms=321.0,
     )
     d = b.decode(o)
     np.testing.assert_allclose(d["uplink_mbps"][:2], [42.0, 3.5], rtol=1e-5)

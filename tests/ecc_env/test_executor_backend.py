@@ -23,8 +23,19 @@ from traces.traceset import TraceSet  # noqa: E402
 
 RTT_MS = 40.0
 PLAIN = DeadlineConfig(300.0, break_even=False)  # the tiny model runs edge-only in ms: no break-even cap here
-INFO_KEYS = ("edge_ms", "uplink_ms", "cloud_ms", "server_queue_ms", "queue_ms", "downlink_ms", "service_ms",
-             "latency_ms", "deadline_miss", "fallback", "deviation")
+INFO_KEYS = (
+    "edge_ms",
+    "uplink_ms",
+    "cloud_ms",
+    "server_queue_ms",
+    "queue_ms",
+    "downlink_ms",
+    "service_ms",
+    "latency_ms",
+    "deadline_miss",
+    "fallback",
+    "deviation",
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +51,16 @@ def const_set(up=20.0, down=50.0) -> TraceSet:
 
 def test_short_episode_measures_every_step_and_cleans_up(tiny_profile):
     p = tiny_profile
-    env = EdgeCloudSplitEnv(p, p, const_set(), backend="executor", trace_split="all", episode_s=2.0,
-                            executor=ExecutorConfig(), deadline=PLAIN)
+    env = EdgeCloudSplitEnv(
+        p,
+        p,
+        const_set(),
+        backend="executor",
+        trace_split="all",
+        episode_s=2.0,
+        executor=ExecutorConfig(),
+        deadline=PLAIN,
+    )
     try:
         assert isinstance(env.backend, ExecutorBackend)
         obs, _ = env.reset(seed=3)
@@ -63,8 +82,14 @@ def test_short_episode_measures_every_step_and_cleans_up(tiny_profile):
             if info["skip"]:
                 assert info["service_ms"] == env.config.skip_ms
                 continue
-            parts = (info["edge_ms"] + info["uplink_ms"] + info["server_queue_ms"] + info["cloud_ms"]
-                     + info["downlink_ms"] + info["deadline_wait_ms"])
+            parts = (
+                info["edge_ms"]
+                + info["uplink_ms"]
+                + info["server_queue_ms"]
+                + info["cloud_ms"]
+                + info["downlink_ms"]
+                + info["deadline_wait_ms"]
+            )
             assert info["service_ms"] == pytest.approx(parts, rel=1e-9, abs=1e-9)
             if info["cut"] == edge_only:
                 assert info["uplink_ms"] == info["downlink_ms"] == 0.0
@@ -94,8 +119,16 @@ def test_outage_step_falls_back_with_the_deadline_rule_cost(tiny_profile):
     # 1 s of 20 Mbit/s, then 9 s without any uplink: most steps start inside the outage
     trace = synthetic.step([20.0] + [0.0] * 9, 1.0, down_levels_mbps=[50.0] * 10, rtt_ms=RTT_MS)
     deadline = DeadlineConfig(250.0, break_even=False)
-    env = EdgeCloudSplitEnv(p, p, TraceSet.from_traces([trace], "outage"), backend="executor", trace_split="all",
-                            episode_s=1.5, segment_margin_s=5.0, deadline=deadline)
+    env = EdgeCloudSplitEnv(
+        p,
+        p,
+        TraceSet.from_traces([trace], "outage"),
+        backend="executor",
+        trace_split="all",
+        episode_s=1.5,
+        segment_margin_s=5.0,
+        deadline=deadline,
+    )
     try:
         env.reset(seed=0)
         link = env.link
@@ -125,14 +158,16 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     p = tiny_profile
     edge_only = p.num_blocks
     actions = [(0, 0), (3, 0), (edge_only, 0), (5, 0), (0, 1), (1, 0)] * 2
-    report = sim_to_real(p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0,
-                         deadline=PLAIN, baseline=(p, p))
+    report = sim_to_real(
+        p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0, deadline=PLAIN, baseline=(p, p)
+    )
     n_infer = sum(1 for _, s in actions if not s)
     assert report.steps_total == len(actions)
     assert len(report.cut) == n_infer == len(report.executor_ms) == len(report.gap_paired)
     assert np.all(np.isfinite(report.gap_paired)) and np.all(report.gap_paired >= 0)
-    np.testing.assert_allclose(report.gap_paired,
-                               np.abs(report.profile_paired_ms - report.executor_ms) / report.executor_ms)
+    np.testing.assert_allclose(
+        report.gap_paired, np.abs(report.profile_paired_ms - report.executor_ms) / report.executor_ms
+    )
     network = report.cut != edge_only
     # the Profile prices edge-only at its block times; the network cuts at least at the trace's RTT
     np.testing.assert_allclose(report.profile_paired_ms[~network], p.total_ms)

@@ -24,8 +24,10 @@ def test_event_stream_is_deterministic_per_seed_and_shows_the_event(pick_place_s
     cfg = MetaWorldConfig(task="pick-place-v3", seed=0, num_frames=8, image_hw=(64, 64), closed_loop_events="on")
     on = record_closed_loop_stream(cfg, pick_place_sim)
     again = record_closed_loop_stream(cfg, pick_place_sim)
-    off = record_closed_loop_stream(MetaWorldConfig(task="pick-place-v3", seed=0, num_frames=8, image_hw=(64, 64),
-                                                    closed_loop_events="off"), pick_place_sim)
+    off = record_closed_loop_stream(
+        MetaWorldConfig(task="pick-place-v3", seed=0, num_frames=8, image_hw=(64, 64), closed_loop_events="off"),
+        pick_place_sim,
+    )
     for name in ("frames", "joint_pos", "joint_vel", "joint_torque", "ref_actions", "phases"):
         np.testing.assert_array_equal(getattr(on, name), getattr(again, name), err_msg=name)
     assert on.frames.shape == (8, 64, 64, 3) and on.dt_s == pytest.approx(0.1)  # the env's 100 ms period

@@ -15,11 +15,13 @@ def test_shipped_default_profiles_match_the_models():
     """
     shipped = profile_data.load_default_profiles()
     built = profile_data.build_default_profiles()
+
     def as_json(pair):
         return json.loads(json.dumps(profile_data.profiles_document(*pair)))
 
     assert as_json(shipped) == as_json(built), (
-        "ecc_env/data/default_profiles.json drifted from the models; regenerate with `python -m ecc_env.profile_data`")
+        "ecc_env/data/default_profiles.json drifted from the models; regenerate with `python -m ecc_env.profile_data`"
+    )
     edge, cloud = shipped
     assert (edge.model_id, edge.preset, edge.source) == ("openvla", "full", "roofline")
     assert edge.device != cloud.device and edge.num_cuts == cloud.num_cuts
@@ -29,8 +31,10 @@ def test_default_env_profiles_come_from_the_package_data_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, gymnasium as gym, ecc_env; env = gym.make(ecc_env.ENV_ID); env.reset(seed=0); "
-            "print('torch' in sys.modules, 'transformers' in sys.modules, env.unwrapped.num_cuts)")
+    code = (
+        "import sys, gymnasium as gym, ecc_env; env = gym.make(ecc_env.ENV_ID); env.reset(seed=0); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules, env.unwrapped.num_cuts)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     torch_loaded, tf_loaded, n_cuts = out.stdout.split()
     assert (torch_loaded, tf_loaded) == ("False", "False")

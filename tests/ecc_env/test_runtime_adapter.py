@@ -22,13 +22,24 @@ def _context(env, step, stream, prev_info):
     down = env._down_mbps if env._down_mbps is not None else nan
     n = len(env._bw)
     samples = tuple(
-        BandwidthSample(uplink_done_s=done, uplink_mbps=mbps, downlink_mbps=down if i == n - 1 else nan,
-                        effective_mbps=0.0, rtt_ms=env._rtt_ms or 0.0, bytes_up=0, bytes_down=0)
+        BandwidthSample(
+            uplink_done_s=done,
+            uplink_mbps=mbps,
+            downlink_mbps=down if i == n - 1 else nan,
+            effective_mbps=0.0,
+            rtt_ms=env._rtt_ms or 0.0,
+            bytes_up=0,
+            bytes_down=0,
+        )
         for i, (mbps, done) in reversed(list(enumerate(zip(env._bw, env._bw_t))))  # oldest first, as the client
     )
     j = env._idx
-    frame = {"images": stream.frames[j][None], "joint_vel": stream.joint_vel[j], "joint_torque": stream.joint_torque[j],
-             "capture_time_s": j * env.period_s}
+    frame = {
+        "images": stream.frames[j][None],
+        "joint_vel": stream.joint_vel[j],
+        "joint_torque": stream.joint_torque[j],
+        "capture_time_s": j * env.period_s,
+    }
     has_chunk = env._held is not None
     return StepContext(
         step=j,
@@ -54,8 +65,15 @@ def _context(env, step, stream, prev_info):
 @pytest.mark.parametrize("deadline_ms", [300.0, 110.0])  # 110 ms: every cloud-only step (126 ms) misses
 def test_adapter_matches_env_observations(profiles, const_traces, toy, deadline_ms):
     stream = toy.known_stream(num_steps=30)
-    env = EdgeCloudSplitEnv(*profiles, const_traces, streams=[stream], episode_s=3.0, trace_split="all",
-                            chunk_size=4, deadline=DeadlineConfig(deadline_ms, break_even=False))
+    env = EdgeCloudSplitEnv(
+        *profiles,
+        const_traces,
+        streams=[stream],
+        episode_s=3.0,
+        trace_split="all",
+        chunk_size=4,
+        deadline=DeadlineConfig(deadline_ms, break_even=False),
+    )
     obs, _ = env.reset(seed=0)
     assert env._offset == 0  # the stream is exactly as long as the episode: steps line up with stream indices
     adapter = RuntimeObservationAdapter(env.builder, dt_s=env.period_s)
@@ -84,9 +102,24 @@ def test_adapter_errors_name_the_missing_input(profiles, const_traces):
     with pytest.raises(ValueError, match="dt_s"):
         RuntimeObservationAdapter(env.builder, dt_s=0.0)
     adapter = RuntimeObservationAdapter(env.builder, dt_s=0.1)
-    ctx = StepContext(step=0, now_wall_s=0.0, frame={"images": np.zeros((1, 8, 8, 3), np.uint8)}, previous_frame=None,
-                      bandwidth=(), rtt_ms=None, server_queue_length=0, connected=False, frames_waiting=0,
-                      newest_action_age_s=None, actions_left_in_chunk=0, chunk_step=None, previous_action=None,
-                      prev_deadline_miss=False, prev_latency_ms=0.0, num_cuts=env.num_cuts, edge_only_cut=3)
+    ctx = StepContext(
+        step=0,
+        now_wall_s=0.0,
+        frame={"images": np.zeros((1, 8, 8, 3), np.uint8)},
+        previous_frame=None,
+        bandwidth=(),
+        rtt_ms=None,
+        server_queue_length=0,
+        connected=False,
+        frames_waiting=0,
+        newest_action_age_s=None,
+        actions_left_in_chunk=0,
+        chunk_step=None,
+        previous_action=None,
+        prev_deadline_miss=False,
+        prev_latency_ms=0.0,
+        num_cuts=env.num_cuts,
+        edge_only_cut=3,
+    )
     with pytest.raises(ValueError, match="joint_vel"):
         adapter(ctx)

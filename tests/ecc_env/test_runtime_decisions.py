@@ -48,8 +48,10 @@ def _planners(env):
 
     ctx = PlannerContext.from_env(env)
     model = MaskablePPO("MlpPolicy", env, seed=3, device="cpu", policy_kwargs={"net_arch": [16, 16]})
-    return {"heuristic": HeuristicPlanner(ctx), "ppo": PPOPlanner(model, env.unwrapped.cut_fits,
-                                                                  ObsView(ctx.obs_config))}
+    return {
+        "heuristic": HeuristicPlanner(ctx),
+        "ppo": PPOPlanner(model, env.unwrapped.cut_fits, ObsView(ctx.obs_config)),
+    }
 
 
 @pytest.mark.parametrize("name", ["heuristic", "ppo"])
@@ -73,8 +75,15 @@ def test_same_decisions_on_a_recorded_stream_and_trace(profiles, toy, shared_tra
 
 
 def _same_decisions(profiles, trace_set, stream, name):
-    env = EdgeCloudSplitEnv(*profiles, trace_set, streams=[stream], episode_s=4.0, trace_split="all",
-                            chunk_size=4, deadline=DeadlineConfig(300.0, break_even=False))
+    env = EdgeCloudSplitEnv(
+        *profiles,
+        trace_set,
+        streams=[stream],
+        episode_s=4.0,
+        trace_split="all",
+        chunk_size=4,
+        deadline=DeadlineConfig(300.0, break_even=False),
+    )
     planner = _planners(env)[name]
     obs, _ = env.reset(seed=0)
     assert env._offset == 0

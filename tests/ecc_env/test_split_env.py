@@ -33,8 +33,13 @@ PLAIN_300MS = DeadlineConfig(300.0, break_even=False)  # the hand computations u
 
 
 def small_env(toy, **kw):
-    args = dict(trace_set=toy.constant_set(), streams=[toy.known_stream()], trace_split="all", episode_s=2.0,
-                deadline=PLAIN_300MS)
+    args = dict(
+        trace_set=toy.constant_set(),
+        streams=[toy.known_stream()],
+        trace_split="all",
+        episode_s=2.0,
+        deadline=PLAIN_300MS,
+    )
     args.update(kw)
     profiles = args.pop("profiles", toy.make_profiles())
     return EdgeCloudSplitEnv(*profiles, **args)
@@ -44,17 +49,30 @@ def small_env(toy, **kw):
 
 
 def test_env_checkers_pass(toy):
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all", episode_s=20.0,
-                            server_load=ServerLoadConfig(mean_queue_len=2.0))
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=markov_set(),
+        trace_split="all",
+        episode_s=20.0,
+        server_load=ServerLoadConfig(mean_queue_len=2.0),
+    )
     gym_check_env(env, skip_render_check=True)
-    sb3_check_env(EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all",
-                                    episode_s=20.0), warn=True)
+    sb3_check_env(
+        EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all", episode_s=20.0), warn=True
+    )
 
 
 def test_registered_by_string_and_truncates_at_trace_end(toy):
     assert ecc_env.ENV_ID in gym.registry
-    env = gym.make(ecc_env.ENV_ID, edge_profile=toy.make_profiles()[0], cloud_profile=toy.make_profiles()[1],
-                   trace_set=toy.constant_set(), trace_split="all", episode_s=3.0, deadline=PLAIN_300MS)
+    env = gym.make(
+        ecc_env.ENV_ID,
+        edge_profile=toy.make_profiles()[0],
+        cloud_profile=toy.make_profiles()[1],
+        trace_set=toy.constant_set(),
+        trace_split="all",
+        episode_s=3.0,
+        deadline=PLAIN_300MS,
+    )
     assert isinstance(env.unwrapped, EdgeCloudSplitEnv)
     env.reset(seed=1)
     steps, truncated, terminated = 0, False, False
@@ -68,8 +86,13 @@ def test_registered_by_string_and_truncates_at_trace_end(toy):
 
 def test_seeded_determinism(toy):
     def run(seed):
-        env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all", episode_s=10.0,
-                                server_load=ServerLoadConfig(mean_queue_len=1.5))
+        env = EdgeCloudSplitEnv(
+            *toy.make_profiles(),
+            trace_set=markov_set(),
+            trace_split="all",
+            episode_s=10.0,
+            server_load=ServerLoadConfig(mean_queue_len=1.5),
+        )
         env.action_space.seed(seed)
         obs, _ = env.reset(seed=seed)
         out_obs, out_r = [obs], []
@@ -234,15 +257,26 @@ def test_observation_features_equal_the_runtime_path(toy):
         obs, _, _, _, info = env.step(np.array([1, 0]))
     j = info["obs_index"] + 1
     raw = env.builder.build_from_raw(
-        prev_frame=stream.frames[j - 1], frame=stream.frames[j],
+        prev_frame=stream.frames[j - 1],
+        frame=stream.frames[j],
         joint_vel_history=stream.joint_vel[j - h + 1 : j + 1],
         joint_torque_history=stream.joint_torque[j - h + 1 : j + 1],
-        dt_s=stream.dt_s, uplink_mbps=[], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, edge_queue=0,
-        server_queue=0, action_age_s=None, actions_left=0, visual_since_action=0.0, prev_cut=0, prev_skip=False,
-        prev_deadline_miss=False, prev_latency_ms=0.0,
+        dt_s=stream.dt_s,
+        uplink_mbps=[],
+        uplink_age_s=[],
+        downlink_mbps=None,
+        rtt_ms=None,
+        edge_queue=0,
+        server_queue=0,
+        action_age_s=None,
+        actions_left=0,
+        visual_since_action=0.0,
+        prev_cut=0,
+        prev_skip=False,
+        prev_deadline_miss=False,
+        prev_latency_ms=0.0,
     )
-    for name in ("visual_mad", "visual_changed", "visual_structural", "joint_speed", "accel_anomaly",
-                 "torque_change"):
+    for name in ("visual_mad", "visual_changed", "visual_structural", "joint_speed", "accel_anomaly", "torque_change"):
         i = env.builder.index[name]
         assert obs[i] == pytest.approx(raw[i], abs=1e-6), name
     assert obs[env.builder.index["visual_mad"]] > 0  # the known stream changes every step
@@ -282,8 +316,14 @@ def test_stream_with_mismatched_lengths_is_refused(toy):
 
     s = toy.known_stream()
     with pytest.raises(StreamFormatError, match="ref_actions"):
-        ObservationStream(frames=s.frames, joint_pos=s.joint_pos, joint_vel=s.joint_vel,
-                          joint_torque=s.joint_torque, ref_actions=s.ref_actions[:-1], phases=s.phases)
+        ObservationStream(
+            frames=s.frames,
+            joint_pos=s.joint_pos,
+            joint_vel=s.joint_vel,
+            joint_torque=s.joint_torque,
+            ref_actions=s.ref_actions[:-1],
+            phases=s.phases,
+        )
     assert issubclass(StreamFormatError, ValueError)
 
 
@@ -310,8 +350,9 @@ def test_maskable_ppo_never_picks_a_masked_cut(toy):
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.utils import get_action_masks
 
-    env = small_env(toy, profiles=toy.make_profiles(memory_bytes=250 * toy.MB), trace_set=markov_set(1),
-                    streams=None, episode_s=6.0)
+    env = small_env(
+        toy, profiles=toy.make_profiles(memory_bytes=250 * toy.MB), trace_set=markov_set(1), streams=None, episode_s=6.0
+    )
     model = MaskablePPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
     model.learn(128)
     vec = model.get_env()
@@ -330,8 +371,13 @@ def test_deepcopy_mid_episode_replays_identically(toy):
     """Planners that search (the hindsight oracle) can branch an episode by copying the env."""
     import copy
 
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all", episode_s=10.0,
-                            server_load=ServerLoadConfig(mean_queue_len=2.0))
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=markov_set(),
+        trace_split="all",
+        episode_s=10.0,
+        server_load=ServerLoadConfig(mean_queue_len=2.0),
+    )
     env.reset(seed=5)
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -349,8 +395,9 @@ def test_reward_terms_and_config():
     from ecc_env.reward import step_reward
 
     cfg = RewardConfig(deadline_miss_penalty=2.0, deviation_weight=3.0, drop_penalty=0.5, invalid_action_penalty=4.0)
-    total, lat, dead, dev, drop, inv = step_reward(cfg, latency_ms=250.0, period_ms=100.0, deadline_miss=True,
-                                                   deviation=0.1, dropped=2, invalid=True)
+    total, lat, dead, dev, drop, inv = step_reward(
+        cfg, latency_ms=250.0, period_ms=100.0, deadline_miss=True, deviation=0.1, dropped=2, invalid=True
+    )
     assert (lat, dead, dev, drop, inv) == pytest.approx((-2.5, -2.0, -0.3, -1.0, -4.0))
     assert total == pytest.approx(-9.8)
     with pytest.raises(ValueError, match="drop_penalty"):
@@ -358,8 +405,13 @@ def test_reward_terms_and_config():
 
 
 def test_get_state_set_state_replays_exactly(toy):
-    env = EdgeCloudSplitEnv(*toy.make_profiles(), trace_set=markov_set(), trace_split="all", episode_s=10.0,
-                            server_load=ServerLoadConfig(mean_queue_len=2.0))
+    env = EdgeCloudSplitEnv(
+        *toy.make_profiles(),
+        trace_set=markov_set(),
+        trace_split="all",
+        episode_s=10.0,
+        server_load=ServerLoadConfig(mean_queue_len=2.0),
+    )
     env.reset(seed=9)
     rng = np.random.default_rng(1)
     for _ in range(15):

@@ -64,8 +64,27 @@ def test_ecc_profile_calibrate_stores_this_sides_overheads(tmp_path, capsys):
     from executor.profile_cli import main
 
     out = tmp_path / "edge.json"
-    assert main(["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1", "--threads", "1",
-                 "--calibrate", "edge", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                "openvla",
+                "--preset",
+                "tiny",
+                "--warmup",
+                "0",
+                "--runs",
+                "1",
+                "--threads",
+                "1",
+                "--calibrate",
+                "edge",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     prof = Profile.load(out, expect_model="openvla", expect_preset="tiny")
     assert len(prof.overhead_ms) == prof.num_cuts and prof.overhead_ms[prof.num_blocks] > 0  # edge-only glue
     assert prof.overhead_ms_per_mb > 0 and "executor overheads per cut" in capsys.readouterr().out

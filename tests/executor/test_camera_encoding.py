@@ -24,22 +24,26 @@ def frames():
     return sample_frames(2, 224, seed=0)
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("raw", ImageEncoding()),
-    ("png", ImageEncoding("png")),
-    ("jpeg", ImageEncoding("jpeg", 90)),
-    ("JPEG:75", ImageEncoding("jpeg", 75)),
-    ("resize:128", ImageEncoding("raw", resize_px=128)),
-    ("resize:128+jpeg:60", ImageEncoding("jpeg", 60, 128)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("raw", ImageEncoding()),
+        ("png", ImageEncoding("png")),
+        ("jpeg", ImageEncoding("jpeg", 90)),
+        ("JPEG:75", ImageEncoding("jpeg", 75)),
+        ("resize:128", ImageEncoding("raw", resize_px=128)),
+        ("resize:128+jpeg:60", ImageEncoding("jpeg", 60, 128)),
+    ],
+)
 def test_parse_and_label_round_trip(spec, expected):
     enc = ImageEncoding.parse(spec)
     assert enc == expected
     assert ImageEncoding.parse(enc.label) == enc
 
 
-@pytest.mark.parametrize("spec", ["", "jpeg:0", "jpeg:96", "gif", "png:3", "resize", "jpeg+png", "a+b+c",
-                                  "resize:0", "raw:1"])
+@pytest.mark.parametrize(
+    "spec", ["", "jpeg:0", "jpeg:96", "gif", "png:3", "resize", "jpeg+png", "a+b+c", "resize:0", "raw:1"]
+)
 def test_bad_specs_name_the_problem(spec):
     with pytest.raises(ValueError, match="encoding|quality|resize"):
         ImageEncoding.parse(spec)
@@ -156,7 +160,7 @@ def test_cut_bytes_under_an_image_encoding(family):
         assert (j.down_bytes, j.k, j.placement) == (r.down_bytes, r.k, r.placement)
     assert encoded_cut_specs(m, "float16", "raw") == raw
     if family != "openvla":  # pi0/smolvla: the reverse cut also uploads the frames; no forward middle cut does
-        assert crossing[m.num_blocks + 1] and not any(crossing[1:m.num_blocks])
+        assert crossing[m.num_blocks + 1] and not any(crossing[1 : m.num_blocks])
 
 
 def test_profile_with_image_encoding_records_it():

@@ -11,8 +11,14 @@ from executor.protocol import ServerTiming
 
 
 def _server(recv_s: float, send_s: float, queue_ms: float = 2.0, compute_ms: float = 8.0) -> ServerTiming:
-    return ServerTiming(queue_ms=queue_ms, compute_ms=compute_ms, residence_ms=(send_s - recv_s) * 1e3,
-                        queue_length=3, recv_time_s=recv_s, send_time_s=send_s)
+    return ServerTiming(
+        queue_ms=queue_ms,
+        compute_ms=compute_ms,
+        residence_ms=(send_s - recv_s) * 1e3,
+        queue_length=3,
+        recv_time_s=recv_s,
+        send_time_s=send_s,
+    )
 
 
 def test_one_exchange_splits_into_uplink_server_downlink() -> None:

@@ -41,14 +41,17 @@ def _check_against_grid(cm):
             assert best_idx[j] in found
 
 
-@pytest.mark.parametrize("family, edge, wire, image, rtt", [
-    ("pi0", "orin", "float32", "raw", 20.0),
-    ("pi0", "thor", "int8", "jpeg:90", 5.0),
-    ("openvla", "orin", "float16", "raw", 20.0),
-    ("smolvla", "orin", "int8", "raw", 1.0),
-    ("smolvla", "thor", "float16", "raw", 1.0),
-    ("smolvla", "orin", "float32", "jpeg:90", 0.0),
-])
+@pytest.mark.parametrize(
+    "family, edge, wire, image, rtt",
+    [
+        ("pi0", "orin", "float32", "raw", 20.0),
+        ("pi0", "thor", "int8", "jpeg:90", 5.0),
+        ("openvla", "orin", "float16", "raw", 20.0),
+        ("smolvla", "orin", "int8", "raw", 1.0),
+        ("smolvla", "thor", "float16", "raw", 1.0),
+        ("smolvla", "orin", "float32", "jpeg:90", 0.0),
+    ],
+)
 def test_intervals_agree_with_brute_force(family, edge, wire, image, rtt):
     cm = roofline_cut_map(family, "full", edge, "a100", wire_dtype=wire, image_encoding=image, rtt_ms=rtt)
     _check_against_grid(cm)
@@ -171,8 +174,30 @@ def test_cli_prints_intervals_and_writes_plot_and_json(tmp_path, capsys):
 
     assert VERBS["cutmap"][0] == "executor.cutmap_cli"
     png, js = tmp_path / "m.png", tmp_path / "m.json"
-    rc = main(["--model", "smolvla", "--preset", "full", "--edge", "orin", "--cloud", "a100", "--wire-dtype", "int8",
-               "--image", "raw", "--rtt-ms", "1", "--rtt-ms", "20", "-o", str(png), "--json", str(js)])
+    rc = main(
+        [
+            "--model",
+            "smolvla",
+            "--preset",
+            "full",
+            "--edge",
+            "orin",
+            "--cloud",
+            "a100",
+            "--wire-dtype",
+            "int8",
+            "--image",
+            "raw",
+            "--rtt-ms",
+            "1",
+            "--rtt-ms",
+            "20",
+            "-o",
+            str(png),
+            "--json",
+            str(js),
+        ]
+    )
     assert rc == 0 and png.stat().st_size > 10_000
     maps = json.loads(js.read_text())
     assert [m["rtt_ms"] for m in maps] == [1.0, 20.0]
@@ -192,8 +217,22 @@ def test_cli_from_measured_profiles(tmp_path, capsys):
     prof.save(tmp_path / "edge.json")
     prof.save(tmp_path / "cloud.json")
     js = tmp_path / "m.json"
-    rc = main(["--model", "smolvla", "--preset", "tiny", "--edge-profile", str(tmp_path / "edge.json"),
-               "--cloud-profile", str(tmp_path / "cloud.json"), "--image", "jpeg:80", "--json", str(js)])
+    rc = main(
+        [
+            "--model",
+            "smolvla",
+            "--preset",
+            "tiny",
+            "--edge-profile",
+            str(tmp_path / "edge.json"),
+            "--cloud-profile",
+            str(tmp_path / "cloud.json"),
+            "--image",
+            "jpeg:80",
+            "--json",
+            str(js),
+        ]
+    )
     assert rc == 0
     (only,) = json.loads(js.read_text())
     assert only["image_encoding"] == "jpeg:80"
@@ -201,15 +240,18 @@ def test_cli_from_measured_profiles(tmp_path, capsys):
     assert [iv["kind"] for iv in only["intervals"]] == ["edge_only"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "pi0", "--edge", "tpu"], "unknown hardware"),
-    (["--model", "pi0", "--wire-dtype", "fp64"], "wire-dtype"),
-    (["--model", "pi0", "--bw-min", "0"], "bw_min_mbps"),
-    (["--model", "pi0", "--rtt-ms", "-3"], "rtt_ms"),
-    (["--model", "pi0", "--image", "jpeg:200"], "quality"),
-    (["--model", "nope"], "unknown model family"),
-    (["--model", "pi0", "--edge-profile", "x.json"], "both"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "pi0", "--edge", "tpu"], "unknown hardware"),
+        (["--model", "pi0", "--wire-dtype", "fp64"], "wire-dtype"),
+        (["--model", "pi0", "--bw-min", "0"], "bw_min_mbps"),
+        (["--model", "pi0", "--rtt-ms", "-3"], "rtt_ms"),
+        (["--model", "pi0", "--image", "jpeg:200"], "quality"),
+        (["--model", "nope"], "unknown model family"),
+        (["--model", "pi0", "--edge-profile", "x.json"], "both"),
+    ],
+)
 def test_cli_bad_input_exits_2(argv, message, capsys):
     from executor.cutmap_cli import main
 

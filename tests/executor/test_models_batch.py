@@ -83,8 +83,12 @@ def test_a_bad_request_fails_alone(model):
         sess, reply = results[i]
         edge = model.edge_session(cut)
         edge.start(model.make_observation(seed))
-        np.testing.assert_allclose(_finish(model, edge, sess, reply), model.forward(model.make_observation(seed)),
-                                   rtol=0, atol=ATOL[model.family])
+        np.testing.assert_allclose(
+            _finish(model, edge, sess, reply),
+            model.forward(model.make_observation(seed)),
+            rtol=0,
+            atol=ATOL[model.family],
+        )
 
 
 def test_batch_of_one_is_the_lone_path(model):

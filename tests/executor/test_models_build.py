@@ -94,8 +94,10 @@ def test_full_presets_build_on_meta_at_published_scale():
     cuts = pi.cut_specs("bfloat16")
     assert cuts[pi.num_blocks - 1].up_bytes == kv_bf16 + 4 * (pc.state_dim + pc.chunk * pc.max_action_dim)
     assert cuts[-1].placement == "cloud_then_edge" and cuts[-1].down_bytes == kv_bf16
-    assert cuts[0].up_bytes == pc.cameras * 224 * 224 * 3 + 8 * pc.prompt_tokens + 4 * pc.state_dim \
-        + 4 * pc.chunk * pc.max_action_dim
+    assert (
+        cuts[0].up_bytes
+        == pc.cameras * 224 * 224 * 3 + 8 * pc.prompt_tokens + 4 * pc.state_dim + 4 * pc.chunk * pc.max_action_dim
+    )
     oc = ov.config
     assert oc.llm_layers == 32 and oc.llm_hidden == 4096 and oc.prefix_tokens == 256 + oc.prompt_tokens
     in_llm = ov.cut_specs("float16")[ov.block_names.index("llm.layer10")]

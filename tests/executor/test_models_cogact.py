@@ -98,8 +98,7 @@ def test_full_preset_has_the_published_dit_base_and_prismatic_vlm():
     m = build_model("cogact", "full")  # meta device: shapes only
     d = c.dit_hidden
     layer = 12 * d * d + 13 * d  # qkv + out (4 d^2 + 4 d), MLP d -> 4d -> d (8 d^2 + 5 d), two LayerNorms (4 d)
-    dit = (c.dit_layers * layer + (7 * d + d) + (256 * d + d + d * d + d) + (4096 * d + d) + 4096 + 17 * d
-           + (d * 7 + 7))
+    dit = c.dit_layers * layer + (7 * d + d) + (256 * d + d + d * d + d) + (4096 * d + d) + 4096 + 17 * d + (d * 7 + 7)
     assert dit == 89_017_607  # CogACT's "DiT-Base, 89M"
     specs = m.block_specs()
     assert specs[-1].name == "dit" and specs[-1].param_count == dit

@@ -22,7 +22,7 @@ def test_cached_decode_matches_uncached_llama_forward():
             for _ in range(7):
                 extra = llm.model.embed_tokens(torch.tensor([tokens], dtype=torch.long))
                 logits = llm(inputs_embeds=torch.cat([prefix, extra], dim=1)).logits[0, -1]
-                tokens.append(base + int(logits[base:base + c.action_bins].argmax()))
+                tokens.append(base + int(logits[base : base + c.action_bins].argmax()))
         expected = m._detokenize([torch.tensor([[t]]) for t in tokens])
         assert len(set(tokens)) > 1  # a non-degenerate sequence
         assert np.array_equal(m.forward(obs), expected)

@@ -16,7 +16,10 @@ def _library_actions(m, obs) -> np.ndarray:
     state[0, : c.state_dim] = torch.from_numpy(obs["state"])
     with torch.inference_mode():
         out = m.pi0.sample_actions(
-            state=state, input_ids=ids, pixel_values=pixels[None], noise=torch.from_numpy(obs["noise"])[None],
+            state=state,
+            input_ids=ids,
+            pixel_values=pixels[None],
+            noise=torch.from_numpy(obs["noise"])[None],
             pixel_attention_mask=torch.ones(1, c.cameras, dtype=torch.bool),
         )
     return out[0, :, : c.action_dim].float().numpy()

@@ -38,8 +38,9 @@ def _wire_copy(counter: list[int]):
         for name, t in p.tensors.items():
             arr = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t
             tensors[name] = np.frombuffer(arr.tobytes(), dtype=arr.dtype).reshape(arr.shape)
-        return Payload(kind=p.kind, cut=p.cut, tensors=tensors, step=p.step, activations=p.activations,
-                       meta=dict(p.meta))
+        return Payload(
+            kind=p.kind, cut=p.cut, tensors=tensors, step=p.step, activations=p.activations, meta=dict(p.meta)
+        )
 
     return transport
 
@@ -126,8 +127,10 @@ def test_forward_is_deterministic_and_reads_the_observation(model, obs, referenc
 
 def test_block_modules_see_every_execution(model, obs):
     calls = [0] * model.num_blocks
-    handles = [m.register_forward_pre_hook(lambda _m, _a, i=i: calls.__setitem__(i, calls[i] + 1))
-               for i, m in enumerate(model.block_modules)]
+    handles = [
+        m.register_forward_pre_hook(lambda _m, _a, i=i: calls.__setitem__(i, calls[i] + 1))
+        for i, m in enumerate(model.block_modules)
+    ]
     try:
         model.forward(obs)
     finally:
@@ -213,11 +216,14 @@ def test_openvla_actions_are_bin_centres():
     assert np.all(np.isin(actions, centres)) and np.all(np.abs(actions) < 1)
 
 
-@pytest.mark.parametrize(("family", "up_names", "layout"), [
-    ("pi0", {"images", "prompt_ids"}, ("vlm_layers", "vlm_kv_heads", "vlm_head_dim")),
-    # smolvla: the state is a prefix token, so it goes up with the images; the noise stays on the edge
-    ("smolvla", {"images", "prompt_ids", "state"}, ("lm_layers_used", "lm_kv_heads", "lm_head_dim")),
-])
+@pytest.mark.parametrize(
+    ("family", "up_names", "layout"),
+    [
+        ("pi0", {"images", "prompt_ids"}, ("vlm_layers", "vlm_kv_heads", "vlm_head_dim")),
+        # smolvla: the state is a prefix token, so it goes up with the images; the noise stays on the edge
+        ("smolvla", {"images", "prompt_ids", "state"}, ("lm_layers_used", "lm_kv_heads", "lm_head_dim")),
+    ],
+)
 def test_reverse_cut_sends_kv_cache_down_and_keeps_the_expert_inputs_on_the_edge(family, up_names, layout):
     m = build_model(family, "tiny")
     obs = m.make_observation(0)

@@ -20,9 +20,16 @@ def model():
 
 
 def _profile(model, block_ms) -> Profile:
-    return Profile(model_id=model.family, preset=model.preset, device="orin-emulated", dtype="float32",
-                   source="roofline", block_names=model.block_names, block_ms=tuple(block_ms),
-                   cuts=tuple(model.cut_specs()))
+    return Profile(
+        model_id=model.family,
+        preset=model.preset,
+        device="orin-emulated",
+        dtype="float32",
+        source="roofline",
+        block_names=model.block_names,
+        block_ms=tuple(block_ms),
+        cuts=tuple(model.cut_specs()),
+    )
 
 
 def test_counts_block_calls_including_decode_steps(model):

@@ -24,9 +24,16 @@ CLIENT = ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, connect_tim
 
 
 def _profile(model, block_ms: float, device: str) -> Profile:
-    return Profile(model_id=model.family, preset=model.preset, device=device, dtype="float32", source="roofline",
-                   block_names=model.block_names, block_ms=(block_ms,) * model.num_blocks,
-                   cuts=tuple(model.cut_specs()))
+    return Profile(
+        model_id=model.family,
+        preset=model.preset,
+        device=device,
+        dtype="float32",
+        source="roofline",
+        block_names=model.block_names,
+        block_ms=(block_ms,) * model.num_blocks,
+        cuts=tuple(model.cut_specs()),
+    )
 
 
 def _slow_cloud():
@@ -130,8 +137,14 @@ def test_runtime_records_a_local_win_as_a_hedge_fallback(observations):
 
     config = RuntimeConfig(deadline_s=5.0, realtime=False, connect_timeout_s=10.0, hedge=True)
     with CloudServer(cloud, ServerConfig(port=0)) as server:
-        with EdgeRuntime(edge, FixedCutPlanner(1), lambda ctx: np.zeros(4, np.float32), server_url=server.url,
-                         client_config=CLIENT, config=config) as runtime:
+        with EdgeRuntime(
+            edge,
+            FixedCutPlanner(1),
+            lambda ctx: np.zeros(4, np.float32),
+            server_url=server.url,
+            client_config=CLIENT,
+            config=config,
+        ) as runtime:
             records = [runtime.step(o) for o in obs[:2]]
             report = runtime.report()
     for r, exp in zip(records, expected, strict=False):

@@ -70,8 +70,8 @@ def _rewrite_header(msg: bytes, edit) -> bytes:
     """``msg`` with its msgpack header passed through ``edit`` (data region kept)."""
     head_len = int.from_bytes(msg[6:10], "little")
     head_end = wire.PREFIX_BYTES + head_len
-    data = msg[head_end + (-head_end) % wire.ALIGN_BYTES:]
-    header = msgpack.unpackb(msg[wire.PREFIX_BYTES:head_end])
+    data = msg[head_end + (-head_end) % wire.ALIGN_BYTES :]
+    header = msgpack.unpackb(msg[wire.PREFIX_BYTES : head_end])
     edit(header)
     new_head = msgpack.packb(header)
     prefix = bytearray(msg[: wire.PREFIX_BYTES])
@@ -84,6 +84,7 @@ def _zero_and_huge(msg: bytes) -> bytes:
     def edit(h):
         t = h["tensors"][0]
         t["shape"], t["nbytes"], t["offset"] = [0, 2**62], 0, 0
+
     return _rewrite_header(msg, edit)
 
 
@@ -97,33 +98,51 @@ def fuzz_messages(edge, n: int, seed: int) -> list[tuple[str, bytes | str]]:
         return wire.encode({}, {"ecc": "\0" * int(rng.integers(1, 20_000)), "request_id": 1})
 
     def bad_tensor_name():
-        return wire.encode({"\0" * int(rng.integers(1, 4000)): np.zeros(2, np.float32)},
-                           {"ecc": "split", "request_id": 1, "cut": 1, "payload": {"kind": "\0" * 100, "cut": 1}})
+        return wire.encode(
+            {"\0" * int(rng.integers(1, 4000)): np.zeros(2, np.float32)},
+            {"ecc": "split", "request_id": 1, "cut": 1, "payload": {"kind": "\0" * 100, "cut": 1}},
+        )
 
     classes = {
         "random": lambda: rng.bytes(int(rng.integers(0, 4096))),
         "magic_random": lambda: wire.MAGIC + rng.bytes(int(rng.integers(0, 4096))),
-        "flip": lambda: bytes(np.bitwise_xor(np.frombuffer(valid, np.uint8),
-                                             (rng.random(len(valid)) < 0.01) * rng.integers(1, 256, len(valid))
-                                             ).astype(np.uint8)),
+        "flip": lambda: bytes(
+            np.bitwise_xor(
+                np.frombuffer(valid, np.uint8), (rng.random(len(valid)) < 0.01) * rng.integers(1, 256, len(valid))
+            ).astype(np.uint8)
+        ),
         "truncate": lambda: valid[: int(rng.integers(0, len(valid)))],
         "zero_and_huge_dim": lambda: _zero_and_huge(valid),
         "nul_meta": nul_meta,
         "nul_tensor_name": bad_tensor_name,
-        "huge_request_id": lambda: wire.encode({}, {"ecc": "split", "request_id": int(rng.integers(2**62, 2**63)),
-                                                   "cut": 10**18}),
+        "huge_request_id": lambda: wire.encode(
+            {}, {"ecc": "split", "request_id": int(rng.integers(2**62, 2**63)), "cut": 10**18}
+        ),
         "bad_types": lambda: wire.encode({}, {"ecc": ["split"], "request_id": [1], "cut": "0"}),
         "unknown_type": lambda: wire.encode({}, {"ecc": "x" * int(rng.integers(1, 5000)), "request_id": 1}),
         "continue_no_session": lambda: wire.encode({}, {"ecc": "continue", "request_id": int(rng.integers(0, 9))}),
         "text": lambda: "\0" * int(rng.integers(1, 5000)),
         "openpi_not_map": lambda: msgpack_numpy.packb([1, 2, 3]),
-        "openpi_lying": lambda: msgpack_numpy.packb({"images": {b"__ndarray__": True, b"data": b"\0" * 8,
-                                                                b"dtype": "<f4", b"shape": [0, 2**62]}}),
+        "openpi_lying": lambda: msgpack_numpy.packb(
+            {"images": {b"__ndarray__": True, b"data": b"\0" * 8, b"dtype": "<f4", b"shape": [0, 2**62]}}
+        ),
         "openpi_missing": lambda: msgpack_numpy.packb({"\0" * 1000: np.zeros(3, np.float32)}),
-        "header_mutation": lambda: _rewrite_header(ping, lambda h: h.update(
-            data_bytes=int(rng.integers(-5, 2**40)), tensors=[{"name": "x", "dtype": "float32", "codec": "none",
-                                                               "shape": [int(rng.integers(0, 2**40))],
-                                                               "offset": 0, "nbytes": 4}])),
+        "header_mutation": lambda: _rewrite_header(
+            ping,
+            lambda h: h.update(
+                data_bytes=int(rng.integers(-5, 2**40)),
+                tensors=[
+                    {
+                        "name": "x",
+                        "dtype": "float32",
+                        "codec": "none",
+                        "shape": [int(rng.integers(0, 2**40))],
+                        "offset": 0,
+                        "nbytes": 4,
+                    }
+                ],
+            ),
+        ),
     }
     names = sorted(classes)
     return [(names[i % len(names)], classes[names[i % len(names)]]()) for i in range(n)]
@@ -169,8 +188,9 @@ def test_zero_size_tensor_with_a_huge_dimension_is_a_wire_format_error(models):
     with pytest.raises(wire.WireFormatError, match="exceeds the limit"):
         wire.decode(_zero_and_huge(_valid_split(edge)))
     with pytest.raises(wire.WireFormatError):
-        msgpack_numpy.unpackb(msgpack_numpy.packb({"a": {b"__ndarray__": True, b"data": b"", b"dtype": "<f4",
-                                                         b"shape": [0, 2**62]}}))
+        msgpack_numpy.unpackb(
+            msgpack_numpy.packb({"a": {b"__ndarray__": True, b"data": b"", b"dtype": "<f4", b"shape": [0, 2**62]}})
+        )
 
 
 def test_default_max_message_is_derived_from_the_model(models):
@@ -186,8 +206,12 @@ def _raw_ws(port: int):
     """A raw TCP websocket client (handshake by hand) for byte-level timing attacks."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(4096)
@@ -221,13 +245,13 @@ def _close_code(sock: socket.socket, within_s: float) -> int | None:
             op, ln = data[i] & 0x0F, data[i + 1] & 0x7F
             hdr = 2
             if ln == 126:
-                ln, hdr = struct.unpack(">H", data[i + 2:i + 4])[0], 4
+                ln, hdr = struct.unpack(">H", data[i + 2 : i + 4])[0], 4
             elif ln == 127:
-                ln, hdr = struct.unpack(">Q", data[i + 2:i + 10])[0], 10
+                ln, hdr = struct.unpack(">Q", data[i + 2 : i + 10])[0], 10
             if i + hdr + ln > len(data):
                 break
             if op == 8:
-                return struct.unpack(">H", data[i + hdr:i + hdr + 2])[0]
+                return struct.unpack(">H", data[i + hdr : i + hdr + 2])[0]
             i += hdr + ln
     return None
 
@@ -276,8 +300,10 @@ def test_repeated_oversized_messages_get_the_address_dropped_at_accept(models):
     edge, cloud = models
     config = ServerConfig(port=0, oversized_per_minute=3, ping_interval_s=None)
     obs = edge.make_observation(7)
-    with CloudServer(cloud, config) as server, EdgeClient(
-            edge, server.url, ClientConfig(connect_timeout_s=WAIT_S, probe_interval_s=None)) as healthy:
+    with (
+        CloudServer(cloud, config) as server,
+        EdgeClient(edge, server.url, ClientConfig(connect_timeout_s=WAIT_S, probe_interval_s=None)) as healthy,
+    ):
         healthy.connect()
         big = wire.MAGIC + b"\0" * server.max_message_bytes  # one byte over the limit
         for _ in range(3):
@@ -320,9 +346,11 @@ def test_decoding_runs_off_the_event_loop_under_the_in_flight_byte_budget(models
     ping = wire.encode({}, {"ecc": "ping", "t_client_s": 0.0})
     config = ServerConfig(port=0, max_inflight_bytes=needed + 1024, busy_timeout_s=0.3)
     try:
-        with CloudServer(cloud, config) as server, \
-                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as slow, \
-                connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as other:
+        with (
+            CloudServer(cloud, config) as server,
+            connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as slow,
+            connect(server.url, compression=None, max_size=None, open_timeout=WAIT_S) as other,
+        ):
             slow.recv(timeout=WAIT_S)
             other.recv(timeout=WAIT_S)
             slow.send(slow_msg)
@@ -354,8 +382,19 @@ def test_ray_engine_serves_connections_with_the_same_handler():
     from executor.ray_serve import RayCloudServer
 
     assert issubclass(RayCloudServer, CloudServer)
-    for name in ("serve", "_process_request", "_handle", "_next_message", "_answer", "_error_frame", "_handle_ours",
-                 "_handle_openpi", "_off_loop", "_evict_idlest", "_info_message"):
+    for name in (
+        "serve",
+        "_process_request",
+        "_handle",
+        "_next_message",
+        "_answer",
+        "_error_frame",
+        "_handle_ours",
+        "_handle_openpi",
+        "_off_loop",
+        "_evict_idlest",
+        "_info_message",
+    ):
         assert getattr(RayCloudServer, name) is getattr(CloudServer, name), name
 
 
@@ -440,17 +479,23 @@ def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(certfile), str(keyfile)
 
 

@@ -109,8 +109,9 @@ def test_constant_trace_each_direction_takes_bytes_over_rate_plus_delay(nbytes):
 @pytest.mark.slow  # timing: wall-clock pacing with a 15-25% tolerance, flaky on a loaded machine
 def test_trace_time_advances_with_wall_time():
     # 20 Mbit/s for 0.3 s, then 4 Mbit/s: a transfer started later sees the slower rate
-    trace = BandwidthTrace(times_s=[0.0, 0.3], up_mbps=[20.0, 4.0], down_mbps=[50.0, 50.0], rtt_ms=0.0,
-                           last_interval_s=100.0)
+    trace = BandwidthTrace(
+        times_s=[0.0, 0.3], up_mbps=[20.0, 4.0], down_mbps=[50.0, 50.0], rtt_ms=0.0, last_interval_s=100.0
+    )
     nbytes = 100_000
     sink = _Sink()
     try:
@@ -131,8 +132,9 @@ def test_trace_time_advances_with_wall_time():
 
 
 def test_outage_longer_than_max_wait_closes_the_connection():
-    trace = BandwidthTrace(times_s=[0.0, 0.05], up_mbps=[10.0, 0.0], down_mbps=[10.0, 10.0], rtt_ms=0.0,
-                           last_interval_s=60.0)
+    trace = BandwidthTrace(
+        times_s=[0.0, 0.05], up_mbps=[10.0, 0.0], down_mbps=[10.0, 10.0], rtt_ms=0.0, last_interval_s=60.0
+    )
     sink = _Sink()
     try:
         with ShapedLink(trace, "127.0.0.1", sink.port, LinkConfig(max_wait_s=0.2)) as link:

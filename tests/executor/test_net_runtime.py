@@ -66,8 +66,9 @@ def test_split_steps_return_the_models_actions(edge, frames):
     observations, expected = frames
     builder = RecordingBuilder()
     with CloudServer(build_model("openvla", "tiny", seed=0), ServerConfig(port=0)) as server:
-        with EdgeRuntime(edge, FixedPlanner(cut=3), builder, server_url=server.url, client_config=CLIENT,
-                         config=FAST) as runtime:
+        with EdgeRuntime(
+            edge, FixedPlanner(cut=3), builder, server_url=server.url, client_config=CLIENT, config=FAST
+        ) as runtime:
             records = runtime.run(observations)
             report = runtime.report()
     assert [r.mode for r in records] == ["split"] * len(observations)
@@ -84,9 +85,23 @@ def test_split_steps_return_the_models_actions(edge, frames):
 def _start_server_process(port: int = 0) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "executor.serve_cli", "--model", "openvla", "--preset", "tiny",
-         "--port", str(port), "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "executor.serve_cli",
+            "--model",
+            "openvla",
+            "--preset",
+            "tiny",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -118,8 +133,14 @@ def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, fr
     proc, port = _start_server_process()
     records = []
     try:
-        runtime = EdgeRuntime(edge, FixedPlanner(cut=2), RecordingBuilder(), server_url=f"ws://127.0.0.1:{port}",
-                              client_config=CLIENT, config=FAST).start()
+        runtime = EdgeRuntime(
+            edge,
+            FixedPlanner(cut=2),
+            RecordingBuilder(),
+            server_url=f"ws://127.0.0.1:{port}",
+            client_config=CLIENT,
+            config=FAST,
+        ).start()
         for i in range(3):
             records.append(runtime.step(observations[i % 6]))
         assert [r.mode for r in records] == ["split"] * 3
@@ -154,9 +175,16 @@ def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, fr
 
 
 def _slow_profile(model, block_ms: float) -> Profile:
-    return Profile(model_id=model.family, preset=model.preset, device="emulated-slow-cloud", dtype="float32",
-                   source="roofline", block_names=model.block_names, block_ms=(block_ms,) * model.num_blocks,
-                   cuts=tuple(model.cut_specs()))
+    return Profile(
+        model_id=model.family,
+        preset=model.preset,
+        device="emulated-slow-cloud",
+        dtype="float32",
+        source="roofline",
+        block_names=model.block_names,
+        block_ms=(block_ms,) * model.num_blocks,
+        cuts=tuple(model.cut_specs()),
+    )
 
 
 def test_deadline_miss_falls_back_to_edge_within_the_step(edge, frames):
@@ -165,8 +193,9 @@ def test_deadline_miss_falls_back_to_edge_within_the_step(edge, frames):
     emulator = HardwareEmulator(cloud, _slow_profile(cloud, block_ms=100.0)).attach()  # >= 1 s per inference
     config = RuntimeConfig(deadline_s=0.15, realtime=False, connect_timeout_s=10.0)
     with CloudServer(cloud, ServerConfig(port=0), emulator=emulator) as server:
-        with EdgeRuntime(edge, FixedPlanner(cut=1), RecordingBuilder(), server_url=server.url, client_config=CLIENT,
-                         config=config) as runtime:
+        with EdgeRuntime(
+            edge, FixedPlanner(cut=1), RecordingBuilder(), server_url=server.url, client_config=CLIENT, config=config
+        ) as runtime:
             assert runtime.client.server_info.emulation["emulated"] is True
             before = time.time()
             record = runtime.step(observations[0])
@@ -223,8 +252,14 @@ def test_no_server_or_unreachable_server_falls_back(edge, frames):
     with socket.create_server(("127.0.0.1", 0)) as s:  # a port nobody serves websockets on once closed
         port = s.getsockname()[1]
     config = RuntimeConfig(realtime=False, connect_timeout_s=0.2)
-    with EdgeRuntime(edge, FixedPlanner(cut=2), RecordingBuilder(), server_url=f"ws://127.0.0.1:{port}",
-                     client_config=CLIENT, config=config) as runtime:
+    with EdgeRuntime(
+        edge,
+        FixedPlanner(cut=2),
+        RecordingBuilder(),
+        server_url=f"ws://127.0.0.1:{port}",
+        client_config=CLIENT,
+        config=config,
+    ) as runtime:
         record = runtime.step(observations[2])
     assert record.mode == "fallback" and record.fallback_reason == "disconnected"
     np.testing.assert_array_equal(record.action, expected[2][0])
@@ -241,8 +276,12 @@ def test_edge_failure_is_recorded_not_dropped(edge):
 
 def test_realtime_pacing_keeps_the_control_period(edge, frames):
     observations, _ = frames
-    runtime = EdgeRuntime(edge, FixedPlanner(cut=edge.num_blocks), RecordingBuilder(),
-                          config=RuntimeConfig(control_period_s=0.05, realtime=True))
+    runtime = EdgeRuntime(
+        edge,
+        FixedPlanner(cut=edge.num_blocks),
+        RecordingBuilder(),
+        config=RuntimeConfig(control_period_s=0.05, realtime=True),
+    )
     t0 = time.perf_counter()
     records = runtime.run(observations[:4])
     assert len(records) == 4
@@ -256,8 +295,25 @@ def test_edge_cli_runs_the_runtime_and_writes_every_step(tmp_path):
 
     out = tmp_path / "steps.jsonl"
     with CloudServer(build_model("openvla", "tiny", seed=0), ServerConfig(port=0)) as server:
-        rc = main(["--server", server.url, "--model", "openvla", "--preset", "tiny", "--cut", "4", "--steps", "3",
-                   "--no-realtime", "--deadline-ms", "5000", "--out", str(out)])
+        rc = main(
+            [
+                "--server",
+                server.url,
+                "--model",
+                "openvla",
+                "--preset",
+                "tiny",
+                "--cut",
+                "4",
+                "--steps",
+                "3",
+                "--no-realtime",
+                "--deadline-ms",
+                "5000",
+                "--out",
+                str(out),
+            ]
+        )
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]

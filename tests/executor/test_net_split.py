@@ -125,7 +125,7 @@ def test_deadline_in_the_past_raises_transport_timeout(served):
         with pytest.raises(TransportTimeout):
             client.infer(obs, 0, deadline=time.perf_counter() - 1.0)
         # the deadline had passed before the upload: no sample, not even a bound
-        assert all(s.bytes_down == 0 and s.bytes_up < 10_000 for s in list(client.bandwidth)[len(before):])
+        assert all(s.bytes_down == 0 and s.bytes_up < 10_000 for s in list(client.bandwidth)[len(before) :])
         # the connection stays usable and a late reply of the abandoned request is never taken for the next one
         out = client.infer(edge.make_observation(3), 0, deadline=deadline())
         np.testing.assert_array_equal(out.actions, edge.forward(edge.make_observation(3)))
@@ -189,9 +189,16 @@ def test_openpi_format_full_offload(openvla_pair):
         state = np.arange(8, dtype=np.float64)
         _, reply = _openpi_call(
             server.url,
-            {"observation/image": image, "observation/wrist_image": image, "observation/state": state, "prompt": "pick"},
+            {
+                "observation/image": image,
+                "observation/wrist_image": image,
+                "observation/state": state,
+                "prompt": "pick",
+            },
         )
-        mapped = server.observation_from_openpi({"observation/image": image, "observation/state": state, "prompt": "pick"})
+        mapped = server.observation_from_openpi(
+            {"observation/image": image, "observation/state": state, "prompt": "pick"}
+        )
         np.testing.assert_array_equal(reply["actions"], edge.forward(mapped))
         assert mapped["images"].shape == obs["images"].shape
         np.testing.assert_array_equal(mapped["state"], np.arange(obs["state"].size, dtype=np.float32))

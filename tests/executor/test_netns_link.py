@@ -51,8 +51,9 @@ def test_kernel_link_rate_matches_trace_and_cleans_up() -> None:
     with netns.KernelShapedLink(trace, netns.KernelLinkConfig(name="ecct1", subnet_octet=231)) as link:
         assert "ecct1-edge" in _namespaces()
         server = link.run_in_cloud([sys.executable, "-c", SERVER, link.cloud_ip, str(up), str(down)])
-        client = link.run_in_edge([sys.executable, "-c", CLIENT, link.cloud_ip, str(up), str(down)],
-                                  stdout=subprocess.PIPE, text=True)
+        client = link.run_in_edge(
+            [sys.executable, "-c", CLIENT, link.cloud_ip, str(up), str(down)], stdout=subprocess.PIPE, text=True
+        )
         out, _ = client.communicate(timeout=30)
         server.wait(timeout=10)
     elapsed_s, got = out.split()
@@ -69,8 +70,12 @@ def test_kernel_link_follows_rate_changes() -> None:
         deadline = time.monotonic() + 5.0
         shown = ""
         while time.monotonic() < deadline:
-            shown = subprocess.run(["ip", "netns", "exec", link.edge_ns, "tc", "qdisc", "show", "dev",
-                                    link.edge_dev], capture_output=True, text=True, timeout=10).stdout
+            shown = subprocess.run(
+                ["ip", "netns", "exec", link.edge_ns, "tc", "qdisc", "show", "dev", link.edge_dev],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
             if "20Mbit" in shown:
                 break
             time.sleep(0.05)

@@ -31,18 +31,22 @@ def test_overrides_and_infeasible(capsys: pytest.CaptureFixture[str]) -> None:
     assert "INFEASIBLE: RTX 4090 needs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--mode", "teleport"], "valid modes"),
-    (["--device", "abacus"], "unknown hardware 'abacus'; valid"),
-    (["--mode", "edge-server", "--network", "smoke"], "unknown network 'smoke'; valid"),
-    (["--steps", "-2"], "steps must be an integer >= 1, got -2"),
-    (["--chunk", "0"], "chunk must be an integer >= 1, got 0"),
-    (["--mode", "edge-server", "--up-mbps", "0", "--down-mbps", "5", "--latency-ms", "1"],
-     "up_mbps must be a positive finite bandwidth, got 0.0"),
-    (["--model", "nope-7b"], "valid models"),
-])
-def test_bad_input_exits_2_with_the_value(argv: list[str], message: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mode", "teleport"], "valid modes"),
+        (["--device", "abacus"], "unknown hardware 'abacus'; valid"),
+        (["--mode", "edge-server", "--network", "smoke"], "unknown network 'smoke'; valid"),
+        (["--steps", "-2"], "steps must be an integer >= 1, got -2"),
+        (["--chunk", "0"], "chunk must be an integer >= 1, got 0"),
+        (
+            ["--mode", "edge-server", "--up-mbps", "0", "--down-mbps", "5", "--latency-ms", "1"],
+            "up_mbps must be a positive finite bandwidth, got 0.0",
+        ),
+        (["--model", "nope-7b"], "valid models"),
+    ],
+)
+def test_bad_input_exits_2_with_the_value(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert perf_cli.main(argv) == 2
     assert message in capsys.readouterr().err
 

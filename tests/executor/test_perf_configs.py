@@ -34,8 +34,11 @@ def test_scaled_family_sizes_and_memory_fit() -> None:
     assert params["pi0-L"]["vision"] / 1e9 == pytest.approx(1.14, abs=0.02)
     totals = [sum(p.values()) for p in params.values()]
     assert totals == sorted(totals)
-    fits = {(m, d): evaluate(get_config(m), "on-device", device=d).feasible
-            for m in SCALED_FAMILY for d in ("Jetson AGX Thor", "RTX 4090", "B100")}
+    fits = {
+        (m, d): evaluate(get_config(m), "on-device", device=d).feasible
+        for m in SCALED_FAMILY
+        for d in ("Jetson AGX Thor", "RTX 4090", "B100")
+    }
     assert [m for m in SCALED_FAMILY if not fits[(m, "RTX 4090")]] == ["pi0-XL", "pi0-XXL"]
     assert [m for m in SCALED_FAMILY if not fits[(m, "Jetson AGX Thor")]] == ["pi0-XXL"]
     assert all(fits[(m, "B100")] for m in SCALED_FAMILY)
@@ -67,9 +70,19 @@ def test_hf_configs_from_transformers(tmp_path: Path) -> None:
     from executor.models.pi0 import pi0_config
     from executor.models.presets import PI0_PRESETS
 
-    llama = load_hf_config(_write(tmp_path, LlamaConfig(hidden_size=512, intermediate_size=1024,
-                                                        num_hidden_layers=3, num_attention_heads=8,
-                                                        num_key_value_heads=2), "llama.json"))
+    llama = load_hf_config(
+        _write(
+            tmp_path,
+            LlamaConfig(
+                hidden_size=512,
+                intermediate_size=1024,
+                num_hidden_layers=3,
+                num_attention_heads=8,
+                num_key_value_heads=2,
+            ),
+            "llama.json",
+        )
+    )
     assert (llama.llm.layers, llama.llm.hidden, llama.llm.kv_heads, llama.llm.head_dim) == (3, 512, 2, 64)
     assert (llama.expert.hidden, llama.expert.mlp) == (256, 256)  # VLA-Perf's derived expert
     gemma = config_from_hf(GemmaConfig().to_dict(), "gemma")
@@ -82,15 +95,20 @@ def test_hf_configs_from_transformers(tmp_path: Path) -> None:
     ours = get_config("pi0")
     from dataclasses import replace
 
-    assert (replace(full.llm, name=ours.llm.name), full.vision[0].hidden, full.expert.hidden, full.chunk, full.denoising_steps) == \
-        (ours.llm, ours.vision[0].hidden, ours.expert.hidden, ours.chunk, ours.denoising_steps)
+    assert (
+        replace(full.llm, name=ours.llm.name),
+        full.vision[0].hidden,
+        full.expert.hidden,
+        full.chunk,
+        full.denoising_steps,
+    ) == (ours.llm, ours.vision[0].hidden, ours.expert.hidden, ours.chunk, ours.denoising_steps)
     assert roofline.estimate(block_specs(full), "a100").total_ms == pytest.approx(
-        roofline.estimate(block_specs(ours), "a100").total_ms)
+        roofline.estimate(block_specs(ours), "a100").total_ms
+    )
 
 
 def test_unsupported_or_incomplete_configs_name_the_missing_fields(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="lacks the fields num_hidden_layers, intermediate_size, "
-                                          "num_attention_heads"):
+    with pytest.raises(ConfigError, match="lacks the fields num_hidden_layers, intermediate_size, num_attention_heads"):
         config_from_hf({"model_type": "llama", "hidden_size": 64}, "half")
     with pytest.raises(ConfigError, match=r"model_type 't5' is not a supported architecture .*lacks hidden_size"):
         config_from_hf({"model_type": "t5", "d_model": 512}, "t5")
@@ -107,8 +125,16 @@ def test_unsupported_or_incomplete_configs_name_the_missing_fields(tmp_path: Pat
     with pytest.raises(ConfigError, match="valid models: pi0, pi0-L"):
         resolve_model("gpt-7")
     with pytest.raises(ConfigError, match="must be positive integers: heads=0"):
-        config_from_hf({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-                        "intermediate_size": 128, "num_attention_heads": 0}, "zero")
+        config_from_hf(
+            {
+                "model_type": "llama",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "intermediate_size": 128,
+                "num_attention_heads": 0,
+            },
+            "zero",
+        )
 
 
 def test_sweeps_write_tables(tmp_path: Path) -> None:
@@ -117,8 +143,12 @@ def test_sweeps_write_tables(tmp_path: Path) -> None:
     from executor.perf.sweeps import run_sweep, write_table
 
     rows = run_sweep("steps", steps=(1, 10), devices=("RTX 4090", "Jetson Orin NX 16GB"))
-    assert [(r["device"], r["x"]) for r in rows] == [("RTX 4090", 1), ("RTX 4090", 10),
-                                                     ("Jetson Orin NX 16GB", 1), ("Jetson Orin NX 16GB", 10)]
+    assert [(r["device"], r["x"]) for r in rows] == [
+        ("RTX 4090", 1),
+        ("RTX 4090", 10),
+        ("Jetson Orin NX 16GB", 1),
+        ("Jetson Orin NX 16GB", 10),
+    ]
     assert rows[1]["action_ms"] > rows[0]["action_ms"] and rows[1]["denoising_steps"] == 10
     c, j = write_table(rows, tmp_path / "perf_steps")
     back = list(csv.DictReader(c.open()))
@@ -147,7 +177,9 @@ def test_ar_parallel_head_is_one_vlm_pass_over_all_action_tokens() -> None:
     assert head.passes == (ComputePass(n, n, "parallel_decode"),)
     assert not any(s.kind == "expert" for s in specs)
     # VLA-Perf takeaway: parallel decoding is far faster than token-by-token decoding, and close to the flow expert
-    lat = {h: evaluate(pi0.with_(action_head=h, chunk=10), "on-device", device="B100").latency_ms
-           for h in ("flow", "autoregressive", "ar-parallel")}
+    lat = {
+        h: evaluate(pi0.with_(action_head=h, chunk=10), "on-device", device="B100").latency_ms
+        for h in ("flow", "autoregressive", "ar-parallel")
+    }
     assert lat["ar-parallel"] < lat["autoregressive"] / 10
     assert 0.5 < lat["ar-parallel"] / lat["flow"] < 1.5

@@ -25,8 +25,18 @@ def tiny() -> VLAConfig:
     vision = VisionConfig(layers=1, hidden=8, mlp=16, heads=1, patch_px=14, image_px=28)
     llm = LMConfig(layers=1, hidden=8, mlp=16, heads=1, kv_heads=1, head_dim=8)
     expert = LMConfig(layers=1, hidden=8, mlp=16, heads=1, kv_heads=1, head_dim=8)
-    return VLAConfig(name="tiny", vision=(vision,), llm=llm, expert=expert, cameras=1, prompt_tokens=2,
-                     state_tokens=1, chunk=2, denoising_steps=2, dof=2)
+    return VLAConfig(
+        name="tiny",
+        vision=(vision,),
+        llm=llm,
+        expert=expert,
+        cameras=1,
+        prompt_tokens=2,
+        state_tokens=1,
+        chunk=2,
+        denoising_steps=2,
+        dof=2,
+    )
 
 
 # Expert, one pass of t = 3 tokens over c = 9 keys, bf16 (2 B), attention scores on chip (the default):
@@ -159,7 +169,8 @@ def test_cut_mode_matches_cut_table_and_roofline() -> None:
     cloud_only = rows[0]
     assert cloud_only.edge_ms == 0
     assert cloud_only.network_ms == pytest.approx(
-        2 * 5.0 + cloud_only.up_bytes * 1.05 * 8 / 8e6 * 1e3 + cloud_only.down_bytes * 1.05 * 8 / 16e6 * 1e3)
+        2 * 5.0 + cloud_only.up_bytes * 1.05 * 8 / 8e6 * 1e3 + cloud_only.down_bytes * 1.05 * 8 / 16e6 * 1e3
+    )
     best = evaluate(get_config("pi0"), "cut", device="orin", server="a100", network=LINK)
     fastest = min((r for r in rows if r.feasible), key=lambda r: r.latency_ms)
     assert best.cut.startswith(f"{fastest.index}:") and best.latency_ms == pytest.approx(fastest.latency_ms)

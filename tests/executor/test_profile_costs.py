@@ -22,8 +22,9 @@ def two_block_profile(device: str, block_ms: tuple[float, float]) -> Profile:
         block_ms=block_ms,
         cuts=(
             CutSpec(k=0, up_bytes=150_000, down_bytes=56, name="raw"),
-            CutSpec(k=1, up_bytes=25_000, down_bytes=56, round_trips=2, round_trip_up_bytes=1000,
-                    round_trip_down_bytes=8),
+            CutSpec(
+                k=1, up_bytes=25_000, down_bytes=56, round_trips=2, round_trip_up_bytes=1000, round_trip_down_bytes=8
+            ),
             CutSpec(k=2, name="edge-only"),
             CutSpec(k=1, placement="cloud_then_edge", up_bytes=150_000, down_bytes=25_000),
         ),

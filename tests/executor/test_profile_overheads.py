@@ -19,8 +19,17 @@ CUTS = (
 
 
 def profile(device: str, block_ms=(30.0, 10.0), **kw) -> Profile:
-    return Profile(model_id="toy", preset="tiny", device=device, dtype="float32", source="measured",
-                   block_names=("vision", "head"), block_ms=block_ms, cuts=CUTS, **kw)
+    return Profile(
+        model_id="toy",
+        preset="tiny",
+        device=device,
+        dtype="float32",
+        source="measured",
+        block_names=("vision", "head"),
+        block_ms=block_ms,
+        cuts=CUTS,
+        **kw,
+    )
 
 
 def test_overheads_round_trip_through_json_and_old_files_still_load(tmp_path) -> None:
@@ -35,13 +44,16 @@ def test_overheads_round_trip_through_json_and_old_files_still_load(tmp_path) ->
     assert legacy.overhead_ms == () and legacy.overhead_ms_per_mb == 0.0
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"overhead_ms": (1.0, 2.0)}, r"overhead_ms needs one finite value .* per cut \(4\)"),
-    ({"overhead_ms": (1.0, -2.0, 0.0, 0.0)}, "overhead_ms needs one finite value"),
-    ({"overhead_ms": (1.0, float("nan"), 0.0, 0.0)}, "overhead_ms needs one finite value"),
-    ({"overhead_ms_per_mb": -0.1}, "overhead_ms_per_mb must be finite"),
-    ({"overhead_ms_per_mb": float("inf")}, "overhead_ms_per_mb must be finite"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"overhead_ms": (1.0, 2.0)}, r"overhead_ms needs one finite value .* per cut \(4\)"),
+        ({"overhead_ms": (1.0, -2.0, 0.0, 0.0)}, "overhead_ms needs one finite value"),
+        ({"overhead_ms": (1.0, float("nan"), 0.0, 0.0)}, "overhead_ms needs one finite value"),
+        ({"overhead_ms_per_mb": -0.1}, "overhead_ms_per_mb must be finite"),
+        ({"overhead_ms_per_mb": float("inf")}, "overhead_ms_per_mb must be finite"),
+    ],
+)
 def test_bad_overheads_name_the_field(kw, match) -> None:
     with pytest.raises(ProfileError, match=match):
         profile("orin", **kw)

@@ -38,15 +38,36 @@ def test_profiler_refuses_meta_model_and_bad_config() -> None:
 def test_profile_cli_roofline_writes_profile_and_rejects_unknown_names(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "ecc"
     out = tmp_path / "pi0_a100.json"
-    ok = subprocess.run([str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "a100",
-                         "--dtype", "bfloat16", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [
+            str(exe),
+            "profile",
+            "--model",
+            "pi0",
+            "--preset",
+            "full",
+            "--hardware",
+            "a100",
+            "--dtype",
+            "bfloat16",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     prof = Profile.load(out, expect_model="pi0", expect_preset="full")
     assert prof.source == "roofline" and prof.num_blocks == 49
     bad = subprocess.run([str(exe), "profile", "--model", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "valid families: openvla, pi0" in bad.stderr
-    bad_hw = subprocess.run([str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "tpu9"],
-                            capture_output=True, text=True, timeout=120)
+    bad_hw = subprocess.run(
+        [str(exe), "profile", "--model", "pi0", "--preset", "full", "--hardware", "tpu9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad_hw.returncode == 2 and "a100" in bad_hw.stderr.lower()
 
 
@@ -58,14 +79,22 @@ def test_profile_cli_prices_cuts_under_the_default_wire(tmp_path: Path, capsys: 
 
     meta = build_model("openvla", "tiny", device="meta")
     runs = {}
-    for name, hw, wire in (("orin", "orin", []), ("a100", "a100", []), ("exact", "orin", ["--wire", "exact"]),
-                           ("int8", "orin", ["--wire-dtype", "int8"])):
+    for name, hw, wire in (
+        ("orin", "orin", []),
+        ("a100", "a100", []),
+        ("exact", "orin", ["--wire", "exact"]),
+        ("int8", "orin", ["--wire-dtype", "int8"]),
+    ):
         out = tmp_path / f"{name}.json"
-        assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--hardware", hw, *wire, "-o", str(out)]) == 0
+        assert (
+            profile_cli.main(["--model", "openvla", "--preset", "tiny", "--hardware", hw, *wire, "-o", str(out)]) == 0
+        )
         runs[name] = Profile.load(out, expect_model="openvla", expect_preset="tiny")
     orin, a100, exact = runs["orin"], runs["a100"], runs["exact"]
     assert profile_wire(orin) == DEFAULT_WIRE and profile_wire(exact) == EXACT_WIRE
-    assert orin.cuts == tuple(wire_cut_specs(meta, DEFAULT_WIRE)) and exact.cuts == tuple(wire_cut_specs(meta, EXACT_WIRE))
+    assert orin.cuts == tuple(wire_cut_specs(meta, DEFAULT_WIRE)) and exact.cuts == tuple(
+        wire_cut_specs(meta, EXACT_WIRE)
+    )
     assert orin.cuts[0].up_bytes < 0.5 * exact.cuts[0].up_bytes  # JPEG frames, not raw pixels
     assert orin.codec_ms == codec_ms(meta, DEFAULT_WIRE, "orin", "edge") and orin.codec_ms[0] > 0
     assert a100.codec_ms == codec_ms(meta, DEFAULT_WIRE, "a100", "cloud")  # a datacenter device decodes
@@ -73,8 +102,12 @@ def test_profile_cli_prices_cuts_under_the_default_wire(tmp_path: Path, capsys: 
     assert profile_wire(runs["int8"]) == WireConfig("jpeg:90", "int8")  # --wire-dtype replaces the dtype only
     assert "wire jpeg:90,fp16" in capsys.readouterr().out
     measured = tmp_path / "cpu.json"
-    assert profile_cli.main(["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1",
-                             "-o", str(measured)]) == 0
+    assert (
+        profile_cli.main(
+            ["--model", "openvla", "--preset", "tiny", "--warmup", "0", "--runs", "1", "-o", str(measured)]
+        )
+        == 0
+    )
     prof = Profile.load(measured, expect_model="openvla")
     assert profile_wire(prof) == DEFAULT_WIRE and "measured on this CPU" in prof.notes["codec_time"]
     assert prof.cuts == orin.cuts

@@ -23,8 +23,15 @@ from executor.server import ServerConfig  # noqa: E402
 
 @pytest.fixture(scope="module")
 def serving():
-    rc = RayServeConfig(replicas=1, num_cpus=2, num_cpus_per_replica=1.0, address="local",
-                        app_name="ecc-test-batching", request_timeout_s=60.0, object_store_memory_bytes=100_000_000)
+    rc = RayServeConfig(
+        replicas=1,
+        num_cpus=2,
+        num_cpus_per_replica=1.0,
+        address="local",
+        app_name="ecc-test-batching",
+        request_timeout_s=60.0,
+        object_store_memory_bytes=100_000_000,
+    )
     with RayServing("openvla", "tiny", ServerConfig(port=0, max_batch=4, batch_wait_ms=500.0), rc, seed=0) as s:
         yield s
 
@@ -98,5 +105,6 @@ def test_a_failing_request_in_a_replica_batch_fails_alone(serving):
         assert replies[i].meta[TYPE_KEY] == REPLY
         edge = model.edge_session(0)
         edge.start(model.make_observation(seed))
-        np.testing.assert_array_equal(edge.on_reply(to_payload(replies[i])),
-                                      run_split(model, model.make_observation(seed), 0)[0])
+        np.testing.assert_array_equal(
+            edge.on_reply(to_payload(replies[i])), run_split(model, model.make_observation(seed), 0)[0]
+        )

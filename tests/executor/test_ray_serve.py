@@ -44,8 +44,14 @@ def deadline() -> float:
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100_000_000, log_to_driver=False,
-             configure_logging=False, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100_000_000,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+    )
     yield
     from ray import serve
 
@@ -59,8 +65,9 @@ def deployments(ray_local):
     out = {}
     try:
         for family in FAMILIES:
-            rc = RayServeConfig(replicas=2, num_cpus_per_replica=0.5, app_name=f"ecc-test-{family}",
-                                request_timeout_s=WAIT_S)
+            rc = RayServeConfig(
+                replicas=2, num_cpus_per_replica=0.5, app_name=f"ecc-test-{family}", request_timeout_s=WAIT_S
+            )
             serving = RayServing(family, "tiny", ServerConfig(port=0), rc, seed=0).start()
             local = CloudServer(build_model(family, "tiny", seed=0), ServerConfig(port=0)).start()
             out[family] = (build_model(family, "tiny", seed=0), local, serving)
@@ -89,7 +96,10 @@ def test_replicas_reply_exactly_as_the_single_process_server_at_every_cut(deploy
     with EdgeClient(edge, local.url) as ref_client, EdgeClient(edge, serving.url) as ray_client:
         ref_info, ray_info = ref_client.connect(), ray_client.connect()
         assert (ray_info.model_id, ray_info.num_cuts, ray_info.cut_names) == (
-            ref_info.model_id, ref_info.num_cuts, ref_info.cut_names)
+            ref_info.model_id,
+            ref_info.num_cuts,
+            ref_info.cut_names,
+        )
         for seed in (0, 1):
             obs = edge.make_observation(seed)
             for k in range(edge.num_cuts):
@@ -118,8 +128,12 @@ def test_openpi_full_offload_equals_the_single_process_server(deployments):
     obs = edge.make_observation(3)
     image = obs["images"][0]
     for state in (np.arange(5, dtype=np.float32), np.ones(3, dtype=np.float32)):
-        request = {"observation/image": image, "observation/wrist_image": image, "observation/state": state,
-                   "prompt": "pick up the cube"}
+        request = {
+            "observation/image": image,
+            "observation/wrist_image": image,
+            "observation/state": state,
+            "prompt": "pick up the cube",
+        }
         if obs["images"].shape[0] == 1:
             del request["observation/wrist_image"]
         expected = _openpi_call(local.url, request)
@@ -207,12 +221,16 @@ def test_killing_a_replica_mid_run_loses_no_request_silently(deployments):
     assert len(outcomes) == n_clients * n_requests  # every request got an answer
     assert all(o == "ok" or o.startswith("error:") for o in outcomes), outcomes
     assert outcomes.count("ok") >= n_clients * n_requests // 2
+
     # Serve replaces the dead replica, and the deployment answers correctly afterwards. Serve's status may still
     # count the victim as RUNNING for a moment after the kill, so wait until two replicas run without it.
     def replaced() -> bool:
         alive = serving.replica_actors()
-        return (running_replicas(serving.ray_config.app_name) == 2 and len(alive) == 2
-                and victims[0]._actor_id not in {a._actor_id for a in alive})
+        return (
+            running_replicas(serving.ray_config.app_name) == 2
+            and len(alive) == 2
+            and victims[0]._actor_id not in {a._actor_id for a in alive}
+        )
 
     t_end = time.monotonic() + 60
     while not replaced() and time.monotonic() < t_end:
@@ -229,24 +247,36 @@ def _same_answers(edge, reference_url: str, url: str, cuts) -> None:
         got.connect()
         for k in cuts:
             obs = edge.make_observation(k)
-            np.testing.assert_array_equal(got.infer(obs, k, deadline=deadline()).actions,
-                                          ref.infer(obs, k, deadline=deadline()).actions, err_msg=f"cut {k}")
+            np.testing.assert_array_equal(
+                got.infer(obs, k, deadline=deadline()).actions,
+                ref.infer(obs, k, deadline=deadline()).actions,
+                err_msg=f"cut {k}",
+            )
 
 
 def test_a_second_server_can_neither_replace_nor_stop_the_first_ones_application(deployments):
     edge, local, first = deployments["openvla"]
     cuts = (0, 6, 7)  # the cuts where a replaced application answered with another seed's weights
     # same application name: refused, and the first server's application is untouched
-    clash = RayServing("openvla", "tiny", ServerConfig(port=0),
-                       RayServeConfig(num_cpus_per_replica=0.0, app_name=first.app_name, request_timeout_s=WAIT_S),
-                       seed=1)
+    clash = RayServing(
+        "openvla",
+        "tiny",
+        ServerConfig(port=0),
+        RayServeConfig(num_cpus_per_replica=0.0, app_name=first.app_name, request_timeout_s=WAIT_S),
+        seed=1,
+    )
     with pytest.raises(DeployError, match="already runs.*refusing to replace"):
         clash.start()
     assert first.app_name in application_names()
     _same_answers(edge, local.url, first.url, cuts)
     # another seed on the same cluster: its own (derived) application name, so both run side by side
-    second = RayServing("openvla", "tiny", ServerConfig(port=0),
-                        RayServeConfig(num_cpus_per_replica=0.0, request_timeout_s=WAIT_S), seed=1).start()
+    second = RayServing(
+        "openvla",
+        "tiny",
+        ServerConfig(port=0),
+        RayServeConfig(num_cpus_per_replica=0.0, request_timeout_s=WAIT_S),
+        seed=1,
+    ).start()
     try:
         assert second.app_name != first.app_name and "openvla-tiny-seed1" in second.app_name
         _same_answers(edge, local.url, first.url, cuts)
@@ -278,8 +308,9 @@ def test_twenty_replica_failures_do_not_disconnect_a_client(deployments):
     edge, _local, serving = deployments["pi0"]
     # an ingress on the same replicas whose attempts cannot succeed in time: every request is a replica failure
     impatient = RayServeConfig(request_timeout_s=1e-4, max_attempts=2, app_name=serving.app_name)
-    server = RayCloudServer(build_model("pi0", "tiny", seed=0, on_meta=True), ServerConfig(port=0),
-                            serving.server._deployment, impatient).start()
+    server = RayCloudServer(
+        build_model("pi0", "tiny", seed=0, on_meta=True), ServerConfig(port=0), serving.server._deployment, impatient
+    ).start()
     try:
         with EdgeClient(edge, server.url) as client:
             client.connect()

@@ -35,8 +35,9 @@ def test_hand_computed_mha_layer() -> None:
         "mlp_up": (2 * t * h * m, b * (h * m + t * h + t * m)),  # 128, 112
         "mlp_down": (2 * t * m * h, b * (m * h + t * m + t * h)),  # 128, 112
     }
-    got = {o.name: (o.flops, o.bytes) for o in roofline.pass_ops(_mha(), ComputePass(t, c), b,
-                                                                 attention="materialised")}
+    got = {
+        o.name: (o.flops, o.bytes) for o in roofline.pass_ops(_mha(), ComputePass(t, c), b, attention="materialised")
+    }
     assert got == ops
     cost = roofline.block_cost(_mha(), TOY, attention="materialised")
     assert cost.flops == 576 and cost.bytes == 544
@@ -46,8 +47,9 @@ def test_hand_computed_mha_layer() -> None:
     assert cost.compute_ms == pytest.approx(448.0) and cost.memory_ms == pytest.approx(160.0)
     assert cost.bound == "compute"
     # pass granularity: one max over the whole pass
-    assert roofline.block_cost(_mha(), TOY, granularity="pass", attention="materialised").time_ms == \
-        pytest.approx(576.0)
+    assert roofline.block_cost(_mha(), TOY, granularity="pass", attention="materialised").time_ms == pytest.approx(
+        576.0
+    )
     # weights 4*12 + 4*4 + 4*8 + 8*4 = 128 params (param_count 0 -> derived), KV cache 2 x 4 x 2 tokens
     assert cost.weight_bytes == 128 * b and cost.kv_cache_bytes == 2 * kv * 2 * b
 
@@ -109,15 +111,33 @@ def test_linear_patch_embed_expert_and_repeat() -> None:
     patch = BlockSpec("patch", "patch_embed", (ComputePass(4, 4),), in_dim=588, hidden=16)
     assert roofline.block_cost(patch, TOY).bytes == 2 * (588 * 16 + 4 * 588 + 4 * 16)
     layer = _mha(tokens=3, context=10)
-    expert = BlockSpec("expert", "expert", (ComputePass(3, 10, "parallel_decode", repeat=5),), hidden=4, mlp=8,
-                       heads=2, kv_heads=2, head_dim=2, layers=4)
+    expert = BlockSpec(
+        "expert",
+        "expert",
+        (ComputePass(3, 10, "parallel_decode", repeat=5),),
+        hidden=4,
+        mlp=8,
+        heads=2,
+        kv_heads=2,
+        head_dim=2,
+        layers=4,
+    )
     one, many = roofline.block_cost(layer, TOY), roofline.block_cost(expert, TOY)
     assert many.flops == 4 * 5 * one.flops and many.time_ms == pytest.approx(4 * 5 * one.time_ms)
 
 
 def _llama_layer(tokens: int, context: int, phase: str = "prefill") -> BlockSpec:
-    return BlockSpec("llm", "transformer_layer", (ComputePass(tokens, context, phase),), hidden=4096, mlp=11008,
-                     heads=32, kv_heads=32, head_dim=128, gated_mlp=True)
+    return BlockSpec(
+        "llm",
+        "transformer_layer",
+        (ComputePass(tokens, context, phase),),
+        hidden=4096,
+        mlp=11008,
+        heads=32,
+        kv_heads=32,
+        head_dim=128,
+        gated_mlp=True,
+    )
 
 
 def test_bound_switches_with_token_count() -> None:
@@ -238,7 +258,11 @@ def test_catalogue_matches_reference_tables() -> None:
     assert len(hw_rows) == 7
     for name, tflops, mem, bw in hw_rows:
         h = catalog.hardware(name)
-        assert (h.peak_tflops_bf16, h.memory_bytes, h.mem_bandwidth_gbps) == (float(tflops), int(mem) * 10**9, float(bw))
+        assert (h.peak_tflops_bf16, h.memory_bytes, h.mem_bandwidth_gbps) == (
+            float(tflops),
+            int(mem) * 10**9,
+            float(bw),
+        )
     net_rows = re.findall(r"^\| (.+?) \| ([\d.]+) (Gbps|Mbps) \| ([\d.]+) (Gbps|Mbps) \| ([\d.]+) ms \|$", text, re.M)
     assert len(net_rows) == 8
     for name, up, uu, down, du, ms in net_rows:

@@ -13,7 +13,9 @@ LAYER = {"kind": "transformer_layer", "hidden": 4096, "mlp": 11008, "heads": 32,
 
 
 def _layer(tokens: int, context: int, repeat: int = 1) -> BlockSpec:
-    return BlockSpec(name="layer", passes=(ComputePass(tokens, context, "decode" if tokens == 1 else "prefill", repeat),), **LAYER)
+    return BlockSpec(
+        name="layer", passes=(ComputePass(tokens, context, "decode" if tokens == 1 else "prefill", repeat),), **LAYER
+    )
 
 
 def test_batch_of_one_is_the_unbatched_roofline():

@@ -52,8 +52,9 @@ def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
     edge = build_model("openvla", "tiny", seed=0)
     frames = [edge.make_observation(seed=s % 4) for s in range(28)]
     proc, port = start()
-    config = RuntimeConfig(control_period_s=PERIOD_S, deadline_s=DEADLINE_S, realtime=True, connect_timeout_s=10.0,
-                           breaker_retry_s=1.0)
+    config = RuntimeConfig(
+        control_period_s=PERIOD_S, deadline_s=DEADLINE_S, realtime=True, connect_timeout_s=10.0, breaker_retry_s=1.0
+    )
     fault_at, resume_at = 1.0, 3.5
 
     def inject() -> None:
@@ -66,8 +67,14 @@ def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
             proc.kill()
 
     try:
-        with EdgeRuntime(edge, FixedPlanner(cut=3), lambda ctx: np.zeros(1, np.float32),
-                         server_url=f"ws://127.0.0.1:{port}", client_config=CLIENT, config=config) as runtime:
+        with EdgeRuntime(
+            edge,
+            FixedPlanner(cut=3),
+            lambda ctx: np.zeros(1, np.float32),
+            server_url=f"ws://127.0.0.1:{port}",
+            client_config=CLIENT,
+            config=config,
+        ) as runtime:
             t = threading.Thread(target=inject, daemon=True)
             t.start()
             records = runtime.run(frames)
@@ -83,7 +90,7 @@ def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
     local = [r.latency_ms for r in acted if r.fallback_reason in ("breaker_open", "disconnected")]
     assert local, reasons
     edge_only_ms = max(local)
-    bound_ms = (max(DEADLINE_S * 1e3, edge_only_ms) + PERIOD_S * 1e3)
+    bound_ms = max(DEADLINE_S * 1e3, edge_only_ms) + PERIOD_S * 1e3
     assert max(r.latency_ms for r in acted) <= bound_ms, [round(r.latency_ms) for r in acted]
     # no frame is acted on a period or more after its time
     assert max(r.late_ms for r in acted) < PERIOD_S * 1e3, [round(r.late_ms) for r in acted]

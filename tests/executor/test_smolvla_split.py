@@ -82,8 +82,9 @@ def test_payload_checks_on_receive(model, obs):
     with pytest.raises(PayloadError, match="kv.0.key"):
         model.cloud_session(cut).on_request(Payload(good.kind, cut, bad, activations=good.activations))
     with pytest.raises(PayloadError, match="cut"):
-        model.cloud_session(cut).on_request(Payload(good.kind, cut - 1, dict(good.tensors),
-                                                    activations=good.activations))
+        model.cloud_session(cut).on_request(
+            Payload(good.kind, cut - 1, dict(good.tensors), activations=good.activations)
+        )
     with pytest.raises(ValueError, match="out of range"):
         model.edge_session(model.num_cuts)
     with pytest.raises(ValueError, match="state"):
@@ -114,8 +115,10 @@ def test_full_has_the_published_shapes(full):
     lm_head = c.vocab_size * c.lm_hidden  # in the published checkpoint, never run by SmolVLA
     assert 380e6 < n < 420e6 and 430e6 < n + lm_head < 470e6
     spec = full.cut_specs("int8")[full.block_names.index("connector") + 1]
-    assert spec.up_bytes == c.cameras * 64 * c.lm_hidden + c.prompt_tokens * 8 + c.state_dim * 4 + \
-        c.chunk * c.max_action_dim * 4
+    assert (
+        spec.up_bytes
+        == c.cameras * 64 * c.lm_hidden + c.prompt_tokens * 8 + c.state_dim * 4 + c.chunk * c.max_action_dim * 4
+    )
 
 
 def test_roofline_prices_full_on_the_catalogue(full):

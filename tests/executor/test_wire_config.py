@@ -24,8 +24,15 @@ def test_parse_label_round_trip_and_aliases() -> None:
     assert EXACT_WIRE.exact and not DEFAULT_WIRE.exact
 
 
-@pytest.mark.parametrize(("spec", "match"), [("jpeg:90", "IMAGE,DTYPE"), ("gif,fp16", "bad image encoding"),
-                                             ("jpeg:90,fp8", "unknown activation dtype"), ("jpeg:200,fp16", "1..95")])
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("jpeg:90", "IMAGE,DTYPE"),
+        ("gif,fp16", "bad image encoding"),
+        ("jpeg:90,fp8", "unknown activation dtype"),
+        ("jpeg:200,fp16", "1..95"),
+    ],
+)
 def test_bad_specs_name_the_problem(spec: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         WireConfig.parse(spec)
@@ -164,8 +171,9 @@ def test_priced_profiles_charge_encoded_frames_and_codec_time() -> None:
     assert dep_e.notes["wire"]["label"] == "jpeg:90,fp16" and dep_e.wire_dtype == "float16"
     # cloud-only: the upload drops by the raw-minus-JPEG frame bytes (framing aside)
     saved = raw_e.cuts[0].up_bytes - dep_e.cuts[0].up_bytes
-    assert saved == pytest.approx(shape.raw_bytes - encoded_image_bytes("jpeg:90", shape.cameras, shape.image_px),
-                                  abs=600)
+    assert saved == pytest.approx(
+        shape.raw_bytes - encoded_image_bytes("jpeg:90", shape.cameras, shape.image_px), abs=600
+    )
     # a middle cut's activations halve (fp32 -> fp16)
     mid = model.num_blocks // 2
     assert dep_e.cuts[mid].up_bytes == pytest.approx(raw_e.cuts[mid].up_bytes / 2, rel=0.01)

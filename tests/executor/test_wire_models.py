@@ -34,7 +34,9 @@ def test_uncompressed_wire_keeps_every_cut_exact(pi0, openvla) -> None:
             assert np.array_equal(actions, ref), (m.family, k)
 
 
-@pytest.mark.parametrize(("compression", "rel_tol"), [("fp16", 1e-3), ("bf16", 1e-2), ("int8", 2e-2), ("int8_token", 2e-2)])
+@pytest.mark.parametrize(
+    ("compression", "rel_tol"), [("fp16", 1e-3), ("bf16", 1e-2), ("int8", 2e-2), ("int8_token", 2e-2)]
+)
 def test_pi0_actions_within_tolerance(pi0, compression: str, rel_tol: float) -> None:
     """Stated tolerance: max |actions - fp32 actions| <= rel_tol x max |fp32 actions| at every middle cut."""
     worst = 0.0

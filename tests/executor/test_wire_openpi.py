@@ -80,7 +80,9 @@ def test_actions_reply_like_openpi_server() -> None:
 
 
 def test_string_keys_variant_accepted() -> None:
-    msg = msgpack.packb({"__ndarray__": True, "data": np.arange(3, dtype="<i4").tobytes(), "dtype": "<i4", "shape": [3]})
+    msg = msgpack.packb(
+        {"__ndarray__": True, "data": np.arange(3, dtype="<i4").tobytes(), "dtype": "<i4", "shape": [3]}
+    )
     assert ours.unpackb(msg).tolist() == [0, 1, 2]
 
 

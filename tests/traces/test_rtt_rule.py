@@ -34,8 +34,15 @@ def test_family_table() -> None:
 
 
 def test_apply_keeps_own_rtt_sets_family_rtt_and_overrides() -> None:
-    ts = TraceSet.from_traces([_flat("lumos5g_mmwave/4G/a"), _flat("wifi_cellular_sbu_mptraces/1_wifi.csv"),
-                               _flat("embedded/4g/4g-1", 37.0), _flat("unknown/x")], "mix")
+    ts = TraceSet.from_traces(
+        [
+            _flat("lumos5g_mmwave/4G/a"),
+            _flat("wifi_cellular_sbu_mptraces/1_wifi.csv"),
+            _flat("embedded/4g/4g-1", 37.0),
+            _flat("unknown/x"),
+        ],
+        "mix",
+    )
     out = apply_rtt(ts)
     assert [float(t.rtt_at_ms(0.0)) for t in out] == [50.0, 7.0, 37.0, 0.0]
     assert out.name == "mix" and out.names == ts.names
@@ -60,8 +67,10 @@ def test_labels_and_mismatch() -> None:
 def test_recorded_families_get_their_rtt_in_training(shared_traces) -> None:
     from agents.training import TrainConfig, load_trace_sources
 
-    cfg = TrainConfig(traces=(str(shared_traces / "lumos5g_mmwave" / "4G"),
-                              str(shared_traces / "wifi_cellular_sbu_mptraces")), include_embedded=False)
+    cfg = TrainConfig(
+        traces=(str(shared_traces / "lumos5g_mmwave" / "4G"), str(shared_traces / "wifi_cellular_sbu_mptraces")),
+        include_embedded=False,
+    )
     (ts,) = load_trace_sources(cfg)
     by_kind: dict[str, set[float]] = {}
     for t in ts:  # the 4G folder's traces are named 4G/... (the set's root): matched by their source path

@@ -12,15 +12,23 @@ from traces.readers import TraceFormatError, load_trace
 from traces.traceset import TraceSet
 
 BAD_FILES = {
-    "huge_int.json": (json.dumps({"time_s": [0, 1], "bandwidth_mbps": [1, 10**400]}),
-                      r"huge_int.json:2: key 'bandwidth_mbps': element \[1\] is an integer too large"),
-    "huge_digits.json": ('{"time_s": [0, 1], "bandwidth_mbps": [1, ' + "9" * 5000 + "]}",
-                         r"huge_digits.json: invalid JSON: ValueError: Exceeds the limit"),
+    "huge_int.json": (
+        json.dumps({"time_s": [0, 1], "bandwidth_mbps": [1, 10**400]}),
+        r"huge_int.json:2: key 'bandwidth_mbps': element \[1\] is an integer too large",
+    ),
+    "huge_digits.json": (
+        '{"time_s": [0, 1], "bandwidth_mbps": [1, ' + "9" * 5000 + "]}",
+        r"huge_digits.json: invalid JSON: ValueError: Exceeds the limit",
+    ),
     "nested.json": ("[" * 100_000 + "]" * 100_000, r"nested.json: invalid JSON: RecursionError"),
-    "long_time.json": (json.dumps({"time_s": [0, 1e300], "bandwidth_mbps": [1, 2]}),
-                       r"long_time.json:2: timestamp 1e\+300 s is beyond a year"),
-    "fast.json": (json.dumps({"time_s": [0, 1], "bandwidth_mbps": [1, 1e308]}),
-                  r"fast.json:2: rate 1e\+308 Mbit/s is above 100000 Mbit/s"),
+    "long_time.json": (
+        json.dumps({"time_s": [0, 1e300], "bandwidth_mbps": [1, 2]}),
+        r"long_time.json:2: timestamp 1e\+300 s is beyond a year",
+    ),
+    "fast.json": (
+        json.dumps({"time_s": [0, 1], "bandwidth_mbps": [1, 1e308]}),
+        r"fast.json:2: rate 1e\+308 Mbit/s is above 100000 Mbit/s",
+    ),
     "fast.log": ("0 1\n1 200000\n", r"fast.log:2: rate 200000 Mbit/s is above"),
     "two_days.log": ("0 1\n172800 2\n", r"two_days.log:2: the trace spans 172800 s, more than a day"),
     "far.mahimahi": ("1\n2\n1" + "0" * 23 + "\n", r"far.mahimahi:3: timestamp 1000+ ms is beyond a year"),
@@ -81,8 +89,16 @@ def test_cutmap_cli_with_absurd_profile_exits_2_naming_the_file(tmp_path, capsys
     (tmp_path / "edge.json").write_text(json.dumps(d))
     cloud = tmp_path / "cloud.json"
     cloud.write_text(json.dumps(roofline_profile_for("smolvla", "tiny", "a100").to_dict()))
-    argv = ["--model", "smolvla", "--preset", "tiny", "--edge-profile", str(tmp_path / "edge.json"),
-            "--cloud-profile", str(cloud)]
+    argv = [
+        "--model",
+        "smolvla",
+        "--preset",
+        "tiny",
+        "--edge-profile",
+        str(tmp_path / "edge.json"),
+        "--cloud-profile",
+        str(cloud),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("ecc cutmap: ") and "edge.json: block_ms must be finite" in err and "Traceback" not in err
@@ -95,8 +111,20 @@ def test_edge_cli_with_a_bad_trace_exits_2_naming_the_file(tmp_path, capsys, nam
 
     text, pattern = BAD_FILES[name]
     (tmp_path / name).write_text(text)
-    argv = ["--model", "openvla", "--preset", "tiny", "--policy", str(tmp_path / "policy.zip"), "--hardware",
-            "orin+a100", "--trace", str(tmp_path / name), "--steps", "2"]
+    argv = [
+        "--model",
+        "openvla",
+        "--preset",
+        "tiny",
+        "--policy",
+        str(tmp_path / "policy.zip"),
+        "--hardware",
+        "orin+a100",
+        "--trace",
+        str(tmp_path / name),
+        "--steps",
+        "2",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("ecc edge: ") and "Traceback" not in err

@@ -155,9 +155,9 @@ def test_vectorised_transfer_times_match_the_scalar_path():
     assert np.all(np.isinf(capped[ref > 0.05])) and np.allclose(capped[ref <= 0.05], ref[ref <= 0.05])
 
 
-rates_st = st.lists(
-    st.one_of(st.just(0.0), st.floats(0.01, 2000.0)), min_size=1, max_size=12
-).filter(lambda r: sum(r) > 0)
+rates_st = st.lists(st.one_of(st.just(0.0), st.floats(0.01, 2000.0)), min_size=1, max_size=12).filter(
+    lambda r: sum(r) > 0
+)
 
 
 @settings(max_examples=150, deadline=None)

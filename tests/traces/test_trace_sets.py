@@ -93,9 +93,7 @@ def test_split_is_deterministic_and_respects_train_test_folders(tmp_path):
 
 
 def test_split_spreads_every_dataset_folder_over_the_sides():
-    traces = [
-        synthetic.constant(float(10 * g + i + 1), name=f"root/ds{g}/t{i}") for g in range(5) for i in range(4)
-    ]
+    traces = [synthetic.constant(float(10 * g + i + 1), name=f"root/ds{g}/t{i}") for g in range(5) for i in range(4)]
     ts = TraceSet.from_traces(traces, "five")
     for seed in range(5):
         sp = ts.split(seed=seed)
@@ -147,7 +145,9 @@ def test_rescale_set_to_target_mean_pooled_and_per_trace():
 
 
 def test_segments_are_seeded_and_have_the_requested_duration():
-    ts = TraceSet.from_traces([synthetic.markov("wifi6", duration_s=30, rng=1), synthetic.markov("4g", duration_s=20, rng=2)])
+    ts = TraceSet.from_traces(
+        [synthetic.markov("wifi6", duration_s=30, rng=1), synthetic.markov("4g", duration_s=20, rng=2)]
+    )
     a = ts.segments(25.0, np.random.default_rng(3), 5)
     b = ts.segments(25.0, np.random.default_rng(3), 5)
     assert [s.content_hash() for s in a] == [s.content_hash() for s in b]
