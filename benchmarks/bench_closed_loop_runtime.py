@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     from agents.closed_loop_runtime import (
         RuntimeClosedLoop,
         RuntimeLoopConfig,
-        ServerProcess,
         run_sim_episode,
     )
     from agents.emulated_pair import describe, emulated_pair
     from agents.evaluation import build_planner, load_traces, parse_planners
     from agents.planner import PlannerContext
+    from executor.server_process import ServerProcess
     from ecc_env.closed_loop import (
         ClosedLoopConfig,
         ClosedLoopSplitEnv,

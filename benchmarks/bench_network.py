@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import re
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -203,57 +201,23 @@ def bench_throughput(duration_s: float) -> None:
 
 
 # -------------------------------------------------------------------------------------------- 4. failover
-def _server_process(port: int = 0) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "executor.serve_cli",
-            "--model",
-            "openvla",
-            "--preset",
-            "tiny",
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.match(r"serving ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-    raise RuntimeError("server did not start")
-
-
-class _Fixed:
-    def __init__(self, cut: int) -> None:
-        self.cut = cut
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        return np.array([self.cut, 0]), state
-
-
 def bench_failover(reps: int) -> None:
     from executor.client import ClientConfig
+    from executor.edge_cli import FixedCutPlanner
     from executor.models import build_model
     from executor.runtime import EdgeRuntime, RuntimeConfig
+    from executor.server_process import ServerProcess
 
     print("\n== 4. server death (SIGKILL) -> first fallback action (runtime stepping back to back) ==")
     edge = build_model("openvla", "tiny", seed=0)
     obs = edge.make_observation(0)
     detect, total = [], []
     for _ in range(reps):
-        proc, port = _server_process()
+        server = ServerProcess("openvla", "tiny").start()
+        proc, port = server.proc, server.port
         runtime = EdgeRuntime(
             edge,
-            _Fixed(2),
+            FixedCutPlanner(2),
             lambda ctx: np.zeros(1),
             server_url=f"ws://127.0.0.1:{port}",
             client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.5),

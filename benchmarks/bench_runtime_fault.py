@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -21,49 +19,17 @@ import time
 import numpy as np
 
 
-def _server(port: int = 0) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "executor.serve_cli",
-            "--model",
-            "openvla",
-            "--preset",
-            "tiny",
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    for line in proc.stdout:
-        m = re.match(r"serving ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-    raise RuntimeError("server did not start")
-
-
-class Fixed:
-    def __init__(self, cut: int) -> None:
-        self.cut = cut
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        return np.array([self.cut, 0]), state
-
-
 def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
     from executor.client import ClientConfig
+    from executor.edge_cli import FixedCutPlanner
     from executor.models import build_model
     from executor.runtime import EdgeRuntime, RuntimeConfig
+    from executor.server_process import ServerProcess
 
     edge = build_model("openvla", "tiny", seed=0)
     frames = [edge.make_observation(seed=s % 4) for s in range(args.steps)]
-    proc, port = _server()
+    server = ServerProcess("openvla", "tiny").start()
+    proc, port = server.proc, server.port
     cfg = RuntimeConfig(
         control_period_s=args.period_ms / 1e3,
         deadline_s=args.deadline_ms / 1e3,
@@ -84,7 +50,7 @@ def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
     try:
         with EdgeRuntime(
             edge,
-            Fixed(args.cut),
+            FixedCutPlanner(args.cut),
             lambda ctx: np.zeros(1, np.float32),
             server_url=f"ws://127.0.0.1:{port}",
             client_config=ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2),
@@ -97,8 +63,7 @@ def run(fault: str, breaker: bool, args: argparse.Namespace) -> dict:
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(10)
+        server.stop()
     acted = [r for r in records if r.mode != "dropped"]
     period = args.period_ms
     return {

@@ -14,12 +14,12 @@ pytest.importorskip("metaworld")
 from agents.closed_loop_runtime import (  # noqa: E402
     RuntimeClosedLoop,
     RuntimeLoopConfig,
-    ServerProcess,
     next_observation,
     run_sim_episode,
 )
 from agents.heuristics import CloudOnly, EdgeOnly  # noqa: E402
 from agents.planner import PlannerContext  # noqa: E402
+from executor.server_process import ServerProcess  # noqa: E402
 from ecc_env.closed_loop import (  # noqa: E402
     ClosedLoopConfig,
     ClosedLoopSplitEnv,

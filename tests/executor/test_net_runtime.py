@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
-import subprocess
-import sys
-import threading
 import time
 
 import numpy as np
@@ -23,6 +17,7 @@ from executor.models import build_model  # noqa: E402
 from executor.profile import Profile  # noqa: E402
 from executor.runtime import EdgeRuntime, RuntimeConfig, StepContext  # noqa: E402
 from executor.server import CloudServer, ServerConfig  # noqa: E402
+from executor.server_process import ServerProcess  # noqa: E402
 
 WAIT_S = 30.0
 FAST = RuntimeConfig(control_period_s=0.1, deadline_s=5.0, realtime=False, connect_timeout_s=10.0)
@@ -82,55 +77,11 @@ def test_split_steps_return_the_models_actions(edge, frames):
     assert report["modes"] == {"split": len(observations)} and report["emulation"] == {"emulated": False}
 
 
-def _start_server_process(port: int = 0) -> tuple[subprocess.Popen, int]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "executor.serve_cli",
-            "--model",
-            "openvla",
-            "--preset",
-            "tiny",
-            "--port",
-            str(port),
-            "--threads",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    deadline = time.monotonic() + 120.0
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=1.0)
-        except queue.Empty:
-            if proc.poll() is not None:
-                break
-            continue
-        m = re.match(r"serving ws://127\.0\.0\.1:(\d+)", line)
-        if m:
-            return proc, int(m.group(1))
-    proc.kill()
-    proc.wait(10)
-    raise RuntimeError(f"server process did not start (exit code {proc.poll()})")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-
-
 @pytest.mark.slow  # heavy: two server processes, ~60 s on 2 cores
 def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, frames):
     observations, expected = frames
-    proc, port = _start_server_process()
+    server = ServerProcess("openvla", "tiny").start()
+    port = server.port
     records = []
     try:
         runtime = EdgeRuntime(
@@ -144,14 +95,14 @@ def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, fr
         for i in range(3):
             records.append(runtime.step(observations[i % 6]))
         assert [r.mode for r in records] == ["split"] * 3
-        proc.kill()  # SIGKILL: no goodbye from the server
-        proc.wait(10)
+        server.proc.kill()  # SIGKILL: no goodbye from the server
+        server.proc.wait(10)
         for i in range(3, 6):
             records.append(runtime.step(observations[i % 6]))
         assert all(r.mode == "fallback" for r in records[3:])
         assert {r.fallback_reason for r in records[3:]} <= {"disconnected", "deadline"}
         assert records[-1].fallback_reason == "disconnected"
-        proc, _ = _start_server_process(port)
+        server = ServerProcess("openvla", "tiny", port=port).start()
         recovered_at = None
         t_end = time.monotonic() + WAIT_S
         while time.monotonic() < t_end:
@@ -165,7 +116,7 @@ def test_server_death_falls_back_then_recovers_when_a_new_server_starts(edge, fr
         assert runtime.client is not None and runtime.client.connects == 2
         runtime.close()
     finally:
-        _stop(proc)
+        server.stop()
     # every observation got actions, and they are the model's actions whichever side computed them
     for i, r in enumerate(records):
         assert r.step == i and r.action is not None and r.error is None

@@ -17,41 +17,23 @@ pytestmark = pytest.mark.network
 torch = pytest.importorskip("torch")
 
 from executor.client import ClientConfig  # noqa: E402
+from executor.edge_cli import FixedCutPlanner  # noqa: E402
 from executor.models import build_model  # noqa: E402
 from executor.runtime import EdgeRuntime, RuntimeConfig  # noqa: E402
+from executor.server_process import ServerProcess  # noqa: E402
 
 PERIOD_S = 0.25
 DEADLINE_S = 0.2
 CLIENT = ClientConfig(reconnect_initial_s=0.05, reconnect_max_s=0.2, connect_timeout_s=5.0)
 
 
-def _server_process():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_net_rt", Path(__file__).with_name("test_net_runtime.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["_net_rt"] = mod
-    spec.loader.exec_module(mod)
-    return mod._start_server_process, mod._stop
-
-
-class FixedPlanner:
-    def __init__(self, cut: int) -> None:
-        self.cut = cut
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        return np.array([self.cut, 0]), state
-
-
 @pytest.mark.slow  # heavy and timing: a server process and a real-time loop read against wall-clock periods, ~12 s each
 @pytest.mark.parametrize("fault", ["freeze", "kill"])
 def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
-    start, stop = _server_process()
     edge = build_model("openvla", "tiny", seed=0)
     frames = [edge.make_observation(seed=s % 4) for s in range(28)]
-    proc, port = start()
+    server = ServerProcess("openvla", "tiny").start()
+    proc, port = server.proc, server.port
     config = RuntimeConfig(
         control_period_s=PERIOD_S, deadline_s=DEADLINE_S, realtime=True, connect_timeout_s=10.0, breaker_retry_s=1.0
     )
@@ -69,7 +51,7 @@ def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
     try:
         with EdgeRuntime(
             edge,
-            FixedPlanner(cut=3),
+            FixedCutPlanner(cut=3),
             lambda ctx: np.zeros(1, np.float32),
             server_url=f"ws://127.0.0.1:{port}",
             client_config=CLIENT,
@@ -82,7 +64,7 @@ def test_a_faulty_server_costs_one_miss_and_the_loop_never_falls_behind(fault):
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
-        stop(proc)
+        server.stop()
     acted = [r for r in records if r.mode != "dropped"]
     assert len(records) == len(frames) and [r.step for r in records] == list(range(len(frames)))
     assert acted[0].mode == "split"
