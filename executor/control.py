@@ -7,11 +7,11 @@ between observations (a 10 Hz camera: 100 ms). The env (``ecc_env.split_env.EnvC
 planners' context and the edge runtime (``executor.runtime.RuntimeConfig``) all take their defaults from here, and a
 policy trained under another :class:`ControlSpec` is refused or warned at load (``agents.compat``).
 
-A model returns ``model_chunk_length(family, preset)`` actions per inference (pi0/SmolVLA: their ``chunk``;
-OpenVLA: 1, its seven action tokens are one action). The runtime executes ``min(chunk_size, that)`` actions of a
-chunk, so a deployment whose chunk is longer than the model's can never skip as often as the env lets it:
-:func:`chunk_shortfall` says so. OpenVLA has no chunked action head here (an OpenVLA-OFT-style head that decodes K
-actions in parallel would change its blocks, payloads and round trips; see ``docs/deployment.md``).
+A model returns ``model_chunk_length(family, preset)`` actions per inference (pi0/SmolVLA/CogACT: their ``chunk``;
+OpenVLA: 1, its seven autoregressive action tokens are one action; OpenVLA with OpenVLA-OFT's parallel-decoding head,
+preset ``<name>-oft<K>``: K). The runtime executes ``min(chunk_size, that)`` actions of a chunk, so a deployment
+whose chunk is longer than the model's can never skip as often as the env lets it: :func:`chunk_shortfall` says so
+(for OpenVLA it suggests ``-oft<chunk_size>``; see ``docs/deployment.md``).
 """
 
 from __future__ import annotations
@@ -44,21 +44,27 @@ class ControlSpec:
 
 def model_chunk_length(family: str, preset: str) -> int:
     """Actions one inference of ``family/preset`` returns (from the preset; no torch import)."""
-    from executor.models.presets import PRESETS
+    from executor.models.presets import preset_config
 
-    if family not in PRESETS or preset not in PRESETS[family]:
-        raise ValueError(f"unknown model {family}/{preset}")
-    return int(getattr(PRESETS[family][preset], "chunk", 1))
+    try:
+        config = preset_config(family, preset)
+    except ValueError as e:
+        raise ValueError(f"unknown model {family}/{preset}: {e}") from e
+    return int(getattr(config, "chunk", 1))
 
 
 def chunk_shortfall(spec: ControlSpec, family: str, preset: str) -> str | None:
     """A warning text when the model returns fewer actions than ``spec.chunk_size`` (the runtime then skips only
     while the model's chunk lasts), else None."""
+    from executor.models.presets import OFT_SUFFIX, base_preset
+
     n = model_chunk_length(family, preset)
     if n >= spec.chunk_size:
         return None
     return (
         f"{family}/{preset} returns {n} action(s) per inference but the chunk length is {spec.chunk_size}: the "
         f"runtime can skip at most {n - 1} step(s) after an inference where the env allowed "
-        f"{spec.chunk_size - 1} (train with --chunk-size {n} to match, or use a model with an action chunk)"
+        f"{spec.chunk_size - 1} (train with --chunk-size {n} to match, or use a model with an action chunk"
+        + (f": preset {base_preset(preset)}{OFT_SUFFIX}{spec.chunk_size}" if family == "openvla" else "")
+        + ")"
     )

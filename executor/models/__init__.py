@@ -22,7 +22,7 @@ from executor.models.base import (
     TensorSpec,
     run_split,
 )
-from executor.models.presets import PRESETS
+from executor.models.presets import PRESETS, base_preset, preset_config
 
 FAMILIES: tuple[str, ...] = tuple(PRESETS)
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -64,14 +64,15 @@ def build_model(
 ) -> SplitModel:
     """Build a split model with random weights from its preset config (never downloads).
 
-    ``dtype``: torch dtype or its name (default float32). ``on_meta``: build on the meta device (shapes only);
-    default True for preset ``full``, False otherwise. ``seed`` seeds the weights without touching torch's global RNG.
+    ``preset``: a name of ``presets_for(family)``, or for openvla ``<name>-oft<K>`` (OpenVLA-OFT's parallel-decoding
+    head of K actions; ``executor.models.presets.preset_config``). ``dtype``: torch dtype or its name (default
+    float32). ``on_meta``: build on the meta device (shapes only); default True for preset ``full`` (and its
+    variants), False otherwise. ``seed`` seeds the weights without touching torch's global RNG.
     """
     import torch
 
-    names = presets_for(family)
-    if preset not in names:
-        raise ValueError(f"unknown preset {preset!r} for {family}; valid presets: {', '.join(names)}")
+    presets_for(family)
+    config = preset_config(family, preset)
     if dtype is None:
         dtype = torch.float32
     elif isinstance(dtype, str):
@@ -87,8 +88,7 @@ def build_model(
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     if on_meta is None:
-        on_meta = preset == "full" or dev.type == "meta"
-    config = PRESETS[family][preset]
+        on_meta = base_preset(preset) == "full" or dev.type == "meta"
     if family == "openvla":
         from executor.models.openvla import OpenVLASplitModel
 

@@ -10,6 +10,16 @@ of the tokenizer vocabulary, OpenVLA's convention), and de-tokenised to 7 contin
 When the cut lies inside the LLM (``llm.embed`` < k < N), every decode step after the first crosses the link: the
 edge keeps the KV cache of layers below k, the cloud of the rest; the edge sends the new token's hidden state up and
 the cloud replies with the next token id (6 round trips), then with the actions.
+
+With ``action_chunk`` K > 1 (preset ``<name>-oft<K>``) the head is OpenVLA-OFT's parallel decoding (Kim et al. 2025):
+``llm.embed`` appends K x 7 empty (zero) action embeddings to the prefix, every LLM layer runs once over
+prefix + K x 7 positions (causal over the prefix, bidirectional among the action positions, which see the whole
+prefix), and ``llm.head`` takes the argmax over the 256 action bins at each of the K x 7 action positions: K actions
+from one pass, so no cut has decode round trips (a cut inside the LLM sends one hidden state of prefix + K x 7
+positions, a cut just before the head the K x 7 action positions). OFT's released checkpoints pair parallel decoding
+with an L1-regression MLP head instead of the bins; the discrete head keeps OpenVLA's lm_head and de-tokeniser (the
+OFT paper's parallel-decoding ablation) and its weights are about as large (lm_head 131M vs the MLP's 155M at 7B).
+OFT also appends one stop token after the action positions; it is left out (one position of ~330).
 """
 
 from __future__ import annotations
@@ -64,17 +74,32 @@ class FusedProjector(nn.Module):
 
 
 class PromptEmbed(nn.Module):
-    """Token embedding; at prefill the image tokens are spliced in after BOS: [BOS, image, prompt[1:]]."""
+    """Token embedding; at prefill the image tokens are spliced in after BOS: [BOS, image, prompt[1:]], followed by
+    ``action_tokens`` empty (zero) action embeddings for OpenVLA-OFT's parallel decoding (none when autoregressive)."""
 
-    def __init__(self, embed_tokens: nn.Embedding) -> None:
+    def __init__(self, embed_tokens: nn.Embedding, action_tokens: int = 0) -> None:
         super().__init__()
         self.embed_tokens = embed_tokens
+        self.action_tokens = action_tokens
 
     def forward(self, token_ids: torch.Tensor, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
         e = self.embed_tokens(token_ids)
         if image_embeds is None:
             return e
-        return torch.cat([e[:, :1], image_embeds.to(e.dtype), e[:, 1:]], dim=1)
+        parts = [e[:, :1], image_embeds.to(e.dtype), e[:, 1:]]
+        if self.action_tokens:
+            parts.append(e.new_zeros(e.shape[0], self.action_tokens, e.shape[2]))
+        return torch.cat(parts, dim=1)
+
+
+def parallel_decoding_mask(total_tokens: int, action_tokens: int, device: Any) -> torch.Tensor:
+    """(1, 1, T, T) boolean attention mask (True: may attend) of an OpenVLA-OFT pass over ``total_tokens`` positions
+    whose last ``action_tokens`` are action placeholders: causal over the prefix, and every action position sees
+    the whole prefix and every other action position (bidirectional)."""
+    i = torch.arange(total_tokens, device=device)
+    allowed = i[None, :] <= i[:, None]
+    allowed[total_tokens - action_tokens :] = True
+    return allowed[None, None]
 
 
 class LMHead(nn.Module):
@@ -169,7 +194,7 @@ class OpenVLASplitModel(SplitModel):
 
         for name, mod, kind, j in vision_chain(self.root):
             add(name, mod, kind, j)
-        add("llm.embed", PromptEmbed(llm.model.embed_tokens), "embed")
+        add("llm.embed", PromptEmbed(llm.model.embed_tokens, c.action_tokens), "embed")
         for j, layer in enumerate(llm.model.layers):
             add(f"llm.layer{j}", layer, "layer", j)
         add("llm.head", LMHead(llm.model.norm, llm.lm_head), "head")
@@ -206,12 +231,15 @@ class OpenVLASplitModel(SplitModel):
         c, a = self.config, self._act_dtype
         specs = vision_payload_specs(self, c, k)
         if self._i_embed < k <= self._i_head:
-            seq = 1 if k == self._i_head else c.prefix_tokens  # the head reads the last position only
+            if c.parallel_decoding:  # the head reads the action positions only
+                seq = c.action_tokens if k == self._i_head else c.prefix_tokens + c.action_tokens
+            else:  # the head reads the last position only
+                seq = 1 if k == self._i_head else c.prefix_tokens
             specs.append(TensorSpec("hidden", (1, seq, c.llm_hidden), a, True))
         return specs
 
     def _action_specs(self) -> list[TensorSpec]:
-        return [TensorSpec("actions", (1, self.config.action_dim), "float32")]
+        return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]
 
     def _token_specs(self) -> list[TensorSpec]:
         return [TensorSpec("token_id", (1, 1), "int64")]
@@ -220,16 +248,18 @@ class OpenVLASplitModel(SplitModel):
         return [TensorSpec("hidden", (1, 1, self.config.llm_hidden), self._act_dtype, True)]
 
     def _round_trip_specs(self, k: int) -> tuple[int, list[TensorSpec], list[TensorSpec]]:
-        if self._i_embed < k < self.num_blocks:
+        if self._i_embed < k < self.num_blocks and not self.config.parallel_decoding:
             return NUM_ACTION_TOKENS - 1, self._decode_specs(), self._token_specs()
         return 0, [], []
 
     def block_specs(self) -> list[BlockSpec]:
+        """Autoregressive: a prefill over the prefix, then 6 decode passes of one token. OFT (``action_chunk`` > 1):
+        one prefill over prefix + K x 7 tokens, and the head over the K x 7 action positions."""
         c = self.config
-        seq = c.prefix_tokens
-        decode = tuple(
-            ComputePass(tokens=1, context_tokens=seq + s, phase="decode") for s in range(1, NUM_ACTION_TOKENS)
-        )
+        seq = c.prefix_tokens + c.action_tokens
+        steps = 1 if c.parallel_decoding else NUM_ACTION_TOKENS  # passes of llm.embed / layers / head
+        head_tokens = c.action_tokens or 1  # positions the head reads per pass
+        decode = tuple(ComputePass(tokens=1, context_tokens=seq + s, phase="decode") for s in range(1, steps))
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
@@ -242,7 +272,7 @@ class OpenVLASplitModel(SplitModel):
                     BlockSpec(
                         name,
                         "embedding",
-                        (ComputePass(t, t),) + tuple(ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
+                        (ComputePass(t, t),) + tuple(ComputePass(1, 1, "decode") for _ in range(steps - 1)),
                         hidden=c.llm_hidden,
                         in_dim=c.vocab_size,
                         out_dim=c.llm_hidden,
@@ -264,12 +294,13 @@ class OpenVLASplitModel(SplitModel):
                         param_count=n,
                     )
                 )
-            else:  # head: norm + lm_head on the last position of the prefill and of each decode step
+            else:  # head: norm + lm_head on the last position of the prefill and of each decode step (OFT: the
+                # action positions of the one pass)
                 specs.append(
                     BlockSpec(
                         name,
                         "linear",
-                        (ComputePass(1, 1),) + tuple(ComputePass(1, 1, "decode") for _ in range(NUM_ACTION_TOKENS - 1)),
+                        (ComputePass(head_tokens, head_tokens),) + tuple(ComputePass(1, 1, "decode") for _ in range(steps - 1)),
                         hidden=c.llm_hidden,
                         in_dim=c.llm_hidden,
                         out_dim=c.vocab_size,
@@ -296,17 +327,26 @@ class OpenVLASplitModel(SplitModel):
         return self.stack_states([{name: as_tensor(obs[name], self.device) for name in ("images", "prompt_ids")}])
 
     def _detokenize(self, tokens: list[torch.Tensor]) -> np.ndarray:
-        """Action token ids, one (B, 1) tensor per token -> actions (B, NUM_ACTION_TOKENS)."""
+        """Action token ids, one (B, 1) tensor per token -> actions (B, NUM_ACTION_TOKENS); OFT: one (B, K x 7)
+        tensor of the whole chunk -> actions (B, K, 7)."""
         ids = torch.cat([t.reshape(t.shape[0], -1) for t in tokens], dim=1).cpu().numpy()
         idx = np.clip(self.config.tokenizer_vocab - ids - 1, 0, self._bin_centers.shape[0] - 1)
-        return self._bin_centers[idx].astype(np.float32)
+        actions = self._bin_centers[idx].astype(np.float32)
+        if self.config.parallel_decoding:
+            return actions.reshape(actions.shape[0], self.config.chunk, -1)
+        return actions
+
+    def _actions_of(self, runner: _Runner, state: dict[str, torch.Tensor]) -> np.ndarray:
+        """Actions of a runner that owns llm.embed .. llm.head, from its prefill's output ``state``."""
+        if self.config.parallel_decoding:
+            return self._detokenize([state["token_id"]])[0]
+        return self._detokenize(runner.generate(state["token_id"]))
 
     def forward(self, obs: Mapping[str, np.ndarray]) -> Actions:
         self._require_runnable()
         with torch.inference_mode():
             runner = _Runner(self, 0, self.num_blocks)
-            state = runner.prefill(self._obs_to_state(obs))
-            return self._detokenize(runner.generate(state["token_id"]))
+            return self._actions_of(runner, runner.prefill(self._obs_to_state(obs)))
 
     def _cloud_first_steps(self, sessions: list[Any], states: list[dict[str, torch.Tensor]]) -> list[Payload]:
         """Prefill (and, when the cloud owns llm.embed, the whole decode) of a batch; at a cut inside the LLM each
@@ -315,6 +355,10 @@ class OpenVLASplitModel(SplitModel):
         with torch.inference_mode():
             runner = _Runner(self, k, self.num_blocks)
             first = runner.prefill(self.stack_states(states))["token_id"]
+            if self.config.parallel_decoding:  # the whole chunk in one pass, at every cut
+                for i, sess in enumerate(sessions):
+                    sess.tokens = [first[i : i + 1]]
+                return [sess.reply() for sess in sessions]
             tokens = runner.generate(first) if k <= self._i_embed else [first]
             runners = runner.split(len(sessions)) if k > self._i_embed else [runner] * len(sessions)
         for i, (sess, r) in enumerate(zip(sessions, runners)):
@@ -473,6 +517,7 @@ class _Runner:
         self.prefix_len: int | None = None
 
     def prefill(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The prefill of blocks [start, end) (with OFT's parallel decoding, the whole inference)."""
         return self._run(state, self.start, self.end, step=0)
 
     def split(self, n: int) -> list[_Runner]:
@@ -504,7 +549,8 @@ class _Runner:
     def _run(self, state: dict[str, torch.Tensor], a: int, b: int, step: int) -> dict[str, torch.Tensor]:
         m = self.m
         c = m.config
-        pos = pe = None
+        pos = pe = mask = None
+        cache = None if c.parallel_decoding else self.cache  # one pass: nothing to keep for later steps
         for i in range(a, b):
             kind, j = m._kinds[i]
             mod = m.block_modules[i]
@@ -518,7 +564,10 @@ class _Runner:
             elif kind == "layer":
                 h = state["hidden"]
                 if pe is None:
-                    if step == 0:
+                    if c.parallel_decoding:
+                        pos = torch.arange(h.shape[1], device=h.device)[None]
+                        mask = parallel_decoding_mask(int(h.shape[1]), c.action_tokens, h.device)
+                    elif step == 0:
                         self.prefix_len = int(h.shape[1])
                         pos = torch.arange(self.prefix_len, device=h.device)[None]
                     else:
@@ -527,12 +576,18 @@ class _Runner:
                         pos = torch.tensor([[self.prefix_len + step - 1]], device=h.device)
                     pe = m._rotary(h, pos)
                 h = mod(
-                    h, attention_mask=None, position_ids=pos, cache=self.cache, use_cache=True, position_embeddings=pe
+                    h,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    cache=cache,
+                    use_cache=cache is not None,
+                    position_embeddings=pe,
                 )
-                # llm.head reads the last position only: nothing more crosses a cut just before it
-                state["hidden"] = h[:, -1:].contiguous() if i == m._i_head - 1 else h
+                # llm.head reads the last position only (OFT: the action positions): nothing more crosses a cut
+                # just before it
+                state["hidden"] = h[:, -(c.action_tokens or 1) :].contiguous() if i == m._i_head - 1 else h
             else:  # head: greedy argmax over the action-bin tokens
-                logits = mod(state.pop("hidden")[:, -1:])
+                logits = mod(state.pop("hidden")[:, -(c.action_tokens or 1) :])
                 base = m._action_base
                 idx = logits[..., base : base + c.action_bins].argmax(dim=-1)
                 state["token_id"] = (idx + base).to(torch.int64)
@@ -562,7 +617,7 @@ class _EdgeSession:
             state = self.runner.prefill(self.m._obs_to_state(obs))
             if self.k == self.m.num_blocks:
                 self.done = True
-                return self.m._detokenize(self.runner.generate(state["token_id"]))
+                return self.m._actions_of(self.runner, state)
         state = self.m.split_state(state, 1)[0]
         return _as_payload("observation" if self.k == 0 else "activations", self.k, state)
 
@@ -575,7 +630,7 @@ class _EdgeSession:
             self.done = True
             return t["actions"].cpu().numpy()
         t = m._receive(payload, self.k, ("token",), m._token_specs())
-        if not (m._i_embed < self.k < m.num_blocks):
+        if not (m._i_embed < self.k < m.num_blocks) or m.config.parallel_decoding:
             raise PayloadError(f"cut {self.k} has no decode round trips, got a token reply")
         if not 1 <= payload.step < NUM_ACTION_TOKENS:
             raise PayloadError(f"token reply step {payload.step} outside 1..{NUM_ACTION_TOKENS - 1}")
@@ -602,7 +657,7 @@ class _CloudSession:
 
     def on_request(self, payload: Payload) -> Payload:
         m, k = self.m, self.k
-        if len(self.tokens) >= NUM_ACTION_TOKENS:
+        if len(self.tokens) >= self._tokens_needed():
             raise PayloadError("cloud session already returned its actions; create one session per inference")
         if not self.tokens:
             return m._cloud_first_steps([self], [self.accept(payload)])[0]
@@ -615,10 +670,14 @@ class _CloudSession:
             self.tokens.append(self.runner.decode(None, hidden, payload.step)["token_id"])
         return self.reply()
 
+    def _tokens_needed(self) -> int:
+        """Token tensors before the actions: 7 of one id each, or OFT's one of the whole chunk."""
+        return 1 if self.m.config.parallel_decoding else NUM_ACTION_TOKENS
+
     def reply(self) -> Payload:
         """The actions once all tokens are known, else the latest token id."""
         m, k = self.m, self.k
-        if len(self.tokens) == NUM_ACTION_TOKENS:
-            actions = torch.from_numpy(m._detokenize(self.tokens))
+        if len(self.tokens) == self._tokens_needed():
+            actions = torch.from_numpy(m._detokenize(self.tokens).reshape(m._action_specs()[0].shape))
             return Payload(kind="actions", cut=k, tensors={"actions": actions}, step=len(self.tokens))
         return Payload(kind="token", cut=k, tensors={"token_id": self.tokens[-1]}, step=len(self.tokens))

@@ -5,7 +5,8 @@ Pure dataclasses, no torch import: ``executor.models.presets_for`` and the CLI c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 
 def _check_patch_grid(image_px: int, patch_px: int) -> None:
@@ -27,6 +28,12 @@ def _num_patches(image_px: int, patch_px: int) -> int:
 class OpenVLAPreset:
     """Shapes of a Prismatic/OpenVLA stack: DINOv2 (with registers) + SigLIP towers fused per patch, a 3-layer GELU
     MLP projector, a Llama decoder, 7 autoregressive action tokens over 256 bins.
+
+    ``action_chunk`` K > 1 swaps the autoregressive decode for OpenVLA-OFT's parallel decoding (Kim et al. 2025):
+    K x ``action_dim`` empty (zero) action embeddings follow the prefix, one pass of the LLM over prefix + K x 7
+    tokens (causal over the prefix, bidirectional among the action positions) gives their final hidden states, and
+    the discrete head (argmax over the 256 bins, as the autoregressive head) reads them: K actions, no decode steps.
+    ``action_chunk = 1`` is the published autoregressive OpenVLA. Named ``<preset>-oft<K>`` (see :func:`preset_config`).
 
     Prismatic reads the *penultimate* layer of each vision tower, so ``dino_layers`` / ``siglip_layers`` are the
     layers that run (the published towers have one more, never executed). ``dino_layers = 0`` drops the DINOv2 tower.
@@ -56,9 +63,12 @@ class OpenVLAPreset:
     action_dim: int = 7
     action_bins: int = 256
     state_dim: int = 7  # in the observation for a uniform interface; OpenVLA does not read proprioception
+    action_chunk: int = 1  # actions per inference; > 1: OpenVLA-OFT parallel decoding of action_chunk x 7 tokens
 
     def __post_init__(self) -> None:
         _check_patch_grid(self.image_px, self.patch_px)
+        if isinstance(self.action_chunk, bool) or int(self.action_chunk) != self.action_chunk or self.action_chunk < 1:
+            raise ValueError(f"action_chunk must be an integer >= 1, got {self.action_chunk!r}")
         if self.tokenizer_vocab > self.vocab_size or self.tokenizer_vocab < self.action_bins + 2:
             raise ValueError(
                 f"tokenizer_vocab {self.tokenizer_vocab} must be in [{self.action_bins + 2}, "
@@ -80,6 +90,21 @@ class OpenVLAPreset:
     def vision_dim(self) -> int:
         """Channels of the fused per-patch feature (DINOv2 + SigLIP concatenated)."""
         return (self.dino_hidden if self.dino_layers else 0) + self.siglip_hidden
+
+    @property
+    def chunk(self) -> int:
+        """Actions one inference returns (``action_chunk``)."""
+        return self.action_chunk
+
+    @property
+    def parallel_decoding(self) -> bool:
+        """True for the OpenVLA-OFT head (``action_chunk`` > 1): one pass, no autoregressive decode."""
+        return self.action_chunk > 1
+
+    @property
+    def action_tokens(self) -> int:
+        """Action positions of the parallel-decoding pass (``action_chunk`` x ``action_dim``; 0 when autoregressive)."""
+        return self.action_chunk * self.action_dim if self.parallel_decoding else 0
 
 
 @dataclass(frozen=True)
@@ -498,3 +523,36 @@ PRESETS: dict[str, dict[str, OpenVLAPreset | Pi0Preset | SmolVLAPreset | CogACTP
     "smolvla": SMOLVLA_PRESETS,
     "cogact": COGACT_PRESETS,
 }
+
+
+OFT_SUFFIX = "-oft"
+"""``openvla`` preset ``<name>-oft<K>``: preset ``<name>`` with OpenVLA-OFT's parallel-decoding head of K actions."""
+MAX_ACTION_CHUNK = 64
+_OFT_NAME = re.compile(rf"^(?P<base>.+){re.escape(OFT_SUFFIX)}(?P<k>[0-9]+)$")
+
+
+def base_preset(preset: str) -> str:
+    """The named preset a preset name derives from (``full-oft8`` -> ``full``; a named preset is its own base)."""
+    m = _OFT_NAME.match(preset)
+    return m.group("base") if m else preset
+
+
+def preset_config(family: str, preset: str) -> OpenVLAPreset | Pi0Preset | SmolVLAPreset | CogACTPreset:
+    """The config of ``family/preset``: a named preset of ``PRESETS``, or for ``openvla`` ``<named>-oft<K>``
+    (2 <= K <= ``MAX_ACTION_CHUNK``), the named preset with ``action_chunk=K``. ValueError names the valid ones."""
+    if family not in PRESETS:
+        raise ValueError(f"unknown model family {family!r}; valid families: {', '.join(PRESETS)}")
+    named = PRESETS[family]
+    if preset in named:
+        return named[preset]
+    m = _OFT_NAME.match(preset) if isinstance(preset, str) else None
+    if family == "openvla" and m and m.group("base") in OPENVLA_PRESETS:
+        k = int(m.group("k"))
+        if not 2 <= k <= MAX_ACTION_CHUNK:
+            raise ValueError(f"preset {preset!r}: the OFT action chunk must be in 2..{MAX_ACTION_CHUNK}, got {k}")
+        return replace(OPENVLA_PRESETS[m.group("base")], action_chunk=k)
+    oft = f" (and <preset>{OFT_SUFFIX}<K>, e.g. tiny{OFT_SUFFIX}8: OpenVLA-OFT's parallel-decoding head)"
+    raise ValueError(
+        f"unknown preset {preset!r} for {family}; valid presets: {', '.join(named)}"
+        + (oft if family == "openvla" else "")
+    )
