@@ -260,6 +260,7 @@ class OpenVLASplitModel(SplitModel):
         steps = 1 if c.parallel_decoding else NUM_ACTION_TOKENS  # passes of llm.embed / layers / head
         head_tokens = c.action_tokens or 1  # positions the head reads per pass
         decode = tuple(ComputePass(tokens=1, context_tokens=seq + s, phase="decode") for s in range(1, steps))
+        one_token = tuple(ComputePass(1, 1, "decode") for _ in range(steps - 1))  # embed / head per decode step
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
@@ -272,7 +273,7 @@ class OpenVLASplitModel(SplitModel):
                     BlockSpec(
                         name,
                         "embedding",
-                        (ComputePass(t, t),) + tuple(ComputePass(1, 1, "decode") for _ in range(steps - 1)),
+                        (ComputePass(t, t),) + one_token,
                         hidden=c.llm_hidden,
                         in_dim=c.vocab_size,
                         out_dim=c.llm_hidden,
@@ -300,7 +301,7 @@ class OpenVLASplitModel(SplitModel):
                     BlockSpec(
                         name,
                         "linear",
-                        (ComputePass(head_tokens, head_tokens),) + tuple(ComputePass(1, 1, "decode") for _ in range(steps - 1)),
+                        (ComputePass(head_tokens, head_tokens),) + one_token,
                         hidden=c.llm_hidden,
                         in_dim=c.llm_hidden,
                         out_dim=c.vocab_size,
