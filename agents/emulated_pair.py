@@ -95,8 +95,10 @@ def emulated_pair(
     the ratios of the ``full`` model's roofline on ``edge_hw`` / ``cloud_hw``; its cuts priced under ``wire``
     (``executor.wire_config``: the payloads the client sends, with the codec time measured on this CPU), as every
     Profile the env, training and evaluation use; with ``calibrate``, carrying the real executor's overheads measured
-    on this machine under ``wire`` (``executor.calibration``, a few seconds). Imports torch."""
+    on this machine under ``wire`` (``executor.calibration``, a few seconds). An OpenVLA-OFT preset
+    (``<name>-oft<K>``) takes the ratios of ``full-oft<K>``. Imports torch."""
     from executor.models import build_model
+    from executor.models.presets import full_preset
     from executor.roofline import roofline_profile_for
     from executor.wire_config import priced_profiles
 
@@ -104,9 +106,10 @@ def emulated_pair(
         from executor.profiler import ProfilerConfig, profile_model
 
         measured = profile_model(build_model(family, preset, seed=seed), ProfilerConfig(warmup_runs=2, measured_runs=7))
+    full = full_preset(preset)  # the published model with this preset's action head (OpenVLA-OFT: full-oft<K>)
     ratios = component_ratios(
-        roofline_profile_for(family, "full", edge_hw, check_memory=False),
-        roofline_profile_for(family, "full", cloud_hw, check_memory=False),
+        roofline_profile_for(family, full, edge_hw, check_memory=False),
+        roofline_profile_for(family, full, cloud_hw, check_memory=False),
     )
     log.info(
         "emulated %s/%s pair: per-component %s/%s ratios %s",

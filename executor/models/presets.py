@@ -537,6 +537,13 @@ def base_preset(preset: str) -> str:
     return m.group("base") if m else preset
 
 
+def full_preset(preset: str) -> str:
+    """The published-size preset with the same action head as ``preset``: ``full``, or ``full-oft<K>`` for an
+    OpenVLA-OFT variant (the roofline reference of a scaled-down model, e.g. ``agents.emulated_pair``)."""
+    m = _OFT_NAME.match(preset)
+    return f"full{OFT_SUFFIX}{m.group('k')}" if m else "full"
+
+
 def preset_config(family: str, preset: str) -> OpenVLAPreset | Pi0Preset | SmolVLAPreset | CogACTPreset:
     """The config of ``family/preset``: a named preset of ``PRESETS``, or for ``openvla`` ``<named>-oft<K>``
     (2 <= K <= ``MAX_ACTION_CHUNK``), the named preset with ``action_chunk=K``. ValueError names the valid ones."""

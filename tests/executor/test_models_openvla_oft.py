@@ -18,7 +18,7 @@ from executor import roofline
 from executor.control import ControlSpec, chunk_shortfall, model_chunk_length
 from executor.models import Payload, PayloadError, build_model, run_split
 from executor.models.openvla import parallel_decoding_mask
-from executor.models.presets import OPENVLA_PRESETS, preset_config
+from executor.models.presets import OPENVLA_PRESETS, full_preset, preset_config
 
 K = 8
 OFT = f"tiny-oft{K}"
@@ -73,6 +73,7 @@ def test_preset_names_and_chunk_length():
     with pytest.raises(ValueError, match="action_chunk"):
         replace(OPENVLA_PRESETS["tiny"], action_chunk=0)
     assert build_model("openvla", "full-oft8").is_meta  # a variant of `full` is built on the meta device, as `full`
+    assert full_preset("tiny-oft8") == "full-oft8" and full_preset("small") == full_preset("full") == "full"
 
 
 def test_one_pass_returns_k_actions_in_the_bins(oft, obs):
