@@ -18,7 +18,7 @@ prefix), and ``llm.head`` takes the argmax over the 256 action bins at each of t
 from one pass, so no cut has decode round trips (a cut inside the LLM sends one hidden state of prefix + K x 7
 positions, a cut just before the head the K x 7 action positions). OFT's released checkpoints pair parallel decoding
 with an L1-regression MLP head instead of the bins; the discrete head keeps OpenVLA's lm_head and de-tokeniser (the
-OFT paper's parallel-decoding ablation) and its weights are about as large (lm_head 131M vs the MLP's 155M at 7B).
+OFT paper's parallel-decoding ablation) and its weights are about as large (lm_head 131M vs the MLP's 151M at 7B).
 OFT also appends one stop token after the action positions; it is left out (one position of ~330).
 """
 
