@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "executor"))
 
+from executor.server_process import ServerProcess  # noqa: E402
+
 
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
@@ -67,66 +69,28 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-class ServerProcess:
-    """``ecc serve`` in a subprocess; its stderr (the log) goes to a file whose size is the log volume."""
+class HostileServer(ServerProcess):
+    """``ecc serve`` in a child process (executor.server_process.ServerProcess); its stderr (the log) goes to a file
+    whose size is the log volume."""
 
     def __init__(self, model: str, preset: str, log_path: Path, extra: list[str]) -> None:
+        super().__init__(model, preset, extra_args=extra, stderr_path=log_path)
         self.log_path = log_path
-        self.log = log_path.open("wb")
-        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agents.cli",
-                "serve",
-                "--model",
-                model,
-                "--preset",
-                preset,
-                "--port",
-                "0",
-                "--threads",
-                "1",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env=env,
-            cwd=str(ROOT),
-        )
-        deadline = time.monotonic() + 120
-        line = b""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith(b"serving ") or not line:
-                break
-        if not line.startswith(b"serving "):
-            self.stop()
-            raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
-        self.url = line.split()[1].decode()
-        self.port = int(self.url.rsplit(":", 1)[1])
+        try:
+            self.start()
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {log_path.read_text(errors='replace')[-2000:]}") from e
 
     @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def rss(self) -> int:
-        return _rss_bytes(self.proc.pid)
+        return _rss_bytes(self.pid)
 
     def log_bytes(self) -> int:
-        self.log.flush()
         return self.log_path.stat().st_size
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
 
 
 def _raw_ws(port: int, timeout_s: float = 10.0) -> socket.socket:
@@ -149,7 +113,7 @@ def _raw_ws(port: int, timeout_s: float = 10.0) -> socket.socket:
     return sock
 
 
-def phase_fuzz(server: ServerProcess, edge, n: int, seed: int) -> dict:
+def phase_fuzz(server: HostileServer, edge, n: int, seed: int) -> dict:
     from test_net_hostile import fuzz_messages
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
@@ -218,7 +182,7 @@ def _exact_call(edge, url: str, cut: int = 3) -> float:
     return time.perf_counter() - t0
 
 
-def phase_lockout(server: ServerProcess, edge, idle: int) -> dict:
+def phase_lockout(server: HostileServer, edge, idle: int) -> dict:
     socks: list[socket.socket] = []
     refused = 0
     for _ in range(idle):
@@ -343,7 +307,7 @@ def _stop_attacker(proc: subprocess.Popen) -> tuple[dict[str, int], float]:
 
 
 def phase_oversize(
-    server: ServerProcess,
+    server: HostileServer,
     edge,
     calls: int,
     cut: int,
@@ -380,14 +344,14 @@ def phase_oversize(
                 for cond in conditions:
                     attacker = _start_attacker(server.url, limit, rate, cond) if cond != "clean" else None
                     a0 = _cpu_s(attacker.pid) if attacker is not None else 0.0  # its start-up not counted
-                    c0, w0 = _cpu_s(server.proc.pid), time.perf_counter()
+                    c0, w0 = _cpu_s(server.pid), time.perf_counter()
                     try:
                         for _ in range(block):
                             t0 = time.perf_counter()
                             client.infer(obs, cut, deadline=time.perf_counter() + 10.0)
                             lat[cond][r].append((time.perf_counter() - t0) * 1e3)
                     finally:
-                        cpu[cond] += _cpu_s(server.proc.pid) - c0
+                        cpu[cond] += _cpu_s(server.pid) - c0
                         wall[cond] += time.perf_counter() - w0
                         if attacker is not None:
                             counts, a_cpu = _stop_attacker(attacker)
@@ -477,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
 
     edge = build_model(args.model, args.preset, seed=0)
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_hostile_server_{os.getpid()}.log"
-    server = ServerProcess(args.model, args.preset, log_path, args.serve_arg)
+    server = HostileServer(args.model, args.preset, log_path, args.serve_arg)
     results: dict = {"model": f"{args.model}/{args.preset}", "server_url": server.url, "serve_args": args.serve_arg}
     try:
         rss_start = server.rss()

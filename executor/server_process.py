@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class ServerProcess:
     """A real ``ecc serve`` child process on loopback (``python -m executor.serve_cli``), optionally padding its blocks
     to ``emulate`` (a cloud Profile). ``start()`` waits (bounded) for its ``serving ws://...`` line; ``stop()``
     terminates it (SIGTERM, then SIGKILL). Use as a context manager. ``port`` 0 picks a free port; a fixed one lets a
-    restarted server take over its predecessor's address."""
+    restarted server take over its predecessor's address. ``extra_args`` are appended to the command line (e.g.
+    ``["--oversized-per-minute", "5"]``); ``stderr_path`` keeps the server's log in that file (default: discarded)."""
 
     def __init__(
         self,
@@ -36,6 +38,8 @@ class ServerProcess:
         threads: int = 1,
         port: int = 0,
         start_timeout_s: float = 120.0,
+        extra_args: Sequence[str] = (),
+        stderr_path: Path | None = None,
     ) -> None:
         if start_timeout_s <= 0 or threads < 1:
             raise ValueError(f"need start_timeout_s > 0 and threads >= 1, got {start_timeout_s}, {threads}")
@@ -46,9 +50,16 @@ class ServerProcess:
         self.emulate = emulate
         self.threads = int(threads)
         self.start_timeout_s = float(start_timeout_s)
+        self.extra_args = [str(a) for a in extra_args]
+        self.stderr_path = None if stderr_path is None else Path(stderr_path)
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def alive(self) -> bool:
+        """Started and not exited."""
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def port(self) -> int:
@@ -81,11 +92,18 @@ class ServerProcess:
             path = Path(self._tmp.name) / "cloud_profile.json"
             self.emulate.save(path)
             cmd += ["--emulate", str(path)]
+        cmd += self.extra_args
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")) if p
         )
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        log_file = None if self.stderr_path is None else self.stderr_path.open("wb")
+        try:
+            stderr = subprocess.DEVNULL if log_file is None else log_file
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        finally:
+            if log_file is not None:
+                log_file.close()  # the child holds its own descriptor
         lines: queue.Queue[str] = queue.Queue()
         out = self.proc.stdout
         assert out is not None  # stdout=PIPE
