@@ -86,6 +86,13 @@ class Profile:
     # session set-up, message hand-offs, event loop); and the serialisation time per MB (1e6 bytes) sent or received.
     overhead_ms: tuple[float, ...] = ()
     overhead_ms_per_mb: float = 0.0
+    # Also calibrated (1.0 / () otherwise): how much longer this device's blocks take when the executor calls them
+    # (one inference at a time, after network waits and the other half's model) than back to back as the profiler
+    # times them; and per cut, the bytes every message carries on the link beyond its payload (wire header, message
+    # envelope, websocket framing), edge -> cloud and cloud -> edge.
+    block_ms_scale: float = 1.0
+    overhead_up_bytes: tuple[float, ...] = ()
+    overhead_down_bytes: tuple[float, ...] = ()
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -122,6 +129,12 @@ class Profile:
             raise ProfileError(
                 f"overhead_ms_per_mb must be finite and in [0, {MAX_BLOCK_MS:g}], got {self.overhead_ms_per_mb!r}"
             )
+        if not (math.isfinite(self.block_ms_scale) and 0.1 <= self.block_ms_scale <= 100.0):
+            raise ProfileError(f"block_ms_scale must be finite and in [0.1, 100], got {self.block_ms_scale!r}")
+        for key in ("overhead_up_bytes", "overhead_down_bytes"):
+            extra = getattr(self, key)
+            if extra and (len(extra) != len(self.cuts) or any((not math.isfinite(b)) or b < 0 for b in extra)):
+                raise ProfileError(f"{key} needs one finite value >= 0 per cut ({len(self.cuts)}), got {extra}")
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -176,7 +189,15 @@ class Profile:
         try:
             fields = dict(d)
             fields["cuts"] = tuple(CutSpec(**c) for c in d["cuts"])
-            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms", "overhead_ms"):
+            for key in (
+                "block_names",
+                "block_ms",
+                "block_param_bytes",
+                "codec_ms",
+                "overhead_ms",
+                "overhead_up_bytes",
+                "overhead_down_bytes",
+            ):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             return cls(**fields)

@@ -75,7 +75,12 @@ def print_profile(profile) -> None:
         console.print(
             "executor overheads per cut (ms): "
             + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
-            + f"; {profile.overhead_ms_per_mb:.3f} ms/MB"
+            + f"; {profile.overhead_ms_per_mb:.3f} ms/MB; block-time scale {profile.block_ms_scale:.3f}"
+        )
+    if profile.overhead_up_bytes:
+        console.print(
+            "message bytes beyond the payload per cut, up / down: "
+            + ", ".join(f"{u:.0f}/{d:.0f}" for u, d in zip(profile.overhead_up_bytes, profile.overhead_down_bytes))
         )
 
 
