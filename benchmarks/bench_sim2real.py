@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 model,
                 profile,
                 profile,
-                CalibrationConfig(runs=args.calibration_runs, one_way_ms=10.0, wire=executor.wire),
+                # on the trace's own delay, so its calls wait on the link as long as the episode's do
+                CalibrationConfig(runs=args.calibration_runs, one_way_ms=args.rtt_ms / 2, wire=executor.wire),
             )
             edge, cloud = overheads.apply(profile, profile)
             models = {
