@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -75,6 +76,28 @@ def test_calibration_measures_the_message_bytes_beyond_the_payload(calibrated_ti
         (cal.round_trip_up_bytes - bare.round_trip_up_bytes)[multi], np.asarray(edge.overhead_up_bytes)[multi]
     )
     np.testing.assert_allclose((cal.round_trip_up_bytes - bare.round_trip_up_bytes)[~multi], 0.0)
+
+
+def test_priced_bytes_are_the_bytes_the_executor_sends(calibrated_tiny):
+    """Payload + calibrated message bytes = the message a real call with a deadline (as the runtime and the executor
+    backend call) sends and receives (the relay also counted the websocket frame header, a few bytes), at a
+    cloud-only and a split cut, on another observation than calibrated."""
+    from executor.client import ClientConfig, EdgeClient
+    from executor.server import CloudServer, ServerConfig
+
+    model, p, other, overheads = calibrated_tiny
+    table = cut_table(*overheads.apply(p, other))
+    server = CloudServer(build_model("openvla", "tiny", seed=0), ServerConfig(port=0, ping_interval_s=None)).start()
+    client = EdgeClient(model, server.url, ClientConfig(wire="exact", ping_interval_s=None, probe_interval_s=None))
+    try:
+        client.connect()
+        for cut in (0, 3):
+            t = client.infer(model.make_observation(seed=99), cut, deadline=time.perf_counter() + 10.0).timing
+            assert 0 <= table.up_bytes[cut] - t.bytes_up <= 16, (cut, table.up_bytes[cut], t.bytes_up)
+            assert 0 <= table.down_bytes[cut] - t.bytes_down <= 16, (cut, table.down_bytes[cut], t.bytes_down)
+    finally:
+        client.close()
+        server.stop()
 
 
 def test_block_scale_is_measured_for_this_machines_profile_only(calibrated_tiny):
