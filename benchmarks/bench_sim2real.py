@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{[round(x, 2) for x in overheads.cloud_ms]}; {overheads.ms_per_mb:.3f} ms/MB each side; message "
                 f"bytes beyond the payload up {[round(x) for x in overheads.message_up_bytes]}, down "
                 f"{[round(x) for x in overheads.message_down_bytes]}; block-time scale edge "
-                f"{overheads.edge_block_scale:.3f}, cloud {overheads.cloud_block_scale:.3f}"
+                f"{[round(x, 2) for x in overheads.edge_block_scale]}, cloud "
+                f"{[round(x, 2) for x in overheads.cloud_block_scale]}"
             )
         for name in priced:
             print(

@@ -28,10 +28,11 @@ Two more parts, measured on the same calls, close what the per-call overheads le
   framing: some 250-420 bytes up and 320 down for the tiny OpenVLA). On a fast link they cost nothing; on a
   cellular trace of 1 Mbit/s they cost 2-4 ms per exchange, which the per-call overheads, measured on a fast link,
   cannot see; the env's link model moves them like the payload.
-* block-time scale (``Profile.block_ms_scale``, per side): the calls' own block times over the Profile's for the
-  same blocks (summed over the cuts). The profiler times back-to-back forwards with warm caches; the executor calls
+* block-time scale (``Profile.block_ms_scale``, per cut and side): the calls' own block times over the Profile's
+  for the same blocks (medians; 1 where the side runs no block). The profiler times back-to-back forwards with warm caches; the executor calls
   one inference at a time, after waits on the network and with the other half's model in between, and its blocks
-  run slower (colder caches, a CPU that idled). Only a Profile measured on this machine (its ``device`` is this
+  run slower (colder caches, a CPU that idled), by a factor that differs from cut to cut (blocks run after a
+  network wait, as at the multi-trip cuts, are colder than the edge-only forward). Only a Profile measured on this machine (its ``device`` is this
   machine's ``executor.profiler.device_description``) gets a scale; another device's blocks stay as they are (an
   emulated pair's are padded to their target times by the emulator).
 
@@ -96,8 +97,8 @@ class CalibrationConfig:
 @dataclass(frozen=True)
 class Overheads:
     """Measured overheads: per cut on the edge and on the cloud (ms per inference), per MB on each side, per cut the
-    link bytes of every message beyond its payload (up, down), and per side the block-time scale (the calls' own block
-    times over the Profile's; 1.0 for a Profile not measured on this machine)."""
+    link bytes of every message beyond its payload (up, down), and per cut and side the block-time scale (the calls'
+    own block times over the Profile's; empty for a Profile not measured on this machine)."""
 
     edge_ms: tuple[float, ...]
     cloud_ms: tuple[float, ...]
@@ -105,15 +106,16 @@ class Overheads:
     wire: str = ""
     message_up_bytes: tuple[float, ...] = ()
     message_down_bytes: tuple[float, ...] = ()
-    edge_block_scale: float = 1.0
-    cloud_block_scale: float = 1.0
+    edge_block_scale: tuple[float, ...] = ()
+    cloud_block_scale: tuple[float, ...] = ()
 
     def apply(self, edge: Profile, cloud: Profile) -> tuple[Profile, Profile]:
         """The (edge, cloud) pair carrying these overheads: the pair they were measured against (the number of cuts
         must match)."""
         n = edge.num_cuts
         if not (len(self.edge_ms) == n == cloud.num_cuts == len(self.cloud_ms)) or any(
-            len(b) not in (0, n) for b in (self.message_up_bytes, self.message_down_bytes)
+            len(b) not in (0, n)
+            for b in (self.message_up_bytes, self.message_down_bytes, self.edge_block_scale, self.cloud_block_scale)
         ):
             raise ValueError(
                 f"overheads for {len(self.edge_ms)} cuts do not fit Profiles with {edge.num_cuts} / "
@@ -121,7 +123,7 @@ class Overheads:
             )
         note = {"overheads": f"calibrated on the real executor (executor.calibration, wire {self.wire or '?'})"}
 
-        def carrying(profile: Profile, per_call_ms: tuple[float, ...], scale: float) -> Profile:
+        def carrying(profile: Profile, per_call_ms: tuple[float, ...], scale: tuple[float, ...]) -> Profile:
             return replace(
                 profile,
                 overhead_ms=per_call_ms,
@@ -153,11 +155,12 @@ def _codec(profile: Profile) -> np.ndarray:
     return np.asarray(profile.codec_ms, dtype=np.float64) if profile.codec_ms else np.zeros(profile.num_cuts)
 
 
-def _scale(called_ms: np.ndarray, profiled_ms: np.ndarray) -> float:
-    """Block time of the executor's calls over the Profile's for the same blocks, summed over the cuts (1.0 where
-    the Profile has no block time)."""
-    total = float(profiled_ms.sum())
-    return float(np.clip(called_ms.sum() / total, 0.1, 100.0)) if total > 0 else 1.0
+def _scale(called_ms: np.ndarray, profiled_ms: np.ndarray) -> tuple[float, ...]:
+    """Per cut: block time of the executor's calls over the Profile's for the same blocks (1.0 where the Profile
+    has none there)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(profiled_ms > 0, called_ms / profiled_ms, 1.0)
+    return tuple(float(x) for x in np.clip(ratio, 0.1, 100.0))
 
 
 def measure_overheads(
@@ -258,14 +261,12 @@ def measure_overheads(
         wire=wire.label,
         message_up_bytes=tuple(float(x) for x in up_extra),
         message_down_bytes=tuple(float(x) for x in down_extra),
-        edge_block_scale=_scale(np.median(edge_blocks, axis=1), prof_edge) if edge.device == here else 1.0,
-        cloud_block_scale=_scale(np.where(net, np.median(cloud_blocks, axis=1), 0.0), prof_cloud)
-        if cloud.device == here
-        else 1.0,
+        edge_block_scale=_scale(np.median(edge_blocks, axis=1), prof_edge) if edge.device == here else (),
+        cloud_block_scale=_scale(np.median(cloud_blocks, axis=1), prof_cloud) if cloud.device == here else (),
     )
     log.info(
         "calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB, message "
-        "bytes up %s down %s, block-time scale edge %.3f cloud %.3f",
+        "bytes up %s down %s, block-time scale edge %s cloud %s",
         model.family,
         model.preset,
         wire.label,
@@ -274,8 +275,8 @@ def measure_overheads(
         out.ms_per_mb,
         [round(x) for x in out.message_up_bytes],
         [round(x) for x in out.message_down_bytes],
-        out.edge_block_scale,
-        out.cloud_block_scale,
+        [round(x, 2) for x in out.edge_block_scale],
+        [round(x, 2) for x in out.cloud_block_scale],
     )
     return out
 
@@ -294,7 +295,7 @@ def overheads_without(
     ``message_bytes``: no link bytes beyond the payloads): the latency models ``bench_sim2real`` compares."""
     drop: dict[str, Any] = {}
     if scale:
-        drop["block_ms_scale"] = 1.0
+        drop["block_ms_scale"] = ()
     if message_bytes:
         drop.update(overhead_up_bytes=(), overhead_down_bytes=())
     return replace(edge, **drop), replace(cloud, **drop)

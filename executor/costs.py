@@ -67,6 +67,14 @@ def executor_overhead_ms(profile: Profile, *, edge_side: bool) -> np.ndarray:
     return per_call + np.where(uses_network, cut_wire_bytes(profile) * 1e-6 * profile.overhead_ms_per_mb, 0.0)
 
 
+def block_scale(profile: Profile) -> np.ndarray:
+    """Per cut: the calibrated factor on the device's block time at that cut (``executor.calibration``: the executor's
+    calls run colder than the profiler's back-to-back forwards); ones for a Profile without one."""
+    if not profile.block_ms_scale:
+        return np.ones(profile.num_cuts)
+    return np.asarray(profile.block_ms_scale, dtype=np.float64)
+
+
 def message_overhead_bytes(profile: Profile) -> tuple[np.ndarray, np.ndarray]:
     """Per cut: the calibrated bytes every message carries on the link beyond its payload (``executor.calibration``),
     edge -> cloud and cloud -> edge; zeros for the edge-only cut and for a Profile without calibration."""
@@ -92,12 +100,12 @@ def cut_table(edge: Profile, cloud: Profile) -> CutTable:
         )
     if len(edge.cuts) != len(cloud.cuts):
         raise ProfileError(f"edge profile has {len(edge.cuts)} cuts, cloud profile {len(cloud.cuts)}")
-    e_ms = np.asarray(edge.block_ms, dtype=np.float64) * edge.block_ms_scale  # the executor's calls run colder
-    c_ms = np.asarray(cloud.block_ms, dtype=np.float64) * cloud.block_ms_scale
+    e_ms = np.asarray(edge.block_ms, dtype=np.float64)
+    c_ms = np.asarray(cloud.block_ms, dtype=np.float64)
     params = np.asarray(edge.block_param_bytes or (0,) * edge.num_blocks, dtype=np.float64)
     idx = range(edge.num_cuts)
-    edge_ms = np.array([e_ms[list(edge.edge_blocks(i))].sum() for i in idx])
-    cloud_ms = np.array([c_ms[list(edge.cloud_blocks(i))].sum() for i in idx])
+    edge_ms = np.array([e_ms[list(edge.edge_blocks(i))].sum() for i in idx]) * block_scale(edge)
+    cloud_ms = np.array([c_ms[list(edge.cloud_blocks(i))].sum() for i in idx]) * block_scale(cloud)
     if edge.codec_ms:  # payload encode/decode time (executor.wire_config), charged to the side that spends it
         edge_ms = edge_ms + np.asarray(edge.codec_ms, dtype=np.float64)
     if cloud.codec_ms:

@@ -75,8 +75,10 @@ def print_profile(profile) -> None:
         console.print(
             "executor overheads per cut (ms): "
             + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
-            + f"; {profile.overhead_ms_per_mb:.3f} ms/MB; block-time scale {profile.block_ms_scale:.3f}"
+            + f"; {profile.overhead_ms_per_mb:.3f} ms/MB"
         )
+    if profile.block_ms_scale:
+        console.print("block-time scale per cut: " + ", ".join(f"{x:.2f}" for x in profile.block_ms_scale))
     if profile.overhead_up_bytes:
         console.print(
             "message bytes beyond the payload per cut, up / down: "

@@ -54,7 +54,9 @@ def test_calibration_measures_positive_overheads_on_the_real_executor(calibrated
     assert "calibrated on the real executor" in edge.notes["overheads"]
     # the calibrated pair prices the edge-only cut at its scaled blocks plus exactly its per-call overhead
     cal = cut_table(edge, cloud)
-    np.testing.assert_allclose(cal.edge_ms[edge_only], p.total_ms * edge.block_ms_scale + edge.overhead_ms[edge_only])
+    np.testing.assert_allclose(
+        cal.edge_ms[edge_only], p.total_ms * edge.block_ms_scale[edge_only] + edge.overhead_ms[edge_only]
+    )
 
 
 def test_calibration_measures_the_message_bytes_beyond_the_payload(calibrated_tiny):
@@ -103,15 +105,22 @@ def test_priced_bytes_are_the_bytes_the_executor_sends(calibrated_tiny):
 def test_block_scale_is_measured_for_this_machines_profile_only(calibrated_tiny):
     model, p, other, overheads = calibrated_tiny
     edge, cloud = overheads.apply(p, other)
-    assert 0.1 <= overheads.edge_block_scale <= 100.0 and edge.block_ms_scale == overheads.edge_block_scale
-    assert overheads.cloud_block_scale == cloud.block_ms_scale == 1.0  # "a100~emulated" is not this machine
+    scale = np.asarray(overheads.edge_block_scale)
+    assert edge.block_ms_scale == overheads.edge_block_scale and len(scale) == p.num_cuts
+    assert np.all((scale >= 0.1) & (scale <= 100.0))
+    assert scale[0] == 1.0  # the edge runs no block at cloud-only: nothing to scale
+    assert overheads.cloud_block_scale == cloud.block_ms_scale == ()  # "a100~emulated" is not this machine
     bare, cal = cut_table(p, other), cut_table(edge, cloud)
-    # the scale multiplies the edge's blocks once; the cloud side changes by its per-call overhead and bytes only
+    # the scale multiplies the edge's blocks once per cut; the cloud side changes by its per-call overhead only
+    edge_blocks = np.array([sum(p.block_ms[b] for b in p.edge_blocks(i)) for i in range(p.num_cuts)])
+    np.testing.assert_allclose(
+        cal.edge_ms - bare.edge_ms, edge_blocks * (scale - 1) + executor_overhead_ms(edge, edge_side=True)
+    )
     np.testing.assert_allclose(
         cal.cloud_ms - bare.cloud_ms, executor_overhead_ms(cloud, edge_side=False), rtol=1e-12, atol=1e-9
     )
     without = overheads_without(edge, cloud, scale=True, message_bytes=True)
-    assert without[0].block_ms_scale == 1.0 and without[0].overhead_up_bytes == () == without[1].overhead_down_bytes
+    assert without[0].block_ms_scale == () and without[0].overhead_up_bytes == () == without[1].overhead_down_bytes
     assert without[0].overhead_ms == edge.overhead_ms  # the per-call overheads stay
 
 
