@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         edge = cloud = profile
         models: dict[str, tuple[Profile, Profile]] = {}
         overheads = None
+        t_cal = time.perf_counter()
         if not args.no_calibrate:
             overheads = measure_overheads(
                 model,
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 CalibrationConfig(runs=args.calibration_runs, one_way_ms=args.rtt_ms / 2, wire=executor.wire),
             )
             edge, cloud = overheads.apply(profile, profile)
+        t_cal = time.perf_counter() - t_cal
+        if overheads is not None:
             models = {
                 "no block scale": overheads_without(edge, cloud, scale=True),
                 "no message bytes": overheads_without(edge, cloud, message_bytes=True),
@@ -138,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             s[f"{name}|signed"] = float(np.median((ms - exe) / exe))
         summaries.append(s)
         print(
-            f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {len(report.cut)}, wall "
-            f"{wall:.1f} s, executor misses {int(report.executor_miss.sum())}, profile misses (paired) "
+            f"run {rep + 1}/{args.repeats}: steps {report.steps_total}, inference steps {len(report.cut)}, "
+            f"calibration {t_cal:.1f} s, episode {wall:.1f} s, executor misses {int(report.executor_miss.sum())}, profile misses (paired) "
             f"{int(report.profile_miss.sum())}, load average {os.getloadavg()[0]:.1f}"
         )
         if overheads is not None:

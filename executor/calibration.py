@@ -7,7 +7,7 @@ loops and the relay's threads, and the (de)serialisation of every byte. :func:`m
 the real executor of this machine: a local ``CloudServer`` and an ``EdgeClient`` exchanging through a
 ``ShapedLink`` relay (the path the executor backend and the runtimes use) on a constant link of ``link_mbps`` and
 ``one_way_ms`` (a delay makes the relay sleep until each delivery, as on a real trace, so the time its threads take
-to wake up is measured too), every cut ``runs`` times, with the profiler's timing hooks on the block modules of both
+to wake up is measured too), every cut ``runs`` times (in a seeded random order per run), with the profiler's timing hooks on the block modules of both
 halves. Per cut (medians over the calls):
 
 * edge: client compute + encode + decode - the same call's edge block time - the Profile's edge codec time,
@@ -213,9 +213,13 @@ def measure_overheads(
         client = EdgeClient(model, url, ClientConfig(wire=wire, ping_interval_s=None, probe_interval_s=None))
         client.connect()
         observations = [model.make_observation(seed=config.seed + i) for i in range(4)]
+        order = np.random.default_rng(config.seed)
         for run in range(config.warmup_runs + config.runs):
             obs = observations[run % len(observations)]
-            for i in range(n):  # cuts interleaved, so a burst of load spreads over all of them
+            # cuts interleaved, so a burst of load spreads over all of them, in a new order every run, so that no cut
+            # always follows the same one (a call after a long multi-trip one, or after calls that left the other
+            # half's model idle, runs colder): the runtime's planner switches cuts too
+            for i in order.permutation(n):
                 edge_timer.reset()
                 cloud_timer.reset()
                 sent = (relay.bytes_up, relay.bytes_down) if relay is not None else (0, 0)
