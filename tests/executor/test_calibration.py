@@ -109,6 +109,7 @@ def test_block_scale_is_measured_for_this_machines_profile_only(calibrated_tiny)
     assert edge.block_ms_scale == overheads.edge_block_scale and len(scale) == p.num_cuts
     assert np.all((scale >= 0.1) & (scale <= 100.0))
     assert scale[0] == 1.0  # the edge runs no block at cloud-only: nothing to scale
+    assert len(set(scale[1:])) == 1  # one pooled factor wherever the edge runs blocks
     assert overheads.cloud_block_scale == cloud.block_ms_scale == ()  # "a100~emulated" is not this machine
     bare, cal = cut_table(p, other), cut_table(edge, cloud)
     # the scale multiplies the edge's blocks once per cut; the cloud side changes by its per-call overhead only
