@@ -82,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU for edge and cloud{'' if args.no_calibrate else ', calibrated to the real executor'}), deadline "
         f"{args.deadline_ms:.0f} ms, seed {args.seed}, wire {executor.wire}"
     )
-    print("gap = |profile - executor| / executor of the step's service time")
+    print(
+        "gap = |profile - executor| / executor of the step's service time; signed median = of (profile - executor) / executor"
+    )
+    if not args.no_calibrate:
+        print(
+            "latency models, all priced on the same executor steps: calibrated (what the env charges: per-call and "
+            "per-MB overheads, message bytes, block-time scale), no block scale, no message bytes, per-call only (the "
+            "model before the bytes and the scale), uncalibrated (bare Profiles)"
+        )
     summaries: list[dict[str, float]] = []
     per_cut: dict[int, list[tuple[float, ...]]] = {}
     for rep in range(args.repeats):
@@ -181,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         f"  episode gap (the profile env's own run): median {med['episode_median']:.3f}  p90 {med['episode_p90']:.3f}"
     )
     print(
-        "per cut (paired, medians over runs): cut  n  exec_ms  calibrated_ms  gap  per_call_only_ms  per_call_only_gap"
+        "per cut (paired, medians over runs): cut  n  exec_ms  "
+        + (
+            "uncalibrated_ms  gap  (again)  (again)"
+            if args.no_calibrate
+            else "calibrated_ms  gap  per_call_only_ms  per_call_only_gap"
+        )
     )
     for k, rows in sorted(per_cut.items()):
         a = np.median(np.array(rows), axis=0)
