@@ -5,6 +5,9 @@ A real server process (openvla tiny), the runtime at a real-time control period 
 starts after ``--fault-at`` s and (freeze) ends at ``--resume-at`` s.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_runtime_fault.py [--period-ms 100] [--deadline-ms 300]
+        [--repeats 5]
+
+With ``--repeats N`` every row runs N times (the rows interleaved) and a table of per-row medians follows.
 """
 
 from __future__ import annotations
@@ -85,26 +88,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cut", type=int, default=3)
     ap.add_argument("--fault-at", type=float, default=1.0)
     ap.add_argument("--resume-at", type=float, default=4.0)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per row; with more than one, per-row medians follow")
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
     import torch
 
     torch.set_num_threads(1)
     print(
         f"period {args.period_ms:g} ms, deadline {args.deadline_ms:g} ms, {args.steps} frames, fault at "
-        f"{args.fault_at:g} s (freeze until {args.resume_at:g} s)"
+        f"{args.fault_at:g} s (freeze until {args.resume_at:g} s), {args.repeats} run(s) per row"
     )
     print(
-        "| fault | breaker | worst step ms | most late (periods) | behind at end (periods) | misses | dropped | modes |"
+        "| fault | breaker | run | worst step ms | most late (periods) | behind at end (periods) | misses | dropped "
+        "| modes |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for fault in ("freeze", "kill"):
-        for breaker in (False, True):
-            r = run(fault, breaker, args)
-            print(
-                f"| {fault} | {'on' if breaker else 'off'} | {r['worst_step_ms']:.0f} | {r['max_late_periods']:.2f} | "
-                f"{r['behind_at_end_periods']:.2f} | {r['misses']} | {r['dropped']} | {r['modes']} |",
-                flush=True,
-            )
+    print("|---|---|---|---|---|---|---|---|---|")
+    rows: dict[tuple[str, bool], list[dict]] = {}
+    for rep in range(args.repeats):  # rows interleaved, so a burst of load spreads over all of them
+        for fault in ("freeze", "kill"):
+            for breaker in (False, True):
+                r = run(fault, breaker, args)
+                rows.setdefault((fault, breaker), []).append(r)
+                print(
+                    f"| {fault} | {'on' if breaker else 'off'} | {rep + 1} | {r['worst_step_ms']:.0f} | "
+                    f"{r['max_late_periods']:.2f} | {r['behind_at_end_periods']:.2f} | {r['misses']} | "
+                    f"{r['dropped']} | {r['modes']} |",
+                    flush=True,
+                )
+    if args.repeats > 1:
+        keys = ("worst_step_ms", "max_late_periods", "behind_at_end_periods", "misses", "dropped")
+        print(f"\nmedian over {args.repeats} runs per row (min-max in brackets):")
+        print("| fault | breaker | worst step ms | most late (periods) | behind at end (periods) | misses | dropped |")
+        print("|---|---|---|---|---|---|---|")
+        for (fault, breaker), runs in rows.items():
+            cells = []
+            for key in keys:
+                v = np.array([r[key] for r in runs], dtype=float)
+                fmt = ".0f" if key in ("worst_step_ms", "misses", "dropped") else ".2f"
+                cells.append(f"{np.median(v):{fmt}} [{v.min():{fmt}}-{v.max():{fmt}}]")
+            print(f"| {fault} | {'on' if breaker else 'off'} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -14,7 +14,8 @@ Per inference step two gaps are reported, both ``|profile - executor| / executor
 
 With ``baseline=`` (another Profile pair, e.g. the same pair without the calibrated overheads of
 ``executor.calibration``), a third env prices every executor step the same paired way (``gap_baseline``): two latency
-models against one executor run, side by side.
+models against one executor run, side by side. ``baselines=`` (name -> pair) adds any number more
+(``SimToRealReport.baselines_ms``, ``gap_of(name)``).
 
 Skipped steps (no inference on either side) are left out of all. The Profile pair must describe the executor's
 model on the machine it runs on (e.g. ``executor.profiler.profile_model`` of that model, for edge and cloud), or
@@ -24,8 +25,8 @@ the gap measures a hardware mismatch rather than the simulator.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,11 @@ class SimToRealReport:
     steps_total: int
     backend: dict[str, Any]
     profile_baseline_ms: np.ndarray | None = None  # paired price under the baseline pair (None: none given)
+    baselines_ms: dict[str, np.ndarray] = field(default_factory=dict)  # paired prices under each named pair
+
+    def gap_of(self, name: str) -> np.ndarray:
+        """``|price - executor| / executor`` per step under the named pair of ``baselines=``."""
+        return np.abs(self.baselines_ms[name] - self.executor_ms) / self.executor_ms
 
     @property
     def gap_paired(self) -> np.ndarray:
@@ -91,6 +97,7 @@ def sim_to_real(
     max_steps: int | None = None,
     executor: ExecutorConfig | None = None,
     baseline: tuple[Profile, Profile] | None = None,
+    baselines: Mapping[str, tuple[Profile, Profile]] | None = None,
     **env_kwargs: Any,
 ) -> SimToRealReport:
     """Run one episode through both backends with the same decisions; see the module docstring.
@@ -98,7 +105,8 @@ def sim_to_real(
     Exactly one of ``actions`` (a sequence of (cut, skip), consumed one per step; the episode stops when it runs
     out) or ``planner`` (``predict(obs, deterministic=True) -> (action, state)``) must be given. ``env_kwargs`` go
     to every ``EdgeCloudSplitEnv`` constructor (streams, EnvConfig fields, ...). ``baseline``: a second (edge,
-    cloud) pair priced paired beside the first (``SimToRealReport.profile_baseline_ms``).
+    cloud) pair priced paired beside the first (``SimToRealReport.profile_baseline_ms``); ``baselines``: more of them,
+    by name (``SimToRealReport.baselines_ms``).
     """
     from ecc_env.split_env import EdgeCloudSplitEnv
 
@@ -113,13 +121,17 @@ def sim_to_real(
         edge_profile, cloud_profile, trace_set, backend="executor", executor=executor or ExecutorConfig(), **env_kwargs
     )
     ref = None if baseline is None else EdgeCloudSplitEnv(*baseline, trace_set, backend="profile", **env_kwargs)
+    named = {
+        k: EdgeCloudSplitEnv(*pair, trace_set, backend="profile", **env_kwargs) for k, pair in (baselines or {}).items()
+    }
+    named_ms: dict[str, list[float]] = {k: [] for k in named}
     rows: dict[str, list] = {k: [] for k in ("obs", "cut", "exe", "paired", "episode", "exe_miss", "prof_miss", "ref")}
     steps = 0
     try:
         obs, _ = real.reset(seed=seed)
         obs_sim, _ = sim.reset(seed=seed)
-        if ref is not None:
-            ref.reset(seed=seed)
+        for other in ([ref] if ref is not None else []) + list(named.values()):
+            other.reset(seed=seed)
         if not np.array_equal(obs, obs_sim):
             raise RuntimeError("the two envs started different episodes (same seed, different observations)")
         sim_done = False
@@ -137,6 +149,8 @@ def sim_to_real(
                 paired = timing.service_ms
                 if ref is not None:
                     rows["ref"].append(ref.backend.infer(info["cut"], info["time_s"])[0].service_ms)
+                for k, other in named.items():
+                    named_ms[k].append(other.backend.infer(info["cut"], info["time_s"])[0].service_ms)
             episode = None
             if not sim_done:
                 _, _, _, sim_trunc, info_sim = sim.step(action)
@@ -158,8 +172,8 @@ def sim_to_real(
     finally:
         real.close()
         sim.close()
-        if ref is not None:
-            ref.close()
+        for other in ([ref] if ref is not None else []) + list(named.values()):
+            other.close()
     return SimToRealReport(
         obs_index=np.array(rows["obs"], dtype=np.int64),
         cut=np.array(rows["cut"], dtype=np.int64),
@@ -171,4 +185,5 @@ def sim_to_real(
         steps_total=steps,
         backend=describe,
         profile_baseline_ms=None if ref is None else np.array(rows["ref"], dtype=np.float64),
+        baselines_ms={k: np.array(v, dtype=np.float64) for k, v in named_ms.items()},
     )

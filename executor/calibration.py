@@ -7,7 +7,7 @@ loops and the relay's threads, and the (de)serialisation of every byte. :func:`m
 the real executor of this machine: a local ``CloudServer`` and an ``EdgeClient`` exchanging through a
 ``ShapedLink`` relay (the path the executor backend and the runtimes use) on a constant link of ``link_mbps`` and
 ``one_way_ms`` (a delay makes the relay sleep until each delivery, as on a real trace, so the time its threads take
-to wake up is measured too), every cut ``runs`` times, with the profiler's timing hooks on the block modules of both
+to wake up is measured too), every cut ``runs`` times (in a seeded random order per run), with the profiler's timing hooks on the block modules of both
 halves. Per cut (medians over the calls):
 
 * edge: client compute + encode + decode - the same call's edge block time - the Profile's edge codec time,
@@ -18,9 +18,26 @@ halves. Per cut (medians over the calls):
 each less its share of the per-byte cost (``ms_per_mb``: the ``executor.wire`` encode + decode time of a large
 payload on this CPU, half charged to the sender, half to the receiver). Block times come from the same call, so a
 machine whose speed changes between profiling and calibration (a shared CPU) does not leak into the overheads.
-Negative residuals (the call ran faster than its blocks and codec account for) count as 0. ``Overheads.apply`` stores them in ``Profile.overhead_ms`` /
-``Profile.overhead_ms_per_mb``; ``executor.costs.cut_table`` charges them, so the env, training, evaluation and the
-runtime's planners price them as one latency rule.
+Negative residuals (the call ran faster than its blocks and codec account for) count as 0. ``Overheads.apply``
+stores them in ``Profile.overhead_ms`` / ``Profile.overhead_ms_per_mb``.
+
+Two more parts, measured on the same calls, close what the per-call overheads leave open (``bench_sim2real``):
+
+* message bytes (``Profile.overhead_up_bytes`` / ``overhead_down_bytes``): per cut, the bytes that crossed the relay
+  per message beyond the Profile's payload (the wire header, the message envelope with its timing, websocket
+  framing: some 250-420 bytes up and 320 down for the tiny OpenVLA). On a fast link they cost nothing; on a
+  cellular trace of 1 Mbit/s they cost 2-4 ms per exchange, which the per-call overheads, measured on a fast link,
+  cannot see; the env's link model moves them like the payload.
+* block-time scale (``Profile.block_ms_scale``, per cut and side): the calls' own block times over the Profile's
+  for the same blocks, the median of the per-cut ratios of each side at every cut where it runs blocks (1 where it
+  runs none). The profiler times back-to-back forwards with warm caches; the executor calls
+  one inference at a time, after waits on the network and with the other half's model in between, and its blocks
+  run slower (colder caches, a CPU that idled). Only a Profile measured on this machine (its ``device`` is this
+  machine's ``executor.profiler.device_description``) gets a scale; another device's blocks stay as they are (an
+  emulated pair's are padded to their target times by the emulator).
+
+``executor.costs.cut_table`` charges all of them, so the env, training, evaluation and the runtime's planners price
+them as one latency rule.
 
 The Profiles only lend their cuts' bytes and codec times (priced under the calibration's wire configuration), so
 the same overheads serve a measured pair and a time-scaled emulated pair (``agents.emulated_pair``: the emulator
@@ -79,25 +96,46 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class Overheads:
-    """Measured overheads: per cut on the edge and on the cloud (ms per inference), and per MB on each side."""
+    """Measured overheads: per cut on the edge and on the cloud (ms per inference), per MB on each side, per cut the
+    link bytes of every message beyond its payload (up, down), and per cut and side the block-time scale (the calls'
+    own block times over the Profile's; empty for a Profile not measured on this machine)."""
 
     edge_ms: tuple[float, ...]
     cloud_ms: tuple[float, ...]
     ms_per_mb: float
     wire: str = ""
+    message_up_bytes: tuple[float, ...] = ()
+    message_down_bytes: tuple[float, ...] = ()
+    edge_block_scale: tuple[float, ...] = ()
+    cloud_block_scale: tuple[float, ...] = ()
 
     def apply(self, edge: Profile, cloud: Profile) -> tuple[Profile, Profile]:
-        """The (edge, cloud) pair carrying these overheads (the number of cuts must match)."""
-        if not (len(self.edge_ms) == edge.num_cuts == cloud.num_cuts == len(self.cloud_ms)):
+        """The (edge, cloud) pair carrying these overheads: the pair they were measured against (the number of cuts
+        must match)."""
+        n = edge.num_cuts
+        if not (len(self.edge_ms) == n == cloud.num_cuts == len(self.cloud_ms)) or any(
+            len(b) not in (0, n)
+            for b in (self.message_up_bytes, self.message_down_bytes, self.edge_block_scale, self.cloud_block_scale)
+        ):
             raise ValueError(
                 f"overheads for {len(self.edge_ms)} cuts do not fit Profiles with {edge.num_cuts} / "
                 f"{cloud.num_cuts} cuts"
             )
         note = {"overheads": f"calibrated on the real executor (executor.calibration, wire {self.wire or '?'})"}
-        return (
-            replace(edge, overhead_ms=self.edge_ms, overhead_ms_per_mb=self.ms_per_mb, notes={**edge.notes, **note}),
-            replace(cloud, overhead_ms=self.cloud_ms, overhead_ms_per_mb=self.ms_per_mb, notes={**cloud.notes, **note}),
-        )
+
+        def carrying(profile: Profile, per_call_ms: tuple[float, ...], scale: tuple[float, ...]) -> Profile:
+            return replace(
+                profile,
+                overhead_ms=per_call_ms,
+                overhead_ms_per_mb=self.ms_per_mb,
+                overhead_up_bytes=self.message_up_bytes,
+                overhead_down_bytes=self.message_down_bytes,
+                block_ms_scale=scale,
+                notes={**profile.notes, **note},
+            )
+
+        edge_out = carrying(edge, self.edge_ms, self.edge_block_scale)
+        return edge_out, carrying(cloud, self.cloud_ms, self.cloud_block_scale)
 
 
 def serialisation_ms_per_mb(nbytes: int = PER_MB_PROBE_BYTES, repeats: int = 5) -> float:
@@ -117,6 +155,17 @@ def _codec(profile: Profile) -> np.ndarray:
     return np.asarray(profile.codec_ms, dtype=np.float64) if profile.codec_ms else np.zeros(profile.num_cuts)
 
 
+def _scale(called_ms: np.ndarray, profiled_ms: np.ndarray) -> tuple[float, ...]:
+    """Per cut: the median over the cuts where the side runs blocks of (the calls' block time / the Profile's), and
+    1.0 where it runs none. Pooled, because one cut's median of a few calls scatters by tens of percent on a shared
+    CPU (the edge-only cut's ranged 0.75-3.0 in three runs at load 3 while the pooled factor stayed 1.1-1.5)."""
+    runs = profiled_ms > 0
+    if not runs.any():
+        return tuple(1.0 for _ in profiled_ms)
+    pooled = float(np.clip(np.median(called_ms[runs] / profiled_ms[runs]), 0.1, 100.0))
+    return tuple(pooled if r else 1.0 for r in runs)
+
+
 def measure_overheads(
     model: SplitModel, edge: Profile, cloud: Profile, config: CalibrationConfig = CalibrationConfig()
 ) -> Overheads:
@@ -126,7 +175,7 @@ def measure_overheads(
     from executor.client import ClientConfig, EdgeClient
     from executor.link import LinkConfig, ShapedLink
     from executor.models import build_model
-    from executor.profiler import _BlockTimer
+    from executor.profiler import _BlockTimer, device_description
     from executor.server import CloudServer, ServerConfig
     from executor.wire_config import WireConfig
 
@@ -139,16 +188,22 @@ def measure_overheads(
     per_mb = serialisation_ms_per_mb()
     nbytes = cut_wire_bytes(edge)
     byte_ms = nbytes * 1e-6 * per_mb / 2  # each side's share of the per-byte cost
-    link_ms = np.zeros(edge.num_cuts)
-    if config.relay:  # what the link itself takes: serialisation at link_mbps and the delay of every direction
-        exchanges = np.array([1 + c.round_trips for c in edge.cuts], dtype=np.float64)
-        link_ms = np.where(net, nbytes * 8 / (config.link_mbps * 1e6) * 1e3 + 2 * config.one_way_ms * exchanges, 0.0)
+    messages = np.array([1 + c.round_trips for c in edge.cuts], dtype=np.float64)  # each way, per inference
+    payload_up = np.array([c.up_bytes + c.round_trips * c.round_trip_up_bytes for c in edge.cuts], dtype=np.float64)
+    payload_down = nbytes - payload_up
     cloud_model = build_model(model.family, model.preset, device=model.device, dtype=model.dtype, seed=config.seed)
     cuda = str(model.device).startswith("cuda")
     edge_timer = _BlockTimer(tuple(model.block_modules), cuda)
     cloud_timer = _BlockTimer(tuple(cloud_model.block_modules), cuda)
     server = CloudServer(cloud_model, ServerConfig(port=0, ping_interval_s=None))
     relay = client = None
+    n = model.num_cuts
+    edge_side: list[list[float]] = [[] for _ in range(n)]
+    cloud_side: list[list[float]] = [[] for _ in range(n)]
+    edge_blocks: list[list[float]] = [[] for _ in range(n)]  # the calls' own block times, per side
+    cloud_blocks: list[list[float]] = [[] for _ in range(n)]
+    link_up: list[list[float]] = [[] for _ in range(n)]  # bytes on the link per call, per direction
+    link_down: list[list[float]] = [[] for _ in range(n)]
     try:
         server.start(timeout_s=max(config.call_timeout_s, 10.0))
         url = server.url
@@ -161,21 +216,31 @@ def measure_overheads(
         client = EdgeClient(model, url, ClientConfig(wire=wire, ping_interval_s=None, probe_interval_s=None))
         client.connect()
         observations = [model.make_observation(seed=config.seed + i) for i in range(4)]
-        edge_side: list[list[float]] = [[] for _ in range(model.num_cuts)]
-        cloud_side: list[list[float]] = [[] for _ in range(model.num_cuts)]
+        order = np.random.default_rng(config.seed)
         for run in range(config.warmup_runs + config.runs):
-            for i in range(model.num_cuts):  # cuts interleaved, so a burst of load spreads over all of them
+            obs = observations[run % len(observations)]
+            # cuts interleaved, so a burst of load spreads over all of them, in a new order every run, so that no cut
+            # always follows the same one (a call after a long multi-trip one, or after calls that left the other
+            # half's model idle, runs colder): the runtime's planner switches cuts too
+            for i in order.permutation(n):
                 edge_timer.reset()
                 cloud_timer.reset()
-                result = client.infer(
-                    observations[run % len(observations)], i, deadline=time.perf_counter() + config.call_timeout_s
-                )
+                sent = (relay.bytes_up, relay.bytes_down) if relay is not None else (0, 0)
+                result = client.infer(obs, i, deadline=time.perf_counter() + config.call_timeout_s)
                 if run < config.warmup_runs:
                     continue
                 t = result.timing
                 edge_meas = t.edge_ms + t.encode_ms + t.decode_ms if net[i] else t.total_ms
-                edge_side[i].append(edge_meas - edge_timer.totals_s.sum() * 1e3)
-                cloud_side[i].append(t.total_ms - edge_meas - t.cloud_queue_ms - cloud_timer.totals_s.sum() * 1e3)
+                edge_blocks[i].append(edge_timer.totals_s.sum() * 1e3)
+                cloud_blocks[i].append(cloud_timer.totals_s.sum() * 1e3)
+                edge_side[i].append(edge_meas - edge_blocks[i][-1])
+                cloud_side[i].append(t.total_ms - edge_meas - t.cloud_queue_ms - cloud_blocks[i][-1])
+                if relay is not None:  # what crossed the link, websocket framing included
+                    link_up[i].append(relay.bytes_up - sent[0])
+                    link_down[i].append(relay.bytes_down - sent[1])
+                else:
+                    link_up[i].append(t.bytes_up)
+                    link_down[i].append(t.bytes_down)
     finally:
         if client is not None:
             client.close()
@@ -184,6 +249,16 @@ def measure_overheads(
         server.stop()
         edge_timer.remove()
         cloud_timer.remove()
+    up_extra = np.where(net, np.maximum(np.median(link_up, axis=1) - payload_up, 0.0) / messages, 0.0)
+    down_extra = np.where(net, np.maximum(np.median(link_down, axis=1) - payload_down, 0.0) / messages, 0.0)
+    link_ms = np.zeros(n)
+    if config.relay:  # what the link itself takes: serialisation at link_mbps and the delay of every direction
+        wire_bytes = nbytes + messages * (up_extra + down_extra)
+        link_ms = np.where(net, wire_bytes * 8 / (config.link_mbps * 1e6) * 1e3 + 2 * config.one_way_ms * messages, 0.0)
+    here = device_description(model.device)  # only a Profile measured on this machine has blocks to scale
+    e_blocks, c_blocks = np.asarray(edge.block_ms), np.asarray(cloud.block_ms)
+    prof_edge = np.array([e_blocks[list(edge.edge_blocks(i))].sum() for i in range(n)])
+    prof_cloud = np.where(net, [c_blocks[list(cloud.cloud_blocks(i))].sum() for i in range(n)], 0.0)
     edge_ms = np.median(np.array(edge_side), axis=1) - _codec(edge) - np.where(net, byte_ms, 0.0)
     cloud_ms = np.where(net, np.median(np.array(cloud_side), axis=1) - _codec(cloud) - byte_ms - link_ms, 0.0)
     out = Overheads(
@@ -191,15 +266,24 @@ def measure_overheads(
         cloud_ms=tuple(float(max(x, 0.0)) for x in cloud_ms),
         ms_per_mb=per_mb / 2,
         wire=wire.label,
+        message_up_bytes=tuple(float(x) for x in up_extra),
+        message_down_bytes=tuple(float(x) for x in down_extra),
+        edge_block_scale=_scale(np.median(edge_blocks, axis=1), prof_edge) if edge.device == here else (),
+        cloud_block_scale=_scale(np.median(cloud_blocks, axis=1), prof_cloud) if cloud.device == here else (),
     )
     log.info(
-        "calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB",
+        "calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB, message "
+        "bytes up %s down %s, block-time scale edge %s cloud %s",
         model.family,
         model.preset,
         wire.label,
         [round(x, 2) for x in out.edge_ms],
         [round(x, 2) for x in out.cloud_ms],
         out.ms_per_mb,
+        [round(x) for x in out.message_up_bytes],
+        [round(x) for x in out.message_down_bytes],
+        [round(x, 2) for x in out.edge_block_scale],
+        [round(x, 2) for x in out.cloud_block_scale],
     )
     return out
 
@@ -211,4 +295,24 @@ def calibrated(
     return measure_overheads(model, edge, cloud, config).apply(edge, cloud)
 
 
-__all__ = ["CalibrationConfig", "Overheads", "calibrated", "measure_overheads", "serialisation_ms_per_mb"]
+def overheads_without(
+    edge: Profile, cloud: Profile, *, scale: bool = False, message_bytes: bool = False
+) -> tuple[Profile, Profile]:
+    """A calibrated pair with parts of its calibration left out (``scale``: the block-time scale back to 1;
+    ``message_bytes``: no link bytes beyond the payloads): the latency models ``bench_sim2real`` compares."""
+    drop: dict[str, Any] = {}
+    if scale:
+        drop["block_ms_scale"] = ()
+    if message_bytes:
+        drop.update(overhead_up_bytes=(), overhead_down_bytes=())
+    return replace(edge, **drop), replace(cloud, **drop)
+
+
+__all__ = [
+    "CalibrationConfig",
+    "Overheads",
+    "calibrated",
+    "measure_overheads",
+    "overheads_without",
+    "serialisation_ms_per_mb",
+]

@@ -67,6 +67,24 @@ def executor_overhead_ms(profile: Profile, *, edge_side: bool) -> np.ndarray:
     return per_call + np.where(uses_network, cut_wire_bytes(profile) * 1e-6 * profile.overhead_ms_per_mb, 0.0)
 
 
+def block_scale(profile: Profile) -> np.ndarray:
+    """Per cut: the calibrated factor on the device's block time at that cut (``executor.calibration``: the executor's
+    calls run colder than the profiler's back-to-back forwards); ones for a Profile without one."""
+    if not profile.block_ms_scale:
+        return np.ones(profile.num_cuts)
+    return np.asarray(profile.block_ms_scale, dtype=np.float64)
+
+
+def message_overhead_bytes(profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    """Per cut: the calibrated bytes every message carries on the link beyond its payload (``executor.calibration``),
+    edge -> cloud and cloud -> edge; zeros for the edge-only cut and for a Profile without calibration."""
+    n = profile.num_cuts
+    uses_network = np.array([c.uses_network for c in profile.cuts], dtype=bool)
+    up = np.asarray(profile.overhead_up_bytes, dtype=np.float64) if profile.overhead_up_bytes else np.zeros(n)
+    down = np.asarray(profile.overhead_down_bytes, dtype=np.float64) if profile.overhead_down_bytes else np.zeros(n)
+    return np.where(uses_network, up, 0.0), np.where(uses_network, down, 0.0)
+
+
 def _seconds(nbytes: np.ndarray, mbps: float) -> np.ndarray:
     if mbps == 0:
         return np.where(nbytes > 0, np.inf, 0.0)
@@ -86,8 +104,8 @@ def cut_table(edge: Profile, cloud: Profile) -> CutTable:
     c_ms = np.asarray(cloud.block_ms, dtype=np.float64)
     params = np.asarray(edge.block_param_bytes or (0,) * edge.num_blocks, dtype=np.float64)
     idx = range(edge.num_cuts)
-    edge_ms = np.array([e_ms[list(edge.edge_blocks(i))].sum() for i in idx])
-    cloud_ms = np.array([c_ms[list(edge.cloud_blocks(i))].sum() for i in idx])
+    edge_ms = np.array([e_ms[list(edge.edge_blocks(i))].sum() for i in idx]) * block_scale(edge)
+    cloud_ms = np.array([c_ms[list(edge.cloud_blocks(i))].sum() for i in idx]) * block_scale(cloud)
     if edge.codec_ms:  # payload encode/decode time (executor.wire_config), charged to the side that spends it
         edge_ms = edge_ms + np.asarray(edge.codec_ms, dtype=np.float64)
     if cloud.codec_ms:
@@ -96,14 +114,18 @@ def cut_table(edge: Profile, cloud: Profile) -> CutTable:
     cloud_ms = cloud_ms + executor_overhead_ms(cloud, edge_side=False)
     edge_params = np.array([params[list(edge.edge_blocks(i))].sum() for i in idx])
     cuts = edge.cuts
+    up_extra, down_extra = message_overhead_bytes(edge)  # every message, the first exchange and each round trip
+    trips = np.array([c.round_trips for c in cuts], dtype=np.float64)
     return CutTable(
         edge_ms=edge_ms,
         cloud_ms=cloud_ms,
-        up_bytes=np.array([c.up_bytes for c in cuts], dtype=np.float64),
-        down_bytes=np.array([c.down_bytes for c in cuts], dtype=np.float64),
-        round_trips=np.array([c.round_trips for c in cuts], dtype=np.float64),
-        round_trip_up_bytes=np.array([c.round_trip_up_bytes for c in cuts], dtype=np.float64),
-        round_trip_down_bytes=np.array([c.round_trip_down_bytes for c in cuts], dtype=np.float64),
+        up_bytes=np.array([c.up_bytes for c in cuts], dtype=np.float64) + up_extra,
+        down_bytes=np.array([c.down_bytes for c in cuts], dtype=np.float64) + down_extra,
+        round_trips=trips,
+        round_trip_up_bytes=np.array([c.round_trip_up_bytes for c in cuts], dtype=np.float64)
+        + np.where(trips > 0, up_extra, 0.0),
+        round_trip_down_bytes=np.array([c.round_trip_down_bytes for c in cuts], dtype=np.float64)
+        + np.where(trips > 0, down_extra, 0.0),
         edge_param_bytes=edge_params,
         uses_network=np.array([c.uses_network for c in cuts], dtype=bool),
         names=tuple(c.name or f"k={c.k}" for c in cuts),

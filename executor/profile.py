@@ -86,6 +86,13 @@ class Profile:
     # session set-up, message hand-offs, event loop); and the serialisation time per MB (1e6 bytes) sent or received.
     overhead_ms: tuple[float, ...] = ()
     overhead_ms_per_mb: float = 0.0
+    # Also calibrated, per cut (() otherwise): the factor on this device's block time at that cut when the executor
+    # calls it (one inference at a time, after network waits, the other half's model in between) over the profiler's
+    # back-to-back runs; and the bytes every message carries on the link beyond its payload (wire header, message
+    # envelope, websocket framing), edge -> cloud and cloud -> edge.
+    block_ms_scale: tuple[float, ...] = ()
+    overhead_up_bytes: tuple[float, ...] = ()
+    overhead_down_bytes: tuple[float, ...] = ()
     schema_version: int = PROFILE_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -122,6 +129,18 @@ class Profile:
             raise ProfileError(
                 f"overhead_ms_per_mb must be finite and in [0, {MAX_BLOCK_MS:g}], got {self.overhead_ms_per_mb!r}"
             )
+        if self.block_ms_scale and (
+            len(self.block_ms_scale) != len(self.cuts)
+            or any((not math.isfinite(x)) or not 0.1 <= x <= 100.0 for x in self.block_ms_scale)
+        ):
+            raise ProfileError(
+                f"block_ms_scale needs one finite value in [0.1, 100] per cut ({len(self.cuts)}), "
+                f"got {self.block_ms_scale}"
+            )
+        for key in ("overhead_up_bytes", "overhead_down_bytes"):
+            extra = getattr(self, key)
+            if extra and (len(extra) != len(self.cuts) or any((not math.isfinite(b)) or b < 0 for b in extra)):
+                raise ProfileError(f"{key} needs one finite value >= 0 per cut ({len(self.cuts)}), got {extra}")
         for cut in self.cuts:
             if not 0 <= cut.k <= n:
                 raise ProfileError(f"cut k={cut.k} outside 0..{n}")
@@ -176,7 +195,16 @@ class Profile:
         try:
             fields = dict(d)
             fields["cuts"] = tuple(CutSpec(**c) for c in d["cuts"])
-            for key in ("block_names", "block_ms", "block_param_bytes", "codec_ms", "overhead_ms"):
+            for key in (
+                "block_names",
+                "block_ms",
+                "block_param_bytes",
+                "codec_ms",
+                "overhead_ms",
+                "block_ms_scale",
+                "overhead_up_bytes",
+                "overhead_down_bytes",
+            ):
                 if key in fields:
                     fields[key] = tuple(fields[key])
             return cls(**fields)

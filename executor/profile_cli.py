@@ -77,6 +77,13 @@ def print_profile(profile) -> None:
             + ", ".join(f"{x:.2f}" for x in profile.overhead_ms)
             + f"; {profile.overhead_ms_per_mb:.3f} ms/MB"
         )
+    if profile.block_ms_scale:
+        console.print("block-time scale per cut: " + ", ".join(f"{x:.2f}" for x in profile.block_ms_scale))
+    if profile.overhead_up_bytes:
+        console.print(
+            "message bytes beyond the payload per cut, up / down: "
+            + ", ".join(f"{u:.0f}/{d:.0f}" for u, d in zip(profile.overhead_up_bytes, profile.overhead_down_bytes))
+        )
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -159,7 +161,16 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     edge_only = p.num_blocks
     actions = [(0, 0), (3, 0), (edge_only, 0), (5, 0), (0, 1), (1, 0)] * 2
     report = sim_to_real(
-        p, p, const_set(), actions=actions, seed=5, trace_split="all", episode_s=3.0, deadline=PLAIN, baseline=(p, p)
+        p,
+        p,
+        const_set(),
+        actions=actions,
+        seed=5,
+        trace_split="all",
+        episode_s=3.0,
+        deadline=PLAIN,
+        baseline=(p, p),
+        baselines={"same": (p, p), "slower": (replace(p, block_ms=tuple(2 * x for x in p.block_ms)), p)},
     )
     n_infer = sum(1 for _, s in actions if not s)
     assert report.steps_total == len(actions)
@@ -175,6 +186,13 @@ def test_sim_to_real_reports_per_step_gaps(tiny_profile):
     assert np.all(report.executor_ms[network] >= RTT_MS)
     # the baseline pair prices the same executor steps paired: here the same pair, so the same prices
     np.testing.assert_array_equal(report.profile_baseline_ms, report.profile_paired_ms)
+    # named pairs price the same steps too: the same pair identically, an edge twice as slow longer at every cut
+    # where the edge runs blocks (by its extra block time exactly at edge-only)
+    np.testing.assert_array_equal(report.baselines_ms["same"], report.profile_paired_ms)
+    np.testing.assert_array_equal(report.gap_of("same"), report.gap_paired)
+    slower = report.baselines_ms["slower"]
+    np.testing.assert_allclose(slower[~network] - report.profile_paired_ms[~network], p.total_ms)
+    assert np.all(slower >= report.profile_paired_ms)
     s = report.summary()
     assert s["inference_steps"] == n_infer
     assert (s["gap_baseline_median"], s["gap_baseline_p90"]) == (s["gap_paired_median"], s["gap_paired_p90"])
