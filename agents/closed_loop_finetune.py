@@ -380,3 +380,41 @@ def finetune_closed_loop(
     wall = time.perf_counter() - t_start
     log.info("closed-loop fine-tuning of %s: %d steps in %.0f s -> %s", base, model.num_timesteps, wall, path)
     return FinetuneResult(run_dir, weights_path(path), int(model.num_timesteps), wall, callback.rows)
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test) on the discordant pairs: the probability, with no effect,
+    of a split at least this uneven."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(episodes: Sequence[Any], before: str, after: str) -> dict[str, Any]:
+    """Success of planner ``after`` against ``before`` on the same episodes (task, events, seed: each pair shares
+    the scene, trace segment and events): successes of each, the discordant pairs (``gained``: only ``after``
+    succeeded, ``lost``: only ``before``), the sign test's p, and the median time-to-success of each."""
+    from agents.closed_loop_eval import wilson_interval
+
+    by: dict[str, dict[tuple, Any]] = {before: {}, after: {}}
+    for e in episodes:
+        if e.planner in by:
+            by[e.planner][(e.task, e.vla, e.events, e.seed)] = e
+    keys = sorted(set(by[before]) & set(by[after]))
+    if not keys:
+        raise ValueError(f"no episodes of both {before!r} and {after!r} on the same task, events and seed")
+    pairs = [(by[before][k], by[after][k]) for k in keys]
+    out: dict[str, Any] = {"pairs": len(pairs)}
+    for name, i in (("before", 0), ("after", 1)):
+        ok = [p[i] for p in pairs if p[i].success]
+        tts = [e.time_to_success_s for e in ok if e.time_to_success_s is not None]
+        out[f"{name}_successes"] = len(ok)
+        out[f"{name}_ci"] = wilson_interval(len(ok), len(pairs))
+        out[f"{name}_median_tts_s"] = float(np.median(tts)) if tts else math.nan
+        out[f"{name}_inferences"] = float(np.mean([p[i].inferences for p in pairs]))
+    out["gained"] = sum(not b.success and a.success for b, a in pairs)
+    out["lost"] = sum(b.success and not a.success for b, a in pairs)
+    out["p_value"] = sign_test_p(out["gained"], out["lost"])
+    return out

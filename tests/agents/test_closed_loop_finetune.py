@@ -181,3 +181,22 @@ def test_both_training_commands_refuse_a_missing_base_run(tmp_path, capsys):
     recipe = importlib.import_module("train")
     assert recipe.main(["--closed-loop-finetune", missing, "--total-timesteps", "8"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_paired_comparison_counts_discordant_pairs():
+    from agents.closed_loop_eval import EpisodeOutcome
+    from agents.closed_loop_finetune import paired_comparison, sign_test_p
+
+    def ep(planner, seed, ok, tts=1.0, n=4):
+        return EpisodeOutcome(planner, "pick-place-v3", "aware", "on", seed, ok, tts if ok else None, n, 20, [], 0, 0.0)
+
+    before = [ep("a", s, s < 3) for s in range(10)]  # 3 of 10
+    after = [ep("b", s, s != 0, 2.0, 6) for s in range(10)]  # 9 of 10: gains seeds 3-9, loses seed 0
+    r = paired_comparison(before + after + [ep("b", 99, True)], "a", "b")  # seed 99 has no pair
+    assert r["pairs"] == 10 and r["before_successes"] == 3 and r["after_successes"] == 9
+    assert r["gained"] == 7 and r["lost"] == 1
+    assert r["p_value"] == pytest.approx(2 * 9 / 256)  # P(at most 1 of 8 discordant pairs) both ways
+    assert r["before_median_tts_s"] == 1.0 and r["after_median_tts_s"] == 2.0 and r["after_inferences"] == 6.0
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 5) == 1.0
+    with pytest.raises(ValueError, match="no episodes"):
+        paired_comparison(before, "a", "c")
