@@ -71,11 +71,12 @@ class SuccessReward:
 @dataclass(frozen=True)
 class FinetuneSettings:
     """The closed-loop side of fine-tuning. ``tasks``: empty = the base run's ``metaworld_tasks`` (else all six);
-    ``events``: event settings drawn per episode (off | on | noise; repeat one to weigh it); ``scenes``: MetaWorld
+    ``events``: event settings drawn per episode (off | on | noise; repeat one to weigh it; empty = the
+    TrainConfig's ``closed_loop_events``); ``scenes``: MetaWorld
     scenes (``seed mod 50``) episodes are drawn from; ``episode_s``: the horizon, as in the closing-note grid."""
 
     tasks: tuple[str, ...] = ()
-    events: tuple[str, ...] = ("on", "off")
+    events: tuple[str, ...] = ()
     scenes: tuple[int, ...] = tuple(range(30, 50))
     episode_s: float = 5.0
     vla: str = "aware"
@@ -87,8 +88,8 @@ class FinetuneSettings:
 
         for ev in self.events:
             EventConfig.named(ev)  # ValueError naming a bad one
-        if not self.events or not self.scenes:
-            raise ValueError(f"events and scenes must not be empty: {self}")
+        if not self.scenes:
+            raise ValueError(f"scenes must not be empty: {self}")
         if any(not 0 <= s < 50 for s in self.scenes):
             raise ValueError(f"scenes are MetaWorld scene numbers 0-49, got {self.scenes}")
         if not (math.isfinite(self.episode_s) and self.episode_s > 0):
@@ -283,7 +284,8 @@ def finetune_closed_loop(
 
     From ``cfg`` (a TrainConfig): the steps, PPO's hyper-parameters (learning rate, n_steps, batch size, epochs,
     entropy), ``n_envs``, ``seed``, ``run_dir``/``run_name``, the reward term (``success_bonus``,
-    ``time_cost_per_s``), ``metaworld_tasks`` and ``traces`` (when given). Everything that defines the policy's
+    ``time_cost_per_s``), the event settings (``closed_loop_events``), ``metaworld_tasks`` and ``traces`` (when
+    given). Everything that defines the policy's
     world comes from the base run (module docstring). ``trace_set``/``profiles`` replace them (tests). Raises
     PolicyLoadError for a base artifact that does not load or does not match its Profiles."""
     import torch
@@ -308,7 +310,11 @@ def finetune_closed_loop(
     meta, mpath = read_metadata(base)
     base_cfg = base_train_config(meta, mpath)
     settings = settings or FinetuneSettings()
-    settings = replace(settings, reward=SuccessReward(cfg.success_bonus, cfg.time_cost_per_s))
+    settings = replace(
+        settings,
+        events=settings.events or FinetuneSettings(events=tuple(cfg.closed_loop_events)).events,
+        reward=SuccessReward(cfg.success_bonus, cfg.time_cost_per_s),
+    )
     from ecc_env.metaworld_sim import CLOSED_LOOP_TASKS
 
     tasks = settings.tasks or cfg.metaworld_tasks or base_cfg.metaworld_tasks or CLOSED_LOOP_TASKS

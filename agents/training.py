@@ -80,6 +80,7 @@ class TrainConfig:
     closed_loop_finetune: str = ""  # run to continue in the closed loop (agents.closed_loop_finetune)
     success_bonus: float = 20.0  # closed-loop fine-tuning: reward added at the step the task succeeds
     time_cost_per_s: float = 1.0  # closed-loop fine-tuning: reward charged per second of episode until success
+    closed_loop_events: tuple[str, ...] = ("on", "off")  # closed-loop fine-tuning: event settings drawn per episode
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
@@ -115,6 +116,10 @@ class TrainConfig:
         from agents.closed_loop_finetune import SuccessReward
 
         SuccessReward(self.success_bonus, self.time_cost_per_s)  # ValueError naming a bad term
+        from agents.closed_loop_eval import EVENT_SETTINGS
+
+        if not self.closed_loop_events or not set(self.closed_loop_events) <= set(EVENT_SETTINGS):
+            raise ValueError(f"closed_loop_events must be some of {EVENT_SETTINGS}, got {self.closed_loop_events!r}")
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 

@@ -24,6 +24,8 @@ def test_success_term_on_hand_made_steps():
 
     with pytest.raises(ValueError, match="success_bonus"):
         TrainConfig(success_bonus=-2.0)
+    with pytest.raises(ValueError, match="closed_loop_events"):
+        TrainConfig(closed_loop_events=("storm",))
 
 
 def test_settings_reject_bad_values():
