@@ -21,7 +21,9 @@ are scenes the fine-tuning never saw; the seed also fixes the trace segment and 
 
 ## The run (:func:`finetune_closed_loop`, ``train.py --closed-loop-finetune RUN``)
 The base run's policy artifact (safetensors, checked like any policy) is copied into a fresh MaskablePPO with the
-base run's network, and PPO continues for ``total_timesteps`` closed-loop steps. Model, hardware, wire, RTT rule,
+base run's network (its action logits optionally divided by ``finetune_temperature``: the same decisions, but
+sampled choices it had become certain of come back, so PPO can learn what they are worth), and PPO continues for
+``total_timesteps`` closed-loop steps. Model, hardware, wire, RTT rule,
 deadline, chunk length and candidate cuts are the base run's (its ``train_config``); the traces too, unless
 ``traces`` is given (the training side of their split, each family equally likely, without the embedded set unless
 no traces are named). The result is a normal policy artifact (same observation, action space, Profiles), so it loads
@@ -213,6 +215,20 @@ def base_train_config(meta: dict[str, Any], where: Any) -> Any:
         raise PolicyLoadError(f"{where}: train_config is not a valid TrainConfig ({e})") from e
 
 
+def soften_action_logits(policy: Any, temperature: float) -> None:
+    """Divide the policy's action logits by ``temperature`` (its last layer's weights and bias): every deterministic
+    decision (an argmax per action component) stays the same, but a policy that had become certain (a skip logit
+    gap of ~8 after a displacement: measured in docs/closed_loop.md) samples the other choice again, so PPO can
+    learn what it is worth. 1 leaves the policy as it is."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    import torch
+
+    with torch.no_grad():
+        policy.action_net.weight.div_(temperature)
+        policy.action_net.bias.div_(temperature)
+
+
 class _CurveCallback:
     """Per rollout: closed-loop episodes finished, their success rate, median time to success, inferences."""
 
@@ -345,6 +361,7 @@ def finetune_closed_loop(
         "vla": settings.vla,
         "reward": asdict(settings.reward),
         "ppo": {k: getattr(cfg, k) for k in ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef")},
+        "temperature": cfg.finetune_temperature,
         "n_envs": cfg.n_envs,
         "seed": cfg.seed,
     }
@@ -366,6 +383,7 @@ def finetune_closed_loop(
         )
         model = make_model(ppo_cfg, venv, run_dir)
         model.policy.load_state_dict(load_model(base).policy.state_dict())
+        soften_action_logits(model.policy, cfg.finetune_temperature)
         callback = _CurveCallback(run_dir / "finetune_curve.csv")
         model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
     finally:

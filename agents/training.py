@@ -81,6 +81,7 @@ class TrainConfig:
     success_bonus: float = 20.0  # closed-loop fine-tuning: reward added at the step the task succeeds
     time_cost_per_s: float = 1.0  # closed-loop fine-tuning: reward charged per second of episode until success
     closed_loop_events: tuple[str, ...] = ("on", "off")  # closed-loop fine-tuning: event settings drawn per episode
+    finetune_temperature: float = 1.0  # closed-loop fine-tuning: base policy's logits / this (> 1: explore again)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
@@ -116,6 +117,8 @@ class TrainConfig:
         from agents.closed_loop_finetune import SuccessReward
 
         SuccessReward(self.success_bonus, self.time_cost_per_s)  # ValueError naming a bad term
+        if not (math.isfinite(self.finetune_temperature) and self.finetune_temperature > 0):
+            raise ValueError(f"finetune_temperature must be finite and > 0, got {self.finetune_temperature!r}")
         from agents.closed_loop_eval import EVENT_SETTINGS
 
         if not self.closed_loop_events or not set(self.closed_loop_events) <= set(EVENT_SETTINGS):

@@ -202,3 +202,35 @@ def test_paired_comparison_counts_discordant_pairs():
     assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 5) == 1.0
     with pytest.raises(ValueError, match="no episodes"):
         paired_comparison(before, "a", "c")
+
+
+def test_softened_logits_keep_every_decision_and_explore_again(toy):
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from agents.closed_loop_finetune import soften_action_logits
+    from agents.training import TrainConfig
+
+    env = toy.make_env(toy.three_block_profiles(), toy.alternating_set())
+    model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.weight.mul_(40.0)  # a policy that has become certain of its choices
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(32)]))
+
+    def logits():
+        with torch.no_grad():
+            latent = model.policy.mlp_extractor.forward_actor(model.policy.extract_features(obs))
+            return model.policy.action_net(latent)
+
+    before = logits()
+    soften_action_logits(model.policy, 4.0)
+    after = logits()
+    torch.testing.assert_close(after, before / 4.0)
+    sizes = list(env.action_space.nvec)
+    for b, a in zip(before.split(sizes, dim=1), after.split(sizes, dim=1)):
+        assert torch.equal(b.argmax(1), a.argmax(1))  # the same deterministic decisions
+        assert a.softmax(1).max(1).values.mean() < b.softmax(1).max(1).values.mean()  # less certain
+    with pytest.raises(ValueError, match="temperature"):
+        soften_action_logits(model.policy, 0.0)
+    with pytest.raises(ValueError, match="finetune_temperature"):
+        TrainConfig(finetune_temperature=float("inf"))
