@@ -7,6 +7,7 @@ Examples:
     python train.py --quick                      # seconds: a smoke run
     python train.py --model openvla --edge thor  # the default budget (<= 10 min on 2 cores)
     python train.py --traces ../shared/traces/lumos5g_mmwave ../shared/traces/mahimahi_cellular_us
+    python train.py --closed-loop-finetune runs/ppo-openvla --total-timesteps 20000  # continue in the closed loop
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     cfg = training.quick(TrainConfig(**fields)) if args.quick else TrainConfig(**fields)
     try:
+        if cfg.closed_loop_finetune:  # PPO continues from that run in the closed loop (agents.closed_loop_finetune)
+            from agents.artifact import PolicyLoadError
+            from agents.closed_loop_finetune import finetune_closed_loop
+
+            try:
+                ft = finetune_closed_loop(cfg)
+            except PolicyLoadError as e:
+                raise ValueError(str(e)) from e
+            print(f"policy {ft.policy_path}: {ft.timesteps} closed-loop steps in {ft.wall_s:.0f} s")
+            return 0
         res = run(cfg)
     except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)
         print(f"train.py: {e}", file=sys.stderr)

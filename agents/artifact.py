@@ -54,8 +54,22 @@ class PolicyLoadError(RuntimeError):
 
 def profile_id(p: Profile) -> str:
     """``model/preset@device`` plus a short hash of the Profile's content."""
-    digest = hashlib.sha256(json.dumps(p.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _profile_id(p, p.to_dict())
+
+
+def _profile_id(p: Profile, content: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{p.model_id}/{p.preset}@{p.device}:{p.source}:{digest}"
+
+
+def legacy_profile_id(p: Profile) -> str | None:
+    """The id an uncalibrated Profile had before Profiles carried calibrated overheads (``overhead_ms``,
+    ``overhead_ms_per_mb``, added on 2026-12-06): policies trained before then name the same content by it
+    (e.g. the closing-note grid's runs/ppo-openvla). None for a calibrated Profile (it had no such id)."""
+    content = p.to_dict()
+    if content.pop("overhead_ms", None) or content.pop("overhead_ms_per_mb", None):
+        return None
+    return _profile_id(p, content)
 
 
 def _sha256(path: Path) -> str:
@@ -307,6 +321,7 @@ class PolicyExpectation:
     chunk_size: int | None = None
     period_ms: float | None = None
     wire: dict[str, Any] | None = None  # executor.wire_config.WireConfig.to_dict() of the runtime's Profiles
+    legacy_profile_ids: tuple[str | None, str | None] = (None, None)  # (edge, cloud) also accepted: legacy_profile_id
 
     @classmethod
     def for_env(cls, env: Any) -> PolicyExpectation:
@@ -320,6 +335,7 @@ class PolicyExpectation:
             chunk_size=int(e.config.chunk_size),
             period_ms=float(e.config.period_ms),
             wire=e.edge_profile.notes.get("wire"),
+            legacy_profile_ids=(legacy_profile_id(e.edge_profile), legacy_profile_id(e.cloud_profile)),
         )
 
 
@@ -507,8 +523,9 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
         if msg:
             raise PolicyLoadError(f"{mpath}: wire configuration mismatch: {msg}")
     profiles = meta.get("profiles") or {}
-    for side, want in (("edge", expect.edge_profile_id), ("cloud", expect.cloud_profile_id)):
-        if want is not None and profiles.get(side) != want:
+    pairs = zip(("edge", "cloud"), (expect.edge_profile_id, expect.cloud_profile_id), expect.legacy_profile_ids)
+    for side, want, legacy in pairs:
+        if want is not None and profiles.get(side) != want and (legacy is None or profiles.get(side) != legacy):
             raise PolicyLoadError(
                 f"{mpath}: {side} profile mismatch: policy was trained on {profiles.get(side)!r}, runtime uses {want!r}"
             )

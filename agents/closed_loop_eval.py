@@ -351,7 +351,7 @@ def run_closed_loop_eval(
     env_cfg = EnvConfig(
         episode_s=cfg.episode_s, segment_margin_s=cfg.episode_s, deadline=deadline_rule(cfg), trace_split="all"
     )
-    event_cfgs = {"off": EventConfig.off(), "on": EventConfig.on(), "noise": EventConfig.noise_only()}
+    event_cfgs = {ev: EventConfig.named(ev) for ev in EVENT_SETTINGS}
     backend_kw: dict[str, Any] = {}
     if cfg.backend == "executor":
         from ecc_env.backends import ExecutorConfig

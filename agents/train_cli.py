@@ -60,6 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as e:
         print(f"ecc train: --engine ray needs Ray (pip install 'vla-ecc[ray]'): {e}", file=sys.stderr)
         return 2
+    if cfg.closed_loop_finetune:  # PPO continues from that run in the closed loop (agents.closed_loop_finetune)
+        from agents.artifact import PolicyLoadError
+        from agents.closed_loop_finetune import finetune_closed_loop
+
+        try:
+            ft = finetune_closed_loop(cfg)
+        except (ValueError, PolicyLoadError) as e:
+            print(f"ecc train: {e}", file=sys.stderr)
+            return 2
+        print(f"policy:            {ft.policy_path}")
+        print(f"closed-loop steps: {ft.timesteps} in {ft.wall_s:.0f} s")
+        return 0
     try:
         res = train_on_ray(cfg, ray_config) if engine.engine == "ray" else train(cfg)
     except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)

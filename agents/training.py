@@ -77,6 +77,11 @@ class TrainConfig:
     warm_start_epochs: int = 10  # behaviour-cloning epochs over the demonstrations
     run_dir: str = "runs"  # parent folder of run folders
     run_name: str = ""  # run folder name (empty: model-edge-cloud-timestamp)
+    closed_loop_finetune: str = ""  # run to continue in the closed loop (agents.closed_loop_finetune)
+    success_bonus: float = 20.0  # closed-loop fine-tuning: reward added at the step the task succeeds
+    time_cost_per_s: float = 1.0  # closed-loop fine-tuning: reward charged per second of episode until success
+    closed_loop_events: tuple[str, ...] = ("on", "off")  # closed-loop fine-tuning: event settings drawn per episode
+    finetune_temperature: float = 1.0  # closed-loop fine-tuning: base policy's logits / this (> 1: explore again)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
@@ -109,6 +114,15 @@ class TrainConfig:
                 f"metaworld_seeds must be >= 1 and metaworld_frames >= 2, got {self.metaworld_seeds}, "
                 f"{self.metaworld_frames}"
             )
+        from agents.closed_loop_finetune import SuccessReward
+
+        SuccessReward(self.success_bonus, self.time_cost_per_s)  # ValueError naming a bad term
+        if not (math.isfinite(self.finetune_temperature) and self.finetune_temperature > 0):
+            raise ValueError(f"finetune_temperature must be finite and > 0, got {self.finetune_temperature!r}")
+        from agents.closed_loop_eval import EVENT_SETTINGS
+
+        if not self.closed_loop_events or not set(self.closed_loop_events) <= set(EVENT_SETTINGS):
+            raise ValueError(f"closed_loop_events must be some of {EVENT_SETTINGS}, got {self.closed_loop_events!r}")
         if self.batch_size < 2 or self.n_steps < 2:
             raise ValueError(f"batch_size and n_steps must be >= 2, got {self.batch_size}, {self.n_steps}")
 

@@ -205,6 +205,14 @@ class EventConfig:
         """The visual noise of :meth:`on` alone: the scene does not change, so it should not trigger inferences."""
         return cls(noise=cls.on().noise)
 
+    @classmethod
+    def named(cls, label: str) -> EventConfig:
+        """The event setting called ``label``: off | on | noise (the labels of :attr:`label`)."""
+        makers = {"off": cls.off, "on": cls.on, "noise": cls.noise_only}
+        if label not in makers:
+            raise ValueError(f"event setting must be one of {tuple(makers)}, got {label!r}")
+        return makers[label]()
+
     @property
     def label(self) -> str:
         """off | noise (visual noise alone) | on (any scene event)."""

@@ -1,0 +1,444 @@
+"""Closed-loop fine-tuning: PPO continues from a trained run inside the closed loop, with a success term in its reward.
+
+PPO trains fast on recorded streams, where a skipped step is priced by the reward's action-deviation term. A lost
+grasp after a displaced object costs the robot the task, which no per-step deviation prices (measured in
+``docs/closed_loop.md``: openvla's PPO skips the first observation after the displacement and fails pick-place).
+Fine-tuning runs the policy where that shows: episodes of :class:`ecc_env.closed_loop.ClosedLoopSplitEnv` (the live
+MetaWorld robot, the perfect VLA, the seeded events, the env's own latency model and ``ObservationBuilder``).
+
+## The env (:class:`ClosedLoopTrainingEnv`)
+| | |
+|---|---|
+| Action space | the closed-loop env's ``MultiDiscrete([num_cuts, 2])`` (cut, skip), with its action masks |
+| Observation space | the closed-loop env's: the planner's observation, built by the same ``ObservationBuilder`` |
+| Reward | the env's reward (latency, deadline, deviation, drops) plus :class:`SuccessReward`'s term: ``success_bonus``
+  at the step the task succeeds, minus ``time_cost_per_s`` x the control period at every step |
+| Episode end | terminated at success; truncated at the horizon (``episode_s``) |
+
+Each ``reset`` draws one (task, event setting) and an episode seed from the env's generator. Episode seeds lie in
+the training scenes only (``scenes``: MetaWorld scene ``seed mod 50``; default 30-49), so the evaluation's seeds 0-29
+are scenes the fine-tuning never saw; the seed also fixes the trace segment and the events, as in the evaluation.
+
+## The run (:func:`finetune_closed_loop`, ``train.py --closed-loop-finetune RUN``)
+The base run's policy artifact (safetensors, checked like any policy) is copied into a fresh MaskablePPO with the
+base run's network (its action logits optionally divided by ``finetune_temperature``: the same decisions, but
+sampled choices it had become certain of come back, so PPO can learn what they are worth), and PPO continues for
+``total_timesteps`` closed-loop steps. Model, hardware, wire, RTT rule,
+deadline, chunk length and candidate cuts are the base run's (its ``train_config``); the traces too, unless
+``traces`` is given (the training side of their split, each family equally likely, without the embedded set unless
+no traces are named). The result is a normal policy artifact (same observation, action space, Profiles), so it loads
+and deploys like the base run's; its metadata adds ``closed_loop_finetune`` (base run, weights hash, reward term,
+tasks, events, scenes, steps) and ``finetune_curve.csv`` records success per rollout. The final model is saved
+(there is no closed-loop validation during fine-tuning: ``ecc closedloop`` on held-out seeds is the yardstick).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MEMO_LIMIT = 20_000  # remembered simulator steps per task before the memo is cleared (bounded memory in training)
+
+
+@dataclass(frozen=True)
+class SuccessReward:
+    """The closed-loop term added to the env's reward: ``success_bonus`` at the step the task succeeds, and
+    ``time_cost_per_s`` per second of episode until then (so finishing sooner pays)."""
+
+    success_bonus: float = 20.0
+    time_cost_per_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"SuccessReward.{name} must be finite and >= 0, got {value!r}")
+
+    def term(self, *, succeeded: bool, period_s: float) -> float:
+        """The term of one control step of ``period_s`` seconds; ``succeeded``: the task succeeded in it."""
+        return (self.success_bonus if succeeded else 0.0) - self.time_cost_per_s * period_s
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The closed-loop side of fine-tuning. ``tasks``: empty = the base run's ``metaworld_tasks`` (else all six);
+    ``events``: event settings drawn per episode (off | on | noise; repeat one to weigh it; empty = the
+    TrainConfig's ``closed_loop_events``); ``scenes``: MetaWorld
+    scenes (``seed mod 50``) episodes are drawn from; ``episode_s``: the horizon, as in the closing-note grid."""
+
+    tasks: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    scenes: tuple[int, ...] = tuple(range(30, 50))
+    episode_s: float = 5.0
+    vla: str = "aware"
+    image_px: int = 64
+    reward: SuccessReward = SuccessReward()
+
+    def __post_init__(self) -> None:
+        from ecc_env.closed_loop import EventConfig
+
+        for ev in self.events:
+            EventConfig.named(ev)  # ValueError naming a bad one
+        if not self.scenes:
+            raise ValueError(f"scenes must not be empty: {self}")
+        if any(not 0 <= s < 50 for s in self.scenes):
+            raise ValueError(f"scenes are MetaWorld scene numbers 0-49, got {self.scenes}")
+        if not (math.isfinite(self.episode_s) and self.episode_s > 0):
+            raise ValueError(f"episode_s must be finite and > 0, got {self.episode_s!r}")
+
+
+class ClosedLoopTrainingEnv(gym.Env):
+    """Closed-loop episodes over several tasks and event settings as one Gymnasium env (module docstring).
+
+    ``envs``: one ``ClosedLoopSplitEnv`` per (task, event setting), all with the same spaces and period; the
+    wrapper owns them (``close`` closes them, and the simulators in ``sims``)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self, envs: Sequence[Any], reward: SuccessReward, scenes: Sequence[int], sims: Sequence[Any] = ()
+    ) -> None:
+        if not envs:
+            raise ValueError("need at least one closed-loop env")
+        first = envs[0]
+        for e in envs[1:]:
+            if e.observation_space != first.observation_space or e.action_space != first.action_space:
+                raise ValueError("every closed-loop env must have the same observation and action spaces")
+            if e.config.period_ms != first.config.period_ms:
+                raise ValueError("every closed-loop env must have the same control period")
+        self.envs = list(envs)
+        self.reward = reward
+        self.scenes = tuple(int(s) for s in scenes)
+        self.sims = list(sims)
+        self.observation_space = first.observation_space
+        self.action_space = first.action_space
+        self.period_s = first.config.period_ms * 1e-3
+        self.active = first
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        self.active = self.envs[int(rng.integers(len(self.envs)))]
+        episode_seed = int(self.scenes[int(rng.integers(len(self.scenes)))] + 50 * rng.integers(1, 1 << 20))
+        for sim in self.sims:
+            if len(sim._memo_steps) > MEMO_LIMIT:
+                sim.clear_memo()
+        obs, info = self.active.reset(seed=episode_seed, options=options)
+        info.update(episode_seed=episode_seed, task=self.active.closed_loop.task)
+        info["events"] = self.active.closed_loop.events.label
+        return obs, info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.active.step(action)
+        term = self.reward.term(succeeded=bool(terminated and info["success"]), period_s=self.period_s)
+        info["env_reward"] = reward
+        info["success_term"] = term
+        return obs, float(reward) + term, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        return self.active.action_masks()
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+        for sim in self.sims:
+            sim.close()
+        self.envs, self.sims = [], []
+
+
+def closed_loop_env_config(base_cfg: Any, edge: Any, cloud: Any, episode_s: float) -> Any:
+    """The EnvConfig of fine-tuning: the closed-loop evaluation's (trace_split 'all', ``episode_s``, the run's
+    deadline rule) with the base run's chunk length and candidate cuts, so the action masks are the ones it trained
+    with."""
+    from agents.training import deadline_rule
+    from ecc_env.split_env import EnvConfig
+
+    allowed = None
+    if base_cfg.candidate_cuts:
+        from executor.cutmap import candidate_cuts
+
+        allowed = tuple(candidate_cuts(edge, cloud))
+    return EnvConfig(
+        episode_s=episode_s,
+        segment_margin_s=episode_s,
+        deadline=deadline_rule(base_cfg),
+        trace_split="all",
+        chunk_size=base_cfg.chunk_size,
+        allowed_cuts=allowed,
+    )
+
+
+def make_training_env(
+    edge: Any, cloud: Any, trace_set: Any, env_cfg: Any, settings: FinetuneSettings, tasks: Sequence[str]
+) -> ClosedLoopTrainingEnv:
+    """One :class:`ClosedLoopTrainingEnv`: a simulator per task (shared by its event settings) and a
+    ``ClosedLoopSplitEnv`` per (task, event setting)."""
+    from ecc_env.closed_loop import ClosedLoopConfig, ClosedLoopSplitEnv, EventConfig, sim_steps_per_control
+    from ecc_env.metaworld_sim import MetaWorldSim, check_task
+
+    hw = (settings.image_px, settings.image_px)
+    sims, envs = [], []
+    for task in tasks:
+        check_task(task)
+        sim = MetaWorldSim(task, image_hw=hw, sim_steps_per_control=sim_steps_per_control(env_cfg.period_ms))
+        sims.append(sim)
+        for ev in settings.events:
+            cl = ClosedLoopConfig(task, vla=settings.vla, events=EventConfig.named(ev), image_hw=hw)
+            envs.append(ClosedLoopSplitEnv(edge, cloud, trace_set, closed_loop=cl, config=env_cfg, sim=sim))
+    return ClosedLoopTrainingEnv(envs, settings.reward, settings.scenes, sims)
+
+
+def base_train_config(meta: dict[str, Any], where: Any) -> Any:
+    """The base run's TrainConfig, from its policy metadata (``train_config``). Raises PolicyLoadError."""
+    from agents.artifact import PolicyLoadError
+    from agents.training import TrainConfig
+
+    raw = meta.get("train_config")
+    if not isinstance(raw, dict):
+        raise PolicyLoadError(f"{where}: no train_config in the policy metadata; cannot continue its training")
+    known = {f.name: f for f in fields(TrainConfig)}
+    kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known}
+    try:
+        return TrainConfig(**kw)
+    except (TypeError, ValueError) as e:
+        raise PolicyLoadError(f"{where}: train_config is not a valid TrainConfig ({e})") from e
+
+
+def soften_action_logits(policy: Any, temperature: float) -> None:
+    """Divide the policy's action logits by ``temperature`` (its last layer's weights and bias): every deterministic
+    decision (an argmax per action component) stays the same, but a policy that had become certain (a skip logit
+    gap of ~8 after a displacement: measured in docs/closed_loop.md) samples the other choice again, so PPO can
+    learn what it is worth. 1 leaves the policy as it is."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    import torch
+
+    with torch.no_grad():
+        policy.action_net.weight.div_(temperature)
+        policy.action_net.bias.div_(temperature)
+
+
+class _CurveCallback:
+    """Per rollout: closed-loop episodes finished, their success rate, median time to success, inferences."""
+
+    def __new__(cls, path: Path) -> Any:  # a BaseCallback subclass built lazily (SB3 is a heavy import)
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class CurveCallback(BaseCallback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.rows: list[dict[str, float]] = []
+                self.episodes: list[tuple[bool, float | None, int]] = []
+                self._inf: dict[int, int] = {}
+                self.low: np.ndarray | None = None
+                self.high: np.ndarray | None = None
+                self.t0 = time.perf_counter()
+
+            def _on_step(self) -> bool:
+                obs = np.asarray(self.locals["new_obs"])
+                lo, hi = obs.min(axis=0), obs.max(axis=0)
+                self.low = lo if self.low is None else np.minimum(self.low, lo)
+                self.high = hi if self.high is None else np.maximum(self.high, hi)
+                for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"])):
+                    self._inf[i] = self._inf.get(i, 0) + bool(info.get("inferred"))
+                    if done:
+                        self.episodes.append((bool(info["success"]), info["time_to_success_s"], self._inf.pop(i)))
+                return True
+
+            def _on_rollout_end(self) -> None:
+                eps, self.episodes = self.episodes, []
+                tts = [t for ok, t, _ in eps if ok and t is not None]
+                self.rows.append(
+                    {
+                        "timesteps": self.num_timesteps,
+                        "wall_s": time.perf_counter() - self.t0,
+                        "episodes": len(eps),
+                        "success_rate": float(np.mean([ok for ok, _, _ in eps])) if eps else math.nan,
+                        "median_tts_s": float(np.median(tts)) if tts else math.nan,
+                        "inferences_per_episode": float(np.mean([n for _, _, n in eps])) if eps else math.nan,
+                    }
+                )
+                log.info("closed-loop fine-tuning: %s", self.rows[-1])
+                with path.open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+                    w.writeheader()
+                    w.writerows(self.rows)
+
+        return CurveCallback()
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Where the fine-tuned run went and what it did."""
+
+    run_dir: Path
+    policy_path: Path
+    timesteps: int
+    wall_s: float
+    curve: list[dict[str, float]]
+
+
+def finetune_closed_loop(
+    cfg: Any,
+    *,
+    settings: FinetuneSettings | None = None,
+    trace_set: Any = None,
+    profiles: tuple[Any, Any] | None = None,
+) -> FinetuneResult:
+    """Continue PPO from the run ``cfg.closed_loop_finetune`` in the closed loop for ``cfg.total_timesteps`` steps.
+
+    From ``cfg`` (a TrainConfig): the steps, PPO's hyper-parameters (learning rate, n_steps, batch size, epochs,
+    entropy), ``n_envs``, ``seed``, ``run_dir``/``run_name``, the reward term (``success_bonus``,
+    ``time_cost_per_s``), the event settings (``closed_loop_events``), ``metaworld_tasks`` and ``traces`` (when
+    given). Everything that defines the policy's
+    world comes from the base run (module docstring). ``trace_set``/``profiles`` replace them (tests). Raises
+    PolicyLoadError for a base artifact that does not load or does not match its Profiles."""
+    import torch
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.artifact import (
+        PolicyLoadError,
+        legacy_profile_id,
+        load_model,
+        profile_id,
+        read_metadata,
+        save_policy,
+        weights_path,
+    )
+    from agents.evaluation import policy_path
+    from agents.training import FamilyBalancedTraceSet, make_model, profiles_for, training_traces
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(1)
+    base = policy_path(cfg.closed_loop_finetune)
+    meta, mpath = read_metadata(base)
+    base_cfg = base_train_config(meta, mpath)
+    settings = settings or FinetuneSettings()
+    settings = replace(
+        settings,
+        events=settings.events or FinetuneSettings(events=tuple(cfg.closed_loop_events)).events,
+        reward=SuccessReward(cfg.success_bonus, cfg.time_cost_per_s),
+    )
+    from ecc_env.metaworld_sim import CLOSED_LOOP_TASKS
+
+    tasks = settings.tasks or cfg.metaworld_tasks or base_cfg.metaworld_tasks or CLOSED_LOOP_TASKS
+    edge, cloud = profiles if profiles is not None else profiles_for(base_cfg)
+    want = {"edge": profile_id(edge), "cloud": profile_id(cloud)}
+    legacy = {"edge": legacy_profile_id(edge), "cloud": legacy_profile_id(cloud)}
+    if meta.get("profiles") not in (want, legacy):
+        raise PolicyLoadError(
+            f"{mpath}: the policy was trained on Profiles {meta.get('profiles')}, its train_config gives {want}"
+        )
+    if trace_set is None:
+        src = replace(base_cfg, traces=cfg.traces or base_cfg.traces)
+        src = replace(src, include_embedded=not src.traces)  # the recorded families the closed loop is judged on
+        trace_set = FamilyBalancedTraceSet(training_traces(src).train, 0.0)
+    env_cfg = closed_loop_env_config(base_cfg, edge, cloud, settings.episode_s)
+
+    name = cfg.run_name or f"{Path(base).parent.name}-closed-loop"
+    run_dir = Path(cfg.run_dir).expanduser().resolve() / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ft_meta = {
+        "base_run": str(Path(base).parent),
+        "base_weights_sha256": meta.get("weights_sha256"),
+        "timesteps": int(cfg.total_timesteps),
+        "tasks": list(tasks),
+        "events": list(settings.events),
+        "scenes": list(settings.scenes),
+        "episode_s": settings.episode_s,
+        "vla": settings.vla,
+        "reward": asdict(settings.reward),
+        "ppo": {k: getattr(cfg, k) for k in ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef")},
+        "temperature": cfg.finetune_temperature,
+        "n_envs": cfg.n_envs,
+        "seed": cfg.seed,
+    }
+    (run_dir / "config.json").write_text(json.dumps({"closed_loop_finetune": ft_meta}, indent=2))
+
+    def factory() -> Any:
+        return Monitor(make_training_env(edge, cloud, trace_set, env_cfg, settings, tasks))
+
+    venv = DummyVecEnv([factory] * cfg.n_envs)
+    try:
+        venv.seed(cfg.seed)
+        space = venv.observation_space
+        want_shape = (meta.get("network") or {}).get("observation_space", {}).get("shape")
+        if list(space.shape or ()) != want_shape:
+            raise PolicyLoadError(f"{mpath}: the policy observes {want_shape} features, the closed loop {space.shape}")
+        ppo_cfg = replace(
+            base_cfg,
+            **{k: getattr(cfg, k) for k in ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef", "seed")},
+        )
+        model = make_model(ppo_cfg, venv, run_dir)
+        model.policy.load_state_dict(load_model(base).policy.state_dict())
+        soften_action_logits(model.policy, cfg.finetune_temperature)
+        callback = _CurveCallback(run_dir / "finetune_curve.csv")
+        model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+    finally:
+        venv.close()
+    rng = meta.get("obs_range") or {}
+    low = np.asarray(rng.get("low", callback.low), dtype=np.float64)
+    high = np.asarray(rng.get("high", callback.high), dtype=np.float64)
+    out_meta = {
+        **{k: v for k, v in meta.items() if k not in ("network", "action_space", "weights_sha256", "versions")},
+        "obs_range": {
+            "low": np.minimum(low, callback.low).tolist(),
+            "high": np.maximum(high, callback.high).tolist(),
+        },
+        "profiles": want,
+        "closed_loop_finetune": ft_meta,
+    }
+    path = save_policy(model, run_dir / "policy.safetensors", out_meta)
+    wall = time.perf_counter() - t_start
+    log.info("closed-loop fine-tuning of %s: %d steps in %.0f s -> %s", base, model.num_timesteps, wall, path)
+    return FinetuneResult(run_dir, weights_path(path), int(model.num_timesteps), wall, callback.rows)
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test) on the discordant pairs: the probability, with no effect,
+    of a split at least this uneven."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(episodes: Sequence[Any], before: str, after: str) -> dict[str, Any]:
+    """Success of planner ``after`` against ``before`` on the same episodes (task, events, seed: each pair shares
+    the scene, trace segment and events): successes of each, the discordant pairs (``gained``: only ``after``
+    succeeded, ``lost``: only ``before``), the sign test's p, and the median time-to-success of each."""
+    from agents.closed_loop_eval import wilson_interval
+
+    by: dict[str, dict[tuple, Any]] = {before: {}, after: {}}
+    for e in episodes:
+        if e.planner in by:
+            by[e.planner][(e.task, e.vla, e.events, e.seed)] = e
+    keys = sorted(set(by[before]) & set(by[after]))
+    if not keys:
+        raise ValueError(f"no episodes of both {before!r} and {after!r} on the same task, events and seed")
+    pairs = [(by[before][k], by[after][k]) for k in keys]
+    out: dict[str, Any] = {"pairs": len(pairs)}
+    for name, i in (("before", 0), ("after", 1)):
+        ok = [p[i] for p in pairs if p[i].success]
+        tts = [e.time_to_success_s for e in ok if e.time_to_success_s is not None]
+        out[f"{name}_successes"] = len(ok)
+        out[f"{name}_ci"] = wilson_interval(len(ok), len(pairs))
+        out[f"{name}_median_tts_s"] = float(np.median(tts)) if tts else math.nan
+        out[f"{name}_inferences"] = float(np.mean([p[i].inferences for p in pairs]))
+    out["gained"] = sum(not b.success and a.success for b, a in pairs)
+    out["lost"] = sum(b.success and not a.success for b, a in pairs)
+    out["p_value"] = sign_test_p(out["gained"], out["lost"])
+    return out

@@ -1,0 +1,236 @@
+"""Closed-loop fine-tuning (agents.closed_loop_finetune): the success term on hand-made steps, the training env's
+observation and reward against the plain closed-loop env on the real simulator, and a fine-tuned run that saves,
+loads (and is refused) through agents.artifact and runs in the closed-loop evaluation like any policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.closed_loop_finetune import FinetuneSettings, SuccessReward
+
+
+def test_success_term_on_hand_made_steps():
+    r = SuccessReward(success_bonus=20.0, time_cost_per_s=1.0)
+    assert r.term(succeeded=False, period_s=0.1) == pytest.approx(-0.1)  # each control step costs its time
+    assert r.term(succeeded=True, period_s=0.1) == pytest.approx(19.9)  # the bonus at the step that succeeds
+    assert SuccessReward(0.0, 0.0).term(succeeded=True, period_s=0.1) == 0.0  # off: the env's reward alone
+    for bad in (dict(success_bonus=-1.0), dict(time_cost_per_s=float("nan"))):
+        with pytest.raises(ValueError, match="SuccessReward"):
+            SuccessReward(**bad)
+    from agents.training import TrainConfig
+
+    with pytest.raises(ValueError, match="success_bonus"):
+        TrainConfig(success_bonus=-2.0)
+    with pytest.raises(ValueError, match="closed_loop_events"):
+        TrainConfig(closed_loop_events=("storm",))
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="event setting"):
+        FinetuneSettings(events=("storm",))
+    with pytest.raises(ValueError, match="scene"):
+        FinetuneSettings(scenes=(50,))
+    with pytest.raises(ValueError, match="episode_s"):
+        FinetuneSettings(episode_s=0.0)
+
+
+def test_training_env_observes_like_the_closed_loop_env_and_adds_the_term(toy):
+    pytest.importorskip("metaworld")
+    from agents.closed_loop_finetune import closed_loop_env_config, make_training_env
+    from agents.training import TrainConfig
+    from ecc_env.closed_loop import ClosedLoopConfig, ClosedLoopSplitEnv, EventConfig
+
+    edge, cloud = toy.two_cut_profiles()
+    traces = toy.alternating_set()
+    env_cfg = closed_loop_env_config(TrainConfig(), edge, cloud, 3.0)
+    settings = FinetuneSettings(events=("on",), episode_s=3.0, reward=SuccessReward(20.0, 1.0))
+    wrapped = make_training_env(edge, cloud, traces, env_cfg, settings, ["reach-v3"])
+    try:
+        obs, info = wrapped.reset(seed=7)
+        seed = info["episode_seed"]
+        assert seed % 50 in settings.scenes and info["task"] == "reach-v3" and info["events"] == "on"
+        edge_only = np.array([wrapped.active.edge_only_index, 0])
+        seen, rewards, terms = [obs], [], []
+        while True:  # infer on the edge every step: reach succeeds within the horizon
+            np.testing.assert_array_equal(wrapped.action_masks(), wrapped.active.action_masks())
+            obs, reward, term, trunc, info = wrapped.step(edge_only)
+            seen.append(obs)
+            rewards.append((reward, info["env_reward"]))
+            terms.append(info["success_term"])
+            if term or trunc:
+                break
+        assert term and info["success"]
+        assert terms[-1] == pytest.approx(20.0 - 0.1) and all(t == pytest.approx(-0.1) for t in terms[:-1])
+        for (total, env_reward), term_i in zip(rewards, terms):
+            assert total == pytest.approx(env_reward + term_i)
+
+        # the plain closed-loop env on the same simulator, scene, trace segment and events: the same observations
+        cl = ClosedLoopConfig("reach-v3", events=EventConfig.on())
+        plain = ClosedLoopSplitEnv(edge, cloud, traces, closed_loop=cl, config=env_cfg, sim=wrapped.sims[0])
+        obs, _ = plain.reset(seed=seed)
+        np.testing.assert_array_equal(obs, seen[0])
+        for i, (_, env_reward) in enumerate(rewards):
+            obs, reward, term, trunc, _ = plain.step(edge_only)
+            np.testing.assert_array_equal(obs, seen[i + 1])
+            assert reward == env_reward
+        assert term
+    finally:
+        wrapped.close()
+
+
+@pytest.mark.slow
+def test_a_finetuned_run_saves_loads_and_runs_like_any_policy(tmp_path, toy):
+    pytest.importorskip("metaworld")
+    from dataclasses import replace
+
+    from agents.artifact import (
+        PolicyExpectation,
+        PolicyLoadError,
+        legacy_profile_id,
+        load_model,
+        load_policy,
+        profile_id,
+    )
+    from agents.closed_loop_eval import EXPERT, ClosedLoopEvalConfig, run_closed_loop_eval
+    from agents.closed_loop_finetune import closed_loop_env_config, finetune_closed_loop
+    from agents.training import TrainConfig, train
+    from ecc_env.closed_loop import ClosedLoopConfig, ClosedLoopSplitEnv
+
+    profiles, traces = toy.three_block_profiles(), toy.alternating_set()
+    base_cfg = TrainConfig(
+        total_timesteps=256,
+        n_envs=1,
+        n_steps=128,
+        batch_size=64,
+        eval_every_steps=256,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path),
+        run_name="base",
+    )
+    base = train(base_cfg, trace_set=traces, profiles=profiles)
+    # a base trained before Profiles carried calibrated overheads names them by their legacy id: still accepted
+    meta_file = base.policy_path.with_suffix(".json")
+    meta = json.loads(meta_file.read_text())
+    assert meta["profiles"]["edge"] == profile_id(profiles[0])
+    meta["profiles"] = {"edge": legacy_profile_id(profiles[0]), "cloud": legacy_profile_id(profiles[1])}
+    assert meta["profiles"]["edge"] != profile_id(profiles[0])
+    meta_file.write_text(json.dumps(meta))
+    assert legacy_profile_id(replace(profiles[0], overhead_ms_per_mb=0.5)) is None  # calibrated: no legacy id
+
+    settings = FinetuneSettings(tasks=("reach-v3",), events=("off",), episode_s=1.5)
+    cfg = replace(
+        base_cfg, closed_loop_finetune=str(base.run_dir), total_timesteps=64, n_steps=32, batch_size=32, run_name="ft"
+    )
+    ft = finetune_closed_loop(cfg, settings=settings, trace_set=traces, profiles=profiles)
+    assert ft.timesteps >= 64 and ft.policy_path.is_file() and len(ft.curve) >= 2
+    assert (ft.run_dir / "finetune_curve.csv").read_text().startswith("timesteps,wall_s,episodes,success_rate")
+
+    env_cfg = closed_loop_env_config(base_cfg, *profiles, 1.5)
+    env = ClosedLoopSplitEnv(*profiles, traces, closed_loop=ClosedLoopConfig("reach-v3"), config=env_cfg)
+    try:
+        expect = PolicyExpectation.for_env(env)
+        loaded = load_policy(ft.policy_path, expect)
+        info = loaded.metadata["closed_loop_finetune"]
+        assert info["base_run"] == str(base.run_dir) and info["tasks"] == ["reach-v3"] and info["timesteps"] == 64
+        assert info["reward"] == {"success_bonus": 20.0, "time_cost_per_s": 1.0}
+        assert loaded.metadata["profiles"]["edge"] == profile_id(profiles[0])  # the current ids
+        before = load_model(base.policy_path).policy.state_dict()
+        after = load_model(ft.policy_path).policy.state_dict()
+        assert set(before) == set(after) and any(not before[k].equal(after[k]) for k in before)
+        # refusal rules as for any policy: another action space, corrupt weights
+        with pytest.raises(PolicyLoadError, match="action space"):
+            load_policy(ft.policy_path, replace(expect, num_cuts=7))
+        with pytest.raises(PolicyLoadError, match="cloud profile mismatch"):
+            load_policy(ft.policy_path, replace(expect, cloud_profile_id="x", legacy_profile_ids=(None, None)))
+    finally:
+        env.close()
+    data = bytearray(ft.policy_path.read_bytes())
+    data[-1] ^= 0xFF
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "policy.safetensors").write_bytes(bytes(data))
+    (corrupt / "policy.json").write_text(ft.policy_path.with_suffix(".json").read_text())
+    with pytest.raises(PolicyLoadError, match="sha256"):
+        load_policy(corrupt / "policy.safetensors")
+
+    # a base whose Profiles are not the ones given is refused before any training
+    with pytest.raises(PolicyLoadError, match="Profiles"):
+        finetune_closed_loop(cfg, settings=settings, trace_set=traces, profiles=toy.two_cut_profiles())
+    with pytest.raises(PolicyLoadError, match="not found"):
+        finetune_closed_loop(replace(cfg, closed_loop_finetune=str(tmp_path / "none")), trace_set=traces)
+
+    # it deploys like the base: the closed-loop evaluation loads it as ppo:RUN
+    ev = ClosedLoopEvalConfig(
+        planners=f"ppo:{ft.run_dir}", tasks="reach-v3", episodes=1, events="off", vlas="aware", episode_s=1.5
+    )
+    report = run_closed_loop_eval(replace(ev, budget_ms=float("inf")), trace_set=traces, profiles=profiles)
+    (ppo,) = [o for o in report.episodes if o.planner != EXPERT]
+    assert ppo.planner.startswith("ppo") and ppo.inferences >= 1
+
+
+def test_both_training_commands_refuse_a_missing_base_run(tmp_path, capsys):
+    import importlib
+
+    from agents.train_cli import main as ecc_train
+
+    missing = str(tmp_path / "no-such-run")
+    assert ecc_train(["--closed-loop-finetune", missing, "--total-timesteps", "8"]) == 2
+    assert "not found" in capsys.readouterr().err
+    recipe = importlib.import_module("train")
+    assert recipe.main(["--closed-loop-finetune", missing, "--total-timesteps", "8"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_paired_comparison_counts_discordant_pairs():
+    from agents.closed_loop_eval import EpisodeOutcome
+    from agents.closed_loop_finetune import paired_comparison, sign_test_p
+
+    def ep(planner, seed, ok, tts=1.0, n=4):
+        return EpisodeOutcome(planner, "pick-place-v3", "aware", "on", seed, ok, tts if ok else None, n, 20, [], 0, 0.0)
+
+    before = [ep("a", s, s < 3) for s in range(10)]  # 3 of 10
+    after = [ep("b", s, s != 0, 2.0, 6) for s in range(10)]  # 9 of 10: gains seeds 3-9, loses seed 0
+    r = paired_comparison(before + after + [ep("b", 99, True)], "a", "b")  # seed 99 has no pair
+    assert r["pairs"] == 10 and r["before_successes"] == 3 and r["after_successes"] == 9
+    assert r["gained"] == 7 and r["lost"] == 1
+    assert r["p_value"] == pytest.approx(2 * 9 / 256)  # P(at most 1 of 8 discordant pairs) both ways
+    assert r["before_median_tts_s"] == 1.0 and r["after_median_tts_s"] == 2.0 and r["after_inferences"] == 6.0
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 5) == 1.0
+    with pytest.raises(ValueError, match="no episodes"):
+        paired_comparison(before, "a", "c")
+
+
+def test_softened_logits_keep_every_decision_and_explore_again(toy):
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from agents.closed_loop_finetune import soften_action_logits
+    from agents.training import TrainConfig
+
+    env = toy.make_env(toy.three_block_profiles(), toy.alternating_set())
+    model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0, device="cpu")
+    with torch.no_grad():
+        model.policy.action_net.weight.mul_(40.0)  # a policy that has become certain of its choices
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(32)]))
+
+    def logits():
+        with torch.no_grad():
+            latent = model.policy.mlp_extractor.forward_actor(model.policy.extract_features(obs))
+            return model.policy.action_net(latent)
+
+    before = logits()
+    soften_action_logits(model.policy, 4.0)
+    after = logits()
+    torch.testing.assert_close(after, before / 4.0)
+    sizes = list(env.action_space.nvec)
+    for b, a in zip(before.split(sizes, dim=1), after.split(sizes, dim=1)):
+        assert torch.equal(b.argmax(1), a.argmax(1))  # the same deterministic decisions
+        assert a.softmax(1).max(1).values.mean() < b.softmax(1).max(1).values.mean()  # less certain
+    with pytest.raises(ValueError, match="temperature"):
+        soften_action_logits(model.policy, 0.0)
+    with pytest.raises(ValueError, match="finetune_temperature"):
+        TrainConfig(finetune_temperature=float("inf"))
