@@ -52,9 +52,28 @@ class PolicyLoadError(RuntimeError):
     """A policy artifact that cannot be used here; the message names the file and the mismatch."""
 
 
+# Profile fields added after policies were first saved (calibration, 2026-12-06). At their defaults (an
+# uncalibrated Profile) they are left out of the id, so adding such a field never renames the Profiles that do not
+# use it: a policy trained before it still names its Profiles by the same id.
+_ID_OPTIONAL_FIELDS = (
+    "overhead_ms",
+    "overhead_ms_per_mb",
+    "block_ms_scale",
+    "overhead_up_bytes",
+    "overhead_down_bytes",
+)
+# the fields that the earlier id rule (2026-12-06, ``legacy_profile_id``) did not know and did not hash
+_ID_LATER_FIELDS = ("block_ms_scale", "overhead_up_bytes", "overhead_down_bytes")
+
+
 def profile_id(p: Profile) -> str:
-    """``model/preset@device`` plus a short hash of the Profile's content."""
-    return _profile_id(p, p.to_dict())
+    """``model/preset@device:source:`` plus a short hash of the Profile's content (optional calibration fields left
+    out where they are at their defaults)."""
+    content = p.to_dict()
+    for key in _ID_OPTIONAL_FIELDS:
+        if not content.get(key):  # (), [], 0.0: not calibrated
+            content.pop(key, None)
+    return _profile_id(p, content)
 
 
 def _profile_id(p: Profile, content: dict[str, Any]) -> str:
@@ -63,11 +82,11 @@ def _profile_id(p: Profile, content: dict[str, Any]) -> str:
 
 
 def legacy_profile_id(p: Profile) -> str | None:
-    """The id an uncalibrated Profile had before Profiles carried calibrated overheads (``overhead_ms``,
-    ``overhead_ms_per_mb``, added on 2026-12-06): policies trained before then name the same content by it
-    (e.g. the closing-note grid's runs/ppo-openvla). None for a calibrated Profile (it had no such id)."""
+    """The id the same Profile had under the id rule of 2026-12-06 (``overhead_ms`` and ``overhead_ms_per_mb``
+    always hashed, the later calibration fields unknown): policies saved by that code name their Profiles by it.
+    None where the Profile uses a later field (no such policy exists)."""
     content = p.to_dict()
-    if content.pop("overhead_ms", None) or content.pop("overhead_ms_per_mb", None):
+    if any(content.pop(key, None) for key in _ID_LATER_FIELDS):
         return None
     return _profile_id(p, content)
 

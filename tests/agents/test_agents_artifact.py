@@ -310,3 +310,28 @@ def test_policy_cli_migrate_needs_trust(trained, fresh, capsys):
     assert main(["migrate", "--trust-pickle", str(legacy.parent)]) == 0
     assert weights_path(legacy).is_file()
     assert main(["show", str(legacy.parent)]) == 0 and '"format_version": 2' in capsys.readouterr().out
+
+
+def test_profile_id_ignores_calibration_fields_left_at_their_defaults():
+    """A Profile field added later never renames an uncalibrated Profile: its id is the hash of the content without
+    the calibration fields (the rule policies were saved under before they existed); calibrating changes it."""
+    import hashlib
+
+    from agents.artifact import legacy_profile_id, profile_id
+    from ecc_env.profile_data import load_default_profiles
+
+    p = load_default_profiles()[0]
+    content = {
+        k: v
+        for k, v in p.to_dict().items()
+        if k not in ("overhead_ms", "overhead_ms_per_mb", "block_ms_scale", "overhead_up_bytes", "overhead_down_bytes")
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert profile_id(p) == f"{p.model_id}/{p.preset}@{p.device}:{p.source}:{digest}"
+    n = len(p.cuts)
+    calibrated = replace(p, overhead_ms=(1.0,) * n)
+    assert profile_id(calibrated) != profile_id(p)
+    assert profile_id(replace(p, block_ms_scale=(1.3,) * n)) != profile_id(p)
+    # the 2026-12-06 rule hashed overhead_ms / overhead_ms_per_mb even when empty: accepted as a legacy id
+    assert legacy_profile_id(p) not in (None, profile_id(p))
+    assert legacy_profile_id(replace(p, overhead_up_bytes=(300.0,) * n)) is None

@@ -119,7 +119,8 @@ def test_a_finetuned_run_saves_loads_and_runs_like_any_policy(tmp_path, toy):
     meta["profiles"] = {"edge": legacy_profile_id(profiles[0]), "cloud": legacy_profile_id(profiles[1])}
     assert meta["profiles"]["edge"] != profile_id(profiles[0])
     meta_file.write_text(json.dumps(meta))
-    assert legacy_profile_id(replace(profiles[0], overhead_ms_per_mb=0.5)) is None  # calibrated: no legacy id
+    n_cuts = len(profiles[0].cuts)
+    assert legacy_profile_id(replace(profiles[0], block_ms_scale=(1.2,) * n_cuts)) is None  # a later field: none
 
     settings = FinetuneSettings(tasks=("reach-v3",), events=("off",), episode_s=1.5)
     cfg = replace(
