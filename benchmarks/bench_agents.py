@@ -8,8 +8,8 @@ deployed wire configuration, jpeg:90 frames and fp16 activations), with each tra
 ``--rtt-ms`` overrides it); both are printed with every table and must match the policies'. PPO policies come from
 run folders
 ``<runs>/bench-<model>-<edge>/policy.zip`` (train them with
-``python train.py --model M --edge E --traces ../shared/traces --run-name bench-M-E --run-dir RUNS``; the README's
-figures add ``--total-timesteps 2000000 --net-arch 128 128``); a missing policy is left out of the table.
+``python train.py --model M --edge E --traces ../shared/traces --run-name bench-M-E --run-dir RUNS``; the figures of
+docs/results.md add ``--total-timesteps 1000000 --net-arch 128 128``); a missing policy is left out of the table.
 ``--hedge`` runs every planner with hedged execution (``DeadlineConfig.hedge``), for policies trained with ``--hedge``
 (``--prefix`` names their run folders).
 "without skip" forces skip = 0 (the Oracle searches cuts only; PPO and the heuristic are the same policies with
