@@ -270,7 +270,7 @@ def run_eval(
 
     specs = parse_planners(cfg.planners)  # before anything heavy: bad names fail fast
     t0 = time.perf_counter()
-    from traces.rtt import apply_rtt, rtt_rule_label, rtt_summary
+    from traces.rtt import apply_rtt
 
     full = apply_rtt(trace_set if trace_set is not None else load_traces(cfg.traces), cfg.rtt_ms)
     if cfg.split == "all":
@@ -328,12 +328,7 @@ def run_eval(
         "config": asdict(cfg),
         "traces": {"set": full.name, "split": cfg.split, "n_traces": len(eval_set), "names": list(eval_set.names)[:50]},
         "profiles": {"edge": profile_id(edge), "cloud": profile_id(cloud)},
-        "wire": edge.notes.get("wire"),
-        "rtt_rule": {
-            "rtt_ms": cfg.rtt_ms,
-            "label": rtt_rule_label(cfg.rtt_ms),
-            "mean_rtt_ms_by_family": rtt_summary(eval_set),
-        },
+        **wire_rtt_meta(edge, cfg.rtt_ms, eval_set),
         "seeds": seeds,
         "steps_per_planner": [len(r.result.latency_ms) for r in runs],
         "backend": backend_desc,
@@ -354,6 +349,17 @@ def run_eval(
                 runs, out, title=f"{cfg.model}/{cfg.preset} {cfg.hardware} ({cfg.backend})", edge_only_cut=edge_only_cut
             )
     return report, runs
+
+
+def wire_rtt_meta(edge: Any, rtt_ms: float, eval_set: Any) -> dict[str, Any]:
+    """The ``wire`` and ``rtt_rule`` fields of a result's metadata: the wire configuration ``edge`` (a Profile) was
+    priced under, the RTT rule and the mean RTT per family of ``eval_set`` (printed by ``eval_cli.wire_rtt_line``)."""
+    from traces.rtt import rtt_rule_label, rtt_summary
+
+    return {
+        "wire": edge.notes.get("wire"),
+        "rtt_rule": {"rtt_ms": rtt_ms, "label": rtt_rule_label(rtt_ms), "mean_rtt_ms_by_family": rtt_summary(eval_set)},
+    }
 
 
 def _machine() -> dict[str, Any]:
