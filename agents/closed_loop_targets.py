@@ -49,23 +49,23 @@ class Cell:
         return f"{self.model} {self.family}"
 
 
-def merge_reports(reports: Sequence[ClosedLoopReport]) -> list[Cell]:
+def merge_reports(reports: Sequence[ClosedLoopReport], *, later_wins: bool = False) -> list[Cell]:
     """Group the reports' episodes by (model, trace family); an episode given twice (same planner, task, VLA,
-    events and seed in the same cell) is a ValueError naming it."""
-    cells: dict[tuple[str, str], Cell] = {}
+    events and seed in the same cell) is a ValueError naming it, or, with ``later_wins``, the later report's
+    episode replaces the earlier one (a planner re-run on the same seeds overlays a grid)."""
+    cells: dict[tuple[str, str], dict[tuple[Any, ...], Any]] = {}
+    labels: dict[tuple[str, str], str] = {}
     for rep in reports:
         cfg = rep.meta.get("config", {})
         key = (str(cfg.get("model", "?")), family_label(cfg.get("traces", rep.meta.get("traces", "?"))))
-        cell = cells.setdefault(key, Cell(key[0], key[1], []))
-        cell.episodes.extend(rep.episodes)
-    for cell in cells.values():
-        seen = set()
-        for o in cell.episodes:
+        seen = cells.setdefault(key, {})
+        labels[key] = f"{key[0]} {key[1]}"
+        for o in rep.episodes:
             k = (o.planner, o.task, o.vla, o.events, o.seed)
-            if k in seen:
-                raise ValueError(f"{cell.label}: episode {k} appears in more than one report")
-            seen.add(k)
-    return list(cells.values())
+            if k in seen and not later_wins:
+                raise ValueError(f"{labels[key]}: episode {k} appears in more than one report")
+            seen[k] = o
+    return [Cell(m, f, list(eps.values())) for (m, f), eps in cells.items()]
 
 
 def _rows(cell: Cell, **kw: Any) -> dict[tuple[str, str, str, str], dict[str, Any]]:

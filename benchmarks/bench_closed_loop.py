@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated closed_loop.json files (globs allowed): print their tables (no run)",
     )
+    p.add_argument(
+        "--later-wins",
+        action="store_true",
+        help="with --from-json: an episode in several files is taken from the later one (overlay a re-run planner)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.from_json:
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(reports) == 1 and not args.models:
             print_tables(reports[0])
         else:
-            print_grid(reports)
+            print_grid(reports, later_wins=args.later_wins)
         return 0
     if args.models or args.families:
         return run_grid(args)
@@ -179,11 +184,11 @@ def run_grid(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_grid(reports) -> None:
+def print_grid(reports, later_wins: bool = False) -> None:
     """Per task and event setting: success / median tts per planner and (model, family); then the target check."""
     from agents.closed_loop_targets import cell_table, merge_reports, noise_table, target_checks, target_table
 
-    cells = merge_reports(reports)
+    cells = merge_reports(reports, later_wins=later_wins)
     eps = [o for c in cells for o in c.episodes]
     vlas = sorted({o.vla for o in eps} - {"-"}) or ["aware"]
     for events in sorted({o.events for o in eps}, key=lambda e: ("on", "off", "noise").index(e)):

@@ -59,6 +59,16 @@ def test_reports_merge_by_model_and_family_and_refuse_an_episode_twice():
         merge_reports([a, a])
 
 
+def test_a_later_report_overlays_a_re_run_planner():
+    grid = report("pi0", "/t/wifi", [ep(EXPERT, 0, True, 0.5), ep("ppo", 0, False, None), ep("ppo", 1, True, 0.7)])
+    rerun = report("pi0", "/t/wifi", [ep("ppo", 0, True, 0.6)])
+    (cell,) = merge_reports([grid, rerun], later_wins=True)
+    by_key = {(o.planner, o.seed): o for o in cell.episodes}
+    assert len(cell.episodes) == 3
+    assert by_key[("ppo", 0)].success and by_key[("ppo", 0)].time_to_success_s == 0.6  # the re-run's episode
+    assert by_key[(EXPERT, 0)].success and by_key[("ppo", 1)].time_to_success_s == 0.7  # kept
+
+
 def test_target_check_numbers_and_verdicts():
     eps = [ep(EXPERT, s, True, 1.0) for s in range(4)]
     eps += [ep("edge", s, True, 2.4) for s in range(4)]
