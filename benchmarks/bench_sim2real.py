@@ -14,6 +14,9 @@ by latency models that leave parts out, so each part's share of the gap shows un
 * ``no block scale`` / ``no message bytes``: one part left out;
 * ``per-call only``: the per-call and per-MB overheads alone (the latency model before the bytes and the scale);
 * ``uncalibrated``: the bare Profiles.
+* ``hindsight per-cut`` (not a model: a floor): the calibrated prices with each cut's bias removed after the fact
+  (scaled by the cut's median executor / price on the same steps); its gap is the executor's own step-to-step
+  variation, which no deterministic per-cut price can follow.
 
 ``--repeats N`` repeats the whole measurement (profiling, calibration, episode) and prints the medians over the
 repeats.
@@ -140,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         exe = report.executor_ms
         priced = {"calibrated" if overheads is not None else "uncalibrated": report.profile_paired_ms}
         priced.update(report.baselines_ms)
+        # the floor: the calibrated prices with each cut's bias removed in hindsight (scaled by that cut's median of
+        # executor / price on these very steps), the best any per-cut correction of the model could do; what stays is
+        # the executor's step-to-step variation, which no deterministic price follows
+        first = next(iter(priced.values()))
+        floor = first.copy()
+        for k in np.unique(report.cut):
+            m = report.cut == k
+            floor[m] = first[m] * float(np.median(exe[m] / first[m]))
+        priced["hindsight per-cut"] = floor
         s: dict[str, float] = {"episode_median": report.summary()["gap_episode_median"]}
         s["episode_p90"] = report.summary()["gap_episode_p90"]
         for name, ms in priced.items():
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s[f'{name}|signed']:+.3f}"
             )
         print(f"  episode (profile env's own run):   median {s['episode_median']:.3f}  p90 {s['episode_p90']:.3f}")
-        before = priced.get("per-call only", priced[next(iter(priced))])
+        before = priced.get("per-call only", first)
         for k in np.unique(report.cut):
             m = report.cut == k
             row = (

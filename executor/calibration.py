@@ -29,8 +29,8 @@ Two more parts, measured on the same calls, close what the per-call overheads le
   cellular trace of 1 Mbit/s they cost 2-4 ms per exchange, which the per-call overheads, measured on a fast link,
   cannot see; the env's link model moves them like the payload.
 * block-time scale (``Profile.block_ms_scale``, per cut and side): the calls' own block times over the Profile's
-  for the same blocks, the median of the per-cut ratios of each side at every cut where it runs blocks (1 where it
-  runs none). The profiler times back-to-back forwards with warm caches; the executor calls
+  for the same blocks: at the network cuts the median of the per-cut ratios of each side wherever it runs blocks,
+  at the edge-only cut its own ratio (1 where a side runs none). The profiler times back-to-back forwards with warm caches; the executor calls
   one inference at a time, after waits on the network and with the other half's model in between, and its blocks
   run slower (colder caches, a CPU that idled). Only a Profile measured on this machine (its ``device`` is this
   machine's ``executor.profiler.device_description``) gets a scale; another device's blocks stay as they are (an
@@ -155,15 +155,16 @@ def _codec(profile: Profile) -> np.ndarray:
     return np.asarray(profile.codec_ms, dtype=np.float64) if profile.codec_ms else np.zeros(profile.num_cuts)
 
 
-def _scale(called_ms: np.ndarray, profiled_ms: np.ndarray) -> tuple[float, ...]:
-    """Per cut: the median over the cuts where the side runs blocks of (the calls' block time / the Profile's), and
-    1.0 where it runs none. Pooled, because one cut's median of a few calls scatters by tens of percent on a shared
-    CPU (the edge-only cut's ranged 0.75-3.0 in three runs at load 3 while the pooled factor stayed 1.1-1.5)."""
+def _scale(called_ms: np.ndarray, profiled_ms: np.ndarray, network: np.ndarray) -> tuple[float, ...]:
+    """Per cut: at the network cuts, the median over those where the side runs blocks of (the calls' block time / the
+    Profile's), pooled because one cut's median of a few calls scatters by tens of percent on a shared CPU; at the
+    local cut (edge-only, every block in one warm forward, no wait on the network) its own ratio, which is lower
+    (the pooled network-cut factor overpriced edge-only by 21% on the idle machine); 1.0 where the side runs none."""
     runs = profiled_ms > 0
-    if not runs.any():
-        return tuple(1.0 for _ in profiled_ms)
-    pooled = float(np.clip(np.median(called_ms[runs] / profiled_ms[runs]), 0.1, 100.0))
-    return tuple(pooled if r else 1.0 for r in runs)
+    ratios = np.clip(np.where(runs, called_ms / np.where(runs, profiled_ms, 1.0), 1.0), 0.1, 100.0)
+    pool = runs & network
+    pooled = float(np.median(ratios[pool])) if pool.any() else 1.0
+    return tuple(float(1.0 if not r else (pooled if n else x)) for r, n, x in zip(runs, network, ratios))
 
 
 def measure_overheads(
@@ -268,8 +269,8 @@ def measure_overheads(
         wire=wire.label,
         message_up_bytes=tuple(float(x) for x in up_extra),
         message_down_bytes=tuple(float(x) for x in down_extra),
-        edge_block_scale=_scale(np.median(edge_blocks, axis=1), prof_edge) if edge.device == here else (),
-        cloud_block_scale=_scale(np.median(cloud_blocks, axis=1), prof_cloud) if cloud.device == here else (),
+        edge_block_scale=_scale(np.median(edge_blocks, axis=1), prof_edge, net) if edge.device == here else (),
+        cloud_block_scale=_scale(np.median(cloud_blocks, axis=1), prof_cloud, net) if cloud.device == here else (),
     )
     log.info(
         "calibrated %s/%s on the real executor (wire %s): edge overhead %s ms, cloud %s ms, %.3f ms/MB, message "

@@ -109,7 +109,9 @@ def test_block_scale_is_measured_for_this_machines_profile_only(calibrated_tiny)
     assert edge.block_ms_scale == overheads.edge_block_scale and len(scale) == p.num_cuts
     assert np.all((scale >= 0.1) & (scale <= 100.0))
     assert scale[0] == 1.0  # the edge runs no block at cloud-only: nothing to scale
-    assert len(set(scale[1:])) == 1  # one pooled factor wherever the edge runs blocks
+    net = np.array([c.uses_network for c in p.cuts])
+    assert len(set(scale[1:][net[1:]])) == 1  # one pooled factor wherever the edge runs blocks before the network
+    assert scale[~net][0] > 0  # the edge-only cut has its own (warm, local) ratio
     assert overheads.cloud_block_scale == cloud.block_ms_scale == ()  # "a100~emulated" is not this machine
     bare, cal = cut_table(p, other), cut_table(edge, cloud)
     # the scale multiplies the edge's blocks once per cut; the cloud side changes by its per-call overhead only
@@ -176,3 +178,13 @@ def test_ecc_profile_calibrate_stores_this_sides_overheads(tmp_path, capsys):
     assert prof.overhead_ms_per_mb > 0 and "executor overheads per cut" in capsys.readouterr().out
     assert main(["--model", "openvla", "--preset", "tiny", "--hardware", "orin", "--calibrate", "edge"]) == 2
     assert "does not apply to a --hardware" in capsys.readouterr().err
+
+
+def test_block_scale_pools_the_network_cuts_and_keeps_the_local_cuts_own_ratio():
+    from executor.calibration import _scale
+
+    called = np.array([0.0, 30.0, 40.0, 15.0])  # ratios 1.5, 2.0 at the network cuts, 1.5 edge-only
+    profiled = np.array([0.0, 20.0, 20.0, 10.0])
+    network = np.array([True, True, True, False])
+    assert _scale(called, profiled, network) == (1.0, 1.75, 1.75, 1.5)
+    assert _scale(called, profiled, np.array([True, True, True, True])) == (1.0, 1.5, 1.5, 1.5)  # median of 1.5, 2.0, 1.5
