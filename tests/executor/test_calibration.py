@@ -187,4 +187,9 @@ def test_block_scale_pools_the_network_cuts_and_keeps_the_local_cuts_own_ratio()
     profiled = np.array([0.0, 20.0, 20.0, 10.0])
     network = np.array([True, True, True, False])
     assert _scale(called, profiled, network) == (1.0, 1.75, 1.75, 1.5)
-    assert _scale(called, profiled, np.array([True, True, True, True])) == (1.0, 1.5, 1.5, 1.5)  # median of 1.5, 2.0, 1.5
+    assert _scale(called, profiled, np.array([True, True, True, True])) == (
+        1.0,
+        1.5,
+        1.5,
+        1.5,
+    )  # median of 1.5, 2.0, 1.5
