@@ -48,6 +48,8 @@ import gymnasium as gym
 import numpy as np
 
 log = logging.getLogger(__name__)
+# the PPO hyper-parameters a fine-tuning run takes from its own command line (the rest from the base run)
+_PPO_FIELDS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef")
 
 MEMO_LIMIT = 20_000  # remembered simulator steps per task before the memo is cleared (bounded memory in training)
 
@@ -360,7 +362,7 @@ def finetune_closed_loop(
         "episode_s": settings.episode_s,
         "vla": settings.vla,
         "reward": asdict(settings.reward),
-        "ppo": {k: getattr(cfg, k) for k in ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef")},
+        "ppo": {k: getattr(cfg, k) for k in _PPO_FIELDS},
         "temperature": cfg.finetune_temperature,
         "n_envs": cfg.n_envs,
         "seed": cfg.seed,
@@ -379,7 +381,7 @@ def finetune_closed_loop(
             raise PolicyLoadError(f"{mpath}: the policy observes {want_shape} features, the closed loop {space.shape}")
         ppo_cfg = replace(
             base_cfg,
-            **{k: getattr(cfg, k) for k in ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef", "seed")},
+            **{k: getattr(cfg, k) for k in (*_PPO_FIELDS, "seed")},
         )
         model = make_model(ppo_cfg, venv, run_dir)
         model.policy.load_state_dict(load_model(base).policy.state_dict())

@@ -54,16 +54,14 @@ def merge_reports(reports: Sequence[ClosedLoopReport], *, later_wins: bool = Fal
     events and seed in the same cell) is a ValueError naming it, or, with ``later_wins``, the later report's
     episode replaces the earlier one (a planner re-run on the same seeds overlays a grid)."""
     cells: dict[tuple[str, str], dict[tuple[Any, ...], Any]] = {}
-    labels: dict[tuple[str, str], str] = {}
     for rep in reports:
         cfg = rep.meta.get("config", {})
         key = (str(cfg.get("model", "?")), family_label(cfg.get("traces", rep.meta.get("traces", "?"))))
         seen = cells.setdefault(key, {})
-        labels[key] = f"{key[0]} {key[1]}"
         for o in rep.episodes:
             k = (o.planner, o.task, o.vla, o.events, o.seed)
             if k in seen and not later_wins:
-                raise ValueError(f"{labels[key]}: episode {k} appears in more than one report")
+                raise ValueError(f"{key[0]} {key[1]}: episode {k} appears in more than one report")
             seen[k] = o
     return [Cell(m, f, list(eps.values())) for (m, f), eps in cells.items()]
 
