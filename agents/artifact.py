@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,34 @@ def legacy_profile_id(p: Profile) -> str | None:
     if any(content.pop(key, None) for key in _ID_LATER_FIELDS):
         return None
     return _profile_id(p, content)
+
+
+def profile_id_mismatch(
+    profiles: Any, sides: Iterable[tuple[str, str | None, str | None]], *, all_same_rule: bool = False
+) -> str | None:
+    """Why a policy's ``profiles`` metadata ({side: id}) does not name the wanted Profiles, or None where it does.
+
+    ``sides`` holds ``(side, want, legacy)``: the side's :func:`profile_id` (None: that side is not checked) and its
+    :func:`legacy_profile_id` (None: it has none). Each side may match either id; with ``all_same_rule`` the checked
+    sides must all match under one rule (all current ids, or all legacy ids): a mixed pair is refused. The message
+    names the first failing side and both ids."""
+    found = profiles if isinstance(profiles, dict) else {}
+    checked = [(side, want, legacy) for side, want, legacy in sides if want is not None]
+    if all_same_rule and all(legacy is not None and found.get(side) == legacy for side, _, legacy in checked):
+        return None  # every side under the legacy rule
+    for side, want, legacy in checked:
+        got = found.get(side)
+        if got == want:
+            continue
+        if legacy is not None and got == legacy:
+            if not all_same_rule:
+                continue
+            return (
+                f"{side} profile mismatch: policy was trained on {got!r}, the legacy id of {want!r}, while the other "
+                "sides carry current ids (all sides must follow one id rule)"
+            )
+        return f"{side} profile mismatch: policy was trained on {got!r}, runtime uses {want!r}"
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -541,13 +570,10 @@ def _check(meta: dict[str, Any], expect: PolicyExpectation, mpath: Path) -> None
         msg = wire_mismatch(meta.get("wire"), WireConfig.from_dict(expect.wire))
         if msg:
             raise PolicyLoadError(f"{mpath}: wire configuration mismatch: {msg}")
-    profiles = meta.get("profiles") or {}
     pairs = zip(("edge", "cloud"), (expect.edge_profile_id, expect.cloud_profile_id), expect.legacy_profile_ids)
-    for side, want, legacy in pairs:
-        if want is not None and profiles.get(side) != want and (legacy is None or profiles.get(side) != legacy):
-            raise PolicyLoadError(
-                f"{mpath}: {side} profile mismatch: policy was trained on {profiles.get(side)!r}, runtime uses {want!r}"
-            )
+    msg = profile_id_mismatch(meta.get("profiles"), pairs)
+    if msg:
+        raise PolicyLoadError(f"{mpath}: {msg}")
     if expect.num_cuts is not None:
         nvec = meta.get("action_space", {}).get("nvec")
         if nvec != [expect.num_cuts, 2]:

@@ -280,6 +280,22 @@ class _CurveCallback:
         return CurveCallback()
 
 
+def check_base_profiles(meta: dict[str, Any], mpath: Path, edge: Any, cloud: Any) -> dict[str, str]:
+    """The current ids of ``edge`` and ``cloud`` ({side: id}, what the fine-tuned policy is saved under). Raises
+    PolicyLoadError unless the base run's metadata names both by their current ids, or both by their legacy ids (a
+    base saved before the later calibration fields); a mixed pair is refused."""
+    from agents.artifact import PolicyLoadError, legacy_profile_id, profile_id, profile_id_mismatch
+
+    sides = [(side, profile_id(p), legacy_profile_id(p)) for side, p in (("edge", edge), ("cloud", cloud))]
+    want = {side: pid for side, pid, _ in sides}
+    msg = profile_id_mismatch(meta.get("profiles"), sides, all_same_rule=True)
+    if msg:
+        raise PolicyLoadError(
+            f"{mpath}: {msg}; the policy was trained on Profiles {meta.get('profiles')}, its train_config gives {want}"
+        )
+    return want
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
     """Where the fine-tuned run went and what it did."""
@@ -310,15 +326,7 @@ def finetune_closed_loop(
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from agents.artifact import (
-        PolicyLoadError,
-        legacy_profile_id,
-        load_model,
-        profile_id,
-        read_metadata,
-        save_policy,
-        weights_path,
-    )
+    from agents.artifact import PolicyLoadError, load_model, read_metadata, save_policy, weights_path
     from agents.evaluation import policy_path
     from agents.training import FamilyBalancedTraceSet, make_model, profiles_for, training_traces
 
@@ -337,12 +345,7 @@ def finetune_closed_loop(
 
     tasks = settings.tasks or cfg.metaworld_tasks or base_cfg.metaworld_tasks or CLOSED_LOOP_TASKS
     edge, cloud = profiles if profiles is not None else profiles_for(base_cfg)
-    want = {"edge": profile_id(edge), "cloud": profile_id(cloud)}
-    legacy = {"edge": legacy_profile_id(edge), "cloud": legacy_profile_id(cloud)}
-    if meta.get("profiles") not in (want, legacy):
-        raise PolicyLoadError(
-            f"{mpath}: the policy was trained on Profiles {meta.get('profiles')}, its train_config gives {want}"
-        )
+    want = check_base_profiles(meta, mpath, edge, cloud)
     if trace_set is None:
         src = replace(base_cfg, traces=cfg.traces or base_cfg.traces)
         src = replace(src, include_embedded=not src.traces)  # the recorded families the closed loop is judged on

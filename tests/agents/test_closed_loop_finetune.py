@@ -186,6 +186,44 @@ def test_both_training_commands_refuse_a_missing_base_run(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_base_profile_ids_one_rule_for_both_sides_where_the_runtime_takes_each_side_alone(toy):
+    """One comparison (agents.artifact.profile_id_mismatch) serves both checks: fine-tuning refuses a base whose
+    sides follow different id rules, ``load_policy`` accepts each side under either rule; a wrong id is refused by
+    both with the side and both ids named."""
+    from pathlib import Path
+
+    from agents.artifact import PolicyExpectation, PolicyLoadError, _check, legacy_profile_id, profile_id
+    from agents.closed_loop_finetune import check_base_profiles
+
+    edge, cloud = toy.three_block_profiles()
+    cur = {"edge": profile_id(edge), "cloud": profile_id(cloud)}
+    old = {"edge": legacy_profile_id(edge), "cloud": legacy_profile_id(cloud)}
+    assert None not in old.values() and not set(old.values()) & set(cur.values())
+    expect = PolicyExpectation(
+        edge_profile_id=cur["edge"], cloud_profile_id=cur["cloud"], legacy_profile_ids=(old["edge"], old["cloud"])
+    )
+    where = Path("base/policy.json")
+    for ids in (cur, old):  # current and legacy pairs: accepted by both; the fine-tuned run is saved under `cur`
+        assert check_base_profiles({"profiles": ids}, where, edge, cloud) == cur
+        _check({"profiles": ids}, expect, where)
+    mixed = {"edge": cur["edge"], "cloud": old["cloud"]}
+    _check({"profiles": mixed}, expect, where)  # the runtime: each side alone
+    with pytest.raises(PolicyLoadError, match=r"cloud profile mismatch.*legacy id.*one id rule") as e:
+        check_base_profiles({"profiles": mixed}, where, edge, cloud)  # fine-tuning: one rule for both sides
+    assert old["cloud"] in str(e.value) and cur["cloud"] in str(e.value) and "base/policy.json" in str(e.value)
+    for side in ("edge", "cloud"):
+        wrong = {**cur, side: "toy/tiny@elsewhere:roofline:0"}
+        for check in (
+            lambda m: check_base_profiles(m, where, edge, cloud),
+            lambda m: _check(m, expect, where),
+        ):
+            with pytest.raises(PolicyLoadError, match=f"{side} profile mismatch") as e:
+                check({"profiles": wrong})
+            assert "toy/tiny@elsewhere:roofline:0" in str(e.value) and cur[side] in str(e.value)
+    with pytest.raises(PolicyLoadError, match="edge profile mismatch: policy was trained on None"):
+        check_base_profiles({"profiles": ["not", "a", "dict"]}, where, edge, cloud)
+
+
 def test_paired_comparison_counts_discordant_pairs():
     from agents.closed_loop_eval import EpisodeOutcome
     from agents.closed_loop_finetune import paired_comparison, sign_test_p
