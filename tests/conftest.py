@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,3 +36,52 @@ def _one_torch_thread() -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(1)
+
+
+# ObservationBuilder.build inputs of one step: a typical one (two uplink samples, queues, a chunk in flight) and the
+# first step (nothing measured yet, nothing in flight)
+_STEP_INPUTS: dict[str, Any] = dict(
+    uplink_mbps=[42.0, 0.0],
+    uplink_age_s=[0.25, 4.0],
+    downlink_mbps=80.0,
+    rtt_ms=55.0,
+    edge_queue=2,
+    server_queue=5,
+    action_age_s=0.6,
+    actions_left=5,
+    visual=(0.03, 0.1, 0.2),
+    visual_since_action=0.3,
+    kinematic=(1.5, 0.25, 0.5),
+    prev_cut=7,
+    prev_skip=True,
+    prev_deadline_miss=False,
+    prev_latency_ms=321.0,
+)
+_FIRST_STEP_INPUTS: dict[str, Any] = dict(
+    uplink_mbps=[],
+    uplink_age_s=[],
+    downlink_mbps=None,
+    rtt_ms=None,
+    edge_queue=0,
+    server_queue=0,
+    action_age_s=None,
+    actions_left=0,
+    visual=(0, 0, 0),
+    visual_since_action=0.0,
+    kinematic=(0, 0, 0),
+    prev_cut=0,
+    prev_skip=False,
+    prev_deadline_miss=False,
+    prev_latency_ms=0.0,
+)
+
+
+@pytest.fixture(scope="session")
+def build_obs() -> Any:
+    """``build_obs(builder, first_step=False, **changes)``: ``builder.build`` with every input given, from a typical
+    step (``first_step``: from the first step of an episode) with ``changes`` applied."""
+
+    def build(builder: Any, *, first_step: bool = False, **changes: Any) -> Any:
+        return builder.build(**{**(_FIRST_STEP_INPUTS if first_step else _STEP_INPUTS), **changes})
+
+    return build

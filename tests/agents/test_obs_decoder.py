@@ -11,35 +11,13 @@ from agents.planner import ObsView
 from ecc_env.observation import ObservationBuilder, ObservationConfig
 
 
-def _build(b: ObservationBuilder, **kw):
-    args = dict(
-        uplink_mbps=[42.0, 0.0],
-        uplink_age_s=[0.25, 4.0],
-        downlink_mbps=80.0,
-        rtt_ms=55.0,
-        edge_queue=2,
-        server_queue=5,
-        action_age_s=0.6,
-        actions_left=5,
-        visual=(0.03, 0.1, 0.2),
-        visual_since_action=0.3,
-        kinematic=(1.5, 0.25, 0.5),
-        prev_cut=7,
-        prev_skip=True,
-        prev_deadline_miss=False,
-        prev_latency_ms=321.0,
-    )
-    args.update(kw)
-    return b.build(**args)
-
-
 @pytest.mark.parametrize("history", [3, 8, 12])
-def test_obsview_is_the_builders_decoder_for_any_history(history):
+def test_obsview_is_the_builders_decoder_for_any_history(history, build_obs):
     cfg = ObservationConfig(bandwidth_history=history, num_cuts=11, chunk_size=6)
     b = ObservationBuilder(cfg)
     view = ObsView(cfg)
     assert view.size == b.size == len(b.field_names) and view.index == b.index
-    o = _build(b)
+    o = build_obs(b)
     d, full = view.decode(o), b.decode(o)
     for key, value in full.items():
         if key.startswith("uplink"):
@@ -57,10 +35,12 @@ def test_obsview_is_the_builders_decoder_for_any_history(history):
         view.decode(o[:-1])
 
 
-def test_missing_values_one_convention():
+def test_missing_values_one_convention(build_obs):
     cfg = ObservationConfig(num_cuts=5)
     b = ObservationBuilder(cfg)
-    o = _build(b, uplink_mbps=[], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, action_age_s=None, actions_left=0)
+    o = build_obs(
+        b, uplink_mbps=[], uplink_age_s=[], downlink_mbps=None, rtt_ms=None, action_age_s=None, actions_left=0
+    )
     for d in (b.decode(o), ObsView(cfg).decode(o)):
         assert np.all(np.isnan(d["uplink_mbps"])) and np.all(np.isnan(d["uplink_age_s"]))
         assert math.isnan(d["downlink_mbps"]) and math.isnan(d["rtt_ms"])
@@ -68,7 +48,7 @@ def test_missing_values_one_convention():
     assert ObsView(cfg).uplink(o) == ([], [])
 
 
-def test_ppo_mask_reads_actions_left_through_the_index():
+def test_ppo_mask_reads_actions_left_through_the_index(build_obs):
     from agents.policy import PPOPlanner
 
     class _Space:
@@ -84,5 +64,5 @@ def test_ppo_mask_reads_actions_left_through_the_index():
     cfg = ObservationConfig(bandwidth_history=5, num_cuts=5, chunk_size=4)
     b = ObservationBuilder(cfg)
     p = PPOPlanner(_Model(), np.ones(5, bool), ObsView(cfg))
-    assert p.masks(_build(b, actions_left=0, prev_cut=1))[-1] == False  # noqa: E712
-    assert p.masks(_build(b, actions_left=3, prev_cut=1))[-1] == True  # noqa: E712
+    assert p.masks(build_obs(b, actions_left=0, prev_cut=1))[-1] == False  # noqa: E712
+    assert p.masks(build_obs(b, actions_left=3, prev_cut=1))[-1] == True  # noqa: E712

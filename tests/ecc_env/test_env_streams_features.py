@@ -161,17 +161,17 @@ def test_kinematic_scores_by_hand():
 # ------------------------------------------------------------------------------------------------------- builder
 
 
-def test_builder_table_and_scales():
+def test_builder_table_and_scales(build_obs):
     cfg = ObservationConfig(bandwidth_history=3, num_cuts=5, queue_capacity=4, chunk_size=8)
     b = ObservationBuilder(cfg)
     assert b.size == 2 * 3 + 17 == b.space.shape[0]
     assert b.space.dtype == np.float32 and float(b.space.low.min()) == 0.0 and float(b.space.high.max()) == 1.0
-    o = b.build(
+    o = build_obs(
+        b,
         uplink_mbps=[100.0, 20_000.0],
         uplink_age_s=[0.5, 50.0],
         downlink_mbps=None,
         rtt_ms=40.0,
-        edge_queue=2,
         server_queue=40,
         action_age_s=0.3,
         actions_left=6,
@@ -179,8 +179,6 @@ def test_builder_table_and_scales():
         visual_since_action=0.4,
         kinematic=(2.0, 0.5, 0.75),
         prev_cut=2,
-        prev_skip=True,
-        prev_deadline_miss=False,
         prev_latency_ms=99.0,
     )
     i = b.index
@@ -195,44 +193,12 @@ def test_builder_table_and_scales():
     assert o[i["joint_speed"]] == pytest.approx(0.5) and o[i["prev_cut"]] == 0.5 and o[i["prev_skip"]] == 1.0
     assert o[i["prev_latency"]] == pytest.approx(math.log1p(99) / math.log1p(10_000))
     assert b.space.contains(o)
-    nan = b.build(
-        uplink_mbps=[float("nan")],
-        uplink_age_s=[1.0],
-        downlink_mbps=float("inf"),
-        rtt_ms=None,
-        edge_queue=0,
-        server_queue=0,
-        action_age_s=None,
-        actions_left=0,
-        visual=(0, 0, 0),
-        visual_since_action=0.0,
-        kinematic=(0, 0, 0),
-        prev_cut=0,
-        prev_skip=False,
-        prev_deadline_miss=False,
-        prev_latency_ms=0.0,
-    )
+    nan = build_obs(b, first_step=True, uplink_mbps=[float("nan")], uplink_age_s=[1.0], downlink_mbps=float("inf"))
     assert b.space.contains(nan) and nan[i["uplink_mbps[0]"]] == 0.0 and nan[i["uplink_age[0]"]] == 1.0
     spec = b.spec()
     assert spec["fields"] == list(b.field_names) and spec["scales"]["bandwidth_history"] == 3
     with pytest.raises(ValueError, match="uplink_age_s"):
-        b.build(
-            uplink_mbps=[1.0],
-            uplink_age_s=[],
-            downlink_mbps=None,
-            rtt_ms=None,
-            edge_queue=0,
-            server_queue=0,
-            action_age_s=None,
-            actions_left=0,
-            visual=(0, 0, 0),
-            visual_since_action=0.0,
-            kinematic=(0, 0, 0),
-            prev_cut=0,
-            prev_skip=False,
-            prev_deadline_miss=False,
-            prev_latency_ms=0.0,
-        )
+        build_obs(b, first_step=True, uplink_mbps=[1.0])
     with pytest.raises(ValueError, match="max_age_s"):
         ObservationConfig(max_age_s=0)
 
@@ -243,25 +209,9 @@ def test_uplink_estimate():
         uplink_estimate_mbps(1, 0.0)
 
 
-def test_decode_inverts_the_scales():
+def test_decode_inverts_the_scales(build_obs):
     b = ObservationBuilder(ObservationConfig(bandwidth_history=4, num_cuts=11, queue_capacity=3, chunk_size=8))
-    o = b.build(
-        uplink_mbps=[42.0, 3.5],
-        uplink_age_s=[0.25, 4.0],
-        downlink_mbps=80.0,
-        rtt_ms=55.0,
-        edge_queue=2,
-        server_queue=5,
-        action_age_s=0.6,
-        actions_left=5,
-        visual=(0.03, 0.1, 0.2),
-        visual_since_action=0.3,
-        kinematic=(1.5, 0.25, 0.5),
-        prev_cut=7,
-        prev_skip=False,
-        prev_deadline_miss=True,
-        prev_latency_ms=321.0,
-    )
+    o = build_obs(b, uplink_mbps=[42.0, 3.5], prev_skip=False, prev_deadline_miss=True)
     d = b.decode(o)
     np.testing.assert_allclose(d["uplink_mbps"][:2], [42.0, 3.5], rtol=1e-5)
     assert np.isnan(d["uplink_mbps"][2:]).all() and np.isnan(d["uplink_age_s"][2:]).all()
