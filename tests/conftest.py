@@ -38,8 +38,7 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-# ObservationBuilder.build inputs of one step: a typical one (two uplink samples, queues, a chunk in flight) and the
-# first step (nothing measured yet, nothing in flight)
+# ObservationBuilder.build's inputs of a typical step: two uplink samples, queues, a chunk in flight
 _STEP_INPUTS: dict[str, Any] = dict(
     uplink_mbps=[42.0, 0.0],
     uplink_age_s=[0.25, 4.0],
@@ -57,31 +56,14 @@ _STEP_INPUTS: dict[str, Any] = dict(
     prev_deadline_miss=False,
     prev_latency_ms=321.0,
 )
-_FIRST_STEP_INPUTS: dict[str, Any] = dict(
-    uplink_mbps=[],
-    uplink_age_s=[],
-    downlink_mbps=None,
-    rtt_ms=None,
-    edge_queue=0,
-    server_queue=0,
-    action_age_s=None,
-    actions_left=0,
-    visual=(0, 0, 0),
-    visual_since_action=0.0,
-    kinematic=(0, 0, 0),
-    prev_cut=0,
-    prev_skip=False,
-    prev_deadline_miss=False,
-    prev_latency_ms=0.0,
-)
 
 
 @pytest.fixture(scope="session")
 def build_obs() -> Any:
-    """``build_obs(builder, first_step=False, **changes)``: ``builder.build`` with every input given, from a typical
-    step (``first_step``: from the first step of an episode) with ``changes`` applied."""
+    """``build_obs(builder, **changes)``: ``builder.build`` with every input given, those of a typical step with
+    ``changes`` applied."""
 
-    def build(builder: Any, *, first_step: bool = False, **changes: Any) -> Any:
-        return builder.build(**{**(_FIRST_STEP_INPUTS if first_step else _STEP_INPUTS), **changes})
+    def build(builder: Any, **changes: Any) -> Any:
+        return builder.build(**{**_STEP_INPUTS, **changes})
 
     return build

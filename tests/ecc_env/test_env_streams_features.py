@@ -172,6 +172,7 @@ def test_builder_table_and_scales(build_obs):
         uplink_age_s=[0.5, 50.0],
         downlink_mbps=None,
         rtt_ms=40.0,
+        edge_queue=2,
         server_queue=40,
         action_age_s=0.3,
         actions_left=6,
@@ -179,6 +180,7 @@ def test_builder_table_and_scales(build_obs):
         visual_since_action=0.4,
         kinematic=(2.0, 0.5, 0.75),
         prev_cut=2,
+        prev_skip=True,
         prev_latency_ms=99.0,
     )
     i = b.index
@@ -193,12 +195,14 @@ def test_builder_table_and_scales(build_obs):
     assert o[i["joint_speed"]] == pytest.approx(0.5) and o[i["prev_cut"]] == 0.5 and o[i["prev_skip"]] == 1.0
     assert o[i["prev_latency"]] == pytest.approx(math.log1p(99) / math.log1p(10_000))
     assert b.space.contains(o)
-    nan = build_obs(b, first_step=True, uplink_mbps=[float("nan")], uplink_age_s=[1.0], downlink_mbps=float("inf"))
+    nan = build_obs(
+        b, uplink_mbps=[float("nan")], uplink_age_s=[1.0], downlink_mbps=float("inf"), rtt_ms=None, action_age_s=None
+    )
     assert b.space.contains(nan) and nan[i["uplink_mbps[0]"]] == 0.0 and nan[i["uplink_age[0]"]] == 1.0
     spec = b.spec()
     assert spec["fields"] == list(b.field_names) and spec["scales"]["bandwidth_history"] == 3
     with pytest.raises(ValueError, match="uplink_age_s"):
-        build_obs(b, first_step=True, uplink_mbps=[1.0])
+        build_obs(b, uplink_mbps=[1.0], uplink_age_s=[])
     with pytest.raises(ValueError, match="max_age_s"):
         ObservationConfig(max_age_s=0)
 
