@@ -135,7 +135,8 @@ class FlowSplitModel(SplitModel):
     """Shared shapes, sessions and execution entry points of the prefix-KV + flow-expert families.
 
     Subclasses install their chain with ``_install_chain`` and define ``_vlm_layout``, ``_embed_prefix``,
-    ``_prefix_attention``, ``_denoise`` and ``block_specs``.
+    ``_prefix_attention``, ``_denoise`` and ``block_specs`` (the VLM and expert blocks' from ``_prefix_embed_spec``,
+    ``_vlm_layer_spec`` and ``_expert_spec``).
     """
 
     _prefix_inputs: tuple[str, ...] = ("prompt_ids",)  # raw tensors read by vlm.embed (besides image features)
@@ -205,6 +206,73 @@ class FlowSplitModel(SplitModel):
         if self._i_vlm0 < k <= self._i_expert:
             specs += self._kv_specs(range(k - self._i_vlm0))
         return specs
+
+    def _prefix_embed_spec(self, name: str, param_count: int) -> BlockSpec:
+        """BlockSpec of ``vlm.embed``: a token look-up of the prompt (and of the state token where the state is a
+        prefix input, as in SmolVLA; its projection is ~max_state_dim x hidden FLOPs, left out)."""
+        c = self.config
+        hidden = self._vlm_layout()[1]
+        tokens = c.prompt_tokens + ("state" in self._prefix_inputs)
+        return BlockSpec(
+            name,
+            "embedding",
+            (ComputePass(tokens, tokens),),
+            hidden=hidden,
+            in_dim=c.vocab_size,
+            out_dim=hidden,
+            param_count=param_count,
+        )
+
+    def _vlm_layer_spec(self, name: str, param_count: int, *, mlp: int, heads: int) -> BlockSpec:
+        """BlockSpec of a ``vlm.layer{j}``: a gated-MLP decoder layer over the whole prefix."""
+        seq = self.config.prefix_tokens
+        _n, hidden, kv_heads, head_dim = self._vlm_layout()
+        return BlockSpec(
+            name,
+            "transformer_layer",
+            (ComputePass(seq, seq),),
+            hidden=hidden,
+            mlp=mlp,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            gated_mlp=True,
+            param_count=param_count,
+        )
+
+    def _expert_spec(self, name: str, param_count: int, *, heads: int) -> BlockSpec:
+        """BlockSpec of ``expert``: ``num_steps`` passes of the suffix ([state token where the state is an expert
+        input, as in pi0] + ``chunk`` action tokens) over [prefix KV, suffix], through ``expert_layers`` gated-MLP
+        layers of width ``expert_hidden`` with ``heads`` query heads and the VLM's KV heads and head dim.
+        ``io_flops_per_step``: the action in/out projections and the action-time MLP (and the state projection)."""
+        c = self.config
+        seq = c.prefix_tokens
+        _n, _hidden, kv_heads, head_dim = self._vlm_layout()
+        state_token = "state" in self._expert_inputs
+        suffix = c.chunk + state_token
+        h = c.expert_hidden
+        io_flops = 2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
+        if state_token:
+            io_flops += 2.0 * c.max_state_dim * h
+        extra = {"io_flops_per_step": io_flops, "prefix_tokens": float(seq), "action_tokens": float(c.chunk)}
+        if state_token:
+            extra["state_tokens"] = 1.0
+        return BlockSpec(
+            name,
+            "expert",
+            (ComputePass(suffix, seq + suffix, "parallel_decode", repeat=c.num_steps),),
+            hidden=h,
+            mlp=c.expert_mlp,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            gated_mlp=True,
+            in_dim=c.max_action_dim,
+            out_dim=c.max_action_dim,
+            layers=c.expert_layers,
+            param_count=param_count,
+            extra=extra,
+        )
 
     def _action_specs(self) -> list[TensorSpec]:
         return [TensorSpec("actions", (self.config.chunk, self.config.action_dim), "float32")]

@@ -163,7 +163,6 @@ class Pi0SplitModel(FlowSplitModel):
 
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
-        seq = c.prefix_tokens
         vis = ComputePass(tokens=c.cameras * c.num_patches, context_tokens=c.num_patches)
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
@@ -184,62 +183,11 @@ class Pi0SplitModel(FlowSplitModel):
                     )
                 )
             elif kind == "prefix_embed":
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "embedding",
-                        (ComputePass(c.prompt_tokens, c.prompt_tokens),),
-                        hidden=c.vlm_hidden,
-                        in_dim=c.vocab_size,
-                        out_dim=c.vlm_hidden,
-                        param_count=n,
-                    )
-                )
+                specs.append(self._prefix_embed_spec(name, n))
             elif kind == "vlm_layer":
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "transformer_layer",
-                        (ComputePass(seq, seq),),
-                        hidden=c.vlm_hidden,
-                        mlp=c.vlm_mlp,
-                        heads=c.vlm_heads,
-                        kv_heads=c.vlm_kv_heads,
-                        head_dim=c.vlm_head_dim,
-                        gated_mlp=True,
-                        param_count=n,
-                    )
-                )
+                specs.append(self._vlm_layer_spec(name, n, mlp=c.vlm_mlp, heads=c.vlm_heads))
             else:
-                suffix = c.chunk + 1  # state token + chunk action tokens
-                h = c.expert_hidden
-                io_flops = (
-                    2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
-                    + 2.0 * c.max_state_dim * h
-                )
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "expert",
-                        (ComputePass(suffix, seq + suffix, "parallel_decode", repeat=c.num_steps),),
-                        hidden=h,
-                        mlp=c.expert_mlp,
-                        heads=c.expert_heads,
-                        kv_heads=c.vlm_kv_heads,
-                        head_dim=c.vlm_head_dim,
-                        gated_mlp=True,
-                        in_dim=c.max_action_dim,
-                        out_dim=c.max_action_dim,
-                        layers=c.expert_layers,
-                        param_count=n,
-                        extra={
-                            "io_flops_per_step": io_flops,
-                            "prefix_tokens": float(seq),
-                            "action_tokens": float(c.chunk),
-                            "state_tokens": 1.0,
-                        },
-                    )
-                )
+                specs.append(self._expert_spec(name, n, heads=c.expert_heads))
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------

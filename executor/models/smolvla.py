@@ -227,7 +227,6 @@ class SmolVLASplitModel(FlowSplitModel):
 
     def block_specs(self) -> list[BlockSpec]:
         c = self.config
-        seq = c.prefix_tokens
         specs = []
         for name, mod, (kind, _j) in zip(self.block_names, self.block_modules, self._kinds):
             n = module_params(mod)
@@ -247,58 +246,12 @@ class SmolVLASplitModel(FlowSplitModel):
                         extra={"flops_per_token": 2.0 * in_dim * c.lm_hidden},
                     )
                 )
-            elif kind == "prefix_embed":  # token look-up (the state projection is ~max_state_dim x hidden FLOPs)
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "embedding",
-                        (ComputePass(c.prompt_tokens + 1, c.prompt_tokens + 1),),
-                        hidden=c.lm_hidden,
-                        in_dim=c.vocab_size,
-                        out_dim=c.lm_hidden,
-                        param_count=n,
-                    )
-                )
+            elif kind == "prefix_embed":
+                specs.append(self._prefix_embed_spec(name, n))
             elif kind == "vlm_layer":
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "transformer_layer",
-                        (ComputePass(seq, seq),),
-                        hidden=c.lm_hidden,
-                        mlp=c.lm_mlp,
-                        heads=c.lm_heads,
-                        kv_heads=c.lm_kv_heads,
-                        head_dim=c.lm_head_dim,
-                        gated_mlp=True,
-                        param_count=n,
-                    )
-                )
-            else:
-                h = c.expert_hidden
-                io_flops = 2.0 * (c.max_action_dim * h + 2 * h * h + h * h + h * c.max_action_dim) * c.chunk
-                specs.append(
-                    BlockSpec(
-                        name,
-                        "expert",
-                        (ComputePass(c.chunk, seq + c.chunk, "parallel_decode", repeat=c.num_steps),),
-                        hidden=h,
-                        mlp=c.expert_mlp,
-                        heads=c.lm_heads,
-                        kv_heads=c.lm_kv_heads,
-                        head_dim=c.lm_head_dim,
-                        gated_mlp=True,
-                        in_dim=c.max_action_dim,
-                        out_dim=c.max_action_dim,
-                        layers=c.expert_layers,
-                        param_count=n,
-                        extra={
-                            "io_flops_per_step": io_flops,
-                            "prefix_tokens": float(seq),
-                            "action_tokens": float(c.chunk),
-                        },
-                    )
-                )
+                specs.append(self._vlm_layer_spec(name, n, mlp=c.lm_mlp, heads=c.lm_heads))
+            else:  # the expert's layers have the VLM's query heads
+                specs.append(self._expert_spec(name, n, heads=c.lm_heads))
         return specs
 
     # ---- execution --------------------------------------------------------------------------------------------

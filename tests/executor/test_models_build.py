@@ -72,6 +72,38 @@ def test_block_specs_describe_the_work():
     assert expert.passes[0].context_tokens == pc.prefix_tokens + pc.chunk + 1
 
 
+def test_flow_families_share_the_vlm_and_expert_specs_but_place_the_state_token_apart():
+    """pi0 embeds the state as an expert (suffix) token, SmolVLA as a prefix token: the one set of FlowSplitModel
+    spec builders follows each family's inputs, with each family's own widths and heads."""
+    for family, state_in_prefix in (("pi0", False), ("smolvla", True)):
+        m = build_model(family, "tiny", on_meta=True)
+        c = m.config
+        layers, hidden, kv_heads, head_dim = m._vlm_layout()
+        mlp, heads = (c.vlm_mlp, c.vlm_heads) if family == "pi0" else (c.lm_mlp, c.lm_heads)
+        expert_heads = c.expert_heads if family == "pi0" else c.lm_heads
+        specs = {s.name: s for s in m.block_specs()}
+        embed, layer, expert = specs["vlm.embed"], specs["vlm.layer0"], specs["expert"]
+        tokens = c.prompt_tokens + state_in_prefix
+        assert (embed.kind, embed.passes[0].tokens, embed.passes[0].context_tokens) == ("embedding", tokens, tokens)
+        assert (embed.hidden, embed.in_dim, embed.out_dim) == (hidden, c.vocab_size, hidden)
+        assert (layer.hidden, layer.mlp, layer.heads, layer.kv_heads, layer.head_dim) == (
+            hidden,
+            mlp,
+            heads,
+            kv_heads,
+            head_dim,
+        )
+        assert layer.gated_mlp and layer.passes[0].tokens == layer.passes[0].context_tokens == c.prefix_tokens
+        suffix = c.chunk + (not state_in_prefix)
+        assert (expert.passes[0].tokens, expert.passes[0].context_tokens) == (suffix, c.prefix_tokens + suffix)
+        assert (expert.heads, expert.kv_heads, expert.head_dim) == (expert_heads, kv_heads, head_dim)
+        assert expert.layers == c.expert_layers == layers and expert.hidden == c.expert_hidden
+        h, a = c.expert_hidden, c.max_action_dim
+        io = 2.0 * (a * h + 3 * h * h + h * a) * c.chunk + (0.0 if state_in_prefix else 2.0 * c.max_state_dim * h)
+        assert expert.extra["io_flops_per_step"] == pytest.approx(io, rel=1e-12)
+        assert expert.extra.get("state_tokens") == (None if state_in_prefix else 1.0)
+
+
 def test_full_presets_build_on_meta_at_published_scale():
     pi = build_model("pi0", "full")
     ov = build_model("openvla", "full")
