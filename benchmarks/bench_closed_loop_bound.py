@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         meta.setdefault(str(m.get("model")), m)
     print(bound_table(run, grid_by, args.gap))
     print()
-    print(latency_table(run, {m: edge_only_index(cfg) for m, cfg in meta.items()}))
+    edge_only = {m: edge_only_index(cfg) for m, cfg in meta.items()}
+    print(latency_table(run, edge_only))
+    print()
+    print(lost_table(run, edge_only))
     return 0
 
 
@@ -143,6 +146,32 @@ def latency_table(run: list, edge_only: dict[str, int]) -> str:
                     f"{s.drains_per_episode:.1f} | {s.other_skips_per_episode:.1f} | {f(s.reaction_median_s)} | "
                     f"{f(s.reaction_median_fail_s)} ({s.never_reacted} never) |"
                 )
+    return "\n".join(lines)
+
+
+def lost_table(run: list, edge_only: dict[str, int]) -> str:
+    """Markdown: every episode the expert solves and the hindsight planner does not, with its first inferences."""
+    from agents.closed_loop_eval import EXPERT
+    from agents.closed_loop_reaction import reaction_s
+
+    lines = [
+        "| model | family | task | seed | inferences | edge-only inferences in the first 1 s | "
+        "latency of the first inferences ms | first post-event chunk after the event s |",
+        "|" + "---|" * 8,
+    ]
+    for c in run:
+        solved = {(o.task, o.seed) for o in c.episodes if o.planner == EXPERT and o.success}
+        for o in sorted(c.episodes, key=lambda o: (o.task, o.seed)):
+            if o.planner != BOUND or o.success or (o.task, o.seed) not in solved or not o.timeline:
+                continue
+            inf = [d for d in o.timeline["decisions"] if not d["skip"]]
+            early = sum(d["cut"] == edge_only[c.model] and d["time_s"] < 1.0 for d in inf)
+            first = ", ".join(f"{d['latency_ms']:.0f}" for d in inf[:8])
+            r = reaction_s(o.timeline)
+            lines.append(
+                f"| {c.model} | {c.family} | {o.task} | {o.seed} | {o.inferences} | {early} | {first} | "
+                f"{'-' if not math.isfinite(r) else f'{r:.1f}'} |"
+            )
     return "\n".join(lines)
 
 
