@@ -6,7 +6,8 @@
 Planners: ``ppo:PATH`` (a policy artifact or its run folder; runs inside a GuardedPolicy with the heuristic as
 fallback, whose fallbacks are counted), ``heuristic`` (RoboECC cut + RAPID skip), ``roboecc``, ``rapid``,
 ``vision`` (vision-triggered skip), ``static`` (Neurosurgeon best cut), ``edge``, ``cloud``, ``oracle`` (hindsight
-optimum, beam search). Episodes come from the ``--split`` side of the trace set's seeded split (default: test);
+optimum, beam search), ``hindsight`` (the fastest reaction the link allows: reads the trace; ``agents.hindsight``).
+Episodes come from the ``--split`` side of the trace set's seeded split (default: test);
 the heuristics' bandwidth prior comes from its training side. ``--backend executor`` runs every inference on the
 real split executor (``--preset tiny|small``) over a trace-shaped loopback link, with the Profile pair emulated on
 this machine (``agents.emulated_pair``) unless ``--profiles`` are given.

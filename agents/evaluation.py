@@ -30,6 +30,7 @@ PLANNER_NAMES: tuple[str, ...] = (
     "edge",
     "cloud",
     "oracle",
+    "hindsight",
 )
 _SIMPLE = tuple(n for n in PLANNER_NAMES if ":" not in n)
 
@@ -110,6 +111,10 @@ def build_planner(
         from agents.oracle import Oracle
 
         return Oracle(cut_candidates=2, beam=oracle_beam)
+    if name == "hindsight":
+        from agents.hindsight import HindsightPlanner
+
+        return HindsightPlanner(env)
     if name == "vision":
         from agents.vision_skip import VisionSkip
 

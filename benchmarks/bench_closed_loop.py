@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --from-json: an episode in several files is taken from the later one (overlay a re-run planner)",
     )
+    p.add_argument(
+        "--timelines",
+        action="store_true",
+        help="keep every episode's timeline in the JSON (each decision's cut, skip and latency), not only the first",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.from_json:
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    report = run_closed_loop_eval(cfg, on_episode=tick)
+    report = run_closed_loop_eval(cfg, on_episode=tick, keep_timelines=args.timelines)
     wall = time.perf_counter() - t0
     print(f"wall {wall:.0f} s ({len(report.episodes)} episodes)")
     print_tables(report)
@@ -168,7 +173,7 @@ def run_grid(args: argparse.Namespace) -> int:
                 )
                 profiles = profiles or eval_profiles(cfg)
                 t1 = time.perf_counter()
-                rep = run_closed_loop_eval(cfg, profiles=profiles, sims=sims)
+                rep = run_closed_loop_eval(cfg, profiles=profiles, sims=sims, keep_timelines=args.timelines)
                 print(
                     f"{model} {family_label(fam)} {task}: {len(rep.episodes)} episodes, wall "
                     f"{time.perf_counter() - t1:.0f} s",

@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from agents.closed_loop_eval import ClosedLoopEvalConfig, eval_profiles, run_closed_loop_eval
+    from agents.closed_loop_reaction import first_reaction
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="pi0")
@@ -52,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, list[tuple[bool, float]]] = {}
     for o in rep.episodes:
         tl = o.timeline or {}
-        ev = min((e["step"] for e in tl.get("events", [])), default=None)
-        arr = None
-        if ev is not None:
-            for d in tl.get("decisions", []):
-                if not d["skip"] and d["obs_index"] > ev and d["arrival_step"] >= 0:
-                    arr = d["arrival_step"]
-                    break
+        ev, arr = first_reaction(tl)
         react = (arr - ev) * tl["period_s"] if arr is not None and ev is not None else float("nan")
         summary.setdefault(o.planner, []).append((o.success, react))
         print(
