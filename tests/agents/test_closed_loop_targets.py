@@ -96,3 +96,22 @@ def test_noise_table_compares_success_under_noise_with_events_off():
     table = noise_table(merge_reports([report("pi0", "/t/wifi", eps)]))
     assert "| pi0 | wifi | reach-v3 | ppo | 1.00 | 0.75 | 3.0 | 3.0 | **missed** |" in table
     assert "| pi0 | wifi | reach-v3 | vision | 1.00 | 1.00 | 3.0 | 3.0 | met |" in table
+
+
+def test_the_hindsight_reference_is_no_other_planner_and_says_whether_a_miss_is_reachable():
+    eps = [ep(EXPERT, s, True, 1.0) for s in range(4)]
+    eps += [ep("edge", s, True, 2.4) for s in range(4)]
+    eps += [ep("roboecc", s, s < 3, 1.1) for s in range(4)]  # 0.75
+    eps += [ep("ppo", s, s < 2, 1.3) for s in range(4)]  # 0.50, 1.3x the expert
+    eps += [ep("hindsight", s, s < 3, 1.1) for s in range(4)]  # 0.75: under the expert too, but 1.1x
+    (k,) = target_checks(merge_reports([report("pi0", "/t/wifi", eps)]))
+    assert (k.best_other, k.best_other_success) == ("edge", 1.0)  # the reference is not an "other planner"
+    assert (k.ref_success, k.ref_tts_s, k.ref_success_ok, k.ref_tts_expert_ok) == (0.75, 1.1, False, True)
+    row = target_table([k]).splitlines()[2]
+    assert row == (
+        "| pi0 | wifi | reach-v3 | 4 | 0.50 | 1.00 | edge 1.00 | 0.75 / 1.10 | **missed**; hindsight too | 1.30 | "
+        "1.30x | 0.54x | **missed**; hindsight meets it | **missed** |"
+    )
+    # a cell without the reference keeps the plain table
+    (k,) = target_checks(merge_reports([report("pi0", "/t/wifi", [e for e in eps if e.planner != "hindsight"])]))
+    assert k.ref_success_ok is None and "hindsight" not in target_table([k])
