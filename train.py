@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except PolicyLoadError as e:
                 raise ValueError(str(e)) from e
             print(f"policy {ft.policy_path}: {ft.timesteps} closed-loop steps in {ft.wall_s:.0f} s")
+            if ft.best_step is not None:
+                print(f"selected: the validation at step {ft.best_step}; last model: {ft.last_policy_path}")
             return 0
         res = run(cfg)
     except ValueError as e:  # bad traces or trace selection (empty split, unknown family, ...)

@@ -28,8 +28,16 @@ deadline, chunk length and candidate cuts are the base run's (its ``train_config
 ``traces`` is given (the training side of their split, each family equally likely, without the embedded set unless
 no traces are named). The result is a normal policy artifact (same observation, action space, Profiles), so it loads
 and deploys like the base run's; its metadata adds ``closed_loop_finetune`` (base run, weights hash, reward term,
-tasks, events, scenes, steps) and ``finetune_curve.csv`` records success per rollout. The final model is saved
-(there is no closed-loop validation during fine-tuning: ``ecc closedloop`` on held-out seeds is the yardstick).
+tasks, events, scenes, steps) and ``finetune_curve.csv`` records success per rollout (sampled actions).
+
+## Validation and the best checkpoint (``validate_every_steps`` > 0)
+Every ``validate_every_steps`` steps (and at steps 0 and the last) the deterministic policy runs
+``validation_episodes`` fixed episodes (seeds drawn once from ``validation_scenes``, default 45-49; training then
+draws from 30-44; both disjoint from the evaluation's scenes 0-29) with the evaluation's episode runner
+(:func:`agents.closed_loop_eval.run_episode`) on this module's envs; ``finetune_validation.csv`` records success
+rate, median time-to-success and inferences per validation. The saved artifact is the best validation's policy
+(highest success, then lower median time-to-success, then earlier); ``last/policy.safetensors`` keeps the last
+model. Without validation (the default) the last model is saved, as before, and training scenes are 30-49.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +60,11 @@ log = logging.getLogger(__name__)
 _PPO_FIELDS = ("learning_rate", "n_steps", "batch_size", "n_epochs", "ent_coef")
 
 MEMO_LIMIT = 20_000  # remembered simulator steps per task before the memo is cleared (bounded memory in training)
+EVALUATION_SCENES = range(30)  # the closed-loop evaluation's seeds 0-29 (ecc closedloop): never validated on
+TRAINING_SCENES = tuple(range(30, 50))  # training scenes without validation (the recipe of runs 1-5)
+VALIDATED_TRAINING_SCENES = tuple(range(30, 45))  # training scenes when validating ...
+VALIDATION_SCENES = tuple(range(45, 50))  # ... and the validation scenes
+VALIDATION_CSV = "finetune_validation.csv"
 
 
 @dataclass(frozen=True)
@@ -77,27 +90,64 @@ class FinetuneSettings:
     """The closed-loop side of fine-tuning. ``tasks``: empty = the base run's ``metaworld_tasks`` (else all six);
     ``events``: event settings drawn per episode (off | on | noise; repeat one to weigh it; empty = the
     TrainConfig's ``closed_loop_events``); ``scenes``: MetaWorld
-    scenes (``seed mod 50``) episodes are drawn from; ``episode_s``: the horizon, as in the closing-note grid."""
+    scenes (``seed mod 50``) training episodes are drawn from (empty: 30-49, or 30-44 when validating);
+    ``episode_s``: the horizon, as in the closing-note grid. ``validate_every_steps``: validate the deterministic
+    policy this often (env steps; 0: never, the last model is saved); ``validation_episodes``: fixed episodes per
+    validation; ``validation_scenes``: the scenes their seeds come from (empty: 45-49), disjoint from the training
+    scenes and from the evaluation's 0-29. Empty ``scenes``/``validation_scenes`` are resolved on construction."""
 
     tasks: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
-    scenes: tuple[int, ...] = tuple(range(30, 50))
+    scenes: tuple[int, ...] = ()
     episode_s: float = 5.0
     vla: str = "aware"
     image_px: int = 64
     reward: SuccessReward = SuccessReward()
+    validate_every_steps: int = 0
+    validation_episodes: int = 8
+    validation_scenes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         from ecc_env.closed_loop import EventConfig
 
         for ev in self.events:
             EventConfig.named(ev)  # ValueError naming a bad one
+        check_validation(self.validate_every_steps, self.validation_episodes, self.validation_scenes)
+        validating = self.validate_every_steps > 0
         if not self.scenes:
-            raise ValueError(f"scenes must not be empty: {self}")
+            object.__setattr__(self, "scenes", VALIDATED_TRAINING_SCENES if validating else TRAINING_SCENES)
+        if validating and not self.validation_scenes:
+            object.__setattr__(self, "validation_scenes", VALIDATION_SCENES)
+        object.__setattr__(self, "scenes", tuple(int(s) for s in self.scenes))
+        object.__setattr__(self, "validation_scenes", tuple(int(s) for s in self.validation_scenes))
         if any(not 0 <= s < 50 for s in self.scenes):
             raise ValueError(f"scenes are MetaWorld scene numbers 0-49, got {self.scenes}")
+        both = sorted(set(self.scenes) & set(self.validation_scenes)) if validating else []
+        if both:
+            raise ValueError(f"validation_scenes {self.validation_scenes} overlap the training scenes at {both}")
         if not (math.isfinite(self.episode_s) and self.episode_s > 0):
             raise ValueError(f"episode_s must be finite and > 0, got {self.episode_s!r}")
+
+
+def check_validation(every_steps: int, episodes: int, scenes: Sequence[int]) -> None:
+    """ValueError naming the field for a bad validation setting: negative ``validate_every_steps``, fewer than one
+    ``validation_episodes``, ``validation_scenes`` outside 0-49 or among the evaluation's scenes 0-29."""
+    if every_steps < 0:
+        raise ValueError(f"validate_every_steps must be >= 0 (0: no validation), got {every_steps}")
+    if episodes < 1:
+        raise ValueError(f"validation_episodes must be >= 1, got {episodes}")
+    if any(not 0 <= s < 50 for s in scenes):
+        raise ValueError(f"validation_scenes are MetaWorld scene numbers 0-49, got {tuple(scenes)}")
+    held_out = sorted(set(scenes) & set(EVALUATION_SCENES))
+    if held_out:
+        raise ValueError(f"validation_scenes must not include the evaluation's scenes 0-29, got {held_out}")
+
+
+def bound_memo(sims: Sequence[Any]) -> None:
+    """Clear the remembered steps of every simulator that holds more than ``MEMO_LIMIT``."""
+    for sim in sims:
+        if len(sim._memo_steps) > MEMO_LIMIT:
+            sim.clear_memo()
 
 
 class ClosedLoopTrainingEnv(gym.Env):
@@ -133,9 +183,7 @@ class ClosedLoopTrainingEnv(gym.Env):
         rng = self.np_random
         self.active = self.envs[int(rng.integers(len(self.envs)))]
         episode_seed = int(self.scenes[int(rng.integers(len(self.scenes)))] + 50 * rng.integers(1, 1 << 20))
-        for sim in self.sims:
-            if len(sim._memo_steps) > MEMO_LIMIT:
-                sim.clear_memo()
+        bound_memo(self.sims)
         obs, info = self.active.reset(seed=episode_seed, options=options)
         info.update(episode_seed=episode_seed, task=self.active.closed_loop.task)
         info["events"] = self.active.closed_loop.events.label
@@ -280,6 +328,107 @@ class _CurveCallback:
         return CurveCallback()
 
 
+def state_sha256(state: dict[str, Any]) -> str:
+    """SHA-256 of a policy's ``state_dict`` (names, dtypes, shapes and values in name order): which checkpoint a
+    saved policy is, whatever file it was written to."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def validation_plan(settings: FinetuneSettings, n_envs: int, seed: int) -> list[tuple[int, int]]:
+    """The fixed validation episodes, drawn once: (index of the (task, event setting) env, episode seed). Envs
+    cycle so every task and event setting is validated; scenes cycle through ``validation_scenes``; the seed is
+    ``scene + 50 k`` as in training (scene = ``seed mod 50``), with ``k`` from ``seed``'s generator."""
+    rng = np.random.default_rng([seed, 45])
+    scenes = settings.validation_scenes
+    return [
+        (i % n_envs, int(scenes[i % len(scenes)] + 50 * rng.integers(1, 1 << 20)))
+        for i in range(settings.validation_episodes)
+    ]
+
+
+def validation_key(row: dict[str, Any]) -> tuple[float, float, int]:
+    """Sort key of a validation row, best first: higher success, then lower median time-to-success (none: last),
+    then earlier."""
+    tts = row["median_tts_s"]
+    return (-row["success_rate"], tts if math.isfinite(tts) else math.inf, int(row["timesteps"]))
+
+
+class _ValidationCallback:
+    """At the first rollout start (after PPO's update) at or past every multiple of ``every_steps`` env steps, and
+    at step 0 and the end (:meth:`finish`), runs the deterministic policy on the fixed episodes of ``plan`` in
+    ``env`` (a :class:`ClosedLoopTrainingEnv`), writes ``path`` (CSV) and keeps the best policy's weights in memory
+    (``best_state``)."""
+
+    def __new__(cls, env: Any, plan: list[tuple[int, int]], every_steps: int, path: Path) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        from agents.closed_loop_eval import run_episode
+        from agents.planner import ObsView, PlannerContext
+        from agents.policy import PPOPlanner
+
+        class ValidationCallback(BaseCallback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.rows: list[dict[str, Any]] = []
+                self.best_state: dict[str, Any] | None = None
+                self.best: dict[str, Any] | None = None
+                self.next_at = every_steps
+                self.t0 = time.perf_counter()
+
+            def _on_training_start(self) -> None:
+                self.validate()
+
+            def _on_rollout_start(self) -> None:  # after PPO's update: the weights of every step so far
+                if self.num_timesteps >= self.next_at:
+                    self.next_at = (self.num_timesteps // every_steps + 1) * every_steps
+                    self.validate()
+
+            def _on_step(self) -> bool:
+                return True
+
+            def finish(self) -> None:
+                """Validate the last model unless its step was validated."""
+                if not self.rows or self.rows[-1]["timesteps"] != self.num_timesteps:
+                    self.validate()
+
+            def validate(self) -> None:
+                bound_memo(env.sims)
+                outcomes = []
+                for j, seed in plan:
+                    e = env.envs[j]
+                    ctx = PlannerContext.from_env(e)
+                    planner = PPOPlanner(self.model, ctx.cut_fits, ObsView(ctx.obs_config))
+                    outcomes.append(run_episode(e, planner, seed))
+                tts = [o.time_to_success_s for o in outcomes if o.success and o.time_to_success_s is not None]
+                state = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+                row = {
+                    "timesteps": self.num_timesteps,
+                    "wall_s": time.perf_counter() - self.t0,
+                    "episodes": len(outcomes),
+                    "success_rate": float(np.mean([o.success for o in outcomes])),
+                    "median_tts_s": float(np.median(tts)) if tts else math.nan,
+                    "inferences_per_episode": float(np.mean([o.inferences for o in outcomes])),
+                    "weights_sha256": state_sha256(state),
+                }
+                self.rows.append(row)
+                if self.best is None or validation_key(row) < validation_key(self.best):
+                    self.best, self.best_state = row, state
+                log.info("closed-loop validation: %s (best so far: step %d)", row, self.best["timesteps"])
+                with path.open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(row))
+                    w.writeheader()
+                    w.writerows(self.rows)
+
+        return ValidationCallback()
+
+
 def check_base_profiles(meta: dict[str, Any], mpath: Path, edge: Any, cloud: Any) -> dict[str, str]:
     """The current ids of ``edge`` and ``cloud`` ({side: id}, what the fine-tuned policy is saved under). Raises
     PolicyLoadError unless the base run's metadata names both by their current ids, or both by their legacy ids (a
@@ -305,6 +454,9 @@ class FinetuneResult:
     timesteps: int
     wall_s: float
     curve: list[dict[str, float]]
+    validation: list[dict[str, Any]] = field(default_factory=list)  # finetune_validation.csv's rows (none: off)
+    best_step: int | None = None  # the step the saved policy comes from (validation on)
+    last_policy_path: Path | None = None  # the last model (validation on; off: policy_path is the last)
 
 
 def finetune_closed_loop(
@@ -335,7 +487,11 @@ def finetune_closed_loop(
     base = policy_path(cfg.closed_loop_finetune)
     meta, mpath = read_metadata(base)
     base_cfg = base_train_config(meta, mpath)
-    settings = settings or FinetuneSettings()
+    settings = settings or FinetuneSettings(
+        validate_every_steps=cfg.validate_every_steps,
+        validation_episodes=cfg.validation_episodes,
+        validation_scenes=tuple(cfg.validation_scenes),
+    )
     settings = replace(
         settings,
         events=settings.events or FinetuneSettings(events=tuple(cfg.closed_loop_events)).events,
@@ -370,12 +526,19 @@ def finetune_closed_loop(
         "n_envs": cfg.n_envs,
         "seed": cfg.seed,
     }
+    validating = settings.validate_every_steps > 0
+    if validating:
+        ft_meta["validation"] = {
+            "every_steps": settings.validate_every_steps,
+            "scenes": list(settings.validation_scenes),
+        }
     (run_dir / "config.json").write_text(json.dumps({"closed_loop_finetune": ft_meta}, indent=2))
 
     def factory() -> Any:
         return Monitor(make_training_env(edge, cloud, trace_set, env_cfg, settings, tasks))
 
     venv = DummyVecEnv([factory] * cfg.n_envs)
+    val_env = make_training_env(edge, cloud, trace_set, env_cfg, settings, tasks) if validating else None
     try:
         venv.seed(cfg.seed)
         space = venv.observation_space
@@ -390,9 +553,19 @@ def finetune_closed_loop(
         model.policy.load_state_dict(load_model(base).policy.state_dict())
         soften_action_logits(model.policy, cfg.finetune_temperature)
         callback = _CurveCallback(run_dir / "finetune_curve.csv")
-        model.learn(cfg.total_timesteps, callback=callback, progress_bar=cfg.progress_bar)
+        callbacks: list[Any] = [callback]
+        if val_env is not None:
+            plan = validation_plan(settings, len(val_env.envs), cfg.seed)
+            ft_meta["validation"]["seeds"] = [seed for _, seed in plan]
+            validator = _ValidationCallback(val_env, plan, settings.validate_every_steps, run_dir / VALIDATION_CSV)
+            callbacks.append(validator)
+        model.learn(cfg.total_timesteps, callback=callbacks, progress_bar=cfg.progress_bar)
+        if val_env is not None:
+            validator.finish()
     finally:
         venv.close()
+        if val_env is not None:
+            val_env.close()
     rng = meta.get("obs_range") or {}
     low = np.asarray(rng.get("low", callback.low), dtype=np.float64)
     high = np.asarray(rng.get("high", callback.high), dtype=np.float64)
@@ -405,10 +578,39 @@ def finetune_closed_loop(
         "profiles": want,
         "closed_loop_finetune": ft_meta,
     }
-    path = save_policy(model, run_dir / "policy.safetensors", out_meta)
+    if val_env is None:
+        path = save_policy(model, run_dir / "policy.safetensors", out_meta)
+        wall = time.perf_counter() - t_start
+        log.info("closed-loop fine-tuning of %s: %d steps in %.0f s -> %s", base, model.num_timesteps, wall, path)
+        return FinetuneResult(run_dir, weights_path(path), int(model.num_timesteps), wall, callback.rows)
+    last, best = validator.rows[-1], validator.best
+    last_path = save_policy(model, run_dir / "last" / "policy.safetensors", with_validation(out_meta, last, False))
+    model.policy.load_state_dict(validator.best_state)
+    path = save_policy(model, run_dir / "policy.safetensors", with_validation(out_meta, best, True))
     wall = time.perf_counter() - t_start
-    log.info("closed-loop fine-tuning of %s: %d steps in %.0f s -> %s", base, model.num_timesteps, wall, path)
-    return FinetuneResult(run_dir, weights_path(path), int(model.num_timesteps), wall, callback.rows)
+    log.info(
+        "closed-loop fine-tuning of %s: %d steps in %.0f s -> %s (validation step %d: success %.2f; last: %s)",
+        *(base, model.num_timesteps, wall, path, best["timesteps"], best["success_rate"], last_path),
+    )
+    return FinetuneResult(
+        run_dir,
+        weights_path(path),
+        int(model.num_timesteps),
+        wall,
+        callback.rows,
+        validation=validator.rows,
+        best_step=int(best["timesteps"]),
+        last_policy_path=weights_path(last_path),
+    )
+
+
+def with_validation(meta: dict[str, Any], row: dict[str, Any], selected: bool) -> dict[str, Any]:
+    """``meta`` with the validation of the saved policy in ``closed_loop_finetune.validation``: its step, figures,
+    and whether it was selected as the best (else: the last model)."""
+    ft = meta["closed_loop_finetune"]
+    figures = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items() if k != "wall_s"}
+    validation = {**ft["validation"], **figures, "selected": selected}
+    return {**meta, "closed_loop_finetune": {**ft, "validation": validation}}
 
 
 def sign_test_p(wins: int, losses: int) -> float:

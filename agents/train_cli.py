@@ -71,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"policy:            {ft.policy_path}")
         print(f"closed-loop steps: {ft.timesteps} in {ft.wall_s:.0f} s")
+        if ft.best_step is not None:
+            print(f"selected:          validation at step {ft.best_step} (finetune_validation.csv)")
+            print(f"last model:        {ft.last_policy_path}")
         return 0
     try:
         res = train_on_ray(cfg, ray_config) if engine.engine == "ray" else train(cfg)

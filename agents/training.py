@@ -82,6 +82,9 @@ class TrainConfig:
     time_cost_per_s: float = 1.0  # closed-loop fine-tuning: reward charged per second of episode until success
     closed_loop_events: tuple[str, ...] = ("on", "off")  # closed-loop fine-tuning: event settings drawn per episode
     finetune_temperature: float = 1.0  # closed-loop fine-tuning: base policy's logits / this (> 1: explore again)
+    validate_every_steps: int = 0  # closed-loop fine-tuning: validate the deterministic policy every N steps (0: off)
+    validation_episodes: int = 8  # closed-loop fine-tuning: fixed validation episodes per validation
+    validation_scenes: tuple[int, ...] = ()  # closed-loop fine-tuning: their MetaWorld scenes (empty: 45-49)
     tensorboard: bool = False  # write TensorBoard logs into the run folder
     progress_bar: bool = False  # show SB3's progress bar (rich)
 
@@ -114,9 +117,10 @@ class TrainConfig:
                 f"metaworld_seeds must be >= 1 and metaworld_frames >= 2, got {self.metaworld_seeds}, "
                 f"{self.metaworld_frames}"
             )
-        from agents.closed_loop_finetune import SuccessReward
+        from agents.closed_loop_finetune import SuccessReward, check_validation
 
         SuccessReward(self.success_bonus, self.time_cost_per_s)  # ValueError naming a bad term
+        check_validation(self.validate_every_steps, self.validation_episodes, self.validation_scenes)
         if not (math.isfinite(self.finetune_temperature) and self.finetune_temperature > 0):
             raise ValueError(f"finetune_temperature must be finite and > 0, got {self.finetune_temperature!r}")
         from agents.closed_loop_eval import EVENT_SETTINGS

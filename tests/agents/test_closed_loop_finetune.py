@@ -129,6 +129,10 @@ def test_a_finetuned_run_saves_loads_and_runs_like_any_policy(tmp_path, toy):
     ft = finetune_closed_loop(cfg, settings=settings, trace_set=traces, profiles=profiles)
     assert ft.timesteps >= 64 and ft.policy_path.is_file() and len(ft.curve) >= 2
     assert (ft.run_dir / "finetune_curve.csv").read_text().startswith("timesteps,wall_s,episodes,success_rate")
+    # validation off (the default): the last model, and the same files as before validation existed
+    assert ft.best_step is None and ft.last_policy_path is None and ft.validation == []
+    files = {"config.json", "finetune_curve.csv", "policy.json", "policy.safetensors"}
+    assert {f.name for f in ft.run_dir.iterdir()} == files
 
     env_cfg = closed_loop_env_config(base_cfg, *profiles, 1.5)
     env = ClosedLoopSplitEnv(*profiles, traces, closed_loop=ClosedLoopConfig("reach-v3"), config=env_cfg)
@@ -138,6 +142,7 @@ def test_a_finetuned_run_saves_loads_and_runs_like_any_policy(tmp_path, toy):
         info = loaded.metadata["closed_loop_finetune"]
         assert info["base_run"] == str(base.run_dir) and info["tasks"] == ["reach-v3"] and info["timesteps"] == 64
         assert info["reward"] == {"success_bonus": 20.0, "time_cost_per_s": 1.0}
+        assert info["scenes"] == list(range(30, 50)) and "validation" not in info
         assert loaded.metadata["profiles"]["edge"] == profile_id(profiles[0])  # the current ids
         before = load_model(base.policy_path).policy.state_dict()
         after = load_model(ft.policy_path).policy.state_dict()
@@ -273,3 +278,122 @@ def test_softened_logits_keep_every_decision_and_explore_again(toy):
         soften_action_logits(model.policy, 0.0)
     with pytest.raises(ValueError, match="finetune_temperature"):
         TrainConfig(finetune_temperature=float("inf"))
+
+
+def test_validation_settings_resolve_scenes_and_refuse_bad_values():
+    from agents.closed_loop_finetune import validation_key, validation_plan
+    from agents.train_cli import config_from_args
+    from agents.training import TrainConfig
+
+    off = FinetuneSettings()
+    assert off.scenes == tuple(range(30, 50)) and off.validation_scenes == ()  # the old recipe's training scenes
+    on = FinetuneSettings(validate_every_steps=512)
+    assert on.scenes == tuple(range(30, 45)) and on.validation_scenes == tuple(range(45, 50))
+    assert FinetuneSettings(validate_every_steps=1, scenes=(30, 31), validation_scenes=(40,)).scenes == (30, 31)
+    for bad, field in (
+        (dict(validate_every_steps=-1), "validate_every_steps"),
+        (dict(validation_episodes=0), "validation_episodes"),
+        (dict(validate_every_steps=8, validation_scenes=(29, 45)), r"validation_scenes.*evaluation's scenes 0-29"),
+        (dict(validate_every_steps=8, validation_scenes=(50,)), r"validation_scenes.*0-49"),
+        (dict(validate_every_steps=8, scenes=(40, 45), validation_scenes=(45, 46)), r"overlap.*\[45\]"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            FinetuneSettings(**bad)
+        with pytest.raises(ValueError, match=field.split(r".*")[0]):  # TrainConfig checks its fields the same way
+            if "scenes" in bad and "overlap" in field:
+                raise ValueError("overlap")  # training scenes are not a TrainConfig field
+            TrainConfig(**{k: v for k, v in bad.items()})
+    cfg = config_from_args(["--validate-every-steps", "512", "--validation-episodes", "4", "--validation-scenes", "46"])
+    assert (cfg.validate_every_steps, cfg.validation_episodes, cfg.validation_scenes) == (512, 4, (46,))
+
+    # fixed episodes, drawn once: every (task, events) env and validation scene in turn, seeds in those scenes
+    plan = validation_plan(FinetuneSettings(validate_every_steps=8, validation_episodes=6), 4, seed=3)
+    assert plan == validation_plan(FinetuneSettings(validate_every_steps=8, validation_episodes=6), 4, seed=3)
+    assert [j for j, _ in plan] == [0, 1, 2, 3, 0, 1] and [s % 50 for _, s in plan] == [45, 46, 47, 48, 49, 45]
+    assert len({s for _, s in plan}) == 6
+    # best first: success, then lower median time-to-success (none last), then earlier
+    rows = [
+        dict(timesteps=0, success_rate=0.5, median_tts_s=1.0),
+        dict(timesteps=8, success_rate=0.75, median_tts_s=2.0),
+        dict(timesteps=16, success_rate=0.75, median_tts_s=1.5),
+        dict(timesteps=24, success_rate=0.75, median_tts_s=1.5),
+        dict(timesteps=32, success_rate=0.0, median_tts_s=float("nan")),
+    ]
+    assert [r["timesteps"] for r in sorted(rows, key=validation_key)] == [16, 24, 8, 0, 32]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, toy):
+    """A tiny base run (PPO on the toy Profiles and traces) to fine-tune."""
+    from agents.training import TrainConfig, train
+
+    profiles, traces = toy.three_block_profiles(), toy.alternating_set()
+    cfg = TrainConfig(
+        total_timesteps=128,
+        n_envs=1,
+        n_steps=64,
+        batch_size=64,
+        eval_every_steps=128,
+        eval_episodes=1,
+        episode_s=2.0,
+        run_dir=str(tmp_path_factory.mktemp("runs")),
+        run_name="base",
+    )
+    return cfg, train(cfg, trace_set=traces, profiles=profiles), profiles, traces
+
+
+@pytest.mark.slow
+def test_validation_keeps_the_best_checkpoint_and_the_last(base_run, monkeypatch):
+    pytest.importorskip("metaworld")
+    import csv
+    from dataclasses import replace
+
+    import agents.closed_loop_eval as cle
+    from agents.artifact import load_model, load_policy
+    from agents.closed_loop_finetune import finetune_closed_loop, state_sha256, validation_key
+
+    real_run_episode, calls = cle.run_episode, []
+
+    def run_episode(env, planner, seed, **kw):  # the real episode; success fixed so step 32's validation is best
+        o = real_run_episode(env, planner, seed, **kw)
+        calls.append(seed)
+        o.success, o.time_to_success_s = (len(calls) - 1) // 2 == 1 or len(calls) == 1, 0.5
+        return o
+
+    monkeypatch.setattr(cle, "run_episode", run_episode)
+
+    base_cfg, base, profiles, traces = base_run
+    settings = FinetuneSettings(
+        tasks=("reach-v3",), events=("off",), episode_s=1.0, validate_every_steps=32, validation_episodes=2
+    )
+    cfg = replace(
+        base_cfg,
+        closed_loop_finetune=str(base.run_dir),
+        total_timesteps=64,
+        n_steps=32,
+        batch_size=32,
+        learning_rate=0.05,  # big steps: the checkpoints differ
+        run_name="ft-val",
+    )
+    ft = finetune_closed_loop(cfg, settings=settings, trace_set=traces, profiles=profiles)
+    with (ft.run_dir / "finetune_validation.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["timesteps"]) for r in rows] == [0, 32, 64]  # the base, after each update of 32 steps
+    assert all(int(r["episodes"]) == 2 for r in rows) and len({r["weights_sha256"] for r in rows}) == 3
+    assert [r["weights_sha256"] for r in rows] == [r["weights_sha256"] for r in ft.validation]
+    best = min(ft.validation, key=validation_key)
+    assert [r["success_rate"] for r in ft.validation] == [0.5, 1.0, 0.0] and calls[:2] == calls[2:4] == calls[4:]
+    assert ft.best_step == best["timesteps"] == 32  # neither the base nor the last
+
+    saved = load_model(ft.policy_path).policy.state_dict()
+    last = load_model(ft.last_policy_path).policy.state_dict()
+    assert state_sha256(saved) == best["weights_sha256"]  # the saved policy is the best validation's checkpoint
+    assert state_sha256(last) == ft.validation[-1]["weights_sha256"]  # and the last one is kept
+    assert ft.last_policy_path == ft.run_dir / "last" / "policy.safetensors"
+    for path, row, selected in ((ft.policy_path, best, True), (ft.last_policy_path, ft.validation[-1], False)):
+        info = load_policy(path).metadata["closed_loop_finetune"]["validation"]
+        assert info["selected"] is selected and info["timesteps"] == row["timesteps"]
+        assert info["success_rate"] == row["success_rate"] and info["every_steps"] == 32
+        assert info["scenes"] == [45, 46, 47, 48, 49] and [s % 50 for s in info["seeds"]] == [45, 46]
+    meta = load_policy(ft.policy_path).metadata["closed_loop_finetune"]
+    assert meta["scenes"] == list(range(30, 45))  # training scenes leave the validation scenes out
