@@ -16,7 +16,7 @@ MetaWorld robot, the perfect VLA, the seeded events, the env's own latency model
 | Episode end | terminated at success; truncated at the horizon (``episode_s``) |
 
 Each ``reset`` draws one (task, event setting) and an episode seed from the env's generator. Episode seeds lie in
-the training scenes only (``scenes``: MetaWorld scene ``seed mod 50``; default 30-49), so the evaluation's seeds 0-29
+the training scenes only (``scenes``: MetaWorld scene ``seed mod 50``; default 30-49, 30-44 when validating), so the evaluation's seeds 0-29
 are scenes the fine-tuning never saw; the seed also fixes the trace segment and the events, as in the evaluation.
 
 ## The run (:func:`finetune_closed_loop`, ``train.py --closed-loop-finetune RUN``)
@@ -471,7 +471,8 @@ def finetune_closed_loop(
     From ``cfg`` (a TrainConfig): the steps, PPO's hyper-parameters (learning rate, n_steps, batch size, epochs,
     entropy), ``n_envs``, ``seed``, ``run_dir``/``run_name``, the reward term (``success_bonus``,
     ``time_cost_per_s``), the event settings (``closed_loop_events``), ``metaworld_tasks`` and ``traces`` (when
-    given). Everything that defines the policy's
+    given), and without ``settings`` the validation fields (``validate_every_steps``, ``validation_episodes``,
+    ``validation_scenes``). Everything that defines the policy's
     world comes from the base run (module docstring). ``trace_set``/``profiles`` replace them (tests). Raises
     PolicyLoadError for a base artifact that does not load or does not match its Profiles."""
     import torch

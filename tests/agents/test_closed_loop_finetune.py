@@ -280,7 +280,7 @@ def test_softened_logits_keep_every_decision_and_explore_again(toy):
         TrainConfig(finetune_temperature=float("inf"))
 
 
-def test_validation_settings_resolve_scenes_and_refuse_bad_values():
+def test_validation_settings_resolve_scenes_and_refuse_bad_values(capsys):
     from agents.closed_loop_finetune import validation_key, validation_plan
     from agents.train_cli import config_from_args
     from agents.training import TrainConfig
@@ -299,12 +299,18 @@ def test_validation_settings_resolve_scenes_and_refuse_bad_values():
     ):
         with pytest.raises(ValueError, match=field):
             FinetuneSettings(**bad)
-        with pytest.raises(ValueError, match=field.split(r".*")[0]):  # TrainConfig checks its fields the same way
-            if "scenes" in bad and "overlap" in field:
-                raise ValueError("overlap")  # training scenes are not a TrainConfig field
-            TrainConfig(**{k: v for k, v in bad.items()})
+        if "scenes" not in bad:  # TrainConfig checks its validation fields the same way (training scenes: not one)
+            with pytest.raises(ValueError, match=field):
+                TrainConfig(**bad)
     cfg = config_from_args(["--validate-every-steps", "512", "--validation-episodes", "4", "--validation-scenes", "46"])
     assert (cfg.validate_every_steps, cfg.validation_episodes, cfg.validation_scenes) == (512, 4, (46,))
+    for argv, field in (
+        (["--validate-every-steps", "-1"], "validate_every_steps"),
+        (["--validation-scenes", "3"], "0-29"),
+    ):
+        with pytest.raises(SystemExit) as e:  # the command line: exit 2, the field named
+            config_from_args(argv)
+        assert e.value.code == 2 and field in capsys.readouterr().err.replace("\n", " ")
 
     # fixed episodes, drawn once: every (task, events) env and validation scene in turn, seeds in those scenes
     plan = validation_plan(FinetuneSettings(validate_every_steps=8, validation_episodes=6), 4, seed=3)
