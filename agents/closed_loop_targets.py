@@ -126,6 +126,7 @@ class TargetCheck:
     ref_tts_s: float = math.nan
     ref_success_ok: bool | None = None  # the same targets checked on the reference (None: no reference)
     ref_tts_expert_ok: bool | None = None
+    ref_tts_edge_ok: bool | None = None
 
     @property
     def ratio_expert(self) -> float:
@@ -163,6 +164,9 @@ def target_checks(
             def tts_ok(tts: float) -> bool:
                 return tts <= targets.tts_vs_expert * ex["median_tts_s"] + 1e-12
 
+            def tts_edge_ok(tts: float) -> bool:
+                return tts <= targets.tts_vs_edge * edge["median_tts_s"] + 1e-12
+
             s, tts = me["success_rate"], me["median_tts_s"]
             ref = rows.get((REFERENCE, task, vla, events))
             out.append(
@@ -180,11 +184,12 @@ def target_checks(
                     edge["median_tts_s"],
                     success_ok=success_ok(s),
                     tts_expert_ok=tts_ok(tts),
-                    tts_edge_ok=tts <= targets.tts_vs_edge * edge["median_tts_s"] + 1e-12,
+                    tts_edge_ok=tts_edge_ok(tts),
                     ref_success=ref["success_rate"] if ref else math.nan,
                     ref_tts_s=ref["median_tts_s"] if ref else math.nan,
                     ref_success_ok=success_ok(ref["success_rate"]) if ref else None,
                     ref_tts_expert_ok=tts_ok(ref["median_tts_s"]) if ref else None,
+                    ref_tts_edge_ok=tts_edge_ok(ref["median_tts_s"]) if ref else None,
                 )
             )
     return out
@@ -222,7 +227,7 @@ def target_table(checks: Sequence[TargetCheck]) -> str:
             f"{k.best_other} {k.best_other_success:.2f} | {ref}{ok_ref(k.success_ok, k.ref_success_ok)} | "
             f"{k.ppo_tts_s:.2f} | {ratio(k.ratio_expert)} | {ratio(k.ratio_edge)} | "
             f"{ok_ref(k.tts_expert_ok, k.ref_tts_expert_ok)} | "
-            f"{ok(k.tts_edge_ok) if math.isfinite(k.edge_tts_s) else 'n/a: edge-only never succeeded'} |"
+            f"{ok_ref(k.tts_edge_ok, k.ref_tts_edge_ok) if math.isfinite(k.edge_tts_s) else 'n/a: edge-only never succeeded'} |"
         )
     return "\n".join(lines)
 
