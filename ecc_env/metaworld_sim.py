@@ -320,6 +320,9 @@ class MetaWorldSim:
             self._joints = joints  # what the real step left (restoring recomputes the constraint forces)
             self.memo_hits["step"] += 1
         else:
+            # a real step: the joint state is the simulation's again (a remembered step's ``_joints`` left set here
+            # was reported for every later step until the next restore: the planners read a frozen arm)
+            self._joints = None
             first = None
             for k in range(1, self.sim_steps_per_control + 1):
                 obs, _, _, _, info = self._u.step(a)

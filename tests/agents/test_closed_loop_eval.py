@@ -179,6 +179,37 @@ def test_remembered_steps_frames_and_rollouts_change_no_result(toy):
             s.close()
 
 
+@pytest.mark.slow  # heavy: two closed-loop runs on the simulator, ~5-10 s
+def test_a_planner_gives_the_same_episodes_alone_or_after_another_on_shared_simulators(toy):
+    """The same planner on the same seeds: alone on a fresh simulator, and after another planner whose steps the
+    shared simulator remembers. A remembered step's joint state, left set for the real steps after it, made the
+    heuristic read a frozen arm after leaving rapid's trajectory (0 of 2 episodes equal before the fix)."""
+    pytest.importorskip("metaworld")
+    from dataclasses import asdict
+
+    from agents.closed_loop_eval import run_closed_loop_eval
+    from ecc_env.metaworld_sim import MetaWorldSim
+
+    profiles, traces = toy.three_block_profiles(), toy.alternating_set()
+
+    def run(planners: str) -> tuple[list[dict], int]:
+        cfg = ClosedLoopEvalConfig(
+            planners=planners, tasks="pick-place-v3", episodes=2, events="on", vlas="aware", episode_s=2.0
+        )
+        sim = MetaWorldSim("pick-place-v3")
+        try:
+            rep = run_closed_loop_eval(cfg, trace_set=traces, profiles=profiles, sims={"pick-place-v3": sim})
+            hits = sim.memo_hits["step"]
+        finally:
+            sim.close()
+        return [asdict(o) for o in rep.episodes if o.planner == "heuristic"], hits
+
+    alone, _ = run("heuristic")
+    after, hits = run("rapid,heuristic")
+    assert len(alone) == 2 and hits > 0  # the heuristic was served steps rapid had taken
+    assert after == alone  # every field, the first seed's timeline included
+
+
 def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):
     pytest.importorskip("metaworld")
     from agents.closed_loop_eval import run_closed_loop_eval

@@ -117,6 +117,28 @@ def test_a_simulator_built_after_another_was_closed_still_renders_the_scene():
         second.close()
 
 
+def test_a_real_step_after_a_remembered_one_reports_the_arm_it_left():
+    """A remembered step reports the joint state the real step left; the next step, stepped for real (a planner
+    leaving a trajectory another planner drove, without inferring), must report its own arm, not the remembered
+    one (it did until the next restore: the arm read frozen, and episodes depended on the planners run before)."""
+    sim = sim_for("pick-place-v3")
+    move, other = np.array([0.3, -0.2, 0.1, -1.0]), np.array([-0.4, 0.5, -0.2, 1.0])
+    sim.reset(7)
+    sim.step_control(move)  # remembered
+    sim.reset(7)
+    hits = sim.memo_hits["step"]
+    sim.step_control(move)  # from the memo
+    assert sim.memo_hits["step"] == hits + 1
+    remembered = sim.joints()
+    sim.step_control(other)  # stepped for real
+    assert sim.memo_hits["step"] == hits + 1
+    q, qd, tau = sim.joints()
+    np.testing.assert_array_equal(q, sim.data.qpos[:7])
+    np.testing.assert_array_equal(qd, sim.data.qvel[:7])
+    np.testing.assert_array_equal(tau, sim.data.qfrc_constraint[:7])
+    assert not np.array_equal(qd, remembered[1])  # the arm moved on
+
+
 @pytest.mark.slow  # heavy: six MetaWorld tasks rolled out by their experts, ~15 s
 @pytest.mark.parametrize("task", CLOSED_LOOP_TASKS)
 def test_zero_latency_expert_succeeds_on_every_task_used(task):
