@@ -33,8 +33,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BOUND = "hindsight"
-
 
 def main(argv: list[str] | None = None) -> int:
     from bench_closed_loop import expand_paths
@@ -72,6 +70,10 @@ def edge_only_index(config: dict) -> int:
     return int(edge.num_blocks)
 
 
+def _num(x: float, fmt: str = "{:.2f}") -> str:
+    return "-" if not math.isfinite(x) else fmt.format(x)
+
+
 def _rate(eps: list) -> tuple[float, int]:
     return (sum(o.success for o in eps) / len(eps), len(eps)) if eps else (math.nan, 0)
 
@@ -81,6 +83,7 @@ def bound_table(run: list, grid_by: dict, gap: float) -> str:
     import numpy as np
 
     from agents.closed_loop_eval import EXPERT
+    from agents.closed_loop_targets import REFERENCE
 
     lines = [
         "| model | family | task | n | expert | hindsight | hindsight median tts s | roboecc (this run) | "
@@ -96,20 +99,18 @@ def bound_table(run: list, grid_by: dict, gap: float) -> str:
                 return [o for o in (cell.episodes if cell else []) if o.task == task and o.planner == planner]
 
             ex, n = _rate(eps(c, EXPERT))
-            hs_eps = eps(c, BOUND)
+            hs_eps = eps(c, REFERENCE)
             hs, _ = _rate(hs_eps)
             tts = [o.time_to_success_s for o in hs_eps if o.success and o.time_to_success_s is not None]
             rb, _ = _rate(eps(c, "roboecc"))
             rb_grid, _ = _rate(eps(g, "roboecc"))
             ppo, _ = _rate(eps(g, "ppo"))
-            others = sorted({o.planner for o in (g.episodes if g else [])} - {EXPERT, "ppo", BOUND})
+            others = sorted({o.planner for o in (g.episodes if g else [])} - {EXPERT, "ppo", REFERENCE})
             best = max(((_rate(eps(g, p))[0], p) for p in others), default=(math.nan, "-"))
-
-            def f(x: float) -> str:
-                return "-" if not math.isfinite(x) else f"{x:.2f}"
 
             ok_gap = hs >= ex - gap - 1e-12
             ok_best = not (math.isfinite(best[0]) and hs < best[0] - 1e-12)
+            f = _num
             lines.append(
                 f"| {c.model} | {c.family} | {task} | {n} | {f(ex)} | {f(hs)} | "
                 f"{f(float(np.median(tts))) if tts else '-'} | {f(rb)} | {f(rb_grid)} | {f(ppo)} | "
@@ -129,9 +130,7 @@ def latency_table(run: list, edge_only: dict[str, int]) -> str:
         "|" + "---|" * 14,
     ]
 
-    def f(x: float, fmt: str = "{:.2f}") -> str:
-        return "-" if not math.isfinite(x) else fmt.format(x)
-
+    f = _num
     for c in run:
         for task in sorted({o.task for o in c.episodes}):
             for planner in sorted({o.planner for o in c.episodes} - {EXPERT}):
@@ -153,6 +152,7 @@ def lost_table(run: list, edge_only: dict[str, int]) -> str:
     """Markdown: every episode the expert solves and the hindsight planner does not, with its first inferences."""
     from agents.closed_loop_eval import EXPERT
     from agents.closed_loop_reaction import reaction_s
+    from agents.closed_loop_targets import REFERENCE
 
     lines = [
         "| model | family | task | seed | inferences | edge-only inferences in the first 1 s | "
@@ -162,7 +162,7 @@ def lost_table(run: list, edge_only: dict[str, int]) -> str:
     for c in run:
         solved = {(o.task, o.seed) for o in c.episodes if o.planner == EXPERT and o.success}
         for o in sorted(c.episodes, key=lambda o: (o.task, o.seed)):
-            if o.planner != BOUND or o.success or (o.task, o.seed) not in solved or not o.timeline:
+            if o.planner != REFERENCE or o.success or (o.task, o.seed) not in solved or not o.timeline:
                 continue
             inf = [d for d in o.timeline["decisions"] if not d["skip"]]
             early = sum(d["cut"] == edge_only[c.model] and d["time_s"] < 1.0 for d in inf)
@@ -170,7 +170,7 @@ def lost_table(run: list, edge_only: dict[str, int]) -> str:
             r = reaction_s(o.timeline)
             lines.append(
                 f"| {c.model} | {c.family} | {o.task} | {o.seed} | {o.inferences} | {early} | {first} | "
-                f"{'-' if not math.isfinite(r) else f'{r:.1f}'} |"
+                f"{_num(r, '{:.1f}')} |"
             )
     return "\n".join(lines)
 
