@@ -93,6 +93,16 @@ def make_env(profiles: tuple[Profile, Profile], trace_set: TraceSet, **kw):
     return gym.make(ecc_env.ENV_ID, edge_profile=profiles[0], cloud_profile=profiles[1], trace_set=trace_set, **kw)
 
 
+def tiny_train_config(run_dir: object, run_name: str, **changes: object):
+    """A TrainConfig for a seconds-long PPO run (one env, one evaluation episode of 2 s); ``changes`` override."""
+    from agents.training import TrainConfig
+
+    kw: dict = dict(
+        total_timesteps=256, n_envs=1, n_steps=128, batch_size=64, eval_every_steps=256, eval_episodes=1, episode_s=2.0
+    )
+    return TrainConfig(**{**kw, "run_dir": str(run_dir), "run_name": run_name, **changes})
+
+
 class Toy:
     """The helpers above as one fixture (test modules cannot import conftest)."""
 
@@ -100,6 +110,7 @@ class Toy:
     three_block_profiles = staticmethod(three_block_profiles)
     alternating_set = staticmethod(alternating_set)
     make_env = staticmethod(make_env)
+    tiny_train_config = staticmethod(tiny_train_config)
 
 
 @pytest.fixture(scope="session")

@@ -18,24 +18,14 @@ from agents.artifact import (
     migrate_policy,
     weights_path,
 )
-from agents.training import TrainConfig, train
+from agents.training import train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, toy):
     Toy = toy
     run_dir = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(
-        total_timesteps=512,
-        n_envs=1,
-        n_steps=256,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(run_dir),
-        run_name="tiny",
-    )
+    cfg = Toy.tiny_train_config(run_dir, "tiny", total_timesteps=512, n_steps=256)
     profiles = Toy.three_block_profiles()
     res = train(cfg, trace_set=Toy.alternating_set(), profiles=profiles)
     env = Toy.make_env(profiles, Toy.alternating_set(), episode_s=2.0)

@@ -7,7 +7,7 @@ import pytest
 
 from agents.artifact import PolicyExpectation, load_policy
 from agents.guard import GuardedPolicy
-from agents.training import TrainConfig, train
+from agents.training import train
 
 
 class Recorder:
@@ -27,17 +27,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, toy):
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        run_name="g",
-    )
+    cfg = toy.tiny_train_config(tmp_path_factory.mktemp("runs"), "g")
     profiles = toy.three_block_profiles()
     res = train(cfg, trace_set=toy.alternating_set(), profiles=profiles)
     env = toy.make_env(profiles, toy.alternating_set(), episode_s=2.0)

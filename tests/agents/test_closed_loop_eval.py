@@ -213,21 +213,11 @@ def test_a_planner_gives_the_same_episodes_alone_or_after_another_on_shared_simu
 def test_a_trained_ppo_policy_runs_unchanged_in_the_closed_loop(tmp_path, toy):
     pytest.importorskip("metaworld")
     from agents.closed_loop_eval import run_closed_loop_eval
-    from agents.training import TrainConfig, train
+    from agents.training import train
 
     profiles = toy.three_block_profiles()
     traces = toy.alternating_set()
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="tiny",
-    )
+    cfg = toy.tiny_train_config(tmp_path, "tiny")
     res = train(cfg, trace_set=traces, profiles=profiles)
     ev = ClosedLoopEvalConfig(
         planners=f"ppo:{res.run_dir}",

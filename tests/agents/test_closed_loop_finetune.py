@@ -96,21 +96,11 @@ def test_a_finetuned_run_saves_loads_and_runs_like_any_policy(tmp_path, toy):
     )
     from agents.closed_loop_eval import EXPERT, ClosedLoopEvalConfig, run_closed_loop_eval
     from agents.closed_loop_finetune import closed_loop_env_config, finetune_closed_loop
-    from agents.training import TrainConfig, train
+    from agents.training import train
     from ecc_env.closed_loop import ClosedLoopConfig, ClosedLoopSplitEnv
 
     profiles, traces = toy.three_block_profiles(), toy.alternating_set()
-    base_cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="base",
-    )
+    base_cfg = toy.tiny_train_config(tmp_path, "base")
     base = train(base_cfg, trace_set=traces, profiles=profiles)
     # a base trained before Profiles carried calibrated overheads names them by their legacy id: still accepted
     meta_file = base.policy_path.with_suffix(".json")
@@ -331,19 +321,11 @@ def test_validation_settings_resolve_scenes_and_refuse_bad_values(capsys):
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, toy):
     """A tiny base run (PPO on the toy Profiles and traces) to fine-tune."""
-    from agents.training import TrainConfig, train
+    from agents.training import train
 
     profiles, traces = toy.three_block_profiles(), toy.alternating_set()
-    cfg = TrainConfig(
-        total_timesteps=128,
-        n_envs=1,
-        n_steps=64,
-        batch_size=64,
-        eval_every_steps=128,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        run_name="base",
+    cfg = toy.tiny_train_config(
+        tmp_path_factory.mktemp("runs"), "base", total_timesteps=128, n_steps=64, eval_every_steps=128
     )
     return cfg, train(cfg, trace_set=traces, profiles=profiles), profiles, traces
 

@@ -19,17 +19,7 @@ from executor.control import DEFAULT_CHUNK_SIZE, DEFAULT_PERIOD_MS, ControlSpec,
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, toy):
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        run_name="d",
-    )
+    cfg = toy.tiny_train_config(tmp_path_factory.mktemp("runs"), "d")
     profiles = toy.three_block_profiles()
     res = train(cfg, trace_set=toy.alternating_set(), profiles=profiles)
     env = toy.make_env(profiles, toy.alternating_set(), episode_s=2.0)

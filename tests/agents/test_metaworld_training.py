@@ -18,20 +18,7 @@ def test_training_on_metaworld_streams_and_the_demo_closed_loop(tmp_path, toy, m
     from agents.training import TrainConfig, train, training_streams
 
     monkeypatch.setenv("ECC_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="mw",
-        metaworld_tasks=("reach-v3",),
-        metaworld_seeds=1,
-        metaworld_frames=10,
-    )
+    cfg = toy.tiny_train_config(tmp_path, "mw", metaworld_tasks=("reach-v3",), metaworld_seeds=1, metaworld_frames=10)
     assert training_streams(TrainConfig()) is None  # without the option: the env's procedural streams
     streams = training_streams(cfg)
     names = [s.name for s in streams]

@@ -133,17 +133,7 @@ def test_wraps_only_the_split_env():
 
 
 def test_trained_policy_is_recorded_and_refused_by_load_policy(tmp_path, toy):
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=128,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="priv",
-    )
+    cfg = toy.tiny_train_config(tmp_path, "priv", eval_every_steps=128)
     res = train(
         cfg,
         trace_set=toy.alternating_set(),

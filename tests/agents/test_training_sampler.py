@@ -140,17 +140,8 @@ def test_train_leaves_out_a_family_after_the_split(tmp_path, toy):
     full = TraceSet([*base, *extra], "mixed")
     split = full.split(0)
     assert any(t.name.startswith("fast/") for t in split.train)  # there is something to leave out
-    cfg = TrainConfig(
-        total_timesteps=128,
-        n_envs=1,
-        n_steps=64,
-        batch_size=64,
-        eval_every_steps=128,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="lofo",
-        exclude_families=("fast",),
+    cfg = toy.tiny_train_config(
+        tmp_path, "lofo", total_timesteps=128, n_steps=64, eval_every_steps=128, exclude_families=("fast",)
     )
     res = train(cfg, trace_set=full, profiles=toy.three_block_profiles())
     rec = json.loads((res.run_dir / "config.json").read_text())
@@ -174,18 +165,7 @@ def test_train_with_hedge_trains_and_records_the_hedged_rule(tmp_path, toy):
     from agents.training import make_env, train
 
     profiles = toy.three_block_profiles()
-    cfg = TrainConfig(
-        total_timesteps=128,
-        n_envs=1,
-        n_steps=64,
-        batch_size=64,
-        eval_every_steps=128,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="hedge",
-        hedge=True,
-    )
+    cfg = toy.tiny_train_config(tmp_path, "hedge", total_timesteps=128, n_steps=64, eval_every_steps=128, hedge=True)
     assert make_env(*profiles, toy.alternating_set(n=4), cfg).unwrapped.deadline.hedge
     res = train(cfg, trace_set=toy.alternating_set(n=10), profiles=profiles)
     meta = json.loads(res.policy_path.with_suffix(".json").read_text())

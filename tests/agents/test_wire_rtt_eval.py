@@ -72,24 +72,13 @@ def test_policy_wire_mismatch_refused_rtt_mismatch_warned(tmp_path, toy, caplog)
         load_policy,
         meta_path,
     )
-    from agents.training import TrainConfig, train
+    from agents.training import train
     from executor.wire_config import DEFAULT_WIRE, EXACT_WIRE
 
     Toy = toy
     e, c = Toy.three_block_profiles()
     priced = tuple(replace(p, notes={**p.notes, "wire": DEFAULT_WIRE.to_dict()}) for p in (e, c))
-    cfg = TrainConfig(
-        total_timesteps=256,
-        n_envs=1,
-        n_steps=128,
-        batch_size=64,
-        eval_every_steps=256,
-        eval_episodes=1,
-        episode_s=2.0,
-        run_dir=str(tmp_path),
-        run_name="w",
-        rtt_ms=30.0,
-    )
+    cfg = Toy.tiny_train_config(tmp_path, "w", rtt_ms=30.0)
     res = train(cfg, trace_set=Toy.alternating_set(), profiles=priced)
     meta = json.loads(meta_path(res.policy_path).read_text())
     assert meta["wire"]["label"] == "jpeg:90,fp16" and meta["rtt_rule"]["rtt_ms"] == 30.0
