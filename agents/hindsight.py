@@ -66,17 +66,6 @@ def _readable_env(env: Any) -> Any:
     return e
 
 
-def _breaker_holds(e: Any, t_s: float) -> bool:
-    """The env's breaker rule at ``t_s`` on a snapshot (``_breaker_holds`` may close the breaker as it reads)."""
-    if e._breaker_s is None:
-        return False
-    snap = e.get_state()
-    try:
-        return bool(e._breaker_holds(t_s))
-    finally:
-        e.set_state(snap)
-
-
 def cut_completions(env: Any, start_s: float | None = None) -> list[CutCompletion]:
     """Every allowed cut (``env.cut_fits``) priced for an inference starting at ``start_s`` (default: the env's
     current decision time), as ``EdgeCloudSplitEnv.step`` prices it; the env is left unchanged."""
@@ -84,7 +73,7 @@ def cut_completions(env: Any, start_s: float | None = None) -> list[CutCompletio
     if e.link is None:
         raise RuntimeError("call env.reset() before pricing cuts")
     t = float(e._t_dec if start_s is None else start_s)
-    breaker = _breaker_holds(e, t)
+    breaker = e.breaker_would_hold(t)
     out = []
     for k in (int(i) for i in np.flatnonzero(e.cut_fits)):
         runs = int(e.edge_only_index) if breaker and e.rows[k].uses_network else k

@@ -458,16 +458,22 @@ class EdgeCloudSplitEnv(gym.Env):
                 for done, mbps in sorted(ready):
                     self._add_uplink_sample(mbps, done)
 
+    def _breaker_answered(self) -> bool:
+        """Whether an uplink sample was measured after the open breaker opened (the link answered: it closes)."""
+        opened = self._breaker_s
+        return opened is not None and any(done > opened for done in self._bw_t)
+
+    def breaker_would_hold(self, t: float) -> bool:
+        """:meth:`_breaker_holds` without closing the breaker: a pure query (for planners that look ahead)."""
+        opened = self._breaker_s
+        return opened is not None and not self._breaker_answered() and t - opened < self.config.breaker_retry_s
+
     def _breaker_holds(self, t: float) -> bool:
         """Whether the open circuit breaker turns a network step at ``t`` into edge-only (``EnvConfig.breaker``):
         closes it when an uplink sample was measured after it opened; lets one step try after the retry time."""
-        opened = self._breaker_s
-        if opened is None:
-            return False
-        if any(done > opened for done in self._bw_t):
+        if self._breaker_answered():
             self._breaker_s = None  # the link answered after the failure
-            return False
-        return t - opened < self.config.breaker_retry_s
+        return self.breaker_would_hold(t)
 
     def _observe(self) -> np.ndarray:
         j = min(self._idx, self._n - 1)
